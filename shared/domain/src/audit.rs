@@ -1,0 +1,364 @@
+//! The audit trail: one append-only sequence of events per grant, hash-chained so that
+//! any edit, deletion or reordering is detectable.
+//!
+//! Each event carries the SHA-256 of the one before it; the first event links to a
+//! genesis hash derived from the grant id, so an event cannot be moved to another
+//! grant's chain. The grant record stores the head (last sequence number and hash) in
+//! the same transaction as the event, which makes a truncated tail detectable too.
+//!
+//! Events never carry a secret value: the details are what a ticket or an auditor may
+//! read (ids, names, ARNs, reasons).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::grant::{Grant, GrantId, GrantState};
+
+/// A SHA-256 digest, hex-encoded when serialised.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&value, &mut out)
+            .map_err(|e| format!("not a SHA-256 hex digest: {e}"))?;
+        Ok(Self(out))
+    }
+}
+
+impl From<Digest> for String {
+    fn from(value: Digest) -> String {
+        value.to_hex()
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", &self.to_hex()[..12])
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Where a grant's chain ends: the last sequence number and its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub hash: Digest,
+}
+
+impl ChainHead {
+    /// The head of an empty chain: sequence 0 and a hash bound to the grant id.
+    pub fn genesis(grant_id: GrantId) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"ticketbound-audit-genesis-v1\n");
+        h.update(grant_id.to_string().as_bytes());
+        Self {
+            seq: 0,
+            hash: Digest(h.finalize().into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A person or integration user in the ITSM (requester, approver, the webhook user).
+    ItsmUser,
+    /// A ticketbound function.
+    Component,
+    /// A person using the operator CLI.
+    Operator,
+    /// An AWS service acting on its own (DynamoDB TTL, Secrets Manager rotation).
+    AwsService,
+}
+
+impl ActorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::ItsmUser => "itsm_user",
+            Self::Component => "component",
+            Self::Operator => "operator",
+            Self::AwsService => "aws_service",
+        }
+    }
+}
+
+/// Who did it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub id: String,
+}
+
+impl Actor {
+    pub fn component(name: &str) -> Self {
+        Self {
+            kind: ActorKind::Component,
+            id: name.to_owned(),
+        }
+    }
+
+    pub fn itsm_user(id: &str) -> Self {
+        Self {
+            kind: ActorKind::ItsmUser,
+            id: id.to_owned(),
+        }
+    }
+
+    pub fn operator(id: &str) -> Self {
+        Self {
+            kind: ActorKind::Operator,
+            id: id.to_owned(),
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Requested,
+    PolicyEvaluated,
+    Rejected,
+    ProvisioningStarted,
+    Provisioned,
+    ProvisioningFailed,
+    Rotated,
+    RotationRefused,
+    RevocationStarted,
+    Revoked,
+    RevocationFailed,
+    TicketUpdated,
+    DriftFound,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::PolicyEvaluated => "policy_evaluated",
+            Self::Rejected => "rejected",
+            Self::ProvisioningStarted => "provisioning_started",
+            Self::Provisioned => "provisioned",
+            Self::ProvisioningFailed => "provisioning_failed",
+            Self::Rotated => "rotated",
+            Self::RotationRefused => "rotation_refused",
+            Self::RevocationStarted => "revocation_started",
+            Self::Revoked => "revoked",
+            Self::RevocationFailed => "revocation_failed",
+            Self::TicketUpdated => "ticket_updated",
+            Self::DriftFound => "drift_found",
+        }
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The content of an audit event before it is placed in a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub action: AuditAction,
+    pub state_before: Option<GrantState>,
+    pub state_after: Option<GrantState>,
+    pub details: BTreeMap<String, String>,
+}
+
+impl AuditRecord {
+    pub fn new(at: DateTime<Utc>, actor: Actor, action: AuditAction) -> Self {
+        Self {
+            at,
+            actor,
+            action,
+            state_before: None,
+            state_after: None,
+            details: BTreeMap::new(),
+        }
+    }
+
+    pub fn states(mut self, before: Option<GrantState>, after: Option<GrantState>) -> Self {
+        self.state_before = before;
+        self.state_after = after;
+        self
+    }
+
+    /// Adds a detail. Never pass a secret value here: details are shown on tickets.
+    pub fn detail(mut self, key: &str, value: impl fmt::Display) -> Self {
+        self.details.insert(key.to_owned(), value.to_string());
+        self
+    }
+}
+
+/// One sealed event in a grant's audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub grant_id: GrantId,
+    /// 1 for the first event of a grant, then one more for each.
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub action: AuditAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_before: Option<GrantState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_after: Option<GrantState>,
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
+    pub prev_hash: Digest,
+    pub hash: Digest,
+}
+
+impl AuditEvent {
+    /// Seals `record` as the event after `head` in `grant_id`'s chain.
+    pub fn seal(grant_id: GrantId, head: &ChainHead, record: AuditRecord) -> Self {
+        let mut event = Self {
+            grant_id,
+            seq: head.seq + 1,
+            at: record.at,
+            actor: record.actor,
+            action: record.action,
+            state_before: record.state_before,
+            state_after: record.state_after,
+            details: record.details,
+            prev_hash: head.hash,
+            hash: head.hash,
+        };
+        event.hash = event.compute_hash();
+        event
+    }
+
+    pub fn head(&self) -> ChainHead {
+        ChainHead {
+            seq: self.seq,
+            hash: self.hash,
+        }
+    }
+
+    /// SHA-256 over an unambiguous encoding of every field but `hash`: each field is
+    /// length-prefixed, so no two different events encode to the same bytes.
+    pub fn compute_hash(&self) -> Digest {
+        fn field(h: &mut Sha256, bytes: &[u8]) {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        }
+        let state = |s: Option<GrantState>| s.map_or("", GrantState::as_str);
+        let mut h = Sha256::new();
+        h.update(b"ticketbound-audit-v1\n");
+        field(&mut h, self.grant_id.to_string().as_bytes());
+        field(&mut h, &self.seq.to_be_bytes());
+        field(&mut h, &self.at.timestamp().to_be_bytes());
+        field(&mut h, &self.at.timestamp_subsec_nanos().to_be_bytes());
+        field(&mut h, self.actor.kind.as_str().as_bytes());
+        field(&mut h, self.actor.id.as_bytes());
+        field(&mut h, self.action.as_str().as_bytes());
+        field(&mut h, state(self.state_before).as_bytes());
+        field(&mut h, state(self.state_after).as_bytes());
+        field(&mut h, &(self.details.len() as u64).to_be_bytes());
+        for (k, v) in &self.details {
+            field(&mut h, k.as_bytes());
+            field(&mut h, v.as_bytes());
+        }
+        field(&mut h, &self.prev_hash.0);
+        Digest(h.finalize().into())
+    }
+}
+
+impl Grant {
+    /// Seals `record` onto this grant's chain and moves the grant's head to it. The
+    /// caller stores the grant and the returned event together, in one transaction.
+    pub fn record(&mut self, record: AuditRecord) -> AuditEvent {
+        let event = AuditEvent::seal(self.id, &self.audit_head, record);
+        self.audit_head = event.head();
+        event
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainErrorKind {
+    /// The event's content does not match its hash: it was edited.
+    Tampered,
+    /// The event does not link to the hash of the one before it.
+    BrokenLink,
+    /// A sequence number is missing or out of order: an event was removed or moved.
+    OutOfSequence,
+    /// The event belongs to another grant.
+    ForeignEvent,
+    /// The chain ends before the head the grant record holds: events were removed.
+    Truncated,
+    /// The chain is longer than, or differs from, the head the grant record holds.
+    HeadMismatch,
+}
+
+/// Where and how a chain failed to verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("audit chain of grant {grant_id} breaks at sequence {seq}: {kind:?}")]
+pub struct ChainError {
+    pub grant_id: GrantId,
+    /// The sequence number where the break was found.
+    pub seq: u64,
+    pub kind: ChainErrorKind,
+}
+
+/// Verifies `events` (in stored order) as the whole chain of `grant_id`, and, when the
+/// grant record's `head` is given, that the chain ends exactly there.
+pub fn verify_chain(
+    grant_id: GrantId,
+    events: &[AuditEvent],
+    head: Option<&ChainHead>,
+) -> Result<ChainHead, ChainError> {
+    let fail = |seq, kind| ChainError {
+        grant_id,
+        seq,
+        kind,
+    };
+    let mut running = ChainHead::genesis(grant_id);
+    for event in events {
+        let expected_seq = running.seq + 1;
+        if event.grant_id != grant_id {
+            return Err(fail(expected_seq, ChainErrorKind::ForeignEvent));
+        }
+        if event.seq != expected_seq {
+            return Err(fail(expected_seq, ChainErrorKind::OutOfSequence));
+        }
+        if event.compute_hash() != event.hash {
+            return Err(fail(event.seq, ChainErrorKind::Tampered));
+        }
+        if event.prev_hash != running.hash {
+            return Err(fail(event.seq, ChainErrorKind::BrokenLink));
+        }
+        running = event.head();
+    }
+    if let Some(head) = head {
+        if head.seq > running.seq {
+            return Err(fail(running.seq + 1, ChainErrorKind::Truncated));
+        }
+        if *head != running {
+            return Err(fail(running.seq, ChainErrorKind::HeadMismatch));
+        }
+    }
+    Ok(running)
+}

@@ -1,0 +1,513 @@
+//! An access request as it arrives, before anything about it is trusted, and the one
+//! function that turns it into an [`AccessRequest`] or into the full list of what is
+//! wrong with it.
+//!
+//! [`RequestDraft`] is also ticketbound's documented generic JSON schema: ITSM
+//! adapters map vendor payloads onto it, and any other system may send it as is.
+//! Enumerations are plain strings here so that an unknown value is reported as a
+//! field problem beside all the others instead of failing the whole parse.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    AccessRequest, Approval, ChangeWindow, ConnectorKind, Environment, Identity, IdentityKind,
+    IdentityName, Justification, Owner, Permission, Principal, RevocationTrigger, RotationPeriod,
+    Scope, SourceSystem, SystemId, Target, Ticket, TicketKey, ValueError,
+};
+
+/// Approval times may run this far ahead of our clock (ITSM clocks drift).
+const CLOCK_SKEW: Duration = Duration::minutes(5);
+/// The rotation period when the ticket does not say.
+pub const DEFAULT_ROTATION_HOURS: u32 = 24;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketDraft {
+    pub source: Option<String>,
+    pub key: Option<String>,
+    pub link: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityDraft {
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub workload_principal: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDraft {
+    pub system_id: Option<String>,
+    pub connector: Option<String>,
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDraft {
+    pub approver: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeWindowDraft {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// An access request as received. See the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDraft {
+    #[serde(default)]
+    pub ticket: TicketDraft,
+    pub requester: Option<String>,
+    #[serde(default)]
+    pub approvals: Vec<ApprovalDraft>,
+    #[serde(default)]
+    pub identity: IdentityDraft,
+    #[serde(default)]
+    pub target: TargetDraft,
+    #[serde(default)]
+    pub scope: Vec<String>,
+    pub not_after: Option<DateTime<Utc>>,
+    pub justification: Option<String>,
+    pub revocation_trigger: Option<String>,
+    pub rotation_period_hours: Option<u32>,
+    pub change_window: Option<ChangeWindowDraft>,
+}
+
+/// One thing wrong with one field, named by its path in the generic schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+/// Everything wrong with a request, all at once, so that the sender fixes it in one go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|e| e.field.as_str())
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} problem{} in the request: ", if n == 1 { "" } else { "s" })?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects field problems while the checks run to the end.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            problem: problem.into(),
+        });
+    }
+
+    /// Checks a required value with `make`; records a problem and yields `None` if it
+    /// is absent or refused.
+    fn required<T>(
+        &mut self,
+        field: &str,
+        value: Option<&str>,
+        make: impl FnOnce(&str) -> Result<T, ValueError>,
+    ) -> Option<T> {
+        match value {
+            None => {
+                self.add(field, "is required");
+                None
+            }
+            Some(v) => self.check(field, make(v)),
+        }
+    }
+
+    fn check<T>(&mut self, field: &str, result: Result<T, ValueError>) -> Option<T> {
+        result.map_err(|e| self.add(field, e.0)).ok()
+    }
+}
+
+fn one_of<T: Copy>(value: &str, choices: &[(&str, T)]) -> Result<T, ValueError> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            ValueError(format!("must be one of {}", names.join(", ")))
+        })
+}
+
+const SOURCES: &[(&str, SourceSystem)] = &[
+    ("servicenow", SourceSystem::Servicenow),
+    ("jira", SourceSystem::Jira),
+    ("generic", SourceSystem::Generic),
+];
+const KINDS: &[(&str, IdentityKind)] = &[
+    ("service_account", IdentityKind::ServiceAccount),
+    ("api_key", IdentityKind::ApiKey),
+    ("token", IdentityKind::Token),
+    ("database_credential", IdentityKind::DatabaseCredential),
+    ("certificate", IdentityKind::Certificate),
+    ("delegated_access", IdentityKind::DelegatedAccess),
+];
+const CONNECTORS: &[(&str, ConnectorKind)] = &[
+    ("postgres", ConnectorKind::Postgres),
+    ("generated_api_key", ConnectorKind::GeneratedApiKey),
+];
+const ENVIRONMENTS: &[(&str, Environment)] =
+    &[("prod", Environment::Prod), ("non-prod", Environment::NonProd)];
+const TRIGGERS: &[(&str, RevocationTrigger)] = &[
+    ("not_after", RevocationTrigger::NotAfter),
+    (
+        "not_after_or_ticket_closed",
+        RevocationTrigger::NotAfterOrTicketClosed,
+    ),
+];
+
+impl RequestDraft {
+    /// Checks every field and the rules between them at time `now`. Either all of it
+    /// is good, or every problem found is returned together.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<AccessRequest, ValidationErrors> {
+        let mut p = Problems::default();
+
+        let source = p.required("ticket.source", self.ticket.source.as_deref(), |v| {
+            one_of(v, SOURCES)
+        });
+        let key = p.required("ticket.key", self.ticket.key.as_deref(), |v| TicketKey::new(v));
+        let requester = p.required("requester", self.requester.as_deref(), |v| Principal::new(v));
+
+        let approvals = self.check_approvals(&mut p, requester.as_ref(), now);
+
+        let kind = p.required("identity.kind", self.identity.kind.as_deref(), |v| {
+            one_of(v, KINDS)
+        });
+        let name = p.required(
+            "identity.name",
+            self.identity.name.as_deref(),
+            |v| IdentityName::new(v),
+        );
+        let owner = p.required("identity.owner", self.identity.owner.as_deref(), |v| Owner::new(v));
+        let workload = p.required(
+            "identity.workload_principal",
+            self.identity.workload_principal.as_deref(),
+            |v| Principal::new(v),
+        );
+
+        let system_id = p.required(
+            "target.system_id",
+            self.target.system_id.as_deref(),
+            |v| SystemId::new(v),
+        );
+        let connector = p.required("target.connector", self.target.connector.as_deref(), |v| {
+            one_of(v, CONNECTORS)
+        });
+        let environment = p.required(
+            "target.environment",
+            self.target.environment.as_deref(),
+            |v| one_of(v, ENVIRONMENTS),
+        );
+
+        let scope = self.check_scope(&mut p);
+
+        let not_after = match self.not_after {
+            None => {
+                p.add("not_after", "is required");
+                None
+            }
+            Some(t) if t <= now => {
+                p.add("not_after", "is already in the past");
+                None
+            }
+            Some(t) => Some(t),
+        };
+        if let (Some(t), Some(list)) = (not_after, approvals.as_ref())
+            && list.iter().any(|a| a.approved_at >= t)
+        {
+            p.add("not_after", "must be later than every approval");
+        }
+
+        let justification = p.required(
+            "justification",
+            self.justification.as_deref(),
+            |v| Justification::new(v),
+        );
+        let trigger = p.required(
+            "revocation_trigger",
+            self.revocation_trigger.as_deref(),
+            |v| one_of(v, TRIGGERS),
+        );
+        let rotation = p.check(
+            "rotation_period_hours",
+            RotationPeriod::hours(self.rotation_period_hours.unwrap_or(DEFAULT_ROTATION_HOURS)),
+        );
+        let change_window = self.check_change_window(&mut p);
+
+        match (
+            source,
+            key,
+            requester,
+            approvals,
+            (kind, name, owner, workload),
+            (system_id, connector, environment),
+            scope,
+            (not_after, justification, trigger, rotation, change_window),
+        ) {
+            (
+                Some(source),
+                Some(key),
+                Some(requester),
+                Some(approvals),
+                (Some(kind), Some(name), Some(owner), Some(workload_principal)),
+                (Some(system_id), Some(connector), Some(environment)),
+                Some(scope),
+                (
+                    Some(not_after),
+                    Some(justification),
+                    Some(revocation_trigger),
+                    Some(rotation_period),
+                    Some(change_window),
+                ),
+            ) if p.0.is_empty() => Ok(AccessRequest {
+                ticket: Ticket {
+                    source,
+                    key,
+                    link: self.ticket.link.clone(),
+                },
+                requester,
+                approvals,
+                identity: Identity {
+                    kind,
+                    name,
+                    owner,
+                    workload_principal,
+                },
+                target: Target {
+                    system_id,
+                    connector,
+                    environment,
+                },
+                scope,
+                not_after,
+                justification,
+                revocation_trigger,
+                rotation_period,
+                change_window,
+            }),
+            _ => Err(ValidationErrors(p.0)),
+        }
+    }
+
+    fn check_approvals(
+        &self,
+        p: &mut Problems,
+        requester: Option<&Principal>,
+        now: DateTime<Utc>,
+    ) -> Option<Vec<Approval>> {
+        if self.approvals.is_empty() {
+            p.add("approvals", "must hold at least one approval");
+            return None;
+        }
+        let before = p.0.len();
+        let mut seen = BTreeSet::new();
+        let mut approvals = Vec::with_capacity(self.approvals.len());
+        for (i, draft) in self.approvals.iter().enumerate() {
+            let field = format!("approvals[{i}].approver");
+            let approver = p.required(&field, draft.approver.as_deref(), |v| Principal::new(v));
+            let at = match draft.approved_at {
+                None => {
+                    p.add(format!("approvals[{i}].approved_at"), "is required");
+                    None
+                }
+                Some(t) if t > now + CLOCK_SKEW => {
+                    p.add(format!("approvals[{i}].approved_at"), "is in the future");
+                    None
+                }
+                Some(t) => Some(t),
+            };
+            if let Some(approver) = &approver
+                && !seen.insert(approver.clone())
+            {
+                p.add(&field, "approves twice; each approver counts once");
+            }
+            // Separation of duties is the policy's rule, but a request that lists its
+            // own requester as approver is malformed whatever the policy says.
+            if let (Some(approver), Some(requester)) = (&approver, requester)
+                && approver == requester
+            {
+                p.add(&field, "is the requester; nobody approves their own request");
+            }
+            if let (Some(approver), Some(approved_at)) = (approver, at) {
+                approvals.push(Approval {
+                    approver,
+                    approved_at,
+                });
+            }
+        }
+        (p.0.len() == before).then_some(approvals)
+    }
+
+    fn check_scope(&self, p: &mut Problems) -> Option<Scope> {
+        if self.scope.is_empty() {
+            p.add("scope", "must name at least one permission");
+            return None;
+        }
+        let before = p.0.len();
+        let permissions: Vec<Permission> = self
+            .scope
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| p.check(&format!("scope[{i}]"), Permission::new(v.as_str())))
+            .collect();
+        if p.0.len() != before {
+            return None;
+        }
+        p.check("scope", Scope::new(permissions))
+    }
+
+    /// `Some(None)` is a valid absence; `None` means a problem was recorded.
+    fn check_change_window(&self, p: &mut Problems) -> Option<Option<ChangeWindow>> {
+        let Some(window) = &self.change_window else {
+            return Some(None);
+        };
+        match (window.start, window.end) {
+            (Some(start), Some(end)) if start < end => Some(Some(ChangeWindow { start, end })),
+            (Some(_), Some(_)) => {
+                p.add("change_window.end", "must be later than change_window.start");
+                None
+            }
+            (start, end) => {
+                if start.is_none() {
+                    p.add("change_window.start", "is required when a change window is given");
+                }
+                if end.is_none() {
+                    p.add("change_window.end", "is required when a change window is given");
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap()
+    }
+
+    pub(crate) fn good_draft() -> RequestDraft {
+        serde_json::from_value(serde_json::json!({
+            "ticket": {"source": "jira", "key": "OPS-123", "link": "https://example.atlassian.net/browse/OPS-123"},
+            "requester": "alice@example.com",
+            "approvals": [
+                {"approver": "bob@example.com", "approved_at": "2026-11-29T11:00:00Z"},
+                {"approver": "carol@example.com", "approved_at": "2026-11-29T11:30:00Z"}
+            ],
+            "identity": {"kind": "database_credential", "name": "orders-etl", "owner": "team-data",
+                         "workload_principal": "arn:aws:iam::123456789012:role/orders-etl"},
+            "target": {"system_id": "orders-db", "connector": "postgres", "environment": "prod"},
+            "scope": ["orders_reader"],
+            "not_after": "2026-11-29T20:00:00Z",
+            "justification": "Nightly reconciliation job needs read access to orders",
+            "revocation_trigger": "not_after_or_ticket_closed"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_complete_request_validates() {
+        let request = good_draft().validate(now()).unwrap();
+        assert_eq!(request.ticket.qualified_key(), "jira#OPS-123");
+        assert_eq!(request.rotation_period.as_hours(), DEFAULT_ROTATION_HOURS);
+        assert_eq!(request.approvals.len(), 2);
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let mut draft = good_draft();
+        draft.identity.name = Some("Bad Name".into());
+        draft.scope = vec!["orders_reader".into(), "*".into()];
+        draft.not_after = None;
+        draft.target.environment = Some("staging".into());
+        draft.approvals[1].approver = Some("alice@example.com".into());
+        let errors = draft.validate(now()).unwrap_err();
+        let fields: Vec<&str> = errors.fields().collect();
+        assert_eq!(
+            fields,
+            [
+                "approvals[1].approver",
+                "identity.name",
+                "target.environment",
+                "scope[1]",
+                "not_after"
+            ]
+        );
+        assert!(errors.to_string().starts_with("5 problems in the request"));
+    }
+
+    #[test]
+    fn time_rules_hold() {
+        let mut draft = good_draft();
+        draft.not_after = Some(now() - Duration::seconds(1));
+        assert_eq!(
+            draft.validate(now()).unwrap_err().0[0].problem,
+            "is already in the past"
+        );
+
+        let mut draft = good_draft();
+        draft.approvals[0].approved_at = Some(now() + Duration::hours(1));
+        assert_eq!(
+            draft.validate(now()).unwrap_err().0[0].field,
+            "approvals[0].approved_at"
+        );
+
+        let mut draft = good_draft();
+        draft.change_window = Some(ChangeWindowDraft {
+            start: Some(now()),
+            end: Some(now() - Duration::hours(1)),
+        });
+        assert_eq!(
+            draft.validate(now()).unwrap_err().0[0].field,
+            "change_window.end"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_the_schema() {
+        let parsed: Result<RequestDraft, _> =
+            serde_json::from_value(serde_json::json!({"ticket": {"key": "A-1", "colour": "red"}}));
+        assert!(parsed.is_err());
+    }
+}
