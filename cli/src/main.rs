@@ -1,1 +1,91 @@
-fn main() {}
+//! `ticketbound`, the operator CLI: starts and stops the local stack, runs the demo of
+//! the lifecycle on it, and (as the lifecycle grows) shows grants and evidence.
+//!
+//! It talks to AWS (or the local emulator) through the same shared adapters as the
+//! Lambda functions; it holds no logic of its own about grants.
+
+mod demo;
+mod error;
+mod local;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ticketbound",
+    version,
+    about = "Ticket-bound, time-bound access for non-human identities"
+)]
+struct Cli {
+    /// Where the local stack keeps its state (virtualenv, logs, local.json).
+    #[arg(
+        long,
+        global = true,
+        env = "TICKETBOUND_HOME",
+        default_value = ".ticketbound"
+    )]
+    home: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The local stack: moto's AWS emulator and PostgreSQL on loopback.
+    Local {
+        #[command(subcommand)]
+        action: LocalAction,
+    },
+    /// Runs the lifecycle on the local stack (starting it if needed) and tells what it did.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum LocalAction {
+    /// Installs what is missing, starts what is not running, creates the tables.
+    Up,
+    /// Stops exactly what `up` started.
+    Down,
+    /// Says what runs and where.
+    Status,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = ticketbound_runtime::logging::init_cli_tracing("warn") {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error::report(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Local {
+            action: LocalAction::Up,
+        } => {
+            let stack = local::up(&cli.home).await?;
+            local::print(&stack, &cli.home);
+            Ok(())
+        }
+        Command::Local {
+            action: LocalAction::Down,
+        } => local::down(&cli.home),
+        Command::Local {
+            action: LocalAction::Status,
+        } => local::status(&cli.home),
+        Command::Demo => demo::run(&cli.home).await,
+    }
+}

@@ -368,11 +368,7 @@ impl Grant {
             }
             (S::Provisioning, GrantEvent::ProvisioningStarted) if expired => {
                 // A retry after the time is up: clean up whatever the earlier attempt made.
-                next.end(
-                    EndCause::Expired(ExpiryTrigger::Sweep),
-                    S::Revoking,
-                    at,
-                );
+                next.end(EndCause::Expired(ExpiryTrigger::Sweep), S::Revoking, at);
                 effects.push(Effect::RevokeCredential);
             }
             (S::Approved | S::Provisioning, GrantEvent::ProvisioningStarted) => {
@@ -395,11 +391,7 @@ impl Grant {
                 next.credential = Some(credential.clone());
                 next.last_error = None;
                 if expired {
-                    next.end(
-                        EndCause::Expired(ExpiryTrigger::Sweep),
-                        S::Revoking,
-                        at,
-                    );
+                    next.end(EndCause::Expired(ExpiryTrigger::Sweep), S::Revoking, at);
                     effects.push(Effect::RevokeCredential);
                 } else {
                     next.state = S::Active;
@@ -416,11 +408,7 @@ impl Grant {
 
             (S::Active, GrantEvent::Rotated) if expired => {
                 next.last_rotated_at = Some(at);
-                next.end(
-                    EndCause::Expired(ExpiryTrigger::Rotation),
-                    S::Revoking,
-                    at,
-                );
+                next.end(EndCause::Expired(ExpiryTrigger::Rotation), S::Revoking, at);
                 effects.push(Effect::RevokeCredential);
             }
             (S::Active, GrantEvent::Rotated) => {
@@ -479,7 +467,10 @@ impl Grant {
             (S::Approved, GrantEvent::Provisioned { .. })
             | (S::Approved, GrantEvent::ProvisioningFailed { .. })
             | (S::Approved | S::Provisioning | S::Failed, GrantEvent::Rotated)
-            | (S::Approved | S::Provisioning | S::Active | S::Failed, GrantEvent::RevokeConfirmed)
+            | (
+                S::Approved | S::Provisioning | S::Active | S::Failed,
+                GrantEvent::RevokeConfirmed,
+            )
             | (S::Failed, GrantEvent::ProvisioningStarted) => return Err(illegal()),
 
             (S::Revoked | S::Rejected, _) => return Ok(self.unchanged()),

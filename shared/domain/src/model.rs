@@ -337,7 +337,9 @@ impl From<Scope> for Vec<Permission> {
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.iter().map(Permission::as_str)).finish()
+        f.debug_set()
+            .entries(self.0.iter().map(Permission::as_str))
+            .finish()
     }
 }
 

@@ -111,7 +111,11 @@ impl ValidationErrors {
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "{n} problem{} in the request: ", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} problem{} in the request: ",
+            if n == 1 { "" } else { "s" }
+        )?;
         for (i, e) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
@@ -184,8 +188,10 @@ const CONNECTORS: &[(&str, ConnectorKind)] = &[
     ("postgres", ConnectorKind::Postgres),
     ("generated_api_key", ConnectorKind::GeneratedApiKey),
 ];
-const ENVIRONMENTS: &[(&str, Environment)] =
-    &[("prod", Environment::Prod), ("non-prod", Environment::NonProd)];
+const ENVIRONMENTS: &[(&str, Environment)] = &[
+    ("prod", Environment::Prod),
+    ("non-prod", Environment::NonProd),
+];
 const TRIGGERS: &[(&str, RevocationTrigger)] = &[
     ("not_after", RevocationTrigger::NotAfter),
     (
@@ -203,31 +209,33 @@ impl RequestDraft {
         let source = p.required("ticket.source", self.ticket.source.as_deref(), |v| {
             one_of(v, SOURCES)
         });
-        let key = p.required("ticket.key", self.ticket.key.as_deref(), |v| TicketKey::new(v));
-        let requester = p.required("requester", self.requester.as_deref(), |v| Principal::new(v));
+        let key = p.required("ticket.key", self.ticket.key.as_deref(), |v| {
+            TicketKey::new(v)
+        });
+        let requester = p.required("requester", self.requester.as_deref(), |v| {
+            Principal::new(v)
+        });
 
         let approvals = self.check_approvals(&mut p, requester.as_ref(), now);
 
         let kind = p.required("identity.kind", self.identity.kind.as_deref(), |v| {
             one_of(v, KINDS)
         });
-        let name = p.required(
-            "identity.name",
-            self.identity.name.as_deref(),
-            |v| IdentityName::new(v),
-        );
-        let owner = p.required("identity.owner", self.identity.owner.as_deref(), |v| Owner::new(v));
+        let name = p.required("identity.name", self.identity.name.as_deref(), |v| {
+            IdentityName::new(v)
+        });
+        let owner = p.required("identity.owner", self.identity.owner.as_deref(), |v| {
+            Owner::new(v)
+        });
         let workload = p.required(
             "identity.workload_principal",
             self.identity.workload_principal.as_deref(),
             |v| Principal::new(v),
         );
 
-        let system_id = p.required(
-            "target.system_id",
-            self.target.system_id.as_deref(),
-            |v| SystemId::new(v),
-        );
+        let system_id = p.required("target.system_id", self.target.system_id.as_deref(), |v| {
+            SystemId::new(v)
+        });
         let connector = p.required("target.connector", self.target.connector.as_deref(), |v| {
             one_of(v, CONNECTORS)
         });
@@ -256,11 +264,9 @@ impl RequestDraft {
             p.add("not_after", "must be later than every approval");
         }
 
-        let justification = p.required(
-            "justification",
-            self.justification.as_deref(),
-            |v| Justification::new(v),
-        );
+        let justification = p.required("justification", self.justification.as_deref(), |v| {
+            Justification::new(v)
+        });
         let trigger = p.required(
             "revocation_trigger",
             self.revocation_trigger.as_deref(),
@@ -364,7 +370,10 @@ impl RequestDraft {
             if let (Some(approver), Some(requester)) = (&approver, requester)
                 && approver == requester
             {
-                p.add(&field, "is the requester; nobody approves their own request");
+                p.add(
+                    &field,
+                    "is the requester; nobody approves their own request",
+                );
             }
             if let (Some(approver), Some(approved_at)) = (approver, at) {
                 approvals.push(Approval {
@@ -402,15 +411,24 @@ impl RequestDraft {
         match (window.start, window.end) {
             (Some(start), Some(end)) if start < end => Some(Some(ChangeWindow { start, end })),
             (Some(_), Some(_)) => {
-                p.add("change_window.end", "must be later than change_window.start");
+                p.add(
+                    "change_window.end",
+                    "must be later than change_window.start",
+                );
                 None
             }
             (start, end) => {
                 if start.is_none() {
-                    p.add("change_window.start", "is required when a change window is given");
+                    p.add(
+                        "change_window.start",
+                        "is required when a change window is given",
+                    );
                 }
                 if end.is_none() {
-                    p.add("change_window.end", "is required when a change window is given");
+                    p.add(
+                        "change_window.end",
+                        "is required when a change window is given",
+                    );
                 }
                 None
             }

@@ -1,6 +1,8 @@
 //! The lifecycle and the audit chain, tested through the public API: examples for the
 //! paths that matter, properties for the invariants.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use ticketbound_domain::*;
@@ -36,7 +38,10 @@ fn step(g: &Grant, e: GrantEvent, at: DateTime<Utc>) -> (Grant, Transition) {
 fn the_happy_path_issues_then_revokes() {
     let g = grant();
     let (g, t) = step(&g, GrantEvent::ProvisioningStarted, now());
-    assert_eq!((t.from, t.to), (GrantState::Approved, GrantState::Provisioning));
+    assert_eq!(
+        (t.from, t.to),
+        (GrantState::Approved, GrantState::Provisioning)
+    );
     assert_eq!(t.effects, [Effect::IssueCredential]);
     assert_eq!(g.version, 2);
 
@@ -58,7 +63,10 @@ fn the_happy_path_issues_then_revokes() {
     );
     assert_eq!(t.to, GrantState::Revoking);
     assert_eq!(t.effects, [Effect::RevokeCredential]);
-    assert_eq!(g.end_cause, Some(EndCause::Expired(ExpiryTrigger::Schedule)));
+    assert_eq!(
+        g.end_cause,
+        Some(EndCause::Expired(ExpiryTrigger::Schedule))
+    );
 
     let (g, t) = step(&g, GrantEvent::RevokeConfirmed, g.not_after());
     assert_eq!(t.to, GrantState::Revoked);
@@ -108,7 +116,11 @@ fn provisioning_after_the_not_after_time_goes_straight_to_revocation() {
     );
     assert_eq!(t.to, GrantState::Revoking);
     assert_eq!(t.effects, [Effect::RevokeCredential]);
-    assert_eq!(g.credential, Some(credential("r")), "revocation must know what to kill");
+    assert_eq!(
+        g.credential,
+        Some(credential("r")),
+        "revocation must know what to kill"
+    );
 }
 
 #[test]
@@ -122,14 +134,24 @@ fn provisioning_gives_up_after_the_configured_attempts() {
     };
     let mut g = grant();
     for _ in 0..2 {
-        (g, _) = g.apply(&GrantEvent::ProvisioningStarted, now(), &rules).unwrap();
+        (g, _) = g
+            .apply(&GrantEvent::ProvisioningStarted, now(), &rules)
+            .unwrap();
         let (next, t) = g.apply(&failure, now(), &rules).unwrap();
         g = next;
         if g.provisioning_attempts < 2 {
-            assert_eq!(t.to, GrantState::Provisioning, "a retryable failure is retried");
+            assert_eq!(
+                t.to,
+                GrantState::Provisioning,
+                "a retryable failure is retried"
+            );
         } else {
             assert_eq!(t.to, GrantState::Failed);
-            assert_eq!(t.effects, [Effect::RevokeCredential], "partial work is undone");
+            assert_eq!(
+                t.effects,
+                [Effect::RevokeCredential],
+                "partial work is undone"
+            );
         }
     }
     assert_eq!(g.last_error.as_deref(), Some("target unreachable"));
@@ -297,7 +319,9 @@ fn chain_of(len: usize, details: &[String]) -> (Grant, Vec<AuditEvent>) {
                 AuditAction::Rotated,
             )
             .states(Some(GrantState::Active), Some(GrantState::Active));
-            record = record.detail("n", i).detail("note", &details[i % details.len()]);
+            record = record
+                .detail("n", i)
+                .detail("note", &details[i % details.len()]);
             g.record(record)
         })
         .collect();
@@ -390,7 +414,11 @@ fn the_break_is_reported_where_it_is() {
 
     let (other, _) = chain_of(1, &["x".to_owned()]);
     let mut foreign = Grant::approved(GrantId::new(now(), 99), request(), now());
-    let e = foreign.record(AuditRecord::new(now(), Actor::component("t"), AuditAction::Requested));
+    let e = foreign.record(AuditRecord::new(
+        now(),
+        Actor::component("t"),
+        AuditAction::Requested,
+    ));
     let err = verify_chain(other.id, &[e], None).unwrap_err();
     assert_eq!(err.kind, ChainErrorKind::ForeignEvent);
 }

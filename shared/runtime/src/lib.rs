@@ -1,1 +1,16 @@
-//! placeholder
+//! What every ticketbound process does at start-up, in one place: tracing set up the
+//! way Lambda asks for it, typed configuration from environment variables, the one
+//! AWS SDK configuration, and the type that keeps secret values out of logs.
+//!
+//! This crate knows nothing of the domain or of any one AWS service; functions and
+//! the CLI depend on it, never the other way round.
+
+pub mod aws;
+pub mod config;
+pub mod local;
+pub mod logging;
+pub mod secret;
+
+pub use config::{ConfigError, EnvReader, VarProblem};
+pub use logging::{LogFormat, LogSettings, LoggingError};
+pub use secret::{ExposeSecret, SecretString};

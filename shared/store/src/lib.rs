@@ -1,1 +1,20 @@
-//! placeholder
+//! The DynamoDB adapter: where grants, their audit chains and idempotency records live.
+//!
+//! [`schema`] is the one definition of the tables: the local stack and the tests create
+//! them from it, and the Terraform module is checked against it. [`Store`] maps domain
+//! values to items (with `serde_dynamo`) and writes them only conditionally: a grant is
+//! created only if absent, changed only at the version it was read at, and always
+//! together with its audit events in one transaction, so that the record and its
+//! evidence can never disagree.
+//!
+//! This crate owns every DynamoDB SDK type; nothing above it sees one.
+
+mod error;
+mod items;
+pub mod schema;
+mod store;
+
+pub use error::StoreError;
+pub use items::{Delivery, ITEM_EXPIRY, ITEM_GRANT};
+pub use schema::{TableSchema, ensure_table};
+pub use store::{Store, StoreSettings, Tables};

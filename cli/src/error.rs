@@ -1,0 +1,34 @@
+use std::error::Error as _;
+
+use ticketbound_runtime::local::LocalStackError;
+use ticketbound_store::StoreError;
+
+use crate::local::LocalError;
+
+/// Everything the CLI can fail with; each keeps its cause for the report.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error(transparent)]
+    LocalStack(#[from] LocalStackError),
+    #[error("the store refused or failed")]
+    Store(#[from] StoreError),
+    #[error("the demo went wrong: {0}")]
+    Demo(String),
+}
+
+/// The error and its chain of causes on one line, outermost first.
+pub fn report(e: &CliError) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}

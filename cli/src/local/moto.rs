@@ -1,0 +1,151 @@
+//! moto's server in a virtualenv of its own, pinned so that every machine emulates
+//! AWS the same way.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use ticketbound_runtime::local::{LocalProcesses, LocalStack};
+
+use super::process::{self, LocalError};
+
+/// The moto release the tests were written against.
+pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.1";
+
+pub struct Moto {
+    pub endpoint: String,
+    pub pid: u32,
+    pub log: PathBuf,
+}
+
+fn port_of(endpoint: &str) -> Option<u16> {
+    endpoint
+        .rsplit(':')
+        .next()?
+        .trim_end_matches('/')
+        .parse()
+        .ok()
+}
+
+pub fn is_alive(stack: &LocalStack) -> bool {
+    let running = process::process_cmdline(stack.processes.moto_pid)
+        .is_some_and(|c| c.contains("moto_server"));
+    running && port_of(&stack.aws_endpoint).is_some_and(process::port_answers)
+}
+
+fn installed(venv: &Path) -> bool {
+    venv.join("bin/moto_server").is_file()
+        && std::fs::read_to_string(venv.join("ticketbound-requirement"))
+            .is_ok_and(|r| r.trim() == MOTO_REQUIREMENT)
+}
+
+fn install(venv: &Path) -> Result<(), LocalError> {
+    if installed(venv) {
+        return Ok(());
+    }
+    if !process::on_path("python3") {
+        return Err(LocalError::Prerequisite {
+            what: "python3".into(),
+            how: "apt-get install python3 python3-venv".into(),
+        });
+    }
+    eprintln!(
+        "installing {MOTO_REQUIREMENT} into {} (about 30 s, once)",
+        venv.display()
+    );
+    process::run(
+        "python3 -m venv",
+        Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg("--clear")
+            .arg(venv),
+    )
+    .map_err(|e| match e {
+        LocalError::Failed { tail, .. } => LocalError::Prerequisite {
+            what: format!("a working python3 venv module ({tail})"),
+            how: "apt-get install python3-venv".into(),
+        },
+        other => other,
+    })?;
+    process::run(
+        "pip install moto",
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            MOTO_REQUIREMENT,
+        ]),
+    )?;
+    std::fs::write(venv.join("ticketbound-requirement"), MOTO_REQUIREMENT).map_err(|source| {
+        LocalError::Io {
+            path: venv.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Reuses the running emulator if `previous` describes a live one, else starts one.
+pub async fn ensure_running(
+    home: &Path,
+    previous: Option<&LocalStack>,
+) -> Result<Moto, LocalError> {
+    if let Some(stack) = previous.filter(|s| is_alive(s)) {
+        return Ok(Moto {
+            endpoint: stack.aws_endpoint.clone(),
+            pid: stack.processes.moto_pid,
+            log: stack.processes.moto_log.clone(),
+        });
+    }
+    let venv = home.join("venv");
+    install(&venv)?;
+
+    let port = process::free_port()?;
+    let log = home.join("moto.log");
+    let out = File::create(&log).map_err(|source| LocalError::Io {
+        path: log.clone(),
+        source,
+    })?;
+    let err = out.try_clone().map_err(|source| LocalError::Io {
+        path: log.clone(),
+        source,
+    })?;
+    let child = Command::new(venv.join("bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // Its own process group: it outlives this command, and `down` stops the group.
+        .process_group(0)
+        .spawn()
+        .map_err(|source| LocalError::Spawn {
+            what: "moto_server".into(),
+            source,
+        })?;
+    let pid = child.id();
+    process::wait_for("moto_server", 30, log.clone(), || {
+        process::port_answers(port)
+    })?;
+    Ok(Moto {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        pid,
+        log,
+    })
+}
+
+pub fn stop(processes: &LocalProcesses) {
+    let pid = processes.moto_pid;
+    if process::process_cmdline(pid).is_some_and(|c| c.contains("moto_server")) {
+        // The whole group: moto_server and anything it forked.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pid}")])
+            .status();
+        let _ = process::wait_for(
+            "moto_server to stop",
+            10,
+            processes.moto_log.clone(),
+            || process::process_cmdline(pid).is_none_or(|c| c.trim().is_empty()),
+        );
+    }
+}

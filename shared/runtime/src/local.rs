@@ -1,0 +1,126 @@
+//! The local stack's description, as `ticketbound local up` writes it to
+//! `.ticketbound/local.json`: where the AWS emulator and PostgreSQL listen and what
+//! was started. The CLI and the tests read it; Lambda code never does.
+
+use std::path::{Path, PathBuf};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use serde::{Deserialize, Serialize};
+
+/// The file name inside the state directory.
+pub const FILE_NAME: &str = "local.json";
+/// The region the local stack pretends to be in.
+pub const REGION: &str = "eu-west-1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalStack {
+    /// The AWS endpoint (moto's server), e.g. `http://127.0.0.1:45123`.
+    pub aws_endpoint: String,
+    pub region: String,
+    pub grants_table: String,
+    pub audit_table: String,
+    pub postgres: LocalPostgres,
+    pub processes: LocalProcesses,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalPostgres {
+    /// Where credentials issued by ticketbound log in (password authentication).
+    pub host: String,
+    pub port: u16,
+    /// The Unix socket directory the administrator connects through (trust
+    /// authentication, so the local stack holds no administrator password).
+    pub socket_dir: PathBuf,
+    pub admin_user: String,
+    pub database: String,
+}
+
+impl LocalPostgres {
+    /// A libpq/tokio-postgres connection string for the administrator.
+    pub fn admin_dsn(&self) -> String {
+        format!(
+            "host={} port={} user={} dbname={}",
+            self.socket_dir.display(),
+            self.port,
+            self.admin_user,
+            self.database
+        )
+    }
+}
+
+/// What `local up` started, so that `local down` stops exactly that.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalProcesses {
+    pub moto_pid: u32,
+    pub moto_log: PathBuf,
+    pub postgres_data_dir: PathBuf,
+    pub postgres_bin_dir: PathBuf,
+    /// The OS user PostgreSQL runs as (`postgres` when started by root).
+    pub postgres_os_user: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalStackError {
+    #[error(
+        "no local stack description was found (looked for .ticketbound/{FILE_NAME} from {from} upwards); \
+         run `cargo run -p ticketbound -- local up` first (the README's test command does it)"
+    )]
+    NotStarted { from: PathBuf },
+    #[error("could not read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a local stack description")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl LocalStack {
+    /// Finds the description: `$TICKETBOUND_LOCAL_FILE`, else `.ticketbound/local.json`
+    /// in `start` or the nearest directory above it that has one.
+    pub fn discover(start: &Path) -> Result<Self, LocalStackError> {
+        let path = match std::env::var_os("TICKETBOUND_LOCAL_FILE") {
+            Some(p) => PathBuf::from(p),
+            None => start
+                .ancestors()
+                .map(|dir| dir.join(".ticketbound").join(FILE_NAME))
+                .find(|p| p.is_file())
+                .ok_or_else(|| LocalStackError::NotStarted {
+                    from: start.to_path_buf(),
+                })?,
+        };
+        Self::read(&path)
+    }
+
+    pub fn read(path: &Path) -> Result<Self, LocalStackError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LocalStackError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| LocalStackError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// An SDK configuration aimed at the emulator, with its dummy credentials.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.aws_endpoint)
+            .region(Region::new(self.region.clone()))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "ticketbound-local",
+            ))
+            .load()
+            .await
+    }
+}

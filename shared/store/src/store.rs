@@ -1,0 +1,324 @@
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use chrono::{DateTime, Duration, Utc};
+use ticketbound_domain::{AuditEvent, Grant, GrantId, Owner, Ticket};
+
+use crate::StoreError;
+use crate::items::{self, Delivery, ITEM_EXPIRY, ITEM_GRANT, Item};
+use crate::schema::GRANTS;
+
+/// The deployed names of the tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub grants: String,
+    pub audit: String,
+}
+
+impl Tables {
+    /// `<prefix>-grants` and `<prefix>-audit`: the names the local stack and tests use.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            grants: format!("{prefix}-grants"),
+            audit: format!("{prefix}-audit"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub tables: Tables,
+    /// How long a grant record outlives its not-after time before TTL may remove it.
+    pub retention: Duration,
+}
+
+/// Grants, audit chains and deliveries in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    settings: StoreSettings,
+}
+
+/// One write of a transaction, with the conflict it signals when its condition fails.
+struct Write {
+    item: TransactWriteItem,
+    on_conflict: StoreError,
+}
+
+impl Store {
+    pub fn new(client: Client, settings: StoreSettings) -> Self {
+        Self { client, settings }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.settings.tables
+    }
+
+    /// Records a new grant with its first audit events and, for an ITSM delivery, the
+    /// delivery record; all or nothing. Fails with `GrantExists` or
+    /// `DuplicateDelivery` if either is already there (an expired delivery record no
+    /// longer counts).
+    pub async fn create_grant(
+        &self,
+        grant: &Grant,
+        events: &[AuditEvent],
+        delivery: Option<&Delivery>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut writes = vec![Write {
+            item: self.put(
+                &self.settings.tables.grants,
+                items::grant_to_item(grant, self.settings.retention)?,
+                "attribute_not_exists(pk)",
+                &[],
+            )?,
+            on_conflict: StoreError::GrantExists(grant.id),
+        }];
+        if !grant.state.is_terminal() {
+            writes.push(Write {
+                item: self.put(
+                    &self.settings.tables.grants,
+                    items::expiry_trigger_item(grant)?,
+                    "attribute_not_exists(pk)",
+                    &[],
+                )?,
+                on_conflict: StoreError::GrantExists(grant.id),
+            });
+        }
+        writes.extend(self.audit_writes(events)?);
+        if let Some(d) = delivery {
+            writes.push(Write {
+                item: self.put(
+                    &self.settings.tables.grants,
+                    items::delivery_to_item(d)?,
+                    "attribute_not_exists(pk) OR expires_at < :now",
+                    &[(":now", AttributeValue::N(now.timestamp().to_string()))],
+                )?,
+                on_conflict: StoreError::DuplicateDelivery {
+                    source_system: d.source_system.clone(),
+                    delivery_id: d.delivery_id.clone(),
+                },
+            });
+        }
+        self.transact(writes).await
+    }
+
+    /// Stores `grant` as changed from version `grant.version - 1`, with the audit
+    /// events that record the change; all or nothing. Fails with `StaleVersion` if
+    /// anyone else changed the grant in between. When the grant has ended, its expiry
+    /// trigger is removed in the same transaction.
+    pub async fn save_grant(&self, grant: &Grant, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let expected = grant.version.saturating_sub(1);
+        let mut writes = vec![Write {
+            item: self.put(
+                &self.settings.tables.grants,
+                items::grant_to_item(grant, self.settings.retention)?,
+                "version = :expected",
+                &[(":expected", AttributeValue::N(expected.to_string()))],
+            )?,
+            on_conflict: StoreError::StaleVersion {
+                id: grant.id,
+                expected,
+            },
+        }];
+        if grant.state.is_terminal() {
+            let delete = Delete::builder()
+                .table_name(&self.settings.tables.grants)
+                .set_key(Some(items::key(items::grant_pk(grant.id), ITEM_EXPIRY)))
+                .build()
+                .map_err(|e| build_error("TransactWriteItems", e))?;
+            writes.push(Write {
+                item: TransactWriteItem::builder().delete(delete).build(),
+                on_conflict: StoreError::StaleVersion {
+                    id: grant.id,
+                    expected,
+                },
+            });
+        }
+        writes.extend(self.audit_writes(events)?);
+        self.transact(writes).await
+    }
+
+    /// The grant as last stored (strongly consistent).
+    pub async fn get_grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.settings.tables.grants)
+            .set_key(Some(items::key(items::grant_pk(id), ITEM_GRANT)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        out.item.map(items::grant_from_item).transpose()
+    }
+
+    /// The delivery record for `(source, delivery_id)` unless it has expired: DynamoDB
+    /// TTL deletes late, so expiry is checked here.
+    pub async fn find_delivery(
+        &self,
+        source_system: &str,
+        delivery_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.settings.tables.grants)
+            .set_key(Some(items::delivery_key(source_system, delivery_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        Ok(out
+            .item
+            .map(items::delivery_from_item)
+            .transpose()?
+            .filter(|d| d.expires_at > now))
+    }
+
+    /// Every grant recorded for a ticket, oldest first.
+    pub async fn grants_for_ticket(&self, ticket: &Ticket) -> Result<Vec<Grant>, StoreError> {
+        self.query_index("by-ticket", "ticket_key", ticket.qualified_key())
+            .await
+    }
+
+    /// Every grant of identities `owner` is accountable for, oldest first.
+    pub async fn grants_for_owner(&self, owner: &Owner) -> Result<Vec<Grant>, StoreError> {
+        self.query_index("by-owner", "owner_key", items::owner_key(owner.as_str()))
+            .await
+    }
+
+    /// A grant's whole audit chain in sequence order (strongly consistent).
+    pub async fn audit_trail(&self, id: GrantId) -> Result<Vec<AuditEvent>, StoreError> {
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.settings.tables.audit)
+            .key_condition_expression("grant_id = :id")
+            .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        pages.into_iter().map(items::audit_from_item).collect()
+    }
+
+    async fn query_index(
+        &self,
+        index: &'static str,
+        attribute: &str,
+        value: String,
+    ) -> Result<Vec<Grant>, StoreError> {
+        debug_assert!(GRANTS.indexes.iter().any(|i| i.name == index));
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.settings.tables.grants)
+            .index_name(index)
+            .key_condition_expression("#k = :v")
+            .expression_attribute_names("#k", attribute)
+            .expression_attribute_values(":v", AttributeValue::S(value))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        pages.into_iter().map(items::grant_from_item).collect()
+    }
+
+    fn audit_writes(&self, events: &[AuditEvent]) -> Result<Vec<Write>, StoreError> {
+        events
+            .iter()
+            .map(|e| {
+                Ok(Write {
+                    item: self.put(
+                        &self.settings.tables.audit,
+                        items::audit_to_item(e)?,
+                        "attribute_not_exists(seq)",
+                        &[],
+                    )?,
+                    on_conflict: StoreError::AuditEventExists {
+                        id: e.grant_id,
+                        seq: e.seq,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn put(
+        &self,
+        table: &str,
+        item: Item,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        for (name, value) in values {
+            put = put.expression_attribute_values(*name, value.clone());
+        }
+        let put = put
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Runs the writes as one transaction. When DynamoDB cancels it, the first write
+    /// whose condition failed names the conflict.
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.len() > 100 {
+            return Err(StoreError::TooManyItems(writes.len()));
+        }
+        let (items, mut conflicts): (Vec<_>, Vec<_>) = writes
+            .into_iter()
+            .map(|w| (w.item, Some(w.on_conflict)))
+            .unzip();
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(service)) => {
+                if let TransactWriteItemsError::TransactionCanceledException(cancelled) =
+                    service.err()
+                {
+                    let failed = cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .position(|r| r.code() == Some("ConditionalCheckFailed"));
+                    if let Some(conflict) = failed
+                        .and_then(|i| conflicts.get_mut(i))
+                        .and_then(Option::take)
+                    {
+                        return Err(conflict);
+                    }
+                }
+                Err(StoreError::dynamo(
+                    "TransactWriteItems",
+                    SdkError::ServiceError(service),
+                ))
+            }
+            Err(e) => Err(StoreError::dynamo("TransactWriteItems", e)),
+        }
+    }
+}
+
+fn build_error(operation: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Dynamo {
+        operation,
+        retryable: false,
+        source: Box::new(e),
+    }
+}
