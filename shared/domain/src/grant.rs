@@ -136,6 +136,9 @@ pub enum ExpiryTrigger {
     Sweep,
     /// A rotation was asked for after the not-after time.
     Rotation,
+    /// Another event arrived for an Active grant after its not-after time, before any
+    /// expiry path had fired.
+    LateEvent,
 }
 
 /// Why a grant ended (or is ending).
@@ -361,6 +364,34 @@ impl Grant {
             };
         }
 
+        // Whatever touches an Active grant past its not-after time ends it: a grant is
+        // never Active after its time, even if every expiry path has yet to fire.
+        if from == S::Active && expired {
+            let ends_anyway = matches!(
+                event,
+                GrantEvent::Expired { .. } | GrantEvent::TicketWithdrawn
+            ) || (matches!(event, GrantEvent::TicketClosed)
+                && self.revokes_on_closure());
+            if !ends_anyway {
+                if let GrantEvent::Provisioned { credential } = event {
+                    self.check_same_credential(credential)?;
+                }
+                if matches!(event, GrantEvent::RevokeConfirmed) {
+                    return Err(illegal());
+                }
+                let trigger = match event {
+                    GrantEvent::Rotated => {
+                        next.last_rotated_at = Some(at);
+                        ExpiryTrigger::Rotation
+                    }
+                    _ => ExpiryTrigger::LateEvent,
+                };
+                next.end(EndCause::Expired(trigger), S::Revoking, at);
+                effects.push(Effect::RevokeCredential);
+                return Ok(next.finish(self, effects, at));
+            }
+        }
+
         match (from, event) {
             (S::Approved, GrantEvent::ProvisioningStarted) if expired => {
                 // Nothing was issued, so there is nothing to revoke.
@@ -476,15 +507,25 @@ impl Grant {
             (S::Revoked | S::Rejected, _) => return Ok(self.unchanged()),
         }
 
-        next.version = self.version + 1;
-        next.updated_at = at;
+        Ok(next.finish(self, effects, at))
+    }
+
+    /// Completes a change from `before`: bumps the version and stamps the time.
+    fn finish(
+        mut self,
+        before: &Grant,
+        effects: Vec<Effect>,
+        at: DateTime<Utc>,
+    ) -> (Grant, Transition) {
+        self.version = before.version + 1;
+        self.updated_at = at;
         let transition = Transition {
-            from,
-            to: next.state,
+            from: before.state,
+            to: self.state,
             effects,
             changed: true,
         };
-        Ok((next, transition))
+        (self, transition)
     }
 
     fn unchanged(&self) -> (Grant, Transition) {

@@ -237,6 +237,19 @@ pub enum IdentityKind {
     DelegatedAccess,
 }
 
+impl IdentityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServiceAccount => "service_account",
+            Self::ApiKey => "api_key",
+            Self::Token => "token",
+            Self::DatabaseCredential => "database_credential",
+            Self::Certificate => "certificate",
+            Self::DelegatedAccess => "delegated_access",
+        }
+    }
+}
+
 /// The non-human identity the grant is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
@@ -257,6 +270,15 @@ pub enum ConnectorKind {
     Postgres,
     /// A random key held in Secrets Manager, read by the target system itself.
     GeneratedApiKey,
+}
+
+impl ConnectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::GeneratedApiKey => "generated_api_key",
+        }
+    }
 }
 
 /// Where the target runs. Policies treat production more strictly.
@@ -365,6 +387,15 @@ pub enum RevocationTrigger {
     NotAfter,
     /// Also revoke as soon as the ticket is closed or resolved.
     NotAfterOrTicketClosed,
+}
+
+impl RevocationTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAfter => "not_after",
+            Self::NotAfterOrTicketClosed => "not_after_or_ticket_closed",
+        }
+    }
 }
 
 /// How often the credential is rotated while it lives, in hours. Secrets Manager's

@@ -226,6 +226,7 @@ fn any_event() -> impl Strategy<Value = GrantEvent> {
         Just(ExpiryTrigger::TtlBackstop),
         Just(ExpiryTrigger::Sweep),
         Just(ExpiryTrigger::Rotation),
+        Just(ExpiryTrigger::LateEvent),
     ];
     prop_oneof![
         Just(GrantEvent::ProvisioningStarted),
@@ -255,6 +256,9 @@ fn any_history() -> impl Strategy<Value = Vec<(GrantEvent, i64)>> {
 }
 
 proptest! {
+    // The lifecycle is small and fast to run: many cases find rare orderings.
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
     #[test]
     fn no_event_moves_a_grant_out_of_a_terminal_state(history in any_history(), rejected in any::<bool>()) {
         let mut g = if rejected {
@@ -421,4 +425,33 @@ fn the_break_is_reported_where_it_is() {
     ));
     let err = verify_chain(other.id, &[e], None).unwrap_err();
     assert_eq!(err.kind, ChainErrorKind::ForeignEvent);
+}
+
+#[test]
+fn any_event_on_an_active_grant_past_its_time_starts_revocation() {
+    // Found by the property above: a straggler event must not leave the grant Active.
+    let g = grant();
+    let (g, _) = step(&g, GrantEvent::ProvisioningStarted, now());
+    let (g, _) = step(
+        &g,
+        GrantEvent::Provisioned {
+            credential: credential("a"),
+        },
+        now(),
+    );
+    let late = g.not_after();
+    let (g, t) = step(
+        &g,
+        GrantEvent::ProvisioningFailed {
+            reason: "boom".into(),
+            retryable: false,
+        },
+        late,
+    );
+    assert_eq!(t.to, GrantState::Revoking);
+    assert_eq!(t.effects, [Effect::RevokeCredential]);
+    assert_eq!(
+        g.end_cause,
+        Some(EndCause::Expired(ExpiryTrigger::LateEvent))
+    );
 }

@@ -1,0 +1,265 @@
+//! Jira Service Management webhooks (`jira:issue_updated`): an approval is the issue
+//! reaching the configured approved status; a withdrawal or a closure is it reaching
+//! one of the configured statuses for those. Request fields come from custom fields
+//! whose ids are configuration, since every Jira site numbers them differently.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use ticketbound_domain::request::{ChangeWindowDraft, IdentityDraft, TargetDraft, TicketDraft};
+use ticketbound_domain::{ApprovalDraft, RequestDraft, SourceSystem, TicketKey};
+
+use crate::value::{at, hours, list, opt_text, person, text, time};
+use crate::{Inbound, InboundError, TicketEnd, TicketEnded};
+
+/// Which Jira field holds each part of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JiraFields {
+    pub identity_kind: String,
+    pub identity_name: String,
+    pub owner: String,
+    pub workload_principal: String,
+    pub target_system: String,
+    pub connector: String,
+    pub environment: String,
+    pub scope: String,
+    pub not_after: String,
+    pub justification: String,
+    pub revocation_trigger: String,
+    pub rotation_period_hours: String,
+    #[serde(default)]
+    pub change_window_start: Option<String>,
+    #[serde(default)]
+    pub change_window_end: Option<String>,
+    /// The Jira Service Management "Approvals" field.
+    pub approvals: String,
+}
+
+/// How a Jira site's workflow and fields map onto ticketbound. Deserialised from the
+/// `TICKETBOUND_JIRA_MAPPING` JSON; the default matches the documented example site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JiraMapping {
+    pub approved_status: String,
+    pub withdrawn_statuses: Vec<String>,
+    pub closed_statuses: Vec<String>,
+    pub fields: JiraFields,
+}
+
+impl Default for JiraMapping {
+    fn default() -> Self {
+        let f = |n: u32| format!("customfield_{n}");
+        Self {
+            approved_status: "Approved".into(),
+            withdrawn_statuses: [
+                "Cancelled",
+                "Canceled",
+                "Declined",
+                "Withdrawn",
+                "Rolled back",
+            ]
+            .map(String::from)
+            .to_vec(),
+            closed_statuses: ["Closed", "Done", "Resolved"].map(String::from).to_vec(),
+            fields: JiraFields {
+                identity_kind: f(10201),
+                identity_name: f(10202),
+                owner: f(10203),
+                workload_principal: f(10204),
+                target_system: f(10205),
+                connector: f(10206),
+                environment: f(10207),
+                scope: f(10208),
+                not_after: f(10209),
+                justification: f(10210),
+                revocation_trigger: f(10211),
+                rotation_period_hours: f(10212),
+                change_window_start: Some(f(10213)),
+                change_window_end: Some(f(10214)),
+                approvals: f(10002),
+            },
+        }
+    }
+}
+
+impl JiraMapping {
+    /// The Jira field a generic request path comes from, to point a 400 at it.
+    pub fn source_of(&self, generic_field: &str) -> Option<String> {
+        let f = &self.fields;
+        let root = generic_field.split('[').next().unwrap_or(generic_field);
+        let id = match root {
+            "ticket.key" => "issue.key",
+            "requester" => "reporter",
+            "approvals" => &f.approvals,
+            "identity.kind" => &f.identity_kind,
+            "identity.name" => &f.identity_name,
+            "identity.owner" => &f.owner,
+            "identity.workload_principal" => &f.workload_principal,
+            "target.system_id" => &f.target_system,
+            "target.connector" => &f.connector,
+            "target.environment" => &f.environment,
+            "scope" => &f.scope,
+            "not_after" => &f.not_after,
+            "justification" => &f.justification,
+            "revocation_trigger" => &f.revocation_trigger,
+            "rotation_period_hours" => &f.rotation_period_hours,
+            "change_window.start" => f.change_window_start.as_deref()?,
+            "change_window.end" => f.change_window_end.as_deref()?,
+            _ => return None,
+        };
+        Some(id.to_owned())
+    }
+}
+
+/// Interprets a Jira webhook body.
+pub fn interpret(body: &[u8], mapping: &JiraMapping) -> Result<Inbound, InboundError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| InboundError::NotJson(e.to_string()))?;
+    let event = at(&v, "webhookEvent")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if event != "jira:issue_updated" {
+        return Ok(Inbound::Ignored {
+            why: format!("webhook event {event:?} is not an issue update"),
+        });
+    }
+    let Some(new_status) = at(&v, "changelog.items")
+        .and_then(Value::as_array)
+        .and_then(|items| {
+            items.iter().find(|i| {
+                i.get("fieldId")
+                    .or_else(|| i.get("field"))
+                    .and_then(Value::as_str)
+                    == Some("status")
+            })
+        })
+        .and_then(|i| i.get("toString"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(Inbound::Ignored {
+            why: "the update does not change the status".into(),
+        });
+    };
+    let key_text = opt_text(&v, "issue.key", "issue.key")?
+        .ok_or_else(|| InboundError::field("issue.key", "is required"))?;
+    let is = |list: &[String]| list.iter().any(|s| s.eq_ignore_ascii_case(new_status));
+
+    let end = if is(&mapping.withdrawn_statuses) {
+        Some(TicketEnd::Withdrawn)
+    } else if is(&mapping.closed_statuses) {
+        Some(TicketEnd::Closed)
+    } else {
+        None
+    };
+    if let Some(end) = end {
+        let key = TicketKey::new(key_text).map_err(|e| InboundError::field("issue.key", e.0))?;
+        return Ok(Inbound::TicketEnded(TicketEnded {
+            source: SourceSystem::Jira,
+            key,
+            end,
+            actor: at(&v, "user")
+                .and_then(person)
+                .unwrap_or_else(|| "jira".into()),
+            reason: Some(format!("status changed to {new_status}")),
+        }));
+    }
+    if !new_status.eq_ignore_ascii_case(&mapping.approved_status) {
+        return Ok(Inbound::Ignored {
+            why: format!("status changed to {new_status:?}, which is not an approval"),
+        });
+    }
+    draft(&v, key_text, mapping).map(|d| Inbound::Approval(Box::new(d)))
+}
+
+fn draft(v: &Value, key: String, mapping: &JiraMapping) -> Result<RequestDraft, InboundError> {
+    let f = &mapping.fields;
+    let field = |id: &str| {
+        at(v, &format!("issue.fields.{id}"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let name = |id: &str| format!("issue.fields.{id}");
+    let txt = |id: &str| text(&field(id), &name(id));
+
+    let link = at(v, "issue.self").and_then(Value::as_str).and_then(|s| {
+        s.find("/rest/")
+            .map(|i| format!("{}/browse/{key}", &s[..i]))
+    });
+
+    let change_window = match (&f.change_window_start, &f.change_window_end) {
+        (Some(start), Some(end)) => {
+            let (start, end) = (
+                time(&field(start), &name(start))?,
+                time(&field(end), &name(end))?,
+            );
+            (start.is_some() || end.is_some()).then_some(ChangeWindowDraft { start, end })
+        }
+        _ => None,
+    };
+
+    Ok(RequestDraft {
+        ticket: TicketDraft {
+            source: Some("jira".into()),
+            key: Some(key),
+            link,
+        },
+        requester: at(v, "issue.fields.reporter").and_then(person),
+        approvals: approvals(&field(&f.approvals), &name(&f.approvals))?,
+        identity: IdentityDraft {
+            kind: txt(&f.identity_kind)?,
+            name: txt(&f.identity_name)?,
+            owner: txt(&f.owner)?,
+            workload_principal: txt(&f.workload_principal)?,
+        },
+        target: TargetDraft {
+            system_id: txt(&f.target_system)?,
+            connector: txt(&f.connector)?,
+            environment: txt(&f.environment)?,
+        },
+        scope: list(&field(&f.scope), &name(&f.scope))?,
+        not_after: time(&field(&f.not_after), &name(&f.not_after))?,
+        justification: txt(&f.justification)?,
+        revocation_trigger: txt(&f.revocation_trigger)?,
+        rotation_period_hours: hours(
+            &field(&f.rotation_period_hours),
+            &name(&f.rotation_period_hours),
+        )?,
+        change_window,
+    })
+}
+
+/// Approvers who said yes, from a Jira Service Management Approvals field: every
+/// approval whose final decision is `approved`, timed at its completion.
+fn approvals(v: &Value, field: &str) -> Result<Vec<ApprovalDraft>, InboundError> {
+    let Some(list) = v.as_array() else {
+        return match v {
+            Value::Null => Ok(Vec::new()),
+            _ => Err(InboundError::field(
+                field,
+                "is not a Jira Service Management approvals list",
+            )),
+        };
+    };
+    let mut out = Vec::new();
+    for (i, approval) in list.iter().enumerate() {
+        if approval.get("finalDecision").and_then(Value::as_str) != Some("approved") {
+            continue;
+        }
+        let completed = approval.get("completedDate").unwrap_or(&Value::Null);
+        let approved_at = time(completed, &format!("{field}[{i}].completedDate"))?;
+        for approver in approval
+            .get("approvers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if approver.get("approverDecision").and_then(Value::as_str) == Some("approved") {
+                out.push(ApprovalDraft {
+                    approver: approver.get("approver").and_then(person),
+                    approved_at,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
