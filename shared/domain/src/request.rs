@@ -382,6 +382,9 @@ impl RequestDraft {
                 });
             }
         }
+        // A canonical order, so that the same approvals compare (and hash) equal
+        // whatever order the ITSM listed them in.
+        approvals.sort_by(|a, b| (a.approved_at, &a.approver).cmp(&(b.approved_at, &b.approver)));
         (p.0.len() == before).then_some(approvals)
     }
 

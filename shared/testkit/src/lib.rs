@@ -106,3 +106,107 @@ impl TestStack {
         )
     }
 }
+
+/// Reads a file under `tests/fixtures`.
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = format!("{}/../../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    match std::fs::read(&full) {
+        Ok(b) => b,
+        Err(e) => panic!("fixture {full}: {e}"),
+    }
+}
+
+/// A fixture parsed as JSON.
+pub fn fixture_json(path: &str) -> serde_json::Value {
+    match serde_json::from_slice(&fixture(path)) {
+        Ok(v) => v,
+        Err(e) => panic!("fixture {path} is not JSON: {e}"),
+    }
+}
+
+fn jira_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+fn glide_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// The Jira approval webhook from the fixtures, for issue `key`, approved ten minutes
+/// before `now` and running for `lifetime`.
+pub fn jira_approval(now: DateTime<Utc>, key: &str, lifetime: Duration) -> serde_json::Value {
+    let mut v = fixture_json("jira/issue-updated-approved.json");
+    v["issue"]["key"] = key.into();
+    v["timestamp"] = now.timestamp_millis().into();
+    let fields = &mut v["issue"]["fields"];
+    let approved = now - Duration::minutes(10);
+    if let Some(approvals) = fields["customfield_10002"].as_array_mut() {
+        for a in approvals {
+            a["completedDate"]["iso8601"] =
+                approved.format("%Y-%m-%dT%H:%M:%S+0000").to_string().into();
+            a["completedDate"]["jira"] = jira_time(approved).into();
+            a["completedDate"]["epochMillis"] = approved.timestamp_millis().into();
+        }
+    }
+    fields["customfield_10209"] = jira_time(now + lifetime).into();
+    fields["customfield_10213"] = jira_time(now - Duration::minutes(30)).into();
+    fields["customfield_10214"] = jira_time(now + lifetime).into();
+    v
+}
+
+/// The Jira cancellation webhook from the fixtures, for issue `key`.
+pub fn jira_cancellation(now: DateTime<Utc>, key: &str) -> serde_json::Value {
+    let mut v = fixture_json("jira/issue-updated-cancelled.json");
+    v["issue"]["key"] = key.into();
+    v["timestamp"] = now.timestamp_millis().into();
+    v
+}
+
+/// The ServiceNow change approval from the fixtures, for change `number`, approved
+/// ten minutes before `now` and running for `lifetime`.
+pub fn servicenow_approval(
+    now: DateTime<Utc>,
+    number: &str,
+    lifetime: Duration,
+) -> serde_json::Value {
+    let mut v = fixture_json("servicenow/change-request-approved.json");
+    v["number"] = number.into();
+    if let Some(approvers) = v["approvers"].as_array_mut() {
+        for (i, a) in approvers.iter_mut().enumerate() {
+            a["sys_updated_on"] = glide_time(now - Duration::minutes(20 - 5 * i as i64)).into();
+        }
+    }
+    v["u_not_after"] = glide_time(now + lifetime).into();
+    v["start_date"] = glide_time(now - Duration::minutes(30)).into();
+    v["end_date"] = glide_time(now + lifetime).into();
+    v["sys_updated_on"] = glide_time(now).into();
+    v
+}
+
+/// A unique ticket key for one test, e.g. `OPS-4821337`.
+pub fn unique_key(prefix: &str) -> String {
+    let n = ulid::Ulid::new().random() % 10_000_000;
+    format!("{prefix}-{n}")
+}
+
+impl TestStack {
+    pub fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+    }
+
+    /// Creates a secret of its own for one test and returns its id (name).
+    pub async fn create_secret(&self, purpose: &str, value: &str) -> String {
+        let name = format!("t/{purpose}/{}", ulid::Ulid::new());
+        if let Err(e) = self
+            .secretsmanager()
+            .create_secret()
+            .name(&name)
+            .secret_string(value)
+            .send()
+            .await
+        {
+            panic!("could not create secret {name} on the local stack: {e:?}");
+        }
+        name
+    }
+}

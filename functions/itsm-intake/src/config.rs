@@ -1,0 +1,171 @@
+//! The intake's configuration, from environment variables (set by Terraform, or by the
+//! local stack's function host).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono::Duration;
+use serde::de::DeserializeOwned;
+use ticketbound_itsm::jira::JiraMapping;
+use ticketbound_itsm::servicenow::ServiceNowMapping;
+use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
+use ticketbound_store::{StoreSettings, Tables};
+
+/// A JSON value in an environment variable.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromStr for Json<T> {
+    type Err = serde_json::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_str(s).map(Json)
+    }
+}
+
+/// How ServiceNow (and generic senders) authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderAuth {
+    /// `X-Ticketbound-Timestamp` + `X-Ticketbound-Signature` (HMAC), with a replay window.
+    Hmac,
+    /// `Authorization: Bearer <secret>`: weaker (no integrity, replayable), for
+    /// instances that cannot compute an HMAC.
+    Bearer,
+}
+
+impl FromStr for SenderAuth {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "hmac" => Ok(Self::Hmac),
+            "bearer" => Ok(Self::Bearer),
+            _ => Err(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JiraSettings {
+    pub secret_id: String,
+    pub mapping: JiraMapping,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceNowSettings {
+    pub secret_id: String,
+    pub auth: SenderAuth,
+    pub mapping: ServiceNowMapping,
+}
+
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    pub store: StoreSettings,
+    /// A directory of `*.cedar` policies to use instead of the defaults.
+    pub policy_dir: Option<PathBuf>,
+    /// Each integration is enabled by configuring its secret; a request to a route
+    /// whose integration is not configured gets 404.
+    pub jira: Option<JiraSettings>,
+    pub servicenow: Option<ServiceNowSettings>,
+    pub generic_secret_id: Option<String>,
+    /// How far a signed timestamp may be from our clock.
+    pub replay_window: Duration,
+    /// How long a delivery id is remembered (redeliveries inside it answer 200).
+    pub delivery_ttl: Duration,
+    /// How long configuration secrets are served from memory.
+    pub secret_cache_ttl: std::time::Duration,
+    /// How soon after a fetch a failed signature may fetch the secret again.
+    pub secret_min_refresh: std::time::Duration,
+}
+
+pub const GRANTS_TABLE: &str = "TICKETBOUND_GRANTS_TABLE";
+pub const AUDIT_TABLE: &str = "TICKETBOUND_AUDIT_TABLE";
+pub const RETENTION_DAYS: &str = "TICKETBOUND_RETENTION_DAYS";
+pub const POLICY_DIR: &str = "TICKETBOUND_POLICY_DIR";
+pub const JIRA_SECRET_ID: &str = "TICKETBOUND_JIRA_SECRET_ID";
+pub const JIRA_MAPPING: &str = "TICKETBOUND_JIRA_MAPPING";
+pub const SERVICENOW_SECRET_ID: &str = "TICKETBOUND_SERVICENOW_SECRET_ID";
+pub const SERVICENOW_AUTH: &str = "TICKETBOUND_SERVICENOW_AUTH";
+pub const SERVICENOW_MAPPING: &str = "TICKETBOUND_SERVICENOW_MAPPING";
+pub const GENERIC_SECRET_ID: &str = "TICKETBOUND_GENERIC_SECRET_ID";
+pub const REPLAY_WINDOW_SECS: &str = "TICKETBOUND_REPLAY_WINDOW_SECS";
+pub const DELIVERY_TTL_HOURS: &str = "TICKETBOUND_DELIVERY_TTL_HOURS";
+pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
+pub const SECRET_MIN_REFRESH_SECS: &str = "TICKETBOUND_SECRET_MIN_REFRESH_SECS";
+
+/// Every variable the intake reads, for the infrastructure check.
+pub const VARIABLES: &[&str] = &[
+    GRANTS_TABLE,
+    AUDIT_TABLE,
+    RETENTION_DAYS,
+    POLICY_DIR,
+    JIRA_SECRET_ID,
+    JIRA_MAPPING,
+    SERVICENOW_SECRET_ID,
+    SERVICENOW_AUTH,
+    SERVICENOW_MAPPING,
+    GENERIC_SECRET_ID,
+    REPLAY_WINDOW_SECS,
+    DELIVERY_TTL_HOURS,
+    SECRET_CACHE_SECS,
+    SECRET_MIN_REFRESH_SECS,
+];
+
+impl IntakeConfig {
+    /// Reads the configuration; one error names every missing or malformed variable.
+    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let grants: Option<String> = env.required(GRANTS_TABLE, "a DynamoDB table name");
+        let audit: Option<String> = env.required(AUDIT_TABLE, "a DynamoDB table name");
+        let retention_days: i64 = env.or_default(RETENTION_DAYS, "a number of days", 400);
+        let policy_dir = env.optional::<PathBuf>(POLICY_DIR, "a directory");
+        let jira_secret: Option<String> =
+            env.optional(JIRA_SECRET_ID, "a Secrets Manager secret id or ARN");
+        let jira_mapping: Json<JiraMapping> = env.or_default(
+            JIRA_MAPPING,
+            "a JSON Jira mapping (see the README)",
+            Json(JiraMapping::default()),
+        );
+        let sn_secret: Option<String> =
+            env.optional(SERVICENOW_SECRET_ID, "a Secrets Manager secret id or ARN");
+        let sn_auth = env.or_default(SERVICENOW_AUTH, "hmac or bearer", SenderAuth::Hmac);
+        let sn_mapping: Json<ServiceNowMapping> = env.or_default(
+            SERVICENOW_MAPPING,
+            "a JSON ServiceNow mapping (see the README)",
+            Json(ServiceNowMapping::default()),
+        );
+        let generic_secret_id =
+            env.optional(GENERIC_SECRET_ID, "a Secrets Manager secret id or ARN");
+        let window: i64 = env.or_default(REPLAY_WINDOW_SECS, "a number of seconds", 300);
+        let delivery_hours: i64 = env.or_default(DELIVERY_TTL_HOURS, "a number of hours", 72);
+        let cache_secs: u64 = env.or_default(SECRET_CACHE_SECS, "a number of seconds", 300);
+        let min_refresh_secs: u64 =
+            env.or_default(SECRET_MIN_REFRESH_SECS, "a number of seconds", 30);
+
+        env.finish()?;
+        let (Some(grants), Some(audit)) = (grants, audit) else {
+            // finish() has reported them; this only keeps the types honest.
+            return Err(ConfigError {
+                problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
+            });
+        };
+        Ok(Self {
+            store: StoreSettings {
+                tables: Tables { grants, audit },
+                retention: Duration::days(retention_days),
+            },
+            policy_dir,
+            jira: jira_secret.map(|secret_id| JiraSettings {
+                secret_id,
+                mapping: jira_mapping.0,
+            }),
+            servicenow: sn_secret.map(|secret_id| ServiceNowSettings {
+                secret_id,
+                auth: sn_auth,
+                mapping: sn_mapping.0,
+            }),
+            generic_secret_id,
+            replay_window: Duration::seconds(window),
+            delivery_ttl: Duration::hours(delivery_hours),
+            secret_cache_ttl: std::time::Duration::from_secs(cache_secs),
+            secret_min_refresh: std::time::Duration::from_secs(min_refresh_secs),
+        })
+    }
+}

@@ -1,0 +1,382 @@
+//! What the intake does with an interpreted event, whatever transport brought it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use ticketbound_domain::{
+    AccessRequest, Actor, AuditAction, AuditEvent, AuditRecord, EndCause, FieldError, Grant,
+    GrantEvent, GrantId, GrantState, LifecycleRules, RequestDraft, Ticket, TransitionError,
+    ValidationErrors,
+};
+use ticketbound_itsm::{InboundError, TicketEnd, TicketEnded};
+use ticketbound_policy::{PolicyDecision, PolicyEngine, PolicyError};
+use ticketbound_store::{Delivery, StoreError};
+use ticketbound_vault::VaultError;
+
+use crate::{COMPONENT, Deps};
+
+/// What happened to an event. Serialised as the HTTP answer's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Recorded: Approved (to be provisioned) or Rejected by policy, with why.
+    Accepted {
+        grant_id: String,
+        state: GrantState,
+        policy_ids: Vec<String>,
+        reasons: Vec<String>,
+    },
+    /// Seen before: the grant it produced then.
+    Duplicate {
+        grant_id: String,
+        state: Option<GrantState>,
+    },
+    /// The ticket already has a live grant for different content.
+    Conflict { grant_id: String, problem: String },
+    /// The ticket ended; these grants moved toward revocation.
+    TicketEnded { ticket: String, grants: Vec<String> },
+    /// Nothing for ticketbound in this event.
+    Ignored { why: String },
+    /// The event is not acceptable; nothing was written.
+    Invalid { errors: Vec<FieldError> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    #[error("a configuration secret could not be read")]
+    Vault(#[from] VaultError),
+    #[error("the policies could not be evaluated")]
+    Policy(#[from] PolicyError),
+    #[error("grant {grant_id} could not take the ticket's end")]
+    Transition {
+        grant_id: GrantId,
+        #[source]
+        source: TransitionError,
+    },
+    #[error("grant {0} kept changing under us; the ITSM will redeliver")]
+    Contended(GrantId),
+}
+
+impl IntakeError {
+    /// True when the sender should try again later (HTTP 503, or a failed Lambda
+    /// invocation that EventBridge retries).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Vault(e) => e.is_retryable(),
+            Self::Contended(_) => true,
+            Self::Policy(_) | Self::Transition { .. } => false,
+        }
+    }
+}
+
+/// Which delivery brought the event.
+#[derive(Debug, Clone)]
+pub struct DeliveryRef {
+    /// `jira`, `servicenow`, `generic`, `eventbridge`.
+    pub integration: &'static str,
+    /// The sender's delivery id, or the body's hash when it sends none.
+    pub id: String,
+    pub content_hash: String,
+}
+
+pub fn body_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn field_error(e: &InboundError) -> FieldError {
+    FieldError {
+        field: e.field_name().unwrap_or("body").to_owned(),
+        problem: match e {
+            InboundError::Field { problem, .. } => problem.clone(),
+            InboundError::NotJson(why) => format!("is not JSON: {why}"),
+        },
+    }
+}
+
+/// A request ready to record: validated, evaluated, with its deterministic id.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub request: AccessRequest,
+    pub decision: PolicyDecision,
+    /// SHA-256 of the normalised request: equal for the same approval however often,
+    /// and under whichever delivery id, it arrives.
+    pub content_hash: String,
+    pub grant_id: GrantId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// The grant id of a request: a ULID timed at its approval, with entropy from the
+/// ticket and the request's content, so the same approval always names the same grant.
+pub fn grant_id_for(request: &AccessRequest, content_hash: &str) -> GrantId {
+    let digest = Sha256::digest(format!(
+        "{}\n{content_hash}",
+        request.ticket.qualified_key()
+    ));
+    let mut entropy = [0u8; 16];
+    entropy.copy_from_slice(&digest[..16]);
+    GrantId::new(
+        request.approved_at().unwrap_or_default(),
+        u128::from_be_bytes(entropy),
+    )
+}
+
+/// Validation and policy: the pure part of accepting an approval.
+pub fn prepare(
+    draft: &RequestDraft,
+    policy: &PolicyEngine,
+    now: DateTime<Utc>,
+) -> Result<Prepared, PrepareError> {
+    let request = draft.validate(now)?;
+    let canonical = serde_json::to_vec(&request).unwrap_or_default();
+    let content_hash = body_hash(&canonical);
+    let decision = policy.evaluate_request(&request, now)?;
+    let grant_id = grant_id_for(&request, &content_hash);
+    Ok(Prepared {
+        request,
+        decision,
+        content_hash,
+        grant_id,
+    })
+}
+
+fn requested_record(
+    request: &AccessRequest,
+    delivery: &DeliveryRef,
+    now: DateTime<Utc>,
+) -> AuditRecord {
+    let approvers: Vec<String> = request
+        .approvals
+        .iter()
+        .map(|a| format!("{} at {}", a.approver, a.approved_at.to_rfc3339()))
+        .collect();
+    let mut record = AuditRecord::new(
+        now,
+        Actor::itsm_user(request.requester.as_str()),
+        AuditAction::Requested,
+    )
+    .detail("ticket", request.ticket.qualified_key())
+    .detail("approved_by", approvers.join("; "))
+    .detail("identity", &request.identity.name)
+    .detail("identity_kind", request.identity.kind.as_str())
+    .detail("owner", &request.identity.owner)
+    .detail("workload_principal", &request.identity.workload_principal)
+    .detail("target", &request.target.system_id)
+    .detail("connector", request.target.connector.as_str())
+    .detail("environment", request.target.environment)
+    .detail("scope", &request.scope)
+    .detail("not_after", request.not_after.to_rfc3339())
+    .detail("justification", &request.justification)
+    .detail("revocation_trigger", request.revocation_trigger.as_str())
+    .detail("rotation_period_hours", request.rotation_period.as_hours())
+    .detail(
+        "delivery",
+        format!("{}:{}", delivery.integration, delivery.id),
+    );
+    if let Some(link) = &request.ticket.link {
+        record = record.detail("ticket_link", link);
+    }
+    if let Some(w) = request.change_window {
+        record = record.detail(
+            "change_window",
+            format!("{} to {}", w.start.to_rfc3339(), w.end.to_rfc3339()),
+        );
+    }
+    record
+}
+
+/// Accepts an approval: answers a known delivery or approval with its grant, refuses
+/// invalid content and conflicting re-approvals, else records a grant (Approved or
+/// Rejected by policy) with its audit events and the delivery, in one transaction.
+pub async fn accept_approval(
+    deps: &Deps,
+    draft: &RequestDraft,
+    delivery: &DeliveryRef,
+    now: DateTime<Utc>,
+) -> Result<Outcome, IntakeError> {
+    let store = &deps.store;
+    if let Some(seen) = store
+        .find_delivery(delivery.integration, &delivery.id, now)
+        .await?
+    {
+        let state = store.get_grant(seen.grant_id).await?.map(|g| g.state);
+        return Ok(Outcome::Duplicate {
+            grant_id: seen.grant_id.to_string(),
+            state,
+        });
+    }
+    let prepared = match prepare(draft, &deps.policy, now) {
+        Ok(p) => p,
+        Err(PrepareError::Invalid(errors)) => return Ok(Outcome::Invalid { errors: errors.0 }),
+        Err(PrepareError::Policy(e)) => return Err(e.into()),
+    };
+
+    let existing = store.grants_for_ticket(&prepared.request.ticket).await?;
+    if let Some(same) = existing.iter().find(|g| g.id == prepared.grant_id) {
+        return Ok(Outcome::Duplicate {
+            grant_id: same.id.to_string(),
+            state: Some(same.state),
+        });
+    }
+    if let Some(live) = existing
+        .iter()
+        .find(|g| !g.state.is_terminal() && g.state != GrantState::Failed)
+    {
+        return Ok(Outcome::Conflict {
+            grant_id: live.id.to_string(),
+            problem: format!(
+                "ticket {} already has live grant {} for different content; withdraw it before approving changed content",
+                prepared.request.ticket.qualified_key(),
+                live.id
+            ),
+        });
+    }
+
+    let Prepared {
+        request,
+        decision,
+        grant_id,
+        ..
+    } = prepared;
+    let requested = requested_record(&request, delivery, now);
+    let mut grant = if decision.allowed {
+        Grant::approved(grant_id, request, now)
+    } else {
+        Grant::rejected(grant_id, request, decision.reasons.clone(), now)
+    };
+    let evaluated = AuditRecord::new(
+        now,
+        Actor::component(COMPONENT),
+        AuditAction::PolicyEvaluated,
+    )
+    .states(None, Some(grant.state))
+    .detail("decision", if decision.allowed { "allow" } else { "deny" })
+    .detail("policy_ids", decision.policy_ids.join(", "))
+    .detail("reasons", decision.reasons.join("; "));
+    let events: Vec<AuditEvent> = vec![grant.record(requested), grant.record(evaluated)];
+    let record = Delivery {
+        source_system: delivery.integration.to_owned(),
+        delivery_id: delivery.id.clone(),
+        content_hash: delivery.content_hash.clone(),
+        grant_id,
+        received_at: now,
+        expires_at: now + deps.config.delivery_ttl,
+    };
+
+    match store
+        .create_grant(&grant, &events, Some(&record), now)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(grant_id = %grant_id, state = %grant.state, ticket = %grant.request.ticket.qualified_key(),
+                policy_ids = ?decision.policy_ids, "grant recorded");
+            Ok(Outcome::Accepted {
+                grant_id: grant_id.to_string(),
+                state: grant.state,
+                policy_ids: decision.policy_ids,
+                reasons: decision.reasons,
+            })
+        }
+        // Someone recorded the same approval or the same delivery first.
+        Err(StoreError::GrantExists(id)) => Ok(Outcome::Duplicate {
+            grant_id: id.to_string(),
+            state: store.get_grant(id).await?.map(|g| g.state),
+        }),
+        Err(StoreError::DuplicateDelivery { .. }) => {
+            let id = store
+                .find_delivery(delivery.integration, &delivery.id, now)
+                .await?
+                .map_or(grant_id, |d| d.grant_id);
+            Ok(Outcome::Duplicate {
+                grant_id: id.to_string(),
+                state: store.get_grant(id).await?.map(|g| g.state),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The ticket ended: every grant of it that is not over yet takes the event, each
+/// change audited. Replays change nothing.
+pub async fn end_ticket(
+    deps: &Deps,
+    ended: &TicketEnded,
+    now: DateTime<Utc>,
+) -> Result<Outcome, IntakeError> {
+    let ticket = Ticket {
+        source: ended.source,
+        key: ended.key.clone(),
+        link: None,
+    };
+    let event = match ended.end {
+        TicketEnd::Withdrawn => GrantEvent::TicketWithdrawn,
+        TicketEnd::Closed => GrantEvent::TicketClosed,
+    };
+    let rules = LifecycleRules::default();
+    let mut changed = Vec::new();
+    for grant in deps.store.grants_for_ticket(&ticket).await? {
+        if grant.state.is_terminal() {
+            continue;
+        }
+        let id = grant.id;
+        let mut current = grant;
+        let mut attempts = 0;
+        loop {
+            let (mut next, t) =
+                current
+                    .apply(&event, now, &rules)
+                    .map_err(|source| IntakeError::Transition {
+                        grant_id: id,
+                        source,
+                    })?;
+            if !t.changed {
+                break;
+            }
+            let action = if next.state == GrantState::Revoked {
+                AuditAction::Revoked
+            } else {
+                AuditAction::RevocationStarted
+            };
+            let cause = match next.end_cause {
+                Some(EndCause::TicketClosed) => "ticket_closed",
+                _ => "ticket_withdrawn",
+            };
+            let mut record = AuditRecord::new(now, Actor::itsm_user(&ended.actor), action)
+                .states(Some(t.from), Some(t.to))
+                .detail("trigger", cause);
+            if let Some(reason) = &ended.reason {
+                record = record.detail("reason", reason);
+            }
+            let audit = next.record(record);
+            match deps.store.save_grant(&next, &[audit]).await {
+                Ok(()) => {
+                    tracing::info!(grant_id = %id, from = %t.from, to = %t.to, cause, "ticket end applied");
+                    changed.push(id.to_string());
+                    break;
+                }
+                Err(StoreError::StaleVersion { .. }) if attempts < 5 => {
+                    attempts += 1;
+                    match deps.store.get_grant(id).await? {
+                        Some(fresh) => current = fresh,
+                        None => break,
+                    }
+                }
+                Err(StoreError::StaleVersion { .. }) => return Err(IntakeError::Contended(id)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(Outcome::TicketEnded {
+        ticket: ticket.qualified_key(),
+        grants: changed,
+    })
+}

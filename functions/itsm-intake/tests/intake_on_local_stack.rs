@@ -1,0 +1,576 @@
+//! The intake handler against the local stack: every answer it can give, each checked
+//! against what DynamoDB holds afterwards. Events are built from the vendors' fixture
+//! envelopes (Function URL, API Gateway HTTP API, EventBridge), parsed into the real
+//! Lambda event types.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{Duration, Utc};
+use itsm_intake::{Deps, IntakeEvent, IntakeResponse, handle};
+use serde_json::{Value, json};
+use ticketbound_domain::{GrantState, verify_chain};
+use ticketbound_itsm::auth;
+use ticketbound_runtime::EnvReader;
+use ticketbound_testkit::{
+    TestStack, fixture_json, jira_approval, jira_cancellation, servicenow_approval, unique_key,
+};
+
+const JIRA_SECRET: &str = "jira-webhook-secret-for-tests";
+const SN_SECRET: &str = "servicenow-hmac-secret-for-tests";
+const GENERIC_SECRET: &str = "generic-hmac-secret-for-tests";
+
+struct Harness {
+    stack: TestStack,
+    deps: Deps,
+    jira_secret_id: String,
+}
+
+async fn harness_with(extra: &[(&str, &str)]) -> Harness {
+    let stack = TestStack::get().await;
+    let tables = stack.fresh_tables().await.unwrap();
+    let jira_secret_id = stack.create_secret("jira", JIRA_SECRET).await;
+    let sn = stack.create_secret("servicenow", SN_SECRET).await;
+    let generic = stack.create_secret("generic", GENERIC_SECRET).await;
+    let mut vars: Vec<(String, String)> = vec![
+        ("TICKETBOUND_GRANTS_TABLE".into(), tables.grants.clone()),
+        ("TICKETBOUND_AUDIT_TABLE".into(), tables.audit.clone()),
+        ("TICKETBOUND_JIRA_SECRET_ID".into(), jira_secret_id.clone()),
+        ("TICKETBOUND_SERVICENOW_SECRET_ID".into(), sn),
+        ("TICKETBOUND_GENERIC_SECRET_ID".into(), generic),
+        ("TICKETBOUND_SECRET_MIN_REFRESH_SECS".into(), "0".into()),
+    ];
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let deps = Deps::from_env(&stack.sdk, EnvReader::from_map(vars)).unwrap();
+    Harness {
+        stack,
+        deps,
+        jira_secret_id,
+    }
+}
+
+async fn harness() -> Harness {
+    harness_with(&[]).await
+}
+
+/// A Function URL event (the fixture envelope) carrying `body` to `path`.
+fn function_url_event(path: &str, body: &[u8], headers: &[(&str, String)]) -> IntakeEvent {
+    let mut envelope = fixture_json("http/function-url-request.json");
+    envelope["rawPath"] = path.into();
+    envelope["requestContext"]["http"]["path"] = path.into();
+    envelope["body"] = String::from_utf8(body.to_vec()).unwrap().into();
+    let h = envelope["headers"].as_object_mut().unwrap();
+    h.remove("x-hub-signature");
+    h.remove("x-atlassian-webhook-identifier");
+    for (k, v) in headers {
+        h.insert((*k).to_owned(), v.clone().into());
+    }
+    serde_json::from_value(envelope).unwrap()
+}
+
+fn jira_event(body: &Value, delivery: &str) -> IntakeEvent {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let sig = auth::hub_signature(JIRA_SECRET.as_bytes(), &bytes);
+    function_url_event(
+        "/jira",
+        &bytes,
+        &[
+            ("x-hub-signature", sig),
+            ("x-atlassian-webhook-identifier", delivery.to_owned()),
+        ],
+    )
+}
+
+/// An API Gateway HTTP API event (the fixture envelope) for ServiceNow, signed at `ts`.
+fn servicenow_event(body: &Value, secret: &str, ts: i64) -> IntakeEvent {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let mut envelope = fixture_json("http/apigw-v2-request.json");
+    envelope["body"] = String::from_utf8(bytes.clone()).unwrap().into();
+    envelope["headers"]["x-ticketbound-timestamp"] = ts.to_string().into();
+    envelope["headers"]["x-ticketbound-signature"] =
+        auth::timestamped_signature(secret.as_bytes(), ts, &bytes).into();
+    serde_json::from_value(envelope).unwrap()
+}
+
+async fn send(h: &Harness, event: IntakeEvent) -> (i64, Value) {
+    match handle(&h.deps, event).await.unwrap() {
+        IntakeResponse::Http(r) => {
+            let body = match r.body {
+                Some(Body::Text(t)) => serde_json::from_str(&t).unwrap(),
+                other => panic!("unexpected body {other:?}"),
+            };
+            (r.status_code, body)
+        }
+        IntakeResponse::Event(e) => (0, serde_json::to_value(e).unwrap()),
+    }
+}
+
+/// Every item of both tables, so that "nothing was written" can be asserted.
+async fn item_counts(h: &Harness) -> (usize, usize) {
+    let tables = h.deps.store.tables();
+    let ddb = h.stack.dynamodb();
+    let grants = ddb.scan().table_name(&tables.grants).send().await.unwrap();
+    let audit = ddb.scan().table_name(&tables.audit).send().await.unwrap();
+    (grants.items().len(), audit.items().len())
+}
+
+async fn grant_records(h: &Harness) -> Vec<ticketbound_domain::Grant> {
+    let tables = h.deps.store.tables();
+    let items = h
+        .stack
+        .dynamodb()
+        .scan()
+        .table_name(&tables.grants)
+        .filter_expression("sk = :g")
+        .expression_attribute_values(":g", AttributeValue::S("GRANT".into()))
+        .send()
+        .await
+        .unwrap();
+    let mut grants = Vec::new();
+    for item in items.items() {
+        let id = match &item["id"] {
+            AttributeValue::S(s) => s.parse().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        grants.push(h.deps.store.get_grant(id).await.unwrap().unwrap());
+    }
+    grants
+}
+
+#[test]
+fn the_vendor_envelopes_parse_into_the_lambda_event_types() {
+    let url = fixture_json("http/function-url-request.json");
+    let _: LambdaFunctionUrlRequest = serde_json::from_value(url.clone()).unwrap();
+    let as_v2: ApiGatewayV2httpRequest = serde_json::from_value(url).unwrap();
+    assert_eq!(as_v2.request_context.http.method, http::Method::POST);
+    let api: ApiGatewayV2httpRequest =
+        serde_json::from_value(fixture_json("http/apigw-v2-request.json")).unwrap();
+    assert_eq!(api.route_key.as_deref(), Some("POST /servicenow"));
+    for path in [
+        "eventbridge/access-request-approved.json",
+        "eventbridge/access-request-withdrawn.json",
+    ] {
+        let e: EventBridgeEvent<Value> = serde_json::from_value(fixture_json(path)).unwrap();
+        assert!(e.detail_type.starts_with("Access Request"));
+        assert!(matches!(
+            serde_json::from_value::<IntakeEvent>(fixture_json(path)).unwrap(),
+            IntakeEvent::EventBridge(_)
+        ));
+    }
+    assert!(serde_json::from_value::<IntakeEvent>(json!({"hello": "world"})).is_err());
+}
+
+#[tokio::test]
+async fn a_signed_jira_approval_is_recorded_as_an_approved_grant_with_its_evidence() {
+    let h = harness().await;
+    let key = unique_key("OPS");
+    let (status, body) = send(
+        &h,
+        jira_event(&jira_approval(Utc::now(), &key, Duration::hours(4)), "d-1"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["outcome"], "accepted");
+    assert_eq!(body["state"], "approved");
+    assert_eq!(body["policy_ids"], json!(["permit-approved-requests"]));
+
+    let grants = grant_records(&h).await;
+    assert_eq!(grants.len(), 1);
+    let grant = &grants[0];
+    assert_eq!(grant.id.to_string(), body["grant_id"].as_str().unwrap());
+    assert_eq!(grant.state, GrantState::Approved);
+    assert_eq!(grant.request.ticket.qualified_key(), format!("jira#{key}"));
+    assert_eq!(grant.request.approvals.len(), 2);
+
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    verify_chain(grant.id, &trail, Some(&grant.audit_head)).unwrap();
+    assert_eq!(trail.len(), 2);
+    assert_eq!(trail[0].actor.id, "priya.raman@example.com");
+    assert!(trail[0].details["approved_by"].contains("dana.okafor@example.com"));
+    assert_eq!(trail[1].details["decision"], "allow");
+    assert_eq!(trail[1].details["policy_ids"], "permit-approved-requests");
+    assert_eq!(
+        item_counts(&h).await,
+        (3, 2),
+        "grant, expiry trigger, delivery; two audit events"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivery_answers_200_with_the_same_grant_and_writes_nothing() {
+    let h = harness().await;
+    let body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    let (first, b1) = send(&h, jira_event(&body, "d-dup")).await;
+    let counts = item_counts(&h).await;
+    let (second, b2) = send(&h, jira_event(&body, "d-dup")).await;
+    assert_eq!((first, second), (202, 200));
+    assert_eq!(b2["outcome"], "duplicate");
+    assert_eq!(b1["grant_id"], b2["grant_id"]);
+    assert_eq!(b2["state"], "approved");
+    assert_eq!(item_counts(&h).await, counts);
+
+    // The same approval under another delivery id (Jira fired twice) is the same grant.
+    let (third, b3) = send(&h, jira_event(&body, "d-other")).await;
+    assert_eq!(third, 200, "{b3}");
+    assert_eq!(b3["grant_id"], b1["grant_id"]);
+    assert_eq!(item_counts(&h).await, counts);
+}
+
+#[tokio::test]
+async fn the_same_delivery_sent_three_times_at_once_yields_one_grant() {
+    let h = harness().await;
+    let body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    let (a, b, c) = tokio::join!(
+        send(&h, jira_event(&body, "d-race")),
+        send(&h, jira_event(&body, "d-race")),
+        send(&h, jira_event(&body, "d-race")),
+    );
+    let mut statuses = [a.0, b.0, c.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 202], "{a:?} {b:?} {c:?}");
+    assert!(a.1["grant_id"] == b.1["grant_id"] && b.1["grant_id"] == c.1["grant_id"]);
+    assert_eq!(grant_records(&h).await.len(), 1);
+    assert_eq!(item_counts(&h).await, (3, 2));
+}
+
+#[tokio::test]
+async fn a_malformed_approval_is_400_naming_the_field_and_writes_nothing() {
+    let h = harness().await;
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["issue"]["fields"]
+        .as_object_mut()
+        .unwrap()
+        .remove("customfield_10203");
+    body["issue"]["fields"]["customfield_10208"] = json!(["orders_reader", "*"]);
+    let (status, out) = send(&h, jira_event(&body, "d-bad")).await;
+    assert_eq!(status, 400, "{out}");
+    let fields: Vec<&str> = out["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["identity.owner", "scope[1]"]);
+    assert!(
+        out["errors"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("customfield_10203"),
+        "{out}"
+    );
+
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["issue"]["fields"]["customfield_10209"] = "soon".into();
+    let (status, out) = send(&h, jira_event(&body, "d-bad-2")).await;
+    assert_eq!(status, 400);
+    assert_eq!(out["field"], "issue.fields.customfield_10209");
+    assert_eq!(item_counts(&h).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_bad_or_missing_signature_is_401_and_says_nothing_more() {
+    let h = harness().await;
+    let body = serde_json::to_vec(&jira_approval(
+        Utc::now(),
+        &unique_key("OPS"),
+        Duration::hours(4),
+    ))
+    .unwrap();
+    let forged = auth::hub_signature(b"not-the-secret", &body);
+    for headers in [vec![("x-hub-signature", forged)], vec![]] {
+        let (status, out) = send(&h, function_url_event("/jira", &body, &headers)).await;
+        assert_eq!(status, 401);
+        assert_eq!(out, json!({"error": "unauthorized"}));
+    }
+    // A valid signature over a different body is no signature at all.
+    let other = auth::hub_signature(JIRA_SECRET.as_bytes(), b"{}");
+    let (status, _) = send(
+        &h,
+        function_url_event("/jira", &body, &[("x-hub-signature", other)]),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(item_counts(&h).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_rotated_webhook_secret_is_picked_up_without_a_restart() {
+    let h = harness().await;
+    let body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    // Warm the cache with the old secret.
+    let (status, _) = send(&h, jira_event(&body, "d-warm")).await;
+    assert_eq!(status, 202);
+
+    h.stack
+        .secretsmanager()
+        .put_secret_value()
+        .secret_id(&h.jira_secret_id)
+        .secret_string("the-rotated-jira-secret")
+        .send()
+        .await
+        .unwrap();
+    let other = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    let bytes = serde_json::to_vec(&other).unwrap();
+    let sig = auth::hub_signature(b"the-rotated-jira-secret", &bytes);
+    let (status, out) = send(
+        &h,
+        function_url_event(
+            "/jira",
+            &bytes,
+            &[
+                ("x-hub-signature", sig),
+                ("x-atlassian-webhook-identifier", "d-new".into()),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{out}");
+    // And the old secret no longer works.
+    let (status, _) = send(
+        &h,
+        jira_event(
+            &jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4)),
+            "d-old",
+        ),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn the_same_ticket_approved_again_with_different_content_is_409() {
+    let h = harness().await;
+    let key = unique_key("OPS");
+    let body = jira_approval(Utc::now(), &key, Duration::hours(4));
+    let (status, first) = send(&h, jira_event(&body, "d-a")).await;
+    assert_eq!(status, 202);
+    let counts = item_counts(&h).await;
+
+    let mut changed = body.clone();
+    changed["issue"]["fields"]["customfield_10208"] = json!(["orders_reader", "orders_writer"]);
+    let (status, out) = send(&h, jira_event(&changed, "d-b")).await;
+    assert_eq!(status, 409, "{out}");
+    assert_eq!(out["grant_id"], first["grant_id"]);
+    assert_eq!(item_counts(&h).await, counts);
+}
+
+#[tokio::test]
+async fn oversized_and_non_json_bodies_are_refused_before_anything_is_written() {
+    let h = harness().await;
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["padding"] = "x".repeat(300 * 1024).into();
+    let (status, _) = send(&h, jira_event(&body, "d-big")).await;
+    assert_eq!(status, 413);
+
+    let body = serde_json::to_vec(&jira_approval(
+        Utc::now(),
+        &unique_key("OPS"),
+        Duration::hours(4),
+    ))
+    .unwrap();
+    let sig = auth::hub_signature(JIRA_SECRET.as_bytes(), &body);
+    let (status, _) = send(
+        &h,
+        function_url_event(
+            "/jira",
+            &body,
+            &[
+                ("x-hub-signature", sig),
+                ("content-type", "text/plain".into()),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(status, 415);
+
+    let (status, _) = send(&h, function_url_event("/nowhere", b"{}", &[])).await;
+    assert_eq!(status, 404);
+    assert_eq!(item_counts(&h).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_policy_denial_is_recorded_as_a_rejected_grant_with_its_reasons() {
+    let h = harness().await;
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    // One approver only, on prod.
+    body["issue"]["fields"]["customfield_10002"][0]["approvers"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(1);
+    let (status, out) = send(&h, jira_event(&body, "d-deny")).await;
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(out["state"], "rejected");
+    assert_eq!(out["policy_ids"], json!(["prod-two-approvers"]));
+    assert_eq!(
+        out["reasons"],
+        json!(["prod access needs at least two approvers"])
+    );
+
+    let grant = grant_records(&h).await.pop().unwrap();
+    assert_eq!(grant.state, GrantState::Rejected);
+    assert_eq!(
+        grant.rejection_reasons,
+        ["prod access needs at least two approvers"]
+    );
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    assert_eq!(trail[1].details["decision"], "deny");
+    assert_eq!(trail[1].details["policy_ids"], "prod-two-approvers");
+    assert_eq!(
+        item_counts(&h).await,
+        (2, 2),
+        "no expiry trigger for a rejected grant"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_ticket_ends_its_grants_once() {
+    let h = harness().await;
+    let key = unique_key("OPS");
+    let (status, approved) = send(
+        &h,
+        jira_event(&jira_approval(Utc::now(), &key, Duration::hours(4)), "d-1"),
+    )
+    .await;
+    assert_eq!(status, 202);
+
+    let (status, out) = send(&h, jira_event(&jira_cancellation(Utc::now(), &key), "d-2")).await;
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(out["outcome"], "ticket_ended");
+    assert_eq!(out["grants"], json!([approved["grant_id"]]));
+
+    let grant = grant_records(&h).await.pop().unwrap();
+    // Never provisioned, so nothing to revoke at a target: straight to Revoked.
+    assert_eq!(grant.state, GrantState::Revoked);
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    verify_chain(grant.id, &trail, Some(&grant.audit_head)).unwrap();
+    let last = trail.last().unwrap();
+    assert_eq!(last.details["trigger"], "ticket_withdrawn");
+    assert_eq!(last.actor.id, "priya.raman@example.com");
+
+    let (status, out) = send(&h, jira_event(&jira_cancellation(Utc::now(), &key), "d-3")).await;
+    assert_eq!(status, 200, "a replayed withdrawal changes nothing: {out}");
+    assert_eq!(
+        h.deps.store.audit_trail(grant.id).await.unwrap().len(),
+        trail.len()
+    );
+}
+
+#[tokio::test]
+async fn servicenow_is_authenticated_by_a_timestamped_hmac() {
+    let h = harness().await;
+    let body = servicenow_approval(Utc::now(), &unique_key("CHG"), Duration::hours(4));
+    let (status, out) = send(
+        &h,
+        servicenow_event(&body, SN_SECRET, Utc::now().timestamp()),
+    )
+    .await;
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(out["state"], "approved");
+    let grant = grant_records(&h).await.pop().unwrap();
+    assert!(
+        grant
+            .request
+            .ticket
+            .link
+            .unwrap()
+            .ends_with("change_request.do?sys_id=f0449e359480dae4383aef26b0f503ef")
+    );
+
+    // A replay outside the window, and a wrong key, are refused.
+    let stale = Utc::now().timestamp() - 301;
+    let other = servicenow_approval(Utc::now(), &unique_key("CHG"), Duration::hours(4));
+    assert_eq!(
+        send(&h, servicenow_event(&other, SN_SECRET, stale)).await.0,
+        401
+    );
+    assert_eq!(
+        send(
+            &h,
+            servicenow_event(&other, "wrong", Utc::now().timestamp())
+        )
+        .await
+        .0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn servicenow_may_use_a_bearer_token_instead() {
+    let h = harness_with(&[("TICKETBOUND_SERVICENOW_AUTH", "bearer")]).await;
+    let body = serde_json::to_vec(&servicenow_approval(
+        Utc::now(),
+        &unique_key("CHG"),
+        Duration::hours(4),
+    ))
+    .unwrap();
+    let mut envelope = fixture_json("http/apigw-v2-request.json");
+    envelope["body"] = String::from_utf8(body).unwrap().into();
+    envelope["headers"]["authorization"] = format!("Bearer {SN_SECRET}").into();
+    let (status, out) = send(&h, serde_json::from_value(envelope.clone()).unwrap()).await;
+    assert_eq!(status, 202, "{out}");
+    envelope["headers"]["authorization"] = "Bearer guess".into();
+    assert_eq!(
+        send(&h, serde_json::from_value(envelope).unwrap()).await.0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn eventbridge_approvals_and_withdrawals_take_the_same_path() {
+    let h = harness().await;
+    let key = unique_key("REQ");
+    let now = Utc::now();
+    let mut approved = fixture_json("eventbridge/access-request-approved.json");
+    approved["id"] = ulid::Ulid::new().to_string().into();
+    approved["detail"]["ticket"]["key"] = key.clone().into();
+    approved["detail"]["approvals"][0]["approved_at"] =
+        (now - Duration::minutes(5)).to_rfc3339().into();
+    approved["detail"]["not_after"] = (now + Duration::hours(12)).to_rfc3339().into();
+    let (_, out) = send(&h, serde_json::from_value(approved.clone()).unwrap()).await;
+    assert_eq!(out["outcome"]["outcome"], "accepted", "{out}");
+    assert_eq!(out["outcome"]["state"], "approved");
+    // EventBridge redelivers with the same event id.
+    let (_, again) = send(&h, serde_json::from_value(approved).unwrap()).await;
+    assert_eq!(again["outcome"]["outcome"], "duplicate");
+
+    let mut withdrawn = fixture_json("eventbridge/access-request-withdrawn.json");
+    withdrawn["detail"]["ticket"]["key"] = key.into();
+    let (_, out) = send(&h, serde_json::from_value(withdrawn).unwrap()).await;
+    assert_eq!(out["outcome"]["outcome"], "ticket_ended", "{out}");
+    assert_eq!(out["outcome"]["grants"].as_array().unwrap().len(), 1);
+    assert_eq!(grant_records(&h).await[0].state, GrantState::Revoked);
+}
+
+#[tokio::test]
+async fn an_operators_policy_directory_takes_effect() {
+    let dir = std::env::temp_dir().join(format!("tb-intake-policies-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.cedar"),
+        r#"@id("permit") permit (principal, action, resource);
+@id("no-orders-db") @reason("orders-db is frozen for the audit")
+forbid (principal, action, resource == Ticketbound::Target::"orders-db");"#,
+    )
+    .unwrap();
+    let h = harness_with(&[("TICKETBOUND_POLICY_DIR", dir.to_str().unwrap())]).await;
+    let (status, out) = send(
+        &h,
+        jira_event(
+            &jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4)),
+            "d",
+        ),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(out["state"], "rejected");
+    assert_eq!(out["reasons"], json!(["orders-db is frozen for the audit"]));
+    std::fs::remove_dir_all(dir).unwrap();
+}

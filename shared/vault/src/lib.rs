@@ -1,0 +1,162 @@
+//! The Secrets Manager adapter. It owns every Secrets Manager SDK type; values leave
+//! it only as [`SecretString`], which never prints.
+//!
+//! [`SecretCache`] serves configuration secrets (webhook signing keys, ITSM API
+//! credentials) from memory, refetching them after a time-to-live so that a rotated
+//! secret is picked up without a restart, and on demand when a signature fails to
+//! verify (at most once per `min_refresh`, so that a flood of bad signatures cannot
+//! turn into a flood of Secrets Manager calls).
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use ticketbound_runtime::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("secret {0} does not exist")]
+    NotFound(String),
+    #[error("secret {0} has no string value")]
+    NotAString(String),
+    #[error("Secrets Manager {operation} failed for {secret_id}")]
+    Call {
+        operation: &'static str,
+        secret_id: String,
+        retryable: bool,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+}
+
+impl VaultError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Call {
+                retryable: true,
+                ..
+            }
+        )
+    }
+
+    fn call<E, R>(operation: &'static str, secret_id: &str, err: SdkError<E, R>) -> Self
+    where
+        E: StdError + ProvideErrorMetadata + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        if err.code() == Some("ResourceNotFoundException") {
+            return Self::NotFound(secret_id.to_owned());
+        }
+        let retryable = match &err {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(e) => matches!(
+                e.err().code(),
+                Some(
+                    "ThrottlingException"
+                        | "InternalServiceError"
+                        | "InternalServiceErrorException"
+                )
+            ),
+            _ => false,
+        };
+        Self::Call {
+            operation,
+            secret_id: secret_id.to_owned(),
+            retryable,
+            source: Box::new(err),
+        }
+    }
+}
+
+struct Entry {
+    value: SecretString,
+    fetched: Instant,
+}
+
+/// Configuration secrets, cached.
+pub struct SecretCache {
+    client: Client,
+    ttl: Duration,
+    min_refresh: Duration,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for SecretCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretCache")
+            .field("ttl", &self.ttl)
+            .field("min_refresh", &self.min_refresh)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretCache {
+    /// `ttl`: how long a value is served before it is fetched again; `min_refresh`:
+    /// how soon a forced refresh may follow the last fetch.
+    pub fn new(client: Client, ttl: Duration, min_refresh: Duration) -> Self {
+        Self {
+            client,
+            ttl,
+            min_refresh,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The secret's current string value.
+    pub async fn get(&self, secret_id: &str) -> Result<SecretString, VaultError> {
+        {
+            let entries = self.entries.lock().await;
+            if let Some(e) = entries.get(secret_id)
+                && e.fetched.elapsed() < self.ttl
+            {
+                return Ok(e.value.clone());
+            }
+        }
+        self.fetch(secret_id).await
+    }
+
+    /// Fetches the value again if the cached one is older than `min_refresh`, and
+    /// returns it only if it changed: the caller retries its check with it.
+    pub async fn refresh(&self, secret_id: &str) -> Result<Option<SecretString>, VaultError> {
+        let previous = {
+            let entries = self.entries.lock().await;
+            match entries.get(secret_id) {
+                Some(e) if e.fetched.elapsed() < self.min_refresh => return Ok(None),
+                Some(e) => Some(e.value.clone()),
+                None => None,
+            }
+        };
+        let fresh = self.fetch(secret_id).await?;
+        let changed = previous.is_none_or(|p| p.expose_secret() != fresh.expose_secret());
+        Ok(changed.then_some(fresh))
+    }
+
+    async fn fetch(&self, secret_id: &str) -> Result<SecretString, VaultError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| VaultError::call("GetSecretValue", secret_id, e))?;
+        let value = SecretString::from(
+            out.secret_string()
+                .ok_or_else(|| VaultError::NotAString(secret_id.to_owned()))?,
+        );
+        tracing::debug!(secret_id, "fetched configuration secret");
+        self.entries.lock().await.insert(
+            secret_id.to_owned(),
+            Entry {
+                value: value.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Ok(value)
+    }
+}
