@@ -16,6 +16,12 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error("the demo went wrong: {0}")]
     Demo(String),
+    #[error("a function could not start")]
+    Startup(#[source] Box<itsm_intake::StartupError>),
+    #[error("the intake failed")]
+    Intake(#[source] itsm_intake::IntakeError),
+    #[error("not a usable event: {0}")]
+    Event(String),
 }
 
 /// The error and its chain of causes on one line, outermost first.

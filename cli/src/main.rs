@@ -53,12 +53,33 @@ enum LocalAction {
     Down,
     /// Says what runs and where.
     Status,
+    /// Serves the functions on loopback (started by `up`; not for direct use).
+    #[command(hide = true)]
+    Host {
+        #[arg(long)]
+        port: u16,
+    },
+    /// Runs one function's handler once with a raw Lambda event JSON and prints its answer.
+    Invoke {
+        /// The function, as its crate is named: itsm-intake.
+        function: String,
+        /// A file holding the Lambda event, exactly as AWS would deliver it.
+        #[arg(long)]
+        event: PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = ticketbound_runtime::logging::init_cli_tracing("warn") {
+    let default_filter = match &cli.command {
+        // The host is a service: say what it serves.
+        Command::Local {
+            action: LocalAction::Host { .. },
+        } => "info",
+        _ => "warn",
+    };
+    if let Err(e) = ticketbound_runtime::logging::init_cli_tracing(default_filter) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
@@ -86,6 +107,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Local {
             action: LocalAction::Status,
         } => local::status(&cli.home),
+        Command::Local {
+            action: LocalAction::Host { port },
+        } => {
+            let file = cli.home.join(ticketbound_runtime::local::FILE_NAME);
+            let stack = ticketbound_runtime::local::LocalStack::read(&file)?;
+            local::host::run(stack, port).await
+        }
+        Command::Local {
+            action: LocalAction::Invoke { function, event },
+        } => local::invoke(&cli.home, &function, &event).await,
         Command::Demo => demo::run(&cli.home).await,
     }
 }

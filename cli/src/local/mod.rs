@@ -1,5 +1,5 @@
-//! `ticketbound local up|down|status`: the local stack that stands in for AWS and for a
-//! target system, on loopback only.
+//! `ticketbound local up|down|status|host|invoke`: the local stack that stands in for
+//! AWS and for a target system, on loopback only.
 //!
 //! - moto's server (pinned, installed with pip into a virtualenv under the state
 //!   directory) emulates DynamoDB with Streams, Secrets Manager, EventBridge and
@@ -7,17 +7,23 @@
 //! - PostgreSQL (the OS package; installed with apt-get if absent and we are root) runs
 //!   as its own cluster on its own port, as the `postgres` user when we are root,
 //!   because `initdb` refuses to run as root.
+//! - The function host serves the Lambda functions as AWS would invoke them.
 //!
 //! `up` reuses whatever already runs, so it is safe to call before every test run;
 //! `down` stops exactly what `up` recorded in `local.json`.
 
+pub mod host;
 mod moto;
 mod postgres;
 mod process;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use ticketbound_runtime::local::{FILE_NAME, LocalPostgres, LocalProcesses, LocalStack, REGION};
+use ticketbound_runtime::local::{
+    FILE_NAME, LocalPostgres, LocalProcesses, LocalStack, REGION, WebhookSecrets,
+};
 use ticketbound_store::{StoreError, schema};
 
 pub use process::LocalError;
@@ -49,7 +55,7 @@ pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
     let pg = postgres::ensure_running(&home, previous.as_ref())?;
 
     let tables = ticketbound_store::Tables::with_prefix(TABLE_PREFIX);
-    let stack = LocalStack {
+    let mut stack = LocalStack {
         aws_endpoint: moto.endpoint,
         region: REGION.to_owned(),
         grants_table: tables.grants.clone(),
@@ -61,19 +67,28 @@ pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
             admin_user: "postgres".to_owned(),
             database: "postgres".to_owned(),
         },
+        intake_url: String::new(),
+        webhook_secrets: WebhookSecrets {
+            jira: "ticketbound/local/jira-webhook".to_owned(),
+            servicenow: "ticketbound/local/servicenow-webhook".to_owned(),
+            generic: "ticketbound/local/generic-webhook".to_owned(),
+        },
         processes: LocalProcesses {
             moto_pid: moto.pid,
             moto_log: moto.log,
             postgres_data_dir: pg.data_dir,
             postgres_bin_dir: pg.bin_dir,
             postgres_os_user: pg.os_user,
+            host_pid: 0,
+            host_log: home.join("host.log"),
+            host_binary_mtime: 0,
         },
     };
-    // Written before the tables are made, so that `down` can stop what runs even if
-    // the emulator misbehaves now.
+    // Written before anything else can fail, so that `down` can stop what runs.
     write_description(&home, &stack)?;
 
-    let client = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
+    let sdk = stack.sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
     for (schema, name) in [
         (&schema::GRANTS, &tables.grants),
         (&schema::AUDIT, &tables.audit),
@@ -82,7 +97,132 @@ pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
             .await
             .map_err(|e: StoreError| LocalError::Tables(Box::new(e)))?;
     }
+    ensure_webhook_secrets(
+        &aws_sdk_secretsmanager::Client::new(&sdk),
+        &stack.webhook_secrets,
+    )
+    .await?;
+
+    ensure_host(&home, &mut stack, previous.as_ref())?;
+    write_description(&home, &stack)?;
     Ok(stack)
+}
+
+/// Creates each webhook signing secret with a random value unless it exists.
+async fn ensure_webhook_secrets(
+    client: &aws_sdk_secretsmanager::Client,
+    secrets: &WebhookSecrets,
+) -> Result<(), LocalError> {
+    for name in [&secrets.jira, &secrets.servicenow, &secrets.generic] {
+        if client
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .is_ok()
+        {
+            continue;
+        }
+        let random = client
+            .get_random_password()
+            .password_length(48)
+            .exclude_punctuation(true)
+            .send()
+            .await
+            .map_err(|e| LocalError::Secrets {
+                what: "GetRandomPassword".into(),
+                source: Box::new(e),
+            })?;
+        client
+            .create_secret()
+            .name(name)
+            .description("webhook signing secret of the local stack's intake")
+            .secret_string(random.random_password().unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| LocalError::Secrets {
+                what: format!("CreateSecret {name}"),
+                source: Box::new(e),
+            })?;
+    }
+    Ok(())
+}
+
+fn binary_mtime(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+fn host_alive(stack: &LocalStack) -> bool {
+    let port = stack
+        .intake_url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok());
+    process::process_cmdline(stack.processes.host_pid).is_some_and(|c| c.contains("local host"))
+        && port.is_some_and(process::port_answers)
+}
+
+/// Starts the function host unless the one `previous` describes still runs the
+/// current binary.
+fn ensure_host(
+    home: &Path,
+    stack: &mut LocalStack,
+    previous: Option<&LocalStack>,
+) -> Result<(), LocalError> {
+    let exe = std::env::current_exe().map_err(|source| LocalError::Spawn {
+        what: "the ticketbound binary".into(),
+        source,
+    })?;
+    let mtime = binary_mtime(&exe);
+    if let Some(prev) = previous.filter(|p| host_alive(p)) {
+        if prev.processes.host_binary_mtime == mtime && prev.aws_endpoint == stack.aws_endpoint {
+            stack.intake_url = prev.intake_url.clone();
+            stack.processes.host_pid = prev.processes.host_pid;
+            stack.processes.host_binary_mtime = mtime;
+            return Ok(());
+        }
+        stop_host(&prev.processes);
+    }
+    let port = process::free_port()?;
+    stack.intake_url = format!("http://127.0.0.1:{port}");
+    // The host reads the description at start.
+    write_description(home, stack)?;
+    let log = &stack.processes.host_log;
+    let out = std::fs::File::create(log).map_err(|source| LocalError::Io {
+        path: log.clone(),
+        source,
+    })?;
+    let err = out.try_clone().map_err(|source| LocalError::Io {
+        path: log.clone(),
+        source,
+    })?;
+    let child = Command::new(&exe)
+        .arg("--home")
+        .arg(home)
+        .args(["local", "host", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| LocalError::Spawn {
+            what: "the function host".into(),
+            source,
+        })?;
+    stack.processes.host_pid = child.id();
+    stack.processes.host_binary_mtime = mtime;
+    process::wait_for("the function host", 30, log.clone(), || {
+        process::port_answers(port)
+    })
+}
+
+fn stop_host(p: &LocalProcesses) {
+    process::stop_group(p.host_pid, "local host", &p.host_log);
 }
 
 fn write_description(home: &Path, stack: &LocalStack) -> Result<(), LocalError> {
@@ -107,6 +247,14 @@ pub fn print(stack: &LocalStack, home: &Path) {
         stack.postgres.port,
         stack.postgres.socket_dir.display()
     );
+    println!(
+        "  intake            {}/jira, /servicenow, /generic (a Function URL, served locally)",
+        stack.intake_url
+    );
+    println!(
+        "  webhook secrets   {}, {}, {} (Secrets Manager ids)",
+        stack.webhook_secrets.jira, stack.webhook_secrets.servicenow, stack.webhook_secrets.generic
+    );
     println!("  described in      {}", description_path(home).display());
 }
 
@@ -120,6 +268,7 @@ pub fn down(home: &Path) -> Result<(), crate::CliError> {
         );
         return Ok(());
     };
+    stop_host(&stack.processes);
     moto::stop(&stack.processes);
     postgres::stop(&stack.processes)?;
     std::fs::remove_file(&path).map_err(|source| LocalError::Io { path, source })?;
@@ -133,19 +282,47 @@ pub fn status(home: &Path) -> Result<(), crate::CliError> {
         println!("local stack is not up");
         return Ok(());
     };
-    let moto_alive = moto::is_alive(&stack);
-    let pg_alive = postgres::is_running(&stack.processes);
+    let state = |alive: bool| if alive { "running" } else { "NOT running" };
     println!(
         "moto        {} (pid {}, {})",
-        if moto_alive { "running" } else { "NOT running" },
+        state(moto::is_alive(&stack)),
         stack.processes.moto_pid,
         stack.aws_endpoint
     );
     println!(
         "postgresql  {} (port {}, data {})",
-        if pg_alive { "running" } else { "NOT running" },
+        state(postgres::is_running(&stack.processes)),
         stack.postgres.port,
         stack.processes.postgres_data_dir.display()
     );
+    println!(
+        "host        {} (pid {}, intake {})",
+        state(host_alive(&stack)),
+        stack.processes.host_pid,
+        stack.intake_url
+    );
+    Ok(())
+}
+
+/// Runs a function's handler once with a raw Lambda event and prints its answer.
+pub async fn invoke(home: &Path, function: &str, event_file: &Path) -> Result<(), crate::CliError> {
+    if function != "itsm-intake" {
+        return Err(crate::CliError::Event(format!(
+            "no function named {function:?}; the functions are: itsm-intake"
+        )));
+    }
+    let stack = LocalStack::read(&description_path(home))?;
+    let text = std::fs::read_to_string(event_file).map_err(|source| LocalError::Io {
+        path: event_file.to_path_buf(),
+        source,
+    })?;
+    let event: itsm_intake::IntakeEvent = serde_json::from_str(&text)
+        .map_err(|e| crate::CliError::Event(format!("{}: {e}", event_file.display())))?;
+    let deps = host::intake_deps(&stack).await?;
+    let response = itsm_intake::handle(&deps, event)
+        .await
+        .map_err(crate::CliError::Intake)?;
+    let json = serde_json::to_string_pretty(&response).map_err(LocalError::Json)?;
+    println!("{json}");
     Ok(())
 }

@@ -135,17 +135,5 @@ pub async fn ensure_running(
 }
 
 pub fn stop(processes: &LocalProcesses) {
-    let pid = processes.moto_pid;
-    if process::process_cmdline(pid).is_some_and(|c| c.contains("moto_server")) {
-        // The whole group: moto_server and anything it forked.
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{pid}")])
-            .status();
-        let _ = process::wait_for(
-            "moto_server to stop",
-            10,
-            processes.moto_log.clone(),
-            || process::process_cmdline(pid).is_none_or(|c| c.trim().is_empty()),
-        );
-    }
+    process::stop_group(processes.moto_pid, "moto_server", &processes.moto_log);
 }

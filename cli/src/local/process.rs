@@ -37,6 +37,12 @@ pub enum LocalError {
     Json(#[source] serde_json::Error),
     #[error("could not create the tables on the emulator")]
     Tables(#[source] Box<ticketbound_store::StoreError>),
+    #[error("could not set up the local stack's secrets: {what} failed")]
+    Secrets {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Runs `cmd` to completion; a non-zero exit becomes `Failed` with its output's tail.
@@ -118,4 +124,17 @@ pub fn process_cmdline(pid: u32) -> Option<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .ok()
         .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+}
+
+/// Stops the process group led by `pid` if that process still runs `expected`.
+pub fn stop_group(pid: u32, expected: &str, log: &std::path::Path) {
+    if pid == 0 || !process_cmdline(pid).is_some_and(|c| c.contains(expected)) {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{pid}")])
+        .status();
+    let _ = wait_for(expected, 10, log.to_path_buf(), || {
+        process_cmdline(pid).is_none_or(|c| c.trim().is_empty())
+    });
 }

@@ -20,7 +20,19 @@ pub struct LocalStack {
     pub grants_table: String,
     pub audit_table: String,
     pub postgres: LocalPostgres,
+    /// The intake, served as a Lambda Function URL would serve it.
+    pub intake_url: String,
+    /// The ids of the webhook signing secrets the local intake checks (in the
+    /// emulator's Secrets Manager; the values never leave it).
+    pub webhook_secrets: WebhookSecrets,
     pub processes: LocalProcesses,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSecrets {
+    pub jira: String,
+    pub servicenow: String,
+    pub generic: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +69,12 @@ pub struct LocalProcesses {
     pub postgres_bin_dir: PathBuf,
     /// The OS user PostgreSQL runs as (`postgres` when started by root).
     pub postgres_os_user: Option<String>,
+    /// The function host (`ticketbound local host`).
+    pub host_pid: u32,
+    pub host_log: PathBuf,
+    /// The modification time (unix seconds) of the binary the host runs: a rebuilt
+    /// binary restarts the host on the next `up`.
+    pub host_binary_mtime: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

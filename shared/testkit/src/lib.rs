@@ -210,3 +210,69 @@ impl TestStack {
         name
     }
 }
+
+/// An HTTP answer: status and body.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// POSTs `body` to `url` + `path` over HTTP/1.1 on loopback, as an ITSM's webhook
+/// sender would. A few lines of HTTP are all the local intake needs; no client crate.
+pub async fn post(
+    url: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<HttpAnswer> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(authority).await?;
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {head}")))?;
+    Ok(HttpAnswer {
+        status,
+        body: body.to_owned(),
+    })
+}
+
+impl TestStack {
+    /// The value of a secret, for a test or the demo that plays the ITSM and must sign
+    /// as it would.
+    pub async fn secret_value(&self, id: &str) -> String {
+        match self
+            .secretsmanager()
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+        {
+            Ok(out) => out.secret_string().unwrap_or_default().to_owned(),
+            Err(e) => panic!("could not read secret {id}: {e:?}"),
+        }
+    }
+}

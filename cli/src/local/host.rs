@@ -1,0 +1,231 @@
+//! The function host: serves the Lambda functions on loopback the way AWS invokes them.
+//!
+//! Today that is the intake, behind an HTTP server that turns each request into a
+//! Lambda Function URL event (payload format 2.0, AWS's field names and encoding
+//! rules), calls the same `handle` the Lambda runtime calls, and turns the response
+//! back into HTTP. Later issues add the stream pollers, schedules and TTL emulation.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::Utc;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use itsm_intake::{Deps, IntakeEvent, IntakeResponse};
+use serde_json::{Map, Value, json};
+use ticketbound_runtime::EnvReader;
+use ticketbound_runtime::local::LocalStack;
+
+use super::process::LocalError;
+
+/// Lambda Function URLs accept request bodies up to 6 MB.
+const FUNCTION_URL_MAX_BODY: usize = 6 * 1024 * 1024;
+
+/// The environment a deployed intake would have, pointed at the local stack.
+pub fn intake_env(stack: &LocalStack) -> Vec<(String, String)> {
+    use itsm_intake::config as c;
+    [
+        (c::GRANTS_TABLE, stack.grants_table.clone()),
+        (c::AUDIT_TABLE, stack.audit_table.clone()),
+        (c::JIRA_SECRET_ID, stack.webhook_secrets.jira.clone()),
+        (
+            c::SERVICENOW_SECRET_ID,
+            stack.webhook_secrets.servicenow.clone(),
+        ),
+        (c::GENERIC_SECRET_ID, stack.webhook_secrets.generic.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// The intake's dependencies, built as its `main` builds them.
+pub async fn intake_deps(stack: &LocalStack) -> Result<Deps, crate::CliError> {
+    let sdk = stack.sdk_config().await;
+    let mut vars = intake_env(stack);
+    // Operators may point the local intake at their own policies.
+    if let Ok(dir) = std::env::var(itsm_intake::config::POLICY_DIR) {
+        vars.push((itsm_intake::config::POLICY_DIR.to_owned(), dir));
+    }
+    Deps::from_env(&sdk, EnvReader::from_map(vars))
+        .map_err(|e| crate::CliError::Startup(Box::new(e)))
+}
+
+/// Lambda's rule for Function URLs: text-like content arrives as text, anything else
+/// base64-encoded.
+fn is_text(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return false };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media.starts_with("text/")
+        || media.ends_with("+json")
+        || media.ends_with("+xml")
+        || matches!(
+            media.as_str(),
+            "application/json"
+                | "application/xml"
+                | "application/javascript"
+                | "application/x-www-form-urlencoded"
+        )
+}
+
+/// The Function URL event for one HTTP request.
+pub fn function_url_event(
+    parts: &http::request::Parts,
+    body: &[u8],
+    peer: SocketAddr,
+    port: u16,
+) -> Value {
+    let mut headers = Map::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        // Lambda joins repeated headers with commas.
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    let (body, encoded) = match std::str::from_utf8(body) {
+        Ok(text) if is_text(content_type) => (text.to_owned(), false),
+        _ => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    };
+    let now = Utc::now();
+    let path = parts.uri.path();
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": parts.uri.query().unwrap_or(""),
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "local",
+            "domainName": format!("127.0.0.1:{port}"),
+            "domainPrefix": "local",
+            "http": {
+                "method": parts.method.as_str(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": peer.ip().to_string(),
+                "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+            },
+            "requestId": ulid::Ulid::new().to_string(),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "body": body,
+        "isBase64Encoded": encoded,
+    })
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(text.to_owned())));
+    *r.status_mut() = status;
+    r
+}
+
+async fn serve(
+    deps: Arc<Deps>,
+    peer: SocketAddr,
+    port: u16,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, FUNCTION_URL_MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large for a Function URL",
+            ));
+        }
+    };
+    let event: IntakeEvent =
+        match serde_json::from_value(function_url_event(&parts, &body, peer, port)) {
+            Ok(e) => e,
+            Err(e) => {
+                return Ok(plain(
+                    StatusCode::BAD_REQUEST,
+                    &format!("not a valid request: {e}"),
+                ));
+            }
+        };
+    let response = match itsm_intake::handle(&deps, event).await {
+        Ok(IntakeResponse::Http(r)) => r,
+        Ok(IntakeResponse::Event(_)) => {
+            return Ok(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unexpected event response",
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "intake failed");
+            return Ok(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+            ));
+        }
+    };
+    let body = match response.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => Bytes::from(t),
+        Some(aws_lambda_events::encodings::Body::Binary(b)) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    let mut out = Response::new(Full::new(body));
+    *out.status_mut() = StatusCode::from_u16(u16::try_from(response.status_code).unwrap_or(500))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *out.headers_mut() = response.headers;
+    Ok(out)
+}
+
+/// Serves until killed.
+pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
+    let deps = Arc::new(intake_deps(&stack).await?);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| LocalError::Io {
+            path: addr.to_string().into(),
+            source,
+        })?;
+    eprintln!("function host: itsm-intake at http://{addr}/ (routes /jira, /servicenow, /generic)");
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let deps = Arc::clone(&deps);
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req| serve(Arc::clone(&deps), peer, port, req));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

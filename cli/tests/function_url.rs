@@ -1,0 +1,63 @@
+//! The intake as the local stack serves it: over HTTP on loopback, as a Lambda
+//! Function URL would, the way Jira's webhook sender reaches it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use chrono::{Duration, Utc};
+use ticketbound_domain::GrantState;
+use ticketbound_itsm::auth;
+use ticketbound_store::{Store, StoreSettings, Tables};
+use ticketbound_testkit::{TestStack, jira_approval, post, unique_key};
+
+#[tokio::test]
+async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
+    let stack = TestStack::get().await;
+    let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
+    let key = unique_key("OPS");
+    let body = serde_json::to_vec(&jira_approval(Utc::now(), &key, Duration::hours(2))).unwrap();
+    let headers = vec![
+        ("Content-Type", "application/json; charset=UTF-8".to_owned()),
+        ("User-Agent", "Atlassian Webhook HTTP Client".to_owned()),
+        (
+            "X-Atlassian-Webhook-Identifier",
+            ulid::Ulid::new().to_string(),
+        ),
+        (
+            "X-Hub-Signature",
+            auth::hub_signature(secret.as_bytes(), &body),
+        ),
+    ];
+    let answer = post(&stack.local.intake_url, "/jira", &headers, &body)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let grant_id = answer.json()["grant_id"].as_str().unwrap().parse().unwrap();
+
+    let again = post(&stack.local.intake_url, "/jira", &headers, &body)
+        .await
+        .unwrap();
+    assert_eq!(again.status, 200, "{}", again.body);
+
+    let store = Store::new(
+        stack.dynamodb(),
+        StoreSettings {
+            tables: Tables {
+                grants: stack.local.grants_table.clone(),
+                audit: stack.local.audit_table.clone(),
+            },
+            retention: Duration::days(400),
+        },
+    );
+    let grant = store.get_grant(grant_id).await.unwrap().unwrap();
+    assert_eq!(grant.state, GrantState::Approved);
+    assert_eq!(grant.request.ticket.key.as_str(), key);
+
+    let unsigned = post(&stack.local.intake_url, "/jira", &headers[..3], &body)
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status, 401);
+    let wrong_route = post(&stack.local.intake_url, "/nope", &headers, &body)
+        .await
+        .unwrap();
+    assert_eq!(wrong_route.status, 404);
+}
