@@ -5,7 +5,7 @@
 //!   sha256=<hex HMAC-SHA256>`.
 //! - ServiceNow has no signing of its own, so ticketbound defines one for it (and for
 //!   generic senders): `X-Ticketbound-Timestamp: <unix seconds>` and
-//!   `X-Ticketbound-Signature: v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`, accepted
+//!   `X-Ticketbound-Signature: v1=<HMAC-SHA256 of "<timestamp>.<body>", hex or base64>`, accepted
 //!   within a replay window. A static bearer token is the documented weaker option.
 
 use chrono::{DateTime, Duration, Utc};
@@ -39,6 +39,20 @@ fn mac(secret: &[u8]) -> HmacSha256 {
 
 fn verify_hex(m: HmacSha256, hex_sig: &str, header: &'static str) -> Result<(), AuthError> {
     let expected = hex::decode(hex_sig.trim()).map_err(|_| AuthError::Malformed(header))?;
+    m.verify_slice(&expected).map_err(|_| AuthError::Mismatch)
+}
+
+/// A MAC written as hex (64 characters) or base64 (what ServiceNow's
+/// `GlideCertificateEncryption.generateMac` returns).
+fn verify_hex_or_base64(m: HmacSha256, sig: &str, header: &'static str) -> Result<(), AuthError> {
+    let sig = sig.trim();
+    if sig.len() == 64 && sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return verify_hex(m, sig, header);
+    }
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD
+        .decode(sig)
+        .map_err(|_| AuthError::Malformed(header))?;
     m.verify_slice(&expected).map_err(|_| AuthError::Mismatch)
 }
 
@@ -98,7 +112,7 @@ pub fn verify_timestamped(
     m.update(ts_text.trim().as_bytes());
     m.update(b".");
     m.update(body);
-    verify_hex(m, hex_sig, SIG)?;
+    verify_hex_or_base64(m, hex_sig, SIG)?;
     // Checked after the signature, so that the timestamp is known to be the sender's.
     if (now.timestamp() - ts).abs() > window.num_seconds() {
         return Err(AuthError::OutsideWindow);

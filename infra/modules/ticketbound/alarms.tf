@@ -1,0 +1,62 @@
+locals {
+  alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "function_errors" {
+  for_each = local.functions
+
+  alarm_name          = "${local.function_names[each.key]}-errors"
+  alarm_description   = "${local.function_names[each.key]} failed (any error is worth a look: see its logs)."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.this[each.key].function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "function_throttles" {
+  for_each = local.functions
+
+  alarm_name          = "${local.function_names[each.key]}-throttles"
+  alarm_description   = "${local.function_names[each.key]} was throttled (reserved concurrency reached)."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Throttles"
+  dimensions          = { FunctionName = aws_lambda_function.this[each.key].function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "dlq_messages" {
+  for_each = local.dlq_names
+
+  alarm_name          = "${each.value}-messages"
+  alarm_description   = "${each.value} holds messages: events or invocations that were given up on. Inspect, fix, redrive."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = each.value }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+
+  depends_on = [aws_sqs_queue.function_dlq, aws_sqs_queue.events_dlq]
+}

@@ -1,0 +1,66 @@
+resource "aws_cloudwatch_log_group" "function" {
+  for_each = local.functions
+
+  name              = local.log_group_names[each.key]
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.this.arn
+  tags              = var.tags
+}
+
+resource "aws_lambda_function" "this" {
+  #checkov:skip=CKV_AWS_117:The functions call AWS APIs only (DynamoDB, Secrets Manager, KMS) and reach no private network; a VPC would add NAT or endpoints and protect nothing.
+  #checkov:skip=CKV_AWS_272:cargo-lambda packages are not signed yet; set var.code_signing_config_arn to enforce a signing profile once they are.
+  for_each = local.functions
+
+  function_name = local.function_names[each.key]
+  description   = each.value.description
+  role          = aws_iam_role.function[each.key].arn
+
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "bootstrap"
+  filename         = local.function_zips[each.key]
+  source_code_hash = filebase64sha256(local.function_zips[each.key])
+
+  memory_size                    = each.value.memory_size
+  timeout                        = each.value.timeout
+  reserved_concurrent_executions = each.value.reserved_concurrency
+  code_signing_config_arn        = var.code_signing_config_arn
+  kms_key_arn                    = aws_kms_key.this.arn
+
+  environment {
+    variables = local.function_environment[each.key]
+  }
+
+  logging_config {
+    log_format            = "JSON"
+    application_log_level = var.log_level
+    system_log_level      = "WARN"
+    log_group             = aws_cloudwatch_log_group.function[each.key].name
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  dead_letter_config {
+    target_arn = aws_sqs_queue.function_dlq[each.key].arn
+  }
+
+  tags = var.tags
+
+  # Lambda checks at creation that the role may send to the DLQ.
+  depends_on = [aws_iam_role_policy.function]
+}
+
+resource "aws_lambda_function_url" "this" {
+  #checkov:skip=CKV_AWS_258:ITSM webhooks (Jira, ServiceNow, generic senders) cannot sign AWS SigV4 requests; the intake authenticates every request itself (HMAC-SHA256 over the raw body, timestamped with a replay window) and answers 401 otherwise.
+  for_each = { for k, f in local.functions : k => f if f.function_url }
+
+  function_name = aws_lambda_function.this[each.key].function_name
+  # The provider adds the resource-policy statement that lets anyone call the URL
+  # (lambda:InvokeFunctionUrl, FunctionUrlAuthType NONE). See DEPLOY.md for the
+  # lambda:InvokeFunction statement newer function URLs also need.
+  authorization_type = "NONE"
+  invoke_mode        = "BUFFERED"
+}

@@ -1,0 +1,109 @@
+output "grants_table_name" {
+  description = "Name of the grants table (TICKETBOUND_GRANTS_TABLE)."
+  value       = aws_dynamodb_table.grants.name
+}
+
+output "grants_table_arn" {
+  description = "ARN of the grants table."
+  value       = aws_dynamodb_table.grants.arn
+}
+
+output "grants_table_stream_arn" {
+  description = "ARN of the grants table's stream (new and old images): provisioning and expiry consume it."
+  value       = aws_dynamodb_table.grants.stream_arn
+}
+
+output "audit_table_name" {
+  description = "Name of the audit table (TICKETBOUND_AUDIT_TABLE)."
+  value       = aws_dynamodb_table.audit.name
+}
+
+output "audit_table_arn" {
+  description = "ARN of the audit table."
+  value       = aws_dynamodb_table.audit.arn
+}
+
+output "audit_table_stream_arn" {
+  description = "ARN of the audit table's stream (new images): the ticket write-back consumes it."
+  value       = aws_dynamodb_table.audit.stream_arn
+}
+
+output "intake_function_name" {
+  description = "Name of the itsm-intake Lambda function."
+  value       = aws_lambda_function.this["itsm-intake"].function_name
+}
+
+output "intake_function_arn" {
+  description = "ARN of the itsm-intake Lambda function."
+  value       = aws_lambda_function.this["itsm-intake"].arn
+}
+
+output "intake_role_arn" {
+  description = "ARN of the itsm-intake function's execution role."
+  value       = aws_iam_role.function["itsm-intake"].arn
+}
+
+output "intake_function_url" {
+  description = "The intake's HTTPS endpoint. Point the ITSM webhooks at <url>jira, <url>servicenow and <url>generic."
+  value       = aws_lambda_function_url.this["itsm-intake"].function_url
+}
+
+output "intake_log_group_name" {
+  description = "CloudWatch log group of the itsm-intake function."
+  value       = aws_cloudwatch_log_group.function["itsm-intake"].name
+}
+
+output "event_bus_name" {
+  description = "Name of the EventBridge bus the ITSM sends \"Access Request Approved\"/\"Access Request Withdrawn\" events to."
+  value       = aws_cloudwatch_event_bus.itsm.name
+}
+
+output "event_bus_arn" {
+  description = "ARN of the ticketbound EventBridge bus (grant events:PutEvents on it to senders)."
+  value       = aws_cloudwatch_event_bus.itsm.arn
+}
+
+output "jira_webhook_secret_arn" {
+  description = "ARN of the Jira webhook signing secret: put the webhook's secret value here."
+  value       = aws_secretsmanager_secret.webhook["jira"].arn
+}
+
+output "servicenow_webhook_secret_arn" {
+  description = "ARN of the ServiceNow shared secret (HMAC key or bearer token): put its value here."
+  value       = aws_secretsmanager_secret.webhook["servicenow"].arn
+}
+
+output "generic_webhook_secret_arn" {
+  description = "ARN of the generic senders' HMAC secret: put its value here."
+  value       = aws_secretsmanager_secret.webhook["generic"].arn
+}
+
+output "kms_key_arn" {
+  description = "ARN of the module's customer-managed KMS key."
+  value       = aws_kms_key.this.arn
+}
+
+output "kms_key_alias" {
+  description = "Alias of the module's KMS key."
+  value       = aws_kms_alias.this.name
+}
+
+output "intake_dlq_arn" {
+  description = "ARN of the queue holding the intake's failed asynchronous invocations."
+  value       = aws_sqs_queue.function_dlq["itsm-intake"].arn
+}
+
+output "intake_dlq_url" {
+  description = "URL of the queue holding the intake's failed asynchronous invocations."
+  value       = aws_sqs_queue.function_dlq["itsm-intake"].url
+}
+
+output "events_dlq_arn" {
+  description = "ARN of the queue holding events EventBridge could not deliver to the intake."
+  value       = aws_sqs_queue.events_dlq.arn
+}
+
+output "events_dlq_url" {
+  description = "URL of the queue holding events EventBridge could not deliver to the intake."
+  value       = aws_sqs_queue.events_dlq.url
+}

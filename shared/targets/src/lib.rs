@@ -1,0 +1,62 @@
+//! Connectors: where a grant stops being a record and becomes enforcement.
+//!
+//! A connector creates the credential for a grant at its target system, kills it again
+//! (with any session it holds), and reports what the target really has, for the
+//! reconciler. Every operation is idempotent, because every caller may be retried.
+//!
+//! **Overlapping grants.** Each grant gets a credential of its own (a login role named
+//! after the identity *and* the grant), so two live grants for the same identity at
+//! the same target never share anything: revoking one cannot take away what the other
+//! still covers, and each dies on its own not-after time.
+//!
+//! This crate knows the target systems and nothing of AWS.
+
+pub mod postgres;
+
+use ticketbound_domain::{Grant, Permission};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("scope {refused:?} is outside the target's allow-list; nothing was created")]
+    ScopeNotAllowed { refused: Vec<String> },
+    #[error("scope role {0:?} does not exist at the target; nothing was created")]
+    UnknownScopeRole(String),
+    #[error("the target refused or failed: {operation}")]
+    Database {
+        operation: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("could not connect to the target")]
+    Connect(#[source] tokio_postgres::Error),
+}
+
+impl TargetError {
+    /// True when trying again later may succeed (the target was unreachable or
+    /// busy); false when the request itself is at fault.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Connect(_) => true,
+            Self::Database { source, .. } => source.as_db_error().is_none() || source.is_closed(),
+            Self::ScopeNotAllowed { .. } | Self::UnknownScopeRole(_) => false,
+        }
+    }
+}
+
+/// The login name a grant's credential has at the target: the identity's name and
+/// the grant's id, so that it says whose it is and never collides with another grant.
+pub fn principal_name(grant: &Grant) -> String {
+    let identity = grant.request.identity.name.as_str().replace('-', "_");
+    format!("tb_{identity}_{}", grant.id.to_string().to_lowercase())
+}
+
+/// The scope permissions not in `allowed`, in order.
+pub fn outside_allow_list<'a>(
+    scope: impl Iterator<Item = &'a Permission>,
+    allowed: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    scope
+        .filter(|p| !allowed.contains(p.as_str()))
+        .map(|p| p.to_string())
+        .collect()
+}
