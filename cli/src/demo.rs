@@ -2,10 +2,12 @@
 //! way production is driven: signed ITSM webhooks to the intake's URL.
 //!
 //! What runs today: approval through the intake (signature, validation, Cedar policy,
-//! one transaction), redelivery recognised, a policy denial recorded with its reasons,
-//! a withdrawal ending the grant, and each grant's audit chain verified. Provisioning,
-//! rotation, expiry and write-back join as they are built; the demo says which steps
-//! are not there yet rather than pretending.
+//! one transaction), redelivery recognised, provisioning from the grants stream (a
+//! PostgreSQL login role within its scope, its secret in Secrets Manager, an expiry
+//! schedule), the credential used as the workload would use it, a policy denial
+//! recorded with its reasons, a withdrawal, and each grant's audit chain verified.
+//! Rotation, revocation at the target and write-back join as they are built; the demo
+//! says which steps are not there yet rather than pretending.
 
 use std::path::Path;
 
@@ -14,7 +16,7 @@ use serde_json::Value;
 use ticketbound_domain::{GrantId, verify_chain};
 use ticketbound_itsm::auth;
 use ticketbound_runtime::local::LocalStack;
-use ticketbound_store::{Store, StoreSettings, Tables};
+use ticketbound_store::Store;
 use ticketbound_testkit::{HttpAnswer, jira_approval, jira_cancellation, unique_key};
 
 use crate::error::CliError;
@@ -69,16 +71,7 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         sdk: stack.sdk_config().await,
         local: stack.clone(),
     };
-    let store = Store::new(
-        tk.dynamodb(),
-        StoreSettings {
-            tables: Tables {
-                grants: stack.grants_table.clone(),
-                audit: stack.audit_table.clone(),
-            },
-            retention: Duration::days(400),
-        },
-    );
+    let store = tk.local_store();
     // The demo plays Jira, so it signs with the webhook secret Jira would hold.
     let jira = Jira {
         stack: &stack,
@@ -110,7 +103,64 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         again.json()["grant_id"] == out["grant_id"]
     );
 
-    // 3. Another ticket asks for prod access with one approver: policy says no.
+    // 3. The grants stream feeds the provisioner: the credential is made.
+    let grant = wait_until_settled(&store, id).await?;
+    let credential = grant.credential.clone().ok_or_else(|| {
+        CliError::Demo(format!(
+            "grant {id} was not provisioned: {} ({})",
+            grant.state,
+            grant.last_error.clone().unwrap_or_default()
+        ))
+    })?;
+    println!(
+        "\n3. provisioned from the grants stream: grant is {}; login role {} at {}, scope {}",
+        grant.state, credential.principal_name, grant.request.target.system_id, grant.request.scope
+    );
+    println!("   secret {}", credential.secret_arn);
+    let sm = tk.secretsmanager();
+    let described = sm
+        .describe_secret()
+        .secret_id(&credential.secret_arn)
+        .send()
+        .await
+        .map_err(|e| CliError::Demo(format!("DescribeSecret failed: {e}")))?;
+    let tags: Vec<String> = described
+        .tags()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}={}",
+                t.key().unwrap_or_default(),
+                t.value().unwrap_or_default()
+            )
+        })
+        .collect();
+    println!("   tags {}", tags.join(", "));
+    // The workload reads its credential and uses it; the value is never printed.
+    let value = tk.secret_value(&credential.secret_arn).await;
+    let secret: Value = serde_json::from_str(&value)
+        .map_err(|e| CliError::Demo(format!("the secret is not JSON: {e}")))?;
+    let db = tk
+        .pg_login(
+            secret["username"].as_str().unwrap_or_default(),
+            secret["password"].as_str().unwrap_or_default(),
+        )
+        .await
+        .map_err(|e| CliError::Demo(format!("the issued credential does not log in: {e}")))?;
+    let rows = db
+        .query("SELECT count(*) FROM orders.orders", &[])
+        .await
+        .map_err(|e| CliError::Demo(format!("the credential cannot read its scope: {e}")))?;
+    let n: i64 = rows.first().map_or(0, |r| r.get(0));
+    let payments = match db.query("SELECT * FROM orders.payments", &[]).await {
+        Ok(_) => "ALLOWED (scope violated!)".to_owned(),
+        Err(e) => format!("refused ({})", e.code().map_or("?", |c| c.code())),
+    };
+    println!(
+        "   as the workload: logged in; orders.orders -> {n} rows; orders.payments -> {payments}"
+    );
+
+    // 4. Another ticket asks for prod access with one approver: policy says no.
     let denied_key = unique_key("OPS");
     let mut one_approver = jira_approval(Utc::now(), &denied_key, Duration::hours(6));
     if let Some(approvers) =
@@ -123,23 +173,23 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         .await?;
     let denied_id = grant_id(&denied)?;
     println!(
-        "\n3. {denied_key} asks for prod access with a single approver: {} {}, reasons {}",
+        "\n4. {denied_key} asks for prod access with a single approver: {} {}, reasons {}",
         denied.status,
         denied.json()["state"],
         denied.json()["reasons"]
     );
 
-    // 4. A malformed approval is refused, naming the field, and writes nothing.
+    // 5. A malformed approval is refused, naming the field, and writes nothing.
     let mut broken = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(6));
     broken["issue"]["fields"]["customfield_10208"] = serde_json::json!(["orders_reader", "*"]);
     let refused = jira.send(&broken, &ulid::Ulid::new().to_string()).await?;
     println!(
-        "\n4. an approval whose scope holds a wildcard: {} {}",
+        "\n5. an approval whose scope holds a wildcard: {} {}",
         refused.status,
         refused.json()["errors"]
     );
 
-    // 5. The first ticket is cancelled: its grant ends.
+    // 6. The first ticket is cancelled: its grant goes to revocation.
     let cancelled = jira
         .send(
             &jira_cancellation(Utc::now(), &key),
@@ -147,14 +197,14 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         )
         .await?;
     println!(
-        "\n5. Jira cancelled {key}: {} {}, grants ended: {}",
+        "\n6. Jira cancelled {key}: {} {}, grants ending: {}",
         cancelled.status,
         cancelled.json()["outcome"],
         cancelled.json()["grants"]
     );
 
-    // 6. The evidence, as an auditor reads it.
-    println!("\n6. evidence");
+    // 7. The evidence, as an auditor reads it.
+    println!("\n7. evidence");
     for grant_id in [id, denied_id] {
         let grant = store
             .get_grant(grant_id)
@@ -175,7 +225,9 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
                 "policy_ids",
                 "reasons",
                 "trigger",
-                "approved_by",
+                "principal",
+                "expiry_schedule",
+                "rotation",
             ]
             .iter()
             .filter_map(|k| {
@@ -203,9 +255,28 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     }
 
     println!(
-        "\nNot yet part of the demo: provisioning a PostgreSQL login, rotation, expiry on schedule \
+        "\nNot yet part of the demo: killing the login at the target when a grant is Revoking or \
+         expires (the expiry issue; until then the role's VALID UNTIL still ends it at not-after), rotation \
          and ticket write-back; each arrives with its own issue."
     );
     println!("\ndemo finished; `cargo run -p ticketbound -- local down` stops the local stack");
     Ok(())
+}
+
+/// Waits (up to 15 s) until the provisioner has taken the grant out of Approved and
+/// Provisioning.
+async fn wait_until_settled(
+    store: &Store,
+    id: GrantId,
+) -> Result<ticketbound_domain::Grant, CliError> {
+    use ticketbound_domain::GrantState::{Approved, Provisioning};
+    for _ in 0..150 {
+        match store.get_grant(id).await? {
+            Some(g) if !matches!(g.state, Approved | Provisioning) => return Ok(g),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    Err(CliError::Demo(format!(
+        "grant {id} was not provisioned within 15 s; see .ticketbound/host.log"
+    )))
 }

@@ -22,6 +22,10 @@ pub enum CliError {
     Intake(#[source] itsm_intake::IntakeError),
     #[error("not a usable event: {0}")]
     Event(String),
+    #[error(transparent)]
+    Config(ticketbound_runtime::ConfigError),
+    #[error("the local stream could not be read")]
+    Stream(#[source] Box<ticketbound_testkit::streams::StreamError>),
 }
 
 /// The error and its chain of causes on one line, outermost first.

@@ -6,7 +6,6 @@
 use chrono::{Duration, Utc};
 use ticketbound_domain::GrantState;
 use ticketbound_itsm::auth;
-use ticketbound_store::{Store, StoreSettings, Tables};
 use ticketbound_testkit::{TestStack, jira_approval, post, unique_key};
 
 #[tokio::test]
@@ -38,16 +37,7 @@ async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
         .unwrap();
     assert_eq!(again.status, 200, "{}", again.body);
 
-    let store = Store::new(
-        stack.dynamodb(),
-        StoreSettings {
-            tables: Tables {
-                grants: stack.local.grants_table.clone(),
-                audit: stack.local.audit_table.clone(),
-            },
-            retention: Duration::days(400),
-        },
-    );
+    let store = stack.local_store();
     let grant = store.get_grant(grant_id).await.unwrap().unwrap();
     assert_eq!(grant.state, GrantState::Approved);
     assert_eq!(grant.request.ticket.key.as_str(), key);
@@ -60,4 +50,78 @@ async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
         .await
         .unwrap();
     assert_eq!(wrong_route.status, 404);
+}
+
+/// The whole way from an ITSM approval to a working credential, as the local stack
+/// runs it: the intake records the grant, the stream feeds the provisioner, the
+/// credential lands in Secrets Manager and logs in to PostgreSQL within its scope.
+#[tokio::test]
+async fn a_jira_approval_becomes_a_working_credential() {
+    let stack = TestStack::get().await;
+    let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
+    let body = serde_json::to_vec(&jira_approval(
+        Utc::now(),
+        &unique_key("OPS"),
+        Duration::hours(2),
+    ))
+    .unwrap();
+    let headers = vec![
+        ("Content-Type", "application/json".to_owned()),
+        (
+            "X-Atlassian-Webhook-Identifier",
+            ulid::Ulid::new().to_string(),
+        ),
+        (
+            "X-Hub-Signature",
+            auth::hub_signature(secret.as_bytes(), &body),
+        ),
+    ];
+    let answer = post(&stack.local.intake_url, "/jira", &headers, &body)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let grant_id = answer.json()["grant_id"].as_str().unwrap().parse().unwrap();
+
+    let store = stack.local_store();
+    let mut grant = store.get_grant(grant_id).await.unwrap().unwrap();
+    for _ in 0..100 {
+        if grant.state != GrantState::Approved && grant.state != GrantState::Provisioning {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        grant = store.get_grant(grant_id).await.unwrap().unwrap();
+    }
+    assert_eq!(grant.state, GrantState::Active, "{:?}", grant.last_error);
+
+    let arn = grant.credential.unwrap().secret_arn;
+    let value = stack
+        .secretsmanager()
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .unwrap();
+    let credential: serde_json::Value =
+        serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    let db = stack
+        .pg_login(
+            credential["username"].as_str().unwrap(),
+            credential["password"].as_str().unwrap(),
+        )
+        .await
+        .unwrap();
+    db.query("SELECT customer, total FROM orders.orders", &[])
+        .await
+        .unwrap();
+    db.query("SELECT * FROM orders.daily_totals", &[])
+        .await
+        .unwrap();
+    let refused = db
+        .query("SELECT * FROM orders.payments", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
 }

@@ -1,9 +1,14 @@
 //! The function host: serves the Lambda functions on loopback the way AWS invokes them.
 //!
-//! Today that is the intake, behind an HTTP server that turns each request into a
-//! Lambda Function URL event (payload format 2.0, AWS's field names and encoding
-//! rules), calls the same `handle` the Lambda runtime calls, and turns the response
-//! back into HTTP. Later issues add the stream pollers, schedules and TTL emulation.
+//! - The intake, behind an HTTP server that turns each request into a Lambda Function
+//!   URL event (payload format 2.0, AWS's field names and encoding rules), calls the
+//!   same `handle` the Lambda runtime calls, and turns the response back into HTTP.
+//! - The provisioner, fed from the grants table's stream as Lambda's event source
+//!   mapping feeds it: batches in the DynamoDB event shape, partial-batch failures
+//!   redelivered, a record that keeps failing given up after ten attempts (where AWS
+//!   would send it to the on-failure destination), loudly.
+//!
+//! Schedules and TTL emulation join with the expiry issue.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -53,6 +58,73 @@ pub async fn intake_deps(stack: &LocalStack) -> Result<Deps, crate::CliError> {
     }
     Deps::from_env(&sdk, EnvReader::from_map(vars))
         .map_err(|e| crate::CliError::Startup(Box::new(e)))
+}
+
+/// The environment a deployed provisioner would have, pointed at the local stack.
+pub fn provision_env(stack: &LocalStack) -> Vec<(String, String)> {
+    use super::targets;
+    use grant_provision::config as c;
+    [
+        (c::GRANTS_TABLE, stack.grants_table.clone()),
+        (c::AUDIT_TABLE, stack.audit_table.clone()),
+        (c::TARGETS, targets::targets_json(stack)),
+        (
+            c::EXPIRY_FUNCTION_ARN,
+            targets::EXPIRY_FUNCTION_ARN.to_owned(),
+        ),
+        (
+            c::SCHEDULER_ROLE_ARN,
+            targets::SCHEDULER_ROLE_ARN.to_owned(),
+        ),
+        (c::SCHEDULE_GROUP, targets::SCHEDULE_GROUP.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Feeds the grants table's stream to the provisioner, forever.
+async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
+    let sdk = stack.sdk_config().await;
+    let deps = grant_provision::Deps::from_env(&sdk, EnvReader::from_map(provision_env(&stack)))
+        .map_err(crate::CliError::Config)?;
+    let mut poller = ticketbound_testkit::streams::StreamPoller::new(&sdk, &stack.grants_table)
+        .await
+        .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
+    eprintln!(
+        "function host: grant-provision on the stream of {}",
+        stack.grants_table
+    );
+    loop {
+        let batch = match poller.next_batch().await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the grants stream failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let n = batch.records.len();
+        match grant_provision::handle(&deps, batch).await {
+            Ok(response) => {
+                let retrying = !response.batch_item_failures.is_empty();
+                for dropped in poller.complete(n, &response) {
+                    tracing::error!(record = %dropped["eventID"], "grant-provision kept failing on a record; given up (AWS: on-failure destination)");
+                }
+                if retrying {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "grant-provision failed the whole batch; redelivering");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Lambda's rule for Function URLs: text-like content arrives as text, anything else
@@ -200,6 +272,12 @@ async fn serve(
 /// Serves until killed.
 pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
     let deps = Arc::new(intake_deps(&stack).await?);
+    let provisioner_stack = stack.clone();
+    tokio::spawn(async move {
+        if let Err(e) = run_provisioner(provisioner_stack).await {
+            tracing::error!(error = %e, "the provisioner stopped");
+        }
+    });
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await

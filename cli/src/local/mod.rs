@@ -16,6 +16,7 @@ pub mod host;
 mod moto;
 mod postgres;
 mod process;
+pub mod targets;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -97,11 +98,9 @@ pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
             .await
             .map_err(|e: StoreError| LocalError::Tables(Box::new(e)))?;
     }
-    ensure_webhook_secrets(
-        &aws_sdk_secretsmanager::Client::new(&sdk),
-        &stack.webhook_secrets,
-    )
-    .await?;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    ensure_webhook_secrets(&secrets, &stack.webhook_secrets).await?;
+    targets::ensure(&stack, &secrets, &aws_sdk_scheduler::Client::new(&sdk)).await?;
 
     ensure_host(&home, &mut stack, previous.as_ref())?;
     write_description(&home, &stack)?;

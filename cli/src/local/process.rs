@@ -37,6 +37,12 @@ pub enum LocalError {
     Json(#[source] serde_json::Error),
     #[error("could not create the tables on the emulator")]
     Tables(#[source] Box<ticketbound_store::StoreError>),
+    #[error("could not set up the local targets: {what} failed")]
+    Target {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("could not set up the local stack's secrets: {what} failed")]
     Secrets {
         what: String,

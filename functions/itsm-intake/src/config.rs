@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use ticketbound_itsm::jira::JiraMapping;
 use ticketbound_itsm::servicenow::ServiceNowMapping;
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
-use ticketbound_store::{StoreSettings, Tables};
+use ticketbound_store::StoreSettings;
 
 /// A JSON value in an environment variable.
 #[derive(Debug, Clone)]
@@ -76,9 +76,7 @@ pub struct IntakeConfig {
     pub secret_min_refresh: std::time::Duration,
 }
 
-pub const GRANTS_TABLE: &str = "TICKETBOUND_GRANTS_TABLE";
-pub const AUDIT_TABLE: &str = "TICKETBOUND_AUDIT_TABLE";
-pub const RETENTION_DAYS: &str = "TICKETBOUND_RETENTION_DAYS";
+pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
 pub const POLICY_DIR: &str = "TICKETBOUND_POLICY_DIR";
 pub const JIRA_SECRET_ID: &str = "TICKETBOUND_JIRA_SECRET_ID";
 pub const JIRA_MAPPING: &str = "TICKETBOUND_JIRA_MAPPING";
@@ -112,9 +110,7 @@ pub const VARIABLES: &[&str] = &[
 impl IntakeConfig {
     /// Reads the configuration; one error names every missing or malformed variable.
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let grants: Option<String> = env.required(GRANTS_TABLE, "a DynamoDB table name");
-        let audit: Option<String> = env.required(AUDIT_TABLE, "a DynamoDB table name");
-        let retention_days: i64 = env.or_default(RETENTION_DAYS, "a number of days", 400);
+        let store = StoreSettings::read(&mut env);
         let policy_dir = env.optional::<PathBuf>(POLICY_DIR, "a directory");
         let jira_secret: Option<String> =
             env.optional(JIRA_SECRET_ID, "a Secrets Manager secret id or ARN");
@@ -140,17 +136,14 @@ impl IntakeConfig {
             env.or_default(SECRET_MIN_REFRESH_SECS, "a number of seconds", 30);
 
         env.finish()?;
-        let (Some(grants), Some(audit)) = (grants, audit) else {
+        let Some(store) = store else {
             // finish() has reported them; this only keeps the types honest.
             return Err(ConfigError {
                 problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
             });
         };
         Ok(Self {
-            store: StoreSettings {
-                tables: Tables { grants, audit },
-                retention: Duration::days(retention_days),
-            },
+            store,
             policy_dir,
             jira: jira_secret.map(|secret_id| JiraSettings {
                 secret_id,

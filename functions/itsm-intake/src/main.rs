@@ -1,5 +1,8 @@
 //! The Lambda entry point: initialise once, then serve events.
 
+// The handler future nests the SDK clients deeply enough to pass the default limit.
+#![recursion_limit = "256"]
+
 use itsm_intake::{Deps, IntakeEvent, handle};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use ticketbound_runtime::EnvReader;

@@ -38,6 +38,13 @@ pub fn owner_key(owner: &str) -> String {
     format!("OWNER#{owner}")
 }
 
+/// A grant item's image as a stream delivers it (only the grant is read).
+#[derive(Deserialize)]
+pub(crate) struct GrantImage {
+    #[serde(flatten)]
+    pub grant: Grant,
+}
+
 #[derive(Serialize, Deserialize)]
 struct GrantItem {
     pk: String,

@@ -13,8 +13,9 @@ mod error;
 mod items;
 pub mod schema;
 mod store;
+pub mod stream;
 
 pub use error::StoreError;
 pub use items::{Delivery, ITEM_EXPIRY, ITEM_GRANT};
 pub use schema::{TableSchema, ensure_table};
-pub use store::{Store, StoreSettings, Tables};
+pub use store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS, Store, StoreSettings, Tables};

@@ -33,6 +33,30 @@ pub struct StoreSettings {
     pub retention: Duration,
 }
 
+/// The variables every function that uses the store reads.
+pub const GRANTS_TABLE: &str = "TICKETBOUND_GRANTS_TABLE";
+pub const AUDIT_TABLE: &str = "TICKETBOUND_AUDIT_TABLE";
+pub const RETENTION_DAYS: &str = "TICKETBOUND_RETENTION_DAYS";
+
+impl StoreSettings {
+    pub const VARIABLES: [&str; 3] = [GRANTS_TABLE, AUDIT_TABLE, RETENTION_DAYS];
+
+    /// Reads the table names and the retention; a missing name is recorded in `env`
+    /// (and reported by its `finish`).
+    pub fn read(env: &mut ticketbound_runtime::EnvReader) -> Option<Self> {
+        let grants: Option<String> = env.required(GRANTS_TABLE, "a DynamoDB table name");
+        let audit: Option<String> = env.required(AUDIT_TABLE, "a DynamoDB table name");
+        let days: i64 = env.or_default(RETENTION_DAYS, "a number of days", 400);
+        Some(Self {
+            tables: Tables {
+                grants: grants?,
+                audit: audit?,
+            },
+            retention: Duration::days(days),
+        })
+    }
+}
+
 /// Grants, audit chains and deliveries in DynamoDB.
 #[derive(Debug, Clone)]
 pub struct Store {

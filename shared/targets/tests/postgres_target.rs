@@ -12,7 +12,6 @@ use ticketbound_runtime::SecretString;
 use ticketbound_targets::postgres::PostgresTarget;
 use ticketbound_targets::{TargetError, principal_name};
 use ticketbound_testkit::{TestStack, sample_grant};
-use tokio_postgres::NoTls;
 
 struct Fixture {
     stack: TestStack,
@@ -23,40 +22,11 @@ struct Fixture {
     schema: String,
 }
 
-async fn admin(stack: &TestStack) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&stack.local.postgres.admin_dsn(), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-/// A schema with two tables and three group roles of this test's own; the target may
-/// grant two of them.
+/// The target may grant two of the fixture's three roles.
 async fn fixture() -> Fixture {
     let stack = TestStack::get().await;
-    let s = ulid::Ulid::new().to_string().to_lowercase()[18..].to_owned();
-    let (schema, reader, reporting, payments) = (
-        format!("shop_{s}"),
-        format!("orders_reader_{s}"),
-        format!("orders_reporting_{s}"),
-        format!("payments_reader_{s}"),
-    );
-    admin(&stack)
-        .await
-        .batch_execute(&format!(
-            "CREATE SCHEMA {schema};
-             CREATE TABLE {schema}.orders (id int PRIMARY KEY, total numeric);
-             INSERT INTO {schema}.orders VALUES (1, 9.99);
-             CREATE TABLE {schema}.payments (id int PRIMARY KEY, card text);
-             CREATE ROLE {reader} NOLOGIN; CREATE ROLE {reporting} NOLOGIN; CREATE ROLE {payments} NOLOGIN;
-             GRANT USAGE ON SCHEMA {schema} TO {reader}, {reporting}, {payments};
-             GRANT SELECT ON {schema}.orders TO {reader};
-             GRANT SELECT ON {schema}.payments TO {payments};"
-        ))
-        .await
-        .unwrap();
-    let allowed: BTreeSet<String> = [reader.clone(), reporting.clone()].into();
+    let pg = stack.pg_fixture().await;
+    let allowed: BTreeSet<String> = [pg.reader.clone(), pg.reporting.clone()].into();
     let target = PostgresTarget::new(
         &SecretString::from(stack.local.postgres.admin_dsn()),
         allowed,
@@ -65,10 +35,10 @@ async fn fixture() -> Fixture {
     Fixture {
         stack,
         target,
-        reader,
-        reporting,
-        payments,
-        schema,
+        reader: pg.reader,
+        reporting: pg.reporting,
+        payments: pg.payments,
+        schema: pg.schema,
     }
 }
 
@@ -83,16 +53,7 @@ async fn login(
     user: &str,
     password: &str,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&f.stack.local.postgres.host)
-        .port(f.stack.local.postgres.port)
-        .user(user)
-        .password(password)
-        .dbname(&f.stack.local.postgres.database);
-    let (client, conn) = config.connect(NoTls).await?;
-    tokio::spawn(conn);
-    Ok(client)
+    f.stack.pg_login(user, password).await
 }
 
 fn password() -> String {

@@ -5,6 +5,8 @@
 //!
 //! Never a dependency of a Lambda function.
 
+pub mod streams;
+
 use chrono::{DateTime, Duration, Utc};
 use ticketbound_domain::{AccessRequest, Grant, GrantId, RequestDraft};
 use ticketbound_runtime::local::{LocalStack, LocalStackError};
@@ -89,6 +91,20 @@ impl TestStack {
         schema::ensure_table(&client, &schema::GRANTS, &tables.grants).await?;
         schema::ensure_table(&client, &schema::AUDIT, &tables.audit).await?;
         Ok(tables)
+    }
+
+    /// The store over the local stack's own tables (the ones its function host uses).
+    pub fn local_store(&self) -> Store {
+        Store::new(
+            self.dynamodb(),
+            StoreSettings {
+                tables: Tables {
+                    grants: self.local.grants_table.clone(),
+                    audit: self.local.audit_table.clone(),
+                },
+                retention: Duration::days(400),
+            },
+        )
     }
 
     /// A store over fresh tables.
@@ -274,5 +290,79 @@ impl TestStack {
             Ok(out) => out.secret_string().unwrap_or_default().to_owned(),
             Err(e) => panic!("could not read secret {id}: {e:?}"),
         }
+    }
+}
+
+/// Objects of one test's own in the local PostgreSQL: a schema with an `orders` and a
+/// `payments` table, and three group roles (NOLOGIN): `reader` may read orders,
+/// `reporting` nothing yet, `payments` may read payments.
+#[derive(Debug, Clone)]
+pub struct PgFixture {
+    pub schema: String,
+    pub reader: String,
+    pub reporting: String,
+    pub payments: String,
+}
+
+impl TestStack {
+    /// A connection as the local administrator.
+    pub async fn pg_admin(&self) -> tokio_postgres::Client {
+        match tokio_postgres::connect(&self.local.postgres.admin_dsn(), tokio_postgres::NoTls).await
+        {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                client
+            }
+            Err(e) => panic!("cannot reach the local PostgreSQL as administrator: {e}"),
+        }
+    }
+
+    /// Creates a [`PgFixture`] with a unique suffix.
+    pub async fn pg_fixture(&self) -> PgFixture {
+        let s = ulid::Ulid::new().to_string().to_lowercase()[18..].to_owned();
+        let f = PgFixture {
+            schema: format!("shop_{s}"),
+            reader: format!("orders_reader_{s}"),
+            reporting: format!("orders_reporting_{s}"),
+            payments: format!("payments_reader_{s}"),
+        };
+        let PgFixture {
+            schema,
+            reader,
+            reporting,
+            payments,
+        } = &f;
+        let sql = format!(
+            "CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.orders (id int PRIMARY KEY, total numeric);
+             INSERT INTO {schema}.orders VALUES (1, 9.99);
+             CREATE TABLE {schema}.payments (id int PRIMARY KEY, card text);
+             CREATE ROLE {reader} NOLOGIN; CREATE ROLE {reporting} NOLOGIN; CREATE ROLE {payments} NOLOGIN;
+             GRANT USAGE ON SCHEMA {schema} TO {reader}, {reporting}, {payments};
+             GRANT SELECT ON {schema}.orders TO {reader};
+             GRANT SELECT ON {schema}.payments TO {payments};"
+        );
+        if let Err(e) = self.pg_admin().await.batch_execute(&sql).await {
+            panic!("could not create the PostgreSQL fixture: {e}");
+        }
+        f
+    }
+
+    /// Logs in to the local PostgreSQL over TCP with a password, as a workload would.
+    pub async fn pg_login(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.local.postgres.host)
+            .port(self.local.postgres.port)
+            .user(user)
+            .password(password)
+            .dbname(&self.local.postgres.database);
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client)
     }
 }

@@ -7,6 +7,8 @@
 //! verify (at most once per `min_refresh`, so that a flood of bad signatures cannot
 //! turn into a flood of Secrets Manager calls).
 
+pub mod credentials;
+
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::time::{Duration, Instant};
@@ -74,6 +76,18 @@ impl VaultError {
     }
 }
 
+/// Secrets Manager for the credentials ticketbound issues (see [`credentials`]).
+#[derive(Debug, Clone)]
+pub struct Vault {
+    client: Client,
+}
+
+impl Vault {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
 struct Entry {
     value: SecretString,
     fetched: Instant,
@@ -81,7 +95,7 @@ struct Entry {
 
 /// Configuration secrets, cached.
 pub struct SecretCache {
-    client: Client,
+    vault: Vault,
     ttl: Duration,
     min_refresh: Duration,
     entries: Mutex<HashMap<String, Entry>>,
@@ -101,7 +115,7 @@ impl SecretCache {
     /// how soon a forced refresh may follow the last fetch.
     pub fn new(client: Client, ttl: Duration, min_refresh: Duration) -> Self {
         Self {
-            client,
+            vault: Vault::new(client),
             ttl,
             min_refresh,
             entries: Mutex::new(HashMap::new()),
@@ -138,17 +152,7 @@ impl SecretCache {
     }
 
     async fn fetch(&self, secret_id: &str) -> Result<SecretString, VaultError> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(secret_id)
-            .send()
-            .await
-            .map_err(|e| VaultError::call("GetSecretValue", secret_id, e))?;
-        let value = SecretString::from(
-            out.secret_string()
-                .ok_or_else(|| VaultError::NotAString(secret_id.to_owned()))?,
-        );
+        let value = self.vault.read(secret_id).await?;
         tracing::debug!(secret_id, "fetched configuration secret");
         self.entries.lock().await.insert(
             secret_id.to_owned(),

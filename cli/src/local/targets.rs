@@ -1,0 +1,108 @@
+//! The local stack's target systems and the AWS resources the provisioner expects:
+//! `orders-db` (the local PostgreSQL, with a small `orders` schema and the group roles
+//! grants may be given), `billing-api` (a generated API key), the administrator
+//! secret, and the expiry schedule group.
+
+use aws_sdk_scheduler::error::ProvideErrorMetadata;
+use serde_json::json;
+use ticketbound_runtime::local::LocalStack;
+
+use super::process::LocalError;
+
+/// The Secrets Manager id of the local `orders-db` administrator's connection string.
+pub const ORDERS_DB_ADMIN_SECRET: &str = "ticketbound/local/targets/orders-db";
+/// The roles a grant at `orders-db` may be given.
+pub const ORDERS_DB_ROLES: [&str; 2] = ["orders_reader", "orders_reporting"];
+pub const SCHEDULE_GROUP: &str = "ticketbound";
+/// Stand-ins for ARNs that exist only in AWS: the local stack fires schedules itself.
+pub const EXPIRY_FUNCTION_ARN: &str =
+    "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-expire";
+pub const SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ticketbound-scheduler";
+
+/// `orders-db`: group roles that can read orders (and nothing can read payments).
+const ORDERS_DB_SQL: &str = "
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'orders_reader') THEN CREATE ROLE orders_reader NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'orders_reporting') THEN CREATE ROLE orders_reporting NOLOGIN; END IF;
+END $$;
+CREATE SCHEMA IF NOT EXISTS orders;
+CREATE TABLE IF NOT EXISTS orders.orders (id int PRIMARY KEY, customer text, total numeric, placed_at timestamptz);
+INSERT INTO orders.orders VALUES (1, 'acme', 120.50, now()), (2, 'globex', 99.00, now()) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS orders.payments (id int PRIMARY KEY, order_id int, card_last4 text);
+CREATE OR REPLACE VIEW orders.daily_totals AS SELECT date_trunc('day', placed_at) AS day, sum(total) AS total FROM orders.orders GROUP BY 1;
+GRANT USAGE ON SCHEMA orders TO orders_reader, orders_reporting;
+GRANT SELECT ON orders.orders TO orders_reader;
+GRANT SELECT ON orders.daily_totals TO orders_reporting;
+";
+
+pub async fn ensure(
+    stack: &LocalStack,
+    secrets: &aws_sdk_secretsmanager::Client,
+    scheduler: &aws_sdk_scheduler::Client,
+) -> Result<(), LocalError> {
+    let (client, conn) =
+        tokio_postgres::connect(&stack.postgres.admin_dsn(), tokio_postgres::NoTls)
+            .await
+            .map_err(|e| LocalError::Target {
+                what: "connect to the local PostgreSQL".into(),
+                source: Box::new(e),
+            })?;
+    tokio::spawn(conn);
+    client
+        .batch_execute(ORDERS_DB_SQL)
+        .await
+        .map_err(|e| LocalError::Target {
+            what: "create the orders-db schema and roles".into(),
+            source: Box::new(e),
+        })?;
+
+    // The administrator's connection string, as a deployed target keeps it.
+    if secrets
+        .describe_secret()
+        .secret_id(ORDERS_DB_ADMIN_SECRET)
+        .send()
+        .await
+        .is_err()
+    {
+        secrets
+            .create_secret()
+            .name(ORDERS_DB_ADMIN_SECRET)
+            .description("how ticketbound administers the local orders-db")
+            .secret_string(stack.postgres.admin_dsn())
+            .send()
+            .await
+            .map_err(|e| LocalError::Secrets {
+                what: format!("CreateSecret {ORDERS_DB_ADMIN_SECRET}"),
+                source: Box::new(e),
+            })?;
+    }
+    match scheduler
+        .create_schedule_group()
+        .name(SCHEDULE_GROUP)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("ConflictException") => Ok(()),
+        Err(e) => Err(LocalError::Target {
+            what: "create the schedule group".into(),
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// `TICKETBOUND_TARGETS` for the local stack.
+pub fn targets_json(stack: &LocalStack) -> String {
+    json!({
+        "orders-db": {
+            "connector": "postgres",
+            "admin_secret_id": ORDERS_DB_ADMIN_SECRET,
+            "host": stack.postgres.host,
+            "port": stack.postgres.port,
+            "dbname": stack.postgres.database,
+            "allowed_roles": ORDERS_DB_ROLES,
+        },
+        "billing-api": {"connector": "generated_api_key"}
+    })
+    .to_string()
+}

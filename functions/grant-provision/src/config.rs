@@ -1,0 +1,142 @@
+//! The provisioner's configuration, from environment variables.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
+use ticketbound_schedule::ScheduleSettings;
+use ticketbound_store::StoreSettings;
+
+pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
+pub const TARGETS: &str = "TICKETBOUND_TARGETS";
+pub const SECRET_KMS_KEY_ID: &str = "TICKETBOUND_SECRET_KMS_KEY_ID";
+pub const SECRET_ADMIN_PRINCIPALS: &str = "TICKETBOUND_SECRET_ADMIN_PRINCIPALS";
+pub const ROTATION_FUNCTION_ARN: &str = "TICKETBOUND_ROTATION_FUNCTION_ARN";
+pub const EXPIRY_FUNCTION_ARN: &str = "TICKETBOUND_EXPIRY_FUNCTION_ARN";
+pub const SCHEDULER_ROLE_ARN: &str = "TICKETBOUND_SCHEDULER_ROLE_ARN";
+pub const SCHEDULE_GROUP: &str = "TICKETBOUND_SCHEDULE_GROUP";
+pub const SCHEDULE_DLQ_ARN: &str = "TICKETBOUND_SCHEDULE_DLQ_ARN";
+pub const MAX_PROVISIONING_ATTEMPTS: &str = "TICKETBOUND_MAX_PROVISIONING_ATTEMPTS";
+
+/// Every variable the provisioner reads, for the infrastructure check.
+pub const VARIABLES: &[&str] = &[
+    GRANTS_TABLE,
+    AUDIT_TABLE,
+    RETENTION_DAYS,
+    TARGETS,
+    SECRET_KMS_KEY_ID,
+    SECRET_ADMIN_PRINCIPALS,
+    ROTATION_FUNCTION_ARN,
+    EXPIRY_FUNCTION_ARN,
+    SCHEDULER_ROLE_ARN,
+    SCHEDULE_GROUP,
+    SCHEDULE_DLQ_ARN,
+    MAX_PROVISIONING_ATTEMPTS,
+];
+
+/// How to reach and what may be granted at one target system.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "connector", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetConfig {
+    Postgres {
+        /// Secrets Manager id of the administrator's libpq connection string.
+        admin_secret_id: String,
+        /// Where issued credentials connect (written into their secret).
+        host: String,
+        port: u16,
+        dbname: String,
+        /// The only roles a scope may name.
+        allowed_roles: BTreeSet<String>,
+    },
+    GeneratedApiKey {},
+}
+
+/// `TICKETBOUND_TARGETS`: system id → target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Targets(pub BTreeMap<String, TargetConfig>);
+
+impl FromStr for Targets {
+    type Err = serde_json::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_str(s)
+    }
+}
+
+/// A comma-separated list.
+#[derive(Debug, Clone, Default)]
+struct List(Vec<String>);
+
+impl FromStr for List {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProvisionConfig {
+    pub store: StoreSettings,
+    pub targets: Targets,
+    pub kms_key_id: Option<String>,
+    /// ticketbound's own roles that keep read access to credential secrets.
+    pub admin_principals: Vec<String>,
+    /// When absent, rotation is not turned on (and each grant's audit says so).
+    pub rotation_function_arn: Option<String>,
+    pub schedules: ScheduleSettings,
+    pub max_provisioning_attempts: u32,
+}
+
+impl ProvisionConfig {
+    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let store = StoreSettings::read(&mut env);
+        let targets: Option<Targets> =
+            env.required(TARGETS, "a JSON map of target systems (see the README)");
+        let kms_key_id = env.optional(SECRET_KMS_KEY_ID, "a KMS key id or ARN");
+        let admins: List = env.or_default(
+            SECRET_ADMIN_PRINCIPALS,
+            "comma-separated IAM ARNs",
+            List::default(),
+        );
+        let rotation_function_arn = env.optional(ROTATION_FUNCTION_ARN, "a Lambda ARN");
+        let expiry: Option<String> = env.required(EXPIRY_FUNCTION_ARN, "a Lambda ARN");
+        let role: Option<String> = env.required(SCHEDULER_ROLE_ARN, "an IAM role ARN");
+        let group: String = env.or_default(
+            SCHEDULE_GROUP,
+            "a schedule group name",
+            "ticketbound".to_owned(),
+        );
+        let dlq = env.optional(SCHEDULE_DLQ_ARN, "an SQS queue ARN");
+        let attempts: u32 = env.or_default(MAX_PROVISIONING_ATTEMPTS, "a whole number", 5);
+        env.finish()?;
+        let (Some(store), Some(targets), Some(target_arn), Some(role_arn)) =
+            (store, targets, expiry, role)
+        else {
+            // finish() reported each; this only keeps the types honest.
+            return Err(ConfigError {
+                problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
+            });
+        };
+        Ok(Self {
+            store,
+            targets,
+            kms_key_id,
+            admin_principals: admins.0,
+            rotation_function_arn,
+            schedules: ScheduleSettings {
+                group,
+                target_arn,
+                role_arn,
+                dead_letter_arn: dlq,
+            },
+            max_provisioning_attempts: attempts,
+        })
+    }
+}

@@ -1,0 +1,385 @@
+//! The provisioner on the local stack: records arrive from the grants table's real
+//! stream in Lambda's event shape; the credential lands in Secrets Manager and works at
+//! a real PostgreSQL, exactly within its scope; retries, redeliveries and refusals
+//! leave nothing twice and nothing behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use aws_lambda_events::event::dynamodb::Event;
+use chrono::{Duration, Utc};
+use grant_provision::{Deps, handle, secret_name};
+use serde_json::json;
+use ticketbound_domain::{
+    Actor, AuditAction, AuditRecord, Grant, GrantState, Permission, Scope, SystemId, verify_chain,
+};
+use ticketbound_runtime::EnvReader;
+use ticketbound_schedule::schedule_name;
+use ticketbound_targets::principal_name;
+use ticketbound_testkit::streams::StreamPoller;
+use ticketbound_testkit::{PgFixture, TestStack, sample_grant};
+use ticketbound_vault::credentials::DatabaseSecret;
+
+struct Harness {
+    stack: TestStack,
+    deps: Deps,
+    pg: PgFixture,
+    poller: StreamPoller,
+    group: String,
+}
+
+async fn harness(port: Option<u16>, max_attempts: u32) -> Harness {
+    let stack = TestStack::get().await;
+    let tables = stack.fresh_tables().await.unwrap();
+    let pg = stack.pg_fixture().await;
+    let admin = stack
+        .create_secret("pg-admin", &stack.local.postgres.admin_dsn())
+        .await;
+    let group = format!("t{}", ulid::Ulid::new());
+    aws_sdk_scheduler::Client::new(&stack.sdk)
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap();
+    // An unreachable target: a port nobody listens on.
+    let admin_secret =
+        match port {
+            Some(p) => stack
+                .create_secret(
+                    "pg-admin-bad",
+                    &format!(
+                        "host=127.0.0.1 port={p} user=postgres dbname=postgres connect_timeout=2"
+                    ),
+                )
+                .await,
+            None => admin,
+        };
+    let targets = json!({
+        "orders-db": {
+            "connector": "postgres",
+            "admin_secret_id": admin_secret,
+            "host": stack.local.postgres.host,
+            "port": stack.local.postgres.port,
+            "dbname": stack.local.postgres.database,
+            "allowed_roles": [pg.reader, pg.reporting],
+        },
+        "billing-api": {"connector": "generated_api_key"}
+    });
+    let env = EnvReader::from_map([
+        ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
+        ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
+        ("TICKETBOUND_TARGETS", targets.to_string()),
+        (
+            "TICKETBOUND_EXPIRY_FUNCTION_ARN",
+            "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-expire".into(),
+        ),
+        (
+            "TICKETBOUND_SCHEDULER_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/ticketbound-scheduler".into(),
+        ),
+        ("TICKETBOUND_SCHEDULE_GROUP", group.clone()),
+        (
+            "TICKETBOUND_MAX_PROVISIONING_ATTEMPTS",
+            max_attempts.to_string(),
+        ),
+    ]);
+    let deps = Deps::from_env(&stack.sdk, env).unwrap();
+    let poller = StreamPoller::new(&stack.sdk, &tables.grants).await.unwrap();
+    Harness {
+        stack,
+        deps,
+        pg,
+        poller,
+        group,
+    }
+}
+
+/// An Approved grant for orders-db with `scope`, recorded as the intake records it.
+async fn approve(h: &Harness, scope: &[&str]) -> Grant {
+    let mut grant = sample_grant(Utc::now(), Duration::hours(2));
+    grant.request.scope = Scope::new(scope.iter().map(|s| Permission::new(*s).unwrap())).unwrap();
+    grant.request.target.system_id = SystemId::new("orders-db").unwrap();
+    let e = grant.record(
+        AuditRecord::new(
+            Utc::now(),
+            Actor::itsm_user("priya.raman@example.com"),
+            AuditAction::Requested,
+        )
+        .states(None, Some(GrantState::Approved)),
+    );
+    h.deps
+        .store
+        .create_grant(&grant, &[e], None, Utc::now())
+        .await
+        .unwrap();
+    grant
+}
+
+/// Delivers the stream to the handler like Lambda until nothing waits; returns the
+/// batches delivered and how many deliveries reported failures.
+async fn drain(h: &mut Harness) -> (Vec<Event>, usize) {
+    let (mut batches, mut failures) = (Vec::new(), 0);
+    for _ in 0..50 {
+        let Some(batch) = h.poller.next_batch().await.unwrap() else {
+            break;
+        };
+        let n = batch.records.len();
+        let response = handle(&h.deps, batch.clone()).await.unwrap();
+        failures += usize::from(!response.batch_item_failures.is_empty());
+        h.poller.complete(n, &response);
+        batches.push(batch);
+    }
+    assert_eq!(h.poller.backlog(), 0, "the stream settles");
+    (batches, failures)
+}
+
+async fn secret_count(h: &Harness, name: &str) -> usize {
+    use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+    let filter = Filter::builder().key(FilterNameStringType::Name).values(name).build();
+    let pages = h
+        .stack
+        .secretsmanager()
+        .list_secrets()
+        .filters(filter)
+        .into_paginator()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
+    pages
+        .into_iter()
+        .map(Result::unwrap)
+        .flat_map(|page| page.secret_list().to_vec())
+        .filter(|s| s.name() == Some(name))
+        .count()
+}
+
+async fn schedule_exists(h: &Harness, grant: &Grant) -> bool {
+    aws_sdk_scheduler::Client::new(&h.stack.sdk)
+        .get_schedule()
+        .name(schedule_name(grant.id))
+        .group_name(&h.group)
+        .send()
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn an_approved_grant_becomes_a_working_credential_within_its_scope() {
+    let mut h = harness(None, 5).await;
+    let pg = h.pg.clone();
+    let grant = approve(&h, &[&pg.reader, &pg.reporting]).await;
+    drain(&mut h).await;
+
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Active, "{:?}", stored.last_error);
+    let credential = stored.credential.clone().unwrap();
+    assert_eq!(credential.principal_name, principal_name(&grant));
+
+    // The secret: its name, tags and resource policy.
+    let sm = h.stack.secretsmanager();
+    let described = sm
+        .describe_secret()
+        .secret_id(&credential.secret_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.name(), Some(secret_name(&grant).as_str()));
+    let tags: std::collections::HashMap<_, _> = described
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    assert_eq!(tags["managed-by"], "ticketbound");
+    assert_eq!(tags["grant-id"], grant.id.to_string());
+    assert_eq!(tags["ticket"], grant.request.ticket.qualified_key());
+    assert_eq!(tags["owner"], "team-data-platform");
+    assert_eq!(tags["expires-at"], grant.not_after().to_rfc3339());
+    let policy = sm
+        .get_resource_policy()
+        .secret_id(&credential.secret_arn)
+        .send()
+        .await
+        .unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_str(policy.resource_policy().unwrap()).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Principal"]["AWS"],
+        "arn:aws:iam::123456789012:role/orders-etl"
+    );
+    assert_eq!(policy["Statement"][1]["Effect"], "Deny");
+
+    // The credential read from the secret logs in and can do exactly its scope.
+    let value = sm
+        .get_secret_value()
+        .secret_id(&credential.secret_arn)
+        .send()
+        .await
+        .unwrap();
+    let secret: DatabaseSecret = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    assert_eq!(secret.engine, "postgres");
+    assert_eq!(secret.username, credential.principal_name);
+    let db = h
+        .stack
+        .pg_login(&secret.username, &secret.password)
+        .await
+        .unwrap();
+    db.query(&format!("SELECT * FROM {}.orders", pg.schema), &[])
+        .await
+        .unwrap();
+    let refused = db
+        .query(&format!("SELECT * FROM {}.payments", pg.schema), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+
+    assert!(
+        schedule_exists(&h, &grant).await,
+        "the expiry schedule is set"
+    );
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    verify_chain(grant.id, &trail, Some(&stored.audit_head)).unwrap();
+    let actions: Vec<_> = trail.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            AuditAction::Requested,
+            AuditAction::ProvisioningStarted,
+            AuditAction::Provisioned
+        ]
+    );
+    let provisioned = &trail[2].details;
+    assert_eq!(provisioned["secret_arn"], credential.secret_arn);
+    assert!(
+        !provisioned.values().any(|v| v.contains(&secret.password)),
+        "no secret value in the audit"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_record_creates_nothing_twice() {
+    let mut h = harness(None, 5).await;
+    let pg = h.pg.clone();
+    let grant = approve(&h, &[&pg.reader]).await;
+    let (batches, _) = drain(&mut h).await;
+    let first = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    let trail_len = h.deps.store.audit_trail(grant.id).await.unwrap().len();
+
+    // Lambda delivers the same batch again (at least once).
+    for batch in batches {
+        let response = handle(&h.deps, batch).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
+    assert_eq!(
+        h.deps.store.get_grant(grant.id).await.unwrap().unwrap(),
+        first
+    );
+    assert_eq!(
+        h.deps.store.audit_trail(grant.id).await.unwrap().len(),
+        trail_len
+    );
+    assert_eq!(secret_count(&h, &secret_name(&grant)).await, 1);
+    let roles = h.stack.pg_admin().await;
+    let n: i64 = roles
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&principal_name(&grant)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn a_scope_outside_the_allow_list_is_refused_before_anything_is_created() {
+    let mut h = harness(None, 5).await;
+    let pg = h.pg.clone();
+    let grant = approve(&h, &[&pg.reader, &pg.payments]).await;
+    let (_, failures) = drain(&mut h).await;
+    assert_eq!(failures, 0, "a refusal is final, not retried");
+
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Failed);
+    assert!(stored.last_error.unwrap().contains(&pg.payments));
+    assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0);
+    assert!(!schedule_exists(&h, &grant).await);
+    let n: i64 = h
+        .stack
+        .pg_admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&principal_name(&grant)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_target_is_retried_then_given_up_with_nothing_left_behind() {
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut h = harness(Some(closed_port), 3).await;
+    let pg = h.pg.clone();
+    let grant = approve(&h, &[&pg.reader]).await;
+    let (_, failures) = drain(&mut h).await;
+    assert_eq!(
+        failures, 2,
+        "two retryable failures, then the third attempt gives up"
+    );
+
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Failed);
+    assert_eq!(stored.provisioning_attempts, 3);
+    // The secret made on the first attempt was reused by the retries, then removed.
+    assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0);
+    assert!(!schedule_exists(&h, &grant).await);
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    verify_chain(grant.id, &trail, Some(&stored.audit_head)).unwrap();
+    let failed = trail
+        .iter()
+        .filter(|e| e.action == AuditAction::ProvisioningFailed)
+        .count();
+    assert_eq!(failed, 3);
+}
+
+#[tokio::test]
+async fn a_generated_api_key_is_the_secret_itself() {
+    let mut h = harness(None, 5).await;
+    let mut grant = sample_grant(Utc::now(), Duration::hours(2));
+    grant.request.target.system_id = SystemId::new("billing-api").unwrap();
+    grant.request.target.connector = ticketbound_domain::ConnectorKind::GeneratedApiKey;
+    let e = grant.record(AuditRecord::new(
+        Utc::now(),
+        Actor::itsm_user("sam"),
+        AuditAction::Requested,
+    ));
+    h.deps
+        .store
+        .create_grant(&grant, &[e], None, Utc::now())
+        .await
+        .unwrap();
+    drain(&mut h).await;
+
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Active, "{:?}", stored.last_error);
+    let value = h
+        .stack
+        .secretsmanager()
+        .get_secret_value()
+        .secret_id(stored.credential.unwrap().secret_arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        value.secret_string().unwrap().len() >= 32,
+        "a long random key"
+    );
+}

@@ -1,0 +1,99 @@
+output "intake_function_url" {
+  description = "The intake's HTTPS endpoint: ITSM webhooks go to <url>jira, <url>servicenow, <url>generic."
+  value       = module.ticketbound.intake_function_url
+}
+
+output "intake_function_name" {
+  description = "Name of the itsm-intake Lambda function."
+  value       = module.ticketbound.intake_function_name
+}
+
+output "intake_function_arn" {
+  description = "ARN of the itsm-intake Lambda function."
+  value       = module.ticketbound.intake_function_arn
+}
+
+output "intake_role_arn" {
+  description = "ARN of the intake's execution role."
+  value       = module.ticketbound.intake_role_arn
+}
+
+output "grants_table_name" {
+  description = "Name of the grants table."
+  value       = module.ticketbound.grants_table_name
+}
+
+output "grants_table_arn" {
+  description = "ARN of the grants table."
+  value       = module.ticketbound.grants_table_arn
+}
+
+output "grants_table_stream_arn" {
+  description = "ARN of the grants table's stream."
+  value       = module.ticketbound.grants_table_stream_arn
+}
+
+output "audit_table_name" {
+  description = "Name of the audit table."
+  value       = module.ticketbound.audit_table_name
+}
+
+output "audit_table_arn" {
+  description = "ARN of the audit table."
+  value       = module.ticketbound.audit_table_arn
+}
+
+output "audit_table_stream_arn" {
+  description = "ARN of the audit table's stream."
+  value       = module.ticketbound.audit_table_stream_arn
+}
+
+output "event_bus_name" {
+  description = "Name of the ticketbound EventBridge bus."
+  value       = module.ticketbound.event_bus_name
+}
+
+output "event_bus_arn" {
+  description = "ARN of the ticketbound EventBridge bus."
+  value       = module.ticketbound.event_bus_arn
+}
+
+output "jira_webhook_secret_arn" {
+  description = "ARN of the Jira webhook secret (put its value with `aws secretsmanager put-secret-value`)."
+  value       = module.ticketbound.jira_webhook_secret_arn
+}
+
+output "servicenow_webhook_secret_arn" {
+  description = "ARN of the ServiceNow shared secret."
+  value       = module.ticketbound.servicenow_webhook_secret_arn
+}
+
+output "generic_webhook_secret_arn" {
+  description = "ARN of the generic senders' secret."
+  value       = module.ticketbound.generic_webhook_secret_arn
+}
+
+output "kms_key_arn" {
+  description = "ARN of the ticketbound KMS key."
+  value       = module.ticketbound.kms_key_arn
+}
+
+output "intake_dlq_arn" {
+  description = "ARN of the intake's dead-letter queue."
+  value       = module.ticketbound.intake_dlq_arn
+}
+
+output "intake_dlq_url" {
+  description = "URL of the intake's dead-letter queue."
+  value       = module.ticketbound.intake_dlq_url
+}
+
+output "events_dlq_arn" {
+  description = "ARN of the EventBridge dead-letter queue."
+  value       = module.ticketbound.events_dlq_arn
+}
+
+output "events_dlq_url" {
+  description = "URL of the EventBridge dead-letter queue."
+  value       = module.ticketbound.events_dlq_url
+}

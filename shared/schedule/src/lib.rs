@@ -1,0 +1,212 @@
+//! The precise expiry path: an EventBridge Scheduler one-time schedule per grant, at its
+//! not-after time, invoking the expiry function with `{"grant_id": …}`. Scheduler fires
+//! within a minute of the time; DynamoDB TTL (which may lag by days) is only the
+//! backstop. The schedule deletes itself after it fires (`ActionAfterCompletion:
+//! DELETE`), retries on failure, and sends what it cannot deliver to a dead-letter
+//! queue.
+//!
+//! This crate owns every Scheduler SDK type.
+
+use std::error::Error as StdError;
+
+use aws_sdk_scheduler::Client;
+use aws_sdk_scheduler::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_scheduler::types::{
+    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
+    RetryPolicy, Target,
+};
+use chrono::{DateTime, Duration, Utc};
+use ticketbound_domain::{Grant, GrantId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("EventBridge Scheduler {operation} failed for {name}")]
+    Call {
+        operation: &'static str,
+        name: String,
+        retryable: bool,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+}
+
+impl ScheduleError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Call {
+                retryable: true,
+                ..
+            }
+        )
+    }
+
+    fn call<E, R>(operation: &'static str, name: &str, err: SdkError<E, R>) -> Self
+    where
+        E: StdError + ProvideErrorMetadata + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let retryable = match &err {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(e) => matches!(
+                e.err().code(),
+                Some("ThrottlingException" | "InternalServerException")
+            ),
+            _ => false,
+        };
+        Self::Call {
+            operation,
+            name: name.to_owned(),
+            retryable,
+            source: Box::new(err),
+        }
+    }
+}
+
+/// Where expiry schedules live and what they invoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    pub group: String,
+    /// The expiry function's ARN.
+    pub target_arn: String,
+    /// The role Scheduler assumes to invoke it.
+    pub role_arn: String,
+    pub dead_letter_arn: Option<String>,
+}
+
+/// The name of a grant's expiry schedule.
+pub fn schedule_name(id: GrantId) -> String {
+    format!("tb-expire-{id}")
+}
+
+/// `at(…)` for `t`, rounded up to the second: never early.
+fn at_expression(t: DateTime<Utc>) -> String {
+    let rounded = if t.timestamp_subsec_nanos() > 0 {
+        t + Duration::nanoseconds(1_000_000_000 - i64::from(t.timestamp_subsec_nanos()))
+    } else {
+        t
+    };
+    format!("at({})", rounded.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpirySchedules {
+    client: Client,
+    settings: ScheduleSettings,
+}
+
+impl ExpirySchedules {
+    pub fn new(client: Client, settings: ScheduleSettings) -> Self {
+        Self { client, settings }
+    }
+
+    /// Creates the grant's expiry schedule unless it exists. Returns its name.
+    pub async fn ensure(&self, grant: &Grant) -> Result<String, ScheduleError> {
+        let name = schedule_name(grant.id);
+        let input = serde_json::json!({"grant_id": grant.id.to_string(), "trigger": "schedule"})
+            .to_string();
+        let mut target = Target::builder()
+            .arn(&self.settings.target_arn)
+            .role_arn(&self.settings.role_arn)
+            .input(input)
+            .retry_policy(
+                RetryPolicy::builder()
+                    .maximum_event_age_in_seconds(3600)
+                    .maximum_retry_attempts(20)
+                    .build(),
+            );
+        if let Some(dlq) = &self.settings.dead_letter_arn {
+            target = target.dead_letter_config(DeadLetterConfig::builder().arn(dlq).build());
+        }
+        let target = target.build().map_err(|e| ScheduleError::Call {
+            operation: "CreateSchedule",
+            name: name.clone(),
+            retryable: false,
+            source: Box::new(e),
+        })?;
+        let window = FlexibleTimeWindow::builder()
+            .mode(FlexibleTimeWindowMode::Off)
+            .build()
+            .map_err(|e| ScheduleError::Call {
+                operation: "CreateSchedule",
+                name: name.clone(),
+                retryable: false,
+                source: Box::new(e),
+            })?;
+        let created = self
+            .client
+            .create_schedule()
+            .name(&name)
+            .group_name(&self.settings.group)
+            .description(format!(
+                "revoke grant {} ({}) at its not-after time",
+                grant.id,
+                grant.request.ticket.qualified_key()
+            ))
+            .schedule_expression(at_expression(grant.not_after()))
+            .schedule_expression_timezone("UTC")
+            .flexible_time_window(window)
+            .target(target)
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(name),
+            Err(e) if e.code() == Some("ConflictException") => Ok(name),
+            Err(e) => Err(ScheduleError::call("CreateSchedule", &name, e)),
+        }
+    }
+
+    /// Whether the grant's expiry schedule exists.
+    pub async fn exists(&self, id: GrantId) -> Result<bool, ScheduleError> {
+        let name = schedule_name(id);
+        match self
+            .client
+            .get_schedule()
+            .name(&name)
+            .group_name(&self.settings.group)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(false),
+            Err(e) => Err(ScheduleError::call("GetSchedule", &name, e)),
+        }
+    }
+
+    /// Deletes the grant's expiry schedule; one already gone (fired, or deleted
+    /// before) is fine. Returns whether there was one.
+    pub async fn delete(&self, id: GrantId) -> Result<bool, ScheduleError> {
+        let name = schedule_name(id);
+        match self
+            .client
+            .delete_schedule()
+            .name(&name)
+            .group_name(&self.settings.group)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(false),
+            Err(e) => Err(ScheduleError::call("DeleteSchedule", &name, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn schedules_never_fire_early() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 29, 18, 0, 0).unwrap();
+        assert_eq!(at_expression(t), "at(2026-11-29T18:00:00)");
+        assert_eq!(
+            at_expression(t + Duration::milliseconds(1)),
+            "at(2026-11-29T18:00:01)"
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! DynamoDB Streams as Lambda's event source mapping delivers them, for the local
+//! stack: read a table's stream, hand the records to a handler in the exact
+//! `aws_lambda_events` DynamoDB event shape, in batches, honour
+//! `ReportBatchItemFailures` by redelivering from the first failed record, and give up
+//! on a record after a bounded number of attempts (where AWS would send it to the
+//! on-failure destination).
+//!
+//! moto keeps streams but invokes nothing; this is the part of Lambda it lacks.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+/// DynamoDB JSON (`{"S": "…"}`) for one attribute value.
+fn attribute(v: &AttributeValue) -> Value {
+    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
+    match v {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::B(b) => json!({ "B": b64(b) }),
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(n) => json!({ "NULL": n }),
+        AttributeValue::Ss(v) => json!({ "SS": v }),
+        AttributeValue::Ns(v) => json!({ "NS": v }),
+        AttributeValue::Bs(v) => json!({ "BS": v.iter().map(b64).collect::<Vec<_>>() }),
+        AttributeValue::L(v) => json!({ "L": v.iter().map(attribute).collect::<Vec<_>>() }),
+        AttributeValue::M(m) => json!({ "M": item(m) }),
+        _ => json!({ "NULL": true }),
+    }
+}
+
+fn item(m: &std::collections::HashMap<String, AttributeValue>) -> Value {
+    Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.clone(), attribute(v)))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+/// A stream record in the shape Lambda delivers it.
+pub fn lambda_record(r: &Record, stream_arn: &str, region: &str) -> Value {
+    let change = r.dynamodb();
+    let mut dynamodb = Map::new();
+    if let Some(c) = change {
+        if let Some(t) = c.approximate_creation_date_time() {
+            dynamodb.insert("ApproximateCreationDateTime".into(), json!(t.as_secs_f64()));
+        }
+        if let Some(k) = c.keys() {
+            dynamodb.insert("Keys".into(), item(k));
+        }
+        if let Some(n) = c.new_image() {
+            dynamodb.insert("NewImage".into(), item(n));
+        }
+        if let Some(o) = c.old_image() {
+            dynamodb.insert("OldImage".into(), item(o));
+        }
+        dynamodb.insert("SequenceNumber".into(), json!(c.sequence_number()));
+        dynamodb.insert("SizeBytes".into(), json!(c.size_bytes().unwrap_or(0)));
+        if let Some(v) = c.stream_view_type() {
+            dynamodb.insert("StreamViewType".into(), json!(v.as_str()));
+        }
+    }
+    let mut record = json!({
+        "eventID": r.event_id(),
+        "eventName": r.event_name().map(|e| e.as_str()),
+        "eventVersion": r.event_version().unwrap_or("1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": region,
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+    });
+    if let Some(identity) = r.user_identity() {
+        record["userIdentity"] =
+            json!({"type": identity.r#type(), "principalId": identity.principal_id()});
+    }
+    record
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("table {0} has no stream")]
+    NoStream(String),
+    #[error("DynamoDB Streams {0} failed")]
+    Call(
+        &'static str,
+        #[source] Box<dyn std::error::Error + Send + Sync>,
+    ),
+    #[error("a stream record does not fit the Lambda event shape")]
+    Shape(#[source] serde_json::Error),
+}
+
+/// Reads one table's stream from its beginning and delivers it like Lambda.
+#[derive(Debug)]
+pub struct StreamPoller {
+    client: aws_sdk_dynamodbstreams::Client,
+    stream_arn: String,
+    region: String,
+    iterators: BTreeMap<String, Option<String>>,
+    pending: VecDeque<(Value, u32)>,
+    pub batch_size: usize,
+    pub max_attempts: u32,
+}
+
+impl StreamPoller {
+    /// A poller for `table`'s stream, from its first record.
+    pub async fn new(sdk: &aws_config::SdkConfig, table: &str) -> Result<Self, StreamError> {
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let described = ddb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| StreamError::Call("DescribeTable", Box::new(e)))?;
+        let stream_arn = described
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .ok_or_else(|| StreamError::NoStream(table.to_owned()))?
+            .to_owned();
+        Ok(Self {
+            client: aws_sdk_dynamodbstreams::Client::new(sdk),
+            region: sdk.region().map_or("eu-west-1".into(), |r| r.to_string()),
+            stream_arn,
+            iterators: BTreeMap::new(),
+            pending: VecDeque::new(),
+            batch_size: 100,
+            max_attempts: 10,
+        })
+    }
+
+    /// Fetches what the stream has beyond what was read.
+    async fn fetch(&mut self) -> Result<(), StreamError> {
+        let described = self
+            .client
+            .describe_stream()
+            .stream_arn(&self.stream_arn)
+            .send()
+            .await
+            .map_err(|e| StreamError::Call("DescribeStream", Box::new(e)))?;
+        for shard in described
+            .stream_description()
+            .map(|d| d.shards())
+            .unwrap_or_default()
+        {
+            let Some(id) = shard.shard_id() else { continue };
+            if !self.iterators.contains_key(id) {
+                let it = self
+                    .client
+                    .get_shard_iterator()
+                    .stream_arn(&self.stream_arn)
+                    .shard_id(id)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .map_err(|e| StreamError::Call("GetShardIterator", Box::new(e)))?;
+                self.iterators
+                    .insert(id.to_owned(), it.shard_iterator().map(str::to_owned));
+            }
+        }
+        for iterator in self.iterators.values_mut() {
+            let Some(current) = iterator.clone() else {
+                continue;
+            };
+            let out = self
+                .client
+                .get_records()
+                .shard_iterator(current)
+                .send()
+                .await
+                .map_err(|e| StreamError::Call("GetRecords", Box::new(e)))?;
+            for r in out.records() {
+                self.pending
+                    .push_back((lambda_record(r, &self.stream_arn, &self.region), 0));
+            }
+            *iterator = out.next_shard_iterator().map(str::to_owned);
+        }
+        Ok(())
+    }
+
+    /// The next batch as a Lambda event, fetching first; `None` when nothing waits.
+    pub async fn next_batch(&mut self) -> Result<Option<Event>, StreamError> {
+        self.fetch().await?;
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let records: Vec<Value> = self
+            .pending
+            .iter()
+            .take(self.batch_size)
+            .map(|(r, _)| r.clone())
+            .collect();
+        serde_json::from_value(json!({ "Records": records }))
+            .map(Some)
+            .map_err(StreamError::Shape)
+    }
+
+    /// Takes the handler's answer for the batch last returned: records before the
+    /// first reported failure are done; from it on they are delivered again, and a
+    /// record that has failed `max_attempts` times is dropped (returned, for the
+    /// caller to report as AWS's on-failure destination would).
+    pub fn complete(&mut self, delivered: usize, response: &DynamoDbEventResponse) -> Vec<Value> {
+        let failed_at = response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.as_deref())
+            .filter_map(|seq| {
+                self.pending
+                    .iter()
+                    .take(delivered)
+                    .position(|(r, _)| r["dynamodb"]["SequenceNumber"].as_str() == Some(seq))
+            })
+            .min();
+        let done = failed_at.unwrap_or(delivered.min(self.pending.len()));
+        self.pending.drain(..done);
+        let mut dropped = Vec::new();
+        if failed_at.is_some()
+            && let Some((record, attempts)) = self.pending.front_mut()
+        {
+            *attempts += 1;
+            if *attempts >= self.max_attempts {
+                dropped.push(record.clone());
+                self.pending.pop_front();
+            }
+        }
+        dropped
+    }
+
+    /// Records waiting for (re)delivery.
+    pub fn backlog(&self) -> usize {
+        self.pending.len()
+    }
+}

@@ -1,0 +1,281 @@
+//! The secrets that hold issued credentials: one per grant, named
+//! `ticketbound/<environment>/<identity>/<grant id>`, tagged so that anyone (and the
+//! reconciler) can tell whose it is and when it dies, encrypted with the configured
+//! KMS key, and readable only by the grant's workload (and ticketbound's own roles).
+
+use aws_sdk_secretsmanager::types::Tag;
+use serde::{Deserialize, Serialize};
+use ticketbound_runtime::{ExposeSecret, SecretString};
+
+use crate::VaultError;
+
+/// The tag that marks a secret as ticketbound's (IAM conditions and the reconciler
+/// rely on it).
+pub const MANAGED_BY_TAG: (&str, &str) = ("managed-by", "ticketbound");
+
+/// Everything a credential secret is created with, except its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialSecretSpec {
+    pub name: String,
+    pub description: String,
+    /// Tags besides `managed-by=ticketbound`: ticket, grant-id, owner, expires-at.
+    pub tags: Vec<(String, String)>,
+    pub kms_key_id: Option<String>,
+    /// The only principal (besides `ticketbound_principals`) that may read the value.
+    pub workload_principal: String,
+    /// ticketbound's own roles that must keep access (rotation, expiry).
+    pub ticketbound_principals: Vec<String>,
+}
+
+/// A database credential in the structure AWS's rotation functions use. Never
+/// `Debug`: it holds the password.
+#[derive(Serialize, Deserialize)]
+pub struct DatabaseSecret {
+    pub engine: String,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    pub dbname: String,
+}
+
+impl std::fmt::Debug for DatabaseSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSecret")
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &"[REDACTED]")
+            .field("dbname", &self.dbname)
+            .finish()
+    }
+}
+
+impl DatabaseSecret {
+    /// The JSON to store, as a secret.
+    pub fn to_secret(&self) -> SecretString {
+        SecretString::from(serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// Parses a stored value; the error never repeats it.
+    pub fn from_secret(value: &SecretString) -> Option<Self> {
+        serde_json::from_str(value.expose_secret()).ok()
+    }
+}
+
+/// What Secrets Manager knows of a secret, without its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretInfo {
+    pub arn: String,
+    pub name: String,
+    pub tags: Vec<(String, String)>,
+    pub rotation_enabled: bool,
+    pub deleted: bool,
+}
+
+impl SecretInfo {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The resource policy: the workload may read; nobody else may, whatever their IAM
+/// policies say, except ticketbound's own roles.
+pub fn resource_policy(spec: &CredentialSecretSpec) -> String {
+    let mut allowed = vec![spec.workload_principal.clone()];
+    allowed.extend(spec.ticketbound_principals.iter().cloned());
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "WorkloadReads",
+                "Effect": "Allow",
+                "Principal": {"AWS": spec.workload_principal},
+                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "NobodyElseReads",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*",
+                "Condition": {"StringNotEquals": {"aws:PrincipalArn": allowed}}
+            }
+        ]
+    })
+    .to_string()
+}
+
+impl crate::Vault {
+    /// A random password from Secrets Manager, without characters that need quoting
+    /// in a connection string.
+    pub async fn random_password(&self) -> Result<SecretString, VaultError> {
+        let out = self
+            .client
+            .get_random_password()
+            .password_length(40)
+            .exclude_characters("\"'\\/@:;`$ ")
+            .send()
+            .await
+            .map_err(|e| VaultError::call("GetRandomPassword", "-", e))?;
+        Ok(SecretString::from(
+            out.random_password().unwrap_or_default(),
+        ))
+    }
+
+    /// The secret named `name`, if it exists (a secret scheduled for deletion counts,
+    /// with `deleted` set).
+    pub async fn describe(&self, name: &str) -> Result<Option<SecretInfo>, VaultError> {
+        match self.client.describe_secret().secret_id(name).send().await {
+            Ok(out) => Ok(Some(SecretInfo {
+                arn: out.arn().unwrap_or_default().to_owned(),
+                name: out.name().unwrap_or_default().to_owned(),
+                tags: out
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_owned(),
+                            t.value().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect(),
+                rotation_enabled: out.rotation_enabled().unwrap_or(false),
+                deleted: out.deleted_date().is_some(),
+            })),
+            Err(e) => match VaultError::call("DescribeSecret", name, e) {
+                VaultError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// The current value of a secret.
+    pub async fn read(&self, secret_id: &str) -> Result<SecretString, VaultError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| VaultError::call("GetSecretValue", secret_id, e))?;
+        out.secret_string()
+            .map(SecretString::from)
+            .ok_or_else(|| VaultError::NotAString(secret_id.to_owned()))
+    }
+
+    /// Creates the credential secret with `value` and its resource policy. Returns the
+    /// ARN.
+    pub async fn create_credential(
+        &self,
+        spec: &CredentialSecretSpec,
+        value: &SecretString,
+    ) -> Result<String, VaultError> {
+        let mut request = self
+            .client
+            .create_secret()
+            .name(&spec.name)
+            .description(&spec.description)
+            .secret_string(value.expose_secret())
+            .tags(
+                Tag::builder()
+                    .key(MANAGED_BY_TAG.0)
+                    .value(MANAGED_BY_TAG.1)
+                    .build(),
+            );
+        for (k, v) in &spec.tags {
+            request = request.tags(Tag::builder().key(k).value(v).build());
+        }
+        if let Some(key) = &spec.kms_key_id {
+            request = request.kms_key_id(key);
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| VaultError::call("CreateSecret", &spec.name, e))?;
+        let arn = out.arn().unwrap_or_default().to_owned();
+        self.put_policy(&arn, spec).await?;
+        Ok(arn)
+    }
+
+    /// Sets the resource policy (again): idempotent.
+    pub async fn put_policy(
+        &self,
+        arn: &str,
+        spec: &CredentialSecretSpec,
+    ) -> Result<(), VaultError> {
+        self.client
+            .put_resource_policy()
+            .secret_id(arn)
+            .resource_policy(resource_policy(spec))
+            .send()
+            .await
+            .map_err(|e| VaultError::call("PutResourcePolicy", arn, e))?;
+        Ok(())
+    }
+
+    /// The resource policy in force, for the reconciler and tests.
+    pub async fn policy(&self, arn: &str) -> Result<Option<String>, VaultError> {
+        let out = self
+            .client
+            .get_resource_policy()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| VaultError::call("GetResourcePolicy", arn, e))?;
+        Ok(out.resource_policy().map(str::to_owned))
+    }
+
+    /// Turns on rotation by `rotation_function_arn` every `hours` hours, without
+    /// rotating now (the credential was just made).
+    pub async fn enable_rotation(
+        &self,
+        arn: &str,
+        rotation_function_arn: &str,
+        hours: u32,
+    ) -> Result<(), VaultError> {
+        use aws_sdk_secretsmanager::types::RotationRulesType;
+        self.client
+            .rotate_secret()
+            .secret_id(arn)
+            .rotation_lambda_arn(rotation_function_arn)
+            .rotation_rules(
+                RotationRulesType::builder()
+                    .schedule_expression(format!("rate({hours} hours)"))
+                    .build(),
+            )
+            .rotate_immediately(false)
+            .send()
+            .await
+            .map_err(|e| VaultError::call("RotateSecret", arn, e))?;
+        Ok(())
+    }
+
+    /// Deletes a credential secret; `force` skips the recovery window (a revoked
+    /// credential has nothing worth recovering). A secret already gone is fine.
+    pub async fn delete(
+        &self,
+        secret_id: &str,
+        force: bool,
+        recovery_days: i64,
+    ) -> Result<bool, VaultError> {
+        let mut request = self.client.delete_secret().secret_id(secret_id);
+        request = if force {
+            request.force_delete_without_recovery(true)
+        } else {
+            request.recovery_window_in_days(recovery_days)
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match VaultError::call("DeleteSecret", secret_id, e) {
+                VaultError::NotFound(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+}
