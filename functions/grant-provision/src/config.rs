@@ -1,9 +1,7 @@
 //! The provisioner's configuration, from environment variables.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use serde::Deserialize;
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
 use ticketbound_schedule::ScheduleSettings;
 use ticketbound_store::StoreSettings;
@@ -35,34 +33,7 @@ pub const VARIABLES: &[&str] = &[
     MAX_PROVISIONING_ATTEMPTS,
 ];
 
-/// How to reach and what may be granted at one target system.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "connector", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TargetConfig {
-    Postgres {
-        /// Secrets Manager id of the administrator's libpq connection string.
-        admin_secret_id: String,
-        /// Where issued credentials connect (written into their secret).
-        host: String,
-        port: u16,
-        dbname: String,
-        /// The only roles a scope may name.
-        allowed_roles: BTreeSet<String>,
-    },
-    GeneratedApiKey {},
-}
-
-/// `TICKETBOUND_TARGETS`: system id → target.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Targets(pub BTreeMap<String, TargetConfig>);
-
-impl FromStr for Targets {
-    type Err = serde_json::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_str(s)
-    }
-}
+pub use ticketbound_enforce::{EnforceSettings, TargetConfig, Targets};
 
 /// A comma-separated list.
 #[derive(Debug, Clone, Default)]
@@ -84,12 +55,7 @@ impl FromStr for List {
 #[derive(Debug, Clone)]
 pub struct ProvisionConfig {
     pub store: StoreSettings,
-    pub targets: Targets,
-    pub kms_key_id: Option<String>,
-    /// ticketbound's own roles that keep read access to credential secrets.
-    pub admin_principals: Vec<String>,
-    /// When absent, rotation is not turned on (and each grant's audit says so).
-    pub rotation_function_arn: Option<String>,
+    pub enforce: EnforceSettings,
     pub schedules: ScheduleSettings,
     pub max_provisioning_attempts: u32,
 }
@@ -126,10 +92,13 @@ impl ProvisionConfig {
         };
         Ok(Self {
             store,
-            targets,
-            kms_key_id,
-            admin_principals: admins.0,
-            rotation_function_arn,
+            enforce: EnforceSettings {
+                targets,
+                kms_key_id,
+                admin_principals: admins.0,
+                rotation_function_arn,
+                recovery_window_days: None,
+            },
             schedules: ScheduleSettings {
                 group,
                 target_arn,

@@ -23,6 +23,7 @@ mod provision;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use ticketbound_enforce::Enforcer;
 use ticketbound_runtime::{ConfigError, EnvReader};
 use ticketbound_schedule::ExpirySchedules;
 use ticketbound_store::Store;
@@ -30,7 +31,8 @@ use ticketbound_store::stream::{StreamItem, classify};
 use ticketbound_vault::{SecretCache, Vault};
 
 pub use config::{ProvisionConfig, TargetConfig};
-pub use provision::{ProvisionError, Provisioned, provision_grant, secret_name};
+pub use provision::{ProvisionError, Provisioned, provision_grant};
+pub use ticketbound_enforce::secret_name;
 
 /// Component name in audit events.
 pub const COMPONENT: &str = "grant-provision";
@@ -39,10 +41,7 @@ pub const COMPONENT: &str = "grant-provision";
 #[derive(Debug)]
 pub struct Deps {
     pub store: Store,
-    pub vault: Vault,
-    /// Target administrator credentials (connection strings), cached.
-    pub admin_secrets: SecretCache,
-    pub schedules: ExpirySchedules,
+    pub enforcer: Enforcer,
     pub config: ProvisionConfig,
 }
 
@@ -52,16 +51,19 @@ impl Deps {
         let secrets = aws_sdk_secretsmanager::Client::new(sdk);
         Ok(Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
-            vault: Vault::new(secrets.clone()),
-            admin_secrets: SecretCache::new(
-                secrets,
-                std::time::Duration::from_secs(300),
-                std::time::Duration::from_secs(30),
-            ),
-            schedules: ExpirySchedules::new(
-                aws_sdk_scheduler::Client::new(sdk),
-                config.schedules.clone(),
-            ),
+            enforcer: Enforcer {
+                vault: Vault::new(secrets.clone()),
+                admin_secrets: SecretCache::new(
+                    secrets,
+                    std::time::Duration::from_secs(300),
+                    std::time::Duration::from_secs(30),
+                ),
+                schedules: ExpirySchedules::new(
+                    aws_sdk_scheduler::Client::new(sdk),
+                    config.schedules.clone(),
+                ),
+                settings: config.enforce.clone(),
+            },
             config,
         })
     }
@@ -87,7 +89,7 @@ pub async fn handle(
                 tracing::info!(grant_id = %grant_id, outcome = ?outcome, "provisioning handled")
             }
             Err(e) if e.is_retryable() => {
-                tracing::warn!(grant_id = %grant_id, error = %e, source = ?std::error::Error::source(&e), "provisioning will be retried");
+                tracing::warn!(grant_id = %grant_id, error = %ticketbound_runtime::error_chain(&e), "provisioning will be retried");
                 let mut failure = DynamoDbBatchItemFailure::default();
                 failure.item_identifier = record.change.sequence_number.clone();
                 response.batch_item_failures.push(failure);
@@ -95,7 +97,7 @@ pub async fn handle(
                 // whatever after it was done already is found done.
             }
             Err(e) => {
-                tracing::error!(grant_id = %grant_id, error = %e, source = ?std::error::Error::source(&e), "provisioning failed for good");
+                tracing::error!(grant_id = %grant_id, error = %ticketbound_runtime::error_chain(&e), "provisioning failed for good");
             }
         }
     }

@@ -135,7 +135,10 @@ async fn drain(h: &mut Harness) -> (Vec<Event>, usize) {
 
 async fn secret_count(h: &Harness, name: &str) -> usize {
     use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-    let filter = Filter::builder().key(FilterNameStringType::Name).values(name).build();
+    let filter = Filter::builder()
+        .key(FilterNameStringType::Name)
+        .values(name)
+        .build();
     let pages = h
         .stack
         .secretsmanager()

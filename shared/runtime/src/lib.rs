@@ -14,3 +14,19 @@ pub mod secret;
 pub use config::{ConfigError, EnvReader, VarProblem};
 pub use logging::{LogFormat, LogSettings, LoggingError};
 pub use secret::{ExposeSecret, SecretString};
+
+/// An error and its chain of causes on one line, outermost first (for records and
+/// logs; the errors of this project never carry secret values).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}

@@ -1,0 +1,359 @@
+//! The lifecycle's effects at the systems it governs: `IssueCredential` (the secret,
+//! the credential at the target, rotation, the expiry schedule) and `RevokeCredential`
+//! (all of it gone, sessions included). Both are idempotent: every step finds what an
+//! earlier attempt made instead of making it twice, and removing what is already gone
+//! is success.
+//!
+//! Functions call this crate; it calls the adapters (Secrets Manager, Scheduler, the
+//! target connectors) and knows nothing of DynamoDB or of how it was triggered.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use ticketbound_domain::{CredentialRef, Grant};
+use ticketbound_runtime::{ExposeSecret, SecretString};
+use ticketbound_schedule::{ExpirySchedules, ScheduleError};
+use ticketbound_targets::postgres::PostgresTarget;
+use ticketbound_targets::{TargetError, outside_allow_list, principal_name};
+use ticketbound_vault::credentials::{CredentialSecretSpec, DatabaseSecret};
+use ticketbound_vault::{SecretCache, Vault, VaultError};
+
+/// How to reach and what may be granted at one target system.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "connector", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetConfig {
+    Postgres {
+        /// Secrets Manager id of the administrator's libpq connection string.
+        admin_secret_id: String,
+        /// Where issued credentials connect (written into their secret).
+        host: String,
+        port: u16,
+        dbname: String,
+        /// The only roles a scope may name.
+        allowed_roles: BTreeSet<String>,
+    },
+    GeneratedApiKey {},
+}
+
+/// `TICKETBOUND_TARGETS`: system id → target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Targets(pub BTreeMap<String, TargetConfig>);
+
+impl FromStr for Targets {
+    type Err = serde_json::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_str(s)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnforceError {
+    #[error("Secrets Manager failed")]
+    Vault(#[from] VaultError),
+    #[error("the target failed")]
+    Target(#[from] TargetError),
+    #[error("EventBridge Scheduler failed")]
+    Schedule(#[from] ScheduleError),
+    #[error("target system {0:?} is not configured (TICKETBOUND_TARGETS)")]
+    UnknownTarget(String),
+    #[error("secret {0} holds no credential ticketbound can read")]
+    UnreadableSecret(String),
+    #[error("secret {0} is scheduled for deletion; it cannot be reused")]
+    SecretPendingDeletion(String),
+}
+
+impl EnforceError {
+    /// True when a later attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Vault(e) => e.is_retryable(),
+            Self::Target(e) => e.is_retryable(),
+            Self::Schedule(e) => e.is_retryable(),
+            Self::UnknownTarget(_) | Self::UnreadableSecret(_) | Self::SecretPendingDeletion(_) => {
+                false
+            }
+        }
+    }
+}
+
+/// What the effects need besides the clients.
+#[derive(Debug, Clone)]
+pub struct EnforceSettings {
+    pub targets: Targets,
+    pub kms_key_id: Option<String>,
+    /// ticketbound's own roles that keep read access to credential secrets.
+    pub admin_principals: Vec<String>,
+    /// When absent, rotation is not turned on (and the audit says so).
+    pub rotation_function_arn: Option<String>,
+    /// How many days a deleted credential secret can be recovered; `None` forces
+    /// deletion at once (the default: a revoked credential has nothing to recover).
+    pub recovery_window_days: Option<i64>,
+}
+
+/// A credential made for a grant, and what to record about it (never its value).
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub credential: CredentialRef,
+    pub details: Vec<(&'static str, String)>,
+}
+
+/// What a revocation removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocation {
+    pub secret_deleted: bool,
+    pub schedule_deleted: bool,
+    /// The login role that was dropped, if there was one.
+    pub role_dropped: Option<String>,
+    pub sessions_terminated: i64,
+}
+
+impl Revocation {
+    pub fn details(&self) -> Vec<(&'static str, String)> {
+        let mut d = vec![
+            ("secret_deleted", self.secret_deleted.to_string()),
+            ("schedule_deleted", self.schedule_deleted.to_string()),
+            ("sessions_terminated", self.sessions_terminated.to_string()),
+        ];
+        if let Some(role) = &self.role_dropped {
+            d.push(("role_dropped", role.clone()));
+        }
+        d
+    }
+}
+
+/// `ticketbound/<environment>/<identity>/<grant id>`.
+pub fn secret_name(grant: &Grant) -> String {
+    format!(
+        "ticketbound/{}/{}/{}",
+        grant.request.target.environment, grant.request.identity.name, grant.id
+    )
+}
+
+/// The lifecycle's effects, with the clients they use.
+#[derive(Debug)]
+pub struct Enforcer {
+    pub vault: Vault,
+    /// Target administrator credentials (connection strings), cached.
+    pub admin_secrets: SecretCache,
+    pub schedules: ExpirySchedules,
+    pub settings: EnforceSettings,
+}
+
+impl Enforcer {
+    fn target(&self, grant: &Grant) -> Result<&TargetConfig, EnforceError> {
+        let system = grant.request.target.system_id.as_str();
+        self.settings
+            .targets
+            .0
+            .get(system)
+            .ok_or_else(|| EnforceError::UnknownTarget(system.to_owned()))
+    }
+
+    async fn postgres(
+        &self,
+        admin_secret_id: &str,
+        allowed: &BTreeSet<String>,
+    ) -> Result<PostgresTarget, EnforceError> {
+        let admin = self.admin_secrets.get(admin_secret_id).await?;
+        Ok(PostgresTarget::new(&admin, allowed.clone())?)
+    }
+
+    fn spec(&self, grant: &Grant) -> CredentialSecretSpec {
+        let r = &grant.request;
+        CredentialSecretSpec {
+            name: secret_name(grant),
+            description: format!(
+                "ticketbound credential for {} at {}, grant {} ({}), expires {}",
+                r.identity.name,
+                r.target.system_id,
+                grant.id,
+                r.ticket.qualified_key(),
+                grant.not_after().to_rfc3339()
+            ),
+            tags: vec![
+                ("ticket".into(), r.ticket.qualified_key()),
+                ("grant-id".into(), grant.id.to_string()),
+                ("owner".into(), r.identity.owner.to_string()),
+                ("identity".into(), r.identity.name.to_string()),
+                ("target".into(), r.target.system_id.to_string()),
+                ("expires-at".into(), grant.not_after().to_rfc3339()),
+            ],
+            kms_key_id: self.settings.kms_key_id.clone(),
+            workload_principal: r.identity.workload_principal.to_string(),
+            ticketbound_principals: self.settings.admin_principals.clone(),
+        }
+    }
+
+    /// Makes (or finds, on a retry) the secret, the credential, rotation and the
+    /// schedule. A scope outside the target's allow-list is refused before anything
+    /// exists. The secret comes first, so that a retry reuses its password.
+    pub async fn issue(&self, grant: &Grant) -> Result<Issued, EnforceError> {
+        let target = self.target(grant)?;
+        if let TargetConfig::Postgres { allowed_roles, .. } = target {
+            let refused = outside_allow_list(grant.request.scope.permissions(), allowed_roles);
+            if !refused.is_empty() {
+                return Err(TargetError::ScopeNotAllowed { refused }.into());
+            }
+        }
+
+        let principal = principal_name(grant);
+        let spec = self.spec(grant);
+        let (arn, password, rotation_on) = match self.vault.describe(&spec.name).await? {
+            Some(info) if info.deleted => {
+                return Err(EnforceError::SecretPendingDeletion(info.name));
+            }
+            Some(info) => {
+                let value = self.vault.read(&info.arn).await?;
+                let password = match target {
+                    TargetConfig::Postgres { .. } => DatabaseSecret::from_secret(&value)
+                        .map(|s| SecretString::from(s.password))
+                        .ok_or_else(|| EnforceError::UnreadableSecret(info.arn.clone()))?,
+                    TargetConfig::GeneratedApiKey {} => value,
+                };
+                self.vault.put_policy(&info.arn, &spec).await?;
+                (info.arn, password, info.rotation_enabled)
+            }
+            None => {
+                let password = self.vault.random_password().await?;
+                let value = match target {
+                    TargetConfig::Postgres {
+                        host, port, dbname, ..
+                    } => DatabaseSecret {
+                        engine: "postgres".into(),
+                        host: host.clone(),
+                        port: *port,
+                        username: principal.clone(),
+                        password: password.expose_secret().to_owned(),
+                        dbname: dbname.clone(),
+                    }
+                    .to_secret(),
+                    TargetConfig::GeneratedApiKey {} => password.clone(),
+                };
+                let arn = self.vault.create_credential(&spec, &value).await?;
+                (arn, password, false)
+            }
+        };
+
+        if let TargetConfig::Postgres {
+            admin_secret_id,
+            allowed_roles,
+            ..
+        } = target
+        {
+            self.postgres(admin_secret_id, allowed_roles)
+                .await?
+                .issue(grant, &password)
+                .await?;
+        }
+
+        let hours = grant.request.rotation_period.as_hours();
+        let rotation = match &self.settings.rotation_function_arn {
+            Some(function) => {
+                if !rotation_on {
+                    self.vault.enable_rotation(&arn, function, hours).await?;
+                }
+                format!("every {hours} hours")
+            }
+            None => "not configured (TICKETBOUND_ROTATION_FUNCTION_ARN)".to_owned(),
+        };
+        let schedule = self.schedules.ensure(grant).await?;
+
+        Ok(Issued {
+            details: vec![
+                ("secret_arn", arn.clone()),
+                ("principal", principal.clone()),
+                ("target", grant.request.target.system_id.to_string()),
+                ("scope", grant.request.scope.to_string()),
+                ("expires_at", grant.not_after().to_rfc3339()),
+                ("expiry_schedule", schedule),
+                ("rotation", rotation),
+            ],
+            credential: CredentialRef {
+                secret_arn: arn,
+                principal_name: principal,
+            },
+        })
+    }
+
+    /// Revokes everything made for `grant`: first the credential at the target (no new
+    /// logins, open sessions ended, role dropped), then the secret, then the schedule.
+    /// The target comes first: if it cannot be reached, the caller keeps the grant in
+    /// Revoking and retries, and the secret is still there to say what to kill.
+    pub async fn revoke(&self, grant: &Grant) -> Result<Revocation, EnforceError> {
+        let mut done = Revocation::default();
+        if let TargetConfig::Postgres {
+            admin_secret_id,
+            allowed_roles,
+            ..
+        } = self.target(grant)?
+        {
+            let principal = grant
+                .credential
+                .as_ref()
+                .map_or_else(|| principal_name(grant), |c| c.principal_name.clone());
+            let revoked = self
+                .postgres(admin_secret_id, allowed_roles)
+                .await?
+                .revoke(&principal)
+                .await?;
+            if revoked.existed {
+                done.role_dropped = Some(principal);
+            }
+            done.sessions_terminated = revoked.sessions_terminated;
+        }
+        let secret = grant
+            .credential
+            .as_ref()
+            .map_or_else(|| secret_name(grant), |c| c.secret_arn.clone());
+        done.secret_deleted = match self.settings.recovery_window_days {
+            None => self.vault.delete(&secret, true, 0).await?,
+            Some(days) => self.vault.delete(&secret, false, days).await?,
+        };
+        done.schedule_deleted = self.schedules.delete(grant.id).await?;
+        tracing::info!(grant_id = %grant.id, revocation = ?done, "credential revoked");
+        Ok(done)
+    }
+}
+
+impl Enforcer {
+    /// Removes what a provisioning that gave up may have made: the schedule and the
+    /// secret (so nobody can read the value) always, then the role at the target. A
+    /// target that cannot be reached is noted, not fatal: the grant never became
+    /// Active, and the reconciler finds a login role that survived.
+    pub async fn discard(
+        &self,
+        grant: &Grant,
+    ) -> Result<Vec<(&'static str, String)>, EnforceError> {
+        self.schedules.delete(grant.id).await?;
+        self.vault.delete(&secret_name(grant), true, 0).await?;
+        let mut notes = vec![("secret_deleted", secret_name(grant))];
+        if let Ok(TargetConfig::Postgres {
+            admin_secret_id,
+            allowed_roles,
+            ..
+        }) = self.target(grant)
+        {
+            let principal = principal_name(grant);
+            let dropped = async {
+                Ok::<_, EnforceError>(
+                    self.postgres(admin_secret_id, allowed_roles)
+                        .await?
+                        .revoke(&principal)
+                        .await?,
+                )
+            }
+            .await;
+            match dropped {
+                Ok(_) => notes.push(("target_role_removed", principal)),
+                Err(e) => {
+                    let why = ticketbound_runtime::error_chain(&e);
+                    tracing::warn!(grant_id = %grant.id, role = %principal, error = %why, "target cleanup failed; the reconciler will find the role");
+                    notes.push(("target_cleanup_failed", why));
+                }
+            }
+        }
+        Ok(notes)
+    }
+}
