@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
-use ticketbound_schedule::ScheduleSettings;
+use ticketbound_schedule::{ScheduleSettings, ScheduleTarget};
 use ticketbound_store::StoreSettings;
 
 pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
@@ -101,9 +101,11 @@ impl ProvisionConfig {
             },
             schedules: ScheduleSettings {
                 group,
-                target_arn,
-                role_arn,
-                dead_letter_arn: dlq,
+                target: Some(ScheduleTarget {
+                    arn: target_arn,
+                    role_arn,
+                    dead_letter_arn: dlq,
+                }),
             },
             max_provisioning_attempts: attempts,
         })

@@ -528,6 +528,16 @@ impl Grant {
         (self, transition)
     }
 
+    /// The grant as stored with nothing changed but a note in its record (a failed
+    /// revocation attempt, say): the version moves so that the audit event is written
+    /// in the same conditional transaction as every other change.
+    pub fn noted(&self, at: DateTime<Utc>) -> Grant {
+        let mut next = self.clone();
+        next.version += 1;
+        next.updated_at = at;
+        next
+    }
+
     fn unchanged(&self) -> (Grant, Transition) {
         (
             self.clone(),

@@ -9,6 +9,7 @@ pub mod aws;
 pub mod config;
 pub mod local;
 pub mod logging;
+pub mod metrics;
 pub mod secret;
 
 pub use config::{ConfigError, EnvReader, VarProblem};

@@ -20,6 +20,8 @@ use ticketbound_domain::{Grant, GrantId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
+    #[error("no schedule target is configured; this function cannot create schedules")]
+    NoTarget,
     #[error("EventBridge Scheduler {operation} failed for {name}")]
     Call {
         operation: &'static str,
@@ -65,15 +67,22 @@ impl ScheduleError {
     }
 }
 
-/// Where expiry schedules live and what they invoke.
+/// What an expiry schedule invokes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScheduleSettings {
-    pub group: String,
+pub struct ScheduleTarget {
     /// The expiry function's ARN.
-    pub target_arn: String,
+    pub arn: String,
     /// The role Scheduler assumes to invoke it.
     pub role_arn: String,
     pub dead_letter_arn: Option<String>,
+}
+
+/// Where expiry schedules live and what they invoke. Functions that only delete
+/// schedules have no target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    pub group: String,
+    pub target: Option<ScheduleTarget>,
 }
 
 /// The name of a grant's expiry schedule.
@@ -105,11 +114,16 @@ impl ExpirySchedules {
     /// Creates the grant's expiry schedule unless it exists. Returns its name.
     pub async fn ensure(&self, grant: &Grant) -> Result<String, ScheduleError> {
         let name = schedule_name(grant.id);
+        let settings = self
+            .settings
+            .target
+            .as_ref()
+            .ok_or(ScheduleError::NoTarget)?;
         let input = serde_json::json!({"grant_id": grant.id.to_string(), "trigger": "schedule"})
             .to_string();
         let mut target = Target::builder()
-            .arn(&self.settings.target_arn)
-            .role_arn(&self.settings.role_arn)
+            .arn(&settings.arn)
+            .role_arn(&settings.role_arn)
             .input(input)
             .retry_policy(
                 RetryPolicy::builder()
@@ -117,7 +131,7 @@ impl ExpirySchedules {
                     .maximum_retry_attempts(20)
                     .build(),
             );
-        if let Some(dlq) = &self.settings.dead_letter_arn {
+        if let Some(dlq) = &settings.dead_letter_arn {
             target = target.dead_letter_config(DeadLetterConfig::builder().arn(dlq).build());
         }
         let target = target.build().map_err(|e| ScheduleError::Call {

@@ -3,7 +3,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
-use ticketbound_domain::{AuditEvent, Grant, GrantId, Owner, Ticket};
+use ticketbound_domain::{AuditEvent, Grant, GrantId, GrantState, Owner, Ticket};
 
 use crate::StoreError;
 use crate::items::{self, Delivery, ITEM_EXPIRY, ITEM_GRANT, Item};
@@ -212,6 +212,36 @@ impl Store {
     pub async fn grants_for_owner(&self, owner: &Owner) -> Result<Vec<Grant>, StoreError> {
         self.query_index("by-owner", "owner_key", items::owner_key(owner.as_str()))
             .await
+    }
+
+    /// Grants in `state` whose not-after time is at or before `before` (all of them
+    /// when `before` is `None`), from the `by-state-expiry` index, every page.
+    pub async fn grants_due(
+        &self,
+        state: GrantState,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.settings.tables.grants)
+            .index_name("by-state-expiry")
+            .expression_attribute_values(":s", AttributeValue::S(state.as_str().to_owned()));
+        query = match before {
+            Some(t) => query
+                .key_condition_expression("#st = :s AND not_after_epoch <= :t")
+                .expression_attribute_values(":t", AttributeValue::N(t.timestamp().to_string())),
+            None => query.key_condition_expression("#st = :s"),
+        };
+        let items = query
+            .expression_attribute_names("#st", "state")
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        items.into_iter().map(items::grant_from_item).collect()
     }
 
     /// A grant's whole audit chain in sequence order (strongly consistent).

@@ -1,0 +1,423 @@
+//! The expiry function on the local stack: each trigger alone revokes a live
+//! credential at a real PostgreSQL; all together revoke once; a REMOVE that TTL did
+//! not make revokes nothing; a target that fails is retried and the grant is never
+//! recorded Revoked while its credential still works.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use chrono::{Duration, Utc};
+use grant_expire::{Deps, ExpireEvent, ExpireResponse, handle};
+use serde_json::json;
+use ticketbound_domain::{
+    Actor, AuditAction, AuditRecord, Grant, GrantEvent, GrantState, LifecycleRules, Permission,
+    Scope, SystemId, verify_chain,
+};
+use ticketbound_enforce::{EnforceSettings, Enforcer, Targets};
+use ticketbound_runtime::EnvReader;
+use ticketbound_schedule::{ExpirySchedules, ScheduleSettings, ScheduleTarget};
+use ticketbound_testkit::{PgFixture, TestStack, fixture_json, sample_grant};
+use ticketbound_vault::{SecretCache, Vault};
+
+struct Harness {
+    stack: TestStack,
+    deps: Deps,
+    /// Issues credentials the way the provisioner does.
+    issuer: Enforcer,
+    pg: PgFixture,
+    admin_secret: String,
+}
+
+async fn harness() -> Harness {
+    let stack = TestStack::get().await;
+    let tables = stack.fresh_tables().await.unwrap();
+    let pg = stack.pg_fixture().await;
+    let admin_secret = stack
+        .create_secret("pg-admin", &stack.local.postgres.admin_dsn())
+        .await;
+    let group = format!("t{}", ulid::Ulid::new());
+    aws_sdk_scheduler::Client::new(&stack.sdk)
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap();
+    let targets = json!({
+        "orders-db": {
+            "connector": "postgres",
+            "admin_secret_id": admin_secret,
+            "host": stack.local.postgres.host,
+            "port": stack.local.postgres.port,
+            "dbname": stack.local.postgres.database,
+            "allowed_roles": [pg.reader, pg.reporting],
+        }
+    });
+    let deps = Deps::from_env(
+        &stack.sdk,
+        EnvReader::from_map([
+            ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
+            ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
+            ("TICKETBOUND_TARGETS", targets.to_string()),
+            ("TICKETBOUND_SCHEDULE_GROUP", group.clone()),
+            // The admin secret is re-read on every call, so a test can break and mend it.
+            ("TICKETBOUND_SECRET_CACHE_SECS", "0".to_owned()),
+        ]),
+    )
+    .unwrap();
+    let secrets = aws_sdk_secretsmanager::Client::new(&stack.sdk);
+    let issuer = Enforcer {
+        vault: Vault::new(secrets.clone()),
+        admin_secrets: SecretCache::new(
+            secrets,
+            std::time::Duration::ZERO,
+            std::time::Duration::ZERO,
+        ),
+        schedules: ExpirySchedules::new(
+            aws_sdk_scheduler::Client::new(&stack.sdk),
+            ScheduleSettings {
+                group,
+                target: Some(ScheduleTarget {
+                    arn: "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-expire"
+                        .into(),
+                    role_arn: "arn:aws:iam::123456789012:role/ticketbound-scheduler".into(),
+                    dead_letter_arn: None,
+                }),
+            },
+        ),
+        settings: EnforceSettings {
+            targets: serde_json::from_value::<Targets>(targets).unwrap(),
+            kms_key_id: None,
+            admin_principals: vec![],
+            rotation_function_arn: None,
+            recovery_window_days: None,
+        },
+    };
+    Harness {
+        stack,
+        deps,
+        issuer,
+        pg,
+        admin_secret,
+    }
+}
+
+/// An Active grant with a working credential, living `lifetime` from now. Returns the
+/// grant and the credential's password.
+async fn active_grant(h: &Harness, lifetime: Duration) -> (Grant, String) {
+    let mut grant = sample_grant(Utc::now(), lifetime);
+    grant.request.scope = Scope::new([Permission::new(&h.pg.reader).unwrap()]).unwrap();
+    grant.request.target.system_id = SystemId::new("orders-db").unwrap();
+    let e = grant.record(AuditRecord::new(
+        Utc::now(),
+        Actor::itsm_user("priya"),
+        AuditAction::Requested,
+    ));
+    h.deps
+        .store
+        .create_grant(&grant, &[e], None, Utc::now())
+        .await
+        .unwrap();
+
+    let rules = LifecycleRules::default();
+    let (mut g, t) = grant
+        .apply(&GrantEvent::ProvisioningStarted, Utc::now(), &rules)
+        .unwrap();
+    let e = g.record(
+        AuditRecord::new(
+            Utc::now(),
+            Actor::component("test"),
+            AuditAction::ProvisioningStarted,
+        )
+        .states(Some(t.from), Some(t.to)),
+    );
+    h.deps.store.save_grant(&g, &[e]).await.unwrap();
+    let issued = h.issuer.issue(&g).await.unwrap();
+    let (mut g, t) = g
+        .apply(
+            &GrantEvent::Provisioned {
+                credential: issued.credential.clone(),
+            },
+            Utc::now(),
+            &rules,
+        )
+        .unwrap();
+    let e = g.record(
+        AuditRecord::new(
+            Utc::now(),
+            Actor::component("test"),
+            AuditAction::Provisioned,
+        )
+        .states(Some(t.from), Some(t.to)),
+    );
+    h.deps.store.save_grant(&g, &[e]).await.unwrap();
+    let value = h.stack.secret_value(&issued.credential.secret_arn).await;
+    let password = serde_json::from_str::<serde_json::Value>(&value).unwrap()["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (g, password)
+}
+
+fn login_name(g: &Grant) -> String {
+    g.credential.as_ref().unwrap().principal_name.clone()
+}
+
+/// Makes the grant overdue without waiting: its not-after time moves into the past
+/// (as if the clock had run on), written like any other change.
+async fn make_overdue(h: &Harness, g: &Grant) -> Grant {
+    let mut late = h
+        .deps
+        .store
+        .get_grant(g.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .noted(Utc::now());
+    late.request.not_after = Utc::now() - Duration::seconds(5);
+    let e = late.record(
+        AuditRecord::new(
+            Utc::now(),
+            Actor::operator("test-clock"),
+            AuditAction::DriftFound,
+        )
+        .detail("note", "clock moved past not-after"),
+    );
+    h.deps.store.save_grant(&late, &[e]).await.unwrap();
+    late
+}
+
+fn ttl_remove(g: &Grant, by_ttl: bool) -> ExpireEvent {
+    let text = fixture_json("dynamodb/ttl-remove.json")
+        .to_string()
+        .replace("GRANT_ID_PLACEHOLDER", &g.id.to_string());
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    if !by_ttl {
+        // The same REMOVE, made by a person or a process with the table's API.
+        v["Records"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("userIdentity");
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn scheduled(g: &Grant) -> ExpireEvent {
+    serde_json::from_value(json!({"grant_id": g.id.to_string(), "trigger": "schedule"})).unwrap()
+}
+
+async fn assert_revoked(h: &Harness, g: &Grant, password: &str, trigger: &str) {
+    let stored = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Revoked, "{:?}", stored.last_error);
+    assert!(
+        h.stack.pg_login(&login_name(g), password).await.is_err(),
+        "the credential is refused"
+    );
+    assert!(
+        h.issuer
+            .vault
+            .describe(&ticketbound_enforce::secret_name(g))
+            .await
+            .unwrap()
+            .is_none(),
+        "the secret is gone"
+    );
+    assert!(
+        !h.issuer.schedules.exists(g.id).await.unwrap(),
+        "the schedule is gone"
+    );
+    let trail = h.deps.store.audit_trail(g.id).await.unwrap();
+    verify_chain(g.id, &trail, Some(&stored.audit_head)).unwrap();
+    let started: Vec<_> = trail
+        .iter()
+        .filter(|e| e.action == AuditAction::RevocationStarted)
+        .collect();
+    let revoked: Vec<_> = trail
+        .iter()
+        .filter(|e| e.action == AuditAction::Revoked)
+        .collect();
+    assert_eq!(
+        (started.len(), revoked.len()),
+        (1, 1),
+        "revoked once: {trail:#?}"
+    );
+    assert_eq!(started[0].details["trigger"], trigger);
+    assert_eq!(revoked[0].details["trigger"], trigger);
+}
+
+async fn run(h: &Harness, event: ExpireEvent) -> ExpireResponse {
+    handle(&h.deps, event).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_schedule_alone_revokes_and_ends_open_sessions() {
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::seconds(30)).await;
+    let session = h.stack.pg_login(&login_name(&g), &pw).await.unwrap();
+    session.query("SELECT 1", &[]).await.unwrap();
+    // Scheduler fires within a minute of the time: 30 s early is on time.
+    let out = run(&h, scheduled(&g)).await;
+    assert_eq!(out.revoked, [g.id.to_string()]);
+    assert!(
+        session.query("SELECT 1", &[]).await.is_err(),
+        "the open session was terminated"
+    );
+    assert_revoked(&h, &g, &pw, "schedule").await;
+}
+
+#[tokio::test]
+async fn a_schedule_far_ahead_of_the_time_does_nothing() {
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::hours(1)).await;
+    let out = run(&h, scheduled(&g)).await;
+    assert!(out.revoked.is_empty() && out.failed.is_empty());
+    assert_eq!(
+        h.deps.store.get_grant(g.id).await.unwrap().unwrap().state,
+        GrantState::Active
+    );
+    assert!(h.stack.pg_login(&login_name(&g), &pw).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_ttl_backstop_alone_revokes() {
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::hours(1)).await;
+    let g = make_overdue(&h, &g).await;
+    let out = run(&h, ttl_remove(&g, true)).await;
+    assert_eq!(out.revoked, [g.id.to_string()], "{out:?}");
+    assert_revoked(&h, &g, &pw, "ttl_backstop").await;
+}
+
+#[tokio::test]
+async fn a_remove_not_made_by_ttl_revokes_nothing() {
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::hours(1)).await;
+    let g = make_overdue(&h, &g).await;
+    let out = run(&h, ttl_remove(&g, false)).await;
+    assert!(out.revoked.is_empty() && out.failed.is_empty(), "{out:?}");
+    assert_eq!(
+        h.deps.store.get_grant(g.id).await.unwrap().unwrap().state,
+        GrantState::Active
+    );
+    assert!(h.stack.pg_login(&login_name(&g), &pw).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_withdrawal_alone_revokes() {
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::hours(1)).await;
+    // The intake applies the withdrawal: Active -> Revoking.
+    let (mut next, t) = g
+        .apply(
+            &GrantEvent::TicketWithdrawn,
+            Utc::now(),
+            &LifecycleRules::default(),
+        )
+        .unwrap();
+    let e = next.record(
+        AuditRecord::new(
+            Utc::now(),
+            Actor::itsm_user("priya"),
+            AuditAction::RevocationStarted,
+        )
+        .states(Some(t.from), Some(t.to))
+        .detail("trigger", "ticket_withdrawn"),
+    );
+    h.deps.store.save_grant(&next, &[e]).await.unwrap();
+    // The stream carries that MODIFY; read it as Lambda would get it.
+    let mut poller = ticketbound_testkit::streams::StreamPoller::new(
+        &h.stack.sdk,
+        &h.deps.store.tables().grants,
+    )
+    .await
+    .unwrap();
+    let batch = poller.next_batch().await.unwrap().unwrap();
+    let out = run(&h, ExpireEvent::Stream(Box::new(batch))).await;
+    assert_eq!(out.revoked, [g.id.to_string()], "{out:?}");
+    assert_revoked(&h, &g, &pw, "ticket_withdrawn").await;
+}
+
+#[tokio::test]
+async fn the_sweep_alone_revokes_what_every_other_path_missed() {
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::hours(1)).await;
+    let (live, live_pw) = active_grant(&h, Duration::hours(1)).await;
+    let g = make_overdue(&h, &g).await;
+    let out = run(&h, ExpireEvent::Sweep).await;
+    assert_eq!(out.revoked, [g.id.to_string()], "{out:?}");
+    assert_revoked(&h, &g, &pw, "sweep").await;
+    assert!(
+        h.stack.pg_login(&login_name(&live), &live_pw).await.is_ok(),
+        "a grant not yet due is untouched"
+    );
+}
+
+#[tokio::test]
+async fn all_four_triggers_together_revoke_once_naming_the_first() {
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::hours(1)).await;
+    let g = make_overdue(&h, &g).await;
+    let first = run(&h, scheduled(&g)).await;
+    assert_eq!(first.revoked.len(), 1);
+    let (a, b, c) = tokio::join!(
+        run(&h, ttl_remove(&g, true)),
+        run(&h, ExpireEvent::Sweep),
+        run(&h, scheduled(&g)),
+    );
+    for out in [a, b, c] {
+        assert!(out.revoked.is_empty() && out.failed.is_empty(), "{out:?}");
+    }
+    assert_revoked(&h, &g, &pw, "schedule").await;
+}
+
+#[tokio::test]
+async fn a_failing_target_is_retried_and_the_grant_is_never_revoked_while_the_credential_works() {
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::hours(1)).await;
+    let g = make_overdue(&h, &g).await;
+    let sm = h.stack.secretsmanager();
+    // The target's administrator cannot connect (a port nobody listens on).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    sm.put_secret_value()
+        .secret_id(&h.admin_secret)
+        .secret_string(format!(
+            "host=127.0.0.1 port={closed} user=postgres dbname=postgres connect_timeout=2"
+        ))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert!(
+            handle(&h.deps, scheduled(&g)).await.is_err(),
+            "Scheduler is told to retry"
+        );
+        let stored = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.state,
+            GrantState::Revoking,
+            "not Revoked while the credential works"
+        );
+        assert!(h.stack.pg_login(&login_name(&g), &pw).await.is_ok());
+    }
+    let trail = h.deps.store.audit_trail(g.id).await.unwrap();
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.action == AuditAction::RevocationFailed)
+            .count(),
+        2
+    );
+
+    // The target is back: the next retry completes the revocation.
+    sm.put_secret_value()
+        .secret_id(&h.admin_secret)
+        .secret_string(h.stack.local.postgres.admin_dsn())
+        .send()
+        .await
+        .unwrap();
+    let out = run(&h, scheduled(&g)).await;
+    assert_eq!(out.revoked, [g.id.to_string()]);
+    assert_revoked(&h, &g, &pw, "schedule").await;
+}
