@@ -125,3 +125,91 @@ async fn a_jira_approval_becomes_a_working_credential() {
         Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
     );
 }
+
+/// The promise: a credential dies with its time. A grant living 10 seconds works, and
+/// within 2 seconds after its not-after time a new login is refused and the session
+/// that was open is gone, by the schedule (or the TTL backstop) the local stack fires
+/// as AWS would.
+#[tokio::test]
+async fn a_ten_second_grant_is_refused_within_two_seconds_of_its_end() {
+    let stack = TestStack::get().await;
+    let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
+    let body = serde_json::to_vec(&jira_approval(
+        Utc::now(),
+        &unique_key("OPS"),
+        Duration::seconds(10),
+    ))
+    .unwrap();
+    let headers = vec![
+        ("Content-Type", "application/json".to_owned()),
+        (
+            "X-Atlassian-Webhook-Identifier",
+            ulid::Ulid::new().to_string(),
+        ),
+        (
+            "X-Hub-Signature",
+            auth::hub_signature(secret.as_bytes(), &body),
+        ),
+    ];
+    let answer = post(&stack.local.intake_url, "/jira", &headers, &body)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let grant_id = answer.json()["grant_id"].as_str().unwrap().parse().unwrap();
+    let store = stack.local_store();
+    let mut grant = store.get_grant(grant_id).await.unwrap().unwrap();
+    for _ in 0..50 {
+        if grant.state == GrantState::Active {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        grant = store.get_grant(grant_id).await.unwrap().unwrap();
+    }
+    assert_eq!(grant.state, GrantState::Active, "{:?}", grant.last_error);
+    let value = stack
+        .secret_value(&grant.credential.clone().unwrap().secret_arn)
+        .await;
+    let credential: serde_json::Value = serde_json::from_str(&value).unwrap();
+    let (user, password) = (
+        credential["username"].as_str().unwrap(),
+        credential["password"].as_str().unwrap(),
+    );
+    let session = stack.pg_login(user, password).await.unwrap();
+    session
+        .query("SELECT count(*) FROM orders.orders", &[])
+        .await
+        .unwrap();
+
+    let deadline = grant.not_after() + Duration::seconds(2);
+    tokio::time::sleep(
+        (grant.not_after() - Utc::now())
+            .to_std()
+            .unwrap_or_default(),
+    )
+    .await;
+    let mut refused_at = None;
+    while Utc::now() < deadline {
+        if stack.pg_login(user, password).await.is_err()
+            && session.query("SELECT 1", &[]).await.is_err()
+        {
+            refused_at = Some(Utc::now());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let refused_at = refused_at
+        .unwrap_or_else(|| panic!("the credential still worked 2 s after its not-after time"));
+    println!(
+        "refused {} ms after the not-after time",
+        (refused_at - grant.not_after()).num_milliseconds()
+    );
+    let mut stored = store.get_grant(grant_id).await.unwrap().unwrap();
+    for _ in 0..20 {
+        if stored.state == GrantState::Revoked {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stored = store.get_grant(grant_id).await.unwrap().unwrap();
+    }
+    assert_eq!(stored.state, GrantState::Revoked);
+}

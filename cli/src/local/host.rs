@@ -8,7 +8,7 @@
 //!   redelivered, a record that keeps failing given up after ten attempts (where AWS
 //!   would send it to the on-failure destination), loudly.
 //!
-//! Schedules and TTL emulation join with the expiry issue.
+//! - The expiry function, on every trigger AWS would fire (see `triggers`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -276,6 +276,12 @@ pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
     tokio::spawn(async move {
         if let Err(e) = run_provisioner(provisioner_stack).await {
             tracing::error!(error = %e, "the provisioner stopped");
+        }
+    });
+    let expiry_stack = stack.clone();
+    tokio::spawn(async move {
+        if let Err(e) = super::triggers::run(expiry_stack).await {
+            tracing::error!(error = %e, "the expiry triggers stopped");
         }
     });
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

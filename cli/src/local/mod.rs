@@ -17,6 +17,7 @@ mod moto;
 mod postgres;
 mod process;
 pub mod targets;
+mod triggers;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

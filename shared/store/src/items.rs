@@ -97,9 +97,14 @@ pub fn expiry_trigger_item(grant: &Grant) -> Result<Item, StoreError> {
         grant_id: grant.id,
         ticket_key: grant.request.ticket.qualified_key(),
         not_after: grant.not_after(),
-        expires_at: grant.not_after().timestamp(),
+        // Rounded up: TTL must never remove the trigger before the not-after time.
+        expires_at: ceil_seconds(grant.not_after()),
     })
     .map_err(StoreError::Mapping)
+}
+
+fn ceil_seconds(t: DateTime<Utc>) -> i64 {
+    t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)
 }
 
 /// One received ITSM delivery, remembered until `expires_at` so that a redelivery is

@@ -95,9 +95,24 @@ pub enum StreamError {
     Shape(#[source] serde_json::Error),
 }
 
+/// Keys (`pk|sk`) of items the local TTL emulator deleted: their REMOVE records carry
+/// TTL's `userIdentity`, as AWS's do.
+pub type TtlMarks = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
+/// The `pk|sk` of a record's keys.
+pub fn key_of(record: &Value) -> String {
+    let k = &record["dynamodb"]["Keys"];
+    format!(
+        "{}|{}",
+        k["pk"]["S"].as_str().unwrap_or(""),
+        k["sk"]["S"].as_str().unwrap_or("")
+    )
+}
+
 /// Reads one table's stream from its beginning and delivers it like Lambda.
 #[derive(Debug)]
 pub struct StreamPoller {
+    ttl_marks: Option<TtlMarks>,
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     region: String,
@@ -127,10 +142,16 @@ impl StreamPoller {
             region: sdk.region().map_or("eu-west-1".into(), |r| r.to_string()),
             stream_arn,
             iterators: BTreeMap::new(),
+            ttl_marks: None,
             pending: VecDeque::new(),
             batch_size: 100,
             max_attempts: 10,
         })
+    }
+
+    /// REMOVE records of keys in `marks` are delivered as TTL's (and taken out of it).
+    pub fn mark_ttl_removals(&mut self, marks: TtlMarks) {
+        self.ttl_marks = Some(marks);
     }
 
     /// Fetches what the stream has beyond what was read.

@@ -1,0 +1,209 @@
+//! The triggers AWS would fire and moto does not: DynamoDB TTL deletions (with TTL's
+//! stream identity), due EventBridge Scheduler one-time schedules, the periodic sweep,
+//! and the grants stream feeding the expiry function. Each calls `grant_expire::handle`
+//! with the event exactly as AWS shapes it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{NaiveDateTime, Utc};
+use grant_expire::{Deps, ExpireEvent};
+use ticketbound_runtime::EnvReader;
+use ticketbound_runtime::local::LocalStack;
+use ticketbound_testkit::streams::{StreamPoller, TtlMarks};
+
+use super::targets;
+
+/// How often the emulated triggers look for work.
+const TICK: StdDuration = StdDuration::from_millis(200);
+/// How often the sweep runs (AWS: a schedule, every few minutes).
+const SWEEP_EVERY: StdDuration = StdDuration::from_secs(15);
+/// Scheduler's retry policy of the expiry schedules (`maximum_retry_attempts`).
+const SCHEDULE_ATTEMPTS: u32 = 20;
+
+pub fn expire_env(stack: &LocalStack) -> Vec<(String, String)> {
+    use grant_expire::config as c;
+    [
+        (c::GRANTS_TABLE, stack.grants_table.clone()),
+        (c::AUDIT_TABLE, stack.audit_table.clone()),
+        (c::TARGETS, targets::targets_json(stack)),
+        (c::SCHEDULE_GROUP, targets::SCHEDULE_GROUP.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Runs every emulated trigger until the process ends.
+pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
+    let sdk = stack.sdk_config().await;
+    let deps = Arc::new(
+        Deps::from_env(&sdk, EnvReader::from_map(expire_env(&stack)))
+            .map_err(crate::CliError::Config)?,
+    );
+    let marks: TtlMarks = Arc::new(Mutex::new(HashSet::new()));
+    let mut poller = StreamPoller::new(&sdk, &stack.grants_table)
+        .await
+        .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
+    poller.mark_ttl_removals(Arc::clone(&marks));
+    eprintln!(
+        "function host: grant-expire on schedules, TTL removals, the grants stream and a sweep every {}s",
+        SWEEP_EVERY.as_secs()
+    );
+
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let scheduler = aws_sdk_scheduler::Client::new(&sdk);
+    let mut attempts: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut last_sweep = std::time::Instant::now();
+    loop {
+        expire_ttl(&ddb, &stack.grants_table, &marks).await;
+        deliver_stream(&deps, &mut poller).await;
+        fire_schedules(&deps, &scheduler, &mut attempts).await;
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = std::time::Instant::now();
+            match grant_expire::handle(&deps, ExpireEvent::Sweep).await {
+                Ok(out) if !out.revoked.is_empty() => {
+                    tracing::info!(revoked = ?out.revoked, "sweep revoked overdue grants")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "sweep failed"),
+            }
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// DynamoDB TTL: deletes items whose `expires_at` has passed (AWS does it within days;
+/// here at once, which only makes the backstop arrive earlier).
+async fn expire_ttl(ddb: &aws_sdk_dynamodb::Client, table: &str, marks: &TtlMarks) {
+    let now = Utc::now().timestamp().to_string();
+    let due = ddb
+        .scan()
+        .table_name(table)
+        .filter_expression("expires_at <= :now")
+        .expression_attribute_values(":now", AttributeValue::N(now.clone()))
+        .projection_expression("pk, sk")
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
+    for item in due.into_iter().flatten() {
+        let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
+            (item.get("pk"), item.get("sk"))
+        else {
+            continue;
+        };
+        if let Ok(mut m) = marks.lock() {
+            m.insert(format!("{pk}|{sk}"));
+        }
+        let deleted = ddb
+            .delete_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk.clone()))
+            .key("sk", AttributeValue::S(sk.clone()))
+            .condition_expression("expires_at <= :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.clone()))
+            .send()
+            .await;
+        if deleted.is_err()
+            && let Ok(mut m) = marks.lock()
+        {
+            m.remove(&format!("{pk}|{sk}"));
+        }
+    }
+}
+
+async fn deliver_stream(deps: &Deps, poller: &mut StreamPoller) {
+    let batch = match poller.next_batch().await {
+        Ok(Some(b)) => b,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the grants stream failed");
+            return;
+        }
+    };
+    let n = batch.records.len();
+    match grant_expire::handle(deps, ExpireEvent::Stream(Box::new(batch))).await {
+        Ok(out) => {
+            for dropped in poller.complete(n, &grant_expire::stream_response(&out)) {
+                tracing::error!(record = %dropped["eventID"], "grant-expire kept failing on a record; given up (AWS: on-failure destination)");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "grant-expire failed a stream batch"),
+    }
+}
+
+/// `at(2026-11-29T18:00:01)` in UTC.
+fn due_time(expression: &str) -> Option<chrono::DateTime<Utc>> {
+    let inner = expression.strip_prefix("at(")?.strip_suffix(')')?;
+    NaiveDateTime::parse_from_str(inner, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// EventBridge Scheduler: invokes the target of each due one-time schedule with its
+/// input, deletes it after success (ActionAfterCompletion DELETE), retries it on
+/// failure, and gives up (AWS: dead-letter queue) after the retry policy's attempts.
+async fn fire_schedules(
+    deps: &Deps,
+    scheduler: &aws_sdk_scheduler::Client,
+    attempts: &mut std::collections::HashMap<String, u32>,
+) {
+    let Ok(list) = scheduler
+        .list_schedules()
+        .group_name(targets::SCHEDULE_GROUP)
+        .send()
+        .await
+    else {
+        return;
+    };
+    for summary in list.schedules() {
+        let Some(name) = summary.name() else { continue };
+        let Ok(schedule) = scheduler
+            .get_schedule()
+            .name(name)
+            .group_name(targets::SCHEDULE_GROUP)
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let due = schedule.schedule_expression().and_then(due_time);
+        if due.is_none_or(|t| t > Utc::now()) {
+            continue;
+        }
+        let input = schedule
+            .target()
+            .map(|t| t.input().unwrap_or("{}"))
+            .unwrap_or("{}");
+        let outcome = match serde_json::from_str::<ExpireEvent>(input) {
+            Ok(event) => grant_expire::handle(deps, event)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the schedule's input is not an expiry event: {e}")),
+        };
+        let tries = attempts.entry(name.to_owned()).or_insert(0);
+        *tries += 1;
+        match outcome {
+            Ok(()) => {}
+            Err(e) if *tries < SCHEDULE_ATTEMPTS => {
+                tracing::warn!(schedule = name, attempt = *tries, error = %e, "scheduled expiry failed; Scheduler retries");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(schedule = name, error = %e, "scheduled expiry kept failing; given up (AWS: dead-letter queue)")
+            }
+        }
+        attempts.remove(name);
+        let _ = scheduler
+            .delete_schedule()
+            .name(name)
+            .group_name(targets::SCHEDULE_GROUP)
+            .send()
+            .await;
+    }
+}
