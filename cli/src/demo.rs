@@ -189,7 +189,7 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         refused.json()["errors"]
     );
 
-    // 6. The first ticket is cancelled: its grant goes to revocation.
+    // 6. The first ticket is cancelled: the grant is revoked at the target.
     let cancelled = jira
         .send(
             &jira_cancellation(Utc::now(), &key),
@@ -202,10 +202,87 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         cancelled.json()["outcome"],
         cancelled.json()["grants"]
     );
+    let ended = wait_for_state(&store, id, ticketbound_domain::GrantState::Revoked, 100).await?;
+    let relogin = tk
+        .pg_login(
+            secret["username"].as_str().unwrap_or_default(),
+            secret["password"].as_str().unwrap_or_default(),
+        )
+        .await;
+    let open_session = db.query("SELECT 1", &[]).await;
+    println!(
+        "   grant-expire revoked it ({}); new login -> {}; the session opened in step 3 -> {}",
+        ended.state,
+        if relogin.is_err() {
+            "refused"
+        } else {
+            "STILL WORKS (bug)"
+        },
+        if open_session.is_err() {
+            "terminated"
+        } else {
+            "STILL OPEN (bug)"
+        }
+    );
 
-    // 7. The evidence, as an auditor reads it.
-    println!("\n7. evidence");
-    for grant_id in [id, denied_id] {
+    // 7. A grant that lives 8 seconds dies on time, by its schedule.
+    let short_key = unique_key("OPS");
+    let short = jira
+        .send(
+            &jira_approval(Utc::now(), &short_key, Duration::seconds(8)),
+            &ulid::Ulid::new().to_string(),
+        )
+        .await?;
+    let short_id = grant_id(&short)?;
+    let live = wait_until_settled(&store, short_id).await?;
+    let short_secret: Value = match &live.credential {
+        Some(c) => serde_json::from_str(&tk.secret_value(&c.secret_arn).await)
+            .map_err(|e| CliError::Demo(format!("the secret is not JSON: {e}")))?,
+        None => {
+            return Err(CliError::Demo(format!(
+                "grant {short_id} was not provisioned: {:?}",
+                live.last_error
+            )));
+        }
+    };
+    let (user, pass) = (
+        short_secret["username"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        short_secret["password"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    let works = tk.pg_login(&user, &pass).await.is_ok();
+    println!(
+        "\n7. {short_key} approved for 8 seconds: provisioned, login {}; waiting for its not-after time {}",
+        if works { "works" } else { "FAILS (bug)" },
+        live.not_after().format("%H:%M:%S%.3f")
+    );
+    let revoked = wait_for_state(
+        &store,
+        short_id,
+        ticketbound_domain::GrantState::Revoked,
+        150,
+    )
+    .await?;
+    let refused_after = Utc::now() - live.not_after();
+    println!(
+        "   revoked by {:?}; login {} {} ms after the not-after time",
+        revoked.end_cause,
+        if tk.pg_login(&user, &pass).await.is_err() {
+            "refused"
+        } else {
+            "STILL WORKS (bug)"
+        },
+        refused_after.num_milliseconds()
+    );
+
+    // 8. The evidence, as an auditor reads it.
+    println!("\n8. evidence");
+    for grant_id in [id, denied_id, short_id] {
         let grant = store
             .get_grant(grant_id)
             .await?
@@ -228,6 +305,7 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
                 "principal",
                 "expiry_schedule",
                 "rotation",
+                "sessions_terminated",
             ]
             .iter()
             .filter_map(|k| {
@@ -255,9 +333,8 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     }
 
     println!(
-        "\nNot yet part of the demo: killing the login at the target when a grant is Revoking or \
-         expires (the expiry issue; until then the role's VALID UNTIL still ends it at not-after), rotation \
-         and ticket write-back; each arrives with its own issue."
+        "\nNot yet part of the demo: rotation (Secrets Manager's four steps), ticket write-back, \
+         drift reconciliation and the evidence command; each arrives with its own issue."
     );
     println!("\ndemo finished; `cargo run -p ticketbound -- local down` stops the local stack");
     Ok(())
@@ -278,5 +355,23 @@ async fn wait_until_settled(
     }
     Err(CliError::Demo(format!(
         "grant {id} was not provisioned within 15 s; see .ticketbound/host.log"
+    )))
+}
+
+/// Waits up to `tenths` tenths of a second for the grant to reach `state`.
+async fn wait_for_state(
+    store: &Store,
+    id: GrantId,
+    state: ticketbound_domain::GrantState,
+    tenths: u32,
+) -> Result<ticketbound_domain::Grant, CliError> {
+    for _ in 0..tenths {
+        match store.get_grant(id).await? {
+            Some(g) if g.state == state => return Ok(g),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    Err(CliError::Demo(format!(
+        "grant {id} did not become {state}; see .ticketbound/host.log"
     )))
 }
