@@ -386,3 +386,95 @@ async fn a_generated_api_key_is_the_secret_itself() {
         "a long random key"
     );
 }
+
+/// Secrets Manager and Scheduler failing at each step the provisioner takes (as a
+/// network failure would, injected at the SDK's interceptor seam).
+fn inject_faults(h: &mut Harness, faults: &ticketbound_testkit::faults::FaultInjector) {
+    use ticketbound_testkit::faults::{faulty_scheduler, faulty_secretsmanager};
+    let sm = faulty_secretsmanager(&h.stack.sdk, faults);
+    h.deps.enforcer.vault = ticketbound_vault::Vault::new(sm.clone());
+    h.deps.enforcer.admin_secrets = ticketbound_vault::SecretCache::new(
+        sm,
+        std::time::Duration::ZERO,
+        std::time::Duration::ZERO,
+    );
+    h.deps.enforcer.schedules = ticketbound_schedule::ExpirySchedules::new(
+        faulty_scheduler(&h.stack.sdk, faults),
+        h.deps.config.schedules.clone(),
+    );
+}
+
+async fn role_count(h: &Harness, grant: &Grant) -> i64 {
+    h.stack
+        .pg_admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&principal_name(grant)],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_transient_failure_at_any_step_is_retried_to_exactly_one_of_everything() {
+    for step in [
+        "DescribeSecret",
+        "GetRandomPassword",
+        "CreateSecret",
+        "PutResourcePolicy",
+        "GetSecretValue",
+        "CreateSchedule",
+    ] {
+        let mut h = harness(None, 5).await;
+        let faults = ticketbound_testkit::faults::FaultInjector::default();
+        inject_faults(&mut h, &faults);
+        faults.fail(step, 1);
+        let pg = h.pg.clone();
+        let grant = approve(&h, &[&pg.reader]).await;
+        let (_, failures) = drain(&mut h).await;
+
+        let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.state,
+            GrantState::Active,
+            "{step}: {:?}",
+            stored.last_error
+        );
+        assert_eq!(
+            failures, 1,
+            "{step}: one failed delivery, then the retry completes"
+        );
+        assert_eq!(stored.provisioning_attempts, 2, "{step}");
+        assert_eq!(secret_count(&h, &secret_name(&grant)).await, 1, "{step}");
+        assert_eq!(role_count(&h, &grant).await, 1, "{step}");
+        assert!(schedule_exists(&h, &grant).await, "{step}");
+        assert!(
+            faults.calls().iter().any(|c| c == step),
+            "{step} was called"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failure_that_outlasts_the_attempts_leaves_no_orphan_role_secret_or_schedule() {
+    let mut h = harness(None, 3).await;
+    let faults = ticketbound_testkit::faults::FaultInjector::default();
+    inject_faults(&mut h, &faults);
+    // The last step fails on every attempt: the secret and the role exist by then.
+    faults.fail("CreateSchedule", 3);
+    let pg = h.pg.clone();
+    let grant = approve(&h, &[&pg.reader]).await;
+    drain(&mut h).await;
+
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Failed);
+    assert_eq!(
+        secret_count(&h, &secret_name(&grant)).await,
+        0,
+        "no orphan secret"
+    );
+    assert_eq!(role_count(&h, &grant).await, 0, "no orphan role");
+    assert!(!schedule_exists(&h, &grant).await, "no orphan schedule");
+}

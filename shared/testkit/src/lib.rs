@@ -5,6 +5,7 @@
 //!
 //! Never a dependency of a Lambda function.
 
+pub mod faults;
 pub mod streams;
 
 use chrono::{DateTime, Duration, Utc};
