@@ -77,6 +77,10 @@ pub fn provision_env(stack: &LocalStack) -> Vec<(String, String)> {
             targets::SCHEDULER_ROLE_ARN.to_owned(),
         ),
         (c::SCHEDULE_GROUP, targets::SCHEDULE_GROUP.to_owned()),
+        (
+            c::ROTATION_FUNCTION_ARN,
+            targets::ROTATION_FUNCTION_ARN.to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -102,6 +102,7 @@ pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     ensure_webhook_secrets(&secrets, &stack.webhook_secrets).await?;
     targets::ensure(&stack, &secrets, &aws_sdk_scheduler::Client::new(&sdk)).await?;
+    moto::ensure_rotation_stub(&home, &stack, targets::ROTATION_FUNCTION_NAME)?;
 
     ensure_host(&home, &mut stack, previous.as_ref())?;
     write_description(&home, &stack)?;

@@ -137,3 +137,45 @@ pub async fn ensure_running(
 pub fn stop(processes: &LocalProcesses) {
     process::stop_group(processes.moto_pid, "moto_server", &processes.moto_log);
 }
+
+/// What moto lacks to let `RotateSecret` name a rotation function: Lambda without
+/// Docker (moto's simple backend records invocations instead of running them) and a
+/// function of that name, with its role. The local stack rotates secrets itself; this
+/// only lets the provisioner turn rotation on exactly as it does in AWS.
+const ROTATION_STUB: &str = r#"
+import base64, json, sys, urllib.request
+import boto3
+endpoint, region, name = sys.argv[1], sys.argv[2], sys.argv[3]
+urllib.request.urlopen(urllib.request.Request(
+    endpoint + "/moto-api/config", data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+    method="POST", headers={"Content-Type": "application/json"}))
+kw = dict(endpoint_url=endpoint, region_name=region, aws_access_key_id="local", aws_secret_access_key="local")
+iam, lam = boto3.client("iam", **kw), boto3.client("lambda", **kw)
+try:
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+except iam.exceptions.EntityAlreadyExistsException:
+    pass
+try:
+    lam.create_function(FunctionName=name, Runtime="provided.al2023", Handler="bootstrap",
+        Role="arn:aws:iam::123456789012:role/" + name, Architectures=["arm64"],
+        Code={"ZipFile": base64.b64decode("UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==")})
+except lam.exceptions.ResourceConflictException:
+    pass
+"#;
+
+/// Registers the rotation function's stand-in with the emulator (idempotent).
+pub fn ensure_rotation_stub(
+    home: &Path,
+    stack: &LocalStack,
+    function_name: &str,
+) -> Result<(), LocalError> {
+    process::run(
+        "registering the rotation function with moto",
+        Command::new(home.join("venv/bin/python"))
+            .arg("-c")
+            .arg(ROTATION_STUB)
+            .args([&stack.aws_endpoint, &stack.region, function_name]),
+    )
+    .map(|_| ())
+}

@@ -18,6 +18,10 @@ pub const SCHEDULE_GROUP: &str = "ticketbound";
 pub const EXPIRY_FUNCTION_ARN: &str =
     "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-expire";
 pub const SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ticketbound-scheduler";
+/// The rotation function moto knows (a stand-in; the local stack drives rotations).
+pub const ROTATION_FUNCTION_NAME: &str = "ticketbound-secret-rotate";
+pub const ROTATION_FUNCTION_ARN: &str =
+    "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-secret-rotate";
 
 /// `orders-db`: group roles that can read orders (and nothing can read payments).
 const ORDERS_DB_SQL: &str = "

@@ -24,6 +24,14 @@ use ticketbound_testkit::streams::{StreamPoller, TtlMarks};
 
 #[tokio::main]
 async fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`: nothing to
+    // measure then (as criterion does).
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "revoke_throughput: run it with `cargo bench -p grant-expire --bench revoke_throughput`"
+        );
+        return;
+    }
     let n: usize = std::env::var("TB_BENCH_GRANTS")
         .ok()
         .and_then(|v| v.parse().ok())

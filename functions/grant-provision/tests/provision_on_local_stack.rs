@@ -19,6 +19,9 @@ use ticketbound_testkit::streams::StreamPoller;
 use ticketbound_testkit::{PgFixture, TestStack, sample_grant};
 use ticketbound_vault::credentials::DatabaseSecret;
 
+const ROTATION_FUNCTION_ARN: &str =
+    "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-secret-rotate";
+
 struct Harness {
     stack: TestStack,
     deps: Deps,
@@ -81,6 +84,11 @@ async fn harness(port: Option<u16>, max_attempts: u32) -> Harness {
         (
             "TICKETBOUND_MAX_PROVISIONING_ATTEMPTS",
             max_attempts.to_string(),
+        ),
+        // `ticketbound local up` registers this function with the emulator.
+        (
+            "TICKETBOUND_ROTATION_FUNCTION_ARN",
+            ROTATION_FUNCTION_ARN.to_owned(),
         ),
     ]);
     let deps = Deps::from_env(&stack.sdk, env).unwrap();
@@ -197,6 +205,11 @@ async fn an_approved_grant_becomes_a_working_credential_within_its_scope() {
     assert_eq!(tags["ticket"], grant.request.ticket.qualified_key());
     assert_eq!(tags["owner"], "team-data-platform");
     assert_eq!(tags["expires-at"], grant.not_after().to_rfc3339());
+    assert_eq!(
+        described.rotation_lambda_arn(),
+        Some(ROTATION_FUNCTION_ARN),
+        "rotation is turned on"
+    );
     let policy = sm
         .get_resource_policy()
         .secret_id(&credential.secret_arn)

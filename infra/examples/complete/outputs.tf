@@ -97,3 +97,48 @@ output "events_dlq_url" {
   description = "URL of the EventBridge dead-letter queue."
   value       = module.ticketbound.events_dlq_url
 }
+
+output "provision_function_name" {
+  description = "Name of the grant-provision Lambda function."
+  value       = module.ticketbound.provision_function_name
+}
+
+output "expire_function_name" {
+  description = "Name of the grant-expire Lambda function."
+  value       = module.ticketbound.expire_function_name
+}
+
+output "schedule_group_name" {
+  description = "EventBridge Scheduler group of the expiry schedules and the sweep."
+  value       = module.ticketbound.schedule_group_name
+}
+
+output "scheduler_role_arn" {
+  description = "Role EventBridge Scheduler assumes to invoke grant-expire."
+  value       = module.ticketbound.scheduler_role_arn
+}
+
+output "sweep_schedule_arn" {
+  description = "ARN of the sweep schedule."
+  value       = module.ticketbound.sweep_schedule_arn
+}
+
+output "provision_stream_dlq_arn" {
+  description = "Grants stream batches grant-provision gave up on."
+  value       = module.ticketbound.provision_stream_dlq_arn
+}
+
+output "expire_stream_dlq_arn" {
+  description = "Grants stream batches grant-expire gave up on."
+  value       = module.ticketbound.expire_stream_dlq_arn
+}
+
+output "expire_dlq_arn" {
+  description = "grant-expire's failed asynchronous invocations (schedules, sweeps)."
+  value       = module.ticketbound.expire_dlq_arn
+}
+
+output "schedule_dlq_arn" {
+  description = "Expiry schedule invocations EventBridge Scheduler could not deliver."
+  value       = module.ticketbound.schedule_dlq_arn
+}

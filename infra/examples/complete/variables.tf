@@ -48,3 +48,34 @@ variable "deletion_protection_enabled" {
   type        = bool
   default     = true
 }
+
+variable "targets" {
+  description = "Target systems: system id => { connector = \"postgres\", admin_secret_id, host, port, dbname, allowed_roles } or { connector = \"generated_api_key\" } (see the module's variable)."
+  type = map(object({
+    connector       = string
+    admin_secret_id = optional(string)
+    host            = optional(string)
+    port            = optional(number)
+    dbname          = optional(string)
+    allowed_roles   = optional(list(string))
+  }))
+  default = {}
+}
+
+variable "target_admin_secret_arns" {
+  description = "Full ARNs of the targets' administrator secrets (every postgres target's admin_secret_id)."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_subnet_ids" {
+  description = "Subnets for grant-provision and grant-expire when the targets are on a private network; empty: no VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_security_group_ids" {
+  description = "Security groups for grant-provision and grant-expire (with vpc_subnet_ids)."
+  type        = list(string)
+  default     = []
+}

@@ -58,5 +58,24 @@ resource "aws_cloudwatch_metric_alarm" "dlq_messages" {
   ok_actions          = local.alarm_actions
   tags                = var.tags
 
-  depends_on = [aws_sqs_queue.function_dlq, aws_sqs_queue.events_dlq]
+  depends_on = [aws_sqs_queue.function_dlq, aws_sqs_queue.events_dlq, aws_sqs_queue.stream_dlq, aws_sqs_queue.schedule_dlq]
+}
+
+# grant-expire counts the revocations it could not finish (CloudWatch embedded metric
+# format, shared/runtime/src/metrics.rs): a credential that outlives its grant.
+resource "aws_cloudwatch_metric_alarm" "revocation_failures" {
+  alarm_name          = "${local.function_names["grant-expire"]}-revocation-failures"
+  alarm_description   = "${local.function_names["grant-expire"]} could not revoke a grant: a credential may outlive its grant. See the function's logs and the grant's audit trail; the trigger is retried."
+  namespace           = "ticketbound"
+  metric_name         = "RevocationFailures"
+  dimensions          = { function = "grant-expire" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
 }

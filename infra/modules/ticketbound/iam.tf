@@ -27,6 +27,44 @@ resource "aws_iam_role_policy" "function" {
   policy = local.function_policies[each.key]
 }
 
+# The functions that reach the targets join the VPC when one is configured; Lambda
+# then needs to manage their network interfaces (ec2:*NetworkInterface*, which take
+# no resource-level permissions). Not attached otherwise.
+resource "aws_iam_role_policy_attachment" "vpc_access" {
+  for_each = local.vpc_functions
+
+  role       = aws_iam_role.function[each.key].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
+# The role EventBridge Scheduler assumes to run the expiry schedules (the one-time
+# schedules grant-provision creates and the sweep): invoke grant-expire, and nothing
+# else; send what it cannot deliver to the schedules' DLQ.
+resource "aws_iam_role" "scheduler" {
+  name        = local.scheduler_role_name
+  description = "ticketbound: EventBridge Scheduler invokes grant-expire"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect    = "Allow"
+        Principal = { Service = "scheduler.amazonaws.com" }
+        Action    = "sts:AssumeRole"
+        Condition = {
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+        }
+      },
+    ]
+  })
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name   = local.scheduler_role_name
+  role   = aws_iam_role.scheduler.id
+  policy = local.scheduler_policy
+}
+
 locals {
   grants_index_arns = [for index in local.grants_index_names : "${aws_dynamodb_table.grants.arn}/index/${index}"]
 
@@ -70,7 +108,275 @@ locals {
         Resource = [for name in sort(tolist(local.webhook_integrations)) : aws_secretsmanager_secret.webhook[name].arn]
       },
     ]
+
+    "grant-provision" = concat(
+      [
+        {
+          # The grant's moves (Approved -> Provisioning -> Active, or Failed) in
+          # versioned transactions, with its expiry trigger.
+          Sid    = "GrantsTable"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+          ]
+          Resource = [aws_dynamodb_table.grants.arn]
+        },
+        {
+          Sid    = "AuditTableAppend"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:PutItem",
+            "dynamodb:ConditionCheckItem",
+          ]
+          Resource = [aws_dynamodb_table.audit.arn]
+        },
+      ],
+      local.grants_stream_statements,
+      [
+        {
+          # New credential secrets only with the managed-by=ticketbound tag (CreateSecret
+          # with tags is also authorised as TagResource).
+          Sid      = "CredentialSecretsCreate"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:CreateSecret", "secretsmanager:TagResource"]
+          Resource = [local.credential_secret_arn_pattern]
+          Condition = {
+            StringEquals = { "aws:RequestTag/${local.managed_by_tag.key}" = local.managed_by_tag.value }
+          }
+        },
+        {
+          # Whether a credential secret exists (metadata only, never a value). Not
+          # tag-conditioned: on a secret that does not exist the tag condition would
+          # deny, and "absent" could not be told from "forbidden".
+          Sid      = "CredentialSecretsDescribe"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:DescribeSecret"]
+          Resource = [local.credential_secret_arn_pattern]
+        },
+        {
+          # Existing credential secrets: only those tagged managed-by=ticketbound.
+          Sid    = "CredentialSecretsManage"
+          Effect = "Allow"
+          Action = [
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:PutResourcePolicy",
+            "secretsmanager:GetResourcePolicy",
+            "secretsmanager:DeleteSecret",
+            "secretsmanager:RotateSecret",
+          ]
+          Resource = [local.credential_secret_arn_pattern]
+          Condition = {
+            StringEquals = { "aws:ResourceTag/${local.managed_by_tag.key}" = local.managed_by_tag.value }
+          }
+        },
+        local.webhook_secret_guard,
+        {
+          # GetRandomPassword takes no resource-level permissions: AWS requires "*".
+          Sid      = "RandomPassword"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:GetRandomPassword"]
+          Resource = "*"
+        },
+      ],
+      local.target_admin_secret_statements,
+      # RotateSecret also needs lambda:InvokeFunction on the rotation function.
+      var.rotation_function_arn == null ? [] : [
+        {
+          Sid      = "RotationFunction"
+          Effect   = "Allow"
+          Action   = ["lambda:InvokeFunction"]
+          Resource = [var.rotation_function_arn]
+        },
+      ],
+      [
+        {
+          # The grant's one-time expiry schedule, in the module's group only.
+          Sid      = "ExpirySchedules"
+          Effect   = "Allow"
+          Action   = ["scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:DeleteSchedule"]
+          Resource = [local.schedule_arn_pattern]
+        },
+        {
+          # The schedules run as the scheduler role, and as nothing else.
+          Sid      = "PassSchedulerRole"
+          Effect   = "Allow"
+          Action   = ["iam:PassRole"]
+          Resource = [aws_iam_role.scheduler.arn]
+          Condition = {
+            StringEquals = { "iam:PassedToService" = "scheduler.amazonaws.com" }
+          }
+        },
+        {
+          # Batches the grants stream gave up on.
+          Sid      = "StreamFailureQueue"
+          Effect   = "Allow"
+          Action   = ["sqs:SendMessage"]
+          Resource = [aws_sqs_queue.stream_dlq["grant-provision"].arn]
+        },
+      ],
+    )
+
+    "grant-expire" = concat(
+      [
+        {
+          # The grant's moves (-> Revoking -> Revoked) and its expiry trigger's removal.
+          Sid    = "GrantsTable"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+          ]
+          Resource = [aws_dynamodb_table.grants.arn]
+        },
+        {
+          # The sweep: overdue Active/Provisioning grants, waiting Revoking ones.
+          Sid      = "GrantsByStateExpiry"
+          Effect   = "Allow"
+          Action   = ["dynamodb:Query"]
+          Resource = ["${aws_dynamodb_table.grants.arn}/index/by-state-expiry"]
+        },
+        {
+          Sid    = "AuditTableAppend"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:PutItem",
+            "dynamodb:ConditionCheckItem",
+          ]
+          Resource = [aws_dynamodb_table.audit.arn]
+        },
+      ],
+      local.grants_stream_statements,
+      [
+        {
+          # See CredentialSecretsDescribe in the provisioner's policy.
+          Sid      = "CredentialSecretsDescribe"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:DescribeSecret"]
+          Resource = [local.credential_secret_arn_pattern]
+        },
+        {
+          # Deleting a revoked credential's secret: only those tagged
+          # managed-by=ticketbound.
+          Sid      = "CredentialSecretsDelete"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:DeleteSecret"]
+          Resource = [local.credential_secret_arn_pattern]
+          Condition = {
+            StringEquals = { "aws:ResourceTag/${local.managed_by_tag.key}" = local.managed_by_tag.value }
+          }
+        },
+        local.webhook_secret_guard,
+      ],
+      local.target_admin_secret_statements,
+      [
+        {
+          Sid      = "ExpirySchedulesDelete"
+          Effect   = "Allow"
+          Action   = ["scheduler:DeleteSchedule", "scheduler:GetSchedule"]
+          Resource = [local.schedule_arn_pattern]
+        },
+        {
+          Sid      = "StreamFailureQueue"
+          Effect   = "Allow"
+          Action   = ["sqs:SendMessage"]
+          Resource = [aws_sqs_queue.stream_dlq["grant-expire"].arn]
+        },
+      ],
+    )
   }
+
+  # Statements the two target-facing functions share.
+  grants_stream_statements = [
+    {
+      Sid      = "GrantsStreamRead"
+      Effect   = "Allow"
+      Action   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+      Resource = [aws_dynamodb_table.grants.stream_arn]
+    },
+    {
+      # ListStreams takes no resource-level permissions: AWS requires "*".
+      Sid      = "GrantsStreamList"
+      Effect   = "Allow"
+      Action   = ["dynamodb:ListStreams"]
+      Resource = "*"
+    },
+  ]
+  target_admin_secret_statements = length(var.target_admin_secret_arns) == 0 ? [] : [
+    {
+      # The targets' administrator connection strings (TICKETBOUND_TARGETS).
+      Sid      = "TargetAdminSecrets"
+      Effect   = "Allow"
+      Action   = ["secretsmanager:GetSecretValue"]
+      Resource = var.target_admin_secret_arns
+    },
+  ]
+
+  # The credential secrets' actions, for the guard below.
+  credential_secret_actions = [
+    "secretsmanager:CreateSecret",
+    "secretsmanager:TagResource",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:PutResourcePolicy",
+    "secretsmanager:GetResourcePolicy",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:RotateSecret",
+  ]
+  # With the default name_prefix the webhook secrets (ticketbound/webhook/*) fall
+  # under the credential secrets' ARN pattern. Tag conditions keep them out, unless
+  # someone tags them managed-by=ticketbound (TagResource is conditioned on the tag it
+  # adds, not on the secret): this makes sure the grant functions never touch them.
+  webhook_secret_guard = {
+    Sid      = "NeverTheWebhookSecrets"
+    Effect   = "Deny"
+    Action   = local.credential_secret_actions
+    Resource = [for name in sort(tolist(local.webhook_integrations)) : aws_secretsmanager_secret.webhook[name].arn]
+  }
+
+  # What the module key is used for, per function (see ModuleKey below).
+  module_key_actions = {
+    "itsm-intake" = ["kms:Decrypt", "kms:GenerateDataKey"]
+    # Creates and reads credential secrets encrypted with the key
+    # (TICKETBOUND_SECRET_KMS_KEY_ID).
+    "grant-provision" = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    "grant-expire"    = ["kms:Decrypt", "kms:GenerateDataKey"]
+  }
+
+  scheduler_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "InvokeGrantExpire"
+        Effect   = "Allow"
+        Action   = ["lambda:InvokeFunction"]
+        Resource = [local.function_arns["grant-expire"]]
+      },
+      {
+        Sid      = "ScheduleDeadLetterQueue"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage"]
+        Resource = [aws_sqs_queue.schedule_dlq.arn]
+      },
+      {
+        # The DLQ is encrypted with the module key, and SQS has the sender do the KMS
+        # calls: only through SQS.
+        Sid      = "ScheduleDeadLetterQueueKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource = [aws_kms_key.this.arn]
+        Condition = {
+          StringEquals = { "kms:ViaService" = "sqs.${local.region}.amazonaws.com" }
+        }
+      },
+    ]
+  })
 
   function_policies = {
     for k, _ in local.functions : k => jsonencode({
@@ -85,7 +391,8 @@ locals {
           },
           {
             # X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level
-            # permissions: "*" is the only resource they accept. The only "*" resource here.
+            # permissions: "*" is the only resource they accept. The intake's only "*"
+            # resource; the grant functions add ListStreams and GetRandomPassword.
             Sid      = "XRayTracing"
             Effect   = "Allow"
             Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
@@ -98,10 +405,10 @@ locals {
             Resource = [aws_sqs_queue.function_dlq[k].arn]
           },
           {
-            # Tables, secrets and the DLQ are encrypted with the module key.
+            # Tables, secrets and the DLQs are encrypted with the module key.
             Sid      = "ModuleKey"
             Effect   = "Allow"
-            Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+            Action   = local.module_key_actions[k]
             Resource = [aws_kms_key.this.arn]
           },
         ],

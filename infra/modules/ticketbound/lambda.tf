@@ -8,7 +8,7 @@ resource "aws_cloudwatch_log_group" "function" {
 }
 
 resource "aws_lambda_function" "this" {
-  #checkov:skip=CKV_AWS_117:The functions call AWS APIs only (DynamoDB, Secrets Manager, KMS) and reach no private network; a VPC would add NAT or endpoints and protect nothing.
+  #checkov:skip=CKV_AWS_117:VPC attachment is optional and set through variables when targets are private (vpc_subnet_ids, vpc_security_group_ids: grant-provision and grant-expire); itsm-intake calls AWS APIs only and reaches no private network, so a VPC would add NAT or endpoints and protect nothing.
   #checkov:skip=CKV_AWS_272:cargo-lambda packages are not signed yet; set var.code_signing_config_arn to enforce a signing profile once they are.
   for_each = local.functions
 
@@ -43,14 +43,24 @@ resource "aws_lambda_function" "this" {
     mode = "Active"
   }
 
+  # Only the functions that reach the targets, and only when a VPC is configured.
+  dynamic "vpc_config" {
+    for_each = contains(local.vpc_functions, each.key) ? [1] : []
+    content {
+      subnet_ids         = var.vpc_subnet_ids
+      security_group_ids = var.vpc_security_group_ids
+    }
+  }
+
   dead_letter_config {
     target_arn = aws_sqs_queue.function_dlq[each.key].arn
   }
 
   tags = var.tags
 
-  # Lambda checks at creation that the role may send to the DLQ.
-  depends_on = [aws_iam_role_policy.function]
+  # Lambda checks at creation that the role may send to the DLQ (and, in a VPC, that
+  # it may create network interfaces).
+  depends_on = [aws_iam_role_policy.function, aws_iam_role_policy_attachment.vpc_access]
 }
 
 resource "aws_lambda_function_url" "this" {

@@ -16,12 +16,27 @@ locals {
   event_bus_name     = "${var.name_prefix}-itsm"
   events_dlq_name    = "${var.name_prefix}-itsm-events-dlq"
 
+  # EventBridge Scheduler: grant-provision creates one-time expiry schedules in this
+  # group at run time; the sweep schedule lives there too.
+  schedule_group_name  = var.name_prefix
+  schedule_arn_pattern = "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${local.schedule_group_name}/*"
+  schedule_dlq_name    = "${var.name_prefix}-expiry-schedules-dlq"
+  scheduler_role_name  = "${var.name_prefix}-scheduler"
+  sweep_schedule_name  = "${var.name_prefix}-sweep"
+
+  # Credential secrets are named ticketbound/<environment>/<identity>/<grant id>
+  # (shared/enforce, secret_name) and tagged managed-by=ticketbound (shared/vault,
+  # MANAGED_BY_TAG), whatever name_prefix is. IAM conditions rely on the tag.
+  credential_secret_arn_pattern = "arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:ticketbound/*"
+  managed_by_tag                = { key = "managed-by", value = "ticketbound" }
+
   # One Lambda function per entry. The key is the crate folder, the binary and the
   # Terraform function name (functions/<key>/), deployed as "<name_prefix>-<key>".
-  # Later functions (grant-provision, secret-rotate, grant-expire, ticket-writeback,
-  # grant-reconcile) join as entries here, with their environment in
-  # local.function_environment and their permissions in local.function_statements.
-  # Only settings known before any resource exists belong in this map.
+  # Later functions (secret-rotate, ticket-writeback, grant-reconcile) join as
+  # entries here, with their environment in local.function_environment and their
+  # permissions in local.function_statements. Only settings known before any resource
+  # exists belong in this map. `vpc`: the function reaches the target systems, so it
+  # joins the VPC when vpc_subnet_ids is set.
   functions = {
     "itsm-intake" = {
       description          = "ticketbound intake: ITSM approvals (signed webhooks on the function URL, EventBridge events) become grants"
@@ -29,8 +44,29 @@ locals {
       timeout              = var.intake_timeout
       reserved_concurrency = var.intake_reserved_concurrency
       function_url         = true
+      vpc                  = false
+    }
+    "grant-provision" = {
+      description          = "ticketbound provisioning: an Approved grant (grants stream INSERT) becomes a credential at its target, in Secrets Manager, with its expiry schedule"
+      memory_size          = var.provision_memory_size
+      timeout              = var.provision_timeout
+      reserved_concurrency = var.provision_reserved_concurrency
+      function_url         = false
+      vpc                  = true
+    }
+    "grant-expire" = {
+      description          = "ticketbound expiry: revokes a grant's credential on its schedule, the TTL backstop, a move to Revoking or the sweep, whichever comes first"
+      memory_size          = var.expire_memory_size
+      timeout              = var.expire_timeout
+      reserved_concurrency = var.expire_reserved_concurrency
+      function_url         = false
+      vpc                  = true
     }
   }
+
+  # The functions that join the VPC when one is configured.
+  vpc_enabled   = length(var.vpc_subnet_ids) > 0
+  vpc_functions = toset([for k, f in local.functions : k if f.vpc && local.vpc_enabled])
 
   function_names  = { for k, _ in local.functions : k => "${var.name_prefix}-${k}" }
   function_zips   = { for k, _ in local.functions : k => "${var.package_dir}/${k}/bootstrap.zip" }
@@ -39,13 +75,65 @@ locals {
     for k, name in local.log_group_names :
     k => "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${name}"
   }
+  # Known before the functions exist: grant-provision's environment names the expiry
+  # function, which a resource cannot read from its own (for_each) block.
+  function_arns = {
+    for k, name in local.function_names :
+    k => "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${name}"
+  }
   function_dlq_names = { for k, name in local.function_names : k => "${name}-dlq" }
+
+  # The grants stream's consumers: function => the records it is given. The patterns
+  # filter on what each handler acts on (grant-provision: handle, grant-expire:
+  # trigger_of); everything else never invokes them.
+  stream_consumers = {
+    "grant-provision" = [
+      # A new grant, recorded Approved by the intake.
+      {
+        eventName = ["INSERT"]
+        dynamodb = {
+          Keys     = { sk = { S = ["GRANT"] } }
+          NewImage = { state = { S = ["approved"] } }
+        }
+      },
+    ]
+    "grant-expire" = [
+      # DynamoDB TTL removed a grant's expiry trigger: the backstop. A REMOVE by
+      # anyone else is no signal.
+      {
+        eventName    = ["REMOVE"]
+        userIdentity = { type = ["Service"], principalId = ["dynamodb.amazonaws.com"] }
+        dynamodb = {
+          Keys = { sk = { S = ["EXPIRY"] } }
+        }
+      },
+      # A grant moved to Revoking (its ticket was withdrawn or closed).
+      {
+        eventName = ["MODIFY"]
+        dynamodb = {
+          Keys     = { sk = { S = ["GRANT"] } }
+          NewImage = { state = { S = ["revoking"] } }
+        }
+      },
+    ]
+  }
+  stream_dlq_names = { for k, _ in local.stream_consumers : k => "${local.function_names[k]}-stream-dlq" }
 
   # Every dead-letter queue, for the alarms: key => queue name.
   dlq_names = merge(
     { for k, name in local.function_dlq_names : k => name },
-    { "itsm-events" = local.events_dlq_name },
+    { for k, name in local.stream_dlq_names : "${k}-stream" => name },
+    {
+      "itsm-events"      = local.events_dlq_name
+      "expiry-schedules" = local.schedule_dlq_name
+    },
   )
+
+  # TICKETBOUND_TARGETS: attributes a connector does not take are left out (the
+  # code rejects unknown fields, and null is one).
+  targets_json = jsonencode({
+    for id, target in var.targets : id => { for k, v in target : k => v if v != null }
+  })
 
   webhook_integrations = toset(["jira", "servicenow", "generic"])
 
@@ -73,6 +161,47 @@ locals {
       },
       var.servicenow_mapping_json == null ? {} : {
         TICKETBOUND_SERVICENOW_MAPPING = jsonencode(jsondecode(var.servicenow_mapping_json))
+      },
+    )
+
+    # functions/grant-provision/src/config.rs, exactly.
+    "grant-provision" = merge(
+      {
+        TICKETBOUND_GRANTS_TABLE      = aws_dynamodb_table.grants.name
+        TICKETBOUND_AUDIT_TABLE       = aws_dynamodb_table.audit.name
+        TICKETBOUND_RETENTION_DAYS    = tostring(var.grant_retention_days)
+        TICKETBOUND_TARGETS           = local.targets_json
+        TICKETBOUND_SECRET_KMS_KEY_ID = aws_kms_key.this.arn
+        TICKETBOUND_SECRET_ADMIN_PRINCIPALS = join(",", [
+          aws_iam_role.function["grant-provision"].arn,
+          aws_iam_role.function["grant-expire"].arn,
+        ])
+        TICKETBOUND_EXPIRY_FUNCTION_ARN       = local.function_arns["grant-expire"]
+        TICKETBOUND_SCHEDULER_ROLE_ARN        = aws_iam_role.scheduler.arn
+        TICKETBOUND_SCHEDULE_GROUP            = aws_scheduler_schedule_group.this.name
+        TICKETBOUND_SCHEDULE_DLQ_ARN          = aws_sqs_queue.schedule_dlq.arn
+        TICKETBOUND_MAX_PROVISIONING_ATTEMPTS = tostring(var.max_provisioning_attempts)
+      },
+      # Unset: rotation is not turned on, and the audit says so.
+      var.rotation_function_arn == null ? {} : {
+        TICKETBOUND_ROTATION_FUNCTION_ARN = var.rotation_function_arn
+      },
+    )
+
+    # functions/grant-expire/src/config.rs, exactly.
+    "grant-expire" = merge(
+      {
+        TICKETBOUND_GRANTS_TABLE       = aws_dynamodb_table.grants.name
+        TICKETBOUND_AUDIT_TABLE        = aws_dynamodb_table.audit.name
+        TICKETBOUND_RETENTION_DAYS     = tostring(var.grant_retention_days)
+        TICKETBOUND_TARGETS            = local.targets_json
+        TICKETBOUND_SCHEDULE_GROUP     = aws_scheduler_schedule_group.this.name
+        TICKETBOUND_SECRET_CACHE_SECS  = tostring(var.target_admin_secret_cache_secs)
+        TICKETBOUND_REVOKE_CONCURRENCY = tostring(var.revoke_concurrency)
+      },
+      # Unset: revoked credentials' secrets are deleted at once.
+      var.secret_recovery_window_days == null ? {} : {
+        TICKETBOUND_SECRET_RECOVERY_DAYS = tostring(var.secret_recovery_window_days)
       },
     )
   }

@@ -107,3 +107,73 @@ output "events_dlq_url" {
   description = "URL of the queue holding events EventBridge could not deliver to the intake."
   value       = aws_sqs_queue.events_dlq.url
 }
+
+output "provision_function_name" {
+  description = "Name of the grant-provision Lambda function."
+  value       = aws_lambda_function.this["grant-provision"].function_name
+}
+
+output "provision_function_arn" {
+  description = "ARN of the grant-provision Lambda function."
+  value       = aws_lambda_function.this["grant-provision"].arn
+}
+
+output "provision_role_arn" {
+  description = "ARN of the grant-provision function's execution role (one of the two principals the credential secrets' resource policies let read)."
+  value       = aws_iam_role.function["grant-provision"].arn
+}
+
+output "expire_function_name" {
+  description = "Name of the grant-expire Lambda function."
+  value       = aws_lambda_function.this["grant-expire"].function_name
+}
+
+output "expire_function_arn" {
+  description = "ARN of the grant-expire Lambda function."
+  value       = aws_lambda_function.this["grant-expire"].arn
+}
+
+output "expire_role_arn" {
+  description = "ARN of the grant-expire function's execution role."
+  value       = aws_iam_role.function["grant-expire"].arn
+}
+
+output "schedule_group_name" {
+  description = "EventBridge Scheduler group of the expiry schedules and the sweep."
+  value       = aws_scheduler_schedule_group.this.name
+}
+
+output "scheduler_role_arn" {
+  description = "ARN of the role EventBridge Scheduler assumes to invoke grant-expire."
+  value       = aws_iam_role.scheduler.arn
+}
+
+output "sweep_schedule_arn" {
+  description = "ARN of the recurring schedule that invokes grant-expire's sweep."
+  value       = aws_scheduler_schedule.sweep.arn
+}
+
+output "provision_dlq_arn" {
+  description = "ARN of the queue holding grant-provision's failed asynchronous invocations."
+  value       = aws_sqs_queue.function_dlq["grant-provision"].arn
+}
+
+output "expire_dlq_arn" {
+  description = "ARN of the queue holding grant-expire's failed asynchronous invocations (expiry schedules and sweeps that failed in the function)."
+  value       = aws_sqs_queue.function_dlq["grant-expire"].arn
+}
+
+output "provision_stream_dlq_arn" {
+  description = "ARN of the queue describing the grants stream batches grant-provision gave up on."
+  value       = aws_sqs_queue.stream_dlq["grant-provision"].arn
+}
+
+output "expire_stream_dlq_arn" {
+  description = "ARN of the queue describing the grants stream batches grant-expire gave up on."
+  value       = aws_sqs_queue.stream_dlq["grant-expire"].arn
+}
+
+output "schedule_dlq_arn" {
+  description = "ARN of the queue holding expiry schedule invocations EventBridge Scheduler could not deliver."
+  value       = aws_sqs_queue.schedule_dlq.arn
+}

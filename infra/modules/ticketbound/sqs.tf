@@ -1,5 +1,7 @@
-# Dead-letter queues: one per function for failed asynchronous invocations, and one for
-# events EventBridge could not deliver to the intake. Both encrypted with the module key.
+# Dead-letter queues, all encrypted with the module key: one per function for failed
+# asynchronous invocations; one for events EventBridge could not deliver to the intake;
+# one per grants stream consumer for the batches Lambda gave up on; one for expiry
+# schedule invocations EventBridge Scheduler could not deliver.
 
 resource "aws_sqs_queue" "function_dlq" {
   for_each = local.functions
@@ -13,6 +15,28 @@ resource "aws_sqs_queue" "function_dlq" {
 
 resource "aws_sqs_queue" "events_dlq" {
   name                              = local.events_dlq_name
+  kms_master_key_id                 = aws_kms_key.this.arn
+  kms_data_key_reuse_period_seconds = 300
+  message_retention_seconds         = var.dlq_message_retention_seconds
+  tags                              = var.tags
+}
+
+# Lambda sends a description of each stream batch it gives up on (shard, sequence
+# numbers: read the records from the stream within 24 hours), as the function's role.
+resource "aws_sqs_queue" "stream_dlq" {
+  for_each = local.stream_dlq_names
+
+  name                              = each.value
+  kms_master_key_id                 = aws_kms_key.this.arn
+  kms_data_key_reuse_period_seconds = 300
+  message_retention_seconds         = var.dlq_message_retention_seconds
+  tags                              = var.tags
+}
+
+# EventBridge Scheduler sends here, as the scheduler role, what it could not deliver to
+# grant-expire (the one-time expiry schedules and the sweep).
+resource "aws_sqs_queue" "schedule_dlq" {
+  name                              = local.schedule_dlq_name
   kms_master_key_id                 = aws_kms_key.this.arn
   kms_data_key_reuse_period_seconds = 300
   message_retention_seconds         = var.dlq_message_retention_seconds

@@ -18,6 +18,13 @@ variable "tags" {
   description = "Tags applied to every resource the module creates."
   type        = map(string)
   default     = {}
+
+  # The provisioner and the expiry function may read and delete any ticketbound/*
+  # secret tagged managed-by=ticketbound: the module's own secrets must never be.
+  validation {
+    condition     = !anytrue([for k, v in var.tags : lower(k) == "managed-by" && lower(v) == "ticketbound"])
+    error_message = "tags must not hold managed-by = ticketbound: that tag marks the credential secrets grant-provision and grant-expire may read and delete."
+  }
 }
 
 # --- DynamoDB -----------------------------------------------------------------
@@ -92,6 +99,42 @@ variable "intake_reserved_concurrency" {
   description = "Reserved concurrency of the itsm-intake function: caps what a burst of webhooks can spend and keeps capacity for it. null leaves it unreserved."
   type        = number
   default     = 10
+}
+
+variable "provision_memory_size" {
+  description = "Memory of the grant-provision function, in MB."
+  type        = number
+  default     = 256
+}
+
+variable "provision_timeout" {
+  description = "Timeout of the grant-provision function, in seconds: one batch of up to 10 grants, each reaching Secrets Manager, its target and Scheduler."
+  type        = number
+  default     = 120
+}
+
+variable "provision_reserved_concurrency" {
+  description = "Reserved concurrency of the grant-provision function. null leaves it unreserved (stream consumers run one batch per shard at a time anyway)."
+  type        = number
+  default     = null
+}
+
+variable "expire_memory_size" {
+  description = "Memory of the grant-expire function, in MB."
+  type        = number
+  default     = 256
+}
+
+variable "expire_timeout" {
+  description = "Timeout of the grant-expire function, in seconds: a sweep revokes every overdue grant it finds in one invocation."
+  type        = number
+  default     = 300
+}
+
+variable "expire_reserved_concurrency" {
+  description = "Reserved concurrency of the grant-expire function: keeps capacity for revocations whatever else runs in the account. null leaves it unreserved."
+  type        = number
+  default     = null
 }
 
 variable "code_signing_config_arn" {
@@ -178,6 +221,158 @@ variable "webhook_secret_recovery_window_in_days" {
   validation {
     condition     = var.webhook_secret_recovery_window_in_days == 0 || (var.webhook_secret_recovery_window_in_days >= 7 && var.webhook_secret_recovery_window_in_days <= 30)
     error_message = "webhook_secret_recovery_window_in_days must be 0 or between 7 and 30."
+  }
+}
+
+# --- Provisioning and expiry (functions/grant-provision, functions/grant-expire) ---
+
+variable "targets" {
+  description = <<-EOT
+    The target systems grants are issued at (TICKETBOUND_TARGETS, read by grant-provision
+    and grant-expire): system id => target. A PostgreSQL target:
+      { connector = "postgres", admin_secret_id = "<Secrets Manager ARN of the
+        administrator's libpq connection string>", host = "db.internal", port = 5432,
+        dbname = "app", allowed_roles = ["app_read", "app_write"] }
+    (allowed_roles: the only roles a grant's scope may name); an API key ticketbound
+    generates and only stores: { connector = "generated_api_key" }. List every
+    admin_secret_id in target_admin_secret_arns too. Lambda allows 4 KB of environment
+    in all: keep this map small.
+  EOT
+  type = map(object({
+    connector       = string
+    admin_secret_id = optional(string)
+    host            = optional(string)
+    port            = optional(number)
+    dbname          = optional(string)
+    allowed_roles   = optional(list(string))
+  }))
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for t in values(var.targets) : contains(["postgres", "generated_api_key"], t.connector)
+    ])
+    error_message = "Every target's connector must be postgres or generated_api_key."
+  }
+
+  validation {
+    condition = alltrue([
+      for t in values(var.targets) : t.connector != "postgres" || (
+        t.admin_secret_id != null && t.host != null && t.port != null && t.dbname != null && t.allowed_roles != null
+      )
+    ])
+    error_message = "A postgres target needs admin_secret_id, host, port, dbname and allowed_roles."
+  }
+
+  validation {
+    condition = alltrue([
+      for t in values(var.targets) : t.connector != "postgres" || t.port == null || try(t.port >= 1 && t.port <= 65535 && floor(t.port) == t.port, false)
+    ])
+    error_message = "A postgres target's port must be a whole number from 1 to 65535."
+  }
+
+  validation {
+    condition = alltrue([
+      for t in values(var.targets) : t.connector != "generated_api_key" || (
+        t.admin_secret_id == null && t.host == null && t.port == null && t.dbname == null && t.allowed_roles == null
+      )
+    ])
+    error_message = "A generated_api_key target takes no other attribute than its connector."
+  }
+}
+
+variable "target_admin_secret_arns" {
+  description = "ARNs of the secrets holding the targets' administrator connection strings (every postgres target's admin_secret_id): grant-provision and grant-expire may read these, and no other secret outside their own credential secrets. Full ARNs, with Secrets Manager's random suffix. Encrypt them with the module key or the account's aws/secretsmanager key (the functions can decrypt nothing else)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.target_admin_secret_arns : can(regex("^arn:[a-z-]+:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", arn))])
+    error_message = "target_admin_secret_arns must be Secrets Manager secret ARNs."
+  }
+}
+
+variable "target_admin_secret_cache_secs" {
+  description = "How long grant-expire serves a target's administrator secret from memory, in seconds (TICKETBOUND_SECRET_CACHE_SECS)."
+  type        = number
+  default     = 300
+}
+
+variable "vpc_subnet_ids" {
+  description = "Subnets grant-provision and grant-expire run in, to reach targets on a private network. Empty (the default): no VPC. The subnets need a route to DynamoDB, Secrets Manager, EventBridge Scheduler and KMS (NAT, or VPC endpoints)."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_security_group_ids" {
+  description = "Security groups of grant-provision and grant-expire when vpc_subnet_ids is set: they must allow the connections out to the targets (and to the AWS endpoints)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = (length(var.vpc_subnet_ids) == 0) == (length(var.vpc_security_group_ids) == 0)
+    error_message = "Set vpc_subnet_ids and vpc_security_group_ids together, or neither."
+  }
+}
+
+variable "rotation_function_arn" {
+  description = "ARN of the credential rotation function (TICKETBOUND_ROTATION_FUNCTION_ARN). null (the default, until secret-rotate exists): rotation is not turned on, and the audit says so."
+  type        = string
+  default     = null
+}
+
+variable "max_provisioning_attempts" {
+  description = "Attempts at provisioning a grant before it becomes Failed (TICKETBOUND_MAX_PROVISIONING_ATTEMPTS)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_provisioning_attempts >= 1 && floor(var.max_provisioning_attempts) == var.max_provisioning_attempts
+    error_message = "max_provisioning_attempts must be a whole number, at least 1."
+  }
+}
+
+variable "stream_maximum_retry_attempts" {
+  description = "How often Lambda retries a failing batch of the grants stream (per function) before it gives up on it and sends its description to the function's stream DLQ."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.stream_maximum_retry_attempts >= 0 && var.stream_maximum_retry_attempts <= 10000 && floor(var.stream_maximum_retry_attempts) == var.stream_maximum_retry_attempts
+    error_message = "stream_maximum_retry_attempts must be a whole number from 0 to 10000."
+  }
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a revoked credential's secret stays recoverable (TICKETBOUND_SECRET_RECOVERY_DAYS, 7 to 30). null (the default): deleted at once; a revoked credential has nothing worth recovering."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.secret_recovery_window_days == null || try(var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30 && floor(var.secret_recovery_window_days) == var.secret_recovery_window_days, false)
+    error_message = "secret_recovery_window_days must be null or a whole number from 7 to 30."
+  }
+}
+
+variable "revoke_concurrency" {
+  description = "How many grants of one batch grant-expire revokes at once (TICKETBOUND_REVOKE_CONCURRENCY)."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.revoke_concurrency >= 1 && floor(var.revoke_concurrency) == var.revoke_concurrency
+    error_message = "revoke_concurrency must be a whole number, at least 1."
+  }
+}
+
+variable "sweep_interval_minutes" {
+  description = "How often the sweep schedule invokes grant-expire to find overdue grants every other path missed, in minutes."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.sweep_interval_minutes >= 1 && var.sweep_interval_minutes <= 1440 && floor(var.sweep_interval_minutes) == var.sweep_interval_minutes
+    error_message = "sweep_interval_minutes must be a whole number from 1 to 1440."
   }
 }
 

@@ -10,6 +10,7 @@
 use std::error::Error as StdError;
 
 use aws_sdk_scheduler::Client;
+use aws_sdk_scheduler::config::http::HttpResponse;
 use aws_sdk_scheduler::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
@@ -43,21 +44,14 @@ impl ScheduleError {
         )
     }
 
-    fn call<E, R>(operation: &'static str, name: &str, err: SdkError<E, R>) -> Self
+    fn call<E>(operation: &'static str, name: &str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: StdError + ProvideErrorMetadata + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let retryable = match &err {
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => true,
-            SdkError::ServiceError(e) => matches!(
-                e.err().code(),
-                Some("ThrottlingException" | "InternalServerException")
-            ),
-            _ => false,
-        };
+        let retryable = ticketbound_runtime::aws::is_transient(
+            &err,
+            &["ThrottlingException", "InternalServerException"],
+        );
         Self::Call {
             operation,
             name: name.to_owned(),

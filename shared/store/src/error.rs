@@ -1,5 +1,6 @@
 use std::error::Error as StdError;
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use ticketbound_domain::GrantId;
 
@@ -63,20 +64,11 @@ impl StoreError {
         }
     }
 
-    pub(crate) fn dynamo<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    pub(crate) fn dynamo<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: StdError + ProvideErrorMetadata + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let retryable = match &err {
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => true,
-            SdkError::ServiceError(e) => {
-                e.err().code().is_some_and(|c| RETRYABLE_CODES.contains(&c))
-            }
-            _ => false,
-        };
+        let retryable = ticketbound_runtime::aws::is_transient(&err, RETRYABLE_CODES);
         Self::Dynamo {
             operation,
             retryable,

@@ -257,13 +257,21 @@ impl crate::Vault {
     }
 
     /// Deletes a credential secret; `force` skips the recovery window (a revoked
-    /// credential has nothing worth recovering). A secret already gone is fine.
+    /// credential has nothing worth recovering). A secret already gone (or already
+    /// scheduled for deletion) is fine. Whether it exists is asked first: IAM
+    /// conditions on the secret's tags deny calls on a secret that does not exist,
+    /// which would hide "gone" behind "forbidden".
     pub async fn delete(
         &self,
         secret_id: &str,
         force: bool,
         recovery_days: i64,
     ) -> Result<bool, VaultError> {
+        match self.describe(secret_id).await? {
+            None => return Ok(false),
+            Some(info) if info.deleted && !force => return Ok(false),
+            Some(_) => {}
+        }
         let mut request = self.client.delete_secret().secret_id(secret_id);
         request = if force {
             request.force_delete_without_recovery(true)

@@ -14,6 +14,7 @@ use std::error::Error as StdError;
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use ticketbound_runtime::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
@@ -45,28 +46,21 @@ impl VaultError {
         )
     }
 
-    fn call<E, R>(operation: &'static str, secret_id: &str, err: SdkError<E, R>) -> Self
+    fn call<E>(operation: &'static str, secret_id: &str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: StdError + ProvideErrorMetadata + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         if err.code() == Some("ResourceNotFoundException") {
             return Self::NotFound(secret_id.to_owned());
         }
-        let retryable = match &err {
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => true,
-            SdkError::ServiceError(e) => matches!(
-                e.err().code(),
-                Some(
-                    "ThrottlingException"
-                        | "InternalServiceError"
-                        | "InternalServiceErrorException"
-                )
-            ),
-            _ => false,
-        };
+        let retryable = ticketbound_runtime::aws::is_transient(
+            &err,
+            &[
+                "ThrottlingException",
+                "InternalServiceError",
+                "InternalServiceErrorException",
+            ],
+        );
         Self::Call {
             operation,
             secret_id: secret_id.to_owned(),

@@ -100,6 +100,71 @@ override_resource {
   values = { arn = "arn:aws:events:eu-west-1:111122223333:rule/ticketbound-itsm/ticketbound-access-request-withdrawn" }
 }
 
+override_resource {
+  target = aws_cloudwatch_log_group.function["grant-provision"]
+  values = { arn = "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-provision" }
+}
+
+override_resource {
+  target = aws_cloudwatch_log_group.function["grant-expire"]
+  values = { arn = "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-expire" }
+}
+
+override_resource {
+  target = aws_iam_role.function["grant-provision"]
+  values = { arn = "arn:aws:iam::111122223333:role/ticketbound-grant-provision" }
+}
+
+override_resource {
+  target = aws_iam_role.function["grant-expire"]
+  values = { arn = "arn:aws:iam::111122223333:role/ticketbound-grant-expire" }
+}
+
+override_resource {
+  target = aws_iam_role.scheduler
+  values = { arn = "arn:aws:iam::111122223333:role/ticketbound-scheduler" }
+}
+
+override_resource {
+  target = aws_lambda_function.this["grant-provision"]
+  values = { arn = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-provision" }
+}
+
+override_resource {
+  target = aws_lambda_function.this["grant-expire"]
+  values = { arn = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire" }
+}
+
+override_resource {
+  target = aws_sqs_queue.function_dlq["grant-provision"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-provision-dlq" }
+}
+
+override_resource {
+  target = aws_sqs_queue.function_dlq["grant-expire"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-expire-dlq" }
+}
+
+override_resource {
+  target = aws_sqs_queue.stream_dlq["grant-provision"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-provision-stream-dlq" }
+}
+
+override_resource {
+  target = aws_sqs_queue.stream_dlq["grant-expire"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-expire-stream-dlq" }
+}
+
+override_resource {
+  target = aws_sqs_queue.schedule_dlq
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq" }
+}
+
+override_resource {
+  target = aws_scheduler_schedule.sweep
+  values = { arn = "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-sweep" }
+}
+
 variables {
   package_dir = "tests/fixtures/package"
 }
@@ -441,6 +506,8 @@ run "kms_key_and_its_policy" {
   }
   assert {
     condition = one([for s in jsondecode(aws_kms_key.this.policy).Statement : s if s.Sid == "CloudWatchLogsForFunctionLogGroups"]).Principal.Service == "logs.eu-west-1.amazonaws.com" && one([for s in jsondecode(aws_kms_key.this.policy).Statement : s if s.Sid == "CloudWatchLogsForFunctionLogGroups"]).Condition.ArnEquals["kms:EncryptionContext:aws:logs:arn"] == [
+      "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-expire",
+      "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-provision",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-itsm-intake",
     ]
     error_message = "CloudWatch Logs of this region may use the key for the functions' log groups only"
@@ -528,24 +595,49 @@ run "alarms_without_a_topic" {
       [for a in aws_cloudwatch_metric_alarm.function_errors : a.alarm_name],
       [for a in aws_cloudwatch_metric_alarm.function_throttles : a.alarm_name],
       [for a in aws_cloudwatch_metric_alarm.dlq_messages : a.alarm_name],
+      [aws_cloudwatch_metric_alarm.revocation_failures.alarm_name],
       )) == toset([
       "ticketbound-itsm-intake-errors",
       "ticketbound-itsm-intake-throttles",
       "ticketbound-itsm-intake-dlq-messages",
       "ticketbound-itsm-events-dlq-messages",
+      "ticketbound-grant-provision-errors",
+      "ticketbound-grant-provision-throttles",
+      "ticketbound-grant-provision-dlq-messages",
+      "ticketbound-grant-provision-stream-dlq-messages",
+      "ticketbound-grant-expire-errors",
+      "ticketbound-grant-expire-throttles",
+      "ticketbound-grant-expire-dlq-messages",
+      "ticketbound-grant-expire-stream-dlq-messages",
+      "ticketbound-grant-expire-revocation-failures",
+      "ticketbound-expiry-schedules-dlq-messages",
     ])
-    error_message = "errors and throttles of the intake, and a message count alarm per DLQ; nothing for functions that do not exist"
+    error_message = "errors and throttles of each function, a message count alarm per DLQ, revocation failures; nothing for functions that do not exist"
   }
   assert {
     condition = alltrue([
-      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages)) :
+      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures]) :
       a.threshold == 0 && a.comparison_operator == "GreaterThanThreshold" && length(a.alarm_actions) == 0
     ])
     error_message = "alarms fire on anything above zero; no actions without a topic"
   }
   assert {
-    condition     = toset([for a in aws_cloudwatch_metric_alarm.dlq_messages : a.dimensions.QueueName]) == toset([aws_sqs_queue.function_dlq["itsm-intake"].name, aws_sqs_queue.events_dlq.name])
-    error_message = "the DLQ alarms watch the real queue names"
+    condition = toset([for a in aws_cloudwatch_metric_alarm.dlq_messages : a.dimensions.QueueName]) == toset(concat(
+      [for q in aws_sqs_queue.function_dlq : q.name],
+      [for q in aws_sqs_queue.stream_dlq : q.name],
+      [aws_sqs_queue.events_dlq.name, aws_sqs_queue.schedule_dlq.name],
+    ))
+    error_message = "the DLQ alarms watch the real queue names, every queue"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.revocation_failures.namespace == "ticketbound" &&
+      aws_cloudwatch_metric_alarm.revocation_failures.metric_name == "RevocationFailures" &&
+      aws_cloudwatch_metric_alarm.revocation_failures.dimensions == tomap({ function = "grant-expire" }) &&
+      aws_cloudwatch_metric_alarm.revocation_failures.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.revocation_failures.period == 300
+    )
+    error_message = "revocation failures: the embedded metric shared/runtime/src/metrics.rs emits (namespace ticketbound, dimension function), summed over 5 minutes"
   }
 }
 
@@ -555,7 +647,7 @@ run "alarms_notify_the_topic" {
   }
   assert {
     condition = alltrue([
-      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages)) :
+      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures]) :
       a.alarm_actions == toset(["arn:aws:sns:eu-west-1:111122223333:ops"]) && a.ok_actions == toset(["arn:aws:sns:eu-west-1:111122223333:ops"])
     ])
     error_message = "every alarm notifies the topic when it fires and when it recovers"
@@ -575,9 +667,32 @@ run "name_prefix_and_tags_apply_everywhere" {
       aws_lambda_function.this["itsm-intake"].function_name == "tb-test-itsm-intake" &&
       aws_cloudwatch_event_bus.itsm.name == "tb-test-itsm" &&
       aws_kms_alias.this.name == "alias/tb-test" &&
-      aws_secretsmanager_secret.webhook["jira"].name == "tb-test/webhook/jira"
+      aws_secretsmanager_secret.webhook["jira"].name == "tb-test/webhook/jira" &&
+      aws_lambda_function.this["grant-provision"].function_name == "tb-test-grant-provision" &&
+      aws_lambda_function.this["grant-expire"].function_name == "tb-test-grant-expire" &&
+      aws_scheduler_schedule_group.this.name == "tb-test" &&
+      aws_scheduler_schedule.sweep.name == "tb-test-sweep" &&
+      aws_scheduler_schedule.sweep.group_name == "tb-test" &&
+      aws_iam_role.scheduler.name == "tb-test-scheduler" &&
+      aws_sqs_queue.schedule_dlq.name == "tb-test-expiry-schedules-dlq" &&
+      aws_sqs_queue.stream_dlq["grant-expire"].name == "tb-test-grant-expire-stream-dlq"
     )
     error_message = "every name follows name_prefix"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == "tb-test" &&
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == "tb-test" &&
+      aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:tb-test-grant-expire"
+    )
+    error_message = "the functions' schedule group and expiry function follow name_prefix"
+  }
+  assert {
+    condition = contains(
+      flatten([for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : s.Resource if s.Sid == "ExpirySchedules"]),
+      "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/*"
+    )
+    error_message = "the schedule permissions follow the group's name"
   }
   assert {
     condition     = !aws_dynamodb_table.grants.deletion_protection_enabled && !aws_dynamodb_table.audit.deletion_protection_enabled
@@ -594,6 +709,8 @@ run "name_prefix_and_tags_apply_everywhere" {
         [for r in aws_secretsmanager_secret.webhook : r.tags],
         [for r in aws_cloudwatch_event_rule.intake : r.tags],
         [for r in aws_cloudwatch_metric_alarm.dlq_messages : r.tags],
+        [for r in aws_sqs_queue.stream_dlq : r.tags],
+        [aws_sqs_queue.schedule_dlq.tags, aws_iam_role.scheduler.tags, aws_scheduler_schedule_group.this.tags, aws_cloudwatch_metric_alarm.revocation_failures.tags],
       ) : tags == tomap({ team = "platform" })
     ])
     error_message = "the tags reach every taggable resource"
@@ -622,4 +739,692 @@ run "rejects_a_mapping_that_is_not_json" {
     jira_mapping_json = "{not json"
   }
   expect_failures = [var.jira_mapping_json]
+}
+
+# --- grant-provision and grant-expire ---------------------------------------------
+
+run "grant_functions_follow_the_intake_pattern" {
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      aws_lambda_function.this[k].function_name == "ticketbound-${k}" &&
+      aws_lambda_function.this[k].runtime == "provided.al2023" &&
+      aws_lambda_function.this[k].architectures == tolist(["arm64"]) &&
+      aws_lambda_function.this[k].handler == "bootstrap" &&
+      aws_lambda_function.this[k].filename == "tests/fixtures/package/${k}/bootstrap.zip" &&
+      aws_lambda_function.this[k].kms_key_arn == aws_kms_key.this.arn
+    ])
+    error_message = "<name_prefix>-<function>: the cargo-lambda arm64 bootstrap on provided.al2023, from <package_dir>/<function>/bootstrap.zip, environment encrypted with the module key"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      aws_lambda_function.this[k].logging_config[0].log_format == "JSON" &&
+      aws_lambda_function.this[k].logging_config[0].application_log_level == "INFO" &&
+      aws_lambda_function.this[k].logging_config[0].system_log_level == "WARN" &&
+      aws_lambda_function.this[k].logging_config[0].log_group == "/aws/lambda/ticketbound-${k}" &&
+      aws_cloudwatch_log_group.function[k].retention_in_days == 365 &&
+      aws_cloudwatch_log_group.function[k].kms_key_id == aws_kms_key.this.arn
+    ])
+    error_message = "logging: JSON, INFO, WARN, into an own KMS-encrypted log group kept 365 days"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      aws_lambda_function.this[k].tracing_config[0].mode == "Active" &&
+      aws_lambda_function.this[k].dead_letter_config[0].target_arn == aws_sqs_queue.function_dlq[k].arn &&
+      aws_sqs_queue.function_dlq[k].kms_master_key_id == aws_kms_key.this.arn &&
+      aws_sqs_queue.stream_dlq[k].kms_master_key_id == aws_kms_key.this.arn
+    ])
+    error_message = "X-Ray active, failed async invocations to an own DLQ; every DLQ encrypted with the module key"
+  }
+  assert {
+    condition     = aws_sqs_queue.schedule_dlq.kms_master_key_id == aws_kms_key.this.arn
+    error_message = "the schedules' DLQ is encrypted with the module key"
+  }
+  assert {
+    condition     = alltrue([for k, f in aws_lambda_function.this : length(f.vpc_config) == 0]) && length(aws_iam_role_policy_attachment.vpc_access) == 0
+    error_message = "no VPC, and no VPC access policy, unless vpc_subnet_ids is set"
+  }
+  assert {
+    condition     = length(aws_lambda_function_url.this) == 1 && contains(keys(aws_lambda_function_url.this), "itsm-intake")
+    error_message = "only the intake has a function URL"
+  }
+  assert {
+    condition = (
+      output.provision_function_name == "ticketbound-grant-provision" &&
+      output.expire_function_name == "ticketbound-grant-expire" &&
+      output.provision_function_arn == aws_lambda_function.this["grant-provision"].arn &&
+      output.expire_function_arn == aws_lambda_function.this["grant-expire"].arn &&
+      output.schedule_group_name == "ticketbound" &&
+      output.scheduler_role_arn == "arn:aws:iam::111122223333:role/ticketbound-scheduler" &&
+      output.sweep_schedule_arn == "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-sweep" &&
+      output.provision_dlq_arn == aws_sqs_queue.function_dlq["grant-provision"].arn &&
+      output.expire_dlq_arn == aws_sqs_queue.function_dlq["grant-expire"].arn &&
+      output.provision_stream_dlq_arn == aws_sqs_queue.stream_dlq["grant-provision"].arn &&
+      output.expire_stream_dlq_arn == aws_sqs_queue.stream_dlq["grant-expire"].arn &&
+      output.schedule_dlq_arn == aws_sqs_queue.schedule_dlq.arn
+    )
+    error_message = "the new functions, the schedule group, the scheduler role, the sweep and the new DLQs are outputs"
+  }
+}
+
+run "provision_environment_is_what_the_code_reads" {
+  assert {
+    condition = sort(keys(aws_lambda_function.this["grant-provision"].environment[0].variables)) == sort([
+      "TICKETBOUND_GRANTS_TABLE",
+      "TICKETBOUND_AUDIT_TABLE",
+      "TICKETBOUND_RETENTION_DAYS",
+      "TICKETBOUND_TARGETS",
+      "TICKETBOUND_SECRET_KMS_KEY_ID",
+      "TICKETBOUND_SECRET_ADMIN_PRINCIPALS",
+      "TICKETBOUND_EXPIRY_FUNCTION_ARN",
+      "TICKETBOUND_SCHEDULER_ROLE_ARN",
+      "TICKETBOUND_SCHEDULE_GROUP",
+      "TICKETBOUND_SCHEDULE_DLQ_ARN",
+      "TICKETBOUND_MAX_PROVISIONING_ATTEMPTS",
+    ])
+    error_message = "grant-provision's environment is exactly what functions/grant-provision/src/config.rs reads (no rotation function unless set)"
+  }
+  assert {
+    condition = aws_lambda_function.this["grant-provision"].environment[0].variables == tomap({
+      TICKETBOUND_GRANTS_TABLE              = "ticketbound-grants"
+      TICKETBOUND_AUDIT_TABLE               = "ticketbound-audit"
+      TICKETBOUND_RETENTION_DAYS            = "400"
+      TICKETBOUND_TARGETS                   = "{}"
+      TICKETBOUND_SECRET_KMS_KEY_ID         = "arn:aws:kms:eu-west-1:111122223333:key/0b7f1c2e-0000-4000-8000-000000000001"
+      TICKETBOUND_SECRET_ADMIN_PRINCIPALS   = "arn:aws:iam::111122223333:role/ticketbound-grant-provision,arn:aws:iam::111122223333:role/ticketbound-grant-expire"
+      TICKETBOUND_EXPIRY_FUNCTION_ARN       = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"
+      TICKETBOUND_SCHEDULER_ROLE_ARN        = "arn:aws:iam::111122223333:role/ticketbound-scheduler"
+      TICKETBOUND_SCHEDULE_GROUP            = "ticketbound"
+      TICKETBOUND_SCHEDULE_DLQ_ARN          = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq"
+      TICKETBOUND_MAX_PROVISIONING_ATTEMPTS = "5"
+    })
+    error_message = "grant-provision's environment values"
+  }
+  assert {
+    condition     = aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == aws_lambda_function.this["grant-expire"].arn
+    error_message = "the expiry function ARN, built from names, is grant-expire's"
+  }
+}
+
+run "expire_environment_is_what_the_code_reads" {
+  assert {
+    condition = sort(keys(aws_lambda_function.this["grant-expire"].environment[0].variables)) == sort([
+      "TICKETBOUND_GRANTS_TABLE",
+      "TICKETBOUND_AUDIT_TABLE",
+      "TICKETBOUND_RETENTION_DAYS",
+      "TICKETBOUND_TARGETS",
+      "TICKETBOUND_SCHEDULE_GROUP",
+      "TICKETBOUND_SECRET_CACHE_SECS",
+      "TICKETBOUND_REVOKE_CONCURRENCY",
+    ])
+    error_message = "grant-expire's environment is exactly what functions/grant-expire/src/config.rs reads (no recovery window unless set)"
+  }
+  assert {
+    condition = aws_lambda_function.this["grant-expire"].environment[0].variables == tomap({
+      TICKETBOUND_GRANTS_TABLE       = "ticketbound-grants"
+      TICKETBOUND_AUDIT_TABLE        = "ticketbound-audit"
+      TICKETBOUND_RETENTION_DAYS     = "400"
+      TICKETBOUND_TARGETS            = "{}"
+      TICKETBOUND_SCHEDULE_GROUP     = "ticketbound"
+      TICKETBOUND_SECRET_CACHE_SECS  = "300"
+      TICKETBOUND_REVOKE_CONCURRENCY = "8"
+    })
+    error_message = "grant-expire's environment values (defaults match config.rs)"
+  }
+}
+
+run "optional_settings_reach_the_environment_and_the_policy" {
+  variables {
+    rotation_function_arn       = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-secret-rotate"
+    secret_recovery_window_days = 7
+    max_provisioning_attempts   = 3
+    revoke_concurrency          = 4
+    target_admin_secret_arns    = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
+    targets = {
+      orders = {
+        connector       = "postgres"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+        host            = "orders.db.internal"
+        port            = 5432
+        dbname          = "orders"
+        allowed_roles   = ["orders_read", "orders_write"]
+      }
+      billing-api = {
+        connector = "generated_api_key"
+      }
+    }
+  }
+  assert {
+    condition     = aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_ROTATION_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-secret-rotate"
+    error_message = "TICKETBOUND_ROTATION_FUNCTION_ARN follows rotation_function_arn"
+  }
+  assert {
+    condition     = aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "7"
+    error_message = "TICKETBOUND_SECRET_RECOVERY_DAYS follows secret_recovery_window_days"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_MAX_PROVISIONING_ATTEMPTS"] == "3" &&
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_REVOKE_CONCURRENCY"] == "4"
+    )
+    error_message = "max_provisioning_attempts and revoke_concurrency reach the environment"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      jsondecode(aws_lambda_function.this[k].environment[0].variables["TICKETBOUND_TARGETS"]) == {
+        orders = {
+          connector       = "postgres"
+          admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+          host            = "orders.db.internal"
+          port            = 5432
+          dbname          = "orders"
+          allowed_roles   = ["orders_read", "orders_write"]
+        }
+        billing-api = { connector = "generated_api_key" }
+      }
+    ])
+    error_message = "TICKETBOUND_TARGETS is the targets map as JSON, without null attributes (the code rejects unknown fields)"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      [for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : { actions = s.Action, resources = s.Resource } if s.Sid == "TargetAdminSecrets"] == [{
+        actions                                                                          = ["secretsmanager:GetSecretValue"]
+        resources                                                                        = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
+      }]
+    ])
+    error_message = "both functions may read the target admin secrets, and only GetSecretValue"
+  }
+  assert {
+    condition = [for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : { actions = s.Action, resources = s.Resource } if s.Sid == "RotationFunction"] == [{
+      actions   = ["lambda:InvokeFunction"]
+      resources = ["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-secret-rotate"]
+    }]
+    error_message = "turning rotation on (RotateSecret) needs lambda:InvokeFunction on the rotation function, and only that one"
+  }
+}
+
+run "grants_stream_mappings" {
+  assert {
+    condition = [
+      for f in aws_lambda_event_source_mapping.grants_stream["grant-provision"].filter_criteria[0].filter : jsondecode(f.pattern)
+      ] == [{
+        eventName = ["INSERT"]
+        dynamodb = {
+          Keys     = { sk = { S = ["GRANT"] } }
+          NewImage = { state = { S = ["approved"] } }
+        }
+    }]
+    error_message = "grant-provision gets the inserts of Approved grants only"
+  }
+  assert {
+    condition     = length(aws_lambda_event_source_mapping.grants_stream["grant-expire"].filter_criteria[0].filter) == 2
+    error_message = "grant-expire has two filters"
+  }
+  assert {
+    condition = one([
+      for f in aws_lambda_event_source_mapping.grants_stream["grant-expire"].filter_criteria[0].filter : jsondecode(f.pattern) if jsondecode(f.pattern).eventName == ["REMOVE"]
+      ]) == {
+      eventName    = ["REMOVE"]
+      userIdentity = { type = ["Service"], principalId = ["dynamodb.amazonaws.com"] }
+      dynamodb     = { Keys = { sk = { S = ["EXPIRY"] } } }
+    }
+    error_message = "grant-expire gets the TTL removals (by DynamoDB itself) of expiry triggers"
+  }
+  assert {
+    condition = one([
+      for f in aws_lambda_event_source_mapping.grants_stream["grant-expire"].filter_criteria[0].filter : jsondecode(f.pattern) if jsondecode(f.pattern).eventName == ["MODIFY"]
+      ]) == {
+      eventName = ["MODIFY"]
+      dynamodb = {
+        Keys     = { sk = { S = ["GRANT"] } }
+        NewImage = { state = { S = ["revoking"] } }
+      }
+    }
+    error_message = "grant-expire gets the grants' moves to Revoking"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      aws_lambda_event_source_mapping.grants_stream[k].function_response_types == toset(["ReportBatchItemFailures"]) &&
+      aws_lambda_event_source_mapping.grants_stream[k].bisect_batch_on_function_error &&
+      aws_lambda_event_source_mapping.grants_stream[k].destination_config[0].on_failure[0].destination_arn == aws_sqs_queue.stream_dlq[k].arn
+    ])
+    error_message = "partial batch failures reported, failing batches split, given-up batches to the function's stream DLQ"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      aws_lambda_event_source_mapping.grants_stream[k].event_source_arn == aws_dynamodb_table.grants.stream_arn &&
+      aws_lambda_event_source_mapping.grants_stream[k].function_name == aws_lambda_function.this[k].arn &&
+      aws_lambda_event_source_mapping.grants_stream[k].starting_position == "LATEST" &&
+      aws_lambda_event_source_mapping.grants_stream[k].batch_size == 10 &&
+      aws_lambda_event_source_mapping.grants_stream[k].maximum_retry_attempts == 10 &&
+      aws_lambda_event_source_mapping.grants_stream[k].maximum_record_age_in_seconds == 3600
+    ])
+    error_message = "both read the grants stream from LATEST, 10 records a batch, 10 retries, records at most an hour old"
+  }
+  assert {
+    condition     = length(aws_lambda_event_source_mapping.grants_stream) == 2
+    error_message = "the intake does not consume the stream"
+  }
+}
+
+run "no_role_policy_grants_a_wildcard_action" {
+  assert {
+    condition = alltrue(flatten([
+      for policy in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(policy).Statement : [
+          for a in flatten([s.Action]) : a != "*" && !endswith(a, ":*") && !startswith(a, "*")
+        ]
+      ]
+    ]))
+    error_message = "no \"*\" action (nor service:*) in any role policy"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for policy in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(policy).Statement : !contains(keys(s), "NotAction") && !contains(keys(s), "NotResource")
+      ]
+    ]))
+    error_message = "no NotAction or NotResource anywhere"
+  }
+}
+
+run "provision_policy_is_least_privilege" {
+  assert {
+    condition = toset([
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : s.Sid if contains(flatten([s.Resource]), "*")
+    ]) == toset(["XRayTracing", "GrantsStreamList", "RandomPassword"])
+    error_message = "\"*\" is a resource only where AWS requires it: X-Ray, ListStreams, GetRandomPassword"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if contains(flatten([s.Resource]), "*")
+      } == {
+      XRayTracing      = { actions = toset(["xray:PutTraceSegments", "xray:PutTelemetryRecords"]), resources = toset(["*"]) }
+      GrantsStreamList = { actions = toset(["dynamodb:ListStreams"]), resources = toset(["*"]) }
+      RandomPassword   = { actions = toset(["secretsmanager:GetRandomPassword"]), resources = toset(["*"]) }
+    }
+    error_message = "the \"*\" statements hold only the actions that take no resource"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
+      } == {
+      GrantsTable = {
+        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      }
+      AuditTableAppend = {
+        actions   = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+      }
+      GrantsStreamRead = {
+        actions   = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/stream/2025-01-01T00:00:00.000"])
+      }
+      GrantsStreamList = {
+        actions   = toset(["dynamodb:ListStreams"])
+        resources = toset(["*"])
+      }
+    }
+    error_message = "DynamoDB: the grants table (no Query, no UpdateItem), the audit table append-only, the grants stream"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement :
+      s.Sid => { effect = s.Effect, actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])), condition = try(s.Condition, null) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "secretsmanager:")])
+      } == {
+      CredentialSecretsCreate = {
+        effect    = "Allow"
+        actions   = toset(["secretsmanager:CreateSecret", "secretsmanager:TagResource"])
+        resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
+        condition = { StringEquals = { "aws:RequestTag/managed-by" = "ticketbound" } }
+      }
+      CredentialSecretsDescribe = {
+        effect    = "Allow"
+        actions   = toset(["secretsmanager:DescribeSecret"])
+        resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
+        condition = null
+      }
+      CredentialSecretsManage = {
+        effect = "Allow"
+        actions = toset([
+          "secretsmanager:GetSecretValue",
+          "secretsmanager:PutSecretValue",
+          "secretsmanager:PutResourcePolicy",
+          "secretsmanager:GetResourcePolicy",
+          "secretsmanager:DeleteSecret",
+          "secretsmanager:RotateSecret",
+        ])
+        resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
+        condition = { StringEquals = { "aws:ResourceTag/managed-by" = "ticketbound" } }
+      }
+      NeverTheWebhookSecrets = {
+        effect = "Deny"
+        actions = toset([
+          "secretsmanager:CreateSecret",
+          "secretsmanager:TagResource",
+          "secretsmanager:DescribeSecret",
+          "secretsmanager:GetSecretValue",
+          "secretsmanager:PutSecretValue",
+          "secretsmanager:PutResourcePolicy",
+          "secretsmanager:GetResourcePolicy",
+          "secretsmanager:DeleteSecret",
+          "secretsmanager:RotateSecret",
+        ])
+        resources = toset([
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/generic-AbCdEf",
+        ])
+        condition = null
+      }
+      RandomPassword = {
+        effect    = "Allow"
+        actions   = toset(["secretsmanager:GetRandomPassword"])
+        resources = toset(["*"])
+        condition = null
+      }
+    }
+    error_message = "Secrets Manager: create only with managed-by=ticketbound, touch only secrets tagged so, under ticketbound/*; never the webhook secrets; no admin secrets unless listed"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement :
+      try(s.Condition.StringEquals["aws:RequestTag/managed-by"], s.Condition.StringEquals["aws:ResourceTag/managed-by"], "") == "ticketbound"
+      if s.Effect == "Allow" && contains(flatten([s.Resource]), "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*") && flatten([s.Action]) != ["secretsmanager:DescribeSecret"]
+    ])
+    error_message = "every Allow on the credential secrets' ARN pattern but DescribeSecret (metadata only) carries a managed-by=ticketbound condition"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement :
+      { actions = s.Action, resources = s.Resource, condition = s.Condition } if contains(flatten([s.Action]), "iam:PassRole")
+      ] == [{
+        actions   = ["iam:PassRole"]
+        resources = ["arn:aws:iam::111122223333:role/ticketbound-scheduler"]
+        condition = { StringEquals = { "iam:PassedToService" = "scheduler.amazonaws.com" } }
+    }]
+    error_message = "iam:PassRole: the scheduler role only, and only to EventBridge Scheduler"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "scheduler:") || startswith(a, "sqs:") || startswith(a, "kms:") || startswith(a, "logs:")])
+      } == {
+      ExpirySchedules = {
+        actions   = toset(["scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:DeleteSchedule"])
+        resources = toset(["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/*"])
+      }
+      StreamFailureQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-provision-stream-dlq"])
+      }
+      OwnDeadLetterQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-provision-dlq"])
+      }
+      ModuleKey = {
+        actions   = toset(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"])
+        resources = toset([aws_kms_key.this.arn])
+      }
+      OwnLogGroup = {
+        actions = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
+        resources = toset([
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-provision",
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-provision:*",
+        ])
+      }
+    }
+    error_message = "Scheduler, SQS, KMS and logs: the module's schedule group, its own DLQs, the module key, its log group"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : [for a in flatten([s.Action]) : split(":", a)[0]]
+    ])) == toset(["dynamodb", "secretsmanager", "scheduler", "iam", "kms", "logs", "xray", "sqs"])
+    error_message = "no service beyond DynamoDB, Secrets Manager, Scheduler, IAM (PassRole), KMS, Logs, X-Ray and SQS (lambda only with a rotation function)"
+  }
+}
+
+run "expire_policy_is_least_privilege" {
+  assert {
+    condition = toset([
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement : s.Sid if contains(flatten([s.Resource]), "*")
+    ]) == toset(["XRayTracing", "GrantsStreamList"])
+    error_message = "\"*\" is a resource only for X-Ray and ListStreams"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
+      } == {
+      GrantsTable = {
+        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      }
+      GrantsByStateExpiry = {
+        actions   = toset(["dynamodb:Query"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/index/by-state-expiry"])
+      }
+      AuditTableAppend = {
+        actions   = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+      }
+      GrantsStreamRead = {
+        actions   = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/stream/2025-01-01T00:00:00.000"])
+      }
+      GrantsStreamList = {
+        actions   = toset(["dynamodb:ListStreams"])
+        resources = toset(["*"])
+      }
+    }
+    error_message = "DynamoDB: the grants table, Query on by-state-expiry only, the audit table append-only, the grants stream"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
+      s.Sid => { effect = s.Effect, actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])), condition = try(s.Condition, null) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "secretsmanager:")]) && s.Effect == "Allow"
+      } == {
+      CredentialSecretsDescribe = {
+        effect    = "Allow"
+        actions   = toset(["secretsmanager:DescribeSecret"])
+        resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
+        condition = null
+      }
+      CredentialSecretsDelete = {
+        effect    = "Allow"
+        actions   = toset(["secretsmanager:DeleteSecret"])
+        resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
+        condition = { StringEquals = { "aws:ResourceTag/managed-by" = "ticketbound" } }
+      }
+    }
+    error_message = "Secrets Manager: describe credential secrets (metadata, unconditioned), delete those tagged managed-by=ticketbound, nothing else (no admin secrets unless listed)"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "scheduler:") || startswith(a, "sqs:") || startswith(a, "kms:")])
+      } == {
+      ExpirySchedulesDelete = {
+        actions   = toset(["scheduler:DeleteSchedule", "scheduler:GetSchedule"])
+        resources = toset(["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/*"])
+      }
+      StreamFailureQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-expire-stream-dlq"])
+      }
+      OwnDeadLetterQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-expire-dlq"])
+      }
+      ModuleKey = {
+        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
+        resources = toset([aws_kms_key.this.arn])
+      }
+    }
+    error_message = "Scheduler: delete and read the group's schedules, never create; its own DLQs; the module key"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement : [for a in flatten([s.Action]) : split(":", a)[0]]
+    ])) == toset(["dynamodb", "secretsmanager", "scheduler", "kms", "logs", "xray", "sqs"])
+    error_message = "no service beyond DynamoDB, Secrets Manager, Scheduler, KMS, Logs, X-Ray and SQS (no iam, no lambda)"
+  }
+}
+
+run "scheduler_role_group_and_sweep" {
+  assert {
+    condition     = aws_scheduler_schedule_group.this.name == "ticketbound"
+    error_message = "the schedule group is <name_prefix>"
+  }
+  assert {
+    condition = jsondecode(aws_iam_role.scheduler.assume_role_policy).Statement == [{
+      Effect    = "Allow"
+      Principal = { Service = "scheduler.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = "111122223333" } }
+    }]
+    error_message = "only EventBridge Scheduler, on behalf of this account, assumes the scheduler role"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      } == {
+      InvokeGrantExpire = {
+        actions   = toset(["lambda:InvokeFunction"])
+        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"])
+      }
+      ScheduleDeadLetterQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq"])
+      }
+      ScheduleDeadLetterQueueKey = {
+        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
+        resources = toset([aws_kms_key.this.arn])
+      }
+    }
+    error_message = "the scheduler role invokes grant-expire only, and sends to the schedules' (encrypted) DLQ"
+  }
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Condition if s.Sid == "ScheduleDeadLetterQueueKey"]) == { StringEquals = { "kms:ViaService" = "sqs.eu-west-1.amazonaws.com" } }
+    error_message = "the scheduler role uses the key only through SQS"
+  }
+  assert {
+    condition = (
+      aws_scheduler_schedule.sweep.name == "ticketbound-sweep" &&
+      aws_scheduler_schedule.sweep.group_name == "ticketbound" &&
+      aws_scheduler_schedule.sweep.schedule_expression == "rate(5 minutes)" &&
+      aws_scheduler_schedule.sweep.flexible_time_window[0].mode == "OFF"
+    )
+    error_message = "the sweep runs every 5 minutes in the group, on time"
+  }
+  assert {
+    condition     = jsondecode(aws_scheduler_schedule.sweep.target[0].input) == { sweep = true }
+    error_message = "the sweep's input is {\"sweep\": true} (functions/grant-expire ExpireEvent)"
+  }
+  assert {
+    condition = (
+      aws_scheduler_schedule.sweep.target[0].arn == aws_lambda_function.this["grant-expire"].arn &&
+      aws_scheduler_schedule.sweep.target[0].role_arn == aws_iam_role.scheduler.arn &&
+      aws_scheduler_schedule.sweep.target[0].dead_letter_config[0].arn == aws_sqs_queue.schedule_dlq.arn &&
+      aws_scheduler_schedule.sweep.target[0].retry_policy[0].maximum_retry_attempts == 3 &&
+      aws_scheduler_schedule.sweep.target[0].retry_policy[0].maximum_event_age_in_seconds == 300
+    )
+    error_message = "the sweep invokes grant-expire as the scheduler role, retries within its interval, then the schedules' DLQ"
+  }
+}
+
+run "sweep_interval_follows_its_variable" {
+  command = plan
+  variables {
+    sweep_interval_minutes = 1
+  }
+  assert {
+    condition     = aws_scheduler_schedule.sweep.schedule_expression == "rate(1 minute)"
+    error_message = "rate() takes the singular for one minute"
+  }
+}
+
+run "vpc_only_for_the_functions_that_reach_targets" {
+  variables {
+    vpc_subnet_ids         = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+    vpc_security_group_ids = ["sg-0123456789abcdef0"]
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      aws_lambda_function.this[k].vpc_config[0].subnet_ids == toset(["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]) &&
+      aws_lambda_function.this[k].vpc_config[0].security_group_ids == toset(["sg-0123456789abcdef0"])
+    ])
+    error_message = "grant-provision and grant-expire join the VPC"
+  }
+  assert {
+    condition     = length(aws_lambda_function.this["itsm-intake"].vpc_config) == 0
+    error_message = "the intake stays out of the VPC"
+  }
+  assert {
+    condition = {
+      for k, a in aws_iam_role_policy_attachment.vpc_access : k => a.policy_arn
+      } == {
+      "grant-provision" = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+      "grant-expire"    = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+    }
+    error_message = "the VPC access policy, for the two VPC functions only"
+  }
+}
+
+run "rejects_a_postgres_target_without_its_settings" {
+  command = plan
+  variables {
+    targets = { orders = { connector = "postgres", host = "orders.db.internal" } }
+  }
+  expect_failures = [var.targets]
+}
+
+run "rejects_an_unknown_connector" {
+  command = plan
+  variables {
+    targets = { orders = { connector = "mysql" } }
+  }
+  expect_failures = [var.targets]
+}
+
+run "rejects_half_a_vpc" {
+  command = plan
+  variables {
+    vpc_subnet_ids = ["subnet-0123456789abcdef0"]
+  }
+  expect_failures = [var.vpc_security_group_ids]
+}
+
+run "rejects_a_recovery_window_secrets_manager_refuses" {
+  command = plan
+  variables {
+    secret_recovery_window_days = 3
+  }
+  expect_failures = [var.secret_recovery_window_days]
+}
+
+run "rejects_the_managed_by_tag_on_module_resources" {
+  command = plan
+  variables {
+    tags = { Managed-By = "ticketbound" }
+  }
+  expect_failures = [var.tags]
 }
