@@ -90,6 +90,16 @@ async fn main() {
             continue;
         };
         let size = batch.records.len();
+        if std::env::var_os("TB_BENCH_DEBUG").is_some() {
+            for r in &batch.records {
+                eprintln!(
+                    "{} {:?} {:?}",
+                    r.event_name,
+                    r.change.keys.get("sk"),
+                    r.user_identity.as_ref().map(|u| &u.type_)
+                );
+            }
+        }
         let out = handle(&h.deps, ExpireEvent::Stream(Box::new(batch)))
             .await
             .unwrap();

@@ -256,3 +256,47 @@ async fn a_failing_target_is_retried_and_the_grant_is_never_revoked_while_the_cr
     assert_eq!(out.revoked, [g.id.to_string()]);
     assert_revoked(&h, &g, &pw, "schedule").await;
 }
+
+/// The local stack's TTL emulation: the expiry trigger item deleted "by TTL", its
+/// REMOVE read from the real stream, delivered with TTL's identity, revokes.
+#[tokio::test]
+async fn the_local_ttl_emulation_delivers_removes_as_ttl_made_them() {
+    use std::sync::{Arc, Mutex};
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::hours(1)).await;
+    let g = make_overdue(&h, &g).await;
+    let marks: ticketbound_testkit::streams::TtlMarks = Arc::new(Mutex::new(Default::default()));
+    let mut poller = ticketbound_testkit::streams::StreamPoller::new(
+        &h.stack.sdk,
+        &h.deps.store.tables().grants,
+    )
+    .await
+    .unwrap();
+    poller.mark_ttl_removals(Arc::clone(&marks));
+    while let Some(batch) = poller.next_batch().await.unwrap() {
+        poller.complete(batch.records.len(), &Default::default());
+    }
+    let pk = format!("GRANT#{}", g.id);
+    marks.lock().unwrap().insert(format!("{pk}|EXPIRY"));
+    h.stack
+        .dynamodb()
+        .delete_item()
+        .table_name(&h.deps.store.tables().grants)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("EXPIRY".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let batch = poller.next_batch().await.unwrap().unwrap();
+    let identity = batch.records[0].user_identity.as_ref().unwrap();
+    assert_eq!(
+        (identity.type_.as_str(), identity.principal_id.as_str()),
+        ("Service", "dynamodb.amazonaws.com")
+    );
+    let out = run(&h, ExpireEvent::Stream(Box::new(batch))).await;
+    assert_eq!(out.revoked, [g.id.to_string()]);
+    assert_revoked(&h, &g, &pw, "ttl_backstop").await;
+}

@@ -195,8 +195,19 @@ impl StreamPoller {
                 .await
                 .map_err(|e| StreamError::Call("GetRecords", Box::new(e)))?;
             for r in out.records() {
-                self.pending
-                    .push_back((lambda_record(r, &self.stream_arn, &self.region), 0));
+                let mut record = lambda_record(r, &self.stream_arn, &self.region);
+                let by_ttl = record["eventName"] == "REMOVE"
+                    && self.ttl_marks.as_ref().is_some_and(|marks| {
+                        marks
+                            .lock()
+                            .map(|mut m| m.remove(&key_of(&record)))
+                            .unwrap_or(false)
+                    });
+                if by_ttl {
+                    record["userIdentity"] =
+                        json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+                }
+                self.pending.push_back((record, 0));
             }
             *iterator = out.next_shard_iterator().map(str::to_owned);
         }
