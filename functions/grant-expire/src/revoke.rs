@@ -3,10 +3,10 @@
 use chrono::{DateTime, Duration, Utc};
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, EndCause, ExpiryTrigger, Grant, GrantEvent, GrantId,
-    GrantState, LifecycleRules, TransitionError,
+    GrantState, LifecycleRules, Transition,
 };
 use ticketbound_enforce::EnforceError;
-use ticketbound_store::StoreError;
+use ticketbound_store::{AdvanceError, StoreError};
 
 use crate::{COMPONENT, Deps, ExpiryTriggerOrEnd};
 
@@ -20,14 +20,8 @@ pub enum ExpireError {
     Store(#[from] StoreError),
     #[error("the credential could not be revoked")]
     Enforce(#[from] EnforceError),
-    #[error("grant {grant_id} cannot take this event")]
-    Transition {
-        grant_id: GrantId,
-        #[source]
-        source: TransitionError,
-    },
-    #[error("grant {0} kept changing under us")]
-    Contended(GrantId),
+    #[error("the grant could not be moved on")]
+    Advance(#[from] AdvanceError),
 }
 
 impl ExpireError {
@@ -37,8 +31,7 @@ impl ExpireError {
         match self {
             Self::Store(e) => e.is_retryable(),
             Self::Enforce(e) => e.is_retryable(),
-            Self::Contended(_) => true,
-            Self::Transition { .. } => false,
+            Self::Advance(e) => e.is_retryable(),
         }
     }
 }
@@ -75,46 +68,29 @@ fn trigger_name(cause: Option<EndCause>) -> &'static str {
 /// Returns the grant as stored and whether it changed.
 async fn advance(
     deps: &Deps,
-    mut grant: Grant,
+    grant: Grant,
     event: &GrantEvent,
     at: DateTime<Utc>,
     details: &[(&'static str, String)],
 ) -> Result<(Grant, bool), ExpireError> {
-    for _ in 0..5 {
-        let (mut next, t) =
-            grant
-                .apply(event, at, &LifecycleRules::default())
-                .map_err(|source| ExpireError::Transition {
-                    grant_id: grant.id,
-                    source,
-                })?;
-        if !t.changed {
-            return Ok((grant, false));
-        }
+    let record = |next: &Grant, t: &Transition| {
         let action = match t.to {
             GrantState::Revoked => AuditAction::Revoked,
             _ => AuditAction::RevocationStarted,
         };
-        let mut record = AuditRecord::new(at, Actor::component(COMPONENT), action)
+        let mut r = AuditRecord::new(at, Actor::component(COMPONENT), action)
             .states(Some(t.from), Some(t.to))
             .detail("trigger", trigger_name(next.end_cause));
         for (k, v) in details {
-            record = record.detail(k, v);
+            r = r.detail(k, v);
         }
-        let audit = next.record(record);
-        match deps.store.save_grant(&next, &[audit]).await {
-            Ok(()) => return Ok((next, true)),
-            Err(StoreError::StaleVersion { .. }) => {
-                grant = deps
-                    .store
-                    .get_grant(grant.id)
-                    .await?
-                    .ok_or(ExpireError::Contended(grant.id))?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ExpireError::Contended(grant.id))
+        r
+    };
+    let (grant, t) = deps
+        .store
+        .advance(grant, event, at, &LifecycleRules::default(), record)
+        .await?;
+    Ok((grant, t.changed))
 }
 
 /// Records a failed attempt in the grant's audit trail (best effort: the failure

@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, Effect, Grant, GrantEvent, GrantId, GrantState,
-    LifecycleRules, Transition, TransitionError,
+    LifecycleRules, Transition,
 };
 use ticketbound_enforce::{EnforceError, Issued};
-use ticketbound_store::StoreError;
+use ticketbound_store::{AdvanceError, StoreError};
 
 use crate::{COMPONENT, Deps};
 
@@ -16,14 +16,8 @@ pub enum ProvisionError {
     Store(#[from] StoreError),
     #[error("the credential could not be issued or removed")]
     Enforce(#[from] EnforceError),
-    #[error("grant {grant_id} cannot take this event")]
-    Transition {
-        grant_id: GrantId,
-        #[source]
-        source: TransitionError,
-    },
-    #[error("grant {0} kept changing under us")]
-    Contended(GrantId),
+    #[error("the grant could not be moved on")]
+    Advance(#[from] AdvanceError),
     #[error("provisioning of grant {0} failed and will be retried")]
     WillRetry(GrantId),
 }
@@ -34,8 +28,8 @@ impl ProvisionError {
         match self {
             Self::Store(e) => e.is_retryable(),
             Self::Enforce(e) => e.is_retryable(),
-            Self::Contended(_) | Self::WillRetry(_) => true,
-            Self::Transition { .. } => false,
+            Self::Advance(e) => e.is_retryable(),
+            Self::WillRetry(_) => true,
         }
     }
 }
@@ -57,30 +51,11 @@ pub enum Provisioned {
     Failed(String),
 }
 
-/// Saves `next` with one audit record for `t`, or reports the version conflict.
-async fn save(
-    deps: &Deps,
-    mut next: Grant,
-    t: &Transition,
-    action: AuditAction,
-    at: DateTime<Utc>,
-    details: &[(&str, String)],
-) -> Result<Grant, StoreError> {
-    let mut record =
-        AuditRecord::new(at, Actor::component(COMPONENT), action).states(Some(t.from), Some(t.to));
-    for (k, v) in details {
-        record = record.detail(k, v);
-    }
-    let event = next.record(record);
-    deps.store.save_grant(&next, &[event]).await?;
-    Ok(next)
-}
-
-/// Applies `event` to the stored grant, re-reading it when someone else changed it in
-/// between. Returns the grant as stored and the transition.
+/// Applies `event` to the stored grant and audits it as `action` with `details`,
+/// re-reading the grant when someone else changed it in between.
 async fn advance(
     deps: &Deps,
-    mut grant: Grant,
+    grant: Grant,
     event: &GrantEvent,
     action: impl Fn(&Transition) -> AuditAction,
     at: DateTime<Utc>,
@@ -89,30 +64,15 @@ async fn advance(
     let rules = LifecycleRules {
         max_provisioning_attempts: deps.config.max_provisioning_attempts,
     };
-    for _ in 0..5 {
-        let (next, t) =
-            grant
-                .apply(event, at, &rules)
-                .map_err(|source| ProvisionError::Transition {
-                    grant_id: grant.id,
-                    source,
-                })?;
-        if !t.changed {
-            return Ok((grant, t));
+    let record = |_: &Grant, t: &Transition| {
+        let mut r = AuditRecord::new(at, Actor::component(COMPONENT), action(t))
+            .states(Some(t.from), Some(t.to));
+        for (k, v) in details {
+            r = r.detail(k, v);
         }
-        match save(deps, next, &t, action(&t), at, details).await {
-            Ok(saved) => return Ok((saved, t)),
-            Err(StoreError::StaleVersion { .. }) => {
-                grant = deps
-                    .store
-                    .get_grant(grant.id)
-                    .await?
-                    .ok_or(ProvisionError::Contended(grant.id))?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ProvisionError::Contended(grant.id))
+        r
+    };
+    Ok(deps.store.advance(grant, event, at, &rules, record).await?)
 }
 
 fn end_action(t: &Transition) -> AuditAction {

@@ -5,12 +5,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use ticketbound_domain::{
     AccessRequest, Actor, AuditAction, AuditEvent, AuditRecord, EndCause, FieldError, Grant,
-    GrantEvent, GrantId, GrantState, LifecycleRules, RequestDraft, Ticket, TransitionError,
-    ValidationErrors,
+    GrantEvent, GrantId, GrantState, LifecycleRules, RequestDraft, Ticket, ValidationErrors,
 };
 use ticketbound_itsm::{InboundError, TicketEnd, TicketEnded};
 use ticketbound_policy::{PolicyDecision, PolicyEngine, PolicyError};
-use ticketbound_store::{Delivery, StoreError};
+use ticketbound_store::{AdvanceError, Delivery, StoreError};
 use ticketbound_vault::VaultError;
 
 use crate::{COMPONENT, Deps};
@@ -49,14 +48,8 @@ pub enum IntakeError {
     Vault(#[from] VaultError),
     #[error("the policies could not be evaluated")]
     Policy(#[from] PolicyError),
-    #[error("grant {grant_id} could not take the ticket's end")]
-    Transition {
-        grant_id: GrantId,
-        #[source]
-        source: TransitionError,
-    },
-    #[error("grant {0} kept changing under us; the ITSM will redeliver")]
-    Contended(GrantId),
+    #[error("a grant could not take the ticket's end")]
+    Advance(#[from] AdvanceError),
 }
 
 impl IntakeError {
@@ -66,8 +59,8 @@ impl IntakeError {
         match self {
             Self::Store(e) => e.is_retryable(),
             Self::Vault(e) => e.is_retryable(),
-            Self::Contended(_) => true,
-            Self::Policy(_) | Self::Transition { .. } => false,
+            Self::Advance(e) => e.is_retryable(),
+            Self::Policy(_) => false,
         }
     }
 }
@@ -328,19 +321,7 @@ pub async fn end_ticket(
             continue;
         }
         let id = grant.id;
-        let mut current = grant;
-        let mut attempts = 0;
-        loop {
-            let (mut next, t) =
-                current
-                    .apply(&event, now, &rules)
-                    .map_err(|source| IntakeError::Transition {
-                        grant_id: id,
-                        source,
-                    })?;
-            if !t.changed {
-                break;
-            }
+        let record = |next: &Grant, t: &ticketbound_domain::Transition| {
             let action = if next.state == GrantState::Revoked {
                 AuditAction::Revoked
             } else {
@@ -350,29 +331,21 @@ pub async fn end_ticket(
                 Some(EndCause::TicketClosed) => "ticket_closed",
                 _ => "ticket_withdrawn",
             };
-            let mut record = AuditRecord::new(now, Actor::itsm_user(&ended.actor), action)
+            let mut r = AuditRecord::new(now, Actor::itsm_user(&ended.actor), action)
                 .states(Some(t.from), Some(t.to))
                 .detail("trigger", cause);
             if let Some(reason) = &ended.reason {
-                record = record.detail("reason", reason);
+                r = r.detail("reason", reason);
             }
-            let audit = next.record(record);
-            match deps.store.save_grant(&next, &[audit]).await {
-                Ok(()) => {
-                    tracing::info!(grant_id = %id, from = %t.from, to = %t.to, cause, "ticket end applied");
-                    changed.push(id.to_string());
-                    break;
-                }
-                Err(StoreError::StaleVersion { .. }) if attempts < 5 => {
-                    attempts += 1;
-                    match deps.store.get_grant(id).await? {
-                        Some(fresh) => current = fresh,
-                        None => break,
-                    }
-                }
-                Err(StoreError::StaleVersion { .. }) => return Err(IntakeError::Contended(id)),
-                Err(e) => return Err(e.into()),
-            }
+            r
+        };
+        let (_, t) = deps
+            .store
+            .advance(grant, &event, now, &rules, record)
+            .await?;
+        if t.changed {
+            tracing::info!(grant_id = %id, from = %t.from, to = %t.to, "ticket end applied");
+            changed.push(id.to_string());
         }
     }
     Ok(Outcome::TicketEnded {

@@ -89,8 +89,7 @@ impl From<IntakeError> for lambda_runtime::Diagnostic {
             IntakeError::Store(_) => "StoreFailed",
             IntakeError::Vault(_) => "SecretUnavailable",
             IntakeError::Policy(_) => "PolicyFailed",
-            IntakeError::Transition { .. } => "IllegalTransition",
-            IntakeError::Contended(_) => "Contended",
+            IntakeError::Advance(_) => "GrantNotAdvanced",
         };
         let mut message = e.to_string();
         let mut cause = std::error::Error::source(&e);

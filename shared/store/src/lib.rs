@@ -18,4 +18,6 @@ pub mod stream;
 pub use error::StoreError;
 pub use items::{Delivery, ITEM_EXPIRY, ITEM_GRANT};
 pub use schema::{TableSchema, ensure_table};
-pub use store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS, Store, StoreSettings, Tables};
+pub use store::{
+    AUDIT_TABLE, AdvanceError, GRANTS_TABLE, RETENTION_DAYS, Store, StoreSettings, Tables,
+};

@@ -3,7 +3,10 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
-use ticketbound_domain::{AuditEvent, Grant, GrantId, GrantState, Owner, Ticket};
+use ticketbound_domain::{
+    AuditEvent, AuditRecord, Grant, GrantEvent, GrantId, GrantState, LifecycleRules, Owner, Ticket,
+    Transition, TransitionError,
+};
 
 use crate::StoreError;
 use crate::items::{self, Delivery, ITEM_EXPIRY, ITEM_GRANT, Item};
@@ -62,6 +65,32 @@ impl StoreSettings {
 pub struct Store {
     client: Client,
     settings: StoreSettings,
+}
+
+/// Why a grant could not be moved on by [`Store::advance`].
+#[derive(Debug, thiserror::Error)]
+pub enum AdvanceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("grant {grant_id} cannot take this event")]
+    Transition {
+        grant_id: GrantId,
+        #[source]
+        source: TransitionError,
+    },
+    #[error("grant {0} kept changing under us (or vanished)")]
+    Contended(GrantId),
+}
+
+impl AdvanceError {
+    /// True when trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Contended(_) => true,
+            Self::Transition { .. } => false,
+        }
+    }
 }
 
 /// One write of a transaction, with the conflict it signals when its condition fails.
@@ -162,6 +191,46 @@ impl Store {
         }
         writes.extend(self.audit_writes(events)?);
         self.transact(writes).await
+    }
+
+    /// Applies `event` to `grant` at `at` and stores the result with the audit record
+    /// `record` makes for it (given the grant as it will be stored and the transition),
+    /// in one transaction. When someone changed the grant in between, re-reads it and
+    /// applies the event again (a few times). Returns the grant as stored and the
+    /// transition; an event that changes nothing writes nothing.
+    pub async fn advance(
+        &self,
+        mut grant: Grant,
+        event: &GrantEvent,
+        at: DateTime<Utc>,
+        rules: &LifecycleRules,
+        record: impl Fn(&Grant, &Transition) -> AuditRecord,
+    ) -> Result<(Grant, Transition), AdvanceError> {
+        for _ in 0..5 {
+            let (mut next, t) =
+                grant
+                    .apply(event, at, rules)
+                    .map_err(|source| AdvanceError::Transition {
+                        grant_id: grant.id,
+                        source,
+                    })?;
+            if !t.changed {
+                return Ok((grant, t));
+            }
+            let audit = record(&next, &t);
+            let sealed = next.record(audit);
+            match self.save_grant(&next, &[sealed]).await {
+                Ok(()) => return Ok((next, t)),
+                Err(StoreError::StaleVersion { .. }) => {
+                    grant = self
+                        .get_grant(grant.id)
+                        .await?
+                        .ok_or(AdvanceError::Contended(grant.id))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AdvanceError::Contended(grant.id))
     }
 
     /// The grant as last stored (strongly consistent).
