@@ -17,7 +17,7 @@ use ticketbound_domain::{GrantId, verify_chain};
 use ticketbound_itsm::auth;
 use ticketbound_runtime::local::LocalStack;
 use ticketbound_store::Store;
-use ticketbound_testkit::{HttpAnswer, jira_approval, jira_cancellation, unique_key};
+use ticketbound_testkit::{HttpAnswer, jira_approval, jira_cancellation, poll_grant, unique_key};
 
 use crate::error::CliError;
 
@@ -347,15 +347,16 @@ async fn wait_until_settled(
     id: GrantId,
 ) -> Result<ticketbound_domain::Grant, CliError> {
     use ticketbound_domain::GrantState::{Approved, Provisioning};
-    for _ in 0..150 {
-        match store.get_grant(id).await? {
-            Some(g) if !matches!(g.state, Approved | Provisioning) => return Ok(g),
-            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    }
-    Err(CliError::Demo(format!(
-        "grant {id} was not provisioned within 15 s; see .ticketbound/host.log"
-    )))
+    poll_grant(store, id, 150, |g| {
+        !matches!(g.state, Approved | Provisioning)
+    })
+    .await?
+    .filter(|g| !matches!(g.state, Approved | Provisioning))
+    .ok_or_else(|| {
+        CliError::Demo(format!(
+            "grant {id} was not provisioned within 15 s; see .ticketbound/host.log"
+        ))
+    })
 }
 
 /// Waits up to `tenths` tenths of a second for the grant to reach `state`.
@@ -365,13 +366,12 @@ async fn wait_for_state(
     state: ticketbound_domain::GrantState,
     tenths: u32,
 ) -> Result<ticketbound_domain::Grant, CliError> {
-    for _ in 0..tenths {
-        match store.get_grant(id).await? {
-            Some(g) if g.state == state => return Ok(g),
-            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    }
-    Err(CliError::Demo(format!(
-        "grant {id} did not become {state}; see .ticketbound/host.log"
-    )))
+    poll_grant(store, id, tenths, |g| g.state == state)
+        .await?
+        .filter(|g| g.state == state)
+        .ok_or_else(|| {
+            CliError::Demo(format!(
+                "grant {id} did not become {state}; see .ticketbound/host.log"
+            ))
+        })
 }

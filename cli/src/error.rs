@@ -1,5 +1,3 @@
-use std::error::Error as _;
-
 use ticketbound_runtime::local::LocalStackError;
 use ticketbound_store::StoreError;
 
@@ -26,19 +24,4 @@ pub enum CliError {
     Config(ticketbound_runtime::ConfigError),
     #[error("the local stream could not be read")]
     Stream(#[source] Box<ticketbound_testkit::streams::StreamError>),
-}
-
-/// The error and its chain of causes on one line, outermost first.
-pub fn report(e: &CliError) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cause = c.source();
-    }
-    text
 }

@@ -86,7 +86,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error::report(&e));
+            eprintln!("error: {}", ticketbound_runtime::error_chain(&e));
             ExitCode::FAILURE
         }
     }

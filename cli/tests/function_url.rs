@@ -6,7 +6,7 @@
 use chrono::{Duration, Utc};
 use ticketbound_domain::GrantState;
 use ticketbound_itsm::auth;
-use ticketbound_testkit::{TestStack, jira_approval, post, unique_key};
+use ticketbound_testkit::{TestStack, jira_approval, poll_grant, post, unique_key};
 
 #[tokio::test]
 async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
@@ -83,14 +83,12 @@ async fn a_jira_approval_becomes_a_working_credential() {
     let grant_id = answer.json()["grant_id"].as_str().unwrap().parse().unwrap();
 
     let store = stack.local_store();
-    let mut grant = store.get_grant(grant_id).await.unwrap().unwrap();
-    for _ in 0..100 {
-        if grant.state != GrantState::Approved && grant.state != GrantState::Provisioning {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        grant = store.get_grant(grant_id).await.unwrap().unwrap();
-    }
+    let grant = poll_grant(&store, grant_id, 100, |g| {
+        !matches!(g.state, GrantState::Approved | GrantState::Provisioning)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(grant.state, GrantState::Active, "{:?}", grant.last_error);
 
     let arn = grant.credential.unwrap().secret_arn;
@@ -157,14 +155,10 @@ async fn a_ten_second_grant_is_refused_within_two_seconds_of_its_end() {
     assert_eq!(answer.status, 202, "{}", answer.body);
     let grant_id = answer.json()["grant_id"].as_str().unwrap().parse().unwrap();
     let store = stack.local_store();
-    let mut grant = store.get_grant(grant_id).await.unwrap().unwrap();
-    for _ in 0..50 {
-        if grant.state == GrantState::Active {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        grant = store.get_grant(grant_id).await.unwrap().unwrap();
-    }
+    let grant = poll_grant(&store, grant_id, 50, |g| g.state == GrantState::Active)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(grant.state, GrantState::Active, "{:?}", grant.last_error);
     let value = stack
         .secret_value(&grant.credential.clone().unwrap().secret_arn)
@@ -203,13 +197,9 @@ async fn a_ten_second_grant_is_refused_within_two_seconds_of_its_end() {
         "refused {} ms after the not-after time",
         (refused_at - grant.not_after()).num_milliseconds()
     );
-    let mut stored = store.get_grant(grant_id).await.unwrap().unwrap();
-    for _ in 0..20 {
-        if stored.state == GrantState::Revoked {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        stored = store.get_grant(grant_id).await.unwrap().unwrap();
-    }
+    let stored = poll_grant(&store, grant_id, 20, |g| g.state == GrantState::Revoked)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.state, GrantState::Revoked);
 }

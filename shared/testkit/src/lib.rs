@@ -367,3 +367,22 @@ impl TestStack {
         Ok(client)
     }
 }
+
+/// Reads the stored grant every 100 ms, at most `tenths` times, until `done` holds.
+/// Returns the last grant read, which fails `done` if time ran out.
+pub async fn poll_grant(
+    store: &Store,
+    id: GrantId,
+    tenths: u32,
+    done: impl Fn(&Grant) -> bool,
+) -> Result<Option<Grant>, StoreError> {
+    let mut last = None;
+    for _ in 0..tenths.max(1) {
+        last = store.get_grant(id).await?;
+        if last.as_ref().is_some_and(&done) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(last)
+}
