@@ -5,9 +5,10 @@
 //! one transaction), redelivery recognised, provisioning from the grants stream (a
 //! PostgreSQL login role within its scope, its secret in Secrets Manager, an expiry
 //! schedule), the credential used as the workload would use it, a policy denial
-//! recorded with its reasons, a withdrawal, and each grant's audit chain verified.
-//! Rotation, revocation at the target and write-back join as they are built; the demo
-//! says which steps are not there yet rather than pretending.
+//! recorded with its reasons, a rotation in Secrets Manager's four steps (alternating
+//! users), a withdrawal, an expiry on time, and each grant's audit chain verified.
+//! Write-back and reconciliation join as they are built; the demo says which steps are
+//! not there yet rather than pretending.
 
 use std::path::Path;
 
@@ -160,6 +161,30 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         "   as the workload: logged in; orders.orders -> {n} rows; orders.payments -> {payments}"
     );
 
+    // 3b. Rotation, as Secrets Manager runs it on the secret's schedule (here: now).
+    let rotation = crate::local::rotation::rotate_grant(&stack, id).await?;
+    let rotated: Value = serde_json::from_str(&tk.secret_value(&credential.secret_arn).await)
+        .map_err(|e| CliError::Demo(format!("the rotated secret is not JSON: {e}")))?;
+    let login = |v: &Value| {
+        (
+            v["username"].as_str().unwrap_or_default().to_owned(),
+            v["password"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let (old_user, old_pass) = login(&secret);
+    let (new_user, new_pass) = login(&rotated);
+    let verdict = |ok: bool| if ok { "works" } else { "refused" };
+    println!(
+        "\n3b. rotated (createSecret, setSecret, testSecret, finishSecret) in {} ms: AWSCURRENT is now version {}",
+        rotation.elapsed.as_millis(),
+        rotation.token
+    );
+    println!(
+        "   alternating users: new login {new_user} {}; the previous login {old_user} still {} until the next rotation",
+        verdict(tk.pg_login(&new_user, &new_pass).await.is_ok()),
+        verdict(tk.pg_login(&old_user, &old_pass).await.is_ok()),
+    );
+
     // 4. Another ticket asks for prod access with one approver: policy says no.
     let denied_key = unique_key("OPS");
     let mut one_approver = jira_approval(Utc::now(), &denied_key, Duration::hours(6));
@@ -209,14 +234,15 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
             secret["password"].as_str().unwrap_or_default(),
         )
         .await;
+    let rotated_login = tk.pg_login(&new_user, &new_pass).await;
     let open_session = db.query("SELECT 1", &[]).await;
     println!(
-        "   grant-expire revoked it ({}); new login -> {}; the session opened in step 3 -> {}",
+        "   grant-expire revoked it ({}); both logins -> {}; the session opened in step 3 -> {}",
         ended.state,
-        if relogin.is_err() {
+        if relogin.is_err() && rotated_login.is_err() {
             "refused"
         } else {
-            "STILL WORKS (bug)"
+            "STILL WORK (bug)"
         },
         if open_session.is_err() {
             "terminated"
@@ -305,6 +331,9 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
                 "principal",
                 "expiry_schedule",
                 "rotation",
+                "current_version",
+                "login",
+                "roles_dropped",
                 "sessions_terminated",
             ]
             .iter()
@@ -333,8 +362,8 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     }
 
     println!(
-        "\nNot yet part of the demo: rotation (Secrets Manager's four steps), ticket write-back, \
-         drift reconciliation and the evidence command; each arrives with its own issue."
+        "\nNot yet part of the demo: ticket write-back, drift reconciliation and the evidence \
+         command; each arrives with its own issue."
     );
     println!("\ndemo finished; `cargo run -p ticketbound -- local down` stops the local stack");
     Ok(())

@@ -22,6 +22,12 @@ pub enum CliError {
     Event(String),
     #[error(transparent)]
     Config(ticketbound_runtime::ConfigError),
+    #[error("no such {0}")]
+    NotFound(String),
+    #[error("the rotation did not complete")]
+    Rotation(#[source] Box<secret_rotate::emulator::EmulatorError>),
+    #[error("the function failed")]
+    Function(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the local stream could not be read")]
     Stream(#[source] Box<ticketbound_testkit::streams::StreamError>),
 }

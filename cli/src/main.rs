@@ -43,6 +43,12 @@ enum Command {
     },
     /// Runs the lifecycle on the local stack (starting it if needed) and tells what it did.
     Demo,
+    /// Rotates a grant's credential now, on the local stack: Secrets Manager's part
+    /// (staging the version, invoking the four steps, retrying) is emulated there.
+    Rotate {
+        /// The grant's id (a ULID).
+        grant_id: ticketbound_domain::GrantId,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,7 +67,7 @@ enum LocalAction {
     },
     /// Runs one function's handler once with a raw Lambda event JSON and prints its answer.
     Invoke {
-        /// The function, as its crate is named: itsm-intake.
+        /// The function, as its crate is named: itsm-intake, grant-expire, secret-rotate.
         function: String,
         /// A file holding the Lambda event, exactly as AWS would deliver it.
         #[arg(long)]
@@ -118,5 +124,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             action: LocalAction::Invoke { function, event },
         } => local::invoke(&cli.home, &function, &event).await,
         Command::Demo => demo::run(&cli.home).await,
+        Command::Rotate { grant_id } => {
+            let file = cli.home.join(ticketbound_runtime::local::FILE_NAME);
+            let stack = ticketbound_runtime::local::LocalStack::read(&file)?;
+            let done = local::rotation::rotate_grant(&stack, grant_id).await?;
+            println!(
+                "rotated grant {grant_id}: secret {} now at version {} ({} attempt(s), {} ms)",
+                done.secret_arn,
+                done.token,
+                done.attempts,
+                done.elapsed.as_millis()
+            );
+            Ok(())
+        }
     }
 }

@@ -39,7 +39,15 @@ async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
 
     let store = stack.local_store();
     let grant = store.get_grant(grant_id).await.unwrap().unwrap();
-    assert_eq!(grant.state, GrantState::Approved);
+    // The host's provisioner may already have picked it up from the stream.
+    assert!(
+        matches!(
+            grant.state,
+            GrantState::Approved | GrantState::Provisioning | GrantState::Active
+        ),
+        "{:?}",
+        grant.state
+    );
     assert_eq!(grant.request.ticket.key.as_str(), key);
 
     let unsigned = post(&stack.local.intake_url, "/jira", &headers[..3], &body)

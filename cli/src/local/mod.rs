@@ -16,6 +16,7 @@ pub mod host;
 mod moto;
 mod postgres;
 mod process;
+pub mod rotation;
 pub mod targets;
 mod triggers;
 
@@ -307,22 +308,53 @@ pub fn status(home: &Path) -> Result<(), crate::CliError> {
 
 /// Runs a function's handler once with a raw Lambda event and prints its answer.
 pub async fn invoke(home: &Path, function: &str, event_file: &Path) -> Result<(), crate::CliError> {
-    if function != "itsm-intake" {
-        return Err(crate::CliError::Event(format!(
-            "no function named {function:?}; the functions are: itsm-intake"
-        )));
-    }
     let stack = LocalStack::read(&description_path(home))?;
     let text = std::fs::read_to_string(event_file).map_err(|source| LocalError::Io {
         path: event_file.to_path_buf(),
         source,
     })?;
-    let event: itsm_intake::IntakeEvent = serde_json::from_str(&text)
-        .map_err(|e| crate::CliError::Event(format!("{}: {e}", event_file.display())))?;
-    let deps = host::intake_deps(&stack).await?;
-    let response = itsm_intake::handle(&deps, event)
-        .await
-        .map_err(crate::CliError::Intake)?;
+    let not_an_event =
+        |e: serde_json::Error| crate::CliError::Event(format!("{}: {e}", event_file.display()));
+    let response = match function {
+        "itsm-intake" => {
+            let event: itsm_intake::IntakeEvent =
+                serde_json::from_str(&text).map_err(not_an_event)?;
+            let deps = host::intake_deps(&stack).await?;
+            let response = itsm_intake::handle(&deps, event)
+                .await
+                .map_err(crate::CliError::Intake)?;
+            serde_json::to_value(response)
+        }
+        "grant-expire" => {
+            let event: grant_expire::ExpireEvent =
+                serde_json::from_str(&text).map_err(not_an_event)?;
+            let sdk = stack.sdk_config().await;
+            let deps = grant_expire::Deps::from_env(
+                &sdk,
+                ticketbound_runtime::EnvReader::from_map(triggers::expire_env(&stack)),
+            )
+            .map_err(crate::CliError::Config)?;
+            let response = grant_expire::handle(&deps, event)
+                .await
+                .map_err(|e| crate::CliError::Function(Box::new(e)))?;
+            serde_json::to_value(response)
+        }
+        "secret-rotate" => {
+            let event: aws_lambda_events::event::secretsmanager::SecretsManagerSecretRotationEvent =
+                serde_json::from_str(&text).map_err(not_an_event)?;
+            let deps = rotation::rotate_deps(&stack).await?;
+            let response = secret_rotate::handle(&deps, event)
+                .await
+                .map_err(|e| crate::CliError::Function(Box::new(e)))?;
+            serde_json::to_value(response)
+        }
+        other => {
+            return Err(crate::CliError::Event(format!(
+                "no function named {other:?}; the functions are: itsm-intake, grant-expire, secret-rotate"
+            )));
+        }
+    }
+    .map_err(LocalError::Json)?;
     let json = serde_json::to_string_pretty(&response).map_err(LocalError::Json)?;
     println!("{json}");
     Ok(())

@@ -1,7 +1,8 @@
 //! The triggers AWS would fire and moto does not: DynamoDB TTL deletions (with TTL's
 //! stream identity), due EventBridge Scheduler one-time schedules, the periodic sweep,
 //! and the grants stream feeding the expiry function. Each calls `grant_expire::handle`
-//! with the event exactly as AWS shapes it.
+//! with the event exactly as AWS shapes it. Secrets Manager's rotation schedule is
+//! kept here too (see `rotation`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,8 @@ use super::targets;
 const TICK: StdDuration = StdDuration::from_millis(200);
 /// How often the sweep runs (AWS: a schedule, every few minutes).
 const SWEEP_EVERY: StdDuration = StdDuration::from_secs(15);
+/// How often the rotation schedule of each managed secret is looked at.
+const ROTATION_CHECK_EVERY: StdDuration = StdDuration::from_secs(30);
 /// Scheduler's retry policy of the expiry schedules (`maximum_retry_attempts`).
 const SCHEDULE_ATTEMPTS: u32 = 20;
 
@@ -49,15 +52,22 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
         .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
     poller.mark_ttl_removals(Arc::clone(&marks));
     eprintln!(
-        "function host: grant-expire on schedules, TTL removals, the grants stream and a sweep every {}s",
-        SWEEP_EVERY.as_secs()
+        "function host: grant-expire on schedules, TTL removals, the grants stream and a sweep every {}s; secret-rotate on each secret's rotation schedule (checked every {}s)",
+        SWEEP_EVERY.as_secs(),
+        ROTATION_CHECK_EVERY.as_secs()
     );
 
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let scheduler = aws_sdk_scheduler::Client::new(&sdk);
     let mut attempts: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let rotate = super::rotation::rotate_deps(&stack).await?;
     let mut last_sweep = std::time::Instant::now();
+    let mut last_rotation_check = std::time::Instant::now();
     loop {
+        if last_rotation_check.elapsed() >= ROTATION_CHECK_EVERY {
+            last_rotation_check = std::time::Instant::now();
+            super::rotation::rotate_due(&rotate).await;
+        }
         expire_ttl(&ddb, &stack.grants_table, &marks).await;
         deliver_stream(&deps, &mut poller).await;
         fire_schedules(&deps, &scheduler, &mut attempts).await;

@@ -30,10 +30,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use ticketbound_domain::{ExpiryTrigger, GrantId, GrantState};
 use ticketbound_enforce::Enforcer;
 use ticketbound_runtime::{ConfigError, EnvReader};
-use ticketbound_schedule::ExpirySchedules;
 use ticketbound_store::Store;
 use ticketbound_store::stream::{StreamItem, classify, grant_from_image};
-use ticketbound_vault::{SecretCache, Vault};
 
 pub use config::ExpireConfig;
 pub use revoke::{ExpireError, Revoked, revoke_grant};
@@ -51,22 +49,14 @@ pub struct Deps {
 impl Deps {
     pub fn from_env(sdk: &SdkConfig, env: EnvReader) -> Result<Self, ConfigError> {
         let config = ExpireConfig::from_env(env)?;
-        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
         Ok(Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
-            enforcer: Enforcer {
-                vault: Vault::new(secrets.clone()),
-                admin_secrets: SecretCache::new(
-                    secrets,
-                    config.secret_cache_ttl,
-                    std::time::Duration::ZERO,
-                ),
-                schedules: ExpirySchedules::new(
-                    aws_sdk_scheduler::Client::new(sdk),
-                    config.schedules.clone(),
-                ),
-                settings: config.enforce.clone(),
-            },
+            enforcer: Enforcer::connect(
+                sdk,
+                config.enforce.clone(),
+                config.schedules.clone(),
+                config.secret_cache_ttl,
+            ),
             config,
         })
     }

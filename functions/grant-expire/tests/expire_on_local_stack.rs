@@ -47,7 +47,8 @@ async fn assert_revoked(h: &Harness, g: &Grant, password: &str, trigger: &str) {
         "the credential is refused"
     );
     assert!(
-        h.issuer
+        h.fixture
+            .issuer
             .vault
             .describe(&ticketbound_enforce::secret_name(g))
             .await
@@ -56,7 +57,7 @@ async fn assert_revoked(h: &Harness, g: &Grant, password: &str, trigger: &str) {
         "the secret is gone"
     );
     assert!(
-        !h.issuer.schedules.exists(g.id).await.unwrap(),
+        !h.fixture.issuer.schedules.exists(g.id).await.unwrap(),
         "the schedule is gone"
     );
     let trail = h.deps.store.audit_trail(g.id).await.unwrap();
@@ -216,7 +217,7 @@ async fn a_failing_target_is_retried_and_the_grant_is_never_revoked_while_the_cr
         .unwrap()
         .port();
     sm.put_secret_value()
-        .secret_id(&h.admin_secret)
+        .secret_id(&h.fixture.admin_secret)
         .secret_string(format!(
             "host=127.0.0.1 port={closed} user=postgres dbname=postgres connect_timeout=2"
         ))
@@ -247,7 +248,7 @@ async fn a_failing_target_is_retried_and_the_grant_is_never_revoked_while_the_cr
 
     // The target is back: the next retry completes the revocation.
     sm.put_secret_value()
-        .secret_id(&h.admin_secret)
+        .secret_id(&h.fixture.admin_secret)
         .secret_string(h.stack.local.postgres.admin_dsn())
         .send()
         .await

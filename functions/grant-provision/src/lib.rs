@@ -25,10 +25,8 @@ use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use ticketbound_enforce::Enforcer;
 use ticketbound_runtime::{ConfigError, EnvReader};
-use ticketbound_schedule::ExpirySchedules;
 use ticketbound_store::Store;
 use ticketbound_store::stream::{StreamItem, classify};
-use ticketbound_vault::{SecretCache, Vault};
 
 pub use config::{ProvisionConfig, TargetConfig};
 pub use provision::{ProvisionError, Provisioned, provision_grant};
@@ -48,22 +46,14 @@ pub struct Deps {
 impl Deps {
     pub fn from_env(sdk: &SdkConfig, env: EnvReader) -> Result<Self, ConfigError> {
         let config = ProvisionConfig::from_env(env)?;
-        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
         Ok(Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
-            enforcer: Enforcer {
-                vault: Vault::new(secrets.clone()),
-                admin_secrets: SecretCache::new(
-                    secrets,
-                    std::time::Duration::from_secs(300),
-                    std::time::Duration::from_secs(30),
-                ),
-                schedules: ExpirySchedules::new(
-                    aws_sdk_scheduler::Client::new(sdk),
-                    config.schedules.clone(),
-                ),
-                settings: config.enforce.clone(),
-            },
+            enforcer: Enforcer::connect(
+                sdk,
+                config.enforce.clone(),
+                config.schedules.clone(),
+                std::time::Duration::from_secs(300),
+            ),
             config,
         })
     }

@@ -108,6 +108,16 @@ output "expire_function_name" {
   value       = module.ticketbound.expire_function_name
 }
 
+output "rotate_function_name" {
+  description = "Name of the secret-rotate Lambda function (the credential secrets' rotation function)."
+  value       = module.ticketbound.rotate_function_name
+}
+
+output "rotate_function_arn" {
+  description = "ARN of the secret-rotate Lambda function."
+  value       = module.ticketbound.rotate_function_arn
+}
+
 output "schedule_group_name" {
   description = "EventBridge Scheduler group of the expiry schedules and the sweep."
   value       = module.ticketbound.schedule_group_name

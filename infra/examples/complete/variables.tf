@@ -69,13 +69,13 @@ variable "target_admin_secret_arns" {
 }
 
 variable "vpc_subnet_ids" {
-  description = "Subnets for grant-provision and grant-expire when the targets are on a private network; empty: no VPC."
+  description = "Subnets for grant-provision, grant-expire and secret-rotate when the targets are on a private network; empty: no VPC."
   type        = list(string)
   default     = []
 }
 
 variable "vpc_security_group_ids" {
-  description = "Security groups for grant-provision and grant-expire (with vpc_subnet_ids)."
+  description = "Security groups for grant-provision, grant-expire and secret-rotate (with vpc_subnet_ids)."
   type        = list(string)
   default     = []
 }

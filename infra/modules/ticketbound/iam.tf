@@ -183,16 +183,15 @@ locals {
         },
       ],
       local.target_admin_secret_statements,
-      # RotateSecret also needs lambda:InvokeFunction on the rotation function.
-      var.rotation_function_arn == null ? [] : [
+      [
         {
+          # RotateSecret also needs lambda:InvokeFunction on the rotation function: the
+          # module's secret-rotate, and no other.
           Sid      = "RotationFunction"
           Effect   = "Allow"
           Action   = ["lambda:InvokeFunction"]
-          Resource = [var.rotation_function_arn]
+          Resource = [local.function_arns["secret-rotate"]]
         },
-      ],
-      [
         {
           # The grant's one-time expiry schedule, in the module's group only.
           Sid      = "ExpirySchedules"
@@ -289,9 +288,65 @@ locals {
         },
       ],
     )
+
+    # Secrets Manager invokes it with {Step, SecretId, ClientRequestToken}; it reads
+    # the grant behind the secret and the last audit event of its chain, and records
+    # the rotation (grant and audit events) in one transaction.
+    "secret-rotate" = concat(
+      [
+        {
+          # The grant by key; its new version, conditioned on the one read (a Put in
+          # TransactWriteItems is authorised as PutItem). No Query, no index.
+          Sid    = "GrantsTable"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+          ]
+          Resource = [aws_dynamodb_table.grants.arn]
+        },
+        {
+          # The head of the grant's audit chain (Query on the partition key, newest
+          # first, limit 1) and new events appended after it.
+          Sid    = "AuditTableAppend"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+          ]
+          Resource = [aws_dynamodb_table.audit.arn]
+        },
+        {
+          # The four rotation steps, on credential secrets tagged managed-by=ticketbound
+          # only. The secret exists whenever Secrets Manager rotates it, so unlike the
+          # provisioner's DescribeSecret this one is tag-conditioned too.
+          Sid    = "CredentialSecretsRotate"
+          Effect = "Allow"
+          Action = [
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:UpdateSecretVersionStage",
+          ]
+          Resource = [local.credential_secret_arn_pattern]
+          Condition = {
+            StringEquals = { "aws:ResourceTag/${local.managed_by_tag.key}" = local.managed_by_tag.value }
+          }
+        },
+        local.webhook_secret_guard,
+        {
+          # GetRandomPassword takes no resource-level permissions: AWS requires "*".
+          Sid      = "RandomPassword"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:GetRandomPassword"]
+          Resource = "*"
+        },
+      ],
+      local.target_admin_secret_statements,
+    )
   }
 
-  # Statements the two target-facing functions share.
+  # Statements the two grants stream consumers share.
   grants_stream_statements = [
     {
       Sid      = "GrantsStreamRead"
@@ -309,7 +364,8 @@ locals {
   ]
   target_admin_secret_statements = length(var.target_admin_secret_arns) == 0 ? [] : [
     {
-      # The targets' administrator connection strings (TICKETBOUND_TARGETS).
+      # The targets' administrator connection strings (TICKETBOUND_TARGETS), for
+      # grant-provision, grant-expire and secret-rotate.
       Sid      = "TargetAdminSecrets"
       Effect   = "Allow"
       Action   = ["secretsmanager:GetSecretValue"]
@@ -328,11 +384,13 @@ locals {
     "secretsmanager:GetResourcePolicy",
     "secretsmanager:DeleteSecret",
     "secretsmanager:RotateSecret",
+    "secretsmanager:UpdateSecretVersionStage",
   ]
   # With the default name_prefix the webhook secrets (ticketbound/webhook/*) fall
   # under the credential secrets' ARN pattern. Tag conditions keep them out, unless
   # someone tags them managed-by=ticketbound (TagResource is conditioned on the tag it
-  # adds, not on the secret): this makes sure the grant functions never touch them.
+  # adds, not on the secret): this makes sure the grant functions and the rotation
+  # function never touch them.
   webhook_secret_guard = {
     Sid      = "NeverTheWebhookSecrets"
     Effect   = "Deny"
@@ -347,6 +405,8 @@ locals {
     # (TICKETBOUND_SECRET_KMS_KEY_ID).
     "grant-provision" = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
     "grant-expire"    = ["kms:Decrypt", "kms:GenerateDataKey"]
+    # Reads and writes credential secret versions encrypted with the key.
+    "secret-rotate" = ["kms:Decrypt", "kms:GenerateDataKey"]
   }
 
   scheduler_policy = jsonencode({
@@ -392,7 +452,8 @@ locals {
           {
             # X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level
             # permissions: "*" is the only resource they accept. The intake's only "*"
-            # resource; the grant functions add ListStreams and GetRandomPassword.
+            # resource; the grant functions add ListStreams and GetRandomPassword,
+            # secret-rotate GetRandomPassword.
             Sid      = "XRayTracing"
             Effect   = "Allow"
             Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]

@@ -8,7 +8,7 @@ resource "aws_cloudwatch_log_group" "function" {
 }
 
 resource "aws_lambda_function" "this" {
-  #checkov:skip=CKV_AWS_117:VPC attachment is optional and set through variables when targets are private (vpc_subnet_ids, vpc_security_group_ids: grant-provision and grant-expire); itsm-intake calls AWS APIs only and reaches no private network, so a VPC would add NAT or endpoints and protect nothing.
+  #checkov:skip=CKV_AWS_117:VPC attachment is optional and set through variables when targets are private (vpc_subnet_ids, vpc_security_group_ids: grant-provision, grant-expire and secret-rotate); itsm-intake calls AWS APIs only and reaches no private network, so a VPC would add NAT or endpoints and protect nothing.
   #checkov:skip=CKV_AWS_272:cargo-lambda packages are not signed yet; set var.code_signing_config_arn to enforce a signing profile once they are.
   for_each = local.functions
 
@@ -73,4 +73,16 @@ resource "aws_lambda_function_url" "this" {
   # lambda:InvokeFunction statement newer function URLs also need.
   authorization_type = "NONE"
   invoke_mode        = "BUFFERED"
+}
+
+# Secrets Manager invokes secret-rotate for the credential secrets whose rotation
+# grant-provision turns on (RotateSecret with this function's ARN). Limited to this
+# account with aws:SourceAccount, as the Secrets Manager documentation recommends;
+# aws:SourceArn would tie the function to a single secret.
+resource "aws_lambda_permission" "secrets_manager_rotation" {
+  statement_id   = "AllowSecretsManagerRotation"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.this["secret-rotate"].function_name
+  principal      = "secretsmanager.amazonaws.com"
+  source_account = local.account_id
 }

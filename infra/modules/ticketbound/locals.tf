@@ -32,9 +32,9 @@ locals {
 
   # One Lambda function per entry. The key is the crate folder, the binary and the
   # Terraform function name (functions/<key>/), deployed as "<name_prefix>-<key>".
-  # Later functions (secret-rotate, ticket-writeback, grant-reconcile) join as
-  # entries here, with their environment in local.function_environment and their
-  # permissions in local.function_statements. Only settings known before any resource
+  # Later functions (ticket-writeback, grant-reconcile) join as entries here, with
+  # their environment in local.function_environment and their permissions in
+  # local.function_statements. Only settings known before any resource
   # exists belong in this map. `vpc`: the function reaches the target systems, so it
   # joins the VPC when vpc_subnet_ids is set.
   functions = {
@@ -62,6 +62,15 @@ locals {
       function_url         = false
       vpc                  = true
     }
+    "secret-rotate" = {
+      description          = "ticketbound rotation: Secrets Manager's rotation function for the credential secrets (createSecret, setSecret, testSecret, finishSecret)"
+      memory_size          = var.rotate_memory_size
+      timeout              = var.rotate_timeout
+      reserved_concurrency = var.rotate_reserved_concurrency
+      function_url         = false
+      # setSecret and testSecret reach the target to change and try the credential.
+      vpc = true
+    }
   }
 
   # The functions that join the VPC when one is configured.
@@ -76,7 +85,7 @@ locals {
     k => "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${name}"
   }
   # Known before the functions exist: grant-provision's environment names the expiry
-  # function, which a resource cannot read from its own (for_each) block.
+  # and rotation functions, which a resource cannot read from its own (for_each) block.
   function_arns = {
     for k, name in local.function_names :
     k => "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${name}"
@@ -165,28 +174,27 @@ locals {
     )
 
     # functions/grant-provision/src/config.rs, exactly.
-    "grant-provision" = merge(
-      {
-        TICKETBOUND_GRANTS_TABLE      = aws_dynamodb_table.grants.name
-        TICKETBOUND_AUDIT_TABLE       = aws_dynamodb_table.audit.name
-        TICKETBOUND_RETENTION_DAYS    = tostring(var.grant_retention_days)
-        TICKETBOUND_TARGETS           = local.targets_json
-        TICKETBOUND_SECRET_KMS_KEY_ID = aws_kms_key.this.arn
-        TICKETBOUND_SECRET_ADMIN_PRINCIPALS = join(",", [
-          aws_iam_role.function["grant-provision"].arn,
-          aws_iam_role.function["grant-expire"].arn,
-        ])
-        TICKETBOUND_EXPIRY_FUNCTION_ARN       = local.function_arns["grant-expire"]
-        TICKETBOUND_SCHEDULER_ROLE_ARN        = aws_iam_role.scheduler.arn
-        TICKETBOUND_SCHEDULE_GROUP            = aws_scheduler_schedule_group.this.name
-        TICKETBOUND_SCHEDULE_DLQ_ARN          = aws_sqs_queue.schedule_dlq.arn
-        TICKETBOUND_MAX_PROVISIONING_ATTEMPTS = tostring(var.max_provisioning_attempts)
-      },
-      # Unset: rotation is not turned on, and the audit says so.
-      var.rotation_function_arn == null ? {} : {
-        TICKETBOUND_ROTATION_FUNCTION_ARN = var.rotation_function_arn
-      },
-    )
+    "grant-provision" = {
+      TICKETBOUND_GRANTS_TABLE      = aws_dynamodb_table.grants.name
+      TICKETBOUND_AUDIT_TABLE       = aws_dynamodb_table.audit.name
+      TICKETBOUND_RETENTION_DAYS    = tostring(var.grant_retention_days)
+      TICKETBOUND_TARGETS           = local.targets_json
+      TICKETBOUND_SECRET_KMS_KEY_ID = aws_kms_key.this.arn
+      # The roles the credential secrets' resource policy still lets read them
+      # (shared/vault resource_policy): rotation reads the current and pending values.
+      TICKETBOUND_SECRET_ADMIN_PRINCIPALS = join(",", [
+        aws_iam_role.function["grant-provision"].arn,
+        aws_iam_role.function["grant-expire"].arn,
+        aws_iam_role.function["secret-rotate"].arn,
+      ])
+      TICKETBOUND_EXPIRY_FUNCTION_ARN       = local.function_arns["grant-expire"]
+      TICKETBOUND_SCHEDULER_ROLE_ARN        = aws_iam_role.scheduler.arn
+      TICKETBOUND_SCHEDULE_GROUP            = aws_scheduler_schedule_group.this.name
+      TICKETBOUND_SCHEDULE_DLQ_ARN          = aws_sqs_queue.schedule_dlq.arn
+      TICKETBOUND_MAX_PROVISIONING_ATTEMPTS = tostring(var.max_provisioning_attempts)
+      # The module's own secret-rotate: every credential secret rotates.
+      TICKETBOUND_ROTATION_FUNCTION_ARN = local.function_arns["secret-rotate"]
+    }
 
     # functions/grant-expire/src/config.rs, exactly.
     "grant-expire" = merge(
@@ -204,5 +212,14 @@ locals {
         TICKETBOUND_SECRET_RECOVERY_DAYS = tostring(var.secret_recovery_window_days)
       },
     )
+
+    # functions/secret-rotate/src/config.rs, exactly.
+    "secret-rotate" = {
+      TICKETBOUND_GRANTS_TABLE      = aws_dynamodb_table.grants.name
+      TICKETBOUND_AUDIT_TABLE       = aws_dynamodb_table.audit.name
+      TICKETBOUND_RETENTION_DAYS    = tostring(var.grant_retention_days)
+      TICKETBOUND_TARGETS           = local.targets_json
+      TICKETBOUND_SECRET_CACHE_SECS = tostring(var.target_admin_secret_cache_secs)
+    }
   }
 }

@@ -119,7 +119,7 @@ output "provision_function_arn" {
 }
 
 output "provision_role_arn" {
-  description = "ARN of the grant-provision function's execution role (one of the two principals the credential secrets' resource policies let read)."
+  description = "ARN of the grant-provision function's execution role (one of the principals the credential secrets' resource policies let read)."
   value       = aws_iam_role.function["grant-provision"].arn
 }
 
@@ -136,6 +136,21 @@ output "expire_function_arn" {
 output "expire_role_arn" {
   description = "ARN of the grant-expire function's execution role."
   value       = aws_iam_role.function["grant-expire"].arn
+}
+
+output "rotate_function_name" {
+  description = "Name of the secret-rotate Lambda function (Secrets Manager's rotation function for the credential secrets)."
+  value       = aws_lambda_function.this["secret-rotate"].function_name
+}
+
+output "rotate_function_arn" {
+  description = "ARN of the secret-rotate Lambda function (TICKETBOUND_ROTATION_FUNCTION_ARN of grant-provision)."
+  value       = aws_lambda_function.this["secret-rotate"].arn
+}
+
+output "rotate_role_arn" {
+  description = "ARN of the secret-rotate function's execution role (one of the principals the credential secrets' resource policies let read)."
+  value       = aws_iam_role.function["secret-rotate"].arn
 }
 
 output "schedule_group_name" {
@@ -161,6 +176,11 @@ output "provision_dlq_arn" {
 output "expire_dlq_arn" {
   description = "ARN of the queue holding grant-expire's failed asynchronous invocations (expiry schedules and sweeps that failed in the function)."
   value       = aws_sqs_queue.function_dlq["grant-expire"].arn
+}
+
+output "rotate_dlq_arn" {
+  description = "ARN of the queue holding secret-rotate's failed asynchronous invocations."
+  value       = aws_sqs_queue.function_dlq["secret-rotate"].arn
 }
 
 output "provision_stream_dlq_arn" {

@@ -19,11 +19,12 @@ variable "tags" {
   type        = map(string)
   default     = {}
 
-  # The provisioner and the expiry function may read and delete any ticketbound/*
-  # secret tagged managed-by=ticketbound: the module's own secrets must never be.
+  # The provisioner, the expiry and the rotation function may read, change and delete
+  # any ticketbound/* secret tagged managed-by=ticketbound: the module's own secrets
+  # must never be.
   validation {
     condition     = !anytrue([for k, v in var.tags : lower(k) == "managed-by" && lower(v) == "ticketbound"])
-    error_message = "tags must not hold managed-by = ticketbound: that tag marks the credential secrets grant-provision and grant-expire may read and delete."
+    error_message = "tags must not hold managed-by = ticketbound: that tag marks the credential secrets grant-provision, grant-expire and secret-rotate may read, change and delete."
   }
 }
 
@@ -137,6 +138,24 @@ variable "expire_reserved_concurrency" {
   default     = null
 }
 
+variable "rotate_memory_size" {
+  description = "Memory of the secret-rotate function, in MB."
+  type        = number
+  default     = 256
+}
+
+variable "rotate_timeout" {
+  description = "Timeout of the secret-rotate function, in seconds: one rotation step of one credential secret, reaching Secrets Manager, DynamoDB and (setSecret, testSecret) its target."
+  type        = number
+  default     = 60
+}
+
+variable "rotate_reserved_concurrency" {
+  description = "Reserved concurrency of the secret-rotate function. null leaves it unreserved (Secrets Manager rotates one secret at a time, one step after the other)."
+  type        = number
+  default     = null
+}
+
 variable "code_signing_config_arn" {
   description = "Optional Lambda code signing configuration applied to the functions. null deploys unsigned packages."
   type        = string
@@ -224,12 +243,12 @@ variable "webhook_secret_recovery_window_in_days" {
   }
 }
 
-# --- Provisioning and expiry (functions/grant-provision, functions/grant-expire) ---
+# --- Provisioning, expiry and rotation (functions/grant-provision, grant-expire, secret-rotate) ---
 
 variable "targets" {
   description = <<-EOT
-    The target systems grants are issued at (TICKETBOUND_TARGETS, read by grant-provision
-    and grant-expire): system id => target. A PostgreSQL target:
+    The target systems grants are issued at (TICKETBOUND_TARGETS, read by grant-provision,
+    grant-expire and secret-rotate): system id => target. A PostgreSQL target:
       { connector = "postgres", admin_secret_id = "<Secrets Manager ARN of the
         administrator's libpq connection string>", host = "db.internal", port = 5432,
         dbname = "app", allowed_roles = ["app_read", "app_write"] }
@@ -282,7 +301,7 @@ variable "targets" {
 }
 
 variable "target_admin_secret_arns" {
-  description = "ARNs of the secrets holding the targets' administrator connection strings (every postgres target's admin_secret_id): grant-provision and grant-expire may read these, and no other secret outside their own credential secrets. Full ARNs, with Secrets Manager's random suffix. Encrypt them with the module key or the account's aws/secretsmanager key (the functions can decrypt nothing else)."
+  description = "ARNs of the secrets holding the targets' administrator connection strings (every postgres target's admin_secret_id): grant-provision, grant-expire and secret-rotate may read these, and no other secret outside their own credential secrets. Full ARNs, with Secrets Manager's random suffix. Encrypt them with the module key or the account's aws/secretsmanager key (the functions can decrypt nothing else)."
   type        = list(string)
   default     = []
 
@@ -293,19 +312,19 @@ variable "target_admin_secret_arns" {
 }
 
 variable "target_admin_secret_cache_secs" {
-  description = "How long grant-expire serves a target's administrator secret from memory, in seconds (TICKETBOUND_SECRET_CACHE_SECS)."
+  description = "How long grant-expire and secret-rotate serve a target's administrator secret from memory, in seconds (TICKETBOUND_SECRET_CACHE_SECS)."
   type        = number
   default     = 300
 }
 
 variable "vpc_subnet_ids" {
-  description = "Subnets grant-provision and grant-expire run in, to reach targets on a private network. Empty (the default): no VPC. The subnets need a route to DynamoDB, Secrets Manager, EventBridge Scheduler and KMS (NAT, or VPC endpoints)."
+  description = "Subnets grant-provision, grant-expire and secret-rotate run in, to reach targets on a private network. Empty (the default): no VPC. The subnets need a route to DynamoDB, Secrets Manager, EventBridge Scheduler and KMS (NAT, or VPC endpoints)."
   type        = list(string)
   default     = []
 }
 
 variable "vpc_security_group_ids" {
-  description = "Security groups of grant-provision and grant-expire when vpc_subnet_ids is set: they must allow the connections out to the targets (and to the AWS endpoints)."
+  description = "Security groups of grant-provision, grant-expire and secret-rotate when vpc_subnet_ids is set: they must allow the connections out to the targets (and to the AWS endpoints)."
   type        = list(string)
   default     = []
 
@@ -313,12 +332,6 @@ variable "vpc_security_group_ids" {
     condition     = (length(var.vpc_subnet_ids) == 0) == (length(var.vpc_security_group_ids) == 0)
     error_message = "Set vpc_subnet_ids and vpc_security_group_ids together, or neither."
   }
-}
-
-variable "rotation_function_arn" {
-  description = "ARN of the credential rotation function (TICKETBOUND_ROTATION_FUNCTION_ARN). null (the default, until secret-rotate exists): rotation is not turned on, and the audit says so."
-  type        = string
-  default     = null
 }
 
 variable "max_provisioning_attempts" {

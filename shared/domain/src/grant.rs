@@ -164,7 +164,10 @@ pub enum GrantEvent {
         reason: String,
         retryable: bool,
     },
-    Rotated,
+    /// A rotation finished: the secret's AWSCURRENT version is now `version_id`.
+    Rotated {
+        version_id: String,
+    },
     Expired {
         trigger: ExpiryTrigger,
     },
@@ -195,7 +198,7 @@ impl GrantEvent {
             Self::ProvisioningStarted => EventKind::ProvisioningStarted,
             Self::Provisioned { .. } => EventKind::Provisioned,
             Self::ProvisioningFailed { .. } => EventKind::ProvisioningFailed,
-            Self::Rotated => EventKind::Rotated,
+            Self::Rotated { .. } => EventKind::Rotated,
             Self::Expired { .. } => EventKind::Expired,
             Self::TicketWithdrawn => EventKind::TicketWithdrawn,
             Self::TicketClosed => EventKind::TicketClosed,
@@ -270,6 +273,10 @@ pub struct Grant {
     pub credential: Option<CredentialRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotated_at: Option<DateTime<Utc>>,
+    /// The secret version the last completed rotation made current (a Secrets Manager
+    /// version id, never a value); a rotation reported twice is recognised by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version: Option<String>,
     /// Set by the first event that starts the end of the grant; never overwritten.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_cause: Option<EndCause>,
@@ -314,6 +321,7 @@ impl Grant {
             last_error: None,
             credential: None,
             last_rotated_at: None,
+            secret_version: None,
             end_cause: None,
             ended_at: None,
             rejection_reasons: Vec::new(),
@@ -354,7 +362,7 @@ impl Grant {
             // Replays of triggers and confirmations are normal; something that claims
             // work was done for an ended grant is not, and the caller must undo it.
             return match event {
-                GrantEvent::Provisioned { .. } | GrantEvent::Rotated => {
+                GrantEvent::Provisioned { .. } | GrantEvent::Rotated { .. } => {
                     Err(TransitionError::Terminal {
                         state: from,
                         event: kind,
@@ -380,8 +388,8 @@ impl Grant {
                     return Err(illegal());
                 }
                 let trigger = match event {
-                    GrantEvent::Rotated => {
-                        next.last_rotated_at = Some(at);
+                    GrantEvent::Rotated { version_id } => {
+                        next.record_rotation(version_id, at);
                         ExpiryTrigger::Rotation
                     }
                     _ => ExpiryTrigger::LateEvent,
@@ -437,13 +445,14 @@ impl Grant {
                 }
             }
 
-            (S::Active, GrantEvent::Rotated) if expired => {
-                next.last_rotated_at = Some(at);
-                next.end(EndCause::Expired(ExpiryTrigger::Rotation), S::Revoking, at);
-                effects.push(Effect::RevokeCredential);
+            (S::Active, GrantEvent::Rotated { version_id })
+                if self.secret_version.as_deref() == Some(version_id) =>
+            {
+                // The same rotation reported again (finishSecret retried).
+                return Ok(self.unchanged());
             }
-            (S::Active, GrantEvent::Rotated) => {
-                next.last_rotated_at = Some(at);
+            (S::Active, GrantEvent::Rotated { version_id }) => {
+                next.record_rotation(version_id, at);
             }
 
             (S::Provisioning | S::Active | S::Failed, GrantEvent::Expired { trigger }) => {
@@ -497,7 +506,7 @@ impl Grant {
 
             (S::Approved, GrantEvent::Provisioned { .. })
             | (S::Approved, GrantEvent::ProvisioningFailed { .. })
-            | (S::Approved | S::Provisioning | S::Failed, GrantEvent::Rotated)
+            | (S::Approved | S::Provisioning | S::Failed, GrantEvent::Rotated { .. })
             | (
                 S::Approved | S::Provisioning | S::Active | S::Failed,
                 GrantEvent::RevokeConfirmed,
@@ -562,6 +571,11 @@ impl Grant {
             }),
             _ => Ok(()),
         }
+    }
+
+    fn record_rotation(&mut self, version_id: &str, at: DateTime<Utc>) {
+        self.last_rotated_at = Some(at);
+        self.secret_version = Some(version_id.to_owned());
     }
 
     /// Starts the end of the grant. The first cause wins: later triggers are replays.

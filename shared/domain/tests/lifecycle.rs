@@ -202,6 +202,58 @@ fn a_credential_reported_for_an_ended_grant_is_an_error_the_caller_must_act_on()
 }
 
 #[test]
+fn a_rotation_is_recorded_once_and_never_keeps_an_expired_grant_alive() {
+    let (g, _) = step(&grant(), GrantEvent::ProvisioningStarted, now());
+    let (g, _) = step(
+        &g,
+        GrantEvent::Provisioned {
+            credential: credential("a"),
+        },
+        now(),
+    );
+    let rotated = |v: &str| GrantEvent::Rotated {
+        version_id: v.to_owned(),
+    };
+    let later = now() + Duration::hours(1);
+
+    let (g, t) = step(&g, rotated("v1"), later);
+    assert!(t.changed);
+    assert_eq!(g.state, GrantState::Active);
+    assert_eq!(g.secret_version.as_deref(), Some("v1"));
+    assert_eq!(g.last_rotated_at, Some(later));
+
+    // finishSecret retried: the same version again changes nothing.
+    let (same, t) = step(&g, rotated("v1"), later + Duration::minutes(1));
+    assert!(!t.changed);
+    assert_eq!(same, g);
+
+    // A rotation reported after the not-after time ends the grant instead.
+    let (ended, t) = step(&g, rotated("v2"), g.not_after() + Duration::seconds(1));
+    assert_eq!(t.to, GrantState::Revoking);
+    assert_eq!(t.effects, vec![Effect::RevokeCredential]);
+    assert_eq!(
+        ended.end_cause,
+        Some(EndCause::Expired(ExpiryTrigger::Rotation))
+    );
+
+    // And a rotation can never be reported for a grant that has ended.
+    let (revoked, _) = step(
+        &ended,
+        GrantEvent::RevokeConfirmed,
+        g.not_after() + Duration::minutes(1),
+    );
+    assert!(
+        revoked
+            .apply(
+                &rotated("v3"),
+                g.not_after() + Duration::minutes(2),
+                &LifecycleRules::default()
+            )
+            .is_err()
+    );
+}
+
+#[test]
 fn grants_round_trip_through_json() {
     let mut g = grant();
     let e = g.record(AuditRecord::new(
@@ -237,7 +289,9 @@ fn any_event() -> impl Strategy<Value = GrantEvent> {
             reason: "boom".into(),
             retryable
         }),
-        Just(GrantEvent::Rotated),
+        prop_oneof![Just("v1"), Just("v2")].prop_map(|v| GrantEvent::Rotated {
+            version_id: v.to_owned()
+        }),
         trigger.prop_map(|trigger| GrantEvent::Expired { trigger }),
         Just(GrantEvent::TicketWithdrawn),
         Just(GrantEvent::TicketClosed),

@@ -4,8 +4,13 @@
 //! earlier attempt made instead of making it twice, and removing what is already gone
 //! is success.
 //!
+//! Rotation (see [`rotation`]) makes a new credential for a live grant in Secrets
+//! Manager's four steps.
+//!
 //! Functions call this crate; it calls the adapters (Secrets Manager, Scheduler, the
 //! target connectors) and knows nothing of DynamoDB or of how it was triggered.
+
+pub mod rotation;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -13,9 +18,11 @@ use std::str::FromStr;
 use serde::Deserialize;
 use ticketbound_domain::{CredentialRef, Grant};
 use ticketbound_runtime::{ExposeSecret, SecretString};
-use ticketbound_schedule::{ExpirySchedules, ScheduleError};
+use ticketbound_schedule::{ExpirySchedules, ScheduleError, ScheduleSettings};
 use ticketbound_targets::postgres::PostgresTarget;
-use ticketbound_targets::{TargetError, outside_allow_list, principal_name};
+use ticketbound_targets::{
+    TargetError, alternate_principal_name, outside_allow_list, principal_name, principal_names,
+};
 use ticketbound_vault::credentials::{CredentialSecretSpec, DatabaseSecret};
 use ticketbound_vault::{SecretCache, Vault, VaultError};
 
@@ -32,8 +39,25 @@ pub enum TargetConfig {
         dbname: String,
         /// The only roles a scope may name.
         allowed_roles: BTreeSet<String>,
+        /// How the credential rotates (default: alternating users).
+        #[serde(default)]
+        rotation: RotationStrategy,
     },
     GeneratedApiKey {},
+}
+
+/// How a database credential rotates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationStrategy {
+    /// Two login roles per grant; each rotation sets a new password on the one not in
+    /// use and makes it current, so the credential a workload holds keeps working
+    /// until the rotation after next.
+    #[default]
+    AlternatingUsers,
+    /// One login role whose password changes: the old one is refused at once. For
+    /// targets that allow the workload only one login.
+    SingleUser,
 }
 
 /// `TICKETBOUND_TARGETS`: system id → target.
@@ -62,6 +86,8 @@ pub enum EnforceError {
     UnreadableSecret(String),
     #[error("secret {0} is scheduled for deletion; it cannot be reused")]
     SecretPendingDeletion(String),
+    #[error("rotation refused: {0}")]
+    RotationRefused(#[from] rotation::Refusal),
 }
 
 impl EnforceError {
@@ -71,9 +97,10 @@ impl EnforceError {
             Self::Vault(e) => e.is_retryable(),
             Self::Target(e) => e.is_retryable(),
             Self::Schedule(e) => e.is_retryable(),
-            Self::UnknownTarget(_) | Self::UnreadableSecret(_) | Self::SecretPendingDeletion(_) => {
-                false
-            }
+            Self::UnknownTarget(_)
+            | Self::UnreadableSecret(_)
+            | Self::SecretPendingDeletion(_)
+            | Self::RotationRefused(_) => false,
         }
     }
 }
@@ -104,8 +131,8 @@ pub struct Issued {
 pub struct Revocation {
     pub secret_deleted: bool,
     pub schedule_deleted: bool,
-    /// The login role that was dropped, if there was one.
-    pub role_dropped: Option<String>,
+    /// The login roles that were dropped (none when they were already gone).
+    pub roles_dropped: Vec<String>,
     pub sessions_terminated: i64,
 }
 
@@ -116,8 +143,8 @@ impl Revocation {
             ("schedule_deleted", self.schedule_deleted.to_string()),
             ("sessions_terminated", self.sessions_terminated.to_string()),
         ];
-        if let Some(role) = &self.role_dropped {
-            d.push(("role_dropped", role.clone()));
+        if !self.roles_dropped.is_empty() {
+            d.push(("roles_dropped", self.roles_dropped.join(",")));
         }
         d
     }
@@ -142,6 +169,23 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
+    /// The enforcer a function builds once at start-up, with its clients made from
+    /// `sdk`. Target administrator secrets are served from memory for `admin_secret_ttl`.
+    pub fn connect(
+        sdk: &aws_config::SdkConfig,
+        settings: EnforceSettings,
+        schedules: ScheduleSettings,
+        admin_secret_ttl: std::time::Duration,
+    ) -> Self {
+        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+        Self {
+            vault: Vault::new(secrets.clone()),
+            admin_secrets: SecretCache::new(secrets, admin_secret_ttl, std::time::Duration::ZERO),
+            schedules: ExpirySchedules::new(aws_sdk_scheduler::Client::new(sdk), schedules),
+            settings,
+        }
+    }
+
     fn target(&self, grant: &Grant) -> Result<&TargetConfig, EnforceError> {
         let system = grant.request.target.system_id.as_str();
         self.settings
@@ -293,15 +337,15 @@ impl Enforcer {
                 .credential
                 .as_ref()
                 .map_or_else(|| principal_name(grant), |c| c.principal_name.clone());
-            let revoked = self
-                .postgres(admin_secret_id, allowed_roles)
-                .await?
-                .revoke(&principal)
-                .await?;
-            if revoked.existed {
-                done.role_dropped = Some(principal);
+            // Both logins of an alternating-users rotation, whichever is current.
+            let target = self.postgres(admin_secret_id, allowed_roles).await?;
+            for login in [principal, alternate_principal_name(grant)] {
+                let revoked = target.revoke(&login).await?;
+                if revoked.existed {
+                    done.roles_dropped.push(login);
+                }
+                done.sessions_terminated += revoked.sessions_terminated;
             }
-            done.sessions_terminated = revoked.sessions_terminated;
         }
         let secret = grant
             .credential
@@ -337,12 +381,11 @@ impl Enforcer {
         {
             let principal = principal_name(grant);
             let dropped = async {
-                Ok::<_, EnforceError>(
-                    self.postgres(admin_secret_id, allowed_roles)
-                        .await?
-                        .revoke(&principal)
-                        .await?,
-                )
+                let target = self.postgres(admin_secret_id, allowed_roles).await?;
+                for login in principal_names(grant) {
+                    target.revoke(&login).await?;
+                }
+                Ok::<_, EnforceError>(())
             }
             .await;
             match dropped {

@@ -331,6 +331,28 @@ impl Store {
         pages.into_iter().map(items::audit_from_item).collect()
     }
 
+    /// The last event of a grant's audit chain (strongly consistent), if it has any.
+    pub async fn latest_audit(&self, id: GrantId) -> Result<Option<AuditEvent>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.settings.tables.audit)
+            .key_condition_expression("grant_id = :id")
+            .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
+            .consistent_read(true)
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .map(items::audit_from_item)
+            .transpose()
+    }
+
     async fn query_index(
         &self,
         index: &'static str,

@@ -29,6 +29,8 @@ pub enum TargetError {
     },
     #[error("could not connect to the target")]
     Connect(#[source] tokio_postgres::Error),
+    #[error("login role {0:?} is not one of the grant's own; nothing was changed")]
+    NotTheGrantsRole(String),
 }
 
 impl TargetError {
@@ -38,7 +40,9 @@ impl TargetError {
         match self {
             Self::Connect(_) => true,
             Self::Database { source, .. } => source.as_db_error().is_none() || source.is_closed(),
-            Self::ScopeNotAllowed { .. } | Self::UnknownScopeRole(_) => false,
+            Self::ScopeNotAllowed { .. }
+            | Self::UnknownScopeRole(_)
+            | Self::NotTheGrantsRole(_) => false,
         }
     }
 }
@@ -48,6 +52,22 @@ impl TargetError {
 pub fn principal_name(grant: &Grant) -> String {
     let identity = grant.request.identity.name.as_str().replace('-', "_");
     format!("tb_{identity}_{}", grant.id.to_string().to_lowercase())
+}
+
+/// The second login role of a grant whose credential rotates with alternating users:
+/// the rotation that makes one login current leaves the other working until the next
+/// rotation. It fits PostgreSQL's 63-byte names for every identity name (the identity
+/// part is shortened if it must be; the grant id keeps it unique).
+pub fn alternate_principal_name(grant: &Grant) -> String {
+    let identity = grant.request.identity.name.as_str().replace('-', "_");
+    let identity = &identity[..identity.len().min(30)];
+    format!("tb_{identity}_{}_b", grant.id.to_string().to_lowercase())
+}
+
+/// Both login roles a grant may have at a target (the second only exists once an
+/// alternating-users rotation made it).
+pub fn principal_names(grant: &Grant) -> [String; 2] {
+    [principal_name(grant), alternate_principal_name(grant)]
 }
 
 /// The scope permissions not in `allowed`, in order.

@@ -108,6 +108,21 @@ impl PostgresTarget {
         grant: &Grant,
         password: &SecretString,
     ) -> Result<String, TargetError> {
+        self.issue_as(grant, &principal_name(grant), password).await
+    }
+
+    /// [`Self::issue`] for login role `name`, which must be one of the grant's own
+    /// (see [`crate::principal_names`]): rotation sets a new password on an existing
+    /// role, or makes the alternate role, with exactly the grant's scope and end.
+    pub async fn issue_as(
+        &self,
+        grant: &Grant,
+        name: &str,
+        password: &SecretString,
+    ) -> Result<String, TargetError> {
+        if !crate::principal_names(grant).iter().any(|n| n == name) {
+            return Err(TargetError::NotTheGrantsRole(name.to_owned()));
+        }
         let scope: Vec<String> = grant
             .request
             .scope
@@ -129,7 +144,7 @@ impl PostgresTarget {
             }
         }
 
-        let name = principal_name(grant);
+        let name = name.to_owned();
         let verifier =
             postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
         let valid_until = grant.not_after().format("%Y-%m-%d %H:%M:%S+00").to_string();
@@ -260,6 +275,34 @@ impl PostgresTarget {
             .map_err(db("list login roles"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// Logs in as `user` with `password` where a workload would (`host`, `port`,
+/// `dbname`) and runs a query: the check that a credential really works.
+pub async fn login(
+    host: &str,
+    port: u16,
+    dbname: &str,
+    user: &str,
+    password: &SecretString,
+) -> Result<(), TargetError> {
+    let mut config = Config::new();
+    config
+        .host(host)
+        .port(port)
+        .dbname(dbname)
+        .user(user)
+        .password(password.expose_secret())
+        .connect_timeout(std::time::Duration::from_secs(10));
+    let (client, connection) = config.connect(NoTls).await.map_err(TargetError::Connect)?;
+    let running = tokio::spawn(connection);
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(db("test login"))?;
+    drop(client);
+    let _ = running.await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! Never a dependency of a Lambda function.
 
 pub mod faults;
+pub mod issuing;
 pub mod streams;
 
 use chrono::{DateTime, Duration, Utc};
@@ -285,6 +286,9 @@ impl TestStack {
             .secretsmanager()
             .get_secret_value()
             .secret_id(id)
+            // As a workload asks; moto answers an unlabelled read from a stale default
+            // after a rotation moved AWSCURRENT.
+            .version_stage("AWSCURRENT")
             .send()
             .await
         {

@@ -3,7 +3,10 @@
 //! reconciler) can tell whose it is and when it dies, encrypted with the configured
 //! KMS key, and readable only by the grant's workload (and ticketbound's own roles).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use aws_sdk_secretsmanager::types::Tag;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ticketbound_runtime::{ExposeSecret, SecretString};
 
@@ -72,9 +75,29 @@ pub struct SecretInfo {
     pub tags: Vec<(String, String)>,
     pub rotation_enabled: bool,
     pub deleted: bool,
+    /// Version id → its staging labels (AWSCURRENT, AWSPENDING, AWSPREVIOUS, …).
+    pub versions: BTreeMap<String, BTreeSet<String>>,
+    pub rotation_function_arn: Option<String>,
+    /// The rotation interval, when it is given in days (`AutomaticallyAfterDays`).
+    pub rotation_every_days: Option<i64>,
+    pub created: Option<DateTime<Utc>>,
+    pub last_rotated: Option<DateTime<Utc>>,
 }
 
 impl SecretInfo {
+    /// The staging labels of `version_id` (empty if the secret has no such version).
+    pub fn stages(&self, version_id: &str) -> Option<&BTreeSet<String>> {
+        self.versions.get(version_id)
+    }
+
+    /// The version that carries `stage`, if one does.
+    pub fn version_with(&self, stage: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, stages)| stages.contains(stage))
+            .map(|(id, _)| id.as_str())
+    }
+
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
@@ -111,6 +134,10 @@ pub fn resource_policy(spec: &CredentialSecretSpec) -> String {
     .to_string()
 }
 
+fn to_utc(t: &aws_sdk_secretsmanager::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
 impl crate::Vault {
     /// A random password from Secrets Manager, without characters that need quoting
     /// in a connection string.
@@ -133,6 +160,24 @@ impl crate::Vault {
     pub async fn describe(&self, name: &str) -> Result<Option<SecretInfo>, VaultError> {
         match self.client.describe_secret().secret_id(name).send().await {
             Ok(out) => Ok(Some(SecretInfo {
+                versions: out
+                    .version_ids_to_stages()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(id, stages)| (id.clone(), stages.iter().cloned().collect()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                rotation_function_arn: out
+                    .rotation_lambda_arn()
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned),
+                rotation_every_days: out
+                    .rotation_rules()
+                    .and_then(|r| r.automatically_after_days())
+                    .filter(|d| *d > 0),
+                created: out.created_date().and_then(to_utc),
+                last_rotated: out.last_rotated_date().and_then(to_utc),
                 arn: out.arn().unwrap_or_default().to_owned(),
                 name: out.name().unwrap_or_default().to_owned(),
                 tags: out
@@ -155,12 +200,14 @@ impl crate::Vault {
         }
     }
 
-    /// The current value of a secret.
+    /// The current value of a secret (its AWSCURRENT version, asked for by name: an
+    /// unlabelled read is AWSCURRENT in AWS, but not in every emulator mid-rotation).
     pub async fn read(&self, secret_id: &str) -> Result<SecretString, VaultError> {
         let out = self
             .client
             .get_secret_value()
             .secret_id(secret_id)
+            .version_stage(crate::rotation::AWSCURRENT)
             .send()
             .await
             .map_err(|e| VaultError::call("GetSecretValue", secret_id, e))?;
@@ -232,23 +279,19 @@ impl crate::Vault {
     }
 
     /// Turns on rotation by `rotation_function_arn` every `hours` hours, without
-    /// rotating now (the credential was just made).
+    /// rotating now (the credential was just made). Whole days are given as
+    /// `AutomaticallyAfterDays`, other periods as `rate(N hours)`.
     pub async fn enable_rotation(
         &self,
         arn: &str,
         rotation_function_arn: &str,
         hours: u32,
     ) -> Result<(), VaultError> {
-        use aws_sdk_secretsmanager::types::RotationRulesType;
         self.client
             .rotate_secret()
             .secret_id(arn)
             .rotation_lambda_arn(rotation_function_arn)
-            .rotation_rules(
-                RotationRulesType::builder()
-                    .schedule_expression(format!("rate({hours} hours)"))
-                    .build(),
-            )
+            .rotation_rules(crate::rotation::rules_every(hours))
             .rotate_immediately(false)
             .send()
             .await

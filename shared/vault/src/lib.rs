@@ -8,6 +8,7 @@
 //! turn into a flood of Secrets Manager calls).
 
 pub mod credentials;
+pub mod rotation;
 
 use std::collections::HashMap;
 use std::error::Error as StdError;

@@ -156,6 +156,26 @@ override_resource {
 }
 
 override_resource {
+  target = aws_cloudwatch_log_group.function["secret-rotate"]
+  values = { arn = "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-secret-rotate" }
+}
+
+override_resource {
+  target = aws_iam_role.function["secret-rotate"]
+  values = { arn = "arn:aws:iam::111122223333:role/ticketbound-secret-rotate" }
+}
+
+override_resource {
+  target = aws_lambda_function.this["secret-rotate"]
+  values = { arn = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-secret-rotate" }
+}
+
+override_resource {
+  target = aws_sqs_queue.function_dlq["secret-rotate"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-secret-rotate-dlq" }
+}
+
+override_resource {
   target = aws_sqs_queue.schedule_dlq
   values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq" }
 }
@@ -509,6 +529,7 @@ run "kms_key_and_its_policy" {
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-expire",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-provision",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-itsm-intake",
+      "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-secret-rotate",
     ]
     error_message = "CloudWatch Logs of this region may use the key for the functions' log groups only"
   }
@@ -610,6 +631,9 @@ run "alarms_without_a_topic" {
       "ticketbound-grant-expire-dlq-messages",
       "ticketbound-grant-expire-stream-dlq-messages",
       "ticketbound-grant-expire-revocation-failures",
+      "ticketbound-secret-rotate-errors",
+      "ticketbound-secret-rotate-throttles",
+      "ticketbound-secret-rotate-dlq-messages",
       "ticketbound-expiry-schedules-dlq-messages",
     ])
     error_message = "errors and throttles of each function, a message count alarm per DLQ, revocation failures; nothing for functions that do not exist"
@@ -670,6 +694,7 @@ run "name_prefix_and_tags_apply_everywhere" {
       aws_secretsmanager_secret.webhook["jira"].name == "tb-test/webhook/jira" &&
       aws_lambda_function.this["grant-provision"].function_name == "tb-test-grant-provision" &&
       aws_lambda_function.this["grant-expire"].function_name == "tb-test-grant-expire" &&
+      aws_lambda_function.this["secret-rotate"].function_name == "tb-test-secret-rotate" &&
       aws_scheduler_schedule_group.this.name == "tb-test" &&
       aws_scheduler_schedule.sweep.name == "tb-test-sweep" &&
       aws_scheduler_schedule.sweep.group_name == "tb-test" &&
@@ -683,9 +708,10 @@ run "name_prefix_and_tags_apply_everywhere" {
     condition = (
       aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == "tb-test" &&
       aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == "tb-test" &&
-      aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:tb-test-grant-expire"
+      aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:tb-test-grant-expire" &&
+      aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_ROTATION_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:tb-test-secret-rotate"
     )
-    error_message = "the functions' schedule group and expiry function follow name_prefix"
+    error_message = "the functions' schedule group, expiry and rotation functions follow name_prefix"
   }
   assert {
     condition = contains(
@@ -693,6 +719,12 @@ run "name_prefix_and_tags_apply_everywhere" {
       "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/*"
     )
     error_message = "the schedule permissions follow the group's name"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : s.Resource if s.Sid == "RotationFunction"
+    ] == [["arn:aws:lambda:eu-west-1:111122223333:function:tb-test-secret-rotate"]]
+    error_message = "the provisioner may invoke the rotation function of this deployment only"
   }
   assert {
     condition     = !aws_dynamodb_table.grants.deletion_protection_enabled && !aws_dynamodb_table.audit.deletion_protection_enabled
@@ -823,8 +855,9 @@ run "provision_environment_is_what_the_code_reads" {
       "TICKETBOUND_SCHEDULE_GROUP",
       "TICKETBOUND_SCHEDULE_DLQ_ARN",
       "TICKETBOUND_MAX_PROVISIONING_ATTEMPTS",
+      "TICKETBOUND_ROTATION_FUNCTION_ARN",
     ])
-    error_message = "grant-provision's environment is exactly what functions/grant-provision/src/config.rs reads (no rotation function unless set)"
+    error_message = "grant-provision's environment is exactly what functions/grant-provision/src/config.rs reads (the rotation function always: the module's secret-rotate)"
   }
   assert {
     condition = aws_lambda_function.this["grant-provision"].environment[0].variables == tomap({
@@ -833,18 +866,30 @@ run "provision_environment_is_what_the_code_reads" {
       TICKETBOUND_RETENTION_DAYS            = "400"
       TICKETBOUND_TARGETS                   = "{}"
       TICKETBOUND_SECRET_KMS_KEY_ID         = "arn:aws:kms:eu-west-1:111122223333:key/0b7f1c2e-0000-4000-8000-000000000001"
-      TICKETBOUND_SECRET_ADMIN_PRINCIPALS   = "arn:aws:iam::111122223333:role/ticketbound-grant-provision,arn:aws:iam::111122223333:role/ticketbound-grant-expire"
+      TICKETBOUND_SECRET_ADMIN_PRINCIPALS   = "arn:aws:iam::111122223333:role/ticketbound-grant-provision,arn:aws:iam::111122223333:role/ticketbound-grant-expire,arn:aws:iam::111122223333:role/ticketbound-secret-rotate"
       TICKETBOUND_EXPIRY_FUNCTION_ARN       = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"
       TICKETBOUND_SCHEDULER_ROLE_ARN        = "arn:aws:iam::111122223333:role/ticketbound-scheduler"
       TICKETBOUND_SCHEDULE_GROUP            = "ticketbound"
       TICKETBOUND_SCHEDULE_DLQ_ARN          = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq"
       TICKETBOUND_MAX_PROVISIONING_ATTEMPTS = "5"
+      TICKETBOUND_ROTATION_FUNCTION_ARN     = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-secret-rotate"
     })
     error_message = "grant-provision's environment values"
   }
   assert {
     condition     = aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == aws_lambda_function.this["grant-expire"].arn
     error_message = "the expiry function ARN, built from names, is grant-expire's"
+  }
+  assert {
+    condition     = aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_ROTATION_FUNCTION_ARN"] == aws_lambda_function.this["secret-rotate"].arn
+    error_message = "the rotation function ARN, built from names, is secret-rotate's"
+  }
+  assert {
+    condition = contains(
+      split(",", aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_SECRET_ADMIN_PRINCIPALS"]),
+      aws_iam_role.function["secret-rotate"].arn
+    )
+    error_message = "the credential secrets' resource policy must let secret-rotate's role read them (it denies GetSecretValue to every other principal)"
   }
 }
 
@@ -877,7 +922,6 @@ run "expire_environment_is_what_the_code_reads" {
 
 run "optional_settings_reach_the_environment_and_the_policy" {
   variables {
-    rotation_function_arn       = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-secret-rotate"
     secret_recovery_window_days = 7
     max_provisioning_attempts   = 3
     revoke_concurrency          = 4
@@ -897,10 +941,6 @@ run "optional_settings_reach_the_environment_and_the_policy" {
     }
   }
   assert {
-    condition     = aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_ROTATION_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-secret-rotate"
-    error_message = "TICKETBOUND_ROTATION_FUNCTION_ARN follows rotation_function_arn"
-  }
-  assert {
     condition     = aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "7"
     error_message = "TICKETBOUND_SECRET_RECOVERY_DAYS follows secret_recovery_window_days"
   }
@@ -913,7 +953,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
   }
   assert {
     condition = alltrue([
-      for k in ["grant-provision", "grant-expire"] :
+      for k in ["grant-provision", "grant-expire", "secret-rotate"] :
       jsondecode(aws_lambda_function.this[k].environment[0].variables["TICKETBOUND_TARGETS"]) == {
         orders = {
           connector       = "postgres"
@@ -930,20 +970,13 @@ run "optional_settings_reach_the_environment_and_the_policy" {
   }
   assert {
     condition = alltrue([
-      for k in ["grant-provision", "grant-expire"] :
+      for k in ["grant-provision", "grant-expire", "secret-rotate"] :
       [for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : { actions = s.Action, resources = s.Resource } if s.Sid == "TargetAdminSecrets"] == [{
         actions                                                                          = ["secretsmanager:GetSecretValue"]
         resources                                                                        = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
       }]
     ])
-    error_message = "both functions may read the target admin secrets, and only GetSecretValue"
-  }
-  assert {
-    condition = [for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : { actions = s.Action, resources = s.Resource } if s.Sid == "RotationFunction"] == [{
-      actions   = ["lambda:InvokeFunction"]
-      resources = ["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-secret-rotate"]
-    }]
-    error_message = "turning rotation on (RotateSecret) needs lambda:InvokeFunction on the rotation function, and only that one"
+    error_message = "the three target-facing functions may read the target admin secrets, and only GetSecretValue"
   }
 }
 
@@ -1121,6 +1154,7 @@ run "provision_policy_is_least_privilege" {
           "secretsmanager:GetResourcePolicy",
           "secretsmanager:DeleteSecret",
           "secretsmanager:RotateSecret",
+          "secretsmanager:UpdateSecretVersionStage",
         ])
         resources = toset([
           "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf",
@@ -1192,8 +1226,28 @@ run "provision_policy_is_least_privilege" {
   assert {
     condition = toset(flatten([
       for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : [for a in flatten([s.Action]) : split(":", a)[0]]
-    ])) == toset(["dynamodb", "secretsmanager", "scheduler", "iam", "kms", "logs", "xray", "sqs"])
-    error_message = "no service beyond DynamoDB, Secrets Manager, Scheduler, IAM (PassRole), KMS, Logs, X-Ray and SQS (lambda only with a rotation function)"
+    ])) == toset(["dynamodb", "secretsmanager", "scheduler", "iam", "lambda", "kms", "logs", "xray", "sqs"])
+    error_message = "no service beyond DynamoDB, Secrets Manager, Scheduler, IAM (PassRole), Lambda (the rotation function), KMS, Logs, X-Ray and SQS"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement :
+      { sid = s.Sid, effect = s.Effect, actions = s.Action, resources = s.Resource, condition = try(s.Condition, null) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "lambda:")])
+      ] == [{
+        sid       = "RotationFunction"
+        effect    = "Allow"
+        actions   = ["lambda:InvokeFunction"]
+        resources = ["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-secret-rotate"]
+        condition = null
+    }]
+    error_message = "turning rotation on (RotateSecret) needs lambda:InvokeFunction on the rotation function: secret-rotate, and only that one"
+  }
+  assert {
+    condition = one(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : s.Resource if s.Sid == "RotationFunction"
+    ])) == aws_lambda_function.this["secret-rotate"].arn
+    error_message = "the provisioner's lambda:InvokeFunction names the module's secret-rotate function"
   }
 }
 
@@ -1287,6 +1341,270 @@ run "expire_policy_is_least_privilege" {
   }
 }
 
+# --- secret-rotate ------------------------------------------------------------------
+
+run "secret_rotate_follows_the_function_pattern" {
+  assert {
+    condition = (
+      aws_lambda_function.this["secret-rotate"].function_name == "ticketbound-secret-rotate" &&
+      aws_lambda_function.this["secret-rotate"].runtime == "provided.al2023" &&
+      aws_lambda_function.this["secret-rotate"].architectures == tolist(["arm64"]) &&
+      aws_lambda_function.this["secret-rotate"].handler == "bootstrap" &&
+      aws_lambda_function.this["secret-rotate"].filename == "tests/fixtures/package/secret-rotate/bootstrap.zip" &&
+      aws_lambda_function.this["secret-rotate"].kms_key_arn == aws_kms_key.this.arn
+    )
+    error_message = "<name_prefix>-secret-rotate: the cargo-lambda arm64 bootstrap on provided.al2023, from <package_dir>/secret-rotate/bootstrap.zip, environment encrypted with the module key"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["secret-rotate"].memory_size == 256 &&
+      aws_lambda_function.this["secret-rotate"].timeout == 60 &&
+      coalesce(aws_lambda_function.this["secret-rotate"].reserved_concurrent_executions, -1) == -1
+    )
+    error_message = "default memory 256 MB, timeout 60 s, no reserved concurrency"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["secret-rotate"].logging_config[0].log_format == "JSON" &&
+      aws_lambda_function.this["secret-rotate"].logging_config[0].application_log_level == "INFO" &&
+      aws_lambda_function.this["secret-rotate"].logging_config[0].system_log_level == "WARN" &&
+      aws_lambda_function.this["secret-rotate"].logging_config[0].log_group == "/aws/lambda/ticketbound-secret-rotate" &&
+      aws_cloudwatch_log_group.function["secret-rotate"].name == "/aws/lambda/ticketbound-secret-rotate" &&
+      aws_cloudwatch_log_group.function["secret-rotate"].retention_in_days == 365 &&
+      aws_cloudwatch_log_group.function["secret-rotate"].kms_key_id == aws_kms_key.this.arn
+    )
+    error_message = "logging: JSON, INFO, WARN, into an own KMS-encrypted log group kept 365 days"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["secret-rotate"].tracing_config[0].mode == "Active" &&
+      aws_lambda_function.this["secret-rotate"].dead_letter_config[0].target_arn == aws_sqs_queue.function_dlq["secret-rotate"].arn &&
+      aws_sqs_queue.function_dlq["secret-rotate"].name == "ticketbound-secret-rotate-dlq" &&
+      aws_sqs_queue.function_dlq["secret-rotate"].kms_master_key_id == aws_kms_key.this.arn
+    )
+    error_message = "X-Ray active, failed async invocations to an own DLQ encrypted with the module key"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.function_errors["secret-rotate"].alarm_name == "ticketbound-secret-rotate-errors" &&
+      aws_cloudwatch_metric_alarm.function_errors["secret-rotate"].dimensions == tomap({ FunctionName = "ticketbound-secret-rotate" }) &&
+      aws_cloudwatch_metric_alarm.function_errors["secret-rotate"].metric_name == "Errors" &&
+      aws_cloudwatch_metric_alarm.function_errors["secret-rotate"].threshold == 0
+    )
+    error_message = "an alarm on any secret-rotate error (a failed step leaves a pending version that blocks the next rotation)"
+  }
+  assert {
+    condition     = !contains(keys(aws_lambda_function_url.this), "secret-rotate") && !contains(keys(aws_lambda_event_source_mapping.grants_stream), "secret-rotate")
+    error_message = "secret-rotate has no function URL and does not consume the grants stream"
+  }
+  assert {
+    condition = (
+      output.rotate_function_name == "ticketbound-secret-rotate" &&
+      output.rotate_function_arn == aws_lambda_function.this["secret-rotate"].arn &&
+      output.rotate_role_arn == "arn:aws:iam::111122223333:role/ticketbound-secret-rotate" &&
+      output.rotate_dlq_arn == aws_sqs_queue.function_dlq["secret-rotate"].arn
+    )
+    error_message = "the function's name and ARN, its role and its DLQ are outputs"
+  }
+}
+
+run "secret_rotate_environment_is_what_the_code_reads" {
+  assert {
+    condition = aws_lambda_function.this["secret-rotate"].environment[0].variables == tomap({
+      TICKETBOUND_GRANTS_TABLE      = "ticketbound-grants"
+      TICKETBOUND_AUDIT_TABLE       = "ticketbound-audit"
+      TICKETBOUND_RETENTION_DAYS    = "400"
+      TICKETBOUND_TARGETS           = "{}"
+      TICKETBOUND_SECRET_CACHE_SECS = "300"
+    })
+    error_message = "secret-rotate's environment is exactly what functions/secret-rotate/src/config.rs reads"
+  }
+}
+
+run "secret_rotate_is_invoked_by_secrets_manager_of_this_account_only" {
+  assert {
+    condition = (
+      aws_lambda_permission.secrets_manager_rotation.principal == "secretsmanager.amazonaws.com" &&
+      aws_lambda_permission.secrets_manager_rotation.action == "lambda:InvokeFunction" &&
+      aws_lambda_permission.secrets_manager_rotation.function_name == aws_lambda_function.this["secret-rotate"].function_name
+    )
+    error_message = "Secrets Manager may invoke secret-rotate"
+  }
+  assert {
+    condition     = aws_lambda_permission.secrets_manager_rotation.source_account == "111122223333"
+    error_message = "only on behalf of this account (aws:SourceAccount): no confused deputy for another account's secrets"
+  }
+  assert {
+    condition     = aws_lambda_permission.secrets_manager_rotation.qualifier == null || aws_lambda_permission.secrets_manager_rotation.qualifier == ""
+    error_message = "the permission is on the function itself, the ARN grant-provision hands to RotateSecret"
+  }
+  assert {
+    condition     = length([for p in aws_lambda_permission.eventbridge : p if p.function_name == aws_lambda_function.this["secret-rotate"].function_name]) == 0
+    error_message = "nothing else may invoke secret-rotate"
+  }
+}
+
+run "rotate_policy_is_least_privilege" {
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement :
+      alltrue([for a in flatten([s.Action]) : a != "*" && !endswith(a, ":*") && !startswith(a, "*")])
+    ])
+    error_message = "no wildcard action"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if contains(flatten([s.Resource]), "*")
+      } == {
+      XRayTracing    = { actions = toset(["xray:PutTraceSegments", "xray:PutTelemetryRecords"]), resources = toset(["*"]) }
+      RandomPassword = { actions = toset(["secretsmanager:GetRandomPassword"]), resources = toset(["*"]) }
+    }
+    error_message = "\"*\" is a resource only where AWS requires it (X-Ray, GetRandomPassword), and those statements hold nothing else"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
+      } == {
+      GrantsTable = {
+        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      }
+      AuditTableAppend = {
+        actions   = toset(["dynamodb:Query", "dynamodb:PutItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+      }
+    }
+    error_message = "DynamoDB: read and write the grant by key, query and append to the audit table; no index, no stream, no UpdateItem or DeleteItem"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement :
+      s.Sid => { effect = s.Effect, actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])), condition = try(s.Condition, null) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "secretsmanager:")])
+      } == {
+      CredentialSecretsRotate = {
+        effect = "Allow"
+        actions = toset([
+          "secretsmanager:DescribeSecret",
+          "secretsmanager:GetSecretValue",
+          "secretsmanager:PutSecretValue",
+          "secretsmanager:UpdateSecretVersionStage",
+        ])
+        resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
+        condition = { StringEquals = { "aws:ResourceTag/managed-by" = "ticketbound" } }
+      }
+      NeverTheWebhookSecrets = {
+        effect = "Deny"
+        actions = toset([
+          "secretsmanager:CreateSecret",
+          "secretsmanager:TagResource",
+          "secretsmanager:DescribeSecret",
+          "secretsmanager:GetSecretValue",
+          "secretsmanager:PutSecretValue",
+          "secretsmanager:PutResourcePolicy",
+          "secretsmanager:GetResourcePolicy",
+          "secretsmanager:DeleteSecret",
+          "secretsmanager:RotateSecret",
+          "secretsmanager:UpdateSecretVersionStage",
+        ])
+        resources = toset([
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/generic-AbCdEf",
+        ])
+        condition = null
+      }
+      RandomPassword = {
+        effect    = "Allow"
+        actions   = toset(["secretsmanager:GetRandomPassword"])
+        resources = toset(["*"])
+        condition = null
+      }
+    }
+    error_message = "Secrets Manager: the four rotation actions on ticketbound/* secrets tagged managed-by=ticketbound only; never the webhook secrets; no create, delete, tag, resource policy or RotateSecret; no admin secrets unless listed"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement :
+      try(s.Condition.StringEquals["aws:ResourceTag/managed-by"], "") == "ticketbound"
+      if s.Effect == "Allow" && contains(flatten([s.Resource]), "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*")
+    ])
+    error_message = "every Allow on the credential secrets' ARN pattern, DescribeSecret included, carries the managed-by=ticketbound resource tag condition"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "kms:") || startswith(a, "logs:") || startswith(a, "sqs:")])
+      } == {
+      ModuleKey = {
+        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
+        resources = toset([aws_kms_key.this.arn])
+      }
+      OwnLogGroup = {
+        actions = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
+        resources = toset([
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-secret-rotate",
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-secret-rotate:*",
+        ])
+      }
+      OwnDeadLetterQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-secret-rotate-dlq"])
+      }
+    }
+    error_message = "KMS, logs and SQS: the module key (decrypt and encrypt secret versions), its own log group, its own DLQ"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement : [for a in flatten([s.Action]) : split(":", a)[0]]
+    ])) == toset(["dynamodb", "secretsmanager", "kms", "logs", "xray", "sqs"])
+    error_message = "no service beyond DynamoDB, Secrets Manager, KMS, Logs, X-Ray and SQS (no iam, no lambda, no scheduler)"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement : !contains(keys(s), "NotAction") && !contains(keys(s), "NotResource")
+    ])
+    error_message = "no NotAction or NotResource"
+  }
+  assert {
+    condition = jsondecode(aws_iam_role.function["secret-rotate"].assume_role_policy).Statement == [{
+      Effect = "Allow", Principal = { Service = "lambda.amazonaws.com" }, Action = "sts:AssumeRole"
+    }]
+    error_message = "only Lambda assumes secret-rotate's role"
+  }
+  assert {
+    condition     = aws_iam_role.function["secret-rotate"].name == "ticketbound-secret-rotate" && aws_iam_role_policy.function["secret-rotate"].role == aws_iam_role.function["secret-rotate"].id
+    error_message = "secret-rotate has its own role, with its own policy"
+  }
+}
+
+run "rotate_reads_the_target_admin_secrets_when_listed" {
+  variables {
+    target_admin_secret_arns       = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
+    target_admin_secret_cache_secs = 120
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement : { effect = s.Effect, actions = s.Action, resources = s.Resource, condition = try(s.Condition, null) } if s.Sid == "TargetAdminSecrets"
+      ] == [{
+        effect    = "Allow"
+        actions   = ["secretsmanager:GetSecretValue"]
+        resources = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
+        condition = null
+    }]
+    error_message = "secret-rotate may read the listed target admin secrets, GetSecretValue only"
+  }
+  assert {
+    condition     = aws_lambda_function.this["secret-rotate"].environment[0].variables["TICKETBOUND_SECRET_CACHE_SECS"] == "120"
+    error_message = "TICKETBOUND_SECRET_CACHE_SECS follows target_admin_secret_cache_secs"
+  }
+}
+
 run "scheduler_role_group_and_sweep" {
   assert {
     condition     = aws_scheduler_schedule_group.this.name == "ticketbound"
@@ -1368,11 +1686,11 @@ run "vpc_only_for_the_functions_that_reach_targets" {
   }
   assert {
     condition = alltrue([
-      for k in ["grant-provision", "grant-expire"] :
+      for k in ["grant-provision", "grant-expire", "secret-rotate"] :
       aws_lambda_function.this[k].vpc_config[0].subnet_ids == toset(["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]) &&
       aws_lambda_function.this[k].vpc_config[0].security_group_ids == toset(["sg-0123456789abcdef0"])
     ])
-    error_message = "grant-provision and grant-expire join the VPC"
+    error_message = "grant-provision, grant-expire and secret-rotate (all reach the targets) join the VPC"
   }
   assert {
     condition     = length(aws_lambda_function.this["itsm-intake"].vpc_config) == 0
@@ -1384,8 +1702,9 @@ run "vpc_only_for_the_functions_that_reach_targets" {
       } == {
       "grant-provision" = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
       "grant-expire"    = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+      "secret-rotate"   = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
     }
-    error_message = "the VPC access policy, for the two VPC functions only"
+    error_message = "the VPC access policy, for the three VPC functions only"
   }
 }
 

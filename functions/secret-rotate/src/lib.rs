@@ -1,0 +1,345 @@
+//! `secret-rotate`: the rotation function Secrets Manager invokes with
+//! `{Step, SecretId, ClientRequestToken}` for createSecret, setSecret, testSecret and
+//! finishSecret (the protocol itself is in `ticketbound_enforce::rotation`).
+//!
+//! Before each step it checks, in this order, and refuses with a specific error
+//! (changing nothing) when a check fails:
+//! 1. the step is one of the four; the secret exists, is tagged
+//!    `managed-by=ticketbound`, has rotation enabled, and the token is a version staged
+//!    for this rotation;
+//! 2. the grant the secret's `grant-id` tag names exists and holds this secret;
+//! 3. the grant is **Active and before its not-after time**. A rotation never extends
+//!    a credential's life: for a grant past its time the refusal moves it to Revoking
+//!    (the expiry function, fed by the grants stream, revokes it); for any other state
+//!    the refusal is audited once per token and nothing else happens.
+//!
+//! finishSecret records the rotation on the grant (last-rotated time and the version
+//! now current) with an audit event naming the versions, never a value. A finishSecret
+//! that Secrets Manager repeats records nothing twice.
+
+pub mod config;
+pub mod emulator;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::secretsmanager::SecretsManagerSecretRotationEvent;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use ticketbound_domain::{
+    Actor, AuditAction, AuditRecord, ExpiryTrigger, Grant, GrantEvent, GrantId, GrantState,
+    LifecycleRules, Transition,
+};
+use ticketbound_enforce::rotation::{Refusal, RotationRequest, Step};
+use ticketbound_enforce::{EnforceError, Enforcer};
+use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_schedule::ScheduleSettings;
+use ticketbound_store::{AdvanceError, Store, StoreError};
+
+pub use config::RotateConfig;
+
+/// Component name in audit events and metrics.
+pub const COMPONENT: &str = "secret-rotate";
+
+#[derive(Debug)]
+pub struct Deps {
+    pub store: Store,
+    pub enforcer: Enforcer,
+    pub config: RotateConfig,
+}
+
+impl Deps {
+    pub fn from_env(sdk: &SdkConfig, env: EnvReader) -> Result<Self, ConfigError> {
+        let config = RotateConfig::from_env(env)?;
+        Ok(Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
+            // Rotation never touches schedules; the enforcer only needs a client.
+            enforcer: Enforcer::connect(
+                sdk,
+                config.enforce.clone(),
+                ScheduleSettings {
+                    group: "ticketbound".to_owned(),
+                    target: None,
+                },
+                config.secret_cache_ttl,
+            ),
+            config,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("rotation refused")]
+    Refused(#[source] Refusal),
+    #[error("grant {0} (named by the secret's grant-id tag) does not exist")]
+    UnknownGrant(GrantId),
+    #[error(
+        "grant {grant_id} is {state}{}: its credential is not rotated{}",
+        if *.expired { " and past its not-after time" } else { "" },
+        if *.handed_to_revocation { "; it has been handed to revocation" } else { "" }
+    )]
+    GrantNotLive {
+        grant_id: GrantId,
+        state: GrantState,
+        expired: bool,
+        handed_to_revocation: bool,
+    },
+    #[error("{step} failed for grant {grant_id}")]
+    Step {
+        step: &'static str,
+        grant_id: GrantId,
+        #[source]
+        source: EnforceError,
+    },
+    #[error("the secret could not be checked")]
+    Check(#[source] EnforceError),
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    #[error("the grant could not be updated")]
+    Advance(#[from] AdvanceError),
+}
+
+impl RotateError {
+    /// True when the rotation was refused on purpose (a retry by Secrets Manager gets
+    /// the same answer) rather than failed.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused(_) | Self::UnknownGrant(_) | Self::GrantNotLive { .. }
+        ) || matches!(
+            self,
+            Self::Check(EnforceError::RotationRefused(_))
+                | Self::Step {
+                    source: EnforceError::RotationRefused(_),
+                    ..
+                }
+        )
+    }
+}
+
+impl From<EnforceError> for RotateError {
+    fn from(e: EnforceError) -> Self {
+        match e {
+            EnforceError::RotationRefused(r) => Self::Refused(r),
+            other => Self::Check(other),
+        }
+    }
+}
+
+/// What one step did (Secrets Manager ignores it; the local stand-in prints it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepDone {
+    pub step: &'static str,
+    pub grant_id: String,
+    /// False when an earlier attempt had already done this step's work.
+    pub changed: bool,
+}
+
+/// Handles one step of one rotation.
+pub async fn handle(
+    deps: &Deps,
+    event: SecretsManagerSecretRotationEvent,
+) -> Result<StepDone, RotateError> {
+    let now = Utc::now();
+    let step: Step = event.step.parse().map_err(RotateError::Refused)?;
+    let request = deps
+        .enforcer
+        .rotation_request(&event.secret_id, &event.client_request_token)
+        .await?;
+    let grant_id: GrantId = request
+        .grant_id
+        .parse()
+        .map_err(|_| RotateError::Refused(Refusal::NoGrantTag(request.secret.arn.clone())))?;
+    let grant = deps
+        .store
+        .get_grant(grant_id)
+        .await?
+        .ok_or(RotateError::UnknownGrant(grant_id))?;
+    if let Some(credential) = &grant.credential
+        && credential.secret_arn != request.secret.arn
+    {
+        return Err(RotateError::Refused(Refusal::NotTheGrantsSecret {
+            secret: request.secret.arn.clone(),
+            grant_id: grant_id.to_string(),
+        }));
+    }
+    if grant.state != GrantState::Active || grant.is_expired_at(now) {
+        return Err(refuse(deps, grant, step, &request, now).await?);
+    }
+
+    let span = tracing::info_span!("rotation", grant_id = %grant.id, step = step.as_str(), token = %request.token);
+    let _entered = span.enter();
+    let failed = |source: EnforceError| {
+        ticketbound_runtime::metrics::count(COMPONENT, "RotationStepFailures", 1);
+        RotateError::Step {
+            step: step.as_str(),
+            grant_id,
+            source,
+        }
+    };
+    let changed = match step {
+        // The token is already current: an earlier attempt finished the rotation.
+        Step::CreateSecret | Step::SetSecret if request.already_current => false,
+        Step::CreateSecret => {
+            let created = deps
+                .enforcer
+                .create_pending(&grant, &request)
+                .await
+                .map_err(failed)?;
+            tracing::info!(fresh = created.fresh, login = ?created.login, "pending version ready");
+            created.fresh
+        }
+        Step::SetSecret => {
+            deps.enforcer
+                .set_pending(&grant, &request)
+                .await
+                .map_err(failed)?;
+            true
+        }
+        Step::TestSecret => {
+            deps.enforcer
+                .test_pending(&grant, &request)
+                .await
+                .map_err(failed)?;
+            true
+        }
+        Step::FinishSecret => {
+            let finished = deps
+                .enforcer
+                .finish_rotation(&grant, &request)
+                .await
+                .map_err(failed)?;
+            record_rotation(deps, grant, &request, &finished, now).await?
+        }
+    };
+    Ok(StepDone {
+        step: step.as_str(),
+        grant_id: grant_id.to_string(),
+        changed,
+    })
+}
+
+/// Records a completed rotation on the grant; a repeated finishSecret records nothing.
+async fn record_rotation(
+    deps: &Deps,
+    grant: Grant,
+    request: &RotationRequest,
+    finished: &ticketbound_enforce::rotation::Finished,
+    now: DateTime<Utc>,
+) -> Result<bool, RotateError> {
+    let event = GrantEvent::Rotated {
+        version_id: finished.current_version.clone(),
+    };
+    let record = |_: &Grant, t: &Transition| {
+        let action = if t.to == GrantState::Active {
+            AuditAction::Rotated
+        } else {
+            AuditAction::RevocationStarted
+        };
+        let mut r = AuditRecord::new(now, Actor::component(COMPONENT), action)
+            .states(Some(t.from), Some(t.to))
+            .detail("secret_arn", &request.secret.arn)
+            .detail("current_version", &finished.current_version);
+        if let Some(previous) = &finished.previous_version {
+            r = r.detail("previous_version", previous);
+        }
+        if let Some(login) = &finished.login {
+            r = r.detail("login", login);
+        }
+        if t.to != GrantState::Active {
+            r = r.detail("trigger", "rotation_after_expiry");
+        }
+        r
+    };
+    let (stored, t) = deps
+        .store
+        .advance(grant, &event, now, &LifecycleRules::default(), record)
+        .await?;
+    if t.changed {
+        ticketbound_runtime::metrics::count(COMPONENT, "Rotations", 1);
+        tracing::info!(grant_id = %stored.id, version = %finished.current_version, moved = finished.moved, "rotation recorded");
+    }
+    Ok(t.changed || finished.moved)
+}
+
+/// Refuses to rotate a grant that is not live: audits it (once per token), hands an
+/// expired Active grant to revocation, and returns the error to give Secrets Manager.
+async fn refuse(
+    deps: &Deps,
+    grant: Grant,
+    step: Step,
+    request: &RotationRequest,
+    now: DateTime<Utc>,
+) -> Result<RotateError, RotateError> {
+    let expired = grant.is_expired_at(now);
+    let grant_id = grant.id;
+    let state = grant.state;
+    ticketbound_runtime::metrics::count(COMPONENT, "RotationsRefused", 1);
+    let why = if state == GrantState::Active {
+        "the grant's not-after time has passed"
+    } else {
+        "the grant is not active"
+    };
+    let record = |from: GrantState, to: GrantState| {
+        AuditRecord::new(
+            now,
+            Actor::component(COMPONENT),
+            AuditAction::RotationRefused,
+        )
+        .states(Some(from), Some(to))
+        .detail("step", step.as_str())
+        .detail("token", &request.token)
+        .detail("secret_arn", &request.secret.arn)
+        .detail("reason", why)
+    };
+
+    let handed_to_revocation = if state == GrantState::Active && expired {
+        let (stored, _) = deps
+            .store
+            .advance(
+                grant,
+                &GrantEvent::Expired {
+                    trigger: ExpiryTrigger::Rotation,
+                },
+                now,
+                &LifecycleRules::default(),
+                |_, t| record(t.from, t.to).detail("trigger", "rotation_after_expiry"),
+            )
+            .await?;
+        stored.state == GrantState::Revoking
+    } else {
+        let latest = deps.store.latest_audit(grant_id).await?;
+        let already_said = latest.is_some_and(|e| {
+            e.action == AuditAction::RotationRefused
+                && e.details.get("token") == Some(&request.token)
+        });
+        if !already_said {
+            let mut next = grant.noted(now);
+            let event = next.record(record(state, state));
+            deps.store.save_grant(&next, &[event]).await?;
+        }
+        false
+    };
+    tracing::warn!(grant_id = %grant_id, state = %state, expired, handed_to_revocation, "rotation refused");
+    Ok(RotateError::GrantNotLive {
+        grant_id,
+        state,
+        expired,
+        handed_to_revocation,
+    })
+}
+
+/// What Secrets Manager records as the rotation's failure: a stable type and the
+/// whole cause (never a value: no error here carries one).
+impl From<RotateError> for lambda_runtime::Diagnostic {
+    fn from(e: RotateError) -> Self {
+        Self {
+            error_type: if e.is_refusal() {
+                "RotationRefused"
+            } else {
+                "RotationFailed"
+            }
+            .to_owned(),
+            error_message: ticketbound_runtime::error_chain(&e),
+        }
+    }
+}

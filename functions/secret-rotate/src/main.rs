@@ -1,0 +1,20 @@
+//! The Lambda entry point: initialise once, then serve Secrets Manager's rotation steps.
+
+use aws_lambda_events::event::secretsmanager::SecretsManagerSecretRotationEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use secret_rotate::{Deps, handle};
+use ticketbound_runtime::EnvReader;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    ticketbound_runtime::logging::init_lambda_tracing()?;
+    let sdk = ticketbound_runtime::aws::sdk_config().await;
+    let deps = Deps::from_env(&sdk, EnvReader::from_process())?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<SecretsManagerSecretRotationEvent>| async move {
+            handle(deps, event.payload).await
+        },
+    ))
+    .await
+}

@@ -1,0 +1,199 @@
+//! What tests of the life after provisioning share: a target system in the local
+//! PostgreSQL, its administrator secret, an issuer that makes real credentials the way
+//! the provisioner does, and Active grants holding them.
+
+use chrono::{Duration, Utc};
+use serde_json::json;
+use ticketbound_domain::{
+    Actor, AuditAction, AuditRecord, Grant, GrantEvent, LifecycleRules, Permission, Scope, SystemId,
+};
+use ticketbound_enforce::{EnforceSettings, Enforcer, Targets};
+use ticketbound_schedule::{ExpirySchedules, ScheduleSettings, ScheduleTarget};
+use ticketbound_store::Store;
+use ticketbound_vault::{SecretCache, Vault};
+
+use crate::{PgFixture, TestStack, sample_grant};
+
+/// The target whose credentials rotate with alternating users (the default).
+pub const ALTERNATING_TARGET: &str = "orders-db";
+/// The same database, configured to rotate a single user.
+pub const SINGLE_USER_TARGET: &str = "orders-db-single";
+
+/// A target system, its configuration and an issuer, for one test.
+#[derive(Debug)]
+pub struct IssuingFixture {
+    pub pg: PgFixture,
+    pub admin_secret: String,
+    /// `TICKETBOUND_TARGETS` for the functions under test.
+    pub targets: serde_json::Value,
+    /// A schedule group of this test's own.
+    pub schedule_group: String,
+    /// Issues credentials the way the provisioner does.
+    pub issuer: Enforcer,
+}
+
+impl TestStack {
+    /// A fresh fixture; `rotation_function_arn` turns rotation on for what it issues.
+    pub async fn issuing_fixture(&self, rotation_function_arn: Option<&str>) -> IssuingFixture {
+        let pg = self.pg_fixture().await;
+        let admin_secret = self
+            .create_secret("pg-admin", &self.local.postgres.admin_dsn())
+            .await;
+        let schedule_group = format!("t{}", ulid::Ulid::new());
+        if let Err(e) = aws_sdk_scheduler::Client::new(&self.sdk)
+            .create_schedule_group()
+            .name(&schedule_group)
+            .send()
+            .await
+        {
+            panic!("could not create a schedule group: {e:?}");
+        }
+        let target = |rotation: &str| {
+            json!({
+                "connector": "postgres",
+                "admin_secret_id": admin_secret,
+                "host": self.local.postgres.host,
+                "port": self.local.postgres.port,
+                "dbname": self.local.postgres.database,
+                "allowed_roles": [pg.reader, pg.reporting],
+                "rotation": rotation,
+            })
+        };
+        let targets = json!({
+            ALTERNATING_TARGET: target("alternating_users"),
+            SINGLE_USER_TARGET: target("single_user"),
+        });
+        let parsed: Targets = match serde_json::from_value(targets.clone()) {
+            Ok(t) => t,
+            Err(e) => panic!("targets: {e}"),
+        };
+        let secrets = aws_sdk_secretsmanager::Client::new(&self.sdk);
+        let issuer = Enforcer {
+            vault: Vault::new(secrets.clone()),
+            admin_secrets: SecretCache::new(
+                secrets,
+                std::time::Duration::ZERO,
+                std::time::Duration::ZERO,
+            ),
+            schedules: ExpirySchedules::new(
+                aws_sdk_scheduler::Client::new(&self.sdk),
+                ScheduleSettings {
+                    group: schedule_group.clone(),
+                    target: Some(ScheduleTarget {
+                        arn: "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-expire"
+                            .into(),
+                        role_arn: "arn:aws:iam::123456789012:role/ticketbound-scheduler".into(),
+                        dead_letter_arn: None,
+                    }),
+                },
+            ),
+            settings: EnforceSettings {
+                targets: parsed,
+                kms_key_id: None,
+                admin_principals: vec![],
+                rotation_function_arn: rotation_function_arn.map(str::to_owned),
+                recovery_window_days: None,
+            },
+        };
+        IssuingFixture {
+            pg,
+            admin_secret,
+            targets,
+            schedule_group,
+            issuer,
+        }
+    }
+}
+
+impl IssuingFixture {
+    /// An Active grant at `system` with a working credential (scope: the fixture's
+    /// reader role), living `lifetime` from now, recorded in `store` step by step as
+    /// the provisioner records it. Returns the grant and the credential's password.
+    pub async fn active_grant(
+        &self,
+        stack: &TestStack,
+        store: &Store,
+        system: &str,
+        lifetime: Duration,
+    ) -> (Grant, String) {
+        let mut grant = sample_grant(Utc::now(), lifetime);
+        grant.request.scope = ok(Scope::new([ok(Permission::new(&self.pg.reader))]));
+        grant.request.target.system_id = ok(SystemId::new(system));
+        let e = grant.record(AuditRecord::new(
+            Utc::now(),
+            Actor::itsm_user("priya"),
+            AuditAction::Requested,
+        ));
+        ok(store.create_grant(&grant, &[e], None, Utc::now()).await);
+
+        let rules = LifecycleRules::default();
+        let (mut g, t) = ok(grant.apply(&GrantEvent::ProvisioningStarted, Utc::now(), &rules));
+        let e = g.record(
+            AuditRecord::new(
+                Utc::now(),
+                Actor::component("test"),
+                AuditAction::ProvisioningStarted,
+            )
+            .states(Some(t.from), Some(t.to)),
+        );
+        ok(store.save_grant(&g, &[e]).await);
+        let issued = ok(self.issuer.issue(&g).await);
+        let (mut g, t) = ok(g.apply(
+            &GrantEvent::Provisioned {
+                credential: issued.credential.clone(),
+            },
+            Utc::now(),
+            &rules,
+        ));
+        let e = g.record(
+            AuditRecord::new(
+                Utc::now(),
+                Actor::component("test"),
+                AuditAction::Provisioned,
+            )
+            .states(Some(t.from), Some(t.to)),
+        );
+        ok(store.save_grant(&g, &[e]).await);
+        let (_, password) = stack.credential(&issued.credential.secret_arn).await;
+        (g, password)
+    }
+}
+
+impl TestStack {
+    /// The login and password the credential secret holds now (AWSCURRENT).
+    pub async fn credential(&self, secret_arn: &str) -> (String, String) {
+        let value: serde_json::Value =
+            ok(serde_json::from_str(&self.secret_value(secret_arn).await));
+        let field = |name: &str| {
+            value[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("the secret has no {name}"))
+                .to_owned()
+        };
+        (field("username"), field("password"))
+    }
+}
+
+fn ok<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|e| panic!("test setup failed: {e:?}"))
+}
+
+/// Makes the grant overdue without waiting: its not-after time moves into the past
+/// (as if the clock had run on), written like any other change.
+pub async fn make_overdue(store: &Store, g: &Grant) -> Grant {
+    let Some(current) = ok(store.get_grant(g.id).await) else {
+        panic!("grant {} is not stored", g.id)
+    };
+    let mut late = current.noted(Utc::now());
+    late.request.not_after = Utc::now() - Duration::seconds(5);
+    let e = late.record(
+        AuditRecord::new(
+            Utc::now(),
+            Actor::operator("test-clock"),
+            AuditAction::DriftFound,
+        )
+        .detail("note", "clock moved past not-after"),
+    );
+    ok(store.save_grant(&late, &[e]).await);
+    late
+}
