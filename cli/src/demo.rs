@@ -7,8 +7,9 @@
 //! schedule), the credential used as the workload would use it, a policy denial
 //! recorded with its reasons, a rotation in Secrets Manager's four steps (alternating
 //! users), a withdrawal, an expiry on time, and each grant's audit chain verified.
-//! Write-back and reconciliation join as they are built; the demo says which steps are
-//! not there yet rather than pretending.
+//! It ends with the evidence for the first ticket, as `ticketbound evidence` prints it:
+//! the verified timeline, the live state checked now, and the notes the write-back put
+//! on the ticket (in the local Jira stand-in).
 
 use std::path::Path;
 
@@ -309,11 +310,10 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     // 8. The evidence, as an auditor reads it.
     println!("\n8. evidence");
     for grant_id in [id, denied_id, short_id] {
-        let grant = store
-            .get_grant(grant_id)
+        let (grant, trail) = store
+            .grant_with_trail(grant_id)
             .await?
             .ok_or_else(|| CliError::Demo(format!("grant {grant_id} cannot be read back")))?;
-        let trail = store.audit_trail(grant_id).await?;
         let head = verify_chain(grant_id, &trail, Some(&grant.audit_head))
             .map_err(|e| CliError::Demo(format!("the audit chain does not verify: {e}")))?;
         println!(
@@ -361,12 +361,47 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         );
     }
 
+    // 9. What the auditor gets for the first ticket: the verified timeline, the live
+    //    state checked now, and the notes the ticket received from the write-back.
+    let notes = wait_for_notes(&store, id).await?;
     println!(
-        "\nNot yet part of the demo: ticket write-back, drift reconciliation and the evidence \
-         command; each arrives with its own issue."
+        "\n9. the write-back told {key} of each step ({notes} notes in the Jira stand-in); \
+         `ticketbound evidence jira#{key}` prints:\n"
     );
+    let ctx = crate::context::Context::load(home).await?;
+    crate::evidence::run(&ctx, &format!("jira#{key}"), "md").await?;
+
     println!("\ndemo finished; `cargo run -p ticketbound -- local down` stops the local stack");
     Ok(())
+}
+
+/// Waits (up to 20 s) until the write-back has told the ticket of every step of the
+/// grant so far, and returns how many notes that is.
+async fn wait_for_notes(store: &Store, id: GrantId) -> Result<usize, CliError> {
+    use ticketbound_domain::AuditAction;
+    for _ in 0..200 {
+        let trail = store.audit_trail(id).await?;
+        let told = trail
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.action,
+                    AuditAction::TicketUpdated | AuditAction::TicketUpdateFailed
+                )
+            })
+            .count();
+        let to_tell = trail
+            .iter()
+            .filter(|e| ticketbound_itsm::note::is_noteworthy(e.action))
+            .count();
+        if told >= to_tell {
+            return Ok(told);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(CliError::Demo(format!(
+        "the write-back did not tell the ticket of every step of grant {id} within 20 s; see .ticketbound/host.log"
+    )))
 }
 
 /// Waits (up to 15 s) until the provisioner has taken the grant out of Approved and

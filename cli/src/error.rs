@@ -24,6 +24,8 @@ pub enum CliError {
     Config(ticketbound_runtime::ConfigError),
     #[error("no such {0}")]
     NotFound(String),
+    #[error("the evidence does not hold: {0}")]
+    Evidence(String),
     #[error("the rotation did not complete")]
     Rotation(#[source] Box<secret_rotate::emulator::EmulatorError>),
     #[error("the function failed")]

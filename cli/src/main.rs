@@ -4,8 +4,11 @@
 //! It talks to AWS (or the local emulator) through the same shared adapters as the
 //! Lambda functions; it holds no logic of its own about grants.
 
+mod context;
 mod demo;
 mod error;
+mod evidence;
+mod grants;
 mod local;
 
 use std::path::PathBuf;
@@ -43,11 +46,49 @@ enum Command {
     },
     /// Runs the lifecycle on the local stack (starting it if needed) and tells what it did.
     Demo,
+    /// What the grants table records.
+    Grants {
+        #[command(subcommand)]
+        action: GrantsAction,
+    },
+    /// The verified timeline of one ticket's grants, their live state checked now, the
+    /// notes the ticket received, and the controls it evidences. Exits non-zero when an
+    /// audit chain breaks or the live state contradicts the record.
+    Evidence {
+        /// The ticket: `jira#OPS-123`, `servicenow#CHG0031337`, or a bare key.
+        ticket: String,
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
+    /// Runs the reconciler once (recorded vs live state) and prints its findings.
+    Reconcile {
+        #[arg(long)]
+        json: bool,
+    },
     /// Rotates a grant's credential now, on the local stack: Secrets Manager's part
     /// (staging the version, invoking the four steps, retrying) is emulated there.
     Rotate {
         /// The grant's id (a ULID).
         grant_id: ticketbound_domain::GrantId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantsAction {
+    /// Grants, newest first.
+    List {
+        #[arg(long)]
+        state: Option<ticketbound_domain::GrantState>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One grant with its audit trail, the chain verified.
+    Show {
+        grant_id: ticketbound_domain::GrantId,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -124,6 +165,23 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             action: LocalAction::Invoke { function, event },
         } => local::invoke(&cli.home, &function, &event).await,
         Command::Demo => demo::run(&cli.home).await,
+        Command::Grants { action } => {
+            let ctx = context::Context::load(&cli.home).await?;
+            match action {
+                GrantsAction::List { state, owner, json } => {
+                    grants::list(&ctx, state, owner, json).await
+                }
+                GrantsAction::Show { grant_id, json } => grants::show(&ctx, grant_id, json).await,
+            }
+        }
+        Command::Evidence { ticket, format } => {
+            let ctx = context::Context::load(&cli.home).await?;
+            evidence::run(&ctx, &ticket, &format).await
+        }
+        Command::Reconcile { json } => {
+            let ctx = context::Context::load(&cli.home).await?;
+            reconcile(&ctx, json).await
+        }
         Command::Rotate { grant_id } => {
             let file = cli.home.join(ticketbound_runtime::local::FILE_NAME);
             let stack = ticketbound_runtime::local::LocalStack::read(&file)?;
@@ -138,4 +196,45 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn reconcile(ctx: &context::Context, json: bool) -> Result<(), CliError> {
+    let deps = ctx.reconciler()?;
+    if context::interactive() {
+        eprintln!("reconciling: every grant, every managed secret, every login at each target…");
+    }
+    let report = grant_reconcile::reconcile(&deps)
+        .await
+        .map_err(|e| CliError::Function(Box::new(e)))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(grants::json_error)?
+        );
+        return Ok(());
+    }
+    println!(
+        "checked {} grants, {} managed secrets, {} logins in {} ms: {} finding(s)",
+        report.grants_checked,
+        report.secrets_seen,
+        report.logins_seen,
+        report.duration_ms,
+        report.findings.len()
+    );
+    for f in &report.findings {
+        println!(
+            "  {:<17} {:<28} {}  {}{}",
+            f.kind.as_str(),
+            f.grant_id
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "-".into()),
+            f.subject,
+            f.detail,
+            f.remediation
+                .as_ref()
+                .map(|r| format!(" [{r}]"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
 }

@@ -87,18 +87,89 @@ pub fn provision_env(stack: &LocalStack) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The environment a deployed write-back would have, pointed at the local stack and
+/// its ITSM stand-in.
+pub fn writeback_env(stack: &LocalStack) -> Vec<(String, String)> {
+    use ticket_writeback::config as c;
+    [
+        (c::GRANTS_TABLE, stack.grants_table.clone()),
+        (c::AUDIT_TABLE, stack.audit_table.clone()),
+        (c::JIRA_URL, stack.jira_url()),
+        (c::JIRA_CREDENTIALS, stack.itsm_credentials.jira.clone()),
+        (c::SERVICENOW_URL, stack.servicenow_url()),
+        (
+            c::SERVICENOW_CREDENTIALS,
+            stack.itsm_credentials.servicenow.clone(),
+        ),
+        (c::SERVICENOW_REVOKED_STATE, "3".to_owned()),
+        (c::ATTEMPTS, "3".to_owned()),
+        (c::MAX_WAIT_SECS, "5".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Feeds the audit table's stream to the write-back, forever (as its event source
+/// mapping would: INSERTs in order, partial-batch failures redelivered).
+async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
+    let sdk = stack.sdk_config().await;
+    let deps = ticket_writeback::Deps::from_env(&sdk, EnvReader::from_map(writeback_env(&stack)))
+        .map_err(crate::CliError::Config)?;
+    eprintln!(
+        "function host: ticket-writeback on the stream of {}, writing to the ITSM stand-in",
+        stack.audit_table
+    );
+    feed_stream(
+        &sdk,
+        &stack.audit_table,
+        "ticket-writeback",
+        |batch| async { Ok(ticket_writeback::handle(&deps, batch).await.into()) },
+    )
+    .await
+}
+
 /// Feeds the grants table's stream to the provisioner, forever.
 async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
     let sdk = stack.sdk_config().await;
     let deps = grant_provision::Deps::from_env(&sdk, EnvReader::from_map(provision_env(&stack)))
         .map_err(crate::CliError::Config)?;
-    let mut poller = ticketbound_testkit::streams::StreamPoller::new(&sdk, &stack.grants_table)
-        .await
-        .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
     eprintln!(
         "function host: grant-provision on the stream of {}",
         stack.grants_table
     );
+    feed_stream(
+        &sdk,
+        &stack.grants_table,
+        "grant-provision",
+        |batch| async {
+            grant_provision::handle(&deps, batch)
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
+}
+
+/// Feeds `table`'s stream to `handle` as Lambda's event source mapping does: batches
+/// in order, what the answer reports as failed delivered again (after a pause), a
+/// record that keeps failing given up after ten attempts, loudly; a whole-batch error
+/// redelivers the batch.
+async fn feed_stream<F, Fut>(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    function: &str,
+    handle: F,
+) -> Result<(), crate::CliError>
+where
+    F: Fn(aws_lambda_events::event::dynamodb::Event) -> Fut,
+    Fut: std::future::Future<
+            Output = Result<aws_lambda_events::event::streams::DynamoDbEventResponse, String>,
+        >,
+{
+    let mut poller = ticketbound_testkit::streams::StreamPoller::new(sdk, table)
+        .await
+        .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
     loop {
         let batch = match poller.next_batch().await {
             Ok(Some(batch)) => batch,
@@ -107,24 +178,24 @@ async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
                 continue;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "reading the grants stream failed; retrying");
+                tracing::warn!(error = %e, table, "reading the stream failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
         };
         let n = batch.records.len();
-        match grant_provision::handle(&deps, batch).await {
+        match handle(batch).await {
             Ok(response) => {
                 let retrying = !response.batch_item_failures.is_empty();
                 for dropped in poller.complete(n, &response) {
-                    tracing::error!(record = %dropped["eventID"], "grant-provision kept failing on a record; given up (AWS: on-failure destination)");
+                    tracing::error!(record = %dropped["eventID"], function, "kept failing on a record; given up (AWS: on-failure destination)");
                 }
                 if retrying {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "grant-provision failed the whole batch; redelivering");
+                tracing::error!(error = %e, function, "failed the whole batch; redelivering");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
@@ -221,6 +292,7 @@ fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
 
 async fn serve(
     deps: Arc<Deps>,
+    itsm: Arc<super::itsm::ItsmStandIn>,
     peer: SocketAddr,
     port: u16,
     req: Request<Incoming>,
@@ -235,6 +307,9 @@ async fn serve(
             ));
         }
     };
+    if parts.uri.path().starts_with("/itsm/") {
+        return Ok(itsm.serve(&parts, &body).await);
+    }
     let event: IntakeEvent =
         match serde_json::from_value(function_url_event(&parts, &body, peer, port)) {
             Ok(e) => e,
@@ -276,6 +351,13 @@ async fn serve(
 /// Serves until killed.
 pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
     let deps = Arc::new(intake_deps(&stack).await?);
+    let itsm = Arc::new(super::itsm::ItsmStandIn::new(&stack).await);
+    let writeback_stack = stack.clone();
+    tokio::spawn(async move {
+        if let Err(e) = run_writeback(writeback_stack).await {
+            tracing::error!(error = %e, "the write-back stopped");
+        }
+    });
     let provisioner_stack = stack.clone();
     tokio::spawn(async move {
         if let Err(e) = run_provisioner(provisioner_stack).await {
@@ -295,7 +377,9 @@ pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
             path: addr.to_string().into(),
             source,
         })?;
-    eprintln!("function host: itsm-intake at http://{addr}/ (routes /jira, /servicenow, /generic)");
+    eprintln!(
+        "function host: itsm-intake at http://{addr}/ (routes /jira, /servicenow, /generic); the ITSM stand-in under /itsm/jira and /itsm/servicenow"
+    );
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
@@ -305,9 +389,11 @@ pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
             }
         };
         let deps = Arc::clone(&deps);
+        let itsm = Arc::clone(&itsm);
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req| serve(Arc::clone(&deps), peer, port, req));
+            let service = hyper::service::service_fn(move |req| {
+                serve(Arc::clone(&deps), Arc::clone(&itsm), peer, port, req)
+            });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await

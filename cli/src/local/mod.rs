@@ -13,6 +13,7 @@
 //! `down` stops exactly what `up` recorded in `local.json`.
 
 pub mod host;
+pub mod itsm;
 mod moto;
 mod postgres;
 mod process;
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ticketbound_runtime::local::{
-    FILE_NAME, LocalPostgres, LocalProcesses, LocalStack, REGION, WebhookSecrets,
+    FILE_NAME, ItsmCredentials, LocalPostgres, LocalProcesses, LocalStack, REGION, WebhookSecrets,
 };
 use ticketbound_store::{StoreError, schema};
 
@@ -76,6 +77,7 @@ pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
             servicenow: "ticketbound/local/servicenow-webhook".to_owned(),
             generic: "ticketbound/local/generic-webhook".to_owned(),
         },
+        itsm_credentials: ItsmCredentials::default(),
         processes: LocalProcesses {
             moto_pid: moto.pid,
             moto_log: moto.log,
@@ -102,6 +104,7 @@ pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
     }
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     ensure_webhook_secrets(&secrets, &stack.webhook_secrets).await?;
+    ensure_itsm_credentials(&secrets, &stack.itsm_credentials).await?;
     targets::ensure(&stack, &secrets, &aws_sdk_scheduler::Client::new(&sdk)).await?;
     moto::ensure_rotation_stub(&home, &stack, targets::ROTATION_FUNCTION_NAME)?;
 
@@ -140,6 +143,55 @@ async fn ensure_webhook_secrets(
             .name(name)
             .description("webhook signing secret of the local stack's intake")
             .secret_string(random.random_password().unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| LocalError::Secrets {
+                what: format!("CreateSecret {name}"),
+                source: Box::new(e),
+            })?;
+    }
+    Ok(())
+}
+
+/// Creates the write-back's credentials for the local ITSM stand-in unless they exist:
+/// a Jira API token and a ServiceNow OAuth client, each with a random secret part.
+async fn ensure_itsm_credentials(
+    client: &aws_sdk_secretsmanager::Client,
+    names: &ItsmCredentials,
+) -> Result<(), LocalError> {
+    for (name, system) in [(&names.jira, "jira"), (&names.servicenow, "servicenow")] {
+        if client
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .is_ok()
+        {
+            continue;
+        }
+        let random = client
+            .get_random_password()
+            .password_length(40)
+            .exclude_punctuation(true)
+            .send()
+            .await
+            .map_err(|e| LocalError::Secrets {
+                what: "GetRandomPassword".into(),
+                source: Box::new(e),
+            })?;
+        let secret = random.random_password().unwrap_or_default();
+        let value = if system == "jira" {
+            serde_json::json!({ "email": "ticketbound@local.test", "api_token": secret })
+        } else {
+            serde_json::json!({ "auth": "oauth", "client_id": "ticketbound", "client_secret": secret })
+        };
+        client
+            .create_secret()
+            .name(name)
+            .description(format!(
+                "{system} API credentials of the local ITSM stand-in"
+            ))
+            .secret_string(value.to_string())
             .send()
             .await
             .map_err(|e| LocalError::Secrets {
@@ -256,6 +308,11 @@ pub fn print(stack: &LocalStack, home: &Path) {
     println!(
         "  webhook secrets   {}, {}, {} (Secrets Manager ids)",
         stack.webhook_secrets.jira, stack.webhook_secrets.servicenow, stack.webhook_secrets.generic
+    );
+    println!(
+        "  ITSM stand-in     {} (Jira REST v3), {} (ServiceNow Table API)",
+        stack.jira_url(),
+        stack.servicenow_url()
     );
     println!("  described in      {}", description_path(home).display());
 }

@@ -21,6 +21,8 @@ use super::targets;
 const TICK: StdDuration = StdDuration::from_millis(200);
 /// How often the sweep runs (AWS: a schedule, every few minutes).
 const SWEEP_EVERY: StdDuration = StdDuration::from_secs(15);
+/// How often the reconciler runs (AWS: its schedule, every 15 minutes by default).
+const RECONCILE_EVERY: StdDuration = StdDuration::from_secs(60);
 /// How often the rotation schedule of each managed secret is looked at.
 const ROTATION_CHECK_EVERY: StdDuration = StdDuration::from_secs(30);
 /// Scheduler's retry policy of the expiry schedules (`maximum_retry_attempts`).
@@ -52,18 +54,38 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
         .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
     poller.mark_ttl_removals(Arc::clone(&marks));
     eprintln!(
-        "function host: grant-expire on schedules, TTL removals, the grants stream and a sweep every {}s; secret-rotate on each secret's rotation schedule (checked every {}s)",
+        "function host: grant-expire on schedules, TTL removals, the grants stream and a sweep every {}s; secret-rotate on each secret's rotation schedule (checked every {}s); grant-reconcile every {}s",
         SWEEP_EVERY.as_secs(),
-        ROTATION_CHECK_EVERY.as_secs()
+        ROTATION_CHECK_EVERY.as_secs(),
+        RECONCILE_EVERY.as_secs()
     );
 
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let scheduler = aws_sdk_scheduler::Client::new(&sdk);
     let mut attempts: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     let rotate = super::rotation::rotate_deps(&stack).await?;
+    let mut reconcile_vars = expire_env(&stack);
+    reconcile_vars.retain(|(k, _)| grant_reconcile::config::VARIABLES.contains(&k.as_str()));
+    let reconciler = grant_reconcile::Deps::from_env(&sdk, EnvReader::from_map(reconcile_vars))
+        .map_err(crate::CliError::Config)?;
+    let mut last_reconcile = std::time::Instant::now();
     let mut last_sweep = std::time::Instant::now();
     let mut last_rotation_check = std::time::Instant::now();
     loop {
+        if last_reconcile.elapsed() >= RECONCILE_EVERY {
+            last_reconcile = std::time::Instant::now();
+            match grant_reconcile::reconcile(&reconciler).await {
+                Ok(report) => tracing::info!(
+                    grants = report.grants_checked,
+                    findings = report.findings.len(),
+                    ms = report.duration_ms as u64,
+                    "reconciled"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %ticketbound_runtime::error_chain(&e), "reconcile failed")
+                }
+            }
+        }
         if last_rotation_check.elapsed() >= ROTATION_CHECK_EVERY {
             last_rotation_check = std::time::Instant::now();
             super::rotation::rotate_due(&rotate).await;

@@ -20,4 +20,18 @@ module "ticketbound" {
   target_admin_secret_arns = var.target_admin_secret_arns
   vpc_subnet_ids           = var.vpc_subnet_ids
   vpc_security_group_ids   = var.vpc_security_group_ids
+
+  # The ticket write-back: each ITSM is written to only when its URL is set.
+  servicenow_instance_url    = var.servicenow_instance_url
+  servicenow_revoked_state   = var.servicenow_revoked_state
+  jira_site_url              = var.jira_site_url
+  jira_revoked_transition_id = var.jira_revoked_transition_id
+  writeback_attempts         = var.writeback_attempts
+  writeback_max_wait_secs    = var.writeback_max_wait_secs
+
+  # Reconciliation.
+  reconcile_schedule_expression = var.reconcile_schedule_expression
+  reconcile_remediate           = var.reconcile_remediate
+  reconcile_segments            = var.reconcile_segments
+  rotation_grace_hours          = var.rotation_grace_hours
 }

@@ -119,12 +119,12 @@ output "rotate_function_arn" {
 }
 
 output "schedule_group_name" {
-  description = "EventBridge Scheduler group of the expiry schedules and the sweep."
+  description = "EventBridge Scheduler group of the expiry schedules, the sweep and the reconcile schedule."
   value       = module.ticketbound.schedule_group_name
 }
 
 output "scheduler_role_arn" {
-  description = "Role EventBridge Scheduler assumes to invoke grant-expire."
+  description = "Role EventBridge Scheduler assumes to invoke grant-expire and grant-reconcile."
   value       = module.ticketbound.scheduler_role_arn
 }
 
@@ -149,6 +149,46 @@ output "expire_dlq_arn" {
 }
 
 output "schedule_dlq_arn" {
-  description = "Expiry schedule invocations EventBridge Scheduler could not deliver."
+  description = "Schedule invocations (expiry, sweep, reconcile) EventBridge Scheduler could not deliver."
   value       = module.ticketbound.schedule_dlq_arn
+}
+
+output "servicenow_api_credentials_secret_arn" {
+  description = "ServiceNow API credentials secret of the write-back (put its JSON value with `aws secretsmanager put-secret-value`)."
+  value       = module.ticketbound.servicenow_api_credentials_secret_arn
+}
+
+output "jira_api_credentials_secret_arn" {
+  description = "Jira API credentials secret of the write-back (put its JSON value with `aws secretsmanager put-secret-value`)."
+  value       = module.ticketbound.jira_api_credentials_secret_arn
+}
+
+output "writeback_function_name" {
+  description = "Name of the ticket-writeback Lambda function."
+  value       = module.ticketbound.writeback_function_name
+}
+
+output "writeback_dlq_arn" {
+  description = "ticket-writeback's failed asynchronous invocations."
+  value       = module.ticketbound.writeback_dlq_arn
+}
+
+output "writeback_stream_dlq_arn" {
+  description = "Audit stream batches ticket-writeback gave up on."
+  value       = module.ticketbound.writeback_stream_dlq_arn
+}
+
+output "reconcile_function_name" {
+  description = "Name of the grant-reconcile Lambda function."
+  value       = module.ticketbound.reconcile_function_name
+}
+
+output "reconcile_dlq_arn" {
+  description = "grant-reconcile's failed asynchronous (scheduled) invocations."
+  value       = module.ticketbound.reconcile_dlq_arn
+}
+
+output "reconcile_schedule_arn" {
+  description = "ARN of the reconcile schedule."
+  value       = module.ticketbound.reconcile_schedule_arn
 }

@@ -69,13 +69,73 @@ variable "target_admin_secret_arns" {
 }
 
 variable "vpc_subnet_ids" {
-  description = "Subnets for grant-provision, grant-expire and secret-rotate when the targets are on a private network; empty: no VPC."
+  description = "Subnets for grant-provision, grant-expire, secret-rotate and grant-reconcile when the targets are on a private network; empty: no VPC."
   type        = list(string)
   default     = []
 }
 
 variable "vpc_security_group_ids" {
-  description = "Security groups for grant-provision, grant-expire and secret-rotate (with vpc_subnet_ids)."
+  description = "Security groups for grant-provision, grant-expire, secret-rotate and grant-reconcile (with vpc_subnet_ids)."
   type        = list(string)
   default     = []
+}
+
+variable "servicenow_instance_url" {
+  description = "ServiceNow instance the write-back posts work notes to (https://example.service-now.com); null: no ServiceNow write-back."
+  type        = string
+  default     = null
+}
+
+variable "servicenow_revoked_state" {
+  description = "State a ServiceNow record is set to when its grant is revoked; null: work notes only."
+  type        = string
+  default     = null
+}
+
+variable "jira_site_url" {
+  description = "Jira site the write-back comments on (https://example.atlassian.net); null: no Jira write-back."
+  type        = string
+  default     = null
+}
+
+variable "jira_revoked_transition_id" {
+  description = "Numeric id of the transition a Jira issue takes when its grant is revoked; null: comments only."
+  type        = string
+  default     = null
+}
+
+variable "writeback_attempts" {
+  description = "Attempts at telling one audit event to its ticket."
+  type        = number
+  default     = 4
+}
+
+variable "writeback_max_wait_secs" {
+  description = "Longest wait between two write-back attempts, in seconds."
+  type        = number
+  default     = 20
+}
+
+variable "reconcile_schedule_expression" {
+  description = "When grant-reconcile runs: rate() or cron() (UTC)."
+  type        = string
+  default     = "rate(15 minutes)"
+}
+
+variable "reconcile_remediate" {
+  description = "Whether grant-reconcile revokes what outlived its grant (true) or only reports it."
+  type        = bool
+  default     = true
+}
+
+variable "reconcile_segments" {
+  description = "Parallel scan segments of grant-reconcile."
+  type        = number
+  default     = 4
+}
+
+variable "rotation_grace_hours" {
+  description = "Grace, in hours, before a lagging rotation counts as drift."
+  type        = number
+  default     = 2
 }

@@ -79,3 +79,42 @@ resource "aws_cloudwatch_metric_alarm" "revocation_failures" {
   ok_actions          = local.alarm_actions
   tags                = var.tags
 }
+
+# ticket-writeback counts the audit events it could not tell their ticket after every
+# attempt: the note is in a dead-letter record, the grant's audit says
+# ticket_update_failed, and the ticket does not show the step.
+resource "aws_cloudwatch_metric_alarm" "writeback_failures" {
+  alarm_name          = "${local.function_names["ticket-writeback"]}-writeback-failures"
+  alarm_description   = "${local.function_names["ticket-writeback"]} could not update a ticket after every attempt: the ticket lacks a step of its grant. See the function's logs (ITSM unreachable, credentials refused?) and the grant's dead-letter write-back records."
+  namespace           = "ticketbound"
+  metric_name         = "WritebackFailures"
+  dimensions          = { function = "ticket-writeback" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+# grant-reconcile counts what it finds live that the records do not account for (or
+# recorded that is not live): summed over a default reconcile interval.
+resource "aws_cloudwatch_metric_alarm" "drift_findings" {
+  alarm_name          = "${local.function_names["grant-reconcile"]}-drift-findings"
+  alarm_description   = "${local.function_names["grant-reconcile"]} found the live state differing from the recorded grants (orphaned credential or secret, expired but live, scope drift). See the function's logs and the grants' audit trails."
+  namespace           = "ticketbound"
+  metric_name         = "DriftFindings"
+  dimensions          = { function = "grant-reconcile" }
+  statistic           = "Sum"
+  period              = 900
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}

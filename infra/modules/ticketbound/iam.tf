@@ -37,12 +37,13 @@ resource "aws_iam_role_policy_attachment" "vpc_access" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 }
 
-# The role EventBridge Scheduler assumes to run the expiry schedules (the one-time
-# schedules grant-provision creates and the sweep): invoke grant-expire, and nothing
-# else; send what it cannot deliver to the schedules' DLQ.
+# The role EventBridge Scheduler assumes to run the module's schedules (the one-time
+# expiry schedules grant-provision creates, the sweep, the reconcile schedule): invoke
+# grant-expire and grant-reconcile, and nothing else; send what it cannot deliver to
+# the schedules' DLQ.
 resource "aws_iam_role" "scheduler" {
   name        = local.scheduler_role_name
-  description = "ticketbound: EventBridge Scheduler invokes grant-expire"
+  description = "ticketbound: EventBridge Scheduler invokes grant-expire and grant-reconcile"
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
@@ -173,7 +174,7 @@ locals {
             StringEquals = { "aws:ResourceTag/${local.managed_by_tag.key}" = local.managed_by_tag.value }
           }
         },
-        local.webhook_secret_guard,
+        local.module_secret_guard,
         {
           # GetRandomPassword takes no resource-level permissions: AWS requires "*".
           Sid      = "RandomPassword"
@@ -270,7 +271,7 @@ locals {
             StringEquals = { "aws:ResourceTag/${local.managed_by_tag.key}" = local.managed_by_tag.value }
           }
         },
-        local.webhook_secret_guard,
+        local.module_secret_guard,
       ],
       local.target_admin_secret_statements,
       [
@@ -296,12 +297,15 @@ locals {
       [
         {
           # The grant by key; its new version, conditioned on the one read (a Put in
-          # TransactWriteItems is authorised as PutItem). No Query, no index.
+          # TransactWriteItems is authorised as PutItem). Saving a grant that has ended
+          # (auditing a refused rotation) deletes its expiry trigger in the same
+          # transaction: DeleteItem. No Query, no index.
           Sid    = "GrantsTable"
           Effect = "Allow"
           Action = [
             "dynamodb:GetItem",
             "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
           ]
           Resource = [aws_dynamodb_table.grants.arn]
         },
@@ -333,7 +337,7 @@ locals {
             StringEquals = { "aws:ResourceTag/${local.managed_by_tag.key}" = local.managed_by_tag.value }
           }
         },
-        local.webhook_secret_guard,
+        local.module_secret_guard,
         {
           # GetRandomPassword takes no resource-level permissions: AWS requires "*".
           Sid      = "RandomPassword"
@@ -343,6 +347,145 @@ locals {
         },
       ],
       local.target_admin_secret_statements,
+    )
+
+    # Fed by the audit stream; tells each audit event worth telling to its ticket, with
+    # a write-back record per event (claimed, then settled) in the grants table, and
+    # records what it did in the grant's audit trail.
+    "ticket-writeback" = [
+      {
+        # The grant (GetItem); its write-back records (GetItem, PutItem; Query for the
+        # dead-letter ones); the grant's new version when the write-back is audited
+        # (PutItem in TransactWriteItems), which for a grant that has ended also
+        # deletes its expiry trigger in the same transaction (DeleteItem).
+        Sid    = "GrantsTable"
+        Effect = "Allow"
+        Action = [
+          "dynamodb:GetItem",
+          "dynamodb:PutItem",
+          "dynamodb:DeleteItem",
+          "dynamodb:Query",
+        ]
+        Resource = [aws_dynamodb_table.grants.arn]
+      },
+      {
+        # The head of the grant's audit chain, and the write-back's own events after it.
+        Sid    = "AuditTableAppend"
+        Effect = "Allow"
+        Action = [
+          "dynamodb:Query",
+          "dynamodb:PutItem",
+        ]
+        Resource = [aws_dynamodb_table.audit.arn]
+      },
+      {
+        Sid      = "AuditStreamRead"
+        Effect   = "Allow"
+        Action   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+        Resource = [aws_dynamodb_table.audit.stream_arn]
+      },
+      {
+        # ListStreams takes no resource-level permissions: AWS requires "*".
+        Sid      = "AuditStreamList"
+        Effect   = "Allow"
+        Action   = ["dynamodb:ListStreams"]
+        Resource = "*"
+      },
+      {
+        # The ITSM API credentials, and no other secret.
+        Sid      = "ItsmApiSecrets"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = [for name in sort(tolist(local.itsm_api_integrations)) : aws_secretsmanager_secret.itsm_api[name].arn]
+      },
+      {
+        # Batches the audit stream gave up on.
+        Sid      = "StreamFailureQueue"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage"]
+        Resource = [aws_sqs_queue.stream_dlq["ticket-writeback"].arn]
+      },
+    ]
+
+    # Invoked by the reconcile schedule: scans the grants (parallel Scan), lists the
+    # managed secrets, compares them and the targets' logins with the records, audits
+    # each finding and, with TICKETBOUND_RECONCILE_REMEDIATE, revokes what outlived its
+    # grant (login, secret, expiry schedule) or hands an overdue Active grant to
+    # revocation (saving the grant).
+    "grant-reconcile" = concat(
+      [
+        {
+          # Scan (the parallel segments), the grant by key, its items by partition
+          # (Query), its new version and its expiry trigger's removal in one
+          # transaction (PutItem, DeleteItem).
+          Sid    = "GrantsTable"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:Scan",
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+          ]
+          Resource = [aws_dynamodb_table.grants.arn]
+        },
+        {
+          Sid    = "AuditTableAppend"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+          ]
+          Resource = [aws_dynamodb_table.audit.arn]
+        },
+        {
+          # ListSecrets takes no resource-level permissions: AWS requires "*". It
+          # returns every secret's metadata (never a value); the code keeps those tagged
+          # managed-by=ticketbound, and may do nothing more with the others (below).
+          Sid      = "SecretsList"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:ListSecrets"]
+          Resource = "*"
+        },
+        {
+          # Whether a credential secret exists (metadata only, never a value), as for
+          # grant-expire: revoking an expired-but-live grant (the shared enforcer's
+          # revoke, shared/vault delete) describes the grant's secret before deleting
+          # it, and that secret may be gone while its login lives on. On a secret that
+          # does not exist a tag condition would deny, and "absent" could not be told
+          # from "forbidden".
+          Sid      = "CredentialSecretsDescribe"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:DescribeSecret"]
+          Resource = [local.credential_secret_arn_pattern]
+        },
+        {
+          # Credential secrets tagged managed-by=ticketbound only: their resource policy
+          # (scope drift), and deleting those that outlived their grant.
+          Sid    = "CredentialSecretsReconcile"
+          Effect = "Allow"
+          Action = [
+            "secretsmanager:GetResourcePolicy",
+            "secretsmanager:DeleteSecret",
+          ]
+          Resource = [local.credential_secret_arn_pattern]
+          Condition = {
+            StringEquals = { "aws:ResourceTag/${local.managed_by_tag.key}" = local.managed_by_tag.value }
+          }
+        },
+        local.module_secret_guard,
+      ],
+      local.target_admin_secret_statements,
+      [
+        {
+          # A revoked grant's expiry schedule (looked up, then deleted), in the module's
+          # group only; never creating one.
+          Sid      = "ExpirySchedulesDelete"
+          Effect   = "Allow"
+          Action   = ["scheduler:GetSchedule", "scheduler:DeleteSchedule"]
+          Resource = [local.schedule_arn_pattern]
+        },
+      ],
     )
   }
 
@@ -365,7 +508,7 @@ locals {
   target_admin_secret_statements = length(var.target_admin_secret_arns) == 0 ? [] : [
     {
       # The targets' administrator connection strings (TICKETBOUND_TARGETS), for
-      # grant-provision, grant-expire and secret-rotate.
+      # grant-provision, grant-expire, secret-rotate and grant-reconcile.
       Sid      = "TargetAdminSecrets"
       Effect   = "Allow"
       Action   = ["secretsmanager:GetSecretValue"]
@@ -386,16 +529,19 @@ locals {
     "secretsmanager:RotateSecret",
     "secretsmanager:UpdateSecretVersionStage",
   ]
-  # With the default name_prefix the webhook secrets (ticketbound/webhook/*) fall
-  # under the credential secrets' ARN pattern. Tag conditions keep them out, unless
-  # someone tags them managed-by=ticketbound (TagResource is conditioned on the tag it
-  # adds, not on the secret): this makes sure the grant functions and the rotation
-  # function never touch them.
-  webhook_secret_guard = {
-    Sid      = "NeverTheWebhookSecrets"
-    Effect   = "Deny"
-    Action   = local.credential_secret_actions
-    Resource = [for name in sort(tolist(local.webhook_integrations)) : aws_secretsmanager_secret.webhook[name].arn]
+  # With the default name_prefix the module's own secrets (ticketbound/webhook/*,
+  # ticketbound/itsm-api/*) fall under the credential secrets' ARN pattern. Tag
+  # conditions keep them out, unless someone tags them managed-by=ticketbound
+  # (TagResource is conditioned on the tag it adds, not on the secret): this makes sure
+  # the grant functions, the rotation function and the reconciler never touch them.
+  module_secret_guard = {
+    Sid    = "NeverTheModuleSecrets"
+    Effect = "Deny"
+    Action = local.credential_secret_actions
+    Resource = concat(
+      [for name in sort(tolist(local.webhook_integrations)) : aws_secretsmanager_secret.webhook[name].arn],
+      [for name in sort(tolist(local.itsm_api_integrations)) : aws_secretsmanager_secret.itsm_api[name].arn],
+    )
   }
 
   # What the module key is used for, per function (see ModuleKey below).
@@ -407,6 +553,10 @@ locals {
     "grant-expire"    = ["kms:Decrypt", "kms:GenerateDataKey"]
     # Reads and writes credential secret versions encrypted with the key.
     "secret-rotate" = ["kms:Decrypt", "kms:GenerateDataKey"]
+    # Reads the audit stream and the ITSM API secrets; sends to its (encrypted) DLQs,
+    # which is why every function also has GenerateDataKey.
+    "ticket-writeback" = ["kms:Decrypt", "kms:GenerateDataKey"]
+    "grant-reconcile"  = ["kms:Decrypt", "kms:GenerateDataKey"]
   }
 
   scheduler_policy = jsonencode({
@@ -417,6 +567,13 @@ locals {
         Effect   = "Allow"
         Action   = ["lambda:InvokeFunction"]
         Resource = [local.function_arns["grant-expire"]]
+      },
+      {
+        # The reconcile schedule.
+        Sid      = "InvokeGrantReconcile"
+        Effect   = "Allow"
+        Action   = ["lambda:InvokeFunction"]
+        Resource = [local.function_arns["grant-reconcile"]]
       },
       {
         Sid      = "ScheduleDeadLetterQueue"
@@ -453,7 +610,8 @@ locals {
             # X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level
             # permissions: "*" is the only resource they accept. The intake's only "*"
             # resource; the grant functions add ListStreams and GetRandomPassword,
-            # secret-rotate GetRandomPassword.
+            # secret-rotate GetRandomPassword, ticket-writeback ListStreams,
+            # grant-reconcile ListSecrets.
             Sid      = "XRayTracing"
             Effect   = "Allow"
             Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]

@@ -23,6 +23,8 @@ locals {
   schedule_dlq_name    = "${var.name_prefix}-expiry-schedules-dlq"
   scheduler_role_name  = "${var.name_prefix}-scheduler"
   sweep_schedule_name  = "${var.name_prefix}-sweep"
+  # grant-reconcile's recurring schedule, in the same group, run by the same role.
+  reconcile_schedule_name = "${var.name_prefix}-reconcile"
 
   # Credential secrets are named ticketbound/<environment>/<identity>/<grant id>
   # (shared/enforce, secret_name) and tagged managed-by=ticketbound (shared/vault,
@@ -32,11 +34,10 @@ locals {
 
   # One Lambda function per entry. The key is the crate folder, the binary and the
   # Terraform function name (functions/<key>/), deployed as "<name_prefix>-<key>".
-  # Later functions (ticket-writeback, grant-reconcile) join as entries here, with
-  # their environment in local.function_environment and their permissions in
-  # local.function_statements. Only settings known before any resource
-  # exists belong in this map. `vpc`: the function reaches the target systems, so it
-  # joins the VPC when vpc_subnet_ids is set.
+  # Each has its environment in local.function_environment, its permissions in
+  # local.function_statements and local.module_key_actions. Only settings known before
+  # any resource exists belong in this map. `vpc`: the function reaches the target
+  # systems, so it joins the VPC when vpc_subnet_ids is set.
   functions = {
     "itsm-intake" = {
       description          = "ticketbound intake: ITSM approvals (signed webhooks on the function URL, EventBridge events) become grants"
@@ -69,6 +70,24 @@ locals {
       reserved_concurrency = var.rotate_reserved_concurrency
       function_url         = false
       # setSecret and testSecret reach the target to change and try the credential.
+      vpc = true
+    }
+    "ticket-writeback" = {
+      description          = "ticketbound write-back: each lifecycle step of a grant (audit stream INSERT) told to its ticket as a ServiceNow work note or a Jira comment"
+      memory_size          = var.writeback_memory_size
+      timeout              = var.writeback_timeout
+      reserved_concurrency = var.writeback_reserved_concurrency
+      function_url         = false
+      # It calls the ITSM's REST API over the internet, never a target.
+      vpc = false
+    }
+    "grant-reconcile" = {
+      description          = "ticketbound reconciliation: recorded grants against the live secrets and target logins (orphans, expired but live, missing, scope drift, overdue rotation), on a schedule"
+      memory_size          = var.reconcile_memory_size
+      timeout              = var.reconcile_timeout
+      reserved_concurrency = var.reconcile_reserved_concurrency
+      function_url         = false
+      # It connects to the target databases to compare them with the records.
       vpc = true
     }
   }
@@ -126,7 +145,29 @@ locals {
       },
     ]
   }
-  stream_dlq_names = { for k, _ in local.stream_consumers : k => "${local.function_names[k]}-stream-dlq" }
+
+  # The audit stream's consumers: function => the records it is given. The trail is
+  # append-only, so an INSERT is a new audit event; ticket-writeback decides itself
+  # which events are worth telling (and never tells of its own).
+  audit_stream_consumers = {
+    "ticket-writeback" = [
+      { eventName = ["INSERT"] },
+    ]
+  }
+
+  # The audit stream's batch size: as many audit events as ticket-writeback can tell
+  # within its timeout when the ITSM fails every attempt (each attempt up to two
+  # requests of at most 15 s, shared/itsm/src/outbound.rs, then a wait of at most
+  # writeback_max_wait_secs), so that a failing ITSM costs dead-letter records, not
+  # timed-out batches. 5 with the defaults.
+  writeback_note_worst_secs = var.writeback_attempts * 30 + (var.writeback_attempts - 1) * var.writeback_max_wait_secs
+  writeback_batch_size      = max(1, min(10, floor(var.writeback_timeout / local.writeback_note_worst_secs)))
+
+  # One DLQ per stream consumer (of either stream) for the batches Lambda gave up on.
+  stream_dlq_names = {
+    for k in concat(keys(local.stream_consumers), keys(local.audit_stream_consumers)) :
+    k => "${local.function_names[k]}-stream-dlq"
+  }
 
   # Every dead-letter queue, for the alarms: key => queue name.
   dlq_names = merge(
@@ -145,6 +186,8 @@ locals {
   })
 
   webhook_integrations = toset(["jira", "servicenow", "generic"])
+  # The ITSMs ticket-writeback writes to, each with an API credentials secret.
+  itsm_api_integrations = toset(["jira", "servicenow"])
 
   # The intake's configuration: exactly the variables functions/itsm-intake/src/config.rs
   # reads. TICKETBOUND_POLICY_DIR is for packaged policy directories and stays unset;
@@ -221,5 +264,53 @@ locals {
       TICKETBOUND_TARGETS           = local.targets_json
       TICKETBOUND_SECRET_CACHE_SECS = tostring(var.target_admin_secret_cache_secs)
     }
+
+    # functions/ticket-writeback/src/config.rs, exactly. An ITSM is written to only
+    # when its URL is set; its URL and credentials secret go together (the code
+    # refuses one without the other), and it takes no empty value: an unset setting
+    # is left out.
+    "ticket-writeback" = merge(
+      {
+        TICKETBOUND_GRANTS_TABLE            = aws_dynamodb_table.grants.name
+        TICKETBOUND_AUDIT_TABLE             = aws_dynamodb_table.audit.name
+        TICKETBOUND_RETENTION_DAYS          = tostring(var.grant_retention_days)
+        TICKETBOUND_WRITEBACK_ATTEMPTS      = tostring(var.writeback_attempts)
+        TICKETBOUND_WRITEBACK_MAX_WAIT_SECS = tostring(var.writeback_max_wait_secs)
+        TICKETBOUND_SECRET_CACHE_SECS       = tostring(var.secret_cache_secs)
+      },
+      var.servicenow_instance_url == null ? {} : {
+        TICKETBOUND_SERVICENOW_URL                   = var.servicenow_instance_url
+        TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID = aws_secretsmanager_secret.itsm_api["servicenow"].arn
+      },
+      var.servicenow_revoked_state == null ? {} : {
+        TICKETBOUND_SERVICENOW_REVOKED_STATE = var.servicenow_revoked_state
+      },
+      var.jira_site_url == null ? {} : {
+        TICKETBOUND_JIRA_URL                   = var.jira_site_url
+        TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID = aws_secretsmanager_secret.itsm_api["jira"].arn
+      },
+      var.jira_revoked_transition_id == null ? {} : {
+        TICKETBOUND_JIRA_REVOKED_TRANSITION_ID = var.jira_revoked_transition_id
+      },
+    )
+
+    # functions/grant-reconcile/src/config.rs, exactly.
+    "grant-reconcile" = merge(
+      {
+        TICKETBOUND_GRANTS_TABLE         = aws_dynamodb_table.grants.name
+        TICKETBOUND_AUDIT_TABLE          = aws_dynamodb_table.audit.name
+        TICKETBOUND_RETENTION_DAYS       = tostring(var.grant_retention_days)
+        TICKETBOUND_TARGETS              = local.targets_json
+        TICKETBOUND_SCHEDULE_GROUP       = aws_scheduler_schedule_group.this.name
+        TICKETBOUND_SECRET_CACHE_SECS    = tostring(var.target_admin_secret_cache_secs)
+        TICKETBOUND_RECONCILE_REMEDIATE  = var.reconcile_remediate ? "true" : "false"
+        TICKETBOUND_RECONCILE_SEGMENTS   = tostring(var.reconcile_segments)
+        TICKETBOUND_ROTATION_GRACE_HOURS = tostring(var.rotation_grace_hours)
+      },
+      # As grant-expire's: unset, the secrets it deletes are deleted at once.
+      var.secret_recovery_window_days == null ? {} : {
+        TICKETBOUND_SECRET_RECOVERY_DAYS = tostring(var.secret_recovery_window_days)
+      },
+    )
   }
 }

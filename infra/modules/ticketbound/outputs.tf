@@ -78,6 +78,16 @@ output "generic_webhook_secret_arn" {
   value       = aws_secretsmanager_secret.webhook["generic"].arn
 }
 
+output "servicenow_api_credentials_secret_arn" {
+  description = "ARN of the ServiceNow API credentials secret ticket-writeback uses: put {\"auth\":\"basic\",\"username\":...,\"password\":...} or {\"auth\":\"oauth\",\"client_id\":...,\"client_secret\":...} here."
+  value       = aws_secretsmanager_secret.itsm_api["servicenow"].arn
+}
+
+output "jira_api_credentials_secret_arn" {
+  description = "ARN of the Jira API credentials secret ticket-writeback uses: put {\"email\":...,\"api_token\":...} here."
+  value       = aws_secretsmanager_secret.itsm_api["jira"].arn
+}
+
 output "kms_key_arn" {
   description = "ARN of the module's customer-managed KMS key."
   value       = aws_kms_key.this.arn
@@ -154,12 +164,12 @@ output "rotate_role_arn" {
 }
 
 output "schedule_group_name" {
-  description = "EventBridge Scheduler group of the expiry schedules and the sweep."
+  description = "EventBridge Scheduler group of the expiry schedules, the sweep and the reconcile schedule."
   value       = aws_scheduler_schedule_group.this.name
 }
 
 output "scheduler_role_arn" {
-  description = "ARN of the role EventBridge Scheduler assumes to invoke grant-expire."
+  description = "ARN of the role EventBridge Scheduler assumes to invoke grant-expire and grant-reconcile."
   value       = aws_iam_role.scheduler.arn
 }
 
@@ -194,6 +204,56 @@ output "expire_stream_dlq_arn" {
 }
 
 output "schedule_dlq_arn" {
-  description = "ARN of the queue holding expiry schedule invocations EventBridge Scheduler could not deliver."
+  description = "ARN of the queue holding the schedule invocations (expiry schedules, sweep, reconcile) EventBridge Scheduler could not deliver."
   value       = aws_sqs_queue.schedule_dlq.arn
+}
+
+output "writeback_function_name" {
+  description = "Name of the ticket-writeback Lambda function."
+  value       = aws_lambda_function.this["ticket-writeback"].function_name
+}
+
+output "writeback_function_arn" {
+  description = "ARN of the ticket-writeback Lambda function."
+  value       = aws_lambda_function.this["ticket-writeback"].arn
+}
+
+output "writeback_role_arn" {
+  description = "ARN of the ticket-writeback function's execution role."
+  value       = aws_iam_role.function["ticket-writeback"].arn
+}
+
+output "writeback_dlq_arn" {
+  description = "ARN of the queue holding ticket-writeback's failed asynchronous invocations."
+  value       = aws_sqs_queue.function_dlq["ticket-writeback"].arn
+}
+
+output "writeback_stream_dlq_arn" {
+  description = "ARN of the queue describing the audit stream batches ticket-writeback gave up on."
+  value       = aws_sqs_queue.stream_dlq["ticket-writeback"].arn
+}
+
+output "reconcile_function_name" {
+  description = "Name of the grant-reconcile Lambda function."
+  value       = aws_lambda_function.this["grant-reconcile"].function_name
+}
+
+output "reconcile_function_arn" {
+  description = "ARN of the grant-reconcile Lambda function."
+  value       = aws_lambda_function.this["grant-reconcile"].arn
+}
+
+output "reconcile_role_arn" {
+  description = "ARN of the grant-reconcile function's execution role."
+  value       = aws_iam_role.function["grant-reconcile"].arn
+}
+
+output "reconcile_dlq_arn" {
+  description = "ARN of the queue holding grant-reconcile's failed asynchronous invocations (reconcile runs that failed in the function)."
+  value       = aws_sqs_queue.function_dlq["grant-reconcile"].arn
+}
+
+output "reconcile_schedule_arn" {
+  description = "ARN of the recurring schedule that invokes grant-reconcile."
+  value       = aws_scheduler_schedule.reconcile.arn
 }

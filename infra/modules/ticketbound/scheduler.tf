@@ -1,6 +1,7 @@
 # EventBridge Scheduler: grant-provision creates each grant's one-time expiry schedule
 # in this group at run time (functions/grant-provision, shared/schedule); the sweep
-# below catches whatever every other expiry path missed.
+# below catches whatever every other expiry path missed, and the reconcile schedule
+# has grant-reconcile compare the records with what is live.
 resource "aws_scheduler_schedule_group" "this" {
   name = local.schedule_group_name
   tags = var.tags
@@ -37,5 +38,48 @@ resource "aws_scheduler_schedule" "sweep" {
 
   # Scheduler checks nothing at creation, but the first run must find the role able to
   # invoke the function.
+  depends_on = [aws_iam_role_policy.scheduler]
+}
+
+# A rate() expression's interval, in seconds, when it is one (cron(): an hour). A
+# reconcile delivery older than the interval is superseded by the next run.
+locals {
+  rate_unit_secs = { minute = 60, minutes = 60, hour = 3600, hours = 3600, day = 86400, days = 86400 }
+  reconcile_rate = try(regex("^rate\\((\\d+) (minute|minutes|hour|hours|day|days)\\)$", var.reconcile_schedule_expression), [])
+  reconcile_interval_secs = try(
+    tonumber(local.reconcile_rate[0]) * lookup(local.rate_unit_secs, local.reconcile_rate[1]),
+    3600,
+  )
+}
+
+resource "aws_scheduler_schedule" "reconcile" {
+  #checkov:skip=CKV_AWS_297:The only payload is the constant {"reconcile": true}; a customer managed key would protect nothing secret (as for the sweep).
+  name        = local.reconcile_schedule_name
+  group_name  = aws_scheduler_schedule_group.this.name
+  description = "ticketbound: grant-reconcile compares the recorded grants with the live secrets and target logins"
+
+  schedule_expression          = var.reconcile_schedule_expression
+  schedule_expression_timezone = "UTC"
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_lambda_function.this["grant-reconcile"].arn
+    role_arn = aws_iam_role.scheduler.arn
+    input    = jsonencode({ reconcile = true })
+
+    retry_policy {
+      maximum_event_age_in_seconds = max(60, min(86400, local.reconcile_interval_secs))
+      maximum_retry_attempts       = 3
+    }
+
+    # The same DLQ as the expiry schedules: the scheduler role may send there.
+    dead_letter_config {
+      arn = aws_sqs_queue.schedule_dlq.arn
+    }
+  }
+
   depends_on = [aws_iam_role_policy.scheduler]
 }

@@ -1,8 +1,9 @@
 # The grants stream feeds grant-provision (new Approved grants) and grant-expire (TTL
-# removals of expiry triggers, moves to Revoking). Each handler reports the records it
-# could not finish (ReportBatchItemFailures); Lambda retries from there, splits failing
-# batches, and after stream_maximum_retry_attempts (or an hour) sends the batch's
-# description to the function's stream DLQ instead of blocking the shard.
+# removals of expiry triggers, moves to Revoking); the audit stream feeds
+# ticket-writeback (new audit events). Each handler reports the records it could not
+# finish (ReportBatchItemFailures); Lambda retries from there, splits failing batches,
+# and after stream_maximum_retry_attempts (or an hour) sends the batch's description
+# to the function's stream DLQ instead of blocking the shard.
 resource "aws_lambda_event_source_mapping" "grants_stream" {
   for_each = local.stream_consumers
 
@@ -32,5 +33,40 @@ resource "aws_lambda_event_source_mapping" "grants_stream" {
   }
 
   # Lambda checks at creation that the role may read the stream and send to the DLQ.
+  depends_on = [aws_iam_role_policy.function]
+}
+
+# ticket-writeback holds the shard only when DynamoDB fails: an ITSM that keeps failing
+# costs a dead-letter record and a WritebackFailures count, and the shard moves on. The
+# batch is as large as the function can finish within its timeout even then
+# (local.writeback_batch_size).
+resource "aws_lambda_event_source_mapping" "audit_stream" {
+  for_each = local.audit_stream_consumers
+
+  function_name     = aws_lambda_function.this[each.key].arn
+  event_source_arn  = aws_dynamodb_table.audit.stream_arn
+  starting_position = "LATEST"
+  batch_size        = local.writeback_batch_size
+
+  function_response_types        = ["ReportBatchItemFailures"]
+  bisect_batch_on_function_error = true
+  maximum_retry_attempts         = var.stream_maximum_retry_attempts
+  maximum_record_age_in_seconds  = 3600
+
+  destination_config {
+    on_failure {
+      destination_arn = aws_sqs_queue.stream_dlq[each.key].arn
+    }
+  }
+
+  filter_criteria {
+    dynamic "filter" {
+      for_each = each.value
+      content {
+        pattern = jsonencode(filter.value)
+      }
+    }
+  }
+
   depends_on = [aws_iam_role_policy.function]
 }

@@ -19,12 +19,12 @@ variable "tags" {
   type        = map(string)
   default     = {}
 
-  # The provisioner, the expiry and the rotation function may read, change and delete
-  # any ticketbound/* secret tagged managed-by=ticketbound: the module's own secrets
-  # must never be.
+  # The provisioner, the expiry, the rotation and the reconciliation function may
+  # read, change and delete any ticketbound/* secret tagged managed-by=ticketbound: the
+  # module's own secrets must never be.
   validation {
     condition     = !anytrue([for k, v in var.tags : lower(k) == "managed-by" && lower(v) == "ticketbound"])
-    error_message = "tags must not hold managed-by = ticketbound: that tag marks the credential secrets grant-provision, grant-expire and secret-rotate may read, change and delete."
+    error_message = "tags must not hold managed-by = ticketbound: that tag marks the credential secrets grant-provision, grant-expire, secret-rotate and grant-reconcile may read, change and delete."
   }
 }
 
@@ -221,7 +221,7 @@ variable "delivery_ttl_hours" {
 }
 
 variable "secret_cache_secs" {
-  description = "How long a webhook secret is served from memory, in seconds (TICKETBOUND_SECRET_CACHE_SECS)."
+  description = "How long itsm-intake serves a webhook secret, and ticket-writeback an ITSM API credentials secret, from memory, in seconds (TICKETBOUND_SECRET_CACHE_SECS)."
   type        = number
   default     = 300
 }
@@ -233,7 +233,7 @@ variable "secret_min_refresh_secs" {
 }
 
 variable "webhook_secret_recovery_window_in_days" {
-  description = "Recovery window of the webhook secrets when they are deleted (0 deletes at once)."
+  description = "Recovery window of the webhook secrets and the ITSM API credentials secrets when they are deleted (0 deletes at once)."
   type        = number
   default     = 30
 
@@ -243,12 +243,103 @@ variable "webhook_secret_recovery_window_in_days" {
   }
 }
 
+# --- The ticket write-back (functions/ticket-writeback) ----------------------------
+
+variable "writeback_memory_size" {
+  description = "Memory of the ticket-writeback function, in MB."
+  type        = number
+  default     = 256
+}
+
+variable "writeback_timeout" {
+  description = "Timeout of the ticket-writeback function, in seconds. The audit stream's batch size follows from it: as many audit events as fit when the ITSM fails every attempt (see writeback_attempts, writeback_max_wait_secs)."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.writeback_timeout >= 1 && var.writeback_timeout <= 900 && floor(var.writeback_timeout) == var.writeback_timeout
+    error_message = "writeback_timeout must be a whole number of seconds from 1 to 900."
+  }
+}
+
+variable "writeback_reserved_concurrency" {
+  description = "Reserved concurrency of the ticket-writeback function. null leaves it unreserved (a stream consumer runs one batch per shard at a time anyway)."
+  type        = number
+  default     = null
+}
+
+variable "servicenow_instance_url" {
+  description = "ServiceNow instance the write-back posts work notes to, e.g. https://example.service-now.com (TICKETBOUND_SERVICENOW_URL). null (the default): no ServiceNow write-back. When set, put the API credentials in the servicenow_api_credentials_secret_arn secret."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.servicenow_instance_url == null || can(regex("^https://[^\\s/]+(/\\S*)?$", var.servicenow_instance_url))
+    error_message = "servicenow_instance_url must be null or an https:// URL."
+  }
+}
+
+variable "servicenow_revoked_state" {
+  description = "The `state` value a ServiceNow record is set to when its grant is revoked (TICKETBOUND_SERVICENOW_REVOKED_STATE), e.g. \"3\" (Closed Complete on sc_req_item). null (the default): the write-back only adds a work note, never changes the state."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.servicenow_revoked_state == null || try(length(trimspace(var.servicenow_revoked_state)) > 0, false)
+    error_message = "servicenow_revoked_state must be null or a non-empty state value."
+  }
+}
+
+variable "jira_site_url" {
+  description = "Jira site the write-back comments on, e.g. https://example.atlassian.net (TICKETBOUND_JIRA_URL). null (the default): no Jira write-back. When set, put the API credentials in the jira_api_credentials_secret_arn secret."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jira_site_url == null || can(regex("^https://[^\\s/]+(/\\S*)?$", var.jira_site_url))
+    error_message = "jira_site_url must be null or an https:// URL."
+  }
+}
+
+variable "jira_revoked_transition_id" {
+  description = "The transition a Jira issue takes when its grant is revoked (TICKETBOUND_JIRA_REVOKED_TRANSITION_ID; the numeric id from GET /rest/api/3/issue/<key>/transitions). null (the default): the write-back only comments, never transitions."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jira_revoked_transition_id == null || can(regex("^[0-9]+$", var.jira_revoked_transition_id))
+    error_message = "jira_revoked_transition_id must be null or a numeric transition id."
+  }
+}
+
+variable "writeback_attempts" {
+  description = "Attempts at telling one audit event to its ticket before it goes to the dead-letter record (TICKETBOUND_WRITEBACK_ATTEMPTS)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.writeback_attempts >= 1 && var.writeback_attempts <= 10 && floor(var.writeback_attempts) == var.writeback_attempts
+    error_message = "writeback_attempts must be a whole number from 1 to 10."
+  }
+}
+
+variable "writeback_max_wait_secs" {
+  description = "The longest wait between two write-back attempts, in seconds; a longer Retry-After is cut to it (TICKETBOUND_WRITEBACK_MAX_WAIT_SECS)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.writeback_max_wait_secs >= 0 && var.writeback_max_wait_secs <= 120 && floor(var.writeback_max_wait_secs) == var.writeback_max_wait_secs
+    error_message = "writeback_max_wait_secs must be a whole number of seconds from 0 to 120."
+  }
+}
+
 # --- Provisioning, expiry and rotation (functions/grant-provision, grant-expire, secret-rotate) ---
 
 variable "targets" {
   description = <<-EOT
     The target systems grants are issued at (TICKETBOUND_TARGETS, read by grant-provision,
-    grant-expire and secret-rotate): system id => target. A PostgreSQL target:
+    grant-expire, secret-rotate and grant-reconcile): system id => target. A PostgreSQL target:
       { connector = "postgres", admin_secret_id = "<Secrets Manager ARN of the
         administrator's libpq connection string>", host = "db.internal", port = 5432,
         dbname = "app", allowed_roles = ["app_read", "app_write"] }
@@ -301,7 +392,7 @@ variable "targets" {
 }
 
 variable "target_admin_secret_arns" {
-  description = "ARNs of the secrets holding the targets' administrator connection strings (every postgres target's admin_secret_id): grant-provision, grant-expire and secret-rotate may read these, and no other secret outside their own credential secrets. Full ARNs, with Secrets Manager's random suffix. Encrypt them with the module key or the account's aws/secretsmanager key (the functions can decrypt nothing else)."
+  description = "ARNs of the secrets holding the targets' administrator connection strings (every postgres target's admin_secret_id): grant-provision, grant-expire, secret-rotate and grant-reconcile may read these, and no other secret outside their own credential secrets. Full ARNs, with Secrets Manager's random suffix. Encrypt them with the module key or the account's aws/secretsmanager key (the functions can decrypt nothing else)."
   type        = list(string)
   default     = []
 
@@ -312,19 +403,19 @@ variable "target_admin_secret_arns" {
 }
 
 variable "target_admin_secret_cache_secs" {
-  description = "How long grant-expire and secret-rotate serve a target's administrator secret from memory, in seconds (TICKETBOUND_SECRET_CACHE_SECS)."
+  description = "How long grant-expire, secret-rotate and grant-reconcile serve a target's administrator secret from memory, in seconds (TICKETBOUND_SECRET_CACHE_SECS)."
   type        = number
   default     = 300
 }
 
 variable "vpc_subnet_ids" {
-  description = "Subnets grant-provision, grant-expire and secret-rotate run in, to reach targets on a private network. Empty (the default): no VPC. The subnets need a route to DynamoDB, Secrets Manager, EventBridge Scheduler and KMS (NAT, or VPC endpoints)."
+  description = "Subnets grant-provision, grant-expire, secret-rotate and grant-reconcile run in, to reach targets on a private network. Empty (the default): no VPC. The subnets need a route to DynamoDB, Secrets Manager, EventBridge Scheduler and KMS (NAT, or VPC endpoints)."
   type        = list(string)
   default     = []
 }
 
 variable "vpc_security_group_ids" {
-  description = "Security groups of grant-provision, grant-expire and secret-rotate when vpc_subnet_ids is set: they must allow the connections out to the targets (and to the AWS endpoints)."
+  description = "Security groups of grant-provision, grant-expire, secret-rotate and grant-reconcile when vpc_subnet_ids is set: they must allow the connections out to the targets (and to the AWS endpoints)."
   type        = list(string)
   default     = []
 
@@ -346,7 +437,7 @@ variable "max_provisioning_attempts" {
 }
 
 variable "stream_maximum_retry_attempts" {
-  description = "How often Lambda retries a failing batch of the grants stream (per function) before it gives up on it and sends its description to the function's stream DLQ."
+  description = "How often Lambda retries a failing batch of the grants or the audit stream (per function) before it gives up on it and sends its description to the function's stream DLQ."
   type        = number
   default     = 10
 
@@ -386,6 +477,65 @@ variable "sweep_interval_minutes" {
   validation {
     condition     = var.sweep_interval_minutes >= 1 && var.sweep_interval_minutes <= 1440 && floor(var.sweep_interval_minutes) == var.sweep_interval_minutes
     error_message = "sweep_interval_minutes must be a whole number from 1 to 1440."
+  }
+}
+
+# --- Reconciliation (functions/grant-reconcile) -----------------------------------
+
+variable "reconcile_memory_size" {
+  description = "Memory of the grant-reconcile function, in MB."
+  type        = number
+  default     = 256
+}
+
+variable "reconcile_timeout" {
+  description = "Timeout of the grant-reconcile function, in seconds: one run scans every grant and compares it with its target, its secret and its schedule. Keep it below the schedule's interval."
+  type        = number
+  default     = 600
+}
+
+variable "reconcile_reserved_concurrency" {
+  description = "Reserved concurrency of the grant-reconcile function. null leaves it unreserved."
+  type        = number
+  default     = null
+}
+
+variable "reconcile_schedule_expression" {
+  description = "When EventBridge Scheduler runs grant-reconcile: a rate() or cron() expression (UTC)."
+  type        = string
+  default     = "rate(15 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.reconcile_schedule_expression))
+    error_message = "reconcile_schedule_expression must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "reconcile_remediate" {
+  description = "Whether grant-reconcile revokes what outlived its grant (true; a grant still Active is handed to grant-expire) or only reports it (false): TICKETBOUND_RECONCILE_REMEDIATE. Either way each finding is audited and counted in the DriftFindings metric and its alarm."
+  type        = bool
+  default     = true
+}
+
+variable "reconcile_segments" {
+  description = "Parallel scan segments grant-reconcile reads the grants table in (TICKETBOUND_RECONCILE_SEGMENTS)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.reconcile_segments >= 1 && var.reconcile_segments <= 1000000 && floor(var.reconcile_segments) == var.reconcile_segments
+    error_message = "reconcile_segments must be a whole number from 1 to 1000000 (DynamoDB's limit on scan segments)."
+  }
+}
+
+variable "rotation_grace_hours" {
+  description = "How late, in hours past its rotation period, an Active grant's rotation may be before grant-reconcile reports it overdue (TICKETBOUND_ROTATION_GRACE_HOURS)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.rotation_grace_hours >= 0 && floor(var.rotation_grace_hours) == var.rotation_grace_hours
+    error_message = "rotation_grace_hours must be a whole number of hours, 0 or more."
   }
 }
 

@@ -147,6 +147,8 @@ pub enum AuditAction {
     Revoked,
     RevocationFailed,
     TicketUpdated,
+    /// A write-back to the ticket failed for good (it is in the dead-letter record).
+    TicketUpdateFailed,
     DriftFound,
 }
 
@@ -165,6 +167,7 @@ impl AuditAction {
             Self::Revoked => "revoked",
             Self::RevocationFailed => "revocation_failed",
             Self::TicketUpdated => "ticket_updated",
+            Self::TicketUpdateFailed => "ticket_update_failed",
             Self::DriftFound => "drift_found",
         }
     }

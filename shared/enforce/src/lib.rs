@@ -19,11 +19,12 @@ use serde::Deserialize;
 use ticketbound_domain::{CredentialRef, Grant};
 use ticketbound_runtime::{ExposeSecret, SecretString};
 use ticketbound_schedule::{ExpirySchedules, ScheduleError, ScheduleSettings};
+use ticketbound_targets::postgres::LiveRole;
 use ticketbound_targets::postgres::PostgresTarget;
 use ticketbound_targets::{
     TargetError, alternate_principal_name, outside_allow_list, principal_name, principal_names,
 };
-use ticketbound_vault::credentials::{CredentialSecretSpec, DatabaseSecret};
+use ticketbound_vault::credentials::{CredentialSecretSpec, DatabaseSecret, SecretInfo};
 use ticketbound_vault::{SecretCache, Vault, VaultError};
 
 /// How to reach and what may be granted at one target system.
@@ -358,6 +359,81 @@ impl Enforcer {
         done.schedule_deleted = self.schedules.delete(grant.id).await?;
         tracing::info!(grant_id = %grant.id, revocation = ?done, "credential revoked");
         Ok(done)
+    }
+}
+
+/// What exists now, at Secrets Manager and the target, for one grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveState {
+    /// The credential secret, unless it is gone (a secret scheduled for deletion
+    /// counts as gone: nobody can read it).
+    pub secret: Option<SecretInfo>,
+    /// The grant's login roles that exist at the target.
+    pub logins: Vec<LiveRole>,
+}
+
+impl LiveState {
+    /// True when anything of the credential survives.
+    pub fn anything_alive(&self) -> bool {
+        self.secret.is_some() || !self.logins.is_empty()
+    }
+
+    /// True when a login still works (it exists, may log in, and its VALID UNTIL has
+    /// not passed).
+    pub fn can_log_in(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.logins
+            .iter()
+            .any(|l| l.can_login && l.valid_until.is_none_or(|v| v > now))
+    }
+}
+
+impl Enforcer {
+    /// Every login role ticketbound made at every configured database target, as
+    /// (system id, role name).
+    pub async fn managed_logins(&self) -> Result<Vec<(String, String)>, EnforceError> {
+        let mut logins = Vec::new();
+        for (system, target) in &self.settings.targets.0 {
+            if let TargetConfig::Postgres {
+                admin_secret_id,
+                allowed_roles,
+                ..
+            } = target
+            {
+                let target = self.postgres(admin_secret_id, allowed_roles).await?;
+                for role in target.managed_roles().await? {
+                    logins.push((system.clone(), role));
+                }
+            }
+        }
+        Ok(logins)
+    }
+
+    /// Looks at what exists for `grant` now: its secret and its login roles.
+    pub async fn inspect(&self, grant: &Grant) -> Result<LiveState, EnforceError> {
+        let secret_id = grant
+            .credential
+            .as_ref()
+            .map_or_else(|| secret_name(grant), |c| c.secret_arn.clone());
+        let secret = self
+            .vault
+            .describe(&secret_id)
+            .await?
+            .filter(|s| !s.deleted);
+        let mut logins = Vec::new();
+        if let TargetConfig::Postgres {
+            admin_secret_id,
+            allowed_roles,
+            ..
+        } = self.target(grant)?
+        {
+            let target = self.postgres(admin_secret_id, allowed_roles).await?;
+            for name in principal_names(grant) {
+                if let Some(role) = target.inspect(&name).await? {
+                    logins.push(role);
+                }
+            }
+        }
+        Ok(LiveState { secret, logins })
     }
 }
 

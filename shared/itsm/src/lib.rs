@@ -3,13 +3,19 @@
 //! authenticated, and how its payload becomes ticketbound's generic
 //! [`RequestDraft`](ticketbound_domain::RequestDraft).
 //!
-//! Everything here is pure: bytes and headers in, an [`Inbound`] or a precise error
-//! out. Secrets are passed in by the caller (who fetched them from Secrets Manager);
-//! nothing here does IO.
+//! Everything inbound is pure: bytes and headers in, an [`Inbound`] or a precise error
+//! out. Secrets are passed in by the caller (who fetched them from Secrets Manager).
+//!
+//! Outbound, [`note`] renders what a ticket is told about its grant (pure) and
+//! [`outbound`] posts it: ServiceNow's Table API and Jira's REST API v3, over HTTPS,
+//! with the vendors' error semantics (429 and 5xx worth retrying, honouring
+//! Retry-After; other 4xx not).
 
 pub mod auth;
 pub mod generic;
 pub mod jira;
+pub mod note;
+pub mod outbound;
 pub mod servicenow;
 mod value;
 

@@ -25,7 +25,38 @@ pub struct LocalStack {
     /// The ids of the webhook signing secrets the local intake checks (in the
     /// emulator's Secrets Manager; the values never leave it).
     pub webhook_secrets: WebhookSecrets,
+    /// The ids of the ITSM API credentials the write-back uses against the local
+    /// ITSM stand-in (served by the function host under `/itsm/`).
+    #[serde(default)]
+    pub itsm_credentials: ItsmCredentials,
     pub processes: LocalProcesses,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItsmCredentials {
+    pub jira: String,
+    pub servicenow: String,
+}
+
+impl Default for ItsmCredentials {
+    fn default() -> Self {
+        Self {
+            jira: "ticketbound/local/jira-api".to_owned(),
+            servicenow: "ticketbound/local/servicenow-api".to_owned(),
+        }
+    }
+}
+
+impl LocalStack {
+    /// The local Jira stand-in's site URL.
+    pub fn jira_url(&self) -> String {
+        format!("{}/itsm/jira", self.intake_url)
+    }
+
+    /// The local ServiceNow stand-in's instance URL.
+    pub fn servicenow_url(&self) -> String {
+        format!("{}/itsm/servicenow", self.intake_url)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ mod items;
 pub mod schema;
 mod store;
 pub mod stream;
+mod writeback;
 
 pub use error::StoreError;
 pub use items::{Delivery, ITEM_EXPIRY, ITEM_GRANT};
@@ -21,3 +22,4 @@ pub use schema::{TableSchema, ensure_table};
 pub use store::{
     AUDIT_TABLE, AdvanceError, GRANTS_TABLE, RETENTION_DAYS, Store, StoreSettings, Tables,
 };
+pub use writeback::{WritebackRecord, WritebackState};

@@ -63,8 +63,8 @@ impl StoreSettings {
 /// Grants, audit chains and deliveries in DynamoDB.
 #[derive(Debug, Clone)]
 pub struct Store {
-    client: Client,
-    settings: StoreSettings,
+    pub(crate) client: Client,
+    pub(crate) settings: StoreSettings,
 }
 
 /// Why a grant could not be moved on by [`Store::advance`].
@@ -311,6 +311,57 @@ impl Store {
             .await
             .map_err(|e| StoreError::dynamo("Query", e))?;
         items.into_iter().map(items::grant_from_item).collect()
+    }
+
+    /// Every grant record in the table, read as `segments` parallel scans, each page
+    /// by page (the reconciler's view: it must see grants in every state).
+    pub async fn scan_grants(&self, segments: i32) -> Result<Vec<Grant>, StoreError> {
+        let segments = segments.max(1);
+        let scans = (0..segments).map(|segment| {
+            self.client
+                .scan()
+                .table_name(&self.settings.tables.grants)
+                .segment(segment)
+                .total_segments(segments)
+                .filter_expression("sk = :grant")
+                .expression_attribute_values(":grant", AttributeValue::S(ITEM_GRANT.to_owned()))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+        });
+        let mut grants = Vec::new();
+        for pages in futures::future::join_all(scans).await {
+            let items: Vec<_> = pages.map_err(|e| StoreError::dynamo("Scan", e))?;
+            for item in items {
+                grants.push(items::grant_from_item(item)?);
+            }
+        }
+        grants.sort_by_key(|g| g.id);
+        Ok(grants)
+    }
+
+    /// A grant and its audit chain as of one moment: the grant is read before and
+    /// after the chain, and again until no write came between (a grant and its audit
+    /// events are written in one transaction, so an unchanged version means the chain
+    /// read belongs to it). `None` when there is no such grant.
+    pub async fn grant_with_trail(
+        &self,
+        id: GrantId,
+    ) -> Result<Option<(Grant, Vec<AuditEvent>)>, StoreError> {
+        let mut before = self.get_grant(id).await?;
+        for _ in 0..10 {
+            let Some(grant) = before else {
+                return Ok(None);
+            };
+            let trail = self.audit_trail(id).await?;
+            let after = self.get_grant(id).await?;
+            if after.as_ref().map(|g| g.version) == Some(grant.version) {
+                return Ok(Some((grant, trail)));
+            }
+            before = after;
+        }
+        Err(StoreError::StaleVersion { id, expected: 0 })
     }
 
     /// A grant's whole audit chain in sequence order (strongly consistent).

@@ -1,7 +1,7 @@
 //! Reading the grants table's stream records (as Lambda delivers them) without
 //! knowing the item layout outside this crate.
 
-use ticketbound_domain::{Grant, GrantId};
+use ticketbound_domain::{AuditEvent, Grant, GrantId};
 
 use crate::StoreError;
 use crate::items::{ITEM_EXPIRY, ITEM_GRANT};
@@ -41,4 +41,12 @@ pub fn grant_from_image(image: serde_dynamo::Item) -> Result<Grant, StoreError> 
             key: "stream image".into(),
             source,
         })
+}
+
+/// The audit event in an audit-table record's new image.
+pub fn audit_from_image(image: serde_dynamo::Item) -> Result<AuditEvent, StoreError> {
+    serde_dynamo::from_item(image).map_err(|source| StoreError::Malformed {
+        key: "audit stream image".into(),
+        source,
+    })
 }

@@ -115,10 +115,15 @@ impl TestStack {
             Ok(t) => t,
             Err(e) => panic!("could not create tables on the local stack: {e:?}"),
         };
+        self.local_store_for(&tables)
+    }
+
+    /// A store over `tables`.
+    pub fn local_store_for(&self, tables: &Tables) -> Store {
         Store::new(
             self.dynamodb(),
             StoreSettings {
-                tables,
+                tables: tables.clone(),
                 retention: Duration::days(400),
             },
         )

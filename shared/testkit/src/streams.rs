@@ -116,6 +116,7 @@ pub struct StreamPoller {
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     region: String,
+    /// Shard id → the sequence number of the last record read from it.
     iterators: BTreeMap<String, Option<String>>,
     pending: VecDeque<(Value, u32)>,
     pub batch_size: usize,
@@ -154,7 +155,10 @@ impl StreamPoller {
         self.ttl_marks = Some(marks);
     }
 
-    /// Fetches what the stream has beyond what was read.
+    /// Fetches what the stream has beyond what was read. Each fetch asks for a fresh
+    /// iterator after the last sequence number read from each shard, rather than
+    /// keeping one: moto replaces a table's stream shard when it rolls back a failed
+    /// transaction, and an iterator held across that would read the old one forever.
     async fn fetch(&mut self) -> Result<(), StreamError> {
         let described = self
             .client
@@ -163,28 +167,31 @@ impl StreamPoller {
             .send()
             .await
             .map_err(|e| StreamError::Call("DescribeStream", Box::new(e)))?;
-        for shard in described
+        let shards: Vec<String> = described
             .stream_description()
             .map(|d| d.shards())
             .unwrap_or_default()
-        {
-            let Some(id) = shard.shard_id() else { continue };
-            if !self.iterators.contains_key(id) {
-                let it = self
-                    .client
-                    .get_shard_iterator()
-                    .stream_arn(&self.stream_arn)
-                    .shard_id(id)
-                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                    .send()
-                    .await
-                    .map_err(|e| StreamError::Call("GetShardIterator", Box::new(e)))?;
-                self.iterators
-                    .insert(id.to_owned(), it.shard_iterator().map(str::to_owned));
-            }
-        }
-        for iterator in self.iterators.values_mut() {
-            let Some(current) = iterator.clone() else {
+            .iter()
+            .filter_map(|s| s.shard_id().map(str::to_owned))
+            .collect();
+        for id in shards {
+            let after = self.iterators.get(&id).cloned().flatten();
+            let mut request = self
+                .client
+                .get_shard_iterator()
+                .stream_arn(&self.stream_arn)
+                .shard_id(&id);
+            request = match &after {
+                Some(seq) => request
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .sequence_number(seq),
+                None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            };
+            let iterator = request
+                .send()
+                .await
+                .map_err(|e| StreamError::Call("GetShardIterator", Box::new(e)))?;
+            let Some(current) = iterator.shard_iterator() else {
                 continue;
             };
             let out = self
@@ -194,7 +201,11 @@ impl StreamPoller {
                 .send()
                 .await
                 .map_err(|e| StreamError::Call("GetRecords", Box::new(e)))?;
+            let mut last = after;
             for r in out.records() {
+                if let Some(seq) = r.dynamodb().and_then(|d| d.sequence_number()) {
+                    last = Some(seq.to_owned());
+                }
                 let mut record = lambda_record(r, &self.stream_arn, &self.region);
                 let by_ttl = record["eventName"] == "REMOVE"
                     && self.ttl_marks.as_ref().is_some_and(|marks| {
@@ -209,7 +220,7 @@ impl StreamPoller {
                 }
                 self.pending.push_back((record, 0));
             }
-            *iterator = out.next_shard_iterator().map(str::to_owned);
+            self.iterators.insert(id, last);
         }
         Ok(())
     }

@@ -185,6 +185,66 @@ override_resource {
   values = { arn = "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-sweep" }
 }
 
+override_resource {
+  target = aws_scheduler_schedule.reconcile
+  values = { arn = "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-reconcile" }
+}
+
+override_resource {
+  target = aws_secretsmanager_secret.itsm_api["servicenow"]
+  values = { arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/servicenow-AbCdEf" }
+}
+
+override_resource {
+  target = aws_secretsmanager_secret.itsm_api["jira"]
+  values = { arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/jira-AbCdEf" }
+}
+
+override_resource {
+  target = aws_cloudwatch_log_group.function["ticket-writeback"]
+  values = { arn = "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-ticket-writeback" }
+}
+
+override_resource {
+  target = aws_iam_role.function["ticket-writeback"]
+  values = { arn = "arn:aws:iam::111122223333:role/ticketbound-ticket-writeback" }
+}
+
+override_resource {
+  target = aws_lambda_function.this["ticket-writeback"]
+  values = { arn = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-ticket-writeback" }
+}
+
+override_resource {
+  target = aws_sqs_queue.function_dlq["ticket-writeback"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-ticket-writeback-dlq" }
+}
+
+override_resource {
+  target = aws_sqs_queue.stream_dlq["ticket-writeback"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-ticket-writeback-stream-dlq" }
+}
+
+override_resource {
+  target = aws_cloudwatch_log_group.function["grant-reconcile"]
+  values = { arn = "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-reconcile" }
+}
+
+override_resource {
+  target = aws_iam_role.function["grant-reconcile"]
+  values = { arn = "arn:aws:iam::111122223333:role/ticketbound-grant-reconcile" }
+}
+
+override_resource {
+  target = aws_lambda_function.this["grant-reconcile"]
+  values = { arn = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-reconcile" }
+}
+
+override_resource {
+  target = aws_sqs_queue.function_dlq["grant-reconcile"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-reconcile-dlq" }
+}
+
 variables {
   package_dir = "tests/fixtures/package"
 }
@@ -525,11 +585,47 @@ run "kms_key_and_its_policy" {
     error_message = "the account root administers the key"
   }
   assert {
+    condition = alltrue([
+      for a in flatten([one([for s in jsondecode(aws_kms_key.this.policy).Statement : s if s.Sid == "AccountAdministers"]).Action]) : !strcontains(a, "*")
+    ])
+    error_message = "the root statement lists its actions: no \"*\" anywhere in them (no kms:*, no kms:Describe*)"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_kms_key.this.policy).Statement : alltrue([for a in flatten([s.Action]) : !strcontains(a, "*")]) && try(s.NotAction, null) == null
+    ])
+    error_message = "no wildcard action (and no NotAction) in any key policy statement"
+  }
+  assert {
+    condition = toset(flatten([one([for s in jsondecode(aws_kms_key.this.policy).Statement : s if s.Sid == "AccountAdministers"]).Action])) == toset([
+      "kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:ListKeyPolicies", "kms:DescribeKey", "kms:UpdateKeyDescription",
+      "kms:EnableKey", "kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
+      "kms:EnableKeyRotation", "kms:DisableKeyRotation", "kms:GetKeyRotationStatus", "kms:RotateKeyOnDemand", "kms:ListKeyRotations",
+      "kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias", "kms:ListAliases",
+      "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
+      "kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant", "kms:RetireGrant", "kms:ListRetirableGrants",
+      "kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",
+    ])
+    error_message = "the account keeps full administration of the key (policy, state, deletion, rotation, aliases, tags, grants: no lockout) and can delegate its use through IAM"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for p in concat(values(aws_iam_role_policy.function)[*].policy, [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(p).Statement : [
+          for a in flatten([s.Action]) : contains(flatten([one([for r in jsondecode(aws_kms_key.this.policy).Statement : r if r.Sid == "AccountAdministers"]).Action]), a) if startswith(a, "kms:")
+        ]
+      ]
+    ]))
+    error_message = "every KMS action the functions' and the scheduler's roles are granted through IAM is delegated by the root statement"
+  }
+  assert {
     condition = one([for s in jsondecode(aws_kms_key.this.policy).Statement : s if s.Sid == "CloudWatchLogsForFunctionLogGroups"]).Principal.Service == "logs.eu-west-1.amazonaws.com" && one([for s in jsondecode(aws_kms_key.this.policy).Statement : s if s.Sid == "CloudWatchLogsForFunctionLogGroups"]).Condition.ArnEquals["kms:EncryptionContext:aws:logs:arn"] == [
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-expire",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-provision",
+      "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-reconcile",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-itsm-intake",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-secret-rotate",
+      "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-ticket-writeback",
     ]
     error_message = "CloudWatch Logs of this region may use the key for the functions' log groups only"
   }
@@ -617,6 +713,8 @@ run "alarms_without_a_topic" {
       [for a in aws_cloudwatch_metric_alarm.function_throttles : a.alarm_name],
       [for a in aws_cloudwatch_metric_alarm.dlq_messages : a.alarm_name],
       [aws_cloudwatch_metric_alarm.revocation_failures.alarm_name],
+      [aws_cloudwatch_metric_alarm.writeback_failures.alarm_name],
+      [aws_cloudwatch_metric_alarm.drift_findings.alarm_name],
       )) == toset([
       "ticketbound-itsm-intake-errors",
       "ticketbound-itsm-intake-throttles",
@@ -634,13 +732,22 @@ run "alarms_without_a_topic" {
       "ticketbound-secret-rotate-errors",
       "ticketbound-secret-rotate-throttles",
       "ticketbound-secret-rotate-dlq-messages",
+      "ticketbound-ticket-writeback-errors",
+      "ticketbound-ticket-writeback-throttles",
+      "ticketbound-ticket-writeback-dlq-messages",
+      "ticketbound-ticket-writeback-stream-dlq-messages",
+      "ticketbound-ticket-writeback-writeback-failures",
+      "ticketbound-grant-reconcile-errors",
+      "ticketbound-grant-reconcile-throttles",
+      "ticketbound-grant-reconcile-dlq-messages",
+      "ticketbound-grant-reconcile-drift-findings",
       "ticketbound-expiry-schedules-dlq-messages",
     ])
-    error_message = "errors and throttles of each function, a message count alarm per DLQ, revocation failures; nothing for functions that do not exist"
+    error_message = "errors and throttles of each function, a message count alarm per DLQ, revocation and write-back failures, drift findings; nothing for functions that do not exist"
   }
   assert {
     condition = alltrue([
-      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures]) :
+      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures, aws_cloudwatch_metric_alarm.writeback_failures, aws_cloudwatch_metric_alarm.drift_findings]) :
       a.threshold == 0 && a.comparison_operator == "GreaterThanThreshold" && length(a.alarm_actions) == 0
     ])
     error_message = "alarms fire on anything above zero; no actions without a topic"
@@ -663,6 +770,36 @@ run "alarms_without_a_topic" {
     )
     error_message = "revocation failures: the embedded metric shared/runtime/src/metrics.rs emits (namespace ticketbound, dimension function), summed over 5 minutes"
   }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.writeback_failures.namespace == "ticketbound" &&
+      aws_cloudwatch_metric_alarm.writeback_failures.metric_name == "WritebackFailures" &&
+      aws_cloudwatch_metric_alarm.writeback_failures.dimensions == tomap({ function = "ticket-writeback" }) &&
+      aws_cloudwatch_metric_alarm.writeback_failures.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.writeback_failures.period == 300
+    )
+    error_message = "write-back failures: ticket-writeback's embedded metric (namespace ticketbound, dimension function), summed over 5 minutes"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.drift_findings.namespace == "ticketbound" &&
+      aws_cloudwatch_metric_alarm.drift_findings.metric_name == "DriftFindings" &&
+      aws_cloudwatch_metric_alarm.drift_findings.dimensions == tomap({ function = "grant-reconcile" }) &&
+      aws_cloudwatch_metric_alarm.drift_findings.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.drift_findings.period == 900 &&
+      aws_cloudwatch_metric_alarm.drift_findings.evaluation_periods == 1 &&
+      aws_cloudwatch_metric_alarm.drift_findings.treat_missing_data == "notBreaching"
+    )
+    error_message = "drift findings: grant-reconcile's embedded metric (namespace ticketbound, dimension function), summed over 15 minutes, any finding fires"
+  }
+  assert {
+    condition = toset([for a in aws_cloudwatch_metric_alarm.dlq_messages : a.dimensions.QueueName if strcontains(a.dimensions.QueueName, "ticket-writeback") || strcontains(a.dimensions.QueueName, "grant-reconcile")]) == toset([
+      "ticketbound-ticket-writeback-dlq",
+      "ticketbound-ticket-writeback-stream-dlq",
+      "ticketbound-grant-reconcile-dlq",
+    ])
+    error_message = "the new functions' DLQs (ticket-writeback: async and audit stream; grant-reconcile: async) are watched"
+  }
 }
 
 run "alarms_notify_the_topic" {
@@ -671,7 +808,7 @@ run "alarms_notify_the_topic" {
   }
   assert {
     condition = alltrue([
-      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures]) :
+      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures, aws_cloudwatch_metric_alarm.writeback_failures, aws_cloudwatch_metric_alarm.drift_findings]) :
       a.alarm_actions == toset(["arn:aws:sns:eu-west-1:111122223333:ops"]) && a.ok_actions == toset(["arn:aws:sns:eu-west-1:111122223333:ops"])
     ])
     error_message = "every alarm notifies the topic when it fires and when it recovers"
@@ -700,7 +837,14 @@ run "name_prefix_and_tags_apply_everywhere" {
       aws_scheduler_schedule.sweep.group_name == "tb-test" &&
       aws_iam_role.scheduler.name == "tb-test-scheduler" &&
       aws_sqs_queue.schedule_dlq.name == "tb-test-expiry-schedules-dlq" &&
-      aws_sqs_queue.stream_dlq["grant-expire"].name == "tb-test-grant-expire-stream-dlq"
+      aws_sqs_queue.stream_dlq["grant-expire"].name == "tb-test-grant-expire-stream-dlq" &&
+      aws_lambda_function.this["ticket-writeback"].function_name == "tb-test-ticket-writeback" &&
+      aws_lambda_function.this["grant-reconcile"].function_name == "tb-test-grant-reconcile" &&
+      aws_sqs_queue.stream_dlq["ticket-writeback"].name == "tb-test-ticket-writeback-stream-dlq" &&
+      aws_secretsmanager_secret.itsm_api["servicenow"].name == "tb-test/itsm-api/servicenow" &&
+      aws_secretsmanager_secret.itsm_api["jira"].name == "tb-test/itsm-api/jira" &&
+      aws_scheduler_schedule.reconcile.name == "tb-test-reconcile" &&
+      aws_scheduler_schedule.reconcile.group_name == "tb-test"
     )
     error_message = "every name follows name_prefix"
   }
@@ -708,6 +852,7 @@ run "name_prefix_and_tags_apply_everywhere" {
     condition = (
       aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == "tb-test" &&
       aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == "tb-test" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == "tb-test" &&
       aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:tb-test-grant-expire" &&
       aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_ROTATION_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:tb-test-secret-rotate"
     )
@@ -739,10 +884,12 @@ run "name_prefix_and_tags_apply_everywhere" {
         [for r in aws_cloudwatch_log_group.function : r.tags],
         [for r in aws_sqs_queue.function_dlq : r.tags],
         [for r in aws_secretsmanager_secret.webhook : r.tags],
+        [for r in aws_secretsmanager_secret.itsm_api : r.tags],
         [for r in aws_cloudwatch_event_rule.intake : r.tags],
         [for r in aws_cloudwatch_metric_alarm.dlq_messages : r.tags],
         [for r in aws_sqs_queue.stream_dlq : r.tags],
         [aws_sqs_queue.schedule_dlq.tags, aws_iam_role.scheduler.tags, aws_scheduler_schedule_group.this.tags, aws_cloudwatch_metric_alarm.revocation_failures.tags],
+        [aws_cloudwatch_metric_alarm.writeback_failures.tags, aws_cloudwatch_metric_alarm.drift_findings.tags],
       ) : tags == tomap({ team = "platform" })
     ])
     error_message = "the tags reach every taggable resource"
@@ -941,8 +1088,11 @@ run "optional_settings_reach_the_environment_and_the_policy" {
     }
   }
   assert {
-    condition     = aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "7"
-    error_message = "TICKETBOUND_SECRET_RECOVERY_DAYS follows secret_recovery_window_days"
+    condition = (
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "7" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "7"
+    )
+    error_message = "TICKETBOUND_SECRET_RECOVERY_DAYS follows secret_recovery_window_days (grant-expire and grant-reconcile, which both delete credential secrets)"
   }
   assert {
     condition = (
@@ -953,7 +1103,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
   }
   assert {
     condition = alltrue([
-      for k in ["grant-provision", "grant-expire", "secret-rotate"] :
+      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
       jsondecode(aws_lambda_function.this[k].environment[0].variables["TICKETBOUND_TARGETS"]) == {
         orders = {
           connector       = "postgres"
@@ -970,13 +1120,17 @@ run "optional_settings_reach_the_environment_and_the_policy" {
   }
   assert {
     condition = alltrue([
-      for k in ["grant-provision", "grant-expire", "secret-rotate"] :
+      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
       [for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : { actions = s.Action, resources = s.Resource } if s.Sid == "TargetAdminSecrets"] == [{
         actions                                                                          = ["secretsmanager:GetSecretValue"]
         resources                                                                        = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
       }]
     ])
-    error_message = "the three target-facing functions may read the target admin secrets, and only GetSecretValue"
+    error_message = "the four target-facing functions may read the target admin secrets, and only GetSecretValue"
+  }
+  assert {
+    condition     = length([for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement : s if s.Sid == "TargetAdminSecrets"]) == 0 && length([for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s if s.Sid == "TargetAdminSecrets"]) == 0
+    error_message = "the intake and the write-back never read a target admin secret"
   }
 }
 
@@ -1041,8 +1195,8 @@ run "grants_stream_mappings" {
     error_message = "both read the grants stream from LATEST, 10 records a batch, 10 retries, records at most an hour old"
   }
   assert {
-    condition     = length(aws_lambda_event_source_mapping.grants_stream) == 2
-    error_message = "the intake does not consume the stream"
+    condition     = keys(aws_lambda_event_source_mapping.grants_stream) == ["grant-expire", "grant-provision"]
+    error_message = "only grant-provision and grant-expire consume the grants stream (not the intake, the write-back or the reconciler)"
   }
 }
 
@@ -1142,7 +1296,7 @@ run "provision_policy_is_least_privilege" {
         resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
         condition = { StringEquals = { "aws:ResourceTag/managed-by" = "ticketbound" } }
       }
-      NeverTheWebhookSecrets = {
+      NeverTheModuleSecrets = {
         effect = "Deny"
         actions = toset([
           "secretsmanager:CreateSecret",
@@ -1160,6 +1314,8 @@ run "provision_policy_is_least_privilege" {
           "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf",
           "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf",
           "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/generic-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/jira-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/servicenow-AbCdEf",
         ])
         condition = null
       }
@@ -1170,7 +1326,7 @@ run "provision_policy_is_least_privilege" {
         condition = null
       }
     }
-    error_message = "Secrets Manager: create only with managed-by=ticketbound, touch only secrets tagged so, under ticketbound/*; never the webhook secrets; no admin secrets unless listed"
+    error_message = "Secrets Manager: create only with managed-by=ticketbound, touch only secrets tagged so, under ticketbound/*; never the module's webhook and ITSM API secrets; no admin secrets unless listed"
   }
   assert {
     condition = alltrue([
@@ -1470,7 +1626,7 @@ run "rotate_policy_is_least_privilege" {
       if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
       } == {
       GrantsTable = {
-        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem"])
+        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"])
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
       }
       AuditTableAppend = {
@@ -1478,7 +1634,7 @@ run "rotate_policy_is_least_privilege" {
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
       }
     }
-    error_message = "DynamoDB: read and write the grant by key, query and append to the audit table; no index, no stream, no UpdateItem or DeleteItem"
+    error_message = "DynamoDB: read and write the grant by key (DeleteItem: saving an ended grant deletes its expiry trigger in the same transaction), query and append to the audit table; no index, no stream, no UpdateItem"
   }
   assert {
     condition = {
@@ -1497,7 +1653,7 @@ run "rotate_policy_is_least_privilege" {
         resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
         condition = { StringEquals = { "aws:ResourceTag/managed-by" = "ticketbound" } }
       }
-      NeverTheWebhookSecrets = {
+      NeverTheModuleSecrets = {
         effect = "Deny"
         actions = toset([
           "secretsmanager:CreateSecret",
@@ -1515,6 +1671,8 @@ run "rotate_policy_is_least_privilege" {
           "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf",
           "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf",
           "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/generic-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/jira-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/servicenow-AbCdEf",
         ])
         condition = null
       }
@@ -1525,7 +1683,7 @@ run "rotate_policy_is_least_privilege" {
         condition = null
       }
     }
-    error_message = "Secrets Manager: the four rotation actions on ticketbound/* secrets tagged managed-by=ticketbound only; never the webhook secrets; no create, delete, tag, resource policy or RotateSecret; no admin secrets unless listed"
+    error_message = "Secrets Manager: the four rotation actions on ticketbound/* secrets tagged managed-by=ticketbound only; never the module's webhook and ITSM API secrets; no create, delete, tag, resource policy or RotateSecret; no admin secrets unless listed"
   }
   assert {
     condition = alltrue([
@@ -1628,6 +1786,10 @@ run "scheduler_role_group_and_sweep" {
         actions   = toset(["lambda:InvokeFunction"])
         resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"])
       }
+      InvokeGrantReconcile = {
+        actions   = toset(["lambda:InvokeFunction"])
+        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-reconcile"])
+      }
       ScheduleDeadLetterQueue = {
         actions   = toset(["sqs:SendMessage"])
         resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq"])
@@ -1637,7 +1799,7 @@ run "scheduler_role_group_and_sweep" {
         resources = toset([aws_kms_key.this.arn])
       }
     }
-    error_message = "the scheduler role invokes grant-expire only, and sends to the schedules' (encrypted) DLQ"
+    error_message = "the scheduler role invokes grant-expire and grant-reconcile only, and sends to the schedules' (encrypted) DLQ"
   }
   assert {
     condition     = one([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Condition if s.Sid == "ScheduleDeadLetterQueueKey"]) == { StringEquals = { "kms:ViaService" = "sqs.eu-west-1.amazonaws.com" } }
@@ -1686,15 +1848,19 @@ run "vpc_only_for_the_functions_that_reach_targets" {
   }
   assert {
     condition = alltrue([
-      for k in ["grant-provision", "grant-expire", "secret-rotate"] :
+      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
       aws_lambda_function.this[k].vpc_config[0].subnet_ids == toset(["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]) &&
       aws_lambda_function.this[k].vpc_config[0].security_group_ids == toset(["sg-0123456789abcdef0"])
     ])
-    error_message = "grant-provision, grant-expire and secret-rotate (all reach the targets) join the VPC"
+    error_message = "grant-provision, grant-expire, secret-rotate and grant-reconcile (all reach the targets) join the VPC"
   }
   assert {
     condition     = length(aws_lambda_function.this["itsm-intake"].vpc_config) == 0
     error_message = "the intake stays out of the VPC"
+  }
+  assert {
+    condition     = length(aws_lambda_function.this["ticket-writeback"].vpc_config) == 0
+    error_message = "ticket-writeback stays out of the VPC: it calls the ITSM over the internet and reaches no target"
   }
   assert {
     condition = {
@@ -1703,8 +1869,9 @@ run "vpc_only_for_the_functions_that_reach_targets" {
       "grant-provision" = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
       "grant-expire"    = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
       "secret-rotate"   = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+      "grant-reconcile" = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
     }
-    error_message = "the VPC access policy, for the three VPC functions only"
+    error_message = "the VPC access policy, for the four VPC functions only"
   }
 }
 
@@ -1746,4 +1913,748 @@ run "rejects_the_managed_by_tag_on_module_resources" {
     tags = { Managed-By = "ticketbound" }
   }
   expect_failures = [var.tags]
+}
+
+# --- ticket-writeback ---------------------------------------------------------------
+
+run "writeback_follows_the_function_pattern" {
+  assert {
+    condition = (
+      aws_lambda_function.this["ticket-writeback"].function_name == "ticketbound-ticket-writeback" &&
+      aws_lambda_function.this["ticket-writeback"].runtime == "provided.al2023" &&
+      aws_lambda_function.this["ticket-writeback"].architectures == tolist(["arm64"]) &&
+      aws_lambda_function.this["ticket-writeback"].handler == "bootstrap" &&
+      aws_lambda_function.this["ticket-writeback"].filename == "tests/fixtures/package/ticket-writeback/bootstrap.zip" &&
+      aws_lambda_function.this["ticket-writeback"].kms_key_arn == aws_kms_key.this.arn
+    )
+    error_message = "<name_prefix>-ticket-writeback: the cargo-lambda arm64 bootstrap on provided.al2023, from <package_dir>/ticket-writeback/bootstrap.zip, environment encrypted with the module key"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["ticket-writeback"].memory_size == 256 &&
+      aws_lambda_function.this["ticket-writeback"].timeout == 900 &&
+      coalesce(aws_lambda_function.this["ticket-writeback"].reserved_concurrent_executions, -1) == -1
+    )
+    error_message = "default memory 256 MB, timeout 900 s, no reserved concurrency"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["ticket-writeback"].logging_config[0].log_format == "JSON" &&
+      aws_lambda_function.this["ticket-writeback"].logging_config[0].application_log_level == "INFO" &&
+      aws_lambda_function.this["ticket-writeback"].logging_config[0].system_log_level == "WARN" &&
+      aws_lambda_function.this["ticket-writeback"].logging_config[0].log_group == "/aws/lambda/ticketbound-ticket-writeback" &&
+      aws_cloudwatch_log_group.function["ticket-writeback"].retention_in_days == 365 &&
+      aws_cloudwatch_log_group.function["ticket-writeback"].kms_key_id == aws_kms_key.this.arn
+    )
+    error_message = "logging: JSON, INFO, WARN, into an own KMS-encrypted log group kept 365 days"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["ticket-writeback"].tracing_config[0].mode == "Active" &&
+      aws_lambda_function.this["ticket-writeback"].dead_letter_config[0].target_arn == aws_sqs_queue.function_dlq["ticket-writeback"].arn &&
+      aws_sqs_queue.function_dlq["ticket-writeback"].name == "ticketbound-ticket-writeback-dlq" &&
+      aws_sqs_queue.function_dlq["ticket-writeback"].kms_master_key_id == aws_kms_key.this.arn &&
+      aws_sqs_queue.stream_dlq["ticket-writeback"].name == "ticketbound-ticket-writeback-stream-dlq" &&
+      aws_sqs_queue.stream_dlq["ticket-writeback"].kms_master_key_id == aws_kms_key.this.arn
+    )
+    error_message = "X-Ray active, failed async invocations to an own DLQ, given-up audit stream batches to an own stream DLQ, both encrypted with the module key"
+  }
+  assert {
+    condition     = length(aws_lambda_function.this["ticket-writeback"].vpc_config) == 0 && !contains(keys(aws_lambda_function_url.this), "ticket-writeback")
+    error_message = "no VPC (it calls the ITSM over the internet), no function URL"
+  }
+  assert {
+    condition     = jsondecode(aws_iam_role.function["ticket-writeback"].assume_role_policy).Statement == [{ Effect = "Allow", Principal = { Service = "lambda.amazonaws.com" }, Action = "sts:AssumeRole" }] && aws_iam_role_policy.function["ticket-writeback"].role == aws_iam_role.function["ticket-writeback"].id
+    error_message = "its own role, assumed by Lambda only, with its own policy"
+  }
+  assert {
+    condition = (
+      output.writeback_function_name == "ticketbound-ticket-writeback" &&
+      output.writeback_function_arn == aws_lambda_function.this["ticket-writeback"].arn &&
+      output.writeback_role_arn == "arn:aws:iam::111122223333:role/ticketbound-ticket-writeback" &&
+      output.writeback_dlq_arn == aws_sqs_queue.function_dlq["ticket-writeback"].arn &&
+      output.writeback_stream_dlq_arn == aws_sqs_queue.stream_dlq["ticket-writeback"].arn
+    )
+    error_message = "the function's name and ARN, its role and its DLQs are outputs"
+  }
+}
+
+run "writeback_environment_without_an_itsm" {
+  assert {
+    condition = aws_lambda_function.this["ticket-writeback"].environment[0].variables == tomap({
+      TICKETBOUND_GRANTS_TABLE            = "ticketbound-grants"
+      TICKETBOUND_AUDIT_TABLE             = "ticketbound-audit"
+      TICKETBOUND_RETENTION_DAYS          = "400"
+      TICKETBOUND_WRITEBACK_ATTEMPTS      = "4"
+      TICKETBOUND_WRITEBACK_MAX_WAIT_SECS = "20"
+      TICKETBOUND_SECRET_CACHE_SECS       = "300"
+    })
+    error_message = "with no ITSM URL the write-back gets no URL, credentials secret, revoked state or transition (the code takes no empty value and wants URL and secret together)"
+  }
+}
+
+run "writeback_environment_is_what_the_code_reads" {
+  variables {
+    servicenow_instance_url    = "https://example.service-now.com"
+    servicenow_revoked_state   = "3"
+    jira_site_url              = "https://example.atlassian.net"
+    jira_revoked_transition_id = "31"
+    writeback_attempts         = 5
+    writeback_max_wait_secs    = 30
+    secret_cache_secs          = 120
+  }
+  assert {
+    condition = sort(keys(aws_lambda_function.this["ticket-writeback"].environment[0].variables)) == sort([
+      "TICKETBOUND_GRANTS_TABLE",
+      "TICKETBOUND_AUDIT_TABLE",
+      "TICKETBOUND_RETENTION_DAYS",
+      "TICKETBOUND_SERVICENOW_URL",
+      "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID",
+      "TICKETBOUND_SERVICENOW_REVOKED_STATE",
+      "TICKETBOUND_JIRA_URL",
+      "TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID",
+      "TICKETBOUND_JIRA_REVOKED_TRANSITION_ID",
+      "TICKETBOUND_WRITEBACK_ATTEMPTS",
+      "TICKETBOUND_WRITEBACK_MAX_WAIT_SECS",
+      "TICKETBOUND_SECRET_CACHE_SECS",
+    ])
+    error_message = "with everything set, the write-back's environment is exactly the twelve variables functions/ticket-writeback/src/config.rs reads"
+  }
+  assert {
+    condition = aws_lambda_function.this["ticket-writeback"].environment[0].variables == tomap({
+      TICKETBOUND_GRANTS_TABLE                     = "ticketbound-grants"
+      TICKETBOUND_AUDIT_TABLE                      = "ticketbound-audit"
+      TICKETBOUND_RETENTION_DAYS                   = "400"
+      TICKETBOUND_SERVICENOW_URL                   = "https://example.service-now.com"
+      TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/servicenow-AbCdEf"
+      TICKETBOUND_SERVICENOW_REVOKED_STATE         = "3"
+      TICKETBOUND_JIRA_URL                         = "https://example.atlassian.net"
+      TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID       = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/jira-AbCdEf"
+      TICKETBOUND_JIRA_REVOKED_TRANSITION_ID       = "31"
+      TICKETBOUND_WRITEBACK_ATTEMPTS               = "5"
+      TICKETBOUND_WRITEBACK_MAX_WAIT_SECS          = "30"
+      TICKETBOUND_SECRET_CACHE_SECS                = "120"
+    })
+    error_message = "each ITSM's URL with its own API credentials secret; the revoked state, transition, attempts, wait and cache follow their variables"
+  }
+}
+
+run "writeback_environment_with_one_itsm" {
+  variables {
+    jira_site_url = "https://example.atlassian.net"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["ticket-writeback"].environment[0].variables["TICKETBOUND_JIRA_URL"] == "https://example.atlassian.net" &&
+      aws_lambda_function.this["ticket-writeback"].environment[0].variables["TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID"] == aws_secretsmanager_secret.itsm_api["jira"].arn
+    )
+    error_message = "the Jira URL comes with the Jira API credentials secret"
+  }
+  assert {
+    condition = length(setintersection(keys(aws_lambda_function.this["ticket-writeback"].environment[0].variables), [
+      "TICKETBOUND_SERVICENOW_URL",
+      "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID",
+      "TICKETBOUND_SERVICENOW_REVOKED_STATE",
+      "TICKETBOUND_JIRA_REVOKED_TRANSITION_ID",
+    ])) == 0
+    error_message = "no ServiceNow setting without a ServiceNow URL, no transition unless set"
+  }
+}
+
+run "audit_stream_mapping" {
+  assert {
+    condition = [
+      for f in aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].filter_criteria[0].filter : jsondecode(f.pattern)
+    ] == [{ eventName = ["INSERT"] }]
+    error_message = "ticket-writeback gets the audit stream's INSERTs (new audit events) only"
+  }
+  assert {
+    condition = (
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].function_response_types == toset(["ReportBatchItemFailures"]) &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].bisect_batch_on_function_error &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].maximum_retry_attempts == 10 &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].maximum_record_age_in_seconds == 3600
+    )
+    error_message = "partial batch failures reported, failing batches split, 10 retries, records at most an hour old"
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].destination_config[0].on_failure[0].destination_arn == aws_sqs_queue.stream_dlq["ticket-writeback"].arn
+    error_message = "given-up batches are described in ticket-writeback's stream DLQ"
+  }
+  assert {
+    condition = (
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].event_source_arn == aws_dynamodb_table.audit.stream_arn &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].function_name == aws_lambda_function.this["ticket-writeback"].arn &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].starting_position == "LATEST"
+    )
+    error_message = "ticket-writeback reads the audit table's stream from LATEST, as the grants stream consumers do"
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 5
+    error_message = "5 audit events a batch with the defaults: what fits in 900 s when the ITSM fails every attempt (4 x 30 s + 3 x 20 s each)"
+  }
+  assert {
+    condition     = keys(aws_lambda_event_source_mapping.audit_stream) == ["ticket-writeback"]
+    error_message = "only ticket-writeback consumes the audit stream"
+  }
+}
+
+run "writeback_batch_size_fits_the_timeout" {
+  command = plan
+  variables {
+    writeback_timeout       = 120
+    writeback_attempts      = 2
+    writeback_max_wait_secs = 10
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 1
+    error_message = "a note that may take 70 s leaves room for 1 in 120 s"
+  }
+}
+
+run "writeback_batch_size_is_at_least_one_and_at_most_ten" {
+  command = plan
+  variables {
+    writeback_timeout  = 60
+    writeback_attempts = 10
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 1
+    error_message = "never less than one record a batch"
+  }
+}
+
+run "writeback_policy_is_least_privilege" {
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
+      s.Effect == "Allow" && !contains(keys(s), "NotAction") && !contains(keys(s), "NotResource") &&
+      alltrue([for a in flatten([s.Action]) : !strcontains(a, "*")])
+    ])
+    error_message = "only plain Allow statements, no wildcard action"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if contains(flatten([s.Resource]), "*")
+      } == {
+      XRayTracing     = { actions = toset(["xray:PutTraceSegments", "xray:PutTelemetryRecords"]), resources = toset(["*"]) }
+      AuditStreamList = { actions = toset(["dynamodb:ListStreams"]), resources = toset(["*"]) }
+    }
+    error_message = "\"*\" is a resource only where AWS requires it (X-Ray, ListStreams), and those statements hold nothing else"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
+      } == {
+      GrantsTable = {
+        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      }
+      AuditTableAppend = {
+        actions   = toset(["dynamodb:Query", "dynamodb:PutItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+      }
+      AuditStreamRead = {
+        actions   = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit/stream/2025-01-01T00:00:00.000"])
+      }
+      AuditStreamList = {
+        actions   = toset(["dynamodb:ListStreams"])
+        resources = toset(["*"])
+      }
+    }
+    error_message = "DynamoDB: the grants table (grants, write-back records, audited grant updates), the audit table's chain head and appends, the audit stream; no index, no grants stream, no UpdateItem"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
+      { sid = s.Sid, actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])), condition = try(s.Condition, null) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "secretsmanager:")])
+      ] == [{
+        sid     = "ItsmApiSecrets"
+        actions = toset(["secretsmanager:GetSecretValue"])
+        resources = toset([
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/jira-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/servicenow-AbCdEf",
+        ])
+        condition = null
+    }]
+    error_message = "Secrets Manager: GetSecretValue on the two ITSM API credentials secrets, and nothing else (no webhook, credential or target admin secret)"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement : s.Resource if contains(flatten([s.Action]), "secretsmanager:GetSecretValue")
+    ])) == toset([aws_secretsmanager_secret.itsm_api["servicenow"].arn, aws_secretsmanager_secret.itsm_api["jira"].arn])
+    error_message = "the secrets ticket-writeback may read are exactly the module's two ITSM API secrets"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "kms:") || startswith(a, "logs:") || startswith(a, "sqs:")])
+      } == {
+      ModuleKey = {
+        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
+        resources = toset([aws_kms_key.this.arn])
+      }
+      OwnLogGroup = {
+        actions = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
+        resources = toset([
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-ticket-writeback",
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-ticket-writeback:*",
+        ])
+      }
+      OwnDeadLetterQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-ticket-writeback-dlq"])
+      }
+      StreamFailureQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-ticket-writeback-stream-dlq"])
+      }
+    }
+    error_message = "KMS, logs and SQS: the module key (the stream, the secrets, the encrypted DLQs), its own log group, its own DLQs"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement : [for a in flatten([s.Action]) : split(":", a)[0]]
+    ])) == toset(["dynamodb", "secretsmanager", "kms", "logs", "xray", "sqs"])
+    error_message = "no service beyond DynamoDB, Secrets Manager, KMS, Logs, X-Ray and SQS (no scheduler, no iam, no lambda)"
+  }
+}
+
+run "itsm_api_secrets" {
+  assert {
+    condition     = { for k, s in aws_secretsmanager_secret.itsm_api : k => s.name } == { jira = "ticketbound/itsm-api/jira", servicenow = "ticketbound/itsm-api/servicenow" }
+    error_message = "two ITSM API credentials secrets named <name_prefix>/itsm-api/<itsm>"
+  }
+  assert {
+    condition     = alltrue([for s in aws_secretsmanager_secret.itsm_api : s.kms_key_id == aws_kms_key.this.arn && s.recovery_window_in_days == 30])
+    error_message = "encrypted with the module key, recoverable for webhook_secret_recovery_window_in_days"
+  }
+  assert {
+    condition     = alltrue([for s in aws_secretsmanager_secret.itsm_api : !contains(keys(s.tags), "managed-by")])
+    error_message = "not tagged managed-by=ticketbound: that tag marks credential secrets the grant functions may change and delete"
+  }
+  assert {
+    condition = (
+      output.servicenow_api_credentials_secret_arn == aws_secretsmanager_secret.itsm_api["servicenow"].arn &&
+      output.jira_api_credentials_secret_arn == aws_secretsmanager_secret.itsm_api["jira"].arn
+    )
+    error_message = "the secrets' ARNs are outputs, for the operator to put their values"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
+      toset([for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : s if s.Sid == "NeverTheModuleSecrets"][0].Resource) == toset(concat(
+        [for s in aws_secretsmanager_secret.webhook : s.arn],
+        [for s in aws_secretsmanager_secret.itsm_api : s.arn],
+      )) && [for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : s if s.Sid == "NeverTheModuleSecrets"][0].Effect == "Deny"
+    ])
+    error_message = "the functions that touch ticketbound/* secrets are denied the module's webhook and ITSM API secrets (which fall under that pattern with the default name_prefix)"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["itsm-intake", "grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] : !anytrue([
+        for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement :
+        s.Effect == "Allow" && length(setintersection(flatten([s.Resource]), [for x in aws_secretsmanager_secret.itsm_api : x.arn])) > 0
+      ])
+    ])
+    error_message = "no function but ticket-writeback is allowed anything on the ITSM API secrets by name"
+  }
+}
+
+run "rejects_an_itsm_url_that_is_not_https" {
+  command = plan
+  variables {
+    servicenow_instance_url = "http://example.service-now.com"
+    jira_site_url           = "example.atlassian.net"
+  }
+  expect_failures = [var.servicenow_instance_url, var.jira_site_url]
+}
+
+run "rejects_an_empty_revoked_state_and_a_named_transition" {
+  command = plan
+  variables {
+    servicenow_revoked_state   = ""
+    jira_revoked_transition_id = "Done"
+  }
+  expect_failures = [var.servicenow_revoked_state, var.jira_revoked_transition_id]
+}
+
+run "rejects_no_writeback_attempt" {
+  command = plan
+  variables {
+    writeback_attempts = 0
+  }
+  expect_failures = [var.writeback_attempts]
+}
+
+# --- grant-reconcile ----------------------------------------------------------------
+
+run "reconcile_follows_the_function_pattern" {
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-reconcile"].function_name == "ticketbound-grant-reconcile" &&
+      aws_lambda_function.this["grant-reconcile"].runtime == "provided.al2023" &&
+      aws_lambda_function.this["grant-reconcile"].architectures == tolist(["arm64"]) &&
+      aws_lambda_function.this["grant-reconcile"].handler == "bootstrap" &&
+      aws_lambda_function.this["grant-reconcile"].filename == "tests/fixtures/package/grant-reconcile/bootstrap.zip" &&
+      aws_lambda_function.this["grant-reconcile"].kms_key_arn == aws_kms_key.this.arn
+    )
+    error_message = "<name_prefix>-grant-reconcile: the cargo-lambda arm64 bootstrap on provided.al2023, from <package_dir>/grant-reconcile/bootstrap.zip, environment encrypted with the module key"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-reconcile"].memory_size == 256 &&
+      aws_lambda_function.this["grant-reconcile"].timeout == 600 &&
+      coalesce(aws_lambda_function.this["grant-reconcile"].reserved_concurrent_executions, -1) == -1
+    )
+    error_message = "default memory 256 MB, timeout 600 s (below the 15-minute interval), no reserved concurrency"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-reconcile"].logging_config[0].log_format == "JSON" &&
+      aws_lambda_function.this["grant-reconcile"].logging_config[0].application_log_level == "INFO" &&
+      aws_lambda_function.this["grant-reconcile"].logging_config[0].system_log_level == "WARN" &&
+      aws_lambda_function.this["grant-reconcile"].logging_config[0].log_group == "/aws/lambda/ticketbound-grant-reconcile" &&
+      aws_cloudwatch_log_group.function["grant-reconcile"].retention_in_days == 365 &&
+      aws_cloudwatch_log_group.function["grant-reconcile"].kms_key_id == aws_kms_key.this.arn
+    )
+    error_message = "logging: JSON, INFO, WARN, into an own KMS-encrypted log group kept 365 days"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-reconcile"].tracing_config[0].mode == "Active" &&
+      aws_lambda_function.this["grant-reconcile"].dead_letter_config[0].target_arn == aws_sqs_queue.function_dlq["grant-reconcile"].arn &&
+      aws_sqs_queue.function_dlq["grant-reconcile"].name == "ticketbound-grant-reconcile-dlq" &&
+      aws_sqs_queue.function_dlq["grant-reconcile"].kms_master_key_id == aws_kms_key.this.arn
+    )
+    error_message = "X-Ray active, failed (asynchronous, scheduled) invocations to an own DLQ encrypted with the module key"
+  }
+  assert {
+    condition = (
+      !contains(keys(aws_lambda_function_url.this), "grant-reconcile") &&
+      !contains(keys(aws_lambda_event_source_mapping.grants_stream), "grant-reconcile") &&
+      !contains(keys(aws_lambda_event_source_mapping.audit_stream), "grant-reconcile") &&
+      !contains(keys(aws_sqs_queue.stream_dlq), "grant-reconcile")
+    )
+    error_message = "grant-reconcile has no function URL and consumes no stream"
+  }
+  assert {
+    condition     = jsondecode(aws_iam_role.function["grant-reconcile"].assume_role_policy).Statement == [{ Effect = "Allow", Principal = { Service = "lambda.amazonaws.com" }, Action = "sts:AssumeRole" }] && aws_iam_role_policy.function["grant-reconcile"].role == aws_iam_role.function["grant-reconcile"].id
+    error_message = "its own role, assumed by Lambda only, with its own policy"
+  }
+  assert {
+    condition = (
+      output.reconcile_function_name == "ticketbound-grant-reconcile" &&
+      output.reconcile_function_arn == aws_lambda_function.this["grant-reconcile"].arn &&
+      output.reconcile_role_arn == "arn:aws:iam::111122223333:role/ticketbound-grant-reconcile" &&
+      output.reconcile_dlq_arn == aws_sqs_queue.function_dlq["grant-reconcile"].arn &&
+      output.reconcile_schedule_arn == "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-reconcile"
+    )
+    error_message = "the function's name and ARN, its role, its DLQ and its schedule are outputs"
+  }
+}
+
+run "reconcile_environment_is_what_the_code_reads" {
+  assert {
+    condition = aws_lambda_function.this["grant-reconcile"].environment[0].variables == tomap({
+      TICKETBOUND_GRANTS_TABLE         = "ticketbound-grants"
+      TICKETBOUND_AUDIT_TABLE          = "ticketbound-audit"
+      TICKETBOUND_RETENTION_DAYS       = "400"
+      TICKETBOUND_TARGETS              = "{}"
+      TICKETBOUND_SCHEDULE_GROUP       = "ticketbound"
+      TICKETBOUND_SECRET_CACHE_SECS    = "300"
+      TICKETBOUND_RECONCILE_REMEDIATE  = "true"
+      TICKETBOUND_RECONCILE_SEGMENTS   = "4"
+      TICKETBOUND_ROTATION_GRACE_HOURS = "2"
+    })
+    error_message = "grant-reconcile's environment is what its config reads (no recovery window unless set, as grant-expire)"
+  }
+}
+
+run "reconcile_settings_reach_the_environment" {
+  variables {
+    reconcile_remediate            = false
+    reconcile_segments             = 8
+    rotation_grace_hours           = 6
+    secret_recovery_window_days    = 14
+    target_admin_secret_cache_secs = 60
+  }
+  assert {
+    condition = sort(keys(aws_lambda_function.this["grant-reconcile"].environment[0].variables)) == sort([
+      "TICKETBOUND_GRANTS_TABLE",
+      "TICKETBOUND_AUDIT_TABLE",
+      "TICKETBOUND_RETENTION_DAYS",
+      "TICKETBOUND_TARGETS",
+      "TICKETBOUND_SCHEDULE_GROUP",
+      "TICKETBOUND_SECRET_CACHE_SECS",
+      "TICKETBOUND_SECRET_RECOVERY_DAYS",
+      "TICKETBOUND_RECONCILE_REMEDIATE",
+      "TICKETBOUND_RECONCILE_SEGMENTS",
+      "TICKETBOUND_ROTATION_GRACE_HOURS",
+    ])
+    error_message = "with a recovery window, grant-reconcile's environment is exactly the ten variables it reads"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_RECONCILE_REMEDIATE"] == "false" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_RECONCILE_SEGMENTS"] == "8" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_ROTATION_GRACE_HOURS"] == "6" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "14" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SECRET_CACHE_SECS"] == "60"
+    )
+    error_message = "remediate (rendered true/false), segments, grace, recovery window and the admin secret cache follow their variables"
+  }
+}
+
+run "reconcile_schedule" {
+  assert {
+    condition = (
+      aws_scheduler_schedule.reconcile.name == "ticketbound-reconcile" &&
+      aws_scheduler_schedule.reconcile.group_name == aws_scheduler_schedule_group.this.name &&
+      aws_scheduler_schedule.reconcile.schedule_expression == "rate(15 minutes)" &&
+      aws_scheduler_schedule.reconcile.schedule_expression_timezone == "UTC" &&
+      aws_scheduler_schedule.reconcile.flexible_time_window[0].mode == "OFF"
+    )
+    error_message = "grant-reconcile runs every 15 minutes, in the module's group, on time"
+  }
+  assert {
+    condition = (
+      aws_scheduler_schedule.reconcile.target[0].arn == aws_lambda_function.this["grant-reconcile"].arn &&
+      aws_scheduler_schedule.reconcile.target[0].arn == "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-reconcile" &&
+      aws_scheduler_schedule.reconcile.target[0].role_arn == aws_iam_role.scheduler.arn
+    )
+    error_message = "the schedule invokes grant-reconcile as the scheduler role"
+  }
+  assert {
+    condition     = jsondecode(aws_scheduler_schedule.reconcile.target[0].input) == { reconcile = true }
+    error_message = "the schedule's input is {\"reconcile\": true}"
+  }
+  assert {
+    condition = (
+      aws_scheduler_schedule.reconcile.target[0].dead_letter_config[0].arn == aws_sqs_queue.schedule_dlq.arn &&
+      aws_scheduler_schedule.reconcile.target[0].retry_policy[0].maximum_retry_attempts == 3 &&
+      aws_scheduler_schedule.reconcile.target[0].retry_policy[0].maximum_event_age_in_seconds == 900
+    )
+    error_message = "retried within its interval (the next run supersedes it), then the schedules' DLQ"
+  }
+  assert {
+    condition     = contains(flatten([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Resource if contains(flatten([s.Action]), "lambda:InvokeFunction")]), aws_scheduler_schedule.reconcile.target[0].arn)
+    error_message = "the scheduler role may invoke the schedule's target"
+  }
+}
+
+run "reconcile_schedule_follows_its_variable" {
+  command = plan
+  variables {
+    reconcile_schedule_expression = "rate(1 hour)"
+  }
+  assert {
+    condition     = aws_scheduler_schedule.reconcile.schedule_expression == "rate(1 hour)" && aws_scheduler_schedule.reconcile.target[0].retry_policy[0].maximum_event_age_in_seconds == 3600
+    error_message = "the expression and the retry window follow reconcile_schedule_expression"
+  }
+}
+
+run "reconcile_schedule_takes_cron" {
+  command = plan
+  variables {
+    reconcile_schedule_expression = "cron(0 * * * ? *)"
+  }
+  assert {
+    condition     = aws_scheduler_schedule.reconcile.schedule_expression == "cron(0 * * * ? *)" && aws_scheduler_schedule.reconcile.target[0].retry_policy[0].maximum_event_age_in_seconds == 3600
+    error_message = "a cron() expression is taken as is, retried for at most an hour"
+  }
+}
+
+run "rejects_a_reconcile_schedule_that_is_not_recurring" {
+  command = plan
+  variables {
+    reconcile_schedule_expression = "at(2030-01-01T00:00:00)"
+  }
+  expect_failures = [var.reconcile_schedule_expression]
+}
+
+run "reconcile_policy_is_least_privilege" {
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
+      !contains(keys(s), "NotAction") && !contains(keys(s), "NotResource") && alltrue([for a in flatten([s.Action]) : !strcontains(a, "*")])
+    ])
+    error_message = "no wildcard action, no NotAction or NotResource"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if contains(flatten([s.Resource]), "*")
+      } == {
+      XRayTracing = { actions = toset(["xray:PutTraceSegments", "xray:PutTelemetryRecords"]), resources = toset(["*"]) }
+      SecretsList = { actions = toset(["secretsmanager:ListSecrets"]), resources = toset(["*"]) }
+    }
+    error_message = "\"*\" is a resource only where AWS requires it (X-Ray, ListSecrets), and those statements hold nothing else"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
+      } == {
+      GrantsTable = {
+        actions   = toset(["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      }
+      AuditTableAppend = {
+        actions   = toset(["dynamodb:Query", "dynamodb:PutItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+      }
+    }
+    error_message = "DynamoDB: scan, read and write the grants table, query and append to the audit table; no index, no stream, no UpdateItem"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
+      s.Sid => { effect = s.Effect, actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])), condition = try(s.Condition, null) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "secretsmanager:")])
+      } == {
+      SecretsList = {
+        effect    = "Allow"
+        actions   = toset(["secretsmanager:ListSecrets"])
+        resources = toset(["*"])
+        condition = null
+      }
+      CredentialSecretsDescribe = {
+        effect    = "Allow"
+        actions   = toset(["secretsmanager:DescribeSecret"])
+        resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
+        condition = null
+      }
+      CredentialSecretsReconcile = {
+        effect = "Allow"
+        actions = toset([
+          "secretsmanager:GetResourcePolicy",
+          "secretsmanager:DeleteSecret",
+        ])
+        resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
+        condition = { StringEquals = { "aws:ResourceTag/managed-by" = "ticketbound" } }
+      }
+      NeverTheModuleSecrets = {
+        effect = "Deny"
+        actions = toset([
+          "secretsmanager:CreateSecret",
+          "secretsmanager:TagResource",
+          "secretsmanager:DescribeSecret",
+          "secretsmanager:GetSecretValue",
+          "secretsmanager:PutSecretValue",
+          "secretsmanager:PutResourcePolicy",
+          "secretsmanager:GetResourcePolicy",
+          "secretsmanager:DeleteSecret",
+          "secretsmanager:RotateSecret",
+          "secretsmanager:UpdateSecretVersionStage",
+        ])
+        resources = toset([
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/generic-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/jira-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/servicenow-AbCdEf",
+        ])
+        condition = null
+      }
+    }
+    error_message = "Secrets Manager: list (no resource-level permissions), describe ticketbound/* secrets (metadata, unconditioned: an absent secret must read as absent), read the resource policy of and delete only those tagged managed-by=ticketbound; never the module's own secrets; no value read, no admin secrets unless listed"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
+      try(s.Condition.StringEquals["aws:ResourceTag/managed-by"], "") == "ticketbound"
+      if s.Effect == "Allow" && contains(flatten([s.Resource]), "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*") && flatten([s.Action]) != ["secretsmanager:DescribeSecret"]
+    ])
+    error_message = "every Allow on the credential secrets' ARN pattern but DescribeSecret (metadata only) carries the managed-by=ticketbound resource tag condition"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
+      try(s.Condition.StringEquals["aws:ResourceTag/managed-by"], "") == "ticketbound"
+      if s.Effect == "Allow" && anytrue([for a in flatten([s.Action]) : contains(["secretsmanager:GetResourcePolicy", "secretsmanager:DeleteSecret"], a)])
+    ])
+    error_message = "grant-reconcile may read the resource policy of, and delete, only secrets tagged managed-by=ticketbound"
+  }
+  assert {
+    condition = !anytrue([
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
+      s.Effect == "Allow" && anytrue([for a in flatten([s.Action]) : contains(["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:CreateSecret", "secretsmanager:TagResource", "secretsmanager:PutResourcePolicy", "secretsmanager:RotateSecret"], a)])
+    ])
+    error_message = "grant-reconcile never reads a credential's value, and never creates, tags, writes or rotates a secret (no target admin secrets unless listed)"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "scheduler:") || startswith(a, "sqs:") || startswith(a, "kms:") || startswith(a, "logs:")])
+      } == {
+      ExpirySchedulesDelete = {
+        actions   = toset(["scheduler:GetSchedule", "scheduler:DeleteSchedule"])
+        resources = toset(["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/*"])
+      }
+      OwnDeadLetterQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-reconcile-dlq"])
+      }
+      ModuleKey = {
+        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
+        resources = toset([aws_kms_key.this.arn])
+      }
+      OwnLogGroup = {
+        actions = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
+        resources = toset([
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-reconcile",
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-reconcile:*",
+        ])
+      }
+    }
+    error_message = "Scheduler: read and delete the group's schedules, never create; its own DLQ, the module key, its own log group"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement : [for a in flatten([s.Action]) : split(":", a)[0]]
+    ])) == toset(["dynamodb", "secretsmanager", "scheduler", "kms", "logs", "xray", "sqs"])
+    error_message = "no service beyond DynamoDB, Secrets Manager, Scheduler, KMS, Logs, X-Ray and SQS (no iam, no lambda)"
+  }
+}
+
+run "reconcile_reads_the_target_admin_secrets_when_listed" {
+  variables {
+    target_admin_secret_arns = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement : { effect = s.Effect, actions = s.Action, resources = s.Resource, condition = try(s.Condition, null) } if s.Sid == "TargetAdminSecrets"
+      ] == [{
+        effect    = "Allow"
+        actions   = ["secretsmanager:GetSecretValue"]
+        resources = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
+        condition = null
+    }]
+    error_message = "grant-reconcile may read the listed target admin secrets (to connect to the targets), GetSecretValue only"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement : s.Resource if s.Effect == "Allow" && contains(flatten([s.Action]), "secretsmanager:GetSecretValue")
+    ])) == toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"])
+    error_message = "the target admin secrets are the only values grant-reconcile may read"
+  }
+}
+
+run "rejects_no_reconcile_segment" {
+  command = plan
+  variables {
+    reconcile_segments = 0
+  }
+  expect_failures = [var.reconcile_segments]
 }

@@ -1,0 +1,90 @@
+//! Where the operator commands (`grants`, `evidence`, `reconcile`) look: a deployment
+//! when `TICKETBOUND_GRANTS_TABLE` is set (with the same variables the functions read,
+//! and the SDK's usual credentials), the local stack otherwise.
+
+use std::path::Path;
+
+use ticketbound_runtime::EnvReader;
+use ticketbound_runtime::local::LocalStack;
+use ticketbound_store::Store;
+
+use crate::error::CliError;
+use crate::local::{host, targets};
+
+#[derive(Debug)]
+pub struct Context {
+    pub sdk: aws_config::SdkConfig,
+    pub store: Store,
+    /// The variables a function would be given here (tables, targets, ITSM).
+    vars: Vec<(String, String)>,
+}
+
+impl Context {
+    pub async fn load(home: &Path) -> Result<Self, CliError> {
+        if std::env::var_os(ticketbound_store::GRANTS_TABLE).is_some() {
+            let sdk = ticketbound_runtime::aws::sdk_config().await;
+            let vars: Vec<(String, String)> = std::env::vars()
+                .filter(|(k, _)| k.starts_with("TICKETBOUND_"))
+                .collect();
+            let mut env = EnvReader::from_map(vars.clone());
+            let settings = ticketbound_store::StoreSettings::read(&mut env);
+            env.finish().map_err(CliError::Config)?;
+            let Some(settings) = settings else {
+                return Err(CliError::NotFound("TICKETBOUND_GRANTS_TABLE".into()));
+            };
+            return Ok(Self {
+                store: Store::new(aws_sdk_dynamodb::Client::new(&sdk), settings),
+                sdk,
+                vars,
+            });
+        }
+        let stack = LocalStack::read(&home.join(ticketbound_runtime::local::FILE_NAME))?;
+        let sdk = stack.sdk_config().await;
+        let mut vars = host::writeback_env(&stack);
+        vars.push((
+            "TICKETBOUND_TARGETS".to_owned(),
+            targets::targets_json(&stack),
+        ));
+        vars.push((
+            "TICKETBOUND_SCHEDULE_GROUP".to_owned(),
+            targets::SCHEDULE_GROUP.to_owned(),
+        ));
+        let store = ticketbound_testkit::TestStack {
+            sdk: sdk.clone(),
+            local: stack.clone(),
+        }
+        .local_store();
+        Ok(Self { sdk, store, vars })
+    }
+
+    /// The variables among this context's that `names` lists (what one function reads).
+    fn env_for(&self, names: &[&str]) -> EnvReader {
+        EnvReader::from_map(
+            self.vars
+                .iter()
+                .filter(|(k, _)| names.contains(&k.as_str()))
+                .cloned(),
+        )
+    }
+
+    /// The reconciler, configured as its Lambda would be here.
+    pub fn reconciler(&self) -> Result<grant_reconcile::Deps, CliError> {
+        grant_reconcile::Deps::from_env(&self.sdk, self.env_for(grant_reconcile::config::VARIABLES))
+            .map_err(CliError::Config)
+    }
+
+    /// The write-back's clients, to read back what each ticket was told.
+    pub fn writeback(&self) -> Result<ticket_writeback::Deps, CliError> {
+        ticket_writeback::Deps::from_env(
+            &self.sdk,
+            self.env_for(ticket_writeback::config::VARIABLES),
+        )
+        .map_err(CliError::Config)
+    }
+}
+
+/// Whether progress lines are wanted: only when a person watches.
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}

@@ -1,0 +1,139 @@
+//! `ticketbound grants list` and `grants show`: what the grants table records.
+
+use ticketbound_domain::{Grant, GrantId, GrantState, Owner, verify_chain};
+
+use crate::context::Context;
+use crate::error::CliError;
+
+/// Grants, newest first, filtered by state and owner.
+pub async fn list(
+    ctx: &Context,
+    state: Option<GrantState>,
+    owner: Option<String>,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut grants: Vec<Grant> = match (&owner, state) {
+        (Some(owner), _) => {
+            let owner =
+                Owner::new(owner.clone()).map_err(|e| CliError::Event(format!("--owner: {e}")))?;
+            ctx.store.grants_for_owner(&owner).await?
+        }
+        (None, Some(state)) => ctx.store.grants_due(state, None).await?,
+        (None, None) => {
+            let mut all = Vec::new();
+            for state in GrantState::ALL {
+                all.extend(ctx.store.grants_due(state, None).await?);
+            }
+            all
+        }
+    };
+    if let Some(state) = state {
+        grants.retain(|g| g.state == state);
+    }
+    grants.sort_by_key(|g| std::cmp::Reverse(g.id));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&grants).map_err(json_error)?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<26}  {:<12}  {:<22}  {:<16}  {:<12}  {:<20}  owner",
+        "grant", "state", "ticket", "identity", "target", "not after (UTC)"
+    );
+    for g in &grants {
+        let r = &g.request;
+        println!(
+            "{:<26}  {:<12}  {:<22}  {:<16}  {:<12}  {:<20}  {}",
+            g.id,
+            g.state.as_str(),
+            r.ticket.qualified_key(),
+            r.identity.name,
+            r.target.system_id,
+            g.not_after().format("%Y-%m-%d %H:%M:%S"),
+            r.identity.owner
+        );
+    }
+    println!("{} grant(s)", grants.len());
+    Ok(())
+}
+
+/// One grant, its audit trail and whether the chain verifies.
+pub async fn show(ctx: &Context, id: GrantId, json: bool) -> Result<(), CliError> {
+    let (grant, trail) = ctx
+        .store
+        .grant_with_trail(id)
+        .await?
+        .ok_or_else(|| CliError::NotFound(format!("grant {id}")))?;
+    let chain = verify_chain(id, &trail, Some(&grant.audit_head));
+    if json {
+        let out = serde_json::json!({
+            "grant": grant,
+            "audit": trail,
+            "chain": match &chain {
+                Ok(head) => serde_json::json!({"verified": true, "events": head.seq, "head": head.hash.to_hex()}),
+                Err(e) => serde_json::json!({"verified": false, "problem": e.to_string()}),
+            },
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(json_error)?
+        );
+    } else {
+        let r = &grant.request;
+        println!("grant {} ({})", grant.id, grant.state);
+        println!("  ticket      {}", r.ticket.qualified_key());
+        println!(
+            "  identity    {} ({}), owner {}, used by {}",
+            r.identity.name,
+            r.identity.kind.as_str(),
+            r.identity.owner,
+            r.identity.workload_principal
+        );
+        println!(
+            "  target      {} [{}], scope {}",
+            r.target.system_id, r.target.environment, r.scope
+        );
+        println!("  not after   {}", grant.not_after().to_rfc3339());
+        if let Some(c) = &grant.credential {
+            println!(
+                "  credential  {} (login {})",
+                c.secret_arn, c.principal_name
+            );
+        }
+        if let Some(at) = grant.last_rotated_at {
+            println!("  rotated     {}", at.to_rfc3339());
+        }
+        if let Some(cause) = grant.end_cause {
+            println!("  ended       {cause:?}");
+        }
+        println!("  audit trail");
+        for e in &trail {
+            let details: Vec<String> = e.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "    #{:<3} {} {:<22} {:<24} {}",
+                e.seq,
+                e.at.format("%Y-%m-%d %H:%M:%S"),
+                e.action.as_str(),
+                e.actor.id,
+                details.join(", ")
+            );
+        }
+        match &chain {
+            Ok(head) => println!(
+                "  chain verified: {} events, head {}",
+                head.seq,
+                head.hash.to_hex()
+            ),
+            Err(e) => println!("  CHAIN BROKEN: {e}"),
+        }
+    }
+    chain
+        .map(|_| ())
+        .map_err(|e| CliError::Evidence(e.to_string()))
+}
+
+pub fn json_error(e: serde_json::Error) -> CliError {
+    CliError::Event(format!("could not write JSON: {e}"))
+}

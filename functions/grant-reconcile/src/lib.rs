@@ -1,0 +1,496 @@
+//! `grant-reconcile`: proves, on a schedule, that what the grants table records is what
+//! lives at Secrets Manager and the targets, and says where it is not.
+//!
+//! One run reads every grant (parallel scan segments, every page), every secret tagged
+//! `managed-by=ticketbound` (ListSecrets, every page) and every login role ticketbound
+//! named at each database target, then finds:
+//! - **orphan**: a managed secret or a `tb_…` login that no grant accounts for;
+//! - **expired-but-live**: a grant that has ended (or is past its not-after time) whose
+//!   secret or login still exists; revoked here unless remediation is off (a grant
+//!   still Active is moved to Revoking, and the expiry function finishes it);
+//! - **missing**: an Active grant whose secret or login is gone;
+//! - **scope drift**: a login's role memberships, or the secret's resource policy,
+//!   differ from what the grant allows;
+//! - **rotation overdue**: an Active grant not rotated within its period (plus grace);
+//! - **owner missing**: a live secret without its grant's owner tag.
+//!
+//! Each finding about a grant is recorded in its audit trail (once: the same finding
+//! in the next run is not recorded again) and counted (metric `DriftFindings`).
+//! Findings with no grant (orphans) are logged and counted.
+
+pub mod config;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_config::SdkConfig;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use ticketbound_domain::{
+    Actor, AuditAction, AuditRecord, ExpiryTrigger, Grant, GrantEvent, GrantId, GrantState,
+    LifecycleRules,
+};
+use ticketbound_enforce::{EnforceError, Enforcer, TargetConfig};
+use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_store::{AdvanceError, Store, StoreError};
+use ticketbound_targets::principal_names;
+use ticketbound_vault::VaultError;
+use ticketbound_vault::credentials::SecretInfo;
+
+pub use config::ReconcileConfig;
+
+/// Component name in audit events and metrics.
+pub const COMPONENT: &str = "grant-reconcile";
+
+/// A grant in Revoking this long is late, not in progress.
+const REVOKING_GRACE: chrono::Duration = chrono::Duration::minutes(10);
+
+#[derive(Debug)]
+pub struct Deps {
+    pub store: Store,
+    pub enforcer: Enforcer,
+    pub config: ReconcileConfig,
+}
+
+impl Deps {
+    pub fn from_env(sdk: &SdkConfig, env: EnvReader) -> Result<Self, ConfigError> {
+        let config = ReconcileConfig::from_env(env)?;
+        Ok(Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
+            enforcer: Enforcer::connect(
+                sdk,
+                config.enforce.clone(),
+                config.schedules.clone(),
+                config.secret_cache_ttl,
+            ),
+            config,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    Orphan,
+    ExpiredButLive,
+    Missing,
+    ScopeDrift,
+    RotationOverdue,
+    OwnerMissing,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Orphan => "orphan",
+            Self::ExpiredButLive => "expired_but_live",
+            Self::Missing => "missing",
+            Self::ScopeDrift => "scope_drift",
+            Self::RotationOverdue => "rotation_overdue",
+            Self::OwnerMissing => "owner_missing",
+        }
+    }
+}
+
+/// One difference between the record and the live state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<GrantId>,
+    /// What it is about: a secret's ARN, `<system>/<login>`.
+    pub subject: String,
+    pub detail: String,
+    /// What the reconciler did about it, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<String>,
+}
+
+/// What one run saw and found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileReport {
+    pub grants_checked: usize,
+    pub secrets_seen: usize,
+    pub logins_seen: usize,
+    pub findings: Vec<Finding>,
+    pub duration_ms: u128,
+}
+
+impl ReconcileReport {
+    pub fn count(&self, kind: FindingKind) -> usize {
+        self.findings.iter().filter(|f| f.kind == kind).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("the grants could not be read")]
+    Store(#[from] StoreError),
+    #[error("the managed secrets could not be listed")]
+    Vault(#[from] VaultError),
+    #[error("a target could not be inspected")]
+    Enforce(#[from] EnforceError),
+    #[error("a grant could not be moved on")]
+    Advance(#[from] AdvanceError),
+}
+
+impl From<ReconcileError> for lambda_runtime::Diagnostic {
+    fn from(e: ReconcileError) -> Self {
+        Self {
+            error_type: "ReconcileFailed".to_owned(),
+            error_message: ticketbound_runtime::error_chain(&e),
+        }
+    }
+}
+
+/// Runs the reconciler once.
+pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
+    let started = std::time::Instant::now();
+    let now = Utc::now();
+    let grants = deps.store.scan_grants(deps.config.segments).await?;
+    let secrets = deps.enforcer.vault.list_managed().await?;
+    let logins = deps.enforcer.managed_logins().await?;
+    let mut report = ReconcileReport {
+        grants_checked: grants.len(),
+        secrets_seen: secrets.len(),
+        logins_seen: logins.len(),
+        ..ReconcileReport::default()
+    };
+
+    let mut secrets_by_grant: BTreeMap<String, Vec<&SecretInfo>> = BTreeMap::new();
+    for secret in &secrets {
+        secrets_by_grant
+            .entry(secret.tag("grant-id").unwrap_or_default().to_owned())
+            .or_default()
+            .push(secret);
+    }
+    let login_owner: BTreeMap<String, GrantId> = grants
+        .iter()
+        .flat_map(|g| principal_names(g).map(|n| (n, g.id)))
+        .collect();
+    let live_logins: BTreeSet<&str> = logins.iter().map(|(_, l)| l.as_str()).collect();
+
+    for grant in &grants {
+        let secrets_of = secrets_by_grant
+            .get(&grant.id.to_string())
+            .cloned()
+            .unwrap_or_default();
+        let logins_of: Vec<String> = principal_names(grant)
+            .into_iter()
+            .filter(|n| live_logins.contains(n.as_str()))
+            .collect();
+        let findings = match grant.state {
+            // In flight: the provisioner is at work.
+            GrantState::Approved | GrantState::Provisioning => Vec::new(),
+            GrantState::Active if !grant.is_expired_at(now) => {
+                check_live(deps, grant, &secrets_of, &logins_of, now).await?
+            }
+            GrantState::Revoking if now - grant.updated_at < REVOKING_GRACE => Vec::new(),
+            _ => check_ended(deps, grant, &secrets_of, &logins_of).await?,
+        };
+        for finding in findings {
+            record(deps, grant, &finding, now).await?;
+            report.findings.push(finding);
+        }
+    }
+
+    let known: BTreeSet<String> = grants.iter().map(|g| g.id.to_string()).collect();
+    for secret in &secrets {
+        let grant_id = secret.tag("grant-id").unwrap_or_default();
+        if !known.contains(grant_id) {
+            report.findings.push(Finding {
+                kind: FindingKind::Orphan,
+                grant_id: None,
+                subject: secret.arn.clone(),
+                detail: format!(
+                    "a secret tagged managed-by=ticketbound that no grant accounts for (grant-id tag {:?})",
+                    grant_id
+                ),
+                remediation: None,
+            });
+        }
+    }
+    for (system, login) in &logins {
+        if !login_owner.contains_key(login) {
+            report.findings.push(Finding {
+                kind: FindingKind::Orphan,
+                grant_id: None,
+                subject: format!("{system}/{login}"),
+                detail: "a login named by ticketbound that no grant accounts for".into(),
+                remediation: None,
+            });
+        }
+    }
+
+    report
+        .findings
+        .sort_by(|a, b| (a.kind, &a.subject).cmp(&(b.kind, &b.subject)));
+    if !report.findings.is_empty() {
+        ticketbound_runtime::metrics::count(
+            COMPONENT,
+            "DriftFindings",
+            report.findings.len() as u64,
+        );
+        for f in &report.findings {
+            tracing::warn!(kind = f.kind.as_str(), grant_id = ?f.grant_id, subject = %f.subject, detail = %f.detail, remediation = ?f.remediation, "drift");
+        }
+    }
+    report.duration_ms = started.elapsed().as_millis();
+    Ok(report)
+}
+
+fn finding(
+    kind: FindingKind,
+    grant: &Grant,
+    subject: impl Into<String>,
+    detail: String,
+) -> Finding {
+    Finding {
+        kind,
+        grant_id: Some(grant.id),
+        subject: subject.into(),
+        detail,
+        remediation: None,
+    }
+}
+
+/// An Active grant within its time: everything must be there, as granted.
+async fn check_live(
+    deps: &Deps,
+    grant: &Grant,
+    secrets: &[&SecretInfo],
+    logins: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<Finding>, ReconcileError> {
+    let mut found = Vec::new();
+    let secret_arn = grant
+        .credential
+        .as_ref()
+        .map(|c| c.secret_arn.clone())
+        .unwrap_or_default();
+    let is_database = matches!(
+        deps.enforcer
+            .settings
+            .targets
+            .0
+            .get(grant.request.target.system_id.as_str()),
+        Some(TargetConfig::Postgres { .. })
+    );
+
+    match secrets
+        .iter()
+        .find(|s| s.arn == secret_arn)
+        .or(secrets.first())
+    {
+        None => found.push(finding(
+            FindingKind::Missing,
+            grant,
+            secret_arn.clone(),
+            "the grant is Active but its secret is gone".into(),
+        )),
+        Some(secret) => {
+            let owner = grant.request.identity.owner.as_str();
+            if secret.tag("owner") != Some(owner) {
+                found.push(finding(
+                    FindingKind::OwnerMissing,
+                    grant,
+                    secret.arn.clone(),
+                    format!(
+                        "the secret's owner tag is {:?}; the grant's owner is {owner:?}",
+                        secret.tag("owner")
+                    ),
+                ));
+            }
+            if let Some(problem) = policy_drift(deps, grant, &secret.arn).await? {
+                found.push(finding(
+                    FindingKind::ScopeDrift,
+                    grant,
+                    secret.arn.clone(),
+                    problem,
+                ));
+            }
+        }
+    }
+
+    if is_database {
+        if logins.is_empty() {
+            found.push(finding(
+                FindingKind::Missing,
+                grant,
+                format!(
+                    "{}/{}",
+                    grant.request.target.system_id,
+                    principal_names(grant)[0]
+                ),
+                "the grant is Active but its login is gone from the target".into(),
+            ));
+        } else {
+            let granted: BTreeSet<String> = grant
+                .request
+                .scope
+                .permissions()
+                .map(|p| p.to_string())
+                .collect();
+            for role in deps.enforcer.inspect(grant).await?.logins {
+                if role.member_of != granted || role.superuser {
+                    let extra: Vec<_> = role.member_of.difference(&granted).collect();
+                    let missing: Vec<_> = granted.difference(&role.member_of).collect();
+                    found.push(finding(
+                        FindingKind::ScopeDrift,
+                        grant,
+                        format!("{}/{}", grant.request.target.system_id, role.name),
+                        format!(
+                            "memberships differ from the grant's scope: extra {extra:?}, missing {missing:?}{}",
+                            if role.superuser { ", and it is SUPERUSER" } else { "" }
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    let since = grant.last_rotated_at.unwrap_or(grant.created_at);
+    let period = chrono::Duration::hours(i64::from(grant.request.rotation_period.as_hours()));
+    if now - since > period + deps.config.rotation_grace {
+        found.push(finding(
+            FindingKind::RotationOverdue,
+            grant,
+            secret_arn,
+            format!(
+                "last rotated {} ({} hours ago); the period is {} hours",
+                since.to_rfc3339(),
+                (now - since).num_hours(),
+                period.num_hours()
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+/// The secret's resource policy must let the grant's workload read and deny everyone
+/// else (shared/vault `resource_policy`). Says what differs, if anything.
+async fn policy_drift(
+    deps: &Deps,
+    grant: &Grant,
+    arn: &str,
+) -> Result<Option<String>, ReconcileError> {
+    let Some(text) = deps.enforcer.vault.policy(arn).await? else {
+        return Ok(Some("the secret has no resource policy".into()));
+    };
+    let policy: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+    let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).cloned();
+    let workload = grant.request.identity.workload_principal.as_str();
+    let reads = by_sid("WorkloadReads");
+    if reads.as_ref().map(|s| &s["Principal"]["AWS"]) != Some(&serde_json::json!(workload))
+        || reads.as_ref().map(|s| &s["Effect"]) != Some(&serde_json::json!("Allow"))
+    {
+        return Ok(Some(format!(
+            "the resource policy does not let exactly {workload} read the secret"
+        )));
+    }
+    if by_sid("NobodyElseReads").map(|s| s["Effect"].clone()) != Some(serde_json::json!("Deny")) {
+        return Ok(Some(
+            "the resource policy no longer denies everyone else".into(),
+        ));
+    }
+    let allows_more = statements
+        .iter()
+        .any(|s| s["Effect"] == "Allow" && s["Sid"] != "WorkloadReads");
+    Ok(allows_more.then(|| "the resource policy allows more than the workload".into()))
+}
+
+/// A grant that ended (or is past its time): nothing of it may live.
+async fn check_ended(
+    deps: &Deps,
+    grant: &Grant,
+    secrets: &[&SecretInfo],
+    logins: &[String],
+) -> Result<Vec<Finding>, ReconcileError> {
+    if secrets.is_empty() && logins.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut alive: Vec<String> = secrets.iter().map(|s| s.arn.clone()).collect();
+    alive.extend(logins.iter().cloned());
+    let mut f = finding(
+        FindingKind::ExpiredButLive,
+        grant,
+        alive.join(", "),
+        format!(
+            "the grant is {}{} but its credential lives on",
+            grant.state,
+            if grant.state == GrantState::Active {
+                " and past its not-after time"
+            } else {
+                ""
+            }
+        ),
+    );
+    if !deps.config.remediate {
+        return Ok(vec![f]);
+    }
+    f.remediation = Some(
+        if grant.state.is_terminal() || grant.state == GrantState::Failed {
+            let done = deps.enforcer.revoke(grant).await?;
+            format!(
+                "revoked by the reconciler: logins dropped {:?}, sessions terminated {}, secret deleted {}",
+                done.roles_dropped, done.sessions_terminated, done.secret_deleted
+            )
+        } else {
+            // Active past its time, or stuck in Revoking: the expiry path finishes it.
+            deps.store
+                .advance(
+                    grant.clone(),
+                    &GrantEvent::Expired {
+                        trigger: ExpiryTrigger::Sweep,
+                    },
+                    Utc::now(),
+                    &LifecycleRules::default(),
+                    |_, t| {
+                        AuditRecord::new(
+                            Utc::now(),
+                            Actor::component(COMPONENT),
+                            AuditAction::RevocationStarted,
+                        )
+                        .states(Some(t.from), Some(t.to))
+                        .detail("trigger", "sweep")
+                    },
+                )
+                .await?;
+            "handed to revocation (Revoking); the expiry function revokes it".into()
+        },
+    );
+    Ok(vec![f])
+}
+
+/// Records a finding in the grant's audit trail, unless the last event there already
+/// says the same.
+async fn record(
+    deps: &Deps,
+    grant: &Grant,
+    finding: &Finding,
+    now: DateTime<Utc>,
+) -> Result<(), ReconcileError> {
+    let latest = deps.store.latest_audit(grant.id).await?;
+    let said = latest.is_some_and(|e| {
+        e.action == AuditAction::DriftFound
+            && e.details.get("kind").map(String::as_str) == Some(finding.kind.as_str())
+            && e.details.get("subject") == Some(&finding.subject)
+    });
+    if said && finding.remediation.is_none() {
+        return Ok(());
+    }
+    deps.store
+        .note(grant.id, now, |g| {
+            let mut r = AuditRecord::new(now, Actor::component(COMPONENT), AuditAction::DriftFound)
+                .states(Some(g.state), Some(g.state))
+                .detail("kind", finding.kind.as_str())
+                .detail("subject", &finding.subject)
+                .detail("finding", &finding.detail);
+            if let Some(done) = &finding.remediation {
+                r = r.detail("remediation", done);
+            }
+            r
+        })
+        .await?;
+    Ok(())
+}

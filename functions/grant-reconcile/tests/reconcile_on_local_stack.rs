@@ -1,0 +1,286 @@
+//! The reconciler against moto and the local PostgreSQL. Each kind of drift is made by
+//! hand, as it happens in real life (a secret created outside ticketbound, a role
+//! dropped by a DBA, a membership granted on the side, a grant recorded revoked while
+//! its login survived), and the reconciler must find it, and fix what it may fix.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{Duration, Utc};
+use grant_reconcile::{Deps, FindingKind, ReconcileReport, reconcile};
+use ticketbound_domain::{
+    Actor, AuditAction, AuditRecord, Grant, GrantEvent, GrantState, LifecycleRules,
+};
+use ticketbound_runtime::EnvReader;
+use ticketbound_targets::principal_name;
+use ticketbound_testkit::TestStack;
+use ticketbound_testkit::issuing::{ALTERNATING_TARGET, IssuingFixture};
+
+struct Harness {
+    stack: TestStack,
+    deps: Deps,
+    fixture: IssuingFixture,
+}
+
+async fn harness(remediate: bool) -> Harness {
+    let stack = TestStack::get().await;
+    let tables = stack.fresh_tables().await.unwrap();
+    let fixture = stack.issuing_fixture(None).await;
+    let deps = Deps::from_env(
+        &stack.sdk,
+        EnvReader::from_map([
+            ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
+            ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
+            ("TICKETBOUND_TARGETS", fixture.targets.to_string()),
+            ("TICKETBOUND_SCHEDULE_GROUP", fixture.schedule_group.clone()),
+            ("TICKETBOUND_SECRET_CACHE_SECS", "0".to_owned()),
+            ("TICKETBOUND_RECONCILE_REMEDIATE", remediate.to_string()),
+        ]),
+    )
+    .unwrap();
+    Harness {
+        stack,
+        deps,
+        fixture,
+    }
+}
+
+impl Harness {
+    async fn active(&self) -> (Grant, String) {
+        self.fixture
+            .active_grant(
+                &self.stack,
+                &self.deps.store,
+                ALTERNATING_TARGET,
+                Duration::hours(2),
+            )
+            .await
+    }
+
+    async fn admin(&self, sql: &str) {
+        self.stack
+            .pg_admin()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap();
+    }
+
+    async fn drift_events(&self, g: &Grant) -> Vec<ticketbound_domain::AuditEvent> {
+        self.deps
+            .store
+            .audit_trail(g.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == AuditAction::DriftFound)
+            .collect()
+    }
+}
+
+fn about<'a>(
+    report: &'a ReconcileReport,
+    kind: FindingKind,
+    g: &Grant,
+) -> Vec<&'a grant_reconcile::Finding> {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.kind == kind && f.grant_id == Some(g.id))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_secret_and_a_login_made_outside_ticketbound_are_orphans() {
+    let h = harness(true).await;
+    let sm = h.stack.secretsmanager();
+    let tag = |k: &str, v: &str| {
+        aws_sdk_secretsmanager::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+    };
+    let made_by_hand = sm
+        .create_secret()
+        .name(format!("ticketbound/prod/handmade/{}", ulid::Ulid::new()))
+        .secret_string("{}")
+        .tags(tag("managed-by", "ticketbound"))
+        .tags(tag("grant-id", &ulid::Ulid::new().to_string()))
+        .send()
+        .await
+        .unwrap();
+    let login = format!(
+        "tb_handmade_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    h.admin(&format!("CREATE ROLE {login} LOGIN PASSWORD 'x-by-hand'"))
+        .await;
+
+    let report = reconcile(&h.deps).await.unwrap();
+    let orphans: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Orphan)
+        .map(|f| f.subject.as_str())
+        .collect();
+    assert!(
+        orphans.contains(&made_by_hand.arn().unwrap()),
+        "{orphans:?}"
+    );
+    assert!(
+        orphans.contains(&format!("{ALTERNATING_TARGET}/{login}").as_str()),
+        "{orphans:?}"
+    );
+    assert!(report.secrets_seen >= 1 && report.logins_seen >= 1);
+    h.admin(&format!("DROP ROLE {login}")).await;
+}
+
+#[tokio::test]
+async fn a_login_dropped_by_hand_is_missing_and_reported_once() {
+    let h = harness(true).await;
+    let (g, _) = h.active().await;
+    let (healthy, _) = h.active().await;
+    h.admin(&format!("DROP ROLE {}", principal_name(&g))).await;
+
+    let report = reconcile(&h.deps).await.unwrap();
+    let missing = about(&report, FindingKind::Missing, &g);
+    assert_eq!(missing.len(), 1, "{:#?}", report.findings);
+    assert!(missing[0].detail.contains("login is gone"));
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.grant_id != Some(healthy.id)),
+        "a grant whose live state matches has no finding: {:#?}",
+        report.findings
+    );
+    assert_eq!(h.drift_events(&g).await.len(), 1);
+
+    // The next run finds it again but does not say it again in the trail.
+    let again = reconcile(&h.deps).await.unwrap();
+    assert_eq!(about(&again, FindingKind::Missing, &g).len(), 1);
+    assert_eq!(h.drift_events(&g).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_membership_granted_on_the_side_is_scope_drift() {
+    let h = harness(true).await;
+    let (g, _) = h.active().await;
+    h.admin(&format!(
+        "GRANT {} TO {}",
+        h.fixture.pg.payments,
+        principal_name(&g)
+    ))
+    .await;
+
+    let report = reconcile(&h.deps).await.unwrap();
+    let drift = about(&report, FindingKind::ScopeDrift, &g);
+    assert_eq!(drift.len(), 1, "{:#?}", report.findings);
+    assert!(
+        drift[0].detail.contains(&h.fixture.pg.payments),
+        "{}",
+        drift[0].detail
+    );
+    let recorded = h.drift_events(&g).await;
+    assert_eq!(recorded[0].details["kind"], "scope_drift");
+}
+
+/// Records the grant Revoked without touching the target: the failure this project
+/// exists to catch.
+async fn revoked_on_paper(h: &Harness, g: &Grant) {
+    let rules = LifecycleRules::default();
+    let current = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
+    let audit = |action| {
+        move |_: &Grant, _: &ticketbound_domain::Transition| {
+            AuditRecord::new(Utc::now(), Actor::operator("someone"), action)
+        }
+    };
+    let (current, _) = h
+        .deps
+        .store
+        .advance(
+            current,
+            &GrantEvent::TicketWithdrawn,
+            Utc::now(),
+            &rules,
+            audit(AuditAction::RevocationStarted),
+        )
+        .await
+        .unwrap();
+    h.deps
+        .store
+        .advance(
+            current,
+            &GrantEvent::RevokeConfirmed,
+            Utc::now(),
+            &rules,
+            audit(AuditAction::Revoked),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_revoked_grant_whose_login_survived_is_found_and_revoked() {
+    let h = harness(true).await;
+    let (g, password) = h.active().await;
+    revoked_on_paper(&h, &g).await;
+    assert!(
+        h.stack
+            .pg_login(&principal_name(&g), &password)
+            .await
+            .is_ok()
+    );
+
+    let report = reconcile(&h.deps).await.unwrap();
+    let found = about(&report, FindingKind::ExpiredButLive, &g);
+    assert_eq!(found.len(), 1, "{:#?}", report.findings);
+    let remediation = found[0].remediation.as_deref().unwrap();
+    assert!(
+        remediation.contains("revoked by the reconciler"),
+        "{remediation}"
+    );
+
+    // Now it is dead for real, and the trail says who killed it.
+    assert!(
+        h.stack
+            .pg_login(&principal_name(&g), &password)
+            .await
+            .is_err()
+    );
+    let secret = g.credential.as_ref().unwrap().secret_arn.clone();
+    assert!(
+        h.deps
+            .enforcer
+            .vault
+            .describe(&secret)
+            .await
+            .unwrap()
+            .is_none_or(|s| s.deleted)
+    );
+    let recorded = h.drift_events(&g).await;
+    assert_eq!(recorded.len(), 1);
+    assert!(recorded[0].details["remediation"].contains("revoked"));
+    let stored = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Revoked);
+
+    // And the next run has nothing to say about it.
+    let again = reconcile(&h.deps).await.unwrap();
+    assert!(again.findings.iter().all(|f| f.grant_id != Some(g.id)));
+}
+
+#[tokio::test]
+async fn with_remediation_off_an_expired_but_live_credential_is_only_reported() {
+    let h = harness(false).await;
+    let (g, password) = h.active().await;
+    revoked_on_paper(&h, &g).await;
+    let report = reconcile(&h.deps).await.unwrap();
+    let found = about(&report, FindingKind::ExpiredButLive, &g);
+    assert_eq!(found.len(), 1);
+    assert!(found[0].remediation.is_none());
+    assert!(
+        h.stack
+            .pg_login(&principal_name(&g), &password)
+            .await
+            .is_ok()
+    );
+}

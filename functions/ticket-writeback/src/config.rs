@@ -1,0 +1,112 @@
+//! The write-back's configuration, from environment variables. Each ITSM is written
+//! to only when its URL and credentials secret are both set.
+
+use std::time::Duration;
+
+use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
+use ticketbound_store::StoreSettings;
+pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
+
+pub const SERVICENOW_URL: &str = "TICKETBOUND_SERVICENOW_URL";
+pub const SERVICENOW_CREDENTIALS: &str = "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID";
+pub const SERVICENOW_REVOKED_STATE: &str = "TICKETBOUND_SERVICENOW_REVOKED_STATE";
+pub const JIRA_URL: &str = "TICKETBOUND_JIRA_URL";
+pub const JIRA_CREDENTIALS: &str = "TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID";
+pub const JIRA_REVOKED_TRANSITION: &str = "TICKETBOUND_JIRA_REVOKED_TRANSITION_ID";
+pub const ATTEMPTS: &str = "TICKETBOUND_WRITEBACK_ATTEMPTS";
+pub const MAX_WAIT_SECS: &str = "TICKETBOUND_WRITEBACK_MAX_WAIT_SECS";
+pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
+
+/// Every variable the write-back reads, for the infrastructure check.
+pub const VARIABLES: &[&str] = &[
+    GRANTS_TABLE,
+    AUDIT_TABLE,
+    RETENTION_DAYS,
+    SERVICENOW_URL,
+    SERVICENOW_CREDENTIALS,
+    SERVICENOW_REVOKED_STATE,
+    JIRA_URL,
+    JIRA_CREDENTIALS,
+    JIRA_REVOKED_TRANSITION,
+    ATTEMPTS,
+    MAX_WAIT_SECS,
+    SECRET_CACHE_SECS,
+];
+
+/// One ITSM to write to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub credentials_secret_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WritebackConfig {
+    pub store: StoreSettings,
+    pub servicenow: Option<Endpoint>,
+    /// The `state` value a ServiceNow record is set to when its grant is revoked.
+    pub servicenow_revoked_state: Option<String>,
+    pub jira: Option<Endpoint>,
+    /// The transition a Jira issue takes when its grant is revoked.
+    pub jira_revoked_transition: Option<String>,
+    /// Attempts per note before it goes to the dead-letter record.
+    pub attempts: u32,
+    /// The longest wait between attempts (a longer Retry-After is cut to this).
+    pub max_wait: Duration,
+    pub secret_cache_ttl: Duration,
+}
+
+fn endpoint(
+    env: &mut EnvReader,
+    url_var: &'static str,
+    secret_var: &'static str,
+) -> Option<Endpoint> {
+    let url: Option<String> = env.optional(url_var, "an https:// base URL");
+    let secret: Option<String> = env.optional(secret_var, "a Secrets Manager secret id");
+    match (url, secret) {
+        (Some(url), Some(credentials_secret_id)) => Some(Endpoint {
+            url,
+            credentials_secret_id,
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            env.problem(secret_var, VarProblem::Missing);
+            None
+        }
+        (None, Some(_)) => {
+            env.problem(url_var, VarProblem::Missing);
+            None
+        }
+    }
+}
+
+impl WritebackConfig {
+    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let store = StoreSettings::read(&mut env);
+        let servicenow = endpoint(&mut env, SERVICENOW_URL, SERVICENOW_CREDENTIALS);
+        let servicenow_revoked_state: Option<String> =
+            env.optional(SERVICENOW_REVOKED_STATE, "a ServiceNow state value");
+        let jira = endpoint(&mut env, JIRA_URL, JIRA_CREDENTIALS);
+        let jira_revoked_transition: Option<String> =
+            env.optional(JIRA_REVOKED_TRANSITION, "a Jira transition id");
+        let attempts: u32 = env.or_default(ATTEMPTS, "a whole number from 1", 4);
+        let max_wait: u64 = env.or_default(MAX_WAIT_SECS, "a number of seconds", 20);
+        let cache: u64 = env.or_default(SECRET_CACHE_SECS, "a number of seconds", 300);
+        env.finish()?;
+        let Some(store) = store else {
+            return Err(ConfigError {
+                problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
+            });
+        };
+        Ok(Self {
+            store,
+            servicenow,
+            servicenow_revoked_state,
+            jira,
+            jira_revoked_transition,
+            attempts: attempts.max(1),
+            max_wait: Duration::from_secs(max_wait),
+            secret_cache_ttl: Duration::from_secs(cache),
+        })
+    }
+}

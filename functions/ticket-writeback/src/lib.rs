@@ -1,0 +1,456 @@
+//! `ticket-writeback`: each lifecycle step of a grant, told to its ticket.
+//!
+//! Triggered by the audit table's stream (INSERTs; new images), in order per shard.
+//! For each audit event worth telling (see `ticketbound_itsm::note`) it posts a work
+//! note (ServiceNow) or a comment (Jira), and, when the grant is revoked, optionally
+//! moves the ticket's state or transitions the issue.
+//!
+//! **Once, in effect.** Delivery is at least once, so a write-back record per audit
+//! event is claimed before the post and settled after it: a redelivered record finds
+//! it settled and posts nothing; one that finds it only claimed (the last attempt died
+//! around the post) looks for the note's marker on the ticket before posting again.
+//!
+//! **Failures.** 429 and 5xx (and unreachable) are retried with backoff, honouring
+//! Retry-After; a 401/403 is retried once with credentials read again (they may have
+//! been rotated); any other 4xx is not retried. After the last attempt the note goes
+//! to the dead-letter record, the grant's audit says so (`ticket_update_failed`), the
+//! metric `WritebackFailures` counts it, and the shard moves on. Only a failure of
+//! DynamoDB itself holds the shard (`ReportBatchItemFailures`), so nothing is lost.
+//!
+//! The write-back's own audit events (`ticket_updated`, `ticket_update_failed`) are
+//! never told to the ticket, or it would tell of itself without end.
+
+pub mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use chrono::Utc;
+use serde::Serialize;
+use ticketbound_domain::{Actor, AuditAction, AuditEvent, AuditRecord, Grant, SourceSystem};
+use ticketbound_itsm::note::{self, Note};
+use ticketbound_itsm::outbound::{Jira, PostError, Posted, ServiceNow};
+use ticketbound_runtime::{ConfigError, EnvReader, ExposeSecret};
+use ticketbound_store::stream::audit_from_image;
+use ticketbound_store::{Store, StoreError, WritebackRecord, WritebackState};
+use ticketbound_vault::{SecretCache, VaultError};
+use tokio::sync::Mutex;
+
+pub use config::WritebackConfig;
+
+/// Component name in audit events and metrics.
+pub const COMPONENT: &str = "ticket-writeback";
+
+#[derive(Debug)]
+pub struct Deps {
+    pub store: Store,
+    pub secrets: SecretCache,
+    pub config: WritebackConfig,
+    servicenow: Mutex<Option<Arc<ServiceNow>>>,
+    jira: Mutex<Option<Arc<Jira>>>,
+}
+
+impl Deps {
+    pub fn from_env(sdk: &SdkConfig, env: EnvReader) -> Result<Self, ConfigError> {
+        let config = WritebackConfig::from_env(env)?;
+        Ok(Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
+            secrets: SecretCache::new(
+                aws_sdk_secretsmanager::Client::new(sdk),
+                config.secret_cache_ttl,
+                Duration::from_secs(5),
+            ),
+            config,
+            servicenow: Mutex::new(None),
+            jira: Mutex::new(None),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WritebackError {
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    #[error("the ITSM credentials could not be read")]
+    Credentials(#[from] VaultError),
+    #[error("the record is not an audit event")]
+    Malformed(#[source] StoreError),
+}
+
+/// What became of one audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Posted {
+        system: String,
+        reference: String,
+    },
+    /// A redelivery: the note was posted (or given up) before.
+    AlreadyDone,
+    /// Given up: in the dead-letter record, and audited.
+    DeadLettered {
+        reason: String,
+    },
+    Skipped {
+        why: String,
+    },
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WritebackResponse {
+    pub outcomes: Vec<Outcome>,
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<DynamoDbBatchItemFailure>,
+}
+
+impl From<WritebackResponse> for DynamoDbEventResponse {
+    fn from(r: WritebackResponse) -> Self {
+        let mut response = DynamoDbEventResponse::default();
+        response.batch_item_failures = r.batch_item_failures;
+        response
+    }
+}
+
+/// Handles one batch from the audit table's stream, record by record in order. A
+/// record that fails on DynamoDB stops the batch there: Lambda redelivers from it.
+pub async fn handle(deps: &Deps, event: Event) -> WritebackResponse {
+    let mut response = WritebackResponse::default();
+    for record in &event.records {
+        match write_back(deps, record).await {
+            Ok(outcome) => response.outcomes.push(outcome),
+            Err(WritebackError::Malformed(e)) => {
+                tracing::error!(error = %ticketbound_runtime::error_chain(&e), event_id = ?record.event_id, "not an audit event; skipped");
+                response.outcomes.push(Outcome::Skipped {
+                    why: "not an audit event".into(),
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %ticketbound_runtime::error_chain(&e), "write-back held; the stream redelivers from this record");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = record.change.sequence_number.clone();
+                response.batch_item_failures.push(failure);
+                break;
+            }
+        }
+    }
+    response
+}
+
+fn skipped(why: impl Into<String>) -> Outcome {
+    Outcome::Skipped { why: why.into() }
+}
+
+async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, WritebackError> {
+    if record.event_name != "INSERT" {
+        return Ok(skipped("not a new audit event"));
+    }
+    let event =
+        audit_from_image(record.change.new_image.clone()).map_err(WritebackError::Malformed)?;
+    if !note::is_noteworthy(event.action) {
+        return Ok(skipped(format!(
+            "{} is not told to the ticket",
+            event.action
+        )));
+    }
+    let Some(grant) = deps.store.get_grant(event.grant_id).await? else {
+        return Ok(skipped("the grant no longer exists"));
+    };
+    let Some(note) = note::render(&grant, &event) else {
+        return Ok(skipped("nothing to tell"));
+    };
+    let ticket = &grant.request.ticket;
+    let system = ticket.source.as_str();
+    let configured = match ticket.source {
+        SourceSystem::Jira => deps.config.jira.is_some(),
+        SourceSystem::Servicenow => deps.config.servicenow.is_some(),
+        SourceSystem::Generic => false,
+    };
+    if !configured {
+        return Ok(skipped(format!(
+            "no write-back configured for {system} tickets"
+        )));
+    }
+
+    let mut claim = WritebackRecord {
+        grant_id: grant.id,
+        seq: event.seq,
+        state: WritebackState::Posting,
+        system: system.to_owned(),
+        ticket: ticket.key.to_string(),
+        attempts: 0,
+        reference: None,
+        reason: None,
+        updated_at: Utc::now(),
+    };
+    match deps.store.writeback(grant.id, event.seq).await? {
+        Some(r) if r.state != WritebackState::Posting => return Ok(Outcome::AlreadyDone),
+        Some(r) => {
+            // The last attempt claimed it and died: did the note get there?
+            claim = r;
+            if let Ok(notes) = read_notes(deps, &grant).await
+                && notes.iter().any(|n| n.contains(&note.marker))
+            {
+                settle_done(deps, &grant, &event, claim, "found on the ticket".into()).await?;
+                return Ok(Outcome::AlreadyDone);
+            }
+        }
+        None => {
+            if !deps.store.put_writeback(&grant, &claim, true).await? {
+                return Ok(Outcome::AlreadyDone);
+            }
+        }
+    }
+
+    match post_with_retries(deps, &grant, &event, &note, &mut claim.attempts).await? {
+        Ok(posted) => {
+            let reference = posted.reference.clone();
+            settle_done(deps, &grant, &event, claim, posted.reference).await?;
+            Ok(Outcome::Posted {
+                system: system.to_owned(),
+                reference,
+            })
+        }
+        Err(e) => {
+            let reason = ticketbound_runtime::error_chain(&e);
+            tracing::error!(grant_id = %grant.id, seq = event.seq, error = %reason, "write-back given up; dead-letter record written");
+            ticketbound_runtime::metrics::count(COMPONENT, "WritebackFailures", 1);
+            claim.state = WritebackState::Dead;
+            claim.reason = Some(reason.clone());
+            claim.updated_at = Utc::now();
+            deps.store.put_writeback(&grant, &claim, false).await?;
+            let attempts = claim.attempts;
+            deps.store
+                .note(grant.id, Utc::now(), |g| {
+                    AuditRecord::new(
+                        Utc::now(),
+                        Actor::component(COMPONENT),
+                        AuditAction::TicketUpdateFailed,
+                    )
+                    .states(Some(g.state), Some(g.state))
+                    .detail("system", system)
+                    .detail("ticket", &ticket.key)
+                    .detail("about_seq", event.seq)
+                    .detail("about", event.action)
+                    .detail("attempts", attempts)
+                    .detail("reason", &reason)
+                })
+                .await?;
+            Ok(Outcome::DeadLettered { reason })
+        }
+    }
+}
+
+async fn settle_done(
+    deps: &Deps,
+    grant: &Grant,
+    event: &AuditEvent,
+    mut record: WritebackRecord,
+    reference: String,
+) -> Result<(), WritebackError> {
+    record.state = WritebackState::Done;
+    record.reference = Some(reference.clone());
+    record.updated_at = Utc::now();
+    deps.store.put_writeback(grant, &record, false).await?;
+    deps.store
+        .note(grant.id, Utc::now(), |g| {
+            AuditRecord::new(
+                Utc::now(),
+                Actor::component(COMPONENT),
+                AuditAction::TicketUpdated,
+            )
+            .states(Some(g.state), Some(g.state))
+            .detail("system", &record.system)
+            .detail("ticket", &record.ticket)
+            .detail("reference", &reference)
+            .detail("about_seq", event.seq)
+            .detail("about", event.action)
+        })
+        .await?;
+    Ok(())
+}
+
+/// Posts `note`, retrying what may succeed later. The outer error is DynamoDB or
+/// Secrets Manager (hold the shard); the inner one is the ITSM's last answer.
+async fn post_with_retries(
+    deps: &Deps,
+    grant: &Grant,
+    event: &AuditEvent,
+    note: &Note,
+    attempts: &mut u32,
+) -> Result<Result<Posted, PostError>, WritebackError> {
+    let mut reauthenticated = false;
+    loop {
+        *attempts += 1;
+        let result = post(deps, grant, event, note).await?;
+        let error = match result {
+            Ok(posted) => return Ok(Ok(posted)),
+            Err(e) => e,
+        };
+        let unauthorised = matches!(
+            error,
+            PostError::Status {
+                status: 401 | 403,
+                ..
+            }
+        );
+        if unauthorised
+            && !reauthenticated
+            && renew_client(deps, grant.request.ticket.source).await?
+        {
+            reauthenticated = true;
+            continue;
+        }
+        if !error.is_retryable() || *attempts >= deps.config.attempts {
+            return Ok(Err(error));
+        }
+        let backoff = Duration::from_millis(500 * 2u64.pow((*attempts - 1).min(6)));
+        let wait = error
+            .retry_after()
+            .unwrap_or(backoff)
+            .min(deps.config.max_wait);
+        tracing::warn!(grant_id = %grant.id, attempt = *attempts, wait_ms = wait.as_millis() as u64, error = %ticketbound_runtime::error_chain(&error), "write-back attempt failed; retrying");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn post(
+    deps: &Deps,
+    grant: &Grant,
+    event: &AuditEvent,
+    note: &Note,
+) -> Result<Result<Posted, PostError>, WritebackError> {
+    let key = grant.request.ticket.key.as_str();
+    let revoked = event.action == AuditAction::Revoked;
+    Ok(match grant.request.ticket.source {
+        SourceSystem::Servicenow => match servicenow(deps).await? {
+            Ok(client) => {
+                let state = deps
+                    .config
+                    .servicenow_revoked_state
+                    .as_deref()
+                    .filter(|_| revoked);
+                client.add_work_note(key, note, state).await
+            }
+            Err(e) => Err(e),
+        },
+        SourceSystem::Jira => match jira(deps).await? {
+            Ok(client) => match client.add_comment(key, note).await {
+                Ok(posted) => {
+                    if let Some(transition) = deps
+                        .config
+                        .jira_revoked_transition
+                        .as_deref()
+                        .filter(|_| revoked)
+                        && let Err(e) = client.transition(key, transition).await
+                    {
+                        // The comment is there; a workflow that does not allow the
+                        // transition now is the ticket's business, and logged.
+                        tracing::warn!(grant_id = %grant.id, error = %ticketbound_runtime::error_chain(&e), "the revoked transition was refused");
+                    }
+                    Ok(posted)
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        SourceSystem::Generic => Err(PostError::Unexpected {
+            system: "generic",
+            operation: "write back",
+            problem: "generic tickets have no ITSM to write to".into(),
+        }),
+    })
+}
+
+/// The notes the ticket has now (for the marker check after a crash).
+pub async fn read_notes(deps: &Deps, grant: &Grant) -> Result<Vec<String>, WritebackError> {
+    let key = grant.request.ticket.key.as_str();
+    let notes = match grant.request.ticket.source {
+        SourceSystem::Servicenow => match servicenow(deps).await? {
+            Ok(client) => client.work_notes(key).await,
+            Err(e) => Err(e),
+        },
+        SourceSystem::Jira => match jira(deps).await? {
+            Ok(client) => client.comments(key).await,
+            Err(e) => Err(e),
+        },
+        SourceSystem::Generic => Ok(Vec::new()),
+    };
+    Ok(notes.unwrap_or_else(|e| {
+        tracing::warn!(error = %ticketbound_runtime::error_chain(&e), "could not read the ticket's notes");
+        Vec::new()
+    }))
+}
+
+async fn servicenow(deps: &Deps) -> Result<Result<Arc<ServiceNow>, PostError>, WritebackError> {
+    let mut slot = deps.servicenow.lock().await;
+    if let Some(client) = slot.as_ref() {
+        return Ok(Ok(Arc::clone(client)));
+    }
+    let Some(endpoint) = &deps.config.servicenow else {
+        return Ok(Err(not_configured("ServiceNow")));
+    };
+    let credentials = deps.secrets.get(&endpoint.credentials_secret_id).await?;
+    Ok(
+        ServiceNow::new(&endpoint.url, credentials.expose_secret()).map(|c| {
+            let c = Arc::new(c);
+            *slot = Some(Arc::clone(&c));
+            c
+        }),
+    )
+}
+
+async fn jira(deps: &Deps) -> Result<Result<Arc<Jira>, PostError>, WritebackError> {
+    let mut slot = deps.jira.lock().await;
+    if let Some(client) = slot.as_ref() {
+        return Ok(Ok(Arc::clone(client)));
+    }
+    let Some(endpoint) = &deps.config.jira else {
+        return Ok(Err(not_configured("Jira")));
+    };
+    let credentials = deps.secrets.get(&endpoint.credentials_secret_id).await?;
+    Ok(
+        Jira::new(&endpoint.url, credentials.expose_secret()).map(|c| {
+            let c = Arc::new(c);
+            *slot = Some(Arc::clone(&c));
+            c
+        }),
+    )
+}
+
+fn not_configured(system: &'static str) -> PostError {
+    PostError::Unexpected {
+        system,
+        operation: "write back",
+        problem: "not configured".into(),
+    }
+}
+
+/// After a 401/403: reads the credentials again and, if they changed, drops the client
+/// so that the next attempt builds one with them. True when there is something new.
+async fn renew_client(deps: &Deps, source: SourceSystem) -> Result<bool, WritebackError> {
+    let endpoint = match source {
+        SourceSystem::Servicenow => deps.config.servicenow.as_ref(),
+        SourceSystem::Jira => deps.config.jira.as_ref(),
+        SourceSystem::Generic => None,
+    };
+    let Some(endpoint) = endpoint else {
+        return Ok(false);
+    };
+    let changed = deps
+        .secrets
+        .refresh(&endpoint.credentials_secret_id)
+        .await?
+        .is_some();
+    if changed {
+        match source {
+            SourceSystem::Servicenow => *deps.servicenow.lock().await = None,
+            SourceSystem::Jira => *deps.jira.lock().await = None,
+            SourceSystem::Generic => {}
+        }
+    }
+    Ok(changed)
+}

@@ -1,0 +1,379 @@
+//! The write-back against moto (the audit table's real stream) and a local HTTP server
+//! speaking the vendors' documented request and error shapes (wiremock): a note per
+//! lifecycle step, posted once however often the stream delivers it; 429 waits as long
+//! as Retry-After says; a 401 goes to the dead-letter record and the next record still
+//! gets through.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration as StdDuration, Instant};
+
+use aws_lambda_events::event::dynamodb::Event;
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use ticket_writeback::{Deps, Outcome, handle};
+use ticketbound_domain::{
+    Actor, AuditAction, AuditRecord, Grant, GrantState, SourceSystem, TicketKey,
+};
+use ticketbound_runtime::EnvReader;
+use ticketbound_store::{Store, WritebackState};
+use ticketbound_testkit::streams::StreamPoller;
+use ticketbound_testkit::{TestStack, sample_grant, unique_key};
+use wiremock::matchers::{body_string_contains, header, method, path, path_regex, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+struct Harness {
+    store: Store,
+    deps: Deps,
+    audit_stream: StreamPoller,
+    server: MockServer,
+}
+
+async fn harness() -> Harness {
+    let stack = TestStack::get().await;
+    let tables = stack.fresh_tables().await.unwrap();
+    let server = MockServer::start().await;
+    let jira_secret = stack
+        .create_secret(
+            "jira-api",
+            r#"{"email": "ticketbound@example.com", "api_token": "jira-token-1"}"#,
+        )
+        .await;
+    let servicenow_secret = stack
+        .create_secret(
+            "servicenow-api",
+            r#"{"auth": "oauth", "client_id": "tb-client", "client_secret": "sn-secret-1"}"#,
+        )
+        .await;
+    let deps = Deps::from_env(
+        &stack.sdk,
+        EnvReader::from_map([
+            ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
+            ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
+            ("TICKETBOUND_JIRA_URL", server.uri()),
+            ("TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID", jira_secret),
+            ("TICKETBOUND_JIRA_REVOKED_TRANSITION_ID", "31".to_owned()),
+            ("TICKETBOUND_SERVICENOW_URL", server.uri()),
+            (
+                "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID",
+                servicenow_secret,
+            ),
+            ("TICKETBOUND_SERVICENOW_REVOKED_STATE", "3".to_owned()),
+            ("TICKETBOUND_WRITEBACK_ATTEMPTS", "3".to_owned()),
+            ("TICKETBOUND_WRITEBACK_MAX_WAIT_SECS", "5".to_owned()),
+        ]),
+    )
+    .unwrap();
+    let audit_stream = StreamPoller::new(&stack.sdk, &tables.audit).await.unwrap();
+    let store = stack.local_store_for(&tables);
+    Harness {
+        store,
+        deps,
+        audit_stream,
+        server,
+    }
+}
+
+impl Harness {
+    /// A grant on a ticket of `source`, recorded with its request and policy decision.
+    async fn grant(&self, source: SourceSystem, key: &str) -> Grant {
+        let mut g = sample_grant(Utc::now(), Duration::hours(4));
+        g.request.ticket.source = source;
+        g.request.ticket.key = TicketKey::new(key).unwrap();
+        let requested = g.record(AuditRecord::new(
+            Utc::now(),
+            Actor::itsm_user("priya"),
+            AuditAction::Requested,
+        ));
+        let evaluated = g.record(
+            AuditRecord::new(
+                Utc::now(),
+                Actor::component("itsm-intake"),
+                AuditAction::PolicyEvaluated,
+            )
+            .detail("decision", "allow")
+            .detail("policy_ids", "permit-approved-requests"),
+        );
+        self.store
+            .create_grant(&g, &[requested, evaluated], None, Utc::now())
+            .await
+            .unwrap();
+        g
+    }
+
+    /// The audit stream's records so far (all of them, in order).
+    async fn records(&mut self) -> Event {
+        let mut all = Event::default();
+        for _ in 0..50 {
+            match self.audit_stream.next_batch().await.unwrap() {
+                Some(batch) => {
+                    let n = batch.records.len();
+                    all.records.extend(batch.records);
+                    self.audit_stream.complete(n, &Default::default());
+                }
+                None if !all.records.is_empty() => return all,
+                None => tokio::time::sleep(StdDuration::from_millis(100)).await,
+            }
+        }
+        all
+    }
+
+    async fn trail(&self, g: &Grant) -> Vec<ticketbound_domain::AuditEvent> {
+        self.store.audit_trail(g.id).await.unwrap()
+    }
+}
+
+fn jira_comment_created() -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "id": "10042",
+        "self": "https://example.atlassian.net/rest/api/3/issue/10010/comment/10042",
+        "created": "2026-11-29T10:00:00.000+0000"
+    }))
+}
+
+#[tokio::test]
+async fn a_redelivered_audit_record_posts_once() {
+    let mut h = harness().await;
+    let key = unique_key("OPS");
+    let g = h.grant(SourceSystem::Jira, &key).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/rest/api/3/issue/{key}/comment")))
+        .and(header(
+            "authorization",
+            "Basic dGlja2V0Ym91bmRAZXhhbXBsZS5jb206amlyYS10b2tlbi0x",
+        ))
+        .and(body_string_contains("approved by dana.okafor@example.com"))
+        .and(body_string_contains(format!("ticketbound:{}:2", g.id)))
+        .respond_with(jira_comment_created())
+        .expect(1)
+        .mount(&h.server)
+        .await;
+
+    let batch = h.records().await;
+    let first = handle(&h.deps, batch.clone()).await;
+    assert!(first.batch_item_failures.is_empty());
+    assert!(first.outcomes.contains(&Outcome::Posted {
+        system: "jira".into(),
+        reference: "10042".into()
+    }));
+    // Lambda delivers the same batch again (a retry, a duplicate): nothing more.
+    let second = handle(&h.deps, batch).await;
+    assert!(
+        !second
+            .outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Posted { .. }))
+    );
+    assert!(second.outcomes.contains(&Outcome::AlreadyDone));
+
+    // The note is in the grant's trail, and the trail's own record is not told again.
+    let trail = h.trail(&g).await;
+    let updates: Vec<_> = trail
+        .iter()
+        .filter(|e| e.action == AuditAction::TicketUpdated)
+        .collect();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].details["reference"], "10042");
+    assert_eq!(updates[0].details["about"], "policy_evaluated");
+    let more = h.records().await;
+    let outcomes = handle(&h.deps, more).await.outcomes;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Skipped { .. })),
+        "{outcomes:?}"
+    );
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_the_time_retry_after_asks_for() {
+    let mut h = harness().await;
+    let key = unique_key("OPS");
+    h.grant(SourceSystem::Jira, &key).await;
+    let comment_path = format!("/rest/api/3/issue/{key}/comment");
+    Mock::given(method("POST"))
+        .and(path(comment_path.clone()))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "2")
+                .set_body_json(json!({"errorMessages": ["Rate limit exceeded."]})),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(comment_path))
+        .respond_with(jira_comment_created())
+        .expect(1)
+        .mount(&h.server)
+        .await;
+
+    let batch = h.records().await;
+    let started = Instant::now();
+    let response = handle(&h.deps, batch).await;
+    let waited = started.elapsed();
+    assert!(
+        response
+            .outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Posted { .. }))
+    );
+    assert!(
+        waited >= StdDuration::from_secs(2),
+        "Retry-After: 2 was honoured ({waited:?})"
+    );
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn a_401_goes_to_the_dead_letter_record_and_later_records_still_post() {
+    let mut h = harness().await;
+    let refused_key = unique_key("OPS");
+    let fine_key = unique_key("OPS");
+    let refused = h.grant(SourceSystem::Jira, &refused_key).await;
+    let fine = h.grant(SourceSystem::Jira, &fine_key).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/rest/api/3/issue/{refused_key}/comment")))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "errorMessages": ["You do not have permission to comment on this issue."],
+            "errors": {}
+        })))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/rest/api/3/issue/{fine_key}/comment")))
+        .respond_with(jira_comment_created())
+        .expect(1)
+        .mount(&h.server)
+        .await;
+
+    let batch = h.records().await;
+    let response = handle(&h.deps, batch).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "the shard moves on"
+    );
+    assert!(
+        response
+            .outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::DeadLettered { reason } if reason.contains("401")))
+    );
+    assert!(
+        response
+            .outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Posted { .. }))
+    );
+
+    let dead = h.store.dead_writebacks(refused.id).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].state, WritebackState::Dead);
+    assert_eq!(dead[0].attempts, 1, "a 401 is not retried");
+    let failed = h
+        .trail(&refused)
+        .await
+        .into_iter()
+        .find(|e| e.action == AuditAction::TicketUpdateFailed)
+        .expect("the failure is audited");
+    assert!(failed.details["reason"].contains("401"));
+    assert!(
+        h.trail(&fine)
+            .await
+            .iter()
+            .any(|e| e.action == AuditAction::TicketUpdated)
+    );
+    h.server.verify().await;
+}
+
+#[tokio::test]
+async fn servicenow_gets_a_work_note_through_oauth_and_its_state_on_revocation() {
+    let mut h = harness().await;
+    let number = format!("CHG{}", &unique_key("X")[2..]);
+    let g = h.grant(SourceSystem::Servicenow, &number).await;
+    Mock::given(method("POST"))
+        .and(path("/oauth_token.do"))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .and(body_string_contains("client_id=tb-client"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "sn-access-token",
+            "token_type": "Bearer",
+            "expires_in": 1799
+        })))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/change_request"))
+        .and(query_param("sysparm_query", format!("number={number}")))
+        .and(header("authorization", "Bearer sn-access-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": [{"sys_id": "a1b2c3d4e5f60718293a4b5c6d7e8f90"}]
+        })))
+        .mount(&h.server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path_regex(
+            "^/api/now/table/change_request/a1b2c3d4e5f60718293a4b5c6d7e8f90$",
+        ))
+        .and(body_string_contains("work_notes"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .expect(2)
+        .mount(&h.server)
+        .await;
+
+    let batch = h.records().await;
+    let response = handle(&h.deps, batch).await;
+    assert!(
+        response
+            .outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Posted { .. }))
+    );
+
+    // The grant is revoked: the note says why, and the record's state is set.
+    let current = h.store.get_grant(g.id).await.unwrap().unwrap();
+    let mut revoked = current.noted(Utc::now());
+    revoked.state = GrantState::Revoked;
+    let e = revoked.record(
+        AuditRecord::new(
+            Utc::now(),
+            Actor::component("grant-expire"),
+            AuditAction::Revoked,
+        )
+        .detail("trigger", "ticket_withdrawn")
+        .detail("roles_dropped", "tb_orders_etl_x")
+        .detail("sessions_terminated", 1),
+    );
+    h.store.save_grant(&revoked, &[e]).await.unwrap();
+    let batch = h.records().await;
+    let response = handle(&h.deps, batch).await;
+    assert!(
+        response
+            .outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Posted { .. }))
+    );
+    let patches: Vec<Value> = h
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let last = patches.last().unwrap();
+    assert_eq!(last["state"], "3");
+    let text = last["work_notes"].as_str().unwrap();
+    assert!(text.contains("the ticket was withdrawn"), "{text}");
+    assert!(text.contains("Open sessions terminated: 1"), "{text}");
+    assert!(
+        patches[0].get("state").is_none(),
+        "only revocation moves the state"
+    );
+    h.server.verify().await;
+}

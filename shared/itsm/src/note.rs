@@ -1,0 +1,227 @@
+//! What a ticket is told about its grant: one note per lifecycle step, rendered from
+//! the audit event and the grant (pure; the clients in `outbound` post it).
+//!
+//! A note names who approved, the policy decision, what was created (identity,
+//! target, scope, secret ARN: never a value), when it expires, each rotation, and when
+//! and why it was revoked. Each ends with a marker line naming the grant and the audit
+//! event, by which the write-back recognises a note it already posted.
+
+use ticketbound_domain::{AuditAction, AuditEvent, Grant};
+
+/// A note for a ticket: a headline and lines of plain text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub headline: String,
+    pub lines: Vec<String>,
+    /// `ticketbound:<grant id>:<seq>`, also the last line of the text.
+    pub marker: String,
+}
+
+impl Note {
+    /// The note as plain text (ServiceNow work notes; each paragraph of Jira's ADF).
+    pub fn text(&self) -> String {
+        let mut text = self.headline.clone();
+        for line in &self.lines {
+            text.push('\n');
+            text.push_str(line);
+        }
+        text.push_str("\n\n");
+        text.push_str(&self.marker);
+        text
+    }
+}
+
+/// The marker of a note about event `seq` of grant `grant_id`.
+pub fn marker(grant_id: &str, seq: u64) -> String {
+    format!("ticketbound:{grant_id}:{seq}")
+}
+
+/// Whether an event is told to the ticket. The write-back's own events are not (they
+/// would tell of themselves without end), nor the step between approval and
+/// provisioning, which the next note covers.
+pub fn is_noteworthy(action: AuditAction) -> bool {
+    !matches!(
+        action,
+        AuditAction::Requested
+            | AuditAction::ProvisioningStarted
+            | AuditAction::TicketUpdated
+            | AuditAction::TicketUpdateFailed
+    )
+}
+
+/// The note for `event` of `grant`, or `None` when the event is not told.
+pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
+    if !is_noteworthy(event.action) {
+        return None;
+    }
+    let r = &grant.request;
+    let detail = |k: &str| event.details.get(k).filter(|v| !v.is_empty()).cloned();
+    let at = event.at.format("%Y-%m-%d %H:%M:%S UTC");
+    let what = format!(
+        "{} ({}) at {} [{}], scope {}",
+        r.identity.name,
+        r.identity.kind.as_str(),
+        r.target.system_id,
+        r.target.environment,
+        r.scope
+    );
+    let until = format!(
+        "valid until {}",
+        grant.not_after().format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let mut lines = Vec::new();
+    let headline = match event.action {
+        AuditAction::PolicyEvaluated => {
+            let approvers = r
+                .approvals
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} ({})",
+                        a.approver,
+                        a.approved_at.format("%Y-%m-%d %H:%M UTC")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            lines.push(format!(
+                "Requested by {}; approved by {approvers}.",
+                r.requester
+            ));
+            lines.push(format!("Access: {what}, {until}."));
+            let policies = detail("policy_ids").unwrap_or_else(|| "none".into());
+            match detail("decision").as_deref() {
+                Some("allow") => {
+                    lines.push(format!("Policy decision: allowed (policies: {policies})."));
+                    format!("ticketbound: access approved by policy at {at}")
+                }
+                _ => {
+                    lines.push(format!(
+                        "Policy decision: denied (policies: {policies}): {}.",
+                        detail("reasons").unwrap_or_else(|| "no reason given".into())
+                    ));
+                    format!("ticketbound: access denied by policy at {at}; nothing was created")
+                }
+            }
+        }
+        AuditAction::Rejected => {
+            lines.push(format!("Access: {what}."));
+            format!("ticketbound: request rejected at {at}; nothing was created")
+        }
+        AuditAction::Provisioned => {
+            lines.push(format!(
+                "Created: {what}, {until}; owner {}.",
+                r.identity.owner
+            ));
+            if let Some(principal) = detail("principal") {
+                lines.push(format!("Login at the target: {principal}."));
+            }
+            if let Some(arn) = detail("secret_arn")
+                .or_else(|| grant.credential.as_ref().map(|c| c.secret_arn.clone()))
+            {
+                lines.push(format!(
+                    "Credential held in AWS Secrets Manager: {arn} (readable only by {}).",
+                    r.identity.workload_principal
+                ));
+            }
+            if let Some(rotation) = detail("rotation") {
+                lines.push(format!("Rotation: {rotation}."));
+            }
+            if let Some(schedule) = detail("expiry_schedule") {
+                lines.push(format!(
+                    "Revocation scheduled at the not-after time ({schedule})."
+                ));
+            }
+            format!("ticketbound: credential issued at {at}")
+        }
+        AuditAction::ProvisioningFailed => {
+            lines.push(format!(
+                "Reason: {}.",
+                detail("reason").unwrap_or_else(|| "not recorded".into())
+            ));
+            lines.push("Anything partly made has been removed.".into());
+            format!("ticketbound: the credential could not be issued ({at})")
+        }
+        AuditAction::Rotated => {
+            lines.push(format!(
+                "Secret version {} is now current{}.",
+                detail("current_version").unwrap_or_default(),
+                detail("previous_version")
+                    .map(|p| format!(", replacing {p}"))
+                    .unwrap_or_default()
+            ));
+            if let Some(login) = detail("login") {
+                lines.push(format!("Login now in use: {login}."));
+            }
+            lines.push(format!("The grant stays {until}."));
+            format!("ticketbound: credential rotated at {at}")
+        }
+        AuditAction::RotationRefused => {
+            lines.push(format!(
+                "Reason: {}.",
+                detail("reason").unwrap_or_else(|| "the grant is not live".into())
+            ));
+            format!("ticketbound: rotation refused at {at}")
+        }
+        AuditAction::RevocationStarted => {
+            lines.push(format!("Cause: {}.", cause(detail("trigger").as_deref())));
+            format!("ticketbound: revocation started at {at}")
+        }
+        AuditAction::Revoked => {
+            lines.push(format!("Cause: {}.", cause(detail("trigger").as_deref())));
+            if let Some(roles) = detail("roles_dropped") {
+                lines.push(format!("Logins dropped at the target: {roles}."));
+            }
+            if let Some(n) = detail("sessions_terminated") {
+                lines.push(format!("Open sessions terminated: {n}."));
+            }
+            if detail("secret_deleted").as_deref() == Some("true") {
+                lines.push("The secret was deleted from AWS Secrets Manager.".into());
+            }
+            format!("ticketbound: access revoked at {at}")
+        }
+        AuditAction::RevocationFailed => {
+            lines.push(format!(
+                "Reason: {}. It is retried until it succeeds; the grant is not recorded revoked before then.",
+                detail("reason").unwrap_or_default()
+            ));
+            format!("ticketbound: a revocation attempt failed at {at}")
+        }
+        AuditAction::DriftFound => {
+            lines.push(format!(
+                "{}.",
+                detail("finding")
+                    .or_else(|| detail("note"))
+                    .unwrap_or_else(|| "recorded and live state differ".into())
+            ));
+            if let Some(done) = detail("remediation") {
+                lines.push(format!("Remediation: {done}."));
+            }
+            format!("ticketbound: drift found at {at}")
+        }
+        AuditAction::Requested
+        | AuditAction::ProvisioningStarted
+        | AuditAction::TicketUpdated
+        | AuditAction::TicketUpdateFailed => return None,
+    };
+    Some(Note {
+        headline,
+        lines,
+        marker: marker(&grant.id.to_string(), event.seq),
+    })
+}
+
+fn cause(trigger: Option<&str>) -> &'static str {
+    match trigger {
+        Some("schedule") => "its not-after time was reached (expiry schedule)",
+        Some("ttl_backstop") => "its not-after time had passed (DynamoDB TTL backstop)",
+        Some("sweep") => "its not-after time had passed (found by the sweep)",
+        Some("rotation_after_expiry") => "a rotation was asked for after its not-after time",
+        Some("late_event") => "its not-after time had passed",
+        Some("ticket_withdrawn") => "the ticket was withdrawn",
+        Some("ticket_closed") => "the ticket was closed",
+        Some("provisioning_failed") => "provisioning failed",
+        Some("reconciler") => "the reconciler found the credential alive after the grant ended",
+        _ => "not recorded",
+    }
+}

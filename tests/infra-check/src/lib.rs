@@ -1,0 +1,320 @@
+//! Reads a Terraform module with hcl-rs and answers what the code needs to compare
+//! itself against: which Lambda functions it declares, which environment variables
+//! each is given, how its DynamoDB tables are keyed, indexed, streamed and expired,
+//! and which policy statements name an action with a wildcard.
+//!
+//! Terraform is not evaluated (no variables, no provider); the module is written so
+//! that what matters here is literal: function names are the keys of
+//! `local.functions`, environments the object keys under `local.function_environment`
+//! (wherever they sit inside `merge(…)` or a conditional), tables literal blocks.
+//! This crate knows nothing of ticketbound's code; its tests bring both together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use hcl::expr::{Expression, ObjectKey, Operation, TraversalOperator};
+use hcl::{Block, Body};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid HCL")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: hcl::Error,
+    },
+    #[error("the module has no local value {0:?}")]
+    NoLocal(&'static str),
+    #[error("local.{0} is not an object literal")]
+    NotAnObject(&'static str),
+}
+
+/// Every `.tf` file of one module, parsed.
+#[derive(Debug, Clone)]
+pub struct Module {
+    pub files: Vec<(PathBuf, Body)>,
+}
+
+impl Module {
+    /// Parses every `*.tf` file directly in `dir`.
+    pub fn read(dir: &Path) -> Result<Self, InfraError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| InfraError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| InfraError::Read {
+                path: dir.to_owned(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "tf"))
+            .collect();
+        paths.sort();
+        let mut files = Vec::new();
+        for path in paths {
+            let body = hcl::parse(&read(&path)?).map_err(|source| InfraError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+            files.push((path, body));
+        }
+        Ok(Self { files })
+    }
+
+    /// A module from HCL text, for tests of the checks themselves.
+    pub fn from_text(text: &str) -> Result<Self, InfraError> {
+        let path = PathBuf::from("inline.tf");
+        let body = hcl::parse(text).map_err(|source| InfraError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            files: vec![(path, body)],
+        })
+    }
+
+    fn top_blocks(&self) -> impl Iterator<Item = &Block> {
+        self.files.iter().flat_map(|(_, body)| body.blocks())
+    }
+
+    /// The expression of `local.<name>`.
+    pub fn local(&self, name: &'static str) -> Result<&Expression, InfraError> {
+        self.top_blocks()
+            .filter(|b| b.identifier() == "locals")
+            .flat_map(|b| b.body().attributes())
+            .find(|a| a.key() == name)
+            .map(|a| a.expr())
+            .ok_or(InfraError::NoLocal(name))
+    }
+
+    /// The keys of the object literal `local.<name>`.
+    pub fn local_keys(&self, name: &'static str) -> Result<BTreeSet<String>, InfraError> {
+        match self.local(name)? {
+            Expression::Object(object) => Ok(object.keys().filter_map(key_text).collect()),
+            _ => Err(InfraError::NotAnObject(name)),
+        }
+    }
+
+    /// For each key of the object literal `local.<name>`, every object key written
+    /// anywhere in its value (the variables of an environment built with `merge`).
+    pub fn local_key_sets(
+        &self,
+        name: &'static str,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, InfraError> {
+        let Expression::Object(object) = self.local(name)? else {
+            return Err(InfraError::NotAnObject(name));
+        };
+        Ok(object
+            .iter()
+            .filter_map(|(k, v)| {
+                let mut keys = BTreeSet::new();
+                walk(v, &mut |key, _| {
+                    keys.insert(key.to_owned());
+                });
+                key_text(k).map(|k| (k, keys))
+            })
+            .collect())
+    }
+
+    /// `resource "<kind>" "<name>"`.
+    pub fn resource(&self, kind: &str, name: &str) -> Option<&Block> {
+        self.top_blocks().find(|b| {
+            b.identifier() == "resource"
+                && b.labels().len() == 2
+                && b.labels()[0].as_str() == kind
+                && b.labels()[1].as_str() == name
+        })
+    }
+
+    /// Every action, in a policy statement anywhere in the module, that holds a `*`:
+    /// `Action`/`NotAction` keys of `jsonencode`d documents and `actions` attributes
+    /// of `aws_iam_policy_document` statements. Each with the file it is in.
+    pub fn wildcard_actions(&self) -> Vec<(PathBuf, String)> {
+        let mut found = Vec::new();
+        for (path, body) in &self.files {
+            let mut note = |value: &Expression| {
+                for action in strings(value) {
+                    if action.contains('*') {
+                        found.push((path.clone(), action));
+                    }
+                }
+            };
+            visit_body(body, &mut |key, value| {
+                if matches!(key, "Action" | "NotAction" | "actions" | "not_actions") {
+                    note(value);
+                }
+            });
+        }
+        found
+    }
+}
+
+/// A block's attribute as a string literal.
+pub fn string_attr(block: &Block, key: &str) -> Option<String> {
+    block
+        .body()
+        .attributes()
+        .find(|a| a.key() == key)
+        .and_then(|a| match a.expr() {
+            Expression::String(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+/// A block's attribute as a boolean literal.
+pub fn bool_attr(block: &Block, key: &str) -> Option<bool> {
+    block
+        .body()
+        .attributes()
+        .find(|a| a.key() == key)
+        .and_then(|a| match a.expr() {
+            Expression::Bool(b) => Some(*b),
+            _ => None,
+        })
+}
+
+/// The nested blocks of `block` named `name`.
+pub fn blocks<'a>(block: &'a Block, name: &'a str) -> impl Iterator<Item = &'a Block> + 'a {
+    block
+        .body()
+        .blocks()
+        .filter(move |b| b.identifier() == name)
+}
+
+fn key_text(key: &ObjectKey) -> Option<String> {
+    match key {
+        ObjectKey::Identifier(id) => Some(id.to_string()),
+        ObjectKey::Expression(Expression::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The string literals an expression holds (a string, or an array of them).
+fn strings(expr: &Expression) -> Vec<String> {
+    match expr {
+        Expression::String(s) => vec![s.clone()],
+        Expression::Array(items) => items.iter().flat_map(strings).collect(),
+        Expression::Parenthesis(inner) => strings(inner),
+        _ => Vec::new(),
+    }
+}
+
+fn visit_body(body: &Body, f: &mut dyn FnMut(&str, &Expression)) {
+    for attribute in body.attributes() {
+        f(attribute.key(), attribute.expr());
+        walk(attribute.expr(), f);
+    }
+    for block in body.blocks() {
+        visit_body(block.body(), f);
+    }
+}
+
+/// Calls `f` with every (key, value) of every object literal inside `expr`.
+fn walk(expr: &Expression, f: &mut dyn FnMut(&str, &Expression)) {
+    match expr {
+        Expression::Object(object) => {
+            for (key, value) in object.iter() {
+                if let Some(k) = key_text(key) {
+                    f(&k, value);
+                }
+                walk(value, f);
+            }
+        }
+        Expression::Array(items) => items.iter().for_each(|e| walk(e, f)),
+        Expression::FuncCall(call) => call.args.iter().for_each(|e| walk(e, f)),
+        Expression::Parenthesis(inner) => walk(inner, f),
+        Expression::Conditional(c) => {
+            walk(&c.cond_expr, f);
+            walk(&c.true_expr, f);
+            walk(&c.false_expr, f);
+        }
+        Expression::ForExpr(for_expr) => {
+            walk(&for_expr.collection_expr, f);
+            if let Some(key) = &for_expr.key_expr {
+                walk(key, f);
+            }
+            walk(&for_expr.value_expr, f);
+        }
+        Expression::Traversal(traversal) => {
+            walk(&traversal.expr, f);
+            for op in &traversal.operators {
+                if let TraversalOperator::Index(index) = op {
+                    walk(index, f);
+                }
+            }
+        }
+        Expression::Operation(op) => match op.as_ref() {
+            Operation::Unary(u) => walk(&u.expr, f),
+            Operation::Binary(b) => {
+                walk(&b.lhs_expr, f);
+                walk(&b.rhs_expr, f);
+            }
+        },
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+locals {
+  functions = {
+    "one" = { vpc = false }
+    "two" = { vpc = true }
+  }
+  function_environment = {
+    "one" = merge(
+      { A = "1", B = var.b },
+      var.c == null ? {} : { C = var.c },
+    )
+    "two" = { D = local.d }
+  }
+}
+
+resource "aws_iam_role_policy" "p" {
+  policy = jsonencode({
+    Statement = [
+      { Effect = "Allow", Action = ["dynamodb:GetItem", "s3:Get*"], Resource = "*" },
+      { Effect = "Allow", Action = "kms:*", Resource = "*" },
+    ]
+  })
+}
+
+data "aws_iam_policy_document" "d" {
+  statement {
+    actions   = ["*"]
+    resources = ["*"]
+  }
+}
+"#;
+
+    #[test]
+    fn environments_are_read_through_merge_and_conditionals() {
+        let m = Module::from_text(SAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        let functions = m.local_keys("functions").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(functions, ["one", "two"].map(String::from).into());
+        let env = m
+            .local_key_sets("function_environment")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(env["one"], ["A", "B", "C"].map(String::from).into());
+        assert_eq!(env["two"], ["D"].map(String::from).into());
+    }
+
+    #[test]
+    fn every_wildcard_action_is_found_and_nothing_else() {
+        let m = Module::from_text(SAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        let found: Vec<String> = m.wildcard_actions().into_iter().map(|(_, a)| a).collect();
+        assert_eq!(found, ["s3:Get*", "kms:*", "*"].map(String::from));
+    }
+}

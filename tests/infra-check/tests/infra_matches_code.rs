@@ -1,0 +1,277 @@
+//! The Terraform module and the code must agree: a function crate without its Lambda,
+//! a variable the code reads that its Lambda is not given (or one given that no code
+//! reads), a table whose keys, indexes, stream or TTL attribute differ from
+//! `shared/store/src/schema.rs`, or a policy statement with a wildcard action, each
+//! fails here, naming what differs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use infra_check::{Module, blocks, bool_attr, string_attr};
+use ticketbound_store::schema::{self, AttrType, KeyAttr, StreamView, TableSchema};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn module() -> Module {
+    Module::read(&repo().join("infra/modules/ticketbound")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What each function crate reads from its environment (its `config::VARIABLES`).
+/// A new function crate must be added here; the first test says so.
+fn variables_by_function() -> BTreeMap<&'static str, &'static [&'static str]> {
+    BTreeMap::from([
+        ("itsm-intake", itsm_intake::config::VARIABLES),
+        ("grant-provision", grant_provision::config::VARIABLES),
+        ("grant-expire", grant_expire::config::VARIABLES),
+        ("grant-reconcile", grant_reconcile::config::VARIABLES),
+        ("secret-rotate", secret_rotate::config::VARIABLES),
+        ("ticket-writeback", ticket_writeback::config::VARIABLES),
+    ])
+}
+
+/// Variables a function reads but the module deliberately leaves unset, and why.
+const UNSET_ON_PURPOSE: &[(&str, &str, &str)] = &[(
+    "itsm-intake",
+    "TICKETBOUND_POLICY_DIR",
+    "the policies are compiled in; an operator's directory is for packaged deployments",
+)];
+
+fn function_crates() -> BTreeSet<String> {
+    std::fs::read_dir(repo().join("functions"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn every_function_crate_is_a_lambda_and_every_lambda_a_crate() {
+    let module = module();
+    let crates = function_crates();
+    let lambdas = module.local_keys("functions").unwrap();
+    let without_lambda: Vec<_> = crates.difference(&lambdas).collect();
+    let without_crate: Vec<_> = lambdas.difference(&crates).collect();
+    assert!(
+        without_lambda.is_empty(),
+        "function crates with no entry in local.functions (infra/modules/ticketbound/locals.tf): {without_lambda:?}"
+    );
+    assert!(
+        without_crate.is_empty(),
+        "local.functions entries with no crate under functions/: {without_crate:?}"
+    );
+    let known: BTreeSet<String> = variables_by_function()
+        .keys()
+        .map(|k| (*k).to_owned())
+        .collect();
+    assert_eq!(
+        known, crates,
+        "variables_by_function() in this test must list every function crate"
+    );
+
+    // One resource makes them all, as Lambda runs Rust: provided.al2023 on arm64.
+    let lambda = module
+        .resource("aws_lambda_function", "this")
+        .expect("resource aws_lambda_function.this (for_each = local.functions)");
+    assert_eq!(
+        string_attr(lambda, "runtime").as_deref(),
+        Some("provided.al2023")
+    );
+    assert_eq!(string_attr(lambda, "handler").as_deref(), Some("bootstrap"));
+    let tracing = blocks(lambda, "tracing_config").next().expect("X-Ray");
+    assert_eq!(string_attr(tracing, "mode").as_deref(), Some("Active"));
+    assert!(blocks(lambda, "logging_config").next().is_some());
+}
+
+#[test]
+fn each_lambda_is_given_exactly_the_variables_its_code_reads() {
+    let given = module().local_key_sets("function_environment").unwrap();
+    let mut problems = Vec::new();
+    for (function, reads) in variables_by_function() {
+        let set = given.get(function).cloned().unwrap_or_default();
+        for variable in reads.iter().copied() {
+            let unset_on_purpose = UNSET_ON_PURPOSE
+                .iter()
+                .any(|(f, v, _)| *f == function && *v == variable);
+            if !set.contains(variable) && !unset_on_purpose {
+                problems.push(format!(
+                    "{function} reads {variable}, which its Lambda does not set"
+                ));
+            }
+        }
+        for variable in &set {
+            if !reads.contains(&variable.as_str()) {
+                problems.push(format!(
+                    "{function}'s Lambda sets {variable}, which its code does not read"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+fn attr_type(kind: AttrType) -> &'static str {
+    match kind {
+        AttrType::String => "S",
+        AttrType::Number => "N",
+    }
+}
+
+fn check_table(module: &Module, table: &TableSchema) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(resource) = module.resource("aws_dynamodb_table", table.role) else {
+        return vec![format!("no aws_dynamodb_table.{}", table.role)];
+    };
+    let mut expect = |what: &str, found: Option<String>, wanted: Option<&str>| {
+        if found.as_deref() != wanted {
+            problems.push(format!(
+                "{}: {what} is {found:?} in Terraform, {wanted:?} in schema.rs",
+                table.role
+            ));
+        }
+    };
+    expect(
+        "hash_key",
+        string_attr(resource, "hash_key"),
+        Some(table.partition_key.name),
+    );
+    expect(
+        "range_key",
+        string_attr(resource, "range_key"),
+        table.sort_key.map(|k| k.name),
+    );
+
+    // Attributes: exactly the key attributes of the table and its indexes.
+    let mut keys: Vec<KeyAttr> = vec![table.partition_key];
+    keys.extend(table.sort_key);
+    for index in table.indexes {
+        keys.push(index.partition_key);
+        keys.extend(index.sort_key);
+    }
+    let wanted: BTreeSet<(String, String)> = keys
+        .iter()
+        .map(|k| (k.name.to_owned(), attr_type(k.kind).to_owned()))
+        .collect();
+    let declared: BTreeSet<(String, String)> = blocks(resource, "attribute")
+        .map(|a| {
+            (
+                string_attr(a, "name").unwrap_or_default(),
+                string_attr(a, "type").unwrap_or_default(),
+            )
+        })
+        .collect();
+    expect(
+        "attributes",
+        Some(format!("{declared:?}")),
+        Some(&format!("{wanted:?}")),
+    );
+
+    // Indexes: same names, keys and an ALL projection (the code reads whole grants).
+    let wanted: BTreeSet<(String, String, String, String)> = table
+        .indexes
+        .iter()
+        .map(|i| {
+            (
+                i.name.to_owned(),
+                i.partition_key.name.to_owned(),
+                i.sort_key.map(|k| k.name.to_owned()).unwrap_or_default(),
+                "ALL".to_owned(),
+            )
+        })
+        .collect();
+    let declared: BTreeSet<(String, String, String, String)> =
+        blocks(resource, "global_secondary_index")
+            .map(|g| {
+                (
+                    string_attr(g, "name").unwrap_or_default(),
+                    string_attr(g, "hash_key").unwrap_or_default(),
+                    string_attr(g, "range_key").unwrap_or_default(),
+                    string_attr(g, "projection_type").unwrap_or_default(),
+                )
+            })
+            .collect();
+    expect(
+        "global secondary indexes",
+        Some(format!("{declared:?}")),
+        Some(&format!("{wanted:?}")),
+    );
+
+    let ttl = blocks(resource, "ttl").next();
+    let ttl_attribute = ttl
+        .filter(|t| bool_attr(t, "enabled") == Some(true))
+        .and_then(|t| string_attr(t, "attribute_name"));
+    expect("the TTL attribute", ttl_attribute, table.ttl_attribute);
+
+    let view = match table.stream {
+        Some(StreamView::NewImage) => Some("NEW_IMAGE"),
+        Some(StreamView::NewAndOldImages) => Some("NEW_AND_OLD_IMAGES"),
+        None => None,
+    };
+    let streamed = bool_attr(resource, "stream_enabled") == Some(true);
+    expect(
+        "the stream view",
+        string_attr(resource, "stream_view_type").filter(|_| streamed),
+        view,
+    );
+    problems
+}
+
+#[test]
+fn the_tables_are_keyed_indexed_streamed_and_expired_as_the_code_defines_them() {
+    let module = module();
+    let problems: Vec<String> = schema::ALL
+        .iter()
+        .flat_map(|t| check_table(&module, t))
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_table_check_notices_a_difference() {
+    // The same check against a table that has drifted from the schema.
+    let drifted = Module::from_text(
+        r#"
+resource "aws_dynamodb_table" "audit" {
+  hash_key         = "grant_id"
+  range_key        = "sequence"
+  stream_enabled   = true
+  stream_view_type = "KEYS_ONLY"
+  attribute {
+    name = "grant_id"
+    type = "S"
+  }
+  attribute {
+    name = "sequence"
+    type = "N"
+  }
+}
+"#,
+    )
+    .unwrap();
+    let problems = check_table(&drifted, &schema::AUDIT);
+    assert!(
+        problems.iter().any(|p| p.contains("range_key")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("stream view")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("attributes")),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn no_policy_statement_grants_a_wildcard_action() {
+    let found = module().wildcard_actions();
+    assert!(
+        found.is_empty(),
+        "actions with a wildcard (name each action instead): {found:#?}"
+    );
+}
