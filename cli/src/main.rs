@@ -114,6 +114,12 @@ enum LocalAction {
         #[arg(long)]
         event: PathBuf,
     },
+    /// Prints, as a JSON object, the environment a function's Lambda would have on the
+    /// local stack (what the benchmarks start release binaries with).
+    Env {
+        /// The function, as its crate is named.
+        function: String,
+    },
 }
 
 #[tokio::main]
@@ -164,6 +170,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Local {
             action: LocalAction::Invoke { function, event },
         } => local::invoke(&cli.home, &function, &event).await,
+        Command::Local {
+            action: LocalAction::Env { function },
+        } => {
+            let file = cli.home.join(ticketbound_runtime::local::FILE_NAME);
+            let stack = ticketbound_runtime::local::LocalStack::read(&file)?;
+            let env = local::function_env(&stack, &function).ok_or_else(|| {
+                CliError::NotFound(format!("function {function:?} (see functions/)"))
+            })?;
+            let map: serde_json::Map<String, serde_json::Value> = env
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            println!("{}", serde_json::Value::Object(map));
+            Ok(())
+        }
         Command::Demo => demo::run(&cli.home).await,
         Command::Grants { action } => {
             let ctx = context::Context::load(&cli.home).await?;

@@ -416,3 +416,23 @@ pub async fn invoke(home: &Path, function: &str, event_file: &Path) -> Result<()
     println!("{json}");
     Ok(())
 }
+
+/// The environment function `name` has on the local stack, as the host gives it.
+pub fn function_env(stack: &LocalStack, name: &str) -> Option<Vec<(String, String)>> {
+    let mut env = match name {
+        "itsm-intake" => host::intake_env(stack),
+        "grant-provision" => host::provision_env(stack),
+        "grant-expire" => triggers::expire_env(stack),
+        "secret-rotate" => rotation::rotate_env(stack),
+        "ticket-writeback" => host::writeback_env(stack),
+        "grant-reconcile" => {
+            let mut env = triggers::expire_env(stack);
+            env.retain(|(k, _)| grant_reconcile::config::VARIABLES.contains(&k.as_str()));
+            env
+        }
+        _ => return None,
+    };
+    env.push(("AWS_ENDPOINT_URL".to_owned(), stack.aws_endpoint.clone()));
+    env.push(("AWS_REGION".to_owned(), stack.region.clone()));
+    Some(env)
+}
