@@ -425,11 +425,7 @@ pub fn function_env(stack: &LocalStack, name: &str) -> Option<Vec<(String, Strin
         "grant-expire" => triggers::expire_env(stack),
         "secret-rotate" => rotation::rotate_env(stack),
         "ticket-writeback" => host::writeback_env(stack),
-        "grant-reconcile" => {
-            let mut env = triggers::expire_env(stack);
-            env.retain(|(k, _)| grant_reconcile::config::VARIABLES.contains(&k.as_str()));
-            env
-        }
+        "grant-reconcile" => triggers::reconcile_env(stack),
         _ => return None,
     };
     env.push(("AWS_ENDPOINT_URL".to_owned(), stack.aws_endpoint.clone()));

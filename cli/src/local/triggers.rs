@@ -41,6 +41,13 @@ pub fn expire_env(stack: &LocalStack) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The reconciler's environment: the expiry function's, as far as it reads it.
+pub fn reconcile_env(stack: &LocalStack) -> Vec<(String, String)> {
+    let mut env = expire_env(stack);
+    env.retain(|(k, _)| grant_reconcile::config::VARIABLES.contains(&k.as_str()));
+    env
+}
+
 /// Runs every emulated trigger until the process ends.
 pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
     let sdk = stack.sdk_config().await;
@@ -64,10 +71,9 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
     let scheduler = aws_sdk_scheduler::Client::new(&sdk);
     let mut attempts: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     let rotate = super::rotation::rotate_deps(&stack).await?;
-    let mut reconcile_vars = expire_env(&stack);
-    reconcile_vars.retain(|(k, _)| grant_reconcile::config::VARIABLES.contains(&k.as_str()));
-    let reconciler = grant_reconcile::Deps::from_env(&sdk, EnvReader::from_map(reconcile_vars))
-        .map_err(crate::CliError::Config)?;
+    let reconciler =
+        grant_reconcile::Deps::from_env(&sdk, EnvReader::from_map(reconcile_env(&stack)))
+            .map_err(crate::CliError::Config)?;
     let mut last_reconcile = std::time::Instant::now();
     let mut last_sweep = std::time::Instant::now();
     let mut last_rotation_check = std::time::Instant::now();

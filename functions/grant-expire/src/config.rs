@@ -1,8 +1,6 @@
 //! The expiry function's configuration, from environment variables.
 
-use std::str::FromStr;
-
-use ticketbound_enforce::{EnforceSettings, Targets};
+use ticketbound_enforce::{EnforceSettings, RecoveryDays, Targets};
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
 use ticketbound_schedule::ScheduleSettings;
 use ticketbound_store::StoreSettings;
@@ -25,20 +23,6 @@ pub const VARIABLES: &[&str] = &[
     SECRET_CACHE_SECS,
     REVOKE_CONCURRENCY,
 ];
-
-/// A number of days between 7 and 30, as Secrets Manager's recovery window allows.
-#[derive(Debug, Clone, Copy)]
-struct RecoveryDays(i64);
-
-impl FromStr for RecoveryDays {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s.parse::<i64>() {
-            Ok(d) if (7..=30).contains(&d) => Ok(Self(d)),
-            _ => Err(()),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct ExpireConfig {

@@ -330,7 +330,7 @@ async fn check_live(
                 .permissions()
                 .map(|p| p.to_string())
                 .collect();
-            for role in deps.enforcer.inspect(grant).await?.logins {
+            for role in deps.enforcer.inspect_logins(grant).await? {
                 if role.member_of != granted || role.superuser {
                     let extra: Vec<_> = role.member_of.difference(&granted).collect();
                     let missing: Vec<_> = granted.difference(&role.member_of).collect();

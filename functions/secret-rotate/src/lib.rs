@@ -102,12 +102,12 @@ impl RotateError {
     /// True when the rotation was refused on purpose (a retry by Secrets Manager gets
     /// the same answer) rather than failed.
     pub fn is_refusal(&self) -> bool {
+        // `Check` never holds a refusal: `From<EnforceError>` makes that `Refused`.
         matches!(
             self,
-            Self::Refused(_) | Self::UnknownGrant(_) | Self::GrantNotLive { .. }
-        ) || matches!(
-            self,
-            Self::Check(EnforceError::RotationRefused(_))
+            Self::Refused(_)
+                | Self::UnknownGrant(_)
+                | Self::GrantNotLive { .. }
                 | Self::Step {
                     source: EnforceError::RotationRefused(_),
                     ..

@@ -386,39 +386,48 @@ pub async fn read_notes(deps: &Deps, grant: &Grant) -> Result<Vec<String>, Write
 }
 
 async fn servicenow(deps: &Deps) -> Result<Result<Arc<ServiceNow>, PostError>, WritebackError> {
-    let mut slot = deps.servicenow.lock().await;
-    if let Some(client) = slot.as_ref() {
-        return Ok(Ok(Arc::clone(client)));
-    }
-    let Some(endpoint) = &deps.config.servicenow else {
-        return Ok(Err(not_configured("ServiceNow")));
-    };
-    let credentials = deps.secrets.get(&endpoint.credentials_secret_id).await?;
-    Ok(
-        ServiceNow::new(&endpoint.url, credentials.expose_secret()).map(|c| {
-            let c = Arc::new(c);
-            *slot = Some(Arc::clone(&c));
-            c
-        }),
+    client(
+        deps,
+        &deps.servicenow,
+        deps.config.servicenow.as_ref(),
+        "ServiceNow",
+        ServiceNow::new,
     )
+    .await
 }
 
 async fn jira(deps: &Deps) -> Result<Result<Arc<Jira>, PostError>, WritebackError> {
-    let mut slot = deps.jira.lock().await;
+    client(
+        deps,
+        &deps.jira,
+        deps.config.jira.as_ref(),
+        "Jira",
+        Jira::new,
+    )
+    .await
+}
+
+/// The client in `slot`, built on first use from the endpoint and its credentials.
+async fn client<C>(
+    deps: &Deps,
+    slot: &Mutex<Option<Arc<C>>>,
+    endpoint: Option<&config::Endpoint>,
+    system: &'static str,
+    make: fn(&str, &str) -> Result<C, PostError>,
+) -> Result<Result<Arc<C>, PostError>, WritebackError> {
+    let mut slot = slot.lock().await;
     if let Some(client) = slot.as_ref() {
         return Ok(Ok(Arc::clone(client)));
     }
-    let Some(endpoint) = &deps.config.jira else {
-        return Ok(Err(not_configured("Jira")));
+    let Some(endpoint) = endpoint else {
+        return Ok(Err(not_configured(system)));
     };
     let credentials = deps.secrets.get(&endpoint.credentials_secret_id).await?;
-    Ok(
-        Jira::new(&endpoint.url, credentials.expose_secret()).map(|c| {
-            let c = Arc::new(c);
-            *slot = Some(Arc::clone(&c));
-            c
-        }),
-    )
+    Ok(make(&endpoint.url, credentials.expose_secret()).map(|c| {
+        let c = Arc::new(c);
+        *slot = Some(Arc::clone(&c));
+        c
+    }))
 }
 
 fn not_configured(system: &'static str) -> PostError {

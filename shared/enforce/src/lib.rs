@@ -120,6 +120,21 @@ pub struct EnforceSettings {
     pub recovery_window_days: Option<i64>,
 }
 
+/// `TICKETBOUND_SECRET_RECOVERY_DAYS`: between 7 and 30, as Secrets Manager's
+/// recovery window allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryDays(pub i64);
+
+impl FromStr for RecoveryDays {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.parse::<i64>() {
+            Ok(d) if (7..=30).contains(&d) => Ok(Self(d)),
+            _ => Err(()),
+        }
+    }
+}
+
 /// A credential made for a grant, and what to record about it (never its value).
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -419,6 +434,13 @@ impl Enforcer {
             .describe(&secret_id)
             .await?
             .filter(|s| !s.deleted);
+        let logins = self.inspect_logins(grant).await?;
+        Ok(LiveState { secret, logins })
+    }
+
+    /// The grant's login roles that exist at its target (none for a target without
+    /// logins).
+    pub async fn inspect_logins(&self, grant: &Grant) -> Result<Vec<LiveRole>, EnforceError> {
         let mut logins = Vec::new();
         if let TargetConfig::Postgres {
             admin_secret_id,
@@ -433,7 +455,7 @@ impl Enforcer {
                 }
             }
         }
-        Ok(LiveState { secret, logins })
+        Ok(logins)
     }
 }
 

@@ -85,7 +85,7 @@ pub struct SecretInfo {
 }
 
 impl SecretInfo {
-    /// The staging labels of `version_id` (empty if the secret has no such version).
+    /// The staging labels of `version_id`, or `None` if the secret has no such version.
     pub fn stages(&self, version_id: &str) -> Option<&BTreeSet<String>> {
         self.versions.get(version_id)
     }
