@@ -22,7 +22,7 @@ pub struct Context {
 impl Context {
     pub async fn load(home: &Path) -> Result<Self, CliError> {
         if std::env::var_os(ticketbound_store::GRANTS_TABLE).is_some() {
-            let sdk = ticketbound_runtime::aws::sdk_config().await;
+            let sdk = ticketbound_runtime::aws::sdk_config_from_chain().await;
             let vars: Vec<(String, String)> = std::env::vars()
                 .filter(|(k, _)| k.starts_with("TICKETBOUND_"))
                 .collect();

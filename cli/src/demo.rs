@@ -378,22 +378,9 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
 /// Waits (up to 20 s) until the write-back has told the ticket of every step of the
 /// grant so far, and returns how many notes that is.
 async fn wait_for_notes(store: &Store, id: GrantId) -> Result<usize, CliError> {
-    use ticketbound_domain::AuditAction;
     for _ in 0..200 {
         let trail = store.audit_trail(id).await?;
-        let told = trail
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e.action,
-                    AuditAction::TicketUpdated | AuditAction::TicketUpdateFailed
-                )
-            })
-            .count();
-        let to_tell = trail
-            .iter()
-            .filter(|e| ticketbound_itsm::note::is_noteworthy(e.action))
-            .count();
+        let (told, to_tell) = ticketbound_itsm::note::told_of(&trail);
         if told >= to_tell {
             return Ok(told);
         }

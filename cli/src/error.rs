@@ -30,6 +30,8 @@ pub enum CliError {
     Rotation(#[source] Box<secret_rotate::emulator::EmulatorError>),
     #[error("the function failed")]
     Function(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("an event source mapping's filter criteria are not valid JSON")]
+    Filter(#[source] serde_json::Error),
     #[error("the local stream could not be read")]
     Stream(#[source] Box<ticketbound_testkit::streams::StreamError>),
 }

@@ -14,18 +14,7 @@ async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
     let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
     let key = unique_key("OPS");
     let body = serde_json::to_vec(&jira_approval(Utc::now(), &key, Duration::hours(2))).unwrap();
-    let headers = vec![
-        ("Content-Type", "application/json; charset=UTF-8".to_owned()),
-        ("User-Agent", "Atlassian Webhook HTTP Client".to_owned()),
-        (
-            "X-Atlassian-Webhook-Identifier",
-            ulid::Ulid::new().to_string(),
-        ),
-        (
-            "X-Hub-Signature",
-            auth::hub_signature(secret.as_bytes(), &body),
-        ),
-    ];
+    let headers = jira_headers(&secret, &body);
     let answer = post(&stack.local.intake_url, "/jira", &headers, &body)
         .await
         .unwrap();
@@ -66,29 +55,7 @@ async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
 #[tokio::test]
 async fn a_jira_approval_becomes_a_working_credential() {
     let stack = TestStack::get().await;
-    let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
-    let body = serde_json::to_vec(&jira_approval(
-        Utc::now(),
-        &unique_key("OPS"),
-        Duration::hours(2),
-    ))
-    .unwrap();
-    let headers = vec![
-        ("Content-Type", "application/json".to_owned()),
-        (
-            "X-Atlassian-Webhook-Identifier",
-            ulid::Ulid::new().to_string(),
-        ),
-        (
-            "X-Hub-Signature",
-            auth::hub_signature(secret.as_bytes(), &body),
-        ),
-    ];
-    let answer = post(&stack.local.intake_url, "/jira", &headers, &body)
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 202, "{}", answer.body);
-    let grant_id = answer.json()["grant_id"].as_str().unwrap().parse().unwrap();
+    let grant_id = approve(&stack, Duration::hours(2)).await;
 
     let store = stack.local_store();
     let grant = poll_grant(&store, grant_id, 100, |g| {
@@ -139,29 +106,7 @@ async fn a_jira_approval_becomes_a_working_credential() {
 #[tokio::test]
 async fn a_ten_second_grant_is_refused_within_two_seconds_of_its_end() {
     let stack = TestStack::get().await;
-    let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
-    let body = serde_json::to_vec(&jira_approval(
-        Utc::now(),
-        &unique_key("OPS"),
-        Duration::seconds(10),
-    ))
-    .unwrap();
-    let headers = vec![
-        ("Content-Type", "application/json".to_owned()),
-        (
-            "X-Atlassian-Webhook-Identifier",
-            ulid::Ulid::new().to_string(),
-        ),
-        (
-            "X-Hub-Signature",
-            auth::hub_signature(secret.as_bytes(), &body),
-        ),
-    ];
-    let answer = post(&stack.local.intake_url, "/jira", &headers, &body)
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 202, "{}", answer.body);
-    let grant_id = answer.json()["grant_id"].as_str().unwrap().parse().unwrap();
+    let grant_id = approve(&stack, Duration::seconds(10)).await;
     let store = stack.local_store();
     let grant = poll_grant(&store, grant_id, 50, |g| g.state == GrantState::Active)
         .await
@@ -210,4 +155,149 @@ async fn a_ten_second_grant_is_refused_within_two_seconds_of_its_end() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.state, GrantState::Revoked);
+}
+
+/// The headers Jira's webhook sender puts on `body`, the signature last.
+fn jira_headers(secret: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", "application/json; charset=UTF-8".to_owned()),
+        ("User-Agent", "Atlassian Webhook HTTP Client".to_owned()),
+        (
+            "X-Atlassian-Webhook-Identifier",
+            ulid::Ulid::new().to_string(),
+        ),
+        (
+            "X-Hub-Signature",
+            auth::hub_signature(secret.as_bytes(), body),
+        ),
+    ]
+}
+
+/// Sends a signed Jira approval for `lifetime` as Jira's webhook sender does; returns
+/// the new grant's id.
+async fn approve(stack: &TestStack, lifetime: Duration) -> ticketbound_domain::GrantId {
+    let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
+    let body =
+        serde_json::to_vec(&jira_approval(Utc::now(), &unique_key("OPS"), lifetime)).unwrap();
+    let answer = post(
+        &stack.local.intake_url,
+        "/jira",
+        &jira_headers(&secret, &body),
+        &body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    answer.json()["grant_id"].as_str().unwrap().parse().unwrap()
+}
+
+/// `GET /local/meter` as a map of function → call → count.
+async fn meter(stack: &TestStack) -> serde_json::Value {
+    let answer = ticketbound_testkit::get(&stack.local.intake_url, "/local/meter")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()["functions"].clone()
+}
+
+fn grew(before: &serde_json::Value, after: &serde_json::Value, function: &str, call: &str) -> u64 {
+    let n = |v: &serde_json::Value| v[function][call].as_u64().unwrap_or(0);
+    n(after).saturating_sub(n(before))
+}
+
+#[tokio::test]
+async fn the_host_counts_each_functions_aws_calls_and_rotates_on_request() {
+    let stack = TestStack::get().await;
+    let before = meter(&stack).await;
+    let id = approve(&stack, Duration::hours(2)).await;
+    let store = stack.local_store();
+    let active = poll_grant(&store, id, 150, |g| g.state == GrantState::Active)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(active.state, GrantState::Active);
+
+    let rotated = post(
+        &stack.local.intake_url,
+        &format!("/local/rotate/{id}"),
+        &[],
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let after_rotation = store.get_grant(id).await.unwrap().unwrap();
+    assert!(after_rotation.last_rotated_at.is_some());
+    assert_ne!(after_rotation.secret_version, active.secret_version);
+
+    let after = meter(&stack).await;
+    // Each function's own calls, under its name; retries would only add to them.
+    assert!(grew(&before, &after, "itsm-intake", "Lambda.Invocations") >= 1);
+    assert!(
+        grew(
+            &before,
+            &after,
+            "itsm-intake",
+            "DynamoDB.TransactWriteItems"
+        ) >= 1
+    );
+    assert!(
+        grew(
+            &before,
+            &after,
+            "itsm-intake",
+            "DynamoDB.TransactWriteItems items"
+        ) >= 2
+    );
+    assert!(grew(&before, &after, "grant-provision", "Lambda.Invocations") >= 1);
+    assert!(
+        grew(
+            &before,
+            &after,
+            "grant-provision",
+            "SecretsManager.CreateSecret"
+        ) >= 1
+    );
+    assert!(
+        grew(
+            &before,
+            &after,
+            "grant-provision",
+            "Scheduler.CreateSchedule"
+        ) >= 1
+    );
+    assert!(grew(&before, &after, "secret-rotate", "Lambda.Invocations") >= 4);
+    assert!(
+        grew(
+            &before,
+            &after,
+            "secret-rotate",
+            "SecretsManager.PutSecretValue"
+        ) >= 1
+    );
+    // What the host does in AWS's place (reading the streams) is nobody's call.
+    for function in ["itsm-intake", "grant-provision", "ticket-writeback"] {
+        assert_eq!(
+            grew(&before, &after, function, "DynamoDBStreams.GetRecords"),
+            0,
+            "{function}"
+        );
+    }
+
+    let unknown = post(
+        &stack.local.intake_url,
+        &format!(
+            "/local/rotate/{}",
+            ticketbound_domain::GrantId::new(Utc::now(), 7)
+        ),
+        &[],
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let malformed = post(&stack.local.intake_url, "/local/rotate/nope", &[], &[])
+        .await
+        .unwrap();
+    assert_eq!(malformed.status, 400);
 }

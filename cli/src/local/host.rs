@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 use ticketbound_runtime::EnvReader;
 use ticketbound_runtime::local::LocalStack;
 
+use super::meter;
 use super::process::LocalError;
 
 /// Lambda Function URLs accept request bodies up to 6 MB.
@@ -50,7 +51,9 @@ pub fn intake_env(stack: &LocalStack) -> Vec<(String, String)> {
 
 /// The intake's dependencies, built as its `main` builds them.
 pub async fn intake_deps(stack: &LocalStack) -> Result<Deps, crate::CliError> {
-    let sdk = stack.sdk_config().await;
+    let sdk = stack
+        .sdk_config_counted(&meter::counts("itsm-intake"))
+        .await;
     let mut vars = intake_env(stack);
     // Operators may point the local intake at their own policies.
     if let Ok(dir) = std::env::var(itsm_intake::config::POLICY_DIR) {
@@ -113,9 +116,14 @@ pub fn writeback_env(stack: &LocalStack) -> Vec<(String, String)> {
 /// Feeds the audit table's stream to the write-back, forever (as its event source
 /// mapping would: INSERTs in order, partial-batch failures redelivered).
 async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
+    // The event source mapping reads the stream; the function's own calls are counted.
     let sdk = stack.sdk_config().await;
-    let deps = ticket_writeback::Deps::from_env(&sdk, EnvReader::from_map(writeback_env(&stack)))
-        .map_err(crate::CliError::Config)?;
+    let counted = stack
+        .sdk_config_counted(&meter::counts("ticket-writeback"))
+        .await;
+    let deps =
+        ticket_writeback::Deps::from_env(&counted, EnvReader::from_map(writeback_env(&stack)))
+            .map_err(crate::CliError::Config)?;
     eprintln!(
         "function host: ticket-writeback on the stream of {}, writing to the ITSM stand-in",
         stack.audit_table
@@ -124,6 +132,7 @@ async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
         &sdk,
         &stack.audit_table,
         "ticket-writeback",
+        ticket_writeback::config::STREAM_FILTERS,
         |batch| async { Ok(ticket_writeback::handle(&deps, batch).await.into()) },
     )
     .await
@@ -132,8 +141,12 @@ async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
 /// Feeds the grants table's stream to the provisioner, forever.
 async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
     let sdk = stack.sdk_config().await;
-    let deps = grant_provision::Deps::from_env(&sdk, EnvReader::from_map(provision_env(&stack)))
-        .map_err(crate::CliError::Config)?;
+    let counted = stack
+        .sdk_config_counted(&meter::counts("grant-provision"))
+        .await;
+    let deps =
+        grant_provision::Deps::from_env(&counted, EnvReader::from_map(provision_env(&stack)))
+            .map_err(crate::CliError::Config)?;
     eprintln!(
         "function host: grant-provision on the stream of {}",
         stack.grants_table
@@ -142,6 +155,7 @@ async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
         &sdk,
         &stack.grants_table,
         "grant-provision",
+        grant_provision::config::STREAM_FILTERS,
         |batch| async {
             grant_provision::handle(&deps, batch)
                 .await
@@ -151,14 +165,20 @@ async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
     .await
 }
 
-/// Feeds `table`'s stream to `handle` as Lambda's event source mapping does: batches
-/// in order, what the answer reports as failed delivered again (after a pause), a
-/// record that keeps failing given up after ten attempts, loudly; a whole-batch error
-/// redelivers the batch.
+/// The filter criteria of a function's event source mapping (its `STREAM_FILTERS`).
+pub fn stream_filters(text: &str) -> Result<Vec<Value>, crate::CliError> {
+    serde_json::from_str(text).map_err(crate::CliError::Filter)
+}
+
+/// Feeds `table`'s stream to `handle` as Lambda's event source mapping does: only the
+/// records its `filters` pass, batches in order, what the answer reports as failed
+/// delivered again (after a pause), a record that keeps failing given up after ten
+/// attempts, loudly; a whole-batch error redelivers the batch.
 async fn feed_stream<F, Fut>(
     sdk: &aws_config::SdkConfig,
     table: &str,
     function: &str,
+    filters: &str,
     handle: F,
 ) -> Result<(), crate::CliError>
 where
@@ -170,6 +190,7 @@ where
     let mut poller = ticketbound_testkit::streams::StreamPoller::new(sdk, table)
         .await
         .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
+    poller.filter(stream_filters(filters)?);
     loop {
         let batch = match poller.next_batch().await {
             Ok(Some(batch)) => batch,
@@ -184,6 +205,7 @@ where
             }
         };
         let n = batch.records.len();
+        meter::invoked(function, 1);
         match handle(batch).await {
             Ok(response) => {
                 let retrying = !response.batch_item_failures.is_empty();
@@ -293,6 +315,7 @@ fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
 async fn serve(
     deps: Arc<Deps>,
     itsm: Arc<super::itsm::ItsmStandIn>,
+    rotate: Arc<secret_rotate::Deps>,
     peer: SocketAddr,
     port: u16,
     req: Request<Incoming>,
@@ -310,6 +333,10 @@ async fn serve(
     if parts.uri.path().starts_with("/itsm/") {
         return Ok(itsm.serve(&parts, &body).await);
     }
+    if let Some(route) = parts.uri.path().strip_prefix("/local/") {
+        return Ok(serve_local(&rotate, &parts.method, route).await);
+    }
+    meter::invoked("itsm-intake", 1);
     let event: IntakeEvent =
         match serde_json::from_value(function_url_event(&parts, &body, peer, port)) {
             Ok(e) => e,
@@ -348,10 +375,53 @@ async fn serve(
     Ok(out)
 }
 
+/// The host's own routes: `GET /local/meter` (what each function has cost so far)
+/// and `POST /local/rotate/<grant id>` (rotate that grant's credential now, as its
+/// rotation schedule would, with the host's counted rotation function).
+async fn serve_local(
+    rotate: &secret_rotate::Deps,
+    method: &http::Method,
+    route: &str,
+) -> Response<Full<Bytes>> {
+    match (method.as_str(), route.split_once('/')) {
+        ("GET", None) if route == "meter" => json_response(StatusCode::OK, &meter::snapshot()),
+        ("POST", Some(("rotate", id))) => {
+            let Ok(id) = id.parse::<ticketbound_domain::GrantId>() else {
+                return plain(StatusCode::BAD_REQUEST, "not a grant id");
+            };
+            match super::rotation::rotate_grant_with(rotate, id).await {
+                Ok(r) => json_response(
+                    StatusCode::OK,
+                    &json!({"secret": r.secret_arn, "version": r.token, "attempts": r.attempts}),
+                ),
+                Err(e) => plain(
+                    match e {
+                        crate::CliError::NotFound(_) => StatusCode::NOT_FOUND,
+                        _ => StatusCode::CONFLICT,
+                    },
+                    &ticketbound_runtime::error_chain(&e),
+                ),
+            }
+        }
+        _ => plain(StatusCode::NOT_FOUND, "no such route"),
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut out = Response::new(Full::new(Bytes::from(body.to_string())));
+    *out.status_mut() = status;
+    out.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    out
+}
+
 /// Serves until killed.
 pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
     let deps = Arc::new(intake_deps(&stack).await?);
     let itsm = Arc::new(super::itsm::ItsmStandIn::new(&stack).await);
+    let rotate = Arc::new(super::rotation::rotate_deps_counted(&stack).await?);
     let writeback_stack = stack.clone();
     tokio::spawn(async move {
         if let Err(e) = run_writeback(writeback_stack).await {
@@ -390,9 +460,17 @@ pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
         };
         let deps = Arc::clone(&deps);
         let itsm = Arc::clone(&itsm);
+        let rotate = Arc::clone(&rotate);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                serve(Arc::clone(&deps), Arc::clone(&itsm), peer, port, req)
+                serve(
+                    Arc::clone(&deps),
+                    Arc::clone(&itsm),
+                    Arc::clone(&rotate),
+                    peer,
+                    port,
+                    req,
+                )
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)

@@ -14,6 +14,7 @@
 
 pub mod host;
 pub mod itsm;
+pub mod meter;
 mod moto;
 mod postgres;
 mod process;

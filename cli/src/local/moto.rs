@@ -6,7 +6,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ticketbound_runtime::local::{LocalProcesses, LocalStack};
+use ticketbound_runtime::local::{
+    LocalProcesses, LocalStack, MOTO_SERVER_SCRIPT, MOTO_SERVER_SCRIPT_NAME,
+};
 
 use super::process::{self, LocalError};
 
@@ -111,7 +113,14 @@ pub async fn ensure_running(
         path: log.clone(),
         source,
     })?;
-    let child = Command::new(venv.join("bin/moto_server"))
+    // moto's server with its DynamoDB requests serialised (see MOTO_SERVER_SCRIPT).
+    let script = venv.join(MOTO_SERVER_SCRIPT_NAME);
+    std::fs::write(&script, MOTO_SERVER_SCRIPT).map_err(|source| LocalError::Io {
+        path: script.clone(),
+        source,
+    })?;
+    let child = Command::new(venv.join("bin/python3"))
+        .arg(&script)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(out)

@@ -30,9 +30,21 @@ pub async fn rotate_deps(stack: &LocalStack) -> Result<Deps, crate::CliError> {
     Deps::from_env(&sdk, EnvReader::from_map(rotate_env(stack))).map_err(crate::CliError::Config)
 }
 
+/// The rotation function as the host runs it: its calls counted (`meter`).
+pub async fn rotate_deps_counted(stack: &LocalStack) -> Result<Deps, crate::CliError> {
+    let sdk = stack
+        .sdk_config_counted(&super::meter::counts("secret-rotate"))
+        .await;
+    Deps::from_env(&sdk, EnvReader::from_map(rotate_env(stack))).map_err(crate::CliError::Config)
+}
+
 /// Rotates grant `id`'s credential now.
 pub async fn rotate_grant(stack: &LocalStack, id: GrantId) -> Result<Rotation, crate::CliError> {
-    let deps = rotate_deps(stack).await?;
+    rotate_grant_with(&rotate_deps(stack).await?, id).await
+}
+
+/// Rotates grant `id`'s credential now, with `deps`.
+pub async fn rotate_grant_with(deps: &Deps, id: GrantId) -> Result<Rotation, crate::CliError> {
     let grant = deps
         .store
         .get_grant(id)
@@ -44,14 +56,23 @@ pub async fn rotate_grant(stack: &LocalStack, id: GrantId) -> Result<Rotation, c
             grant.state
         )));
     };
-    emulator::rotate(&deps, &credential.secret_arn, RetryPolicy::default())
+    let rotation = emulator::rotate(deps, &credential.secret_arn, RetryPolicy::default())
         .await
-        .map_err(|e| crate::CliError::Rotation(Box::new(e)))
+        .map_err(|e| crate::CliError::Rotation(Box::new(e)))?;
+    count_invocations(&rotation);
+    Ok(rotation)
+}
+
+/// Secrets Manager invokes the function once per step: four per attempt.
+fn count_invocations(rotation: &Rotation) {
+    super::meter::invoked("secret-rotate", 4 * u64::from(rotation.attempts));
 }
 
 /// Rotates every managed secret that is due (the host calls this periodically).
-pub async fn rotate_due(deps: &Deps) {
-    let due = match emulator::due(deps, Utc::now()).await {
+/// `schedule` looks for what is due, as Secrets Manager does itself; `function` runs
+/// the rotation.
+pub async fn rotate_due(schedule: &Deps, function: &Deps) {
+    let due = match emulator::due(schedule, Utc::now()).await {
         Ok(due) => due,
         Err(e) => {
             tracing::warn!(error = %ticketbound_runtime::error_chain(&e), "could not list the secrets due for rotation");
@@ -59,8 +80,9 @@ pub async fn rotate_due(deps: &Deps) {
         }
     };
     for secret in due {
-        match emulator::rotate(deps, &secret.arn, RetryPolicy::default()).await {
+        match emulator::rotate(function, &secret.arn, RetryPolicy::default()).await {
             Ok(r) => {
+                count_invocations(&r);
                 tracing::info!(secret = %r.secret_arn, version = %r.token, attempts = r.attempts, "rotated on schedule")
             }
             Err(e) => {

@@ -15,7 +15,7 @@ use ticketbound_runtime::EnvReader;
 use ticketbound_runtime::local::LocalStack;
 use ticketbound_testkit::streams::{StreamPoller, TtlMarks};
 
-use super::targets;
+use super::{meter, targets};
 
 /// How often the emulated triggers look for work.
 const TICK: StdDuration = StdDuration::from_millis(200);
@@ -50,16 +50,32 @@ pub fn reconcile_env(stack: &LocalStack) -> Vec<(String, String)> {
 
 /// Runs every emulated trigger until the process ends.
 pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
+    // What the host does in AWS's place is not counted; the functions' calls are.
     let sdk = stack.sdk_config().await;
+    let counted = |function: &'static str| {
+        let stack = stack.clone();
+        async move { stack.sdk_config_counted(&meter::counts(function)).await }
+    };
     let deps = Arc::new(
-        Deps::from_env(&sdk, EnvReader::from_map(expire_env(&stack)))
-            .map_err(crate::CliError::Config)?,
+        Deps::from_env(
+            &counted("grant-expire").await,
+            EnvReader::from_map(expire_env(&stack)),
+        )
+        .map_err(crate::CliError::Config)?,
     );
+    let sweeper = Deps::from_env(
+        &counted(meter::EXPIRE_SWEEP).await,
+        EnvReader::from_map(expire_env(&stack)),
+    )
+    .map_err(crate::CliError::Config)?;
     let marks: TtlMarks = Arc::new(Mutex::new(HashSet::new()));
     let mut poller = StreamPoller::new(&sdk, &stack.grants_table)
         .await
         .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
     poller.mark_ttl_removals(Arc::clone(&marks));
+    poller.filter(super::host::stream_filters(
+        grant_expire::config::STREAM_FILTERS,
+    )?);
     eprintln!(
         "function host: grant-expire on schedules, TTL removals, the grants stream and a sweep every {}s; secret-rotate on each secret's rotation schedule (checked every {}s); grant-reconcile every {}s",
         SWEEP_EVERY.as_secs(),
@@ -70,16 +86,20 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let scheduler = aws_sdk_scheduler::Client::new(&sdk);
     let mut attempts: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
-    let rotate = super::rotation::rotate_deps(&stack).await?;
-    let reconciler =
-        grant_reconcile::Deps::from_env(&sdk, EnvReader::from_map(reconcile_env(&stack)))
-            .map_err(crate::CliError::Config)?;
+    let rotation_schedule = super::rotation::rotate_deps(&stack).await?;
+    let rotate = super::rotation::rotate_deps_counted(&stack).await?;
+    let reconciler = grant_reconcile::Deps::from_env(
+        &counted("grant-reconcile").await,
+        EnvReader::from_map(reconcile_env(&stack)),
+    )
+    .map_err(crate::CliError::Config)?;
     let mut last_reconcile = std::time::Instant::now();
     let mut last_sweep = std::time::Instant::now();
     let mut last_rotation_check = std::time::Instant::now();
     loop {
         if last_reconcile.elapsed() >= RECONCILE_EVERY {
             last_reconcile = std::time::Instant::now();
+            meter::invoked("grant-reconcile", 1);
             match grant_reconcile::reconcile(&reconciler).await {
                 Ok(report) => tracing::info!(
                     grants = report.grants_checked,
@@ -94,14 +114,15 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
         }
         if last_rotation_check.elapsed() >= ROTATION_CHECK_EVERY {
             last_rotation_check = std::time::Instant::now();
-            super::rotation::rotate_due(&rotate).await;
+            super::rotation::rotate_due(&rotation_schedule, &rotate).await;
         }
         expire_ttl(&ddb, &stack.grants_table, &marks).await;
         deliver_stream(&deps, &mut poller).await;
         fire_schedules(&deps, &scheduler, &mut attempts).await;
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = std::time::Instant::now();
-            match grant_expire::handle(&deps, ExpireEvent::Sweep).await {
+            meter::invoked(meter::EXPIRE_SWEEP, 1);
+            match grant_expire::handle(&sweeper, ExpireEvent::Sweep).await {
                 Ok(out) if !out.revoked.is_empty() => {
                     tracing::info!(revoked = ?out.revoked, "sweep revoked overdue grants")
                 }
@@ -164,6 +185,7 @@ async fn deliver_stream(deps: &Deps, poller: &mut StreamPoller) {
         }
     };
     let n = batch.records.len();
+    meter::invoked("grant-expire", 1);
     match grant_expire::handle(deps, ExpireEvent::Stream(Box::new(batch))).await {
         Ok(out) => {
             for dropped in poller.complete(n, &grant_expire::stream_response(&out)) {
@@ -217,6 +239,7 @@ async fn fire_schedules(
             .target()
             .map(|t| t.input().unwrap_or("{}"))
             .unwrap_or("{}");
+        meter::invoked("grant-expire", 1);
         let outcome = match serde_json::from_str::<ExpireEvent>(input) {
             Ok(event) => grant_expire::handle(deps, event)
                 .await

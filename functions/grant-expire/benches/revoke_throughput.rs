@@ -5,11 +5,13 @@
 //! second. Needs the local stack (`cargo run -p ticketbound -- local up`).
 //!
 //! `TB_BENCH_GRANTS` sets the number of grants (default 1000), `TB_BENCH_ROUND` how
-//! many share one pair of tables (default 50). moto copies a whole table on every
-//! transaction, so one table of 1,000 grants measures moto's copying (1.4 grants/s at
-//! 100, and worse after); rounds on fresh tables keep each table the size of one
-//! stream batch or so and measure the function. The revocation time is summed over
-//! the rounds; setting grants up is not measured.
+//! many share one emulator (default 50). moto copies a whole table on every
+//! transaction and never gives memory back, so one table of 1,000 grants measures
+//! moto's copying (1.4 grants/s at 100, and worse after), and one emulator for the
+//! whole run reached all 24 GB of this machine at 650 grants. Each round therefore
+//! gets a moto server of its own (`testkit::emulator`), started before its clock
+//! starts and stopped after; PostgreSQL is the local stack's throughout. The
+//! revocation time is summed over the rounds; setting grants up is not measured.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up must stop
 
@@ -25,6 +27,7 @@ use chrono::Duration;
 use futures::StreamExt;
 use grant_expire::{ExpireEvent, handle, stream_response};
 use ticketbound_domain::GrantState;
+use ticketbound_testkit::emulator::{PrivateEmulator, cpu_seconds};
 use ticketbound_testkit::streams::{StreamPoller, TtlMarks};
 
 #[tokio::main]
@@ -46,7 +49,7 @@ async fn main() {
     let n = var("TB_BENCH_GRANTS", 1000);
     let round = var("TB_BENCH_ROUND", 50).clamp(1, n.max(1));
     let (mut revoked, mut failed, mut batches, mut still_live) = (0, 0, 0, 0);
-    let (mut setup, mut seconds) = (0.0, 0.0);
+    let (mut setup, mut seconds, mut moto_cpu, mut own_cpu) = (0.0, 0.0, 0.0, 0.0);
     let mut concurrency = 0;
     let mut done = 0;
     while done < n {
@@ -59,6 +62,8 @@ async fn main() {
         still_live += r.still_live;
         setup += r.setup;
         seconds += r.seconds;
+        moto_cpu += r.moto_cpu;
+        own_cpu += r.own_cpu;
         concurrency = r.concurrency;
         eprintln!(
             "round: {size} grants revoked in {:.2} s ({done}/{n})",
@@ -75,6 +80,32 @@ async fn main() {
         revoked as f64 / seconds.max(f64::EPSILON),
         still_live == 0
     );
+    println!(
+        "during revocation moto was busy {:.0}% of the time ({moto_cpu:.1} CPU s); the function and \
+         the stream poller used {:.1} ms of CPU per grant ({own_cpu:.2} CPU s)",
+        100.0 * moto_cpu / seconds.max(f64::EPSILON),
+        1000.0 * own_cpu / (revoked.max(1) as f64)
+    );
+    // Kept for `scripts/bench`, which prints the last figures beside its own.
+    let figures = serde_json::json!({
+        "at": chrono::Utc::now(),
+        "grants": n,
+        "round": round,
+        "revoked": revoked,
+        "failed": failed,
+        "batches": batches,
+        "seconds": seconds,
+        "grants_per_second": revoked as f64 / seconds.max(f64::EPSILON),
+        "concurrency": concurrency,
+        "moto_busy_percent": 100.0 * moto_cpu / seconds.max(f64::EPSILON),
+        "function_cpu_ms_per_grant": 1000.0 * own_cpu / (revoked.max(1) as f64),
+        "sampled_grants_revoked": still_live == 0,
+    });
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench");
+    let _ = std::fs::create_dir_all(dir);
+    if let Err(e) = std::fs::write(format!("{dir}/expiry.json"), figures.to_string()) {
+        eprintln!("could not write {dir}/expiry.json: {e}");
+    }
 }
 
 struct Round {
@@ -84,13 +115,18 @@ struct Round {
     still_live: usize,
     setup: f64,
     seconds: f64,
+    /// CPU seconds moto and this process used while revoking.
+    moto_cpu: f64,
+    own_cpu: f64,
     concurrency: usize,
 }
 
 /// `n` Active grants on fresh tables pass their time; TTL removes their triggers; the
 /// REMOVE records reach grant-expire in stream batches until every grant is done.
 async fn revoke_round(n: usize) -> Round {
-    let h = common::harness().await;
+    let shared = ticketbound_testkit::TestStack::get().await;
+    let emulator = PrivateEmulator::start(&shared).await.unwrap();
+    let h = common::harness_on(emulator.stack.clone()).await;
 
     let started = Instant::now();
     let grants: Vec<_> = futures::stream::iter(0..n)
@@ -134,6 +170,7 @@ async fn revoke_round(n: usize) -> Round {
         .await;
 
     let started = Instant::now();
+    let cpu_at_start = (emulator.cpu_seconds(), cpu_seconds(std::process::id()));
     let (mut batches, mut revoked, mut failed) = (0, 0, 0);
     while revoked + failed < n {
         let Some(batch) = poller.next_batch().await.unwrap() else {
@@ -150,16 +187,18 @@ async fn revoke_round(n: usize) -> Round {
         batches += 1;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_used =
+        |before: Option<f64>, after: Option<f64>| after.zip(before).map_or(0.0, |(a, b)| a - b);
+    let moto_cpu = cpu_used(cpu_at_start.0, emulator.cpu_seconds());
+    let own_cpu = cpu_used(cpu_at_start.1, cpu_seconds(std::process::id()));
 
     let mut still_live = 0;
     for g in grants.iter().take(5) {
         let stored = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
         still_live += usize::from(stored.state != GrantState::Revoked);
     }
-    // moto copies every table it holds on each transaction: a round leaves none behind.
-    for table in [&h.deps.store.tables().grants, &h.deps.store.tables().audit] {
-        let _ = ddb.delete_table().table_name(table).send().await;
-    }
+    // The round's emulator, and everything it held, goes with it.
+    drop(emulator);
     Round {
         revoked,
         failed,
@@ -167,6 +206,8 @@ async fn revoke_round(n: usize) -> Round {
         still_live,
         setup,
         seconds,
+        moto_cpu,
+        own_cpu,
         concurrency: h.deps.config.concurrency,
     }
 }

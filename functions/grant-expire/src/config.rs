@@ -12,6 +12,19 @@ pub const SECRET_RECOVERY_DAYS: &str = "TICKETBOUND_SECRET_RECOVERY_DAYS";
 pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
 pub const REVOKE_CONCURRENCY: &str = "TICKETBOUND_REVOKE_CONCURRENCY";
 
+/// The grants-stream records the event source mapping gives the expiry function (its
+/// filter criteria, as `infra/modules/ticketbound/locals.tf` sets them and the local
+/// host applies them; the infrastructure check keeps the two equal): DynamoDB TTL
+/// removing an expiry trigger (a REMOVE by anyone else is no signal), and a grant
+/// moved to Revoking.
+pub const STREAM_FILTERS: &str = r#"[
+  {"eventName": ["REMOVE"],
+   "userIdentity": {"type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]},
+   "dynamodb": {"Keys": {"sk": {"S": ["EXPIRY"]}}}},
+  {"eventName": ["MODIFY"],
+   "dynamodb": {"Keys": {"sk": {"S": ["GRANT"]}}, "NewImage": {"state": {"S": ["revoking"]}}}}
+]"#;
+
 /// Every variable the expiry function reads, for the infrastructure check.
 pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,

@@ -17,6 +17,15 @@ pub const SCHEDULE_GROUP: &str = "TICKETBOUND_SCHEDULE_GROUP";
 pub const SCHEDULE_DLQ_ARN: &str = "TICKETBOUND_SCHEDULE_DLQ_ARN";
 pub const MAX_PROVISIONING_ATTEMPTS: &str = "TICKETBOUND_MAX_PROVISIONING_ATTEMPTS";
 
+/// The grants-stream records the event source mapping gives the provisioner (its
+/// filter criteria, as `infra/modules/ticketbound/locals.tf` sets them and the local
+/// host applies them; the infrastructure check keeps the two equal): a new grant,
+/// recorded Approved by the intake.
+pub const STREAM_FILTERS: &str = r#"[
+  {"eventName": ["INSERT"],
+   "dynamodb": {"Keys": {"sk": {"S": ["GRANT"]}}, "NewImage": {"state": {"S": ["approved"]}}}}
+]"#;
+
 /// Every variable the provisioner reads, for the infrastructure check.
 pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,

@@ -17,6 +17,11 @@ pub const ATTEMPTS: &str = "TICKETBOUND_WRITEBACK_ATTEMPTS";
 pub const MAX_WAIT_SECS: &str = "TICKETBOUND_WRITEBACK_MAX_WAIT_SECS";
 pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
 
+/// The audit-stream records the event source mapping gives the write-back (its
+/// filter criteria, as `infra/modules/ticketbound/locals.tf` sets them and the local
+/// host applies them; the infrastructure check keeps the two equal): new audit events.
+pub const STREAM_FILTERS: &str = r#"[{"eventName": ["INSERT"]}]"#;
+
 /// Every variable the write-back reads, for the infrastructure check.
 pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,

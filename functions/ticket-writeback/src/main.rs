@@ -9,7 +9,7 @@ use ticketbound_runtime::EnvReader;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     ticketbound_runtime::logging::init_lambda_tracing()?;
-    let sdk = ticketbound_runtime::aws::sdk_config().await;
+    let sdk = ticketbound_runtime::aws::lambda_sdk_config(EnvReader::from_process())?;
     let deps = Deps::from_env(&sdk, EnvReader::from_process())?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {

@@ -200,6 +200,7 @@ locals {
           Action   = ["scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:DeleteSchedule"]
           Resource = [local.schedule_arn_pattern]
         },
+        local.recurring_schedule_guard,
         {
           # The schedules run as the scheduler role, and as nothing else.
           Sid      = "PassSchedulerRole"
@@ -281,6 +282,7 @@ locals {
           Action   = ["scheduler:DeleteSchedule", "scheduler:GetSchedule"]
           Resource = [local.schedule_arn_pattern]
         },
+        local.recurring_schedule_guard,
         {
           Sid      = "StreamFailureQueue"
           Effect   = "Allow"
@@ -485,6 +487,7 @@ locals {
           Action   = ["scheduler:GetSchedule", "scheduler:DeleteSchedule"]
           Resource = [local.schedule_arn_pattern]
         },
+        local.recurring_schedule_guard,
       ],
     )
   }
@@ -542,6 +545,19 @@ locals {
       [for name in sort(tolist(local.webhook_integrations)) : aws_secretsmanager_secret.webhook[name].arn],
       [for name in sort(tolist(local.itsm_api_integrations)) : aws_secretsmanager_secret.itsm_api[name].arn],
     )
+  }
+
+  # The expiry schedules' permissions cover the whole group (a grant's schedule is
+  # named at run time), and with it the sweep and reconcile schedules the module
+  # creates there: deleting or changing either would silently stop the sweep or the
+  # reconciliation. This makes sure the functions that manage expiry schedules
+  # (grant-provision, grant-expire, grant-reconcile) never create, change or delete
+  # those two.
+  recurring_schedule_guard = {
+    Sid      = "NeverTheRecurringSchedules"
+    Effect   = "Deny"
+    Action   = ["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"]
+    Resource = local.recurring_schedule_arns
   }
 
   # What the module key is used for, per function (see ModuleKey below).

@@ -25,6 +25,13 @@ locals {
   sweep_schedule_name  = "${var.name_prefix}-sweep"
   # grant-reconcile's recurring schedule, in the same group, run by the same role.
   reconcile_schedule_name = "${var.name_prefix}-reconcile"
+  # The two recurring schedules' ARNs, built like schedule_arn_pattern rather than read
+  # from the schedules: the function policies name them, and the schedules depend on
+  # the functions, which depend on their policies (a cycle).
+  recurring_schedule_arns = [
+    for name in [local.sweep_schedule_name, local.reconcile_schedule_name] :
+    "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${local.schedule_group_name}/${name}"
+  ]
 
   # Credential secrets are named ticketbound/<environment>/<identity>/<grant id>
   # (shared/enforce, secret_name) and tagged managed-by=ticketbound (shared/vault,

@@ -49,6 +49,23 @@ pub fn is_noteworthy(action: AuditAction) -> bool {
     )
 }
 
+/// How many notes a trail has led to (posted, or given up on after the last attempt),
+/// and how many of its events are worth one: the ticket has been told of everything
+/// once the first reaches the second.
+pub fn told_of(trail: &[AuditEvent]) -> (usize, usize) {
+    let told = trail
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.action,
+                AuditAction::TicketUpdated | AuditAction::TicketUpdateFailed
+            )
+        })
+        .count();
+    let to_tell = trail.iter().filter(|e| is_noteworthy(e.action)).count();
+    (told, to_tell)
+}
+
 /// The note for `event` of `grant`, or `None` when the event is not told.
 pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
     if !is_noteworthy(event.action) {

@@ -119,13 +119,13 @@ impl EnvReader {
         }
     }
 
-    /// Ends reading: `Ok` if every variable read so far was good.
     /// Records a problem the reader found itself (a variable that must come with
     /// another, say).
     pub fn problem(&mut self, name: &str, problem: VarProblem) {
         self.problems.push((name.to_owned(), problem));
     }
 
+    /// Ends reading: `Ok` if every variable read so far was good.
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() {
             Ok(())

@@ -6,6 +6,7 @@
 //! the CLI depend on it, never the other way round.
 
 pub mod aws;
+pub mod calls;
 pub mod config;
 pub mod local;
 pub mod logging;

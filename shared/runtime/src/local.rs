@@ -7,6 +7,33 @@ use std::path::{Path, PathBuf};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde::{Deserialize, Serialize};
 
+/// moto's server as the local stack runs it: DynamoDB requests one at a time.
+///
+/// moto serves requests on threads and runs `TransactWriteItems` without isolation:
+/// it snapshots each table the transaction touches, and on a failed condition puts
+/// the snapshots back, wiping whatever another request wrote in between. Two
+/// functions writing one grant at once (the provisioner and the write-back, say) then
+/// lose an update: an audit event survives while the grant item that counts it is
+/// rolled back, and the grant can never be moved on again. DynamoDB serialises
+/// conflicting transactions (or cancels one with `TransactionConflict`); serialising
+/// moto's DynamoDB handler gives the same guarantee for the price of a lock (moto
+/// holds Python's interpreter lock through every request anyway).
+pub const MOTO_SERVER_SCRIPT: &str = r#"import sys, threading
+from moto.dynamodb.responses import DynamoHandler
+_one_at_a_time = threading.RLock()
+_call_action = DynamoHandler.call_action
+def _serialised(self, *args, **kwargs):
+    with _one_at_a_time:
+        return _call_action(self, *args, **kwargs)
+DynamoHandler.call_action = _serialised
+from moto.server import main
+sys.exit(main())
+"#;
+
+/// The name of the launcher the local stack writes beside moto's virtualenv (it names
+/// moto's server, which is how a running one is recognised).
+pub const MOTO_SERVER_SCRIPT_NAME: &str = "ticketbound_moto_server.py";
+
 /// The file name inside the state directory.
 pub const FILE_NAME: &str = "local.json";
 /// The region the local stack pretends to be in.
@@ -155,6 +182,24 @@ impl LocalStack {
             path: path.to_path_buf(),
             source,
         })
+    }
+
+    /// Like [`LocalStack::sdk_config`], counting every call into `counts` (the function
+    /// host gives each function its own).
+    pub async fn sdk_config_counted(&self, counts: &crate::calls::CallCounts) -> SdkConfig {
+        let config = self.sdk_config().await;
+        match crate::aws::amazon_trust_https_client() {
+            Ok(client) => config
+                .into_builder()
+                .http_client(counts.wrap(client))
+                .build(),
+            // The compiled-in roots always make a client; if they ever did not, the calls
+            // would go uncounted rather than not at all, and the log says so.
+            Err(e) => {
+                tracing::warn!(error = %e, "AWS calls of this function are not counted");
+                config
+            }
+        }
     }
 
     /// An SDK configuration aimed at the emulator, with its dummy credentials.

@@ -5,8 +5,9 @@
 
 use std::str::FromStr;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config::{ConfigError, EnvReader};
 
@@ -48,7 +49,9 @@ impl FromStr for LambdaLevel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     pub format: LogFormat,
-    /// An `EnvFilter` directive, e.g. `info` or `ticketbound=debug,info`.
+    /// A level, or targets with levels: `info`, `ticketbound_store=debug,info`. (Not
+    /// `EnvFilter`'s span and field syntax: that needs a regex engine in every package,
+    /// which costs start-up time and size for a filter nobody sets on a Lambda.)
     pub filter: String,
 }
 
@@ -86,9 +89,9 @@ impl LogSettings {
     where
         W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
     {
-        let filter = EnvFilter::try_new(&self.filter).map_err(LoggingError::Filter)?;
+        let filter: Targets = self.filter.parse().map_err(LoggingError::Filter)?;
         let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
+            .with_max_level(tracing::Level::TRACE)
             .with_writer(writer)
             .with_target(true);
         Ok(match self.format {
@@ -99,9 +102,16 @@ impl LogSettings {
                     .flatten_event(true)
                     .with_current_span(true)
                     .without_time()
-                    .finish(),
+                    .finish()
+                    .with(filter),
             ),
-            LogFormat::Text => Box::new(builder.with_ansi(false).without_time().finish()),
+            LogFormat::Text => Box::new(
+                builder
+                    .with_ansi(false)
+                    .without_time()
+                    .finish()
+                    .with(filter),
+            ),
         })
     }
 }
@@ -161,5 +171,55 @@ mod tests {
             err.to_string()
                 .contains("AWS_LAMBDA_LOG_FORMAT is malformed")
         );
+    }
+
+    /// What reaches the writer, as text.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_filter_keeps_levels_per_target() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let settings = LogSettings {
+            format: LogFormat::Json,
+            filter: "noisy=error,info".into(),
+        };
+        let subscriber = settings
+            .subscriber(move || writer.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "ticketbound", "kept");
+            tracing::debug!(target: "ticketbound", "below the level");
+            tracing::warn!(target: "noisy", "below its target's level");
+            tracing::error!(target: "noisy", "kept too");
+        });
+        let text = String::from_utf8(out.0.lock().map(|v| v.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(text.contains("\"message\":\"kept\""), "{text}");
+        assert!(text.contains("kept too"), "{text}");
+        assert!(!text.contains("below"), "{text}");
+
+        let bad = LogSettings {
+            format: LogFormat::Text,
+            filter: "info,=x=y".into(),
+        };
+        assert!(matches!(
+            bad.subscriber(std::io::sink),
+            Err(LoggingError::Filter(_))
+        ));
     }
 }

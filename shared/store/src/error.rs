@@ -59,7 +59,10 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Dynamo { retryable, .. } => *retryable,
-            Self::StaleVersion { .. } => true,
+            // A concurrent writer got there first; a re-read settles it. (moto, unlike
+            // DynamoDB, can let two transactions on one grant interleave, so the audit
+            // event's condition may fail where the grant's version check did not.)
+            Self::StaleVersion { .. } | Self::AuditEventExists { .. } => true,
             _ => false,
         }
     }

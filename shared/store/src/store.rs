@@ -221,7 +221,9 @@ impl Store {
             let sealed = next.record(audit);
             match self.save_grant(&next, &[sealed]).await {
                 Ok(()) => return Ok((next, t)),
-                Err(StoreError::StaleVersion { .. }) => {
+                // Someone else wrote the grant, or its next audit event, first: read
+                // it again and apply the event to what is there now.
+                Err(StoreError::StaleVersion { .. } | StoreError::AuditEventExists { .. }) => {
                     grant = self
                         .get_grant(grant.id)
                         .await?

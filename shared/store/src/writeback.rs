@@ -165,7 +165,9 @@ impl Store {
             let event = next.record(record(&grant));
             match self.save_grant(&next, std::slice::from_ref(&event)).await {
                 Ok(()) => return Ok(Some(event)),
-                Err(StoreError::StaleVersion { .. }) => continue,
+                Err(StoreError::StaleVersion { .. } | StoreError::AuditEventExists { .. }) => {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }

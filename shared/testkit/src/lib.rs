@@ -5,6 +5,7 @@
 //!
 //! Never a dependency of a Lambda function.
 
+pub mod emulator;
 pub mod faults;
 pub mod issuing;
 pub mod streams;
@@ -255,11 +256,26 @@ pub async fn post(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> std::io::Result<HttpAnswer> {
+    call("POST", url, path, headers, body).await
+}
+
+/// GETs `url` + `path` (the local host's own routes).
+pub async fn get(url: &str, path: &str) -> std::io::Result<HttpAnswer> {
+    call("GET", url, path, &[], &[]).await
+}
+
+async fn call(
+    method: &str,
+    url: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<HttpAnswer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let authority = url.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(authority).await?;
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (name, value) in headers {

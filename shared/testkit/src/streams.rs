@@ -113,6 +113,9 @@ pub fn key_of(record: &Value) -> String {
 #[derive(Debug)]
 pub struct StreamPoller {
     ttl_marks: Option<TtlMarks>,
+    /// The event source mapping's filter criteria: a record matching none of them
+    /// never reaches the function (and never invokes it).
+    filters: Vec<Value>,
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     region: String,
@@ -144,6 +147,7 @@ impl StreamPoller {
             stream_arn,
             iterators: BTreeMap::new(),
             ttl_marks: None,
+            filters: Vec::new(),
             pending: VecDeque::new(),
             batch_size: 100,
             max_attempts: 10,
@@ -153,6 +157,12 @@ impl StreamPoller {
     /// REMOVE records of keys in `marks` are delivered as TTL's (and taken out of it).
     pub fn mark_ttl_removals(&mut self, marks: TtlMarks) {
         self.ttl_marks = Some(marks);
+    }
+
+    /// Delivers only records matching one of `patterns` (Lambda's filter criteria, as
+    /// the Terraform module gives each consumer); the rest are consumed unseen.
+    pub fn filter(&mut self, patterns: Vec<Value>) {
+        self.filters = patterns;
     }
 
     /// Fetches what the stream has beyond what was read. Each fetch asks for a fresh
@@ -218,7 +228,9 @@ impl StreamPoller {
                     record["userIdentity"] =
                         json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
                 }
-                self.pending.push_back((record, 0));
+                if self.filters.is_empty() || self.filters.iter().any(|p| matches(p, &record)) {
+                    self.pending.push_back((record, 0));
+                }
             }
             self.iterators.insert(id, last);
         }
@@ -276,5 +288,56 @@ impl StreamPoller {
     /// Records waiting for (re)delivery.
     pub fn backlog(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// Whether `record` matches a Lambda event filter `pattern`, in the subset the module
+/// uses: objects nest field by field, and an array lists the values a field may have.
+pub fn matches(pattern: &Value, record: &Value) -> bool {
+    match pattern {
+        Value::Object(fields) => fields.iter().all(|(name, wanted)| {
+            record
+                .get(name)
+                .is_some_and(|actual| matches(wanted, actual))
+        }),
+        Value::Array(allowed) => allowed.iter().any(|value| value == record),
+        other => other == record,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::matches;
+
+    #[test]
+    fn filter_patterns_match_field_by_field_and_value_by_value() {
+        let pattern = json!({
+            "eventName": ["REMOVE"],
+            "userIdentity": {"type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]},
+            "dynamodb": {"Keys": {"sk": {"S": ["EXPIRY"]}}}
+        });
+        let ttl = json!({
+            "eventName": "REMOVE",
+            "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+            "dynamodb": {"Keys": {"pk": {"S": "GRANT#1"}, "sk": {"S": "EXPIRY"}}, "SequenceNumber": "1"}
+        });
+        assert!(matches(&pattern, &ttl));
+        let mut by_someone = ttl.clone();
+        by_someone["userIdentity"]["principalId"] = json!("AIDAEXAMPLE");
+        assert!(!matches(&pattern, &by_someone));
+        let mut no_identity = ttl.clone();
+        no_identity
+            .as_object_mut()
+            .map(|o| o.remove("userIdentity"));
+        assert!(!matches(&pattern, &no_identity));
+        let mut grant_item = ttl;
+        grant_item["dynamodb"]["Keys"]["sk"]["S"] = json!("GRANT");
+        assert!(!matches(&pattern, &grant_item));
+        assert!(matches(
+            &json!({"eventName": ["INSERT", "MODIFY"]}),
+            &json!({"eventName": "MODIFY"})
+        ));
     }
 }

@@ -198,6 +198,29 @@ fn key_text(key: &ObjectKey) -> Option<String> {
     }
 }
 
+/// A literal expression (objects, arrays, strings, numbers, booleans, null) as JSON;
+/// `None` if any part of it is computed (a reference, a call, a template).
+pub fn literal_json(expr: &Expression) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match expr {
+        Expression::Null => Value::Null,
+        Expression::Bool(b) => Value::Bool(*b),
+        Expression::Number(n) => serde_json::to_value(n).ok()?,
+        Expression::String(s) => Value::String(s.clone()),
+        Expression::Array(items) => {
+            Value::Array(items.iter().map(literal_json).collect::<Option<_>>()?)
+        }
+        Expression::Object(object) => Value::Object(
+            object
+                .iter()
+                .map(|(k, v)| Some((key_text(k)?, literal_json(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+        Expression::Parenthesis(inner) => literal_json(inner)?,
+        _ => return None,
+    })
+}
+
 /// The string literals an expression holds (a string, or an array of them).
 fn strings(expr: &Expression) -> Vec<String> {
     match expr {

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use infra_check::{Module, blocks, bool_attr, string_attr};
+use infra_check::{Module, blocks, bool_attr, literal_json, string_attr};
 use ticketbound_store::schema::{self, AttrType, KeyAttr, StreamView, TableSchema};
 
 fn repo() -> PathBuf {
@@ -274,4 +274,40 @@ fn no_policy_statement_grants_a_wildcard_action() {
         found.is_empty(),
         "actions with a wildcard (name each action instead): {found:#?}"
     );
+}
+
+/// The event source mappings' filter criteria (`local.stream_consumers` and
+/// `local.audit_stream_consumers`) are the ones the functions declare and the local
+/// host applies (`STREAM_FILTERS`): a pattern changed on one side only would let the
+/// local stack invoke a function for records AWS never gives it, or the reverse.
+#[test]
+fn stream_filters_are_the_functions_own() {
+    let module = module();
+    let declared = BTreeMap::from([
+        ("grant-provision", grant_provision::config::STREAM_FILTERS),
+        ("grant-expire", grant_expire::config::STREAM_FILTERS),
+        ("ticket-writeback", ticket_writeback::config::STREAM_FILTERS),
+    ]);
+    let mut in_terraform = BTreeMap::new();
+    for local in ["stream_consumers", "audit_stream_consumers"] {
+        let value = literal_json(module.local(local).unwrap())
+            .unwrap_or_else(|| panic!("local.{local} is not a literal"));
+        for (function, patterns) in value.as_object().expect("an object literal") {
+            in_terraform.insert(function.clone(), patterns.clone());
+        }
+    }
+    let functions: BTreeSet<String> = declared.keys().map(|k| (*k).to_owned()).collect();
+    assert_eq!(
+        in_terraform.keys().cloned().collect::<BTreeSet<_>>(),
+        functions,
+        "stream consumers in Terraform and functions declaring STREAM_FILTERS differ"
+    );
+    for (function, text) in declared {
+        let code: serde_json::Value = serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("{function}'s STREAM_FILTERS is not JSON: {e}"));
+        assert_eq!(
+            in_terraform[function], code,
+            "{function}: the filter criteria in infra/modules/ticketbound/locals.tf differ from its STREAM_FILTERS"
+        );
+    }
 }

@@ -18,7 +18,11 @@ pub struct Harness {
 }
 
 pub async fn harness() -> Harness {
-    let stack = TestStack::get().await;
+    harness_on(TestStack::get().await).await
+}
+
+/// A harness on `stack` (the shared local stack, or an emulator of the bench's own).
+pub async fn harness_on(stack: TestStack) -> Harness {
     let tables = stack.fresh_tables().await.unwrap();
     let fixture = stack.issuing_fixture(None).await;
     let deps = Deps::from_env(

@@ -866,6 +866,16 @@ run "name_prefix_and_tags_apply_everywhere" {
     error_message = "the schedule permissions follow the group's name"
   }
   assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire", "grant-reconcile"] :
+      [for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : toset(s.Resource) if s.Sid == "NeverTheRecurringSchedules"] == [toset([
+        "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/tb-test-sweep",
+        "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/tb-test-reconcile",
+      ])]
+    ])
+    error_message = "the deny on the recurring schedules follows the group's and the schedules' names"
+  }
+  assert {
     condition = [
       for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : s.Resource if s.Sid == "RotationFunction"
     ] == [["arn:aws:lambda:eu-west-1:111122223333:function:tb-test-secret-rotate"]]
@@ -1357,6 +1367,13 @@ run "provision_policy_is_least_privilege" {
         actions   = toset(["scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:DeleteSchedule"])
         resources = toset(["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/*"])
       }
+      NeverTheRecurringSchedules = {
+        actions = toset(["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"])
+        resources = toset([
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-sweep",
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-reconcile",
+        ])
+      }
       StreamFailureQueue = {
         actions   = toset(["sqs:SendMessage"])
         resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-provision-stream-dlq"])
@@ -1377,7 +1394,7 @@ run "provision_policy_is_least_privilege" {
         ])
       }
     }
-    error_message = "Scheduler, SQS, KMS and logs: the module's schedule group, its own DLQs, the module key, its log group"
+    error_message = "Scheduler, SQS, KMS and logs: the module's schedule group but never its recurring schedules, its own DLQs, the module key, its log group"
   }
   assert {
     condition = toset(flatten([
@@ -1474,6 +1491,13 @@ run "expire_policy_is_least_privilege" {
         actions   = toset(["scheduler:DeleteSchedule", "scheduler:GetSchedule"])
         resources = toset(["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/*"])
       }
+      NeverTheRecurringSchedules = {
+        actions = toset(["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"])
+        resources = toset([
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-sweep",
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-reconcile",
+        ])
+      }
       StreamFailureQueue = {
         actions   = toset(["sqs:SendMessage"])
         resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-expire-stream-dlq"])
@@ -1487,7 +1511,7 @@ run "expire_policy_is_least_privilege" {
         resources = toset([aws_kms_key.this.arn])
       }
     }
-    error_message = "Scheduler: delete and read the group's schedules, never create; its own DLQs; the module key"
+    error_message = "Scheduler: delete and read the group's schedules, never create, never the recurring ones; its own DLQs; the module key"
   }
   assert {
     condition = toset(flatten([
@@ -2480,6 +2504,45 @@ run "rejects_a_reconcile_schedule_that_is_not_recurring" {
   expect_failures = [var.reconcile_schedule_expression]
 }
 
+# The expiry schedules' permissions cover the whole group, where the sweep and reconcile
+# schedules live too: an explicit Deny keeps the grant functions from deleting or
+# changing them (which would silently stop the sweep or the reconciliation).
+run "grant_functions_never_touch_the_recurring_schedules" {
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire", "grant-reconcile"] : anytrue([
+        for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement :
+        s.Effect == "Deny" && !contains(keys(s), "Condition") &&
+        toset(flatten([s.Resource])) == toset([aws_scheduler_schedule.sweep.arn, aws_scheduler_schedule.reconcile.arn]) &&
+        length(setsubtract(["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"], flatten([s.Action]))) == 0
+      ])
+    ])
+    error_message = "grant-provision, grant-expire and grant-reconcile each deny, unconditionally, creating, updating and deleting exactly the sweep and reconcile schedules"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for k, p in aws_iam_role_policy.function : [
+        for a in flatten([
+          for s in jsondecode(p.policy).Statement : s.Action
+          if s.Effect == "Allow" && anytrue([for r in flatten([s.Resource]) : startswith(r, "arn:aws:scheduler:")])
+          ]) : a == "scheduler:GetSchedule" || anytrue([
+          for d in jsondecode(p.policy).Statement :
+          d.Effect == "Deny" && contains(flatten([d.Action]), a) &&
+          length(setsubtract([aws_scheduler_schedule.sweep.arn, aws_scheduler_schedule.reconcile.arn], flatten([d.Resource]))) == 0
+        ])
+      ]
+    ]))
+    error_message = "every scheduler action but GetSchedule that a function is allowed on the schedule group is denied on the sweep and reconcile schedules"
+  }
+  assert {
+    condition = toset([
+      for k, p in aws_iam_role_policy.function : k
+      if anytrue([for s in jsondecode(p.policy).Statement : s.Sid == "NeverTheRecurringSchedules"])
+    ]) == toset(["grant-provision", "grant-expire", "grant-reconcile"])
+    error_message = "the guard is in exactly the policies of the functions that manage expiry schedules"
+  }
+}
+
 run "reconcile_policy_is_least_privilege" {
   assert {
     condition = alltrue([
@@ -2602,6 +2665,13 @@ run "reconcile_policy_is_least_privilege" {
         actions   = toset(["scheduler:GetSchedule", "scheduler:DeleteSchedule"])
         resources = toset(["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/*"])
       }
+      NeverTheRecurringSchedules = {
+        actions = toset(["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"])
+        resources = toset([
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-sweep",
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-reconcile",
+        ])
+      }
       OwnDeadLetterQueue = {
         actions   = toset(["sqs:SendMessage"])
         resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-reconcile-dlq"])
@@ -2618,7 +2688,7 @@ run "reconcile_policy_is_least_privilege" {
         ])
       }
     }
-    error_message = "Scheduler: read and delete the group's schedules, never create; its own DLQ, the module key, its own log group"
+    error_message = "Scheduler: read and delete the group's schedules, never create, never the recurring ones; its own DLQ, the module key, its own log group"
   }
   assert {
     condition = toset(flatten([
