@@ -385,10 +385,11 @@ async fn intake_latency(args: &Args, stack: &TestStack, instances: usize) -> Lat
     }
 }
 
-/// criterion's last estimate of the intake pipeline, if `cargo bench -p itsm-intake`
-/// has run on this machine.
-fn criterion_intake_us() -> Option<f64> {
-    let path = "target/criterion/intake_pipeline/total/new/estimates.json";
+/// criterion's last mean estimate (µs) of one step of the intake (`verify`, `parse`,
+/// `validate_and_policy`, or all of it: `verify_parse_policy`), if `cargo bench -p
+/// itsm-intake --bench intake_pipeline` has run on this machine.
+fn criterion_intake_us(step: &str) -> Option<f64> {
+    let path = format!("target/criterion/intake/{step}/new/estimates.json");
     let v: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     v["mean"]["point_estimate"].as_f64().map(|ns| ns / 1000.0)
 }
@@ -502,10 +503,17 @@ async fn main() {
             l.instances, l.p50_ms, l.p99_ms, l.throughput_per_s, l.accepted, l.requests
         );
     }
-    let cpu = criterion_intake_us();
+    let cpu = criterion_intake_us("verify_parse_policy");
     match cpu {
         Some(us) => {
-            println!("intake CPU per event (criterion, verify + parse + policy): {us:.1} µs")
+            let step = |name| criterion_intake_us(name).unwrap_or(f64::NAN);
+            println!(
+                "intake CPU per event (criterion): {us:.1} µs for verify + parse + policy \
+                 (verify {:.1} µs, parse {:.1} µs, validate + policy {:.1} µs)",
+                step("verify"),
+                step("parse"),
+                step("validate_and_policy")
+            )
         }
         None => println!(
             "intake CPU per event: not measured in this run (run `cargo bench -p itsm-intake --bench intake_pipeline`)"
