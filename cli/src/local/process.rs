@@ -140,7 +140,13 @@ pub fn stop_group(pid: u32, expected: &str, log: &std::path::Path) {
     let _ = Command::new("kill")
         .args(["-TERM", "--", &format!("-{pid}")])
         .status();
-    let _ = wait_for(expected, 10, log.to_path_buf(), || {
-        process_cmdline(pid).is_none_or(|c| c.trim().is_empty())
-    });
+    let gone = || process_cmdline(pid).is_none_or(|c| c.trim().is_empty());
+    if wait_for(expected, 10, log.to_path_buf(), gone).is_err() {
+        // A busy moto (deep in copying its tables) can sit on SIGTERM for minutes,
+        // holding gigabytes: after ten seconds the group is killed.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+        let _ = wait_for(expected, 5, log.to_path_buf(), gone);
+    }
 }
