@@ -83,17 +83,8 @@ async fn one_lifecycle(stack: &TestStack, store: &Store, secret: &str) -> Result
         chrono::Duration::seconds(15),
     ))
     .map_err(|e| e.to_string())?;
-    let headers = [
-        ("Content-Type", "application/json; charset=UTF-8".to_owned()),
-        (
-            "X-Atlassian-Webhook-Identifier",
-            ulid::Ulid::new().to_string(),
-        ),
-        (
-            "X-Hub-Signature",
-            ticketbound_itsm::auth::hub_signature(secret.as_bytes(), &body),
-        ),
-    ];
+    let headers =
+        ticketbound_testkit::jira_webhook_headers(secret, &body, &ulid::Ulid::new().to_string());
     let answer = ticketbound_testkit::post(&stack.local.intake_url, "/jira", &headers, &body)
         .await
         .map_err(|e| format!("intake: {e}"))?;
@@ -267,6 +258,15 @@ pub async fn measure(stack: &TestStack, grants: usize) -> LifecycleCosts {
     }
 }
 
+/// `Service.Operation n, …` with `decimals` places.
+fn calls_line(calls: &BTreeMap<String, f64>, decimals: usize) -> String {
+    calls
+        .iter()
+        .map(|(call, n)| format!("{call} {n:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn print(c: &LifecycleCosts) {
     println!();
     println!(
@@ -274,19 +274,14 @@ pub fn print(c: &LifecycleCosts) {
         c.completed, c.grants, c.seconds
     );
     for (function, calls) in &c.per_grant {
-        let line: Vec<String> = calls
-            .iter()
-            .map(|(call, n)| format!("{call} {n:.1}"))
-            .collect();
-        println!("  {function:<17} {}", line.join(", "));
+        println!("  {function:<17} {}", calls_line(calls, 1));
     }
     println!("  total: {:.1} AWS calls per grant", c.aws_calls_per_grant);
     for (function, calls) in &c.per_run {
-        let line: Vec<String> = calls
-            .iter()
-            .map(|(call, n)| format!("{call} {n:.0}"))
-            .collect();
-        println!("  per run, not per grant: {function}: {}", line.join(", "));
+        println!(
+            "  per run, not per grant: {function}: {}",
+            calls_line(calls, 0)
+        );
     }
     let line: Vec<String> = c
         .cost_per_1000_grants

@@ -16,7 +16,6 @@ use std::path::Path;
 use chrono::{Duration, Utc};
 use serde_json::Value;
 use ticketbound_domain::{GrantId, verify_chain};
-use ticketbound_itsm::auth;
 use ticketbound_runtime::local::LocalStack;
 use ticketbound_store::Store;
 use ticketbound_testkit::{HttpAnswer, jira_approval, jira_cancellation, poll_grant, unique_key};
@@ -32,15 +31,7 @@ impl Jira<'_> {
     /// Sends a webhook as Jira's sender does: signed body, delivery id header.
     async fn send(&self, body: &Value, delivery: &str) -> Result<HttpAnswer, CliError> {
         let bytes = serde_json::to_vec(body).map_err(|e| CliError::Demo(e.to_string()))?;
-        let headers = [
-            ("Content-Type", "application/json; charset=UTF-8".to_owned()),
-            ("User-Agent", "Atlassian Webhook HTTP Client".to_owned()),
-            ("X-Atlassian-Webhook-Identifier", delivery.to_owned()),
-            (
-                "X-Hub-Signature",
-                auth::hub_signature(self.secret.as_bytes(), &bytes),
-            ),
-        ];
+        let headers = ticketbound_testkit::jira_webhook_headers(&self.secret, &bytes, delivery);
         ticketbound_testkit::post(&self.stack.intake_url, "/jira", &headers, &bytes)
             .await
             .map_err(|e| {

@@ -5,8 +5,9 @@
 
 use chrono::{Duration, Utc};
 use ticketbound_domain::GrantState;
-use ticketbound_itsm::auth;
-use ticketbound_testkit::{TestStack, jira_approval, poll_grant, post, unique_key};
+use ticketbound_testkit::{
+    TestStack, jira_approval, jira_webhook_headers, poll_grant, post, unique_key,
+};
 
 #[tokio::test]
 async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
@@ -157,20 +158,9 @@ async fn a_ten_second_grant_is_refused_within_two_seconds_of_its_end() {
     assert_eq!(stored.state, GrantState::Revoked);
 }
 
-/// The headers Jira's webhook sender puts on `body`, the signature last.
+/// The headers Jira's webhook sender puts on `body`, a new delivery each time.
 fn jira_headers(secret: &str, body: &[u8]) -> Vec<(&'static str, String)> {
-    vec![
-        ("Content-Type", "application/json; charset=UTF-8".to_owned()),
-        ("User-Agent", "Atlassian Webhook HTTP Client".to_owned()),
-        (
-            "X-Atlassian-Webhook-Identifier",
-            ulid::Ulid::new().to_string(),
-        ),
-        (
-            "X-Hub-Signature",
-            auth::hub_signature(secret.as_bytes(), body),
-        ),
-    ]
+    jira_webhook_headers(secret, body, &ulid::Ulid::new().to_string())
 }
 
 /// Sends a signed Jira approval for `lifetime` as Jira's webhook sender does; returns

@@ -248,6 +248,24 @@ impl HttpAnswer {
     }
 }
 
+/// The headers Jira's webhook sender puts on `body`: JSON, its user agent, the
+/// delivery id (the same on a redelivery), and the signature with `secret`, last.
+pub fn jira_webhook_headers(
+    secret: &str,
+    body: &[u8],
+    delivery: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", "application/json; charset=UTF-8".to_owned()),
+        ("User-Agent", "Atlassian Webhook HTTP Client".to_owned()),
+        ("X-Atlassian-Webhook-Identifier", delivery.to_owned()),
+        (
+            "X-Hub-Signature",
+            ticketbound_itsm::auth::hub_signature(secret.as_bytes(), body),
+        ),
+    ]
+}
+
 /// POSTs `body` to `url` + `path` over HTTP/1.1 on loopback, as an ITSM's webhook
 /// sender would. A few lines of HTTP are all the local intake needs; no client crate.
 pub async fn post(
