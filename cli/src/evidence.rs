@@ -203,7 +203,7 @@ fn summary(e: &AuditEvent) -> String {
             d("login")
         ),
         AuditAction::RevocationStarted | AuditAction::Revoked => format!(
-            "{} (trigger: {}){}",
+            "{} (trigger: {}){}{}",
             e.action,
             d("trigger"),
             e.details
@@ -212,6 +212,10 @@ fn summary(e: &AuditEvent) -> String {
                     "; logins dropped {r}, sessions terminated {}",
                     d("sessions_terminated")
                 ))
+                .unwrap_or_default(),
+            e.details
+                .get("verified_at_target")
+                .map(|v| format!("; verified at the target: {v}"))
                 .unwrap_or_default()
         ),
         AuditAction::TicketUpdated => format!(

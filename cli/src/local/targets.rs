@@ -11,8 +11,13 @@ use super::process::LocalError;
 
 /// The Secrets Manager id of the local `orders-db` administrator's connection string.
 pub const ORDERS_DB_ADMIN_SECRET: &str = "ticketbound/local/targets/orders-db";
-/// The roles a grant at `orders-db` may be given.
-pub const ORDERS_DB_ROLES: [&str; 2] = ["orders_reader", "orders_reporting"];
+/// The roles a grant at `orders-db` may be given. `orders_etl` may CREATE in a
+/// staging schema, as ETL roles usually may: on PostgreSQL 15 a grant of it is
+/// refused, with the reason, because what a grantee made as that role would outlive
+/// the grant.
+pub const ORDERS_DB_ROLES: [&str; 3] = ["orders_reader", "orders_reporting", "orders_etl"];
+/// ticketbound's least-privilege administrator of the local PostgreSQL.
+pub const ADMIN_ROLE: &str = "ticketbound_admin";
 pub const SCHEDULE_GROUP: &str = "ticketbound";
 /// Stand-ins for ARNs that exist only in AWS: the local stack fires schedules itself.
 pub const EXPIRY_FUNCTION_ARN: &str =
@@ -28,7 +33,15 @@ const ORDERS_DB_SQL: &str = "
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'orders_reader') THEN CREATE ROLE orders_reader NOLOGIN; END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'orders_reporting') THEN CREATE ROLE orders_reporting NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'orders_etl') THEN CREATE ROLE orders_etl NOLOGIN; END IF;
+  -- ticketbound's administrator, as the deploy guide asks for it: no superuser.
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ticketbound_admin') THEN
+    CREATE ROLE ticketbound_admin LOGIN CREATEROLE NOSUPERUSER NOCREATEDB NOREPLICATION NOBYPASSRLS;
+  END IF;
 END $$;
+GRANT pg_signal_backend TO ticketbound_admin;
+CREATE SCHEMA IF NOT EXISTS orders_staging;
+GRANT USAGE, CREATE ON SCHEMA orders_staging TO orders_etl;
 CREATE SCHEMA IF NOT EXISTS orders;
 CREATE TABLE IF NOT EXISTS orders.orders (id int PRIMARY KEY, customer text, total numeric, placed_at timestamptz);
 INSERT INTO orders.orders VALUES (1, 'acme', 120.50, now()), (2, 'globex', 99.00, now()) ON CONFLICT DO NOTHING;
@@ -45,7 +58,7 @@ pub async fn ensure(
     scheduler: &aws_sdk_scheduler::Client,
 ) -> Result<(), LocalError> {
     let (client, conn) =
-        tokio_postgres::connect(&stack.postgres.admin_dsn(), tokio_postgres::NoTls)
+        tokio_postgres::connect(&stack.postgres.superuser_dsn(), tokio_postgres::NoTls)
             .await
             .map_err(|e| LocalError::Target {
                 what: "connect to the local PostgreSQL".into(),
@@ -60,14 +73,30 @@ pub async fn ensure(
             source: Box::new(e),
         })?;
 
-    // The administrator's connection string, as a deployed target keeps it.
-    if secrets
-        .describe_secret()
+    // The administrator's connection string, as a deployed target keeps it (a stack
+    // brought up before the administrator was least-privilege gets the new one).
+    let stored = secrets
+        .get_secret_value()
         .secret_id(ORDERS_DB_ADMIN_SECRET)
         .send()
         .await
-        .is_err()
+        .ok()
+        .and_then(|v| v.secret_string().map(str::to_owned));
+    if let Some(stored) = &stored
+        && *stored != stack.postgres.admin_dsn()
     {
+        secrets
+            .put_secret_value()
+            .secret_id(ORDERS_DB_ADMIN_SECRET)
+            .secret_string(stack.postgres.admin_dsn())
+            .send()
+            .await
+            .map_err(|e| LocalError::Secrets {
+                what: format!("PutSecretValue {ORDERS_DB_ADMIN_SECRET}"),
+                source: Box::new(e),
+            })?;
+    }
+    if stored.is_none() {
         secrets
             .create_secret()
             .name(ORDERS_DB_ADMIN_SECRET)

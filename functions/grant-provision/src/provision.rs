@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, Effect, Grant, GrantEvent, GrantId, GrantState,
-    LifecycleRules, Transition,
+    LifecycleRules, Transition, TransitionError,
 };
 use ticketbound_enforce::{EnforceError, Issued};
 use ticketbound_store::{AdvanceError, StoreError};
@@ -128,15 +128,30 @@ pub async fn provision_grant(
         }) => {
             let principal = credential.principal_name.clone();
             let arn = credential.secret_arn.clone();
-            let (grant, t) = advance(
+            let advanced = advance(
                 deps,
-                grant,
-                &GrantEvent::Provisioned { credential },
+                grant.clone(),
+                &GrantEvent::Provisioned {
+                    credential: credential.clone(),
+                },
                 end_action,
                 Utc::now(),
                 &details,
             )
-            .await?;
+            .await;
+            let (grant, t) = match advanced {
+                Err(ProvisionError::Advance(AdvanceError::Transition {
+                    source: TransitionError::Terminal { state, .. },
+                    ..
+                })) => {
+                    // The grant ended (and was recorded Revoked) while we issued: the
+                    // revocation found nothing yet, so what we just made is killed now.
+                    let mut ended = grant;
+                    ended.credential = Some(credential);
+                    return undo_late_issue(deps, ended, state).await;
+                }
+                other => other?,
+            };
             if t.effects.contains(&Effect::RevokeCredential) {
                 // The ticket ended, or the time ran out, while we were issuing.
                 return finish_revocation(deps, grant, Utc::now()).await;
@@ -175,6 +190,39 @@ pub async fn provision_grant(
             Ok(Provisioned::Failed(reason))
         }
     }
+}
+
+/// Kills a credential issued for a grant that had already ended, and adds that to
+/// the grant's trail (and so to its ticket). Should the target be unreachable, the
+/// error goes back to the stream; the reconciler finds the login of an ended grant
+/// in any case.
+async fn undo_late_issue(
+    deps: &Deps,
+    ended: Grant,
+    state: GrantState,
+) -> Result<Provisioned, ProvisionError> {
+    let mut notes = deps.enforcer.revoke(&ended).await?.details();
+    notes.push(("revoked_by", COMPONENT.to_owned()));
+    notes.push((
+        "late_credential",
+        "issued while the grant ended; revoked at once".to_owned(),
+    ));
+    tracing::warn!(grant_id = %ended.id, "credential issued for a grant that had ended; revoked");
+    deps.store
+        .note(ended.id, Utc::now(), |g| {
+            let mut r = AuditRecord::new(
+                Utc::now(),
+                Actor::component(COMPONENT),
+                AuditAction::Revoked,
+            )
+            .states(Some(g.state), Some(g.state));
+            for (k, v) in &notes {
+                r = r.detail(k, v);
+            }
+            r
+        })
+        .await?;
+    Ok(Provisioned::Ended(state))
 }
 
 /// Kills what was made for a grant that must not live, and records it Revoked.

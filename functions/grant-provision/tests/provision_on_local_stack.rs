@@ -491,3 +491,112 @@ async fn a_failure_that_outlasts_the_attempts_leaves_no_orphan_role_secret_or_sc
     assert_eq!(role_count(&h, &grant).await, 0, "no orphan role");
     assert!(!schedule_exists(&h, &grant).await, "no orphan schedule");
 }
+
+/// The race of the exactly-once issue: the ticket is withdrawn and the grant revoked
+/// (finding nothing at the target yet) while the provisioner is between reading the
+/// grant and creating the login. The login it then creates must not live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_while_the_credential_is_issued_leaves_no_working_login() {
+    use std::sync::Arc;
+    use ticketbound_domain::{GrantEvent, LifecycleRules};
+
+    let mut h = harness(None, 5).await;
+    let faults = ticketbound_testkit::faults::FaultInjector::default();
+    inject_faults(&mut h, &faults);
+    let mut held = faults.pause("GetRandomPassword");
+    let pg = h.pg.clone();
+    let grant = approve(&h, &[&pg.reader]).await;
+    let Harness {
+        stack, deps, group, ..
+    } = h;
+    let deps = Arc::new(deps);
+    let provisioner = {
+        let deps = Arc::clone(&deps);
+        tokio::spawn(
+            async move { grant_provision::provision_grant(&deps, grant.id, Utc::now()).await },
+        )
+    };
+    assert!(
+        held.reached(std::time::Duration::from_secs(30)).await,
+        "the provisioner reached the secret's creation"
+    );
+
+    // Meanwhile grant-expire: the withdrawal, a revocation that finds nothing, Revoked.
+    let record = |action| {
+        move |_: &Grant, t: &ticketbound_domain::Transition| {
+            AuditRecord::new(Utc::now(), Actor::component("grant-expire"), action)
+                .states(Some(t.from), Some(t.to))
+        }
+    };
+    let stored = deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Provisioning);
+    let (revoking, _) = deps
+        .store
+        .advance(
+            stored,
+            &GrantEvent::TicketWithdrawn,
+            Utc::now(),
+            &LifecycleRules::default(),
+            record(AuditAction::RevocationStarted),
+        )
+        .await
+        .unwrap();
+    let found = deps.enforcer.revoke(&revoking).await.unwrap();
+    assert!(found.roles_dropped.is_empty(), "nothing existed yet");
+    let (revoked, _) = deps
+        .store
+        .advance(
+            revoking,
+            &GrantEvent::RevokeConfirmed,
+            Utc::now(),
+            &LifecycleRules::default(),
+            record(AuditAction::Revoked),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked.state, GrantState::Revoked);
+
+    held.release();
+    let outcome = provisioner.await.unwrap().unwrap();
+    assert_eq!(
+        outcome,
+        grant_provision::Provisioned::Ended(GrantState::Revoked)
+    );
+
+    let logins: i64 = stack
+        .pg_admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&principal_name(&grant)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logins, 0, "the late login was revoked at once");
+    let secret = stack
+        .secretsmanager()
+        .describe_secret()
+        .secret_id(secret_name(&grant))
+        .send()
+        .await;
+    assert!(
+        secret.is_err() || secret.unwrap().deleted_date().is_some(),
+        "its secret is gone"
+    );
+    let schedule = aws_sdk_scheduler::Client::new(&stack.sdk)
+        .get_schedule()
+        .name(schedule_name(grant.id))
+        .group_name(&group)
+        .send()
+        .await;
+    assert!(schedule.is_err(), "its schedule is gone");
+    let trail = deps.store.audit_trail(grant.id).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.action == AuditAction::Revoked && e.details.contains_key("late_credential")),
+        "the trail (and so the ticket) says what happened"
+    );
+    verify_chain(grant.id, &trail, None).unwrap();
+}

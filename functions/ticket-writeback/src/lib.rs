@@ -184,6 +184,7 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
         attempts: 0,
         reference: None,
         reason: None,
+        claimed_by: Some(ulid::Ulid::new().to_string()),
         updated_at: Utc::now(),
     };
     match deps.store.writeback(grant.id, event.seq).await? {

@@ -377,3 +377,87 @@ async fn servicenow_gets_a_work_note_through_oauth_and_its_state_on_revocation()
     );
     h.server.verify().await;
 }
+
+/// The write-back's DynamoDB, with faults of `faults`, as the function would see it.
+async fn with_faulty_store(h: &mut Harness, faults: &ticketbound_testkit::faults::FaultInjector) {
+    let stack = TestStack::get().await;
+    h.deps.store = Store::new(
+        ticketbound_testkit::faults::faulty_dynamodb(&stack.sdk, faults),
+        ticketbound_store::StoreSettings {
+            tables: h.store.tables().clone(),
+            retention: Duration::days(400),
+        },
+    );
+}
+
+/// The claim is applied, its answer lost, and the SDK's retry fails its condition
+/// because of the claim's own first success: the note is still posted, once.
+#[tokio::test]
+async fn a_claim_applied_without_an_answer_still_posts_the_note_once() {
+    let mut h = harness().await;
+    let faults = ticketbound_testkit::faults::FaultInjector::default();
+    with_faulty_store(&mut h, &faults).await;
+    let key = unique_key("OPS");
+    let g = h.grant(SourceSystem::Jira, &key).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/rest/api/3/issue/{key}/comment")))
+        .and(body_string_contains(format!("ticketbound:{}:2", g.id)))
+        .respond_with(jira_comment_created())
+        .expect(1)
+        .mount(&h.server)
+        .await;
+
+    faults.lose_answer("PutItem", 1);
+    let batch = h.records().await;
+    let out = handle(&h.deps, batch).await;
+    assert!(out.batch_item_failures.is_empty(), "{out:?}");
+    assert!(
+        out.outcomes.contains(&Outcome::Posted {
+            system: "jira".into(),
+            reference: "10042".into()
+        }),
+        "{:?}",
+        out.outcomes
+    );
+    assert!(
+        faults.calls().iter().filter(|c| *c == "PutItem").count() >= 3,
+        "the claim was retried by the SDK, then settled: {:?}",
+        faults.calls()
+    );
+    let record = h.store.writeback(g.id, 2).await.unwrap().unwrap();
+    assert_eq!(record.state, WritebackState::Done);
+    h.server.verify().await;
+}
+
+/// The note's audit event is written, its answer lost, the SDK retries: the trail
+/// holds one `ticket_updated`, not two.
+#[tokio::test]
+async fn an_audit_append_applied_without_an_answer_is_not_written_twice() {
+    let mut h = harness().await;
+    let faults = ticketbound_testkit::faults::FaultInjector::default();
+    with_faulty_store(&mut h, &faults).await;
+    let key = unique_key("OPS");
+    let g = h.grant(SourceSystem::Jira, &key).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/rest/api/3/issue/{key}/comment")))
+        .respond_with(jira_comment_created())
+        .expect(1)
+        .mount(&h.server)
+        .await;
+
+    faults.lose_answer("TransactWriteItems", 1);
+    let batch = h.records().await;
+    let out = handle(&h.deps, batch).await;
+    assert!(out.batch_item_failures.is_empty(), "{out:?}");
+    let trail = h.trail(&g).await;
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.action == AuditAction::TicketUpdated)
+            .count(),
+        1,
+        "{trail:#?}"
+    );
+    assert!(ticketbound_domain::verify_chain(g.id, &trail, None).is_ok());
+    h.server.verify().await;
+}

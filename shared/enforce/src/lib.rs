@@ -20,10 +20,8 @@ use ticketbound_domain::{CredentialRef, Grant};
 use ticketbound_runtime::{ExposeSecret, SecretString};
 use ticketbound_schedule::{ExpirySchedules, ScheduleError, ScheduleSettings};
 use ticketbound_targets::postgres::LiveRole;
-use ticketbound_targets::postgres::PostgresTarget;
-use ticketbound_targets::{
-    TargetError, alternate_principal_name, outside_allow_list, principal_name, principal_names,
-};
+use ticketbound_targets::postgres::{OwnedObjects, PostgresTarget};
+use ticketbound_targets::{TargetError, outside_allow_list, principal_name, principal_names};
 use ticketbound_vault::credentials::{CredentialSecretSpec, DatabaseSecret, SecretInfo};
 use ticketbound_vault::{SecretCache, Vault, VaultError};
 
@@ -43,6 +41,10 @@ pub enum TargetConfig {
         /// How the credential rotates (default: alternating users).
         #[serde(default)]
         rotation: RotationStrategy,
+        /// What revocation does with objects the grantee made: `drop` (the default;
+        /// quarantined where others depend on them) or `quarantine`.
+        #[serde(default)]
+        owned_objects: OwnedObjects,
     },
     GeneratedApiKey {},
 }
@@ -150,6 +152,14 @@ pub struct Revocation {
     /// The login roles that were dropped (none when they were already gone).
     pub roles_dropped: Vec<String>,
     pub sessions_terminated: i64,
+    /// Objects the grantee had made, dropped at the target.
+    pub objects_dropped: i64,
+    /// Objects kept, powerless, under the target's quarantine role.
+    pub quarantined: Vec<String>,
+    /// Logins kept, unable to act, because they cannot be dropped yet.
+    pub kept_disabled: Vec<String>,
+    /// What the target showed afterwards (`None` for a target without logins).
+    pub receipt: Option<String>,
 }
 
 impl Revocation {
@@ -162,8 +172,28 @@ impl Revocation {
         if !self.roles_dropped.is_empty() {
             d.push(("roles_dropped", self.roles_dropped.join(",")));
         }
+        if self.objects_dropped > 0 {
+            d.push(("objects_dropped", self.objects_dropped.to_string()));
+        }
+        if !self.quarantined.is_empty() {
+            d.push(("objects_quarantined", self.quarantined.join(",")));
+        }
+        if !self.kept_disabled.is_empty() {
+            d.push(("logins_kept_disabled", self.kept_disabled.join("; ")));
+        }
+        if let Some(receipt) = &self.receipt {
+            d.push(("verified_at_target", receipt.clone()));
+        }
         d
     }
+}
+
+/// The receipt's words: what the target showed after the revocation.
+fn receipt(revoked: &ticketbound_targets::postgres::Revoked) -> String {
+    format!(
+        "logins remaining {}, sessions remaining {}, objects owned remaining {}",
+        revoked.logins_remaining, revoked.sessions_remaining, revoked.objects_owned_remaining
+    )
 }
 
 /// `ticketbound/<environment>/<identity>/<grant id>`.
@@ -215,9 +245,10 @@ impl Enforcer {
         &self,
         admin_secret_id: &str,
         allowed: &BTreeSet<String>,
+        owned_objects: OwnedObjects,
     ) -> Result<PostgresTarget, EnforceError> {
         let admin = self.admin_secrets.get(admin_secret_id).await?;
-        Ok(PostgresTarget::new(&admin, allowed.clone())?)
+        Ok(PostgresTarget::new(&admin, allowed.clone())?.with_owned_objects(owned_objects))
     }
 
     fn spec(&self, grant: &Grant) -> CredentialSecretSpec {
@@ -243,6 +274,7 @@ impl Enforcer {
             kms_key_id: self.settings.kms_key_id.clone(),
             workload_principal: r.identity.workload_principal.to_string(),
             ticketbound_principals: self.settings.admin_principals.clone(),
+            create_token: format!("{}-initial-version", grant.id),
         }
     }
 
@@ -299,10 +331,11 @@ impl Enforcer {
         if let TargetConfig::Postgres {
             admin_secret_id,
             allowed_roles,
+            owned_objects,
             ..
         } = target
         {
-            self.postgres(admin_secret_id, allowed_roles)
+            self.postgres(admin_secret_id, allowed_roles, *owned_objects)
                 .await?
                 .issue(grant, &password)
                 .await?;
@@ -346,22 +379,21 @@ impl Enforcer {
         if let TargetConfig::Postgres {
             admin_secret_id,
             allowed_roles,
+            owned_objects,
             ..
         } = self.target(grant)?
         {
-            let principal = grant
-                .credential
-                .as_ref()
-                .map_or_else(|| principal_name(grant), |c| c.principal_name.clone());
             // Both logins of an alternating-users rotation, whichever is current.
-            let target = self.postgres(admin_secret_id, allowed_roles).await?;
-            for login in [principal, alternate_principal_name(grant)] {
-                let revoked = target.revoke(&login).await?;
-                if revoked.existed {
-                    done.roles_dropped.push(login);
-                }
-                done.sessions_terminated += revoked.sessions_terminated;
-            }
+            let target = self
+                .postgres(admin_secret_id, allowed_roles, *owned_objects)
+                .await?;
+            let revoked = target.revoke(grant).await?;
+            done.receipt = Some(receipt(&revoked));
+            done.roles_dropped = revoked.dropped;
+            done.sessions_terminated = revoked.sessions_terminated;
+            done.objects_dropped = revoked.objects_dropped;
+            done.quarantined = revoked.quarantined;
+            done.kept_disabled = revoked.kept_disabled;
         }
         let secret = grant
             .credential
@@ -411,10 +443,13 @@ impl Enforcer {
             if let TargetConfig::Postgres {
                 admin_secret_id,
                 allowed_roles,
+                owned_objects,
                 ..
             } = target
             {
-                let target = self.postgres(admin_secret_id, allowed_roles).await?;
+                let target = self
+                    .postgres(admin_secret_id, allowed_roles, *owned_objects)
+                    .await?;
                 for role in target.managed_roles().await? {
                     logins.push((system.clone(), role));
                 }
@@ -445,10 +480,13 @@ impl Enforcer {
         if let TargetConfig::Postgres {
             admin_secret_id,
             allowed_roles,
+            owned_objects,
             ..
         } = self.target(grant)?
         {
-            let target = self.postgres(admin_secret_id, allowed_roles).await?;
+            let target = self
+                .postgres(admin_secret_id, allowed_roles, *owned_objects)
+                .await?;
             for name in principal_names(grant) {
                 if let Some(role) = target.inspect(&name).await? {
                     logins.push(role);
@@ -474,15 +512,16 @@ impl Enforcer {
         if let Ok(TargetConfig::Postgres {
             admin_secret_id,
             allowed_roles,
+            owned_objects,
             ..
         }) = self.target(grant)
         {
             let principal = principal_name(grant);
             let dropped = async {
-                let target = self.postgres(admin_secret_id, allowed_roles).await?;
-                for login in principal_names(grant) {
-                    target.revoke(&login).await?;
-                }
+                let target = self
+                    .postgres(admin_secret_id, allowed_roles, *owned_objects)
+                    .await?;
+                target.revoke(grant).await?;
                 Ok::<_, EnforceError>(())
             }
             .await;

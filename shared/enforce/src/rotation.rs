@@ -237,11 +237,12 @@ impl Enforcer {
         if let TargetConfig::Postgres {
             admin_secret_id,
             allowed_roles,
+            owned_objects,
             ..
         } = self.target(grant)?
         {
             let pending = self.pending_database_secret(request).await?;
-            self.postgres(admin_secret_id, allowed_roles)
+            self.postgres(admin_secret_id, allowed_roles, *owned_objects)
                 .await?
                 .issue_as(
                     grant,

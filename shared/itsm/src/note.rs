@@ -192,8 +192,25 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
             if let Some(n) = detail("sessions_terminated") {
                 lines.push(format!("Open sessions terminated: {n}."));
             }
+            if let Some(n) = detail("objects_dropped") {
+                lines.push(format!("Objects the credential had made, dropped: {n}."));
+            }
+            if let Some(kept) = detail("objects_quarantined") {
+                lines.push(format!("Objects others depend on, kept disarmed (no grant, no SECURITY DEFINER): {kept}."));
+            }
+            if let Some(kept) = detail("logins_kept_disabled") {
+                lines.push(format!(
+                    "Logins that cannot be dropped yet, kept unable to log in or act: {kept}."
+                ));
+            }
+            if let Some(late) = detail("late_credential") {
+                lines.push(format!("A credential {late}."));
+            }
             if detail("secret_deleted").as_deref() == Some("true") {
                 lines.push("The secret was deleted from AWS Secrets Manager.".into());
+            }
+            if let Some(receipt) = detail("verified_at_target") {
+                lines.push(format!("Checked at the target afterwards: {receipt}."));
             }
             format!("ticketbound: access revoked at {at}")
         }

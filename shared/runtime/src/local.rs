@@ -101,18 +101,36 @@ pub struct LocalPostgres {
     /// The Unix socket directory the administrator connects through (trust
     /// authentication, so the local stack holds no administrator password).
     pub socket_dir: PathBuf,
+    /// ticketbound's administrator: CREATEROLE and `pg_signal_backend`, not a
+    /// superuser (as on RDS), so the tests run with the privileges production has.
     pub admin_user: String,
+    /// The cluster's superuser: sets up the fixtures (schemas, scope roles) as a DBA
+    /// would; ticketbound never uses it.
+    #[serde(default = "default_superuser")]
+    pub superuser: String,
     pub database: String,
 }
 
+fn default_superuser() -> String {
+    "postgres".to_owned()
+}
+
 impl LocalPostgres {
-    /// A libpq/tokio-postgres connection string for the administrator.
+    /// A libpq/tokio-postgres connection string for ticketbound's administrator.
     pub fn admin_dsn(&self) -> String {
+        self.dsn(&self.admin_user)
+    }
+
+    /// The same for the cluster's superuser (fixtures and inspection only).
+    pub fn superuser_dsn(&self) -> String {
+        self.dsn(&self.superuser)
+    }
+
+    fn dsn(&self, user: &str) -> String {
         format!(
-            "host={} port={} user={} dbname={}",
+            "host={} port={} user={user} dbname={}",
             self.socket_dir.display(),
             self.port,
-            self.admin_user,
             self.database
         )
     }

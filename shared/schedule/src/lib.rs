@@ -147,6 +147,8 @@ impl ExpirySchedules {
             .client
             .create_schedule()
             .name(&name)
+            // The grant's, so that a retried create is the same request.
+            .client_token(format!("{}-expiry", grant.id))
             .group_name(&self.settings.group)
             .description(format!(
                 "revoke grant {} ({}) at its not-after time",

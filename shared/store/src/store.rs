@@ -154,7 +154,7 @@ impl Store {
                 },
             });
         }
-        self.transact(writes).await
+        self.transact(writes, events.first()).await
     }
 
     /// Stores `grant` as changed from version `grant.version - 1`, with the audit
@@ -190,7 +190,7 @@ impl Store {
             });
         }
         writes.extend(self.audit_writes(events)?);
-        self.transact(writes).await
+        self.transact(writes, events.first()).await
     }
 
     /// Applies `event` to `grant` at `at` and stores the result with the audit record
@@ -471,8 +471,18 @@ impl Store {
     }
 
     /// Runs the writes as one transaction. When DynamoDB cancels it, the first write
-    /// whose condition failed names the conflict.
-    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    /// whose condition failed names the conflict, unless the transaction was this
+    /// call's own: `witness`, the first audit event it writes, is read back, and if
+    /// the stored event is the very one (same hash) the write succeeded earlier and
+    /// only its answer was lost (the SDK retried after a reset or a 500, and the retry
+    /// failed its conditions because of its own first success). The hash covers the
+    /// whole event, its time and its predecessor included, so nobody else's write can
+    /// match it.
+    async fn transact(
+        &self,
+        writes: Vec<Write>,
+        witness: Option<&AuditEvent>,
+    ) -> Result<(), StoreError> {
         if writes.len() > 100 {
             return Err(StoreError::TooManyItems(writes.len()));
         }
@@ -484,6 +494,11 @@ impl Store {
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            // Derived from the cause, not drawn at random: a retry by the function or
+            // a redelivered event that writes the same event is the same request to
+            // DynamoDB (which honours the token for ten minutes; moto ignores it, and
+            // the read-back below is what the tests check).
+            .set_client_request_token(witness.map(idempotency_token))
             .send()
             .await
         {
@@ -500,6 +515,12 @@ impl Store {
                         .and_then(|i| conflicts.get_mut(i))
                         .and_then(Option::take)
                     {
+                        if let Some(event) = witness
+                            && self.holds_event(event).await?
+                        {
+                            tracing::info!(grant_id = %event.grant_id, seq = event.seq, "transaction was applied before its answer was lost");
+                            return Ok(());
+                        }
                         return Err(conflict);
                     }
                 }
@@ -511,6 +532,30 @@ impl Store {
             Err(e) => Err(StoreError::dynamo("TransactWriteItems", e)),
         }
     }
+
+    /// True when the audit table holds exactly `event` (strongly consistent).
+    async fn holds_event(&self, event: &AuditEvent) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.settings.tables.audit)
+            .key("grant_id", AttributeValue::S(event.grant_id.to_string()))
+            .key("seq", AttributeValue::N(event.seq.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        Ok(match out.item {
+            Some(item) => items::audit_from_item(item)?.hash == event.hash,
+            None => false,
+        })
+    }
+}
+
+/// `TransactWriteItems`' ClientRequestToken (at most 36 characters) for the
+/// transaction that appends `event`: the same event, the same token.
+fn idempotency_token(event: &AuditEvent) -> String {
+    event.hash.to_hex()[..36].to_owned()
 }
 
 fn build_error(operation: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> StoreError {

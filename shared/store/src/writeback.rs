@@ -7,7 +7,9 @@
 //! `posting` knows a post may have happened before the previous attempt died, and asks
 //! the ticket before posting again.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ticketbound_domain::{AuditEvent, AuditRecord, Grant, GrantId};
@@ -39,6 +41,10 @@ pub struct WritebackRecord {
     pub reference: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who claimed it: drawn afresh by each attempt, so that a claim whose answer
+    /// was lost is recognised as the attempt's own when its retry finds it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -84,8 +90,10 @@ impl Store {
             .transpose()
     }
 
-    /// Writes `record` for `grant`: as a claim (only if none exists yet: returns false
-    /// when another attempt got there first) or as a settlement (always).
+    /// Writes `record` for `grant`: as a claim (only if none exists yet) or as a
+    /// settlement (always). A claim returns true when the record there is this
+    /// attempt's own (`record.claimed_by`), also when the SDK retried a claim that had
+    /// been applied but whose answer was lost; false when another attempt holds it.
     pub async fn put_writeback(
         &self,
         grant: &Grant,
@@ -105,16 +113,37 @@ impl Store {
             .table_name(&self.settings.tables.grants)
             .set_item(Some(item));
         if claim {
-            put = put.condition_expression("attribute_not_exists(pk)");
+            put = put
+                .condition_expression("attribute_not_exists(pk)")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
         }
         match put.send().await {
             Ok(_) => Ok(true),
-            Err(e)
-                if claim
-                    && e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            Err(SdkError::ServiceError(service))
+                if claim && service.err().is_conditional_check_failed_exception() =>
             {
-                Ok(false)
+                let PutItemError::ConditionalCheckFailedException(failed) = service.err() else {
+                    return Ok(false);
+                };
+                let holder = match failed.item() {
+                    Some(old) => Some(
+                        serde_dynamo::from_item::<_, WritebackItem>(old.clone())
+                            .map(|i| i.record)
+                            .map_err(|source| StoreError::Malformed {
+                                key: format!("{}/{}", grant_pk(record.grant_id), sk(record.seq)),
+                                source,
+                            })?,
+                    ),
+                    // Not every DynamoDB (or emulator) returns the item: read it.
+                    None => self.writeback(record.grant_id, record.seq).await?,
+                };
+                Ok(holder.is_some_and(|h| {
+                    h.state == WritebackState::Posting
+                        && h.claimed_by.is_some()
+                        && h.claimed_by == record.claimed_by
+                }))
             }
             Err(e) => Err(StoreError::dynamo("PutItem", e)),
         }

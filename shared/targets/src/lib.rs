@@ -31,6 +31,10 @@ pub enum TargetError {
     Connect(#[source] tokio_postgres::Error),
     #[error("login role {0:?} is not one of the grant's own; nothing was changed")]
     NotTheGrantsRole(String),
+    #[error("scope role(s) would give the grantee more than the scope: {}; nothing was created", .0.join("; "))]
+    UnsafeScopeRole(Vec<String>),
+    #[error("the revocation is not proven at the target: {0}")]
+    NotProven(String),
 }
 
 impl TargetError {
@@ -39,12 +43,35 @@ impl TargetError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Connect(_) => true,
-            Self::Database { source, .. } => source.as_db_error().is_none() || source.is_closed(),
+            Self::Database { source, .. } => {
+                source.as_db_error().is_none()
+                    || source.is_closed()
+                    || source.code().is_some_and(is_concurrency_conflict)
+            }
+            // What was not proven dead is tried again until it is.
+            Self::NotProven(_) => true,
             Self::ScopeNotAllowed { .. }
             | Self::UnknownScopeRole(_)
-            | Self::NotTheGrantsRole(_) => false,
+            | Self::NotTheGrantsRole(_)
+            | Self::UnsafeScopeRole(_) => false,
         }
     }
+}
+
+/// Errors a second writer of the same catalogue rows causes (two revocations, or a
+/// revocation and an issue, of one grant at once): trying again converges.
+fn is_concurrency_conflict(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    [
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::LOCK_NOT_AVAILABLE,
+        // "tuple concurrently updated" is an internal error (XX000).
+        SqlState::INTERNAL_ERROR,
+        // A role or object another revocation dropped between our look-up and use.
+        SqlState::UNDEFINED_OBJECT,
+    ]
+    .contains(code)
 }
 
 /// The login name a grant's credential has at the target: the identity's name and

@@ -7,6 +7,28 @@
 //!
 //! The password reaches the server only as a SCRAM-SHA-256 verifier computed here, so
 //! it never appears in a statement (or in a server log that records statements).
+//!
+//! **Least privilege.** The administrator is not a superuser: `CREATEROLE` and
+//! membership in `pg_signal_backend`, nothing else (as RDS's master user, which is
+//! not a superuser either). On PostgreSQL 15 a CREATEROLE role may grant itself
+//! membership in the non-superuser roles it manages, which `DROP OWNED` and
+//! `REASSIGN OWNED` need; revocation does so for the grant's own logins only.
+//!
+//! **Against a hostile grantee.** Revocation never hands the grantee's objects to a
+//! privileged role: in every database where the login owns or was granted anything
+//! (the cluster-wide `pg_shdepend` says where), `DROP OWNED` removes them; when other
+//! objects depend on them, or the target is configured to quarantine, they stay
+//! with the login, disarmed: every grant on them revoked, `SECURITY DEFINER`
+//! cleared. A login that cannot be dropped (quarantined objects, or privileges a DBA
+//! granted it that only the grantor can revoke) is kept stripped: NOLOGIN, no
+//! password, no membership either way; the receipt names it and why. Scope roles are checked on their whole membership
+//! closure at every issue: no SUPERUSER, CREATEROLE, CREATEDB, BYPASSRLS,
+//! REPLICATION, ADMIN OPTION or predefined `pg_*` role, and, below PostgreSQL 16
+//! (where a member can always `SET ROLE` into its roles, so what it creates *as* a
+//! scope role would outlive `DROP OWNED BY` the login), no role that can CREATE in a
+//! schema or database or owns anything. Issue and revoke of one grant are serialised
+//! by an advisory lock keyed by the grant, so a revocation never runs beside the
+//! issue that would create what it looks for.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -16,10 +38,29 @@ use ticketbound_domain::Grant;
 use ticketbound_runtime::{ExposeSecret, SecretString};
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::{TargetError, outside_allow_list, principal_name};
+use crate::{TargetError, outside_allow_list, principal_name, principal_names};
 
 /// How many connections one issued credential may hold at once.
 const CONNECTION_LIMIT: i32 = 20;
+
+/// How long revocation waits for each terminated session to end.
+const TERMINATE_WAIT_MS: i64 = 5000;
+
+/// What revocation does with objects a grantee owns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnedObjects {
+    /// Dropped; quarantined only where other objects depend on them.
+    #[default]
+    Drop,
+    /// Always kept, disarmed, under the stripped login (for a DBA to look at).
+    Quarantine,
+}
+
+/// The advisory-lock key of a grant: every issue and revocation of its logins holds it.
+fn lock_key(grant: &Grant) -> String {
+    format!("ticketbound:{}", grant.id)
+}
 
 /// `"name"` with embedded quotes doubled: a safe SQL identifier.
 fn ident(name: &str) -> String {
@@ -46,12 +87,48 @@ pub struct LiveRole {
     pub sessions: i64,
 }
 
-/// What a revocation did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a revocation did, and what the target showed afterwards: the receipt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revoked {
-    /// False when the role was already gone (a repeated revocation).
-    pub existed: bool,
+    /// The grant's logins that existed and were dropped (none on a repetition).
+    pub dropped: Vec<String>,
     pub sessions_terminated: i64,
+    /// Objects the grantee owned that were dropped, across databases.
+    pub objects_dropped: i64,
+    /// Objects kept, disarmed, because others depend on them or the target
+    /// quarantines (`database.schema.name`).
+    pub quarantined: Vec<String>,
+    /// Logins that exist still but can do nothing, with what keeps them (privileges
+    /// someone else granted them, or quarantined objects).
+    pub kept_disabled: Vec<String>,
+    /// Checked afterwards: logins of the grant still able to act (always 0, or the
+    /// revocation failed), their sessions, and objects they still own (quarantined).
+    pub logins_remaining: i64,
+    pub sessions_remaining: i64,
+    pub objects_owned_remaining: i64,
+}
+
+/// Why a scope role may not be granted (see [`PostgresTarget::check_scope`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsafeScopeRole {
+    pub scope_role: String,
+    /// The role in its membership closure that carries the power (may be itself).
+    pub via: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for UnsafeScopeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.via == self.scope_role {
+            write!(f, "{}: {}", self.scope_role, self.reason)
+        } else {
+            write!(
+                f,
+                "{} (through {}): {}",
+                self.scope_role, self.via, self.reason
+            )
+        }
+    }
 }
 
 /// A PostgreSQL target, administered through `admin` (a libpq connection string).
@@ -59,6 +136,7 @@ pub struct Revoked {
 pub struct PostgresTarget {
     admin: Config,
     allowed_roles: BTreeSet<String>,
+    owned_objects: OwnedObjects,
 }
 
 impl std::fmt::Debug for PostgresTarget {
@@ -68,6 +146,7 @@ impl std::fmt::Debug for PostgresTarget {
             .field("hosts", &self.admin.get_hosts().len())
             .field("dbname", &self.admin.get_dbname())
             .field("allowed_roles", &self.allowed_roles)
+            .field("owned_objects", &self.owned_objects)
             .finish()
     }
 }
@@ -83,15 +162,27 @@ impl PostgresTarget {
         Ok(Self {
             admin,
             allowed_roles,
+            owned_objects: OwnedObjects::Drop,
         })
     }
 
+    /// The same target, keeping what a revoked grantee owned under quarantine.
+    pub fn with_owned_objects(mut self, owned_objects: OwnedObjects) -> Self {
+        self.owned_objects = owned_objects;
+        self
+    }
+
     async fn connect(&self) -> Result<Client, TargetError> {
-        let (client, connection) = self
-            .admin
-            .connect(NoTls)
-            .await
-            .map_err(TargetError::Connect)?;
+        self.connect_to(None).await
+    }
+
+    /// The administrator's connection, to database `dbname` instead of its own.
+    async fn connect_to(&self, dbname: Option<&str>) -> Result<Client, TargetError> {
+        let mut config = self.admin.clone();
+        if let Some(db) = dbname {
+            config.dbname(db);
+        }
+        let (client, connection) = config.connect(NoTls).await.map_err(TargetError::Connect)?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "target connection ended");
@@ -143,19 +234,36 @@ impl PostgresTarget {
                 return Err(TargetError::UnknownScopeRole(role.clone()));
             }
         }
+        let unsafe_roles = self.check_scope_with(&client, &scope).await?;
+        if !unsafe_roles.is_empty() {
+            return Err(TargetError::UnsafeScopeRole(
+                unsafe_roles.iter().map(ToString::to_string).collect(),
+            ));
+        }
+        let inherit_only = server_version(&client).await? >= 160_000;
 
         let name = name.to_owned();
         let verifier =
             postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
         let valid_until = grant.not_after().format("%Y-%m-%d %H:%M:%S+00").to_string();
+        // SUPERUSER, REPLICATION and BYPASSRLS may be named only by a superuser, even
+        // to switch them off: a role created here never has them, and `inspect`
+        // reports one that somehow does.
         let attributes = format!(
-            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT \
+            "LOGIN NOCREATEDB NOCREATEROLE INHERIT \
              CONNECTION LIMIT {CONNECTION_LIMIT} PASSWORD {} VALID UNTIL {}",
             literal(&verifier),
             literal(&valid_until)
         );
+        let creation_only = "NOSUPERUSER NOREPLICATION NOBYPASSRLS";
 
         let tx = client.transaction().await.map_err(db("begin"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&lock_key(grant)],
+        )
+        .await
+        .map_err(db("lock the grant"))?;
         let exists = tx
             .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
             .await
@@ -164,7 +272,10 @@ impl PostgresTarget {
         let statement = if exists {
             format!("ALTER ROLE {} WITH {attributes}", ident(&name))
         } else {
-            format!("CREATE ROLE {} WITH {attributes}", ident(&name))
+            format!(
+                "CREATE ROLE {} WITH {creation_only} {attributes}",
+                ident(&name)
+            )
         };
         tx.batch_execute(&statement)
             .await
@@ -181,9 +292,22 @@ impl PostgresTarget {
             .map(|row| row.get(0))
             .collect();
         for role in scope.iter().filter(|r| !current.contains(r)) {
-            tx.batch_execute(&format!("GRANT {} TO {}", ident(role), ident(&name)))
-                .await
-                .map_err(db("grant scope role"))?;
+            // From PostgreSQL 16 a membership can give the privileges without SET
+            // ROLE, so nothing the grantee makes is owned by a scope role (untested
+            // here: the local stack has PostgreSQL 15, where scope roles that could
+            // create anything are refused above instead).
+            let options = if inherit_only {
+                " WITH INHERIT TRUE, SET FALSE"
+            } else {
+                ""
+            };
+            tx.batch_execute(&format!(
+                "GRANT {} TO {}{options}",
+                ident(role),
+                ident(&name)
+            ))
+            .await
+            .map_err(db("grant scope role"))?;
         }
         // A retry after the scope changed must not keep what is no longer granted.
         for role in current.iter().filter(|r| !scope.contains(r)) {
@@ -196,46 +320,250 @@ impl PostgresTarget {
         Ok(name)
     }
 
-    /// Kills `principal`: no new logins, every open session terminated, the role and
-    /// anything it owns in the administered database dropped. Repeating it is harmless.
-    pub async fn revoke(&self, principal: &str) -> Result<Revoked, TargetError> {
+    /// Kills every login of `grant`: no new logins, every open session ended, what it
+    /// owns dropped (or quarantined, powerless) in every database, what it was granted
+    /// gone, the roles dropped; then checks that nothing of it is left and says so in
+    /// the receipt. Repeating it is harmless, and so is running it beside another
+    /// revocation or an issue of the same grant (they wait for each other).
+    pub async fn revoke(&self, grant: &Grant) -> Result<Revoked, TargetError> {
         let client = self.connect().await?;
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&principal])
-            .await
-            .map_err(db("look up login role"))?
-            .is_some();
-        if !exists {
-            return Ok(Revoked {
-                existed: false,
-                sessions_terminated: 0,
-            });
-        }
-        // First no new logins, then end the sessions, so none can slip in between.
         client
-            .batch_execute(&format!("ALTER ROLE {} NOLOGIN", ident(principal)))
-            .await
-            .map_err(db("disable login"))?;
-        let terminated: i64 = client
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
-                &[&principal],
+            .execute(
+                "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+                &[&lock_key(grant)],
             )
             .await
-            .map_err(db("terminate sessions"))?
-            .get(0);
-        client
-            .batch_execute(&format!(
-                "REASSIGN OWNED BY {0} TO CURRENT_USER; DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
-                ident(principal)
-            ))
+            .map_err(db("lock the grant"))?;
+        let result = self.revoke_locked(&client, grant).await;
+        // The lock also ends with the connection; unlocking says so sooner.
+        let _ = client
+            .execute(
+                "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                &[&lock_key(grant)],
+            )
+            .await;
+        result
+    }
+
+    async fn revoke_locked(&self, client: &Client, grant: &Grant) -> Result<Revoked, TargetError> {
+        let mut done = Revoked::default();
+        let logins = principal_names(grant);
+        for login in &logins {
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[login])
+                .await
+                .map_err(db("look up login role"))?
+                .is_some();
+            if !exists {
+                continue;
+            }
+            // First no new logins, then end the sessions, so none can slip in between.
+            // The membership lets a non-superuser administrator drop what the login
+            // owns (PostgreSQL requires the privileges of the role for that).
+            client
+                .batch_execute(&format!(
+                    "ALTER ROLE {0} NOLOGIN; GRANT {0} TO CURRENT_USER",
+                    ident(login)
+                ))
+                .await
+                .map_err(db("disable login"))?;
+            let terminated: i64 = client
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $2)) \
+                     FROM pg_stat_activity WHERE usename = $1",
+                    &[login, &TERMINATE_WAIT_MS],
+                )
+                .await
+                .map_err(db("terminate sessions"))?
+                .get(0);
+            done.sessions_terminated += terminated;
+            for database in databases_with_dependencies(client, login).await? {
+                let there = self.connect_to(Some(&database)).await?;
+                self.clear_owned(&there, &database, login, &mut done)
+                    .await?;
+            }
+            match client
+                .batch_execute(&format!("DROP ROLE IF EXISTS {}", ident(login)))
+                .await
+            {
+                Ok(()) => done.dropped.push(login.clone()),
+                // What keeps it: objects others depend on (disarmed above), or
+                // privileges someone else granted to it, which only their grantor can
+                // take back. The role stays, unable to do anything: no login, no
+                // password, no membership, nobody a member of it.
+                Err(e) if sqlstate(&e) == Some("2BP01") => {
+                    let why = e
+                        .as_db_error()
+                        .and_then(|d| d.detail())
+                        .unwrap_or("objects depend on it")
+                        .replace('\n', "; ");
+                    strip_role(client, login).await?;
+                    tracing::warn!(role = %login, why = %why, "login kept, disabled: it cannot be dropped yet");
+                    done.kept_disabled.push(format!("{login} ({why})"));
+                }
+                Err(source) => {
+                    return Err(TargetError::Database {
+                        operation: "drop login role",
+                        source,
+                    });
+                }
+            }
+        }
+        self.verify(client, grant, &logins, &mut done).await?;
+        tracing::info!(grant_id = %grant.id, dropped = ?done.dropped, kept_disabled = ?done.kept_disabled, sessions_terminated = done.sessions_terminated, objects_dropped = done.objects_dropped, quarantined = done.quarantined.len(), "logins revoked");
+        Ok(done)
+    }
+
+    /// The receipt: what the target shows now. A login of the grant that still
+    /// exists must be unable to act (no LOGIN, no membership either way, no session),
+    /// or the revocation is not done.
+    async fn verify(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        logins: &[String],
+        done: &mut Revoked,
+    ) -> Result<(), TargetError> {
+        let after = client
+            .query_one(
+                "SELECT \
+                   (SELECT count(*) FROM pg_roles r WHERE r.rolname = ANY($1) AND (r.rolcanlogin \
+                      OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid OR m.roleid = r.oid))), \
+                   (SELECT count(*) FROM pg_stat_activity WHERE usename = ANY($1)), \
+                   (SELECT count(*) FROM pg_shdepend s JOIN pg_roles r ON r.oid = s.refobjid \
+                      WHERE r.rolname = ANY($1) AND s.deptype = 'o')",
+                &[&logins.to_vec()],
+            )
             .await
-            .map_err(db("drop login role"))?;
-        tracing::info!(role = %principal, sessions_terminated = terminated, "login role revoked");
-        Ok(Revoked {
-            existed: true,
-            sessions_terminated: terminated,
-        })
+            .map_err(db("verify revocation"))?;
+        done.logins_remaining = after.get(0);
+        done.sessions_remaining = after.get(1);
+        done.objects_owned_remaining = after.get(2);
+        if done.logins_remaining > 0 || done.sessions_remaining > 0 {
+            return Err(TargetError::NotProven(format!(
+                "{} login(s) able to act and {} session(s) of grant {} still there after revocation",
+                done.logins_remaining, done.sessions_remaining, grant.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// In `database` (connected as `client`): drops what `login` owns, and what it
+    /// was granted by ticketbound's administrator. Where other objects depend on its
+    /// objects (or the target quarantines), they are kept under the login, disarmed.
+    async fn clear_owned(
+        &self,
+        client: &Client,
+        database: &str,
+        login: &str,
+        done: &mut Revoked,
+    ) -> Result<(), TargetError> {
+        let owned: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_shdepend s JOIN pg_roles r ON r.oid = s.refobjid \
+                 JOIN pg_database d ON d.oid = s.dbid \
+                 WHERE r.rolname = $1 AND s.deptype = 'o' AND d.datname = current_database()",
+                &[&login],
+            )
+            .await
+            .map_err(db("count owned objects"))?
+            .get(0);
+        if self.owned_objects == OwnedObjects::Drop {
+            match client
+                .batch_execute(&format!("DROP OWNED BY {} RESTRICT", ident(login)))
+                .await
+            {
+                Ok(()) => {
+                    done.objects_dropped += owned;
+                    return Ok(());
+                }
+                Err(e) if sqlstate(&e) == Some("2BP01") => {
+                    tracing::warn!(role = %login, database, "objects of the grantee have dependents; quarantining them");
+                }
+                Err(source) => {
+                    return Err(TargetError::Database {
+                        operation: "drop owned objects",
+                        source,
+                    });
+                }
+            }
+        }
+        done.quarantined
+            .extend(disarm_owned(client, database, login).await?);
+        Ok(())
+    }
+
+    /// Every allowed role that would give a grantee more than its privileges (see
+    /// the crate's notes), with the reason: for `ticketbound targets check` and the
+    /// reconciler. Empty when the allow-list is safe.
+    pub async fn check_scope(&self) -> Result<Vec<UnsafeScopeRole>, TargetError> {
+        let client = self.connect().await?;
+        let roles: Vec<String> = self.allowed_roles.iter().cloned().collect();
+        self.check_scope_with(&client, &roles).await
+    }
+
+    async fn check_scope_with(
+        &self,
+        client: &Client,
+        roles: &[String],
+    ) -> Result<Vec<UnsafeScopeRole>, TargetError> {
+        let below_16 = server_version(client).await? < 160_000;
+        // The closure: each scope role and every role it is a member of, at any depth.
+        let rows = client
+            .query(
+                "WITH RECURSIVE closure(scope_role, oid) AS ( \
+                   SELECT rolname::text, oid FROM pg_roles WHERE rolname = ANY($1) \
+                   UNION SELECT c.scope_role, m.roleid FROM pg_auth_members m JOIN closure c ON m.member = c.oid) \
+                 SELECT c.scope_role, r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, \
+                        r.rolbypassrls, r.rolreplication, r.rolname LIKE 'pg\\_%', \
+                        EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid AND m.admin_option), \
+                        EXISTS (SELECT 1 FROM pg_shdepend s WHERE s.refobjid = r.oid AND s.deptype = 'o' \
+                                AND s.refclassid = 'pg_authid'::regclass), \
+                        (SELECT string_agg(d.datname, ', ') FROM pg_database d \
+                          WHERE has_database_privilege(r.oid, d.oid, 'CREATE')), \
+                        (SELECT string_agg(n.nspname, ', ') FROM pg_namespace n \
+                          WHERE has_schema_privilege(r.oid, n.oid, 'CREATE')) \
+                 FROM closure c JOIN pg_roles r ON r.oid = c.oid ORDER BY 1, 2",
+                &[&roles.to_vec()],
+            )
+            .await
+            .map_err(db("check scope roles"))?;
+        let mut found = Vec::new();
+        for row in &rows {
+            let (scope_role, via): (String, String) = (row.get(0), row.get(1));
+            let mut reasons: Vec<String> = [
+                (2, "is SUPERUSER"),
+                (3, "has CREATEROLE"),
+                (4, "has CREATEDB"),
+                (5, "has BYPASSRLS"),
+                (6, "has REPLICATION"),
+                (7, "is a predefined pg_* role"),
+                (8, "holds a membership WITH ADMIN OPTION"),
+            ]
+            .into_iter()
+            .filter(|(i, _)| row.get::<_, bool>(*i))
+            .map(|(_, r)| r.to_owned())
+            .collect();
+            if below_16 {
+                if row.get::<_, bool>(9) {
+                    reasons.push("owns objects (a grantee could SET ROLE to it and use them, below PostgreSQL 16)".into());
+                }
+                if let Some(dbs) = row.get::<_, Option<String>>(10) {
+                    reasons.push(format!("can CREATE in database(s) {dbs} (what a grantee makes as this role would outlive the grant, below PostgreSQL 16)"));
+                }
+                if let Some(schemas) = row.get::<_, Option<String>>(11) {
+                    reasons.push(format!("can CREATE in schema(s) {schemas} of database {} (what a grantee makes as this role would outlive the grant, below PostgreSQL 16)", self.admin.get_dbname().unwrap_or("?")));
+                }
+            }
+            for reason in reasons {
+                found.push(UnsafeScopeRole {
+                    scope_role: scope_role.clone(),
+                    via: via.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(found)
     }
 
     /// What the target has for `principal`, or `None` if the role does not exist.
@@ -275,6 +603,143 @@ impl PostgresTarget {
             .map_err(db("list login roles"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// `server_version_num`, e.g. 150018.
+async fn server_version(client: &Client) -> Result<i32, TargetError> {
+    let v: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .map_err(db("read the server version"))?
+        .get(0);
+    v.trim()
+        .parse()
+        .map_err(|_| TargetError::NotProven(format!("server_version_num {v:?} is not a number")))
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> Option<&str> {
+    e.code().map(|c| c.code())
+}
+
+/// Every database where `login` owns something or was granted something (from the
+/// cluster-wide dependency catalogue), that accepts connections.
+async fn databases_with_dependencies(
+    client: &Client,
+    login: &str,
+) -> Result<Vec<String>, TargetError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT d.datname::text FROM pg_shdepend s \
+             JOIN pg_roles r ON r.oid = s.refobjid JOIN pg_database d ON d.oid = s.dbid \
+             WHERE r.rolname = $1 AND d.datallowconn ORDER BY 1",
+            &[&login],
+        )
+        .await
+        .map_err(db("find databases with the login's objects"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Leaves `login` able to do nothing: no login, no password, no connection, no
+/// membership in any role, and nobody (ticketbound's administrator included) a
+/// member of it. For a login that cannot be dropped yet.
+async fn strip_role(client: &Client, login: &str) -> Result<(), TargetError> {
+    let rows = client
+        .query(
+            "SELECT b.rolname::text FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid \
+             JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $1",
+            &[&login],
+        )
+        .await
+        .map_err(db("read memberships"))?;
+    let mut sql = format!(
+        "ALTER ROLE {0} NOLOGIN PASSWORD NULL CONNECTION LIMIT 0 VALID UNTIL 'epoch'; ",
+        ident(login)
+    );
+    for row in &rows {
+        let role: String = row.get(0);
+        sql.push_str(&format!("REVOKE {} FROM {}; ", ident(&role), ident(login)));
+    }
+    sql.push_str(&format!("REVOKE {} FROM CURRENT_USER;", ident(login)));
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(db("strip the login that cannot be dropped"))
+}
+
+/// Makes what `owner` owns in this database harmless, in place: no grant on it for
+/// anyone, functions and procedures no longer SECURITY DEFINER. (Handing it to a
+/// separate quarantine role would need that role to have CREATE on every schema
+/// involved, which a least-privilege administrator cannot give.) Returns what it
+/// holds, as `database.schema.name`.
+async fn disarm_owned(
+    client: &Client,
+    database: &str,
+    owner: &str,
+) -> Result<Vec<String>, TargetError> {
+    let relations = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), \
+                    CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, \
+                    ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
+                                 ELSE quote_ident(pg_get_userbyid(a.grantee)) END \
+                          FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+               AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')",
+            &[&owner],
+        )
+        .await
+        .map_err(db("list the grantee's relations"))?;
+    let routines = client
+        .query(
+            "SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)), \
+                    p.prosecdef, \
+                    ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
+                                 ELSE quote_ident(pg_get_userbyid(a.grantee)) END \
+                          FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a \
+                          WHERE a.grantee <> p.proowner) \
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = $1) AND p.prokind IN ('f', 'p')",
+            &[&owner],
+        )
+        .await
+        .map_err(db("list the grantee's routines"))?;
+    let mut held = Vec::new();
+    let mut sql = String::new();
+    for row in &relations {
+        let (name, kind, grantees): (String, String, Vec<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        if !grantees.is_empty() {
+            sql.push_str(&format!(
+                "REVOKE ALL ON {kind} {name} FROM {}; ",
+                grantees.join(", ")
+            ));
+        }
+        held.push(format!("{database}.{name}"));
+    }
+    for row in &routines {
+        let (name, definer, grantees): (String, bool, Vec<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        if !grantees.is_empty() {
+            sql.push_str(&format!(
+                "REVOKE ALL ON ROUTINE {name} FROM {}; ",
+                grantees.join(", ")
+            ));
+        }
+        if definer {
+            sql.push_str(&format!("ALTER ROUTINE {name} SECURITY INVOKER; "));
+        }
+        held.push(format!("{database}.{name}"));
+    }
+    // Its default privileges apply only to what it creates, and it can create
+    // nothing any more (no login, nobody a member of it).
+    if !sql.is_empty() {
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(db("disarm the grantee's objects"))?;
+    }
+    Ok(held)
 }
 
 /// Logs in as `user` with `password` where a workload would (`host`, `port`,

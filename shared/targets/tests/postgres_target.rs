@@ -9,13 +9,14 @@ use std::collections::BTreeSet;
 use chrono::{Duration, Utc};
 use ticketbound_domain::{Grant, Permission, Scope};
 use ticketbound_runtime::SecretString;
-use ticketbound_targets::postgres::PostgresTarget;
+use ticketbound_targets::postgres::{OwnedObjects, PostgresTarget};
 use ticketbound_targets::{TargetError, principal_name};
 use ticketbound_testkit::{TestStack, sample_grant};
 
 struct Fixture {
     stack: TestStack,
     target: PostgresTarget,
+    allowed: BTreeSet<String>,
     reader: String,
     reporting: String,
     payments: String,
@@ -29,12 +30,13 @@ async fn fixture() -> Fixture {
     let allowed: BTreeSet<String> = [pg.reader.clone(), pg.reporting.clone()].into();
     let target = PostgresTarget::new(
         &SecretString::from(stack.local.postgres.admin_dsn()),
-        allowed,
+        allowed.clone(),
     )
     .unwrap();
     Fixture {
         stack,
         target,
+        allowed,
         reader: pg.reader,
         reporting: pg.reporting,
         payments: pg.payments,
@@ -164,9 +166,14 @@ async fn revocation_refuses_new_logins_and_ends_open_sessions() {
     let open = login(&f, &name, &pw).await.unwrap();
     open.query("SELECT 1", &[]).await.unwrap();
 
-    let revoked = f.target.revoke(&name).await.unwrap();
-    assert!(revoked.existed);
+    let revoked = f.target.revoke(&grant).await.unwrap();
+    assert_eq!(revoked.dropped, std::slice::from_ref(&name));
     assert_eq!(revoked.sessions_terminated, 1);
+    assert_eq!(
+        (revoked.logins_remaining, revoked.sessions_remaining),
+        (0, 0),
+        "the receipt shows nothing left"
+    );
     assert!(
         open.query("SELECT 1", &[]).await.is_err(),
         "the open session is gone"
@@ -177,8 +184,8 @@ async fn revocation_refuses_new_logins_and_ends_open_sessions() {
     );
     assert_eq!(f.target.inspect(&name).await.unwrap(), None);
 
-    let again = f.target.revoke(&name).await.unwrap();
-    assert!(!again.existed, "a second revocation is a no-op");
+    let again = f.target.revoke(&grant).await.unwrap();
+    assert!(again.dropped.is_empty(), "a second revocation is a no-op");
 }
 
 #[tokio::test]
@@ -198,11 +205,471 @@ async fn overlapping_grants_for_one_identity_do_not_revoke_each_other() {
         .unwrap();
     assert_ne!(name_a, name_b);
 
-    f.target.revoke(&name_a).await.unwrap();
+    f.target.revoke(&a).await.unwrap();
     assert!(login(&f, &name_a, &pa).await.is_err());
     let still = login(&f, &name_b, &pb).await.unwrap();
     still
         .query(&format!("SELECT * FROM {}.orders", f.schema), &[])
         .await
         .unwrap();
+}
+
+/// A target whose allow-list is the fixture's plus `extra`, administered as usual.
+fn target_allowing(f: &Fixture, extra: &[&str]) -> PostgresTarget {
+    let mut allowed = f.allowed.clone();
+    allowed.extend(extra.iter().map(|r| (*r).to_owned()));
+    PostgresTarget::new(
+        &SecretString::from(f.stack.local.postgres.admin_dsn()),
+        allowed,
+    )
+    .unwrap()
+}
+
+fn suffix() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()[16..].to_owned()
+}
+
+#[tokio::test]
+async fn the_administrator_is_not_a_superuser() {
+    let f = fixture().await;
+    let dsn = f.stack.local.postgres.admin_dsn();
+    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT rolsuper, rolcreaterole, pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') \
+             FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2)
+        ),
+        (false, true, true),
+        "CREATEROLE and pg_signal_backend, as on RDS; never SUPERUSER"
+    );
+}
+
+/// The hostile grantee: while its credential lives it plants what would outlive the
+/// grant, as itself, in this database and in another one, opens everything to
+/// PUBLIC, sets default privileges, changes its own password and keeps a session.
+/// After revocation nothing it did gives anyone anything.
+#[tokio::test]
+async fn nothing_a_hostile_grantee_planted_survives_revocation() {
+    let f = fixture().await;
+    let s = suffix();
+    let sandbox = format!("sandbox_{s}");
+    let other_db = format!("analytics_{s}");
+    let su = f.stack.pg_admin().await;
+    su.batch_execute(&format!(
+        "CREATE SCHEMA {sandbox}; GRANT USAGE ON SCHEMA {sandbox} TO PUBLIC;"
+    ))
+    .await
+    .unwrap();
+    su.batch_execute(&format!("CREATE DATABASE {other_db}"))
+        .await
+        .unwrap();
+
+    let grant = grant_for(&[&f.reader]);
+    let pw = password();
+    let name = f
+        .target
+        .issue(&grant, &SecretString::from(pw.clone()))
+        .await
+        .unwrap();
+    // A DBA's slip (or an old default): the login itself may create here and there.
+    su.batch_execute(&format!("GRANT CREATE ON SCHEMA {sandbox} TO {name}"))
+        .await
+        .unwrap();
+    let su_other = f.stack.pg_superuser_in(&other_db).await;
+    su_other
+        .batch_execute(&format!("GRANT CREATE ON SCHEMA public TO {name}"))
+        .await
+        .unwrap();
+
+    let grantee = login(&f, &name, &pw).await.unwrap();
+    let payments = format!("{}.payments", f.schema);
+    grantee
+        .batch_execute(&format!(
+            "CREATE FUNCTION {sandbox}.peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER \
+               AS 'SELECT count(*) FROM {payments}'; \
+             GRANT EXECUTE ON FUNCTION {sandbox}.peek() TO PUBLIC; \
+             CREATE VIEW {sandbox}.leak AS SELECT * FROM {payments}; \
+             GRANT SELECT ON {sandbox}.leak TO PUBLIC; \
+             CREATE TABLE {sandbox}.loot AS SELECT * FROM {schema}.orders; \
+             GRANT ALL ON {sandbox}.loot TO PUBLIC; \
+             ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO PUBLIC;",
+            schema = f.schema
+        ))
+        .await
+        .unwrap();
+    // Into its scope role: that role cannot create anything (the allow-list check
+    // refuses roles that could), so nothing is made there.
+    assert!(
+        grantee
+            .batch_execute(&format!(
+                "SET ROLE {}; CREATE TABLE {sandbox}.as_scope (x int)",
+                f.reader
+            ))
+            .await
+            .is_err(),
+        "a scope role cannot create"
+    );
+    grantee.batch_execute("RESET ROLE").await.ok();
+    let elsewhere = f.stack.pg_login_in(&other_db, &name, &pw).await.unwrap();
+    elsewhere
+        .batch_execute(
+            "CREATE TABLE public.stash (x int); GRANT ALL ON public.stash TO PUBLIC; \
+             CREATE FUNCTION public.backdoor() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'",
+        )
+        .await
+        .unwrap();
+    let new_pw = password();
+    grantee
+        .batch_execute(&format!("ALTER ROLE {name} PASSWORD '{new_pw}'"))
+        .await
+        .unwrap();
+
+    let revoked = f.target.revoke(&grant).await.unwrap();
+    // The CREATE privileges the DBA granted it can be revoked only by their grantor:
+    // the login stays, stripped of everything, and the receipt says so.
+    assert!(revoked.dropped.is_empty(), "{revoked:?}");
+    assert!(
+        revoked.kept_disabled.len() == 1
+            && revoked.kept_disabled[0].contains("privileges for schema"),
+        "{revoked:?}"
+    );
+    assert_eq!(revoked.sessions_terminated, 2, "both open sessions");
+    assert!(
+        revoked.objects_dropped >= 5,
+        "function, view, table, default privileges and the other database's two: {revoked:?}"
+    );
+    assert!(revoked.quarantined.is_empty());
+    assert_eq!(
+        (
+            revoked.logins_remaining,
+            revoked.sessions_remaining,
+            revoked.objects_owned_remaining
+        ),
+        (0, 0, 0)
+    );
+
+    assert!(grantee.batch_execute("SELECT 1").await.is_err());
+    assert!(elsewhere.batch_execute("SELECT 1").await.is_err());
+    assert!(login(&f, &name, &pw).await.is_err());
+    assert!(
+        login(&f, &name, &new_pw).await.is_err(),
+        "its own new password too"
+    );
+    for (db, object) in [
+        (&su, format!("to_regprocedure('{sandbox}.peek()')::text")),
+        (&su, format!("to_regclass('{sandbox}.leak')::text")),
+        (&su, format!("to_regclass('{sandbox}.loot')::text")),
+        (&su_other, "to_regclass('public.stash')::text".to_owned()),
+        (
+            &su_other,
+            "to_regprocedure('public.backdoor()')::text".to_owned(),
+        ),
+    ] {
+        let found: Option<String> = db
+            .query_one(&format!("SELECT {object}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(found, None, "{object} is gone");
+    }
+    let default_acls: i64 = su
+        .query_one("SELECT count(*) FROM pg_default_acl", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let by_grantee: i64 = su
+        .query_one(
+            "SELECT count(*) FROM pg_default_acl d WHERE pg_get_userbyid(d.defaclrole) = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        by_grantee, 0,
+        "its default privileges are gone ({default_acls} in all)"
+    );
+    // Nobody inherited its objects: nothing in either database is owned by the
+    // administrator that was not there before.
+    let admin = f.stack.local.postgres.admin_user.clone();
+    for db in [&su, &su_other] {
+        let owned: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = $1)",
+                &[&admin],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(owned, 0, "the administrator was handed nothing");
+    }
+    let stripped = su
+        .query_one(
+            "SELECT rolcanlogin, (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid OR m.roleid = r.oid) \
+             FROM pg_roles r WHERE rolname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (stripped.get::<_, bool>(0), stripped.get::<_, i64>(1)),
+        (false, 0)
+    );
+
+    // Once the DBA takes back what they granted, revoking again drops the login.
+    su.batch_execute(&format!("REVOKE CREATE ON SCHEMA {sandbox} FROM {name}"))
+        .await
+        .unwrap();
+    su_other
+        .batch_execute(&format!("REVOKE CREATE ON SCHEMA public FROM {name}"))
+        .await
+        .unwrap();
+    let again = f.target.revoke(&grant).await.unwrap();
+    assert_eq!(again.dropped, std::slice::from_ref(&name), "{again:?}");
+    assert_eq!(f.target.inspect(&name).await.unwrap(), None);
+    drop(su_other);
+    su.batch_execute(&format!("DROP DATABASE {other_db} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+/// Where another role's object depends on what the grantee made, the grantee's
+/// objects cannot be dropped: they are quarantined, powerless, and the revocation
+/// still completes.
+#[tokio::test]
+async fn objects_others_depend_on_are_quarantined_powerless_and_revocation_completes() {
+    let f = fixture().await;
+    let s = suffix();
+    let sandbox = format!("sandbox_{s}");
+    let bystander = format!("bystander_{s}");
+    let bystander_pw = password();
+    let su = f.stack.pg_admin().await;
+    su.batch_execute(&format!(
+        "CREATE SCHEMA {sandbox}; CREATE ROLE {bystander} LOGIN PASSWORD '{bystander_pw}'; \
+         GRANT USAGE, CREATE ON SCHEMA {sandbox} TO {bystander}; GRANT USAGE ON SCHEMA {sandbox} TO PUBLIC;"
+    ))
+    .await
+    .unwrap();
+    let grant = grant_for(&[&f.reader]);
+    let pw = password();
+    let name = f
+        .target
+        .issue(&grant, &SecretString::from(pw.clone()))
+        .await
+        .unwrap();
+    su.batch_execute(&format!("GRANT CREATE ON SCHEMA {sandbox} TO {name}"))
+        .await
+        .unwrap();
+    let grantee = login(&f, &name, &pw).await.unwrap();
+    grantee
+        .batch_execute(&format!(
+            "CREATE TABLE {sandbox}.copy AS SELECT * FROM {schema}.orders; \
+             GRANT SELECT ON {sandbox}.copy TO {bystander}, PUBLIC; \
+             CREATE FUNCTION {sandbox}.act() RETURNS text LANGUAGE sql SECURITY DEFINER AS 'SELECT current_user::text'; \
+             GRANT EXECUTE ON FUNCTION {sandbox}.act() TO PUBLIC;",
+            schema = f.schema
+        ))
+        .await
+        .unwrap();
+    let other = login(&f, &bystander, &bystander_pw).await.unwrap();
+    other
+        .batch_execute(&format!(
+            "CREATE VIEW {sandbox}.bystander_view AS SELECT * FROM {sandbox}.copy"
+        ))
+        .await
+        .unwrap();
+
+    let revoked = f.target.revoke(&grant).await.unwrap();
+    assert_eq!(
+        (revoked.logins_remaining, revoked.sessions_remaining),
+        (0, 0),
+        "the revocation completes: {revoked:?}"
+    );
+    assert!(revoked.kept_disabled.iter().any(|k| k.starts_with(&name)));
+    assert!(login(&f, &name, &pw).await.is_err(), "the login is refused");
+    assert!(
+        revoked
+            .quarantined
+            .iter()
+            .any(|q| q.ends_with(&format!("{sandbox}.copy"))),
+        "{revoked:?}"
+    );
+    let owner: String = su
+        .query_one(
+            &format!("SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = '{sandbox}.copy'::regclass"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        owner, name,
+        "held by the stripped login, which nobody can become"
+    );
+    // Neither the bystander nor anyone else can read the grantee's table any more.
+    let refused = other
+        .query(&format!("SELECT * FROM {sandbox}.bystander_view"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+    assert!(
+        other
+            .query(&format!("SELECT {sandbox}.act()"), &[])
+            .await
+            .is_err(),
+        "its function runs for nobody"
+    );
+    let definer: bool = su
+        .query_one(
+            &format!("SELECT prosecdef FROM pg_proc WHERE oid = '{sandbox}.act()'::regprocedure"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!definer, "SECURITY DEFINER is cleared");
+}
+
+#[tokio::test]
+async fn a_target_configured_to_quarantine_keeps_objects_powerless_instead_of_dropping() {
+    let f = fixture().await;
+    let s = suffix();
+    let sandbox = format!("sandbox_{s}");
+    let su = f.stack.pg_admin().await;
+    su.batch_execute(&format!(
+        "CREATE SCHEMA {sandbox}; GRANT USAGE ON SCHEMA {sandbox} TO PUBLIC"
+    ))
+    .await
+    .unwrap();
+    let target = target_allowing(&f, &[]).with_owned_objects(OwnedObjects::Quarantine);
+    let grant = grant_for(&[&f.reader]);
+    let pw = password();
+    let name = target
+        .issue(&grant, &SecretString::from(pw.clone()))
+        .await
+        .unwrap();
+    su.batch_execute(&format!("GRANT CREATE ON SCHEMA {sandbox} TO {name}"))
+        .await
+        .unwrap();
+    login(&f, &name, &pw)
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "CREATE TABLE {sandbox}.kept (x int); GRANT ALL ON {sandbox}.kept TO PUBLIC"
+        ))
+        .await
+        .unwrap();
+    let revoked = target.revoke(&grant).await.unwrap();
+    assert_eq!(revoked.objects_dropped, 0);
+    assert_eq!(revoked.quarantined.len(), 1, "{revoked:?}");
+    let public_acl: Option<String> = su
+        .query_one(
+            &format!("SELECT relacl::text FROM pg_class WHERE oid = '{sandbox}.kept'::regclass"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // A PUBLIC entry is the one with no grantee name before `=`.
+    let acl = public_acl.unwrap_or_default();
+    assert!(
+        !acl.contains("{=") && !acl.contains(",="),
+        "no grant to PUBLIC is left: {acl}"
+    );
+}
+
+/// PostgreSQL 15 lets a member SET ROLE into any of its roles, so what a grantee
+/// creates as a scope role would be owned by that role and outlive the grant: such
+/// scope roles, and roles with powers beyond a scope, are refused at issue, naming
+/// the role and the reason, before anything exists.
+#[tokio::test]
+async fn scope_roles_that_could_outlive_the_grant_are_refused_with_the_reason() {
+    let f = fixture().await;
+    let s = suffix();
+    let creator = format!("etl_{s}");
+    let reads_all = format!("reads_all_{s}");
+    let delegator = format!("delegator_{s}");
+    let su = f.stack.pg_admin().await;
+    su.batch_execute(&format!(
+        "CREATE ROLE {creator} NOLOGIN; GRANT CREATE ON SCHEMA {schema} TO {creator}; \
+         CREATE ROLE {reads_all} NOLOGIN; GRANT pg_read_all_data TO {reads_all}; \
+         CREATE ROLE {delegator} NOLOGIN; GRANT {reader} TO {delegator} WITH ADMIN OPTION;",
+        schema = f.schema,
+        reader = f.reader
+    ))
+    .await
+    .unwrap();
+    let target = target_allowing(&f, &[&creator, &reads_all, &delegator]);
+    for (role, says) in [
+        (&creator, "can CREATE in schema"),
+        (&reads_all, "predefined pg_* role"),
+        (&delegator, "WITH ADMIN OPTION"),
+    ] {
+        let grant = grant_for(&[&f.reader, role]);
+        let err = target
+            .issue(&grant, &SecretString::from(password()))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, TargetError::UnsafeScopeRole(_))
+                && text.contains(role.as_str())
+                && text.contains(says),
+            "{role}: {text}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(
+            target.inspect(&principal_name(&grant)).await.unwrap(),
+            None,
+            "{role}: nothing was created"
+        );
+    }
+    let reported = target.check_scope().await.unwrap();
+    for role in [&creator, &reads_all, &delegator] {
+        assert!(
+            reported.iter().any(|r| &r.scope_role == role),
+            "{role} is reported by the check: {reported:?}"
+        );
+    }
+    assert!(
+        !reported.iter().any(|r| r.scope_role == f.reader),
+        "a plain read role is safe"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_revocations_of_one_grant_converge() {
+    let f = fixture().await;
+    let grant = grant_for(&[&f.reader]);
+    let pw = password();
+    let name = f
+        .target
+        .issue(&grant, &SecretString::from(pw.clone()))
+        .await
+        .unwrap();
+    let _session = login(&f, &name, &pw).await.unwrap();
+    let results = futures::future::join_all((0..4).map(|_| f.target.revoke(&grant))).await;
+    let mut dropped = 0;
+    for r in results {
+        let r = r.expect("every concurrent revocation succeeds");
+        dropped += r.dropped.len();
+        assert_eq!((r.logins_remaining, r.sessions_remaining), (0, 0));
+    }
+    assert_eq!(dropped, 1, "exactly one of them dropped the login");
+    assert!(login(&f, &name, &pw).await.is_err());
 }

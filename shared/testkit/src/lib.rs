@@ -349,15 +349,25 @@ pub struct PgFixture {
 }
 
 impl TestStack {
-    /// A connection as the local administrator.
+    /// A connection as the local cluster's superuser: for fixtures and for looking
+    /// at what is there, never for what ticketbound does.
     pub async fn pg_admin(&self) -> tokio_postgres::Client {
-        match tokio_postgres::connect(&self.local.postgres.admin_dsn(), tokio_postgres::NoTls).await
-        {
+        self.pg_superuser_in(&self.local.postgres.database).await
+    }
+
+    /// The same, in database `dbname`.
+    pub async fn pg_superuser_in(&self, dbname: &str) -> tokio_postgres::Client {
+        let mut config: tokio_postgres::Config = match self.local.postgres.superuser_dsn().parse() {
+            Ok(c) => c,
+            Err(e) => panic!("the local superuser DSN does not parse: {e}"),
+        };
+        config.dbname(dbname);
+        match config.connect(tokio_postgres::NoTls).await {
             Ok((client, conn)) => {
                 tokio::spawn(conn);
                 client
             }
-            Err(e) => panic!("cannot reach the local PostgreSQL as administrator: {e}"),
+            Err(e) => panic!("cannot reach the local PostgreSQL as its superuser: {e}"),
         }
     }
 
@@ -398,13 +408,24 @@ impl TestStack {
         user: &str,
         password: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        self.pg_login_in(&self.local.postgres.database, user, password)
+            .await
+    }
+
+    /// The same, to database `dbname`.
+    pub async fn pg_login_in(
+        &self,
+        dbname: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let mut config = tokio_postgres::Config::new();
         config
             .host(&self.local.postgres.host)
             .port(self.local.postgres.port)
             .user(user)
             .password(password)
-            .dbname(&self.local.postgres.database);
+            .dbname(dbname);
         let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
         Ok(client)

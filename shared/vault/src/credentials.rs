@@ -28,6 +28,10 @@ pub struct CredentialSecretSpec {
     pub workload_principal: String,
     /// ticketbound's own roles that must keep access (rotation, expiry).
     pub ticketbound_principals: Vec<String>,
+    /// CreateSecret's ClientRequestToken (32 to 64 characters), derived from the
+    /// grant: a retried create (by the SDK, the function or a redelivered event) is
+    /// the same request, and Secrets Manager answers it as the first.
+    pub create_token: String,
 }
 
 /// A database credential in the structure AWS's rotation functions use. Never
@@ -227,6 +231,7 @@ impl crate::Vault {
             .client
             .create_secret()
             .name(&spec.name)
+            .client_request_token(&spec.create_token)
             .description(&spec.description)
             .secret_string(value.expose_secret())
             .tags(
