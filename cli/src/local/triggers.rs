@@ -35,6 +35,15 @@ pub fn expire_env(stack: &LocalStack) -> Vec<(String, String)> {
         (c::AUDIT_TABLE, stack.audit_table.clone()),
         (c::TARGETS, targets::targets_json(stack)),
         (c::SCHEDULE_GROUP, targets::SCHEDULE_GROUP.to_owned()),
+        // So that a failing revocation schedules its own retry, as in AWS.
+        (
+            c::EXPIRY_FUNCTION_ARN,
+            targets::EXPIRY_FUNCTION_ARN.to_owned(),
+        ),
+        (
+            c::SCHEDULER_ROLE_ARN,
+            targets::SCHEDULER_ROLE_ARN.to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -7,10 +7,14 @@ use ticketbound_store::StoreSettings;
 pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
 
 pub const TARGETS: &str = "TICKETBOUND_TARGETS";
-pub const SCHEDULE_GROUP: &str = "TICKETBOUND_SCHEDULE_GROUP";
+pub use ticketbound_schedule::{
+    EXPIRY_FUNCTION_ARN, SCHEDULE_DLQ_ARN, SCHEDULE_GROUP, SCHEDULER_ROLE_ARN,
+};
 pub const SECRET_RECOVERY_DAYS: &str = "TICKETBOUND_SECRET_RECOVERY_DAYS";
 pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
 pub const REVOKE_CONCURRENCY: &str = "TICKETBOUND_REVOKE_CONCURRENCY";
+pub const REVOCATION_ESCALATE_AFTER_SECS: &str = "TICKETBOUND_REVOCATION_ESCALATE_AFTER_SECS";
+pub const REVOCATION_RETRY_MAX_SECS: &str = "TICKETBOUND_REVOCATION_RETRY_MAX_SECS";
 
 /// The grants-stream records the event source mapping gives the expiry function (its
 /// filter criteria, as `infra/modules/ticketbound/locals.tf` sets them and the local
@@ -32,9 +36,14 @@ pub const VARIABLES: &[&str] = &[
     RETENTION_DAYS,
     TARGETS,
     SCHEDULE_GROUP,
+    EXPIRY_FUNCTION_ARN,
+    SCHEDULER_ROLE_ARN,
+    SCHEDULE_DLQ_ARN,
     SECRET_RECOVERY_DAYS,
     SECRET_CACHE_SECS,
     REVOKE_CONCURRENCY,
+    REVOCATION_ESCALATE_AFTER_SECS,
+    REVOCATION_RETRY_MAX_SECS,
 ];
 
 #[derive(Debug, Clone)]
@@ -45,6 +54,10 @@ pub struct ExpireConfig {
     pub secret_cache_ttl: std::time::Duration,
     /// How many grants of one batch are revoked at once.
     pub concurrency: usize,
+    /// A revocation failing for longer than this is escalated (once).
+    pub escalate_after: chrono::Duration,
+    /// The longest wait between two retries of a failing revocation.
+    pub retry_max: std::time::Duration,
 }
 
 impl ExpireConfig {
@@ -52,17 +65,18 @@ impl ExpireConfig {
         let store = StoreSettings::read(&mut env);
         let targets: Option<Targets> =
             env.required(TARGETS, "a JSON map of target systems (see the README)");
-        let group: String = env.or_default(
-            SCHEDULE_GROUP,
-            "a schedule group name",
-            "ticketbound".to_owned(),
-        );
+        // Without a target, failed revocations are retried by the event source and
+        // the sweep instead of a schedule of their own.
+        let schedules = ScheduleSettings::read(&mut env, false);
         let recovery: Option<RecoveryDays> = env.optional(
             SECRET_RECOVERY_DAYS,
             "a number of days from 7 to 30 (unset: delete at once)",
         );
         let cache: u64 = env.or_default(SECRET_CACHE_SECS, "a number of seconds", 300);
         let concurrency: usize = env.or_default(REVOKE_CONCURRENCY, "a whole number", 8);
+        let escalate: i64 =
+            env.or_default(REVOCATION_ESCALATE_AFTER_SECS, "a number of seconds", 900);
+        let retry_max: u64 = env.or_default(REVOCATION_RETRY_MAX_SECS, "a number of seconds", 300);
         env.finish()?;
         let (Some(store), Some(targets)) = (store, targets) else {
             // finish() reported each; this only keeps the types honest.
@@ -79,12 +93,11 @@ impl ExpireConfig {
                 rotation_function_arn: None,
                 recovery_window_days: recovery.map(|r| r.0),
             },
-            schedules: ScheduleSettings {
-                group,
-                target: None,
-            },
+            schedules,
             secret_cache_ttl: std::time::Duration::from_secs(cache),
             concurrency: concurrency.max(1),
+            escalate_after: chrono::Duration::seconds(escalate.max(0)),
+            retry_max: std::time::Duration::from_secs(retry_max.max(1)),
         })
     }
 }

@@ -15,9 +15,18 @@
 //! terminated), deletes the secret and the schedule, then records the grant Revoked
 //! with the trigger that came first. Until the target confirms, the grant stays
 //! Revoking and the trigger is retried: a grant is never recorded Revoked while its
-//! credential still works. Failures are audited and counted (metric
-//! `RevocationFailures`), and the stream or Scheduler sends what keeps failing to its
-//! dead-letter queue: never dropped silently.
+//! credential still works.
+//!
+//! **Loud once.** A failed revocation is audited (and so told to the ticket) at its
+//! first failure and once more if it escalates (failing for longer than
+//! `TICKETBOUND_REVOCATION_ESCALATE_AFTER_SECS`: metric `RevocationEscalations`), and
+//! at its success with the count of failed attempts; every failure is counted
+//! (`RevocationFailures`) and kept in the grant's retry record. The retry is a
+//! one-time schedule of its own with backoff (up to
+//! `TICKETBOUND_REVOCATION_RETRY_MAX_SECS`), so the stream record or schedule that
+//! asked is answered: a grantee whose revocation fails can neither flood the trail
+//! and the ticket nor hold the shard that carries everyone else's revocations. The
+//! sweep picks up any Revoking grant whose retry was lost.
 
 pub mod config;
 mod revoke;
@@ -106,6 +115,8 @@ pub struct ExpireResponse {
     pub revoked: Vec<String>,
     pub already_done: usize,
     pub failed: Vec<String>,
+    /// Failed at the target, retry scheduled (told once, not held).
+    pub deferred: Vec<String>,
     /// Stream invocations only: what Lambda must deliver again.
     #[serde(rename = "batchItemFailures")]
     pub batch_item_failures: Vec<serde_json::Value>,
@@ -153,6 +164,7 @@ async fn revoke_many(
     for (id, item, result) in results {
         match result {
             Ok(Revoked::Now) => response.revoked.push(id.to_string()),
+            Ok(Revoked::Deferred { .. }) => response.deferred.push(id.to_string()),
             Ok(_) => response.already_done += 1,
             Err(e) => {
                 tracing::error!(grant_id = %id, error = %ticketbound_runtime::error_chain(&e), retryable = e.is_retryable(), "revocation failed");
@@ -165,12 +177,9 @@ async fn revoke_many(
             }
         }
     }
-    if !response.failed.is_empty() {
-        ticketbound_runtime::metrics::count(
-            COMPONENT,
-            "RevocationFailures",
-            response.failed.len() as u64,
-        );
+    let failures = response.failed.len() + response.deferred.len();
+    if failures > 0 {
+        ticketbound_runtime::metrics::count(COMPONENT, "RevocationFailures", failures as u64);
     }
     response
 }

@@ -47,6 +47,9 @@ pub enum Revoked {
     NotDue,
     /// No such grant (its record outlived its retention).
     Missing,
+    /// The target failed; a retry is scheduled (after `attempt` failures). The
+    /// trigger is answered, so that it holds nothing else back.
+    Deferred { attempt: u32 },
 }
 
 fn trigger_name(cause: Option<EndCause>) -> &'static str {
@@ -93,23 +96,68 @@ async fn advance(
     Ok((grant, t.changed))
 }
 
-/// Records a failed attempt in the grant's audit trail (best effort: the failure
-/// itself is what the caller reports).
-async fn note_failure(deps: &Deps, grant: &Grant, error: &ExpireError, at: DateTime<Utc>) {
-    let mut next = grant.noted(at);
-    let audit = next.record(
-        AuditRecord::new(
-            at,
-            Actor::component(COMPONENT),
-            AuditAction::RevocationFailed,
-        )
-        .states(Some(grant.state), Some(grant.state))
-        .detail("reason", ticketbound_runtime::error_chain(error))
-        .detail("retryable", error.is_retryable()),
-    );
-    if let Err(e) = deps.store.save_grant(&next, &[audit]).await {
-        tracing::warn!(grant_id = %grant.id, error = %e, "could not audit the failed revocation");
+/// A failed attempt, told once: the first failure of a grant's revocation is audited
+/// (and so reaches the ticket) with its reason; later ones are counted in its retry
+/// record and the metric only, until one escalates (once, when the first failure is
+/// older than the configured limit) or the revocation succeeds. The next attempt is
+/// a one-time schedule with backoff, so the stream or schedule that asked is answered
+/// and holds nothing back. Without a schedule target the error goes back to the
+/// trigger, which retries as before.
+async fn defer(
+    deps: &Deps,
+    grant: &Grant,
+    error: ExpireError,
+    now: DateTime<Utc>,
+) -> Result<Revoked, ExpireError> {
+    let reason = ticketbound_runtime::error_chain(&error);
+    let recorded = deps
+        .store
+        .record_revocation_failure(grant, &reason, now, deps.config.escalate_after)
+        .await?;
+    let attempt = recorded.retry.attempts;
+    tracing::warn!(grant_id = %grant.id, attempt, error = %reason, "revocation failed");
+    if recorded.first || recorded.escalated {
+        if recorded.escalated {
+            ticketbound_runtime::metrics::count(COMPONENT, "RevocationEscalations", 1);
+            tracing::error!(grant_id = %grant.id, attempt, since = %recorded.retry.first_failed_at, "revocation keeps failing; escalated");
+        }
+        let first_failed_at = recorded.retry.first_failed_at.to_rfc3339();
+        deps.store
+            .note(grant.id, now, |g| {
+                let mut r = AuditRecord::new(
+                    now,
+                    Actor::component(COMPONENT),
+                    AuditAction::RevocationFailed,
+                )
+                .states(Some(g.state), Some(g.state))
+                .detail("reason", &reason)
+                .detail("retryable", error.is_retryable())
+                .detail("attempt", attempt)
+                .detail("failing_since", &first_failed_at);
+                if recorded.escalated {
+                    r = r.detail("escalated", "true");
+                }
+                r
+            })
+            .await?;
     }
+    if deps.enforcer.schedules.can_create() {
+        let wait = backoff(attempt, deps.config.retry_max);
+        let at = now + Duration::from_std(wait).unwrap_or(Duration::seconds(60));
+        deps.enforcer
+            .schedules
+            .ensure_retry(grant, attempt, at)
+            .await
+            .map_err(EnforceError::from)?;
+        return Ok(Revoked::Deferred { attempt });
+    }
+    Err(error)
+}
+
+/// 5 s after the first failure, doubling, at most `max`.
+fn backoff(attempt: u32, max: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(5u64.saturating_mul(1 << attempt.saturating_sub(1).min(16)))
+        .min(max)
 }
 
 /// Revokes grant `id` for `trigger` at `now`.
@@ -125,6 +173,7 @@ pub async fn revoke_grant(
     if grant.state.is_terminal() {
         return Ok(Revoked::AlreadyDone(grant.state));
     }
+    let was_revoking = grant.state == GrantState::Revoking;
     let grant = match (grant.state, trigger) {
         (GrantState::Revoking, _) => grant,
         (_, ExpiryTriggerOrEnd::AlreadyEnding) => return Ok(Revoked::AlreadyDone(grant.state)),
@@ -146,22 +195,36 @@ pub async fn revoke_grant(
         return Ok(Revoked::AlreadyDone(grant.state));
     }
 
+    // Only a grant already Revoking before this call may have failed before.
+    let retry = if was_revoking {
+        deps.store.revocation_retry(id).await?
+    } else {
+        None
+    };
     let revocation = match deps.enforcer.revoke(&grant).await {
         Ok(r) => r,
-        Err(e) => {
-            let e = ExpireError::from(e);
-            note_failure(deps, &grant, &e, now).await;
-            return Err(e);
-        }
+        Err(e) => return defer(deps, &grant, ExpireError::from(e), now).await,
     };
+    let mut details = revocation.details();
+    if let Some(r) = &retry {
+        details.push(("failed_attempts", r.attempts.to_string()));
+        details.push(("failing_since", r.first_failed_at.to_rfc3339()));
+    }
     let (grant, changed) = advance(
         deps,
         grant,
         &GrantEvent::RevokeConfirmed,
         chrono::Utc::now(),
-        &revocation.details(),
+        &details,
     )
     .await?;
+    if let Some(r) = retry {
+        // Housekeeping: a record or schedule left behind only costs a no-op later.
+        if let Err(e) = deps.store.clear_revocation_retry(id).await {
+            tracing::warn!(grant_id = %id, error = %e, "could not clear the retry record");
+        }
+        let _ = deps.enforcer.schedules.delete_retry(id, r.attempts).await;
+    }
     Ok(if changed {
         Revoked::Now
     } else {

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
-use ticketbound_schedule::{ScheduleSettings, ScheduleTarget};
+use ticketbound_schedule::ScheduleSettings;
 use ticketbound_store::StoreSettings;
 
 pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
@@ -11,10 +11,9 @@ pub const TARGETS: &str = "TICKETBOUND_TARGETS";
 pub const SECRET_KMS_KEY_ID: &str = "TICKETBOUND_SECRET_KMS_KEY_ID";
 pub const SECRET_ADMIN_PRINCIPALS: &str = "TICKETBOUND_SECRET_ADMIN_PRINCIPALS";
 pub const ROTATION_FUNCTION_ARN: &str = "TICKETBOUND_ROTATION_FUNCTION_ARN";
-pub const EXPIRY_FUNCTION_ARN: &str = "TICKETBOUND_EXPIRY_FUNCTION_ARN";
-pub const SCHEDULER_ROLE_ARN: &str = "TICKETBOUND_SCHEDULER_ROLE_ARN";
-pub const SCHEDULE_GROUP: &str = "TICKETBOUND_SCHEDULE_GROUP";
-pub const SCHEDULE_DLQ_ARN: &str = "TICKETBOUND_SCHEDULE_DLQ_ARN";
+pub use ticketbound_schedule::{
+    EXPIRY_FUNCTION_ARN, SCHEDULE_DLQ_ARN, SCHEDULE_GROUP, SCHEDULER_ROLE_ARN,
+};
 pub const MAX_PROVISIONING_ATTEMPTS: &str = "TICKETBOUND_MAX_PROVISIONING_ATTEMPTS";
 
 /// The grants-stream records the event source mapping gives the provisioner (its
@@ -81,18 +80,10 @@ impl ProvisionConfig {
             List::default(),
         );
         let rotation_function_arn = env.optional(ROTATION_FUNCTION_ARN, "a Lambda ARN");
-        let expiry: Option<String> = env.required(EXPIRY_FUNCTION_ARN, "a Lambda ARN");
-        let role: Option<String> = env.required(SCHEDULER_ROLE_ARN, "an IAM role ARN");
-        let group: String = env.or_default(
-            SCHEDULE_GROUP,
-            "a schedule group name",
-            "ticketbound".to_owned(),
-        );
-        let dlq = env.optional(SCHEDULE_DLQ_ARN, "an SQS queue ARN");
+        let schedules = ScheduleSettings::read(&mut env, true);
         let attempts: u32 = env.or_default(MAX_PROVISIONING_ATTEMPTS, "a whole number", 5);
         env.finish()?;
-        let (Some(store), Some(targets), Some(target_arn), Some(role_arn)) =
-            (store, targets, expiry, role)
+        let (Some(store), Some(targets), true) = (store, targets, schedules.target.is_some())
         else {
             // finish() reported each; this only keeps the types honest.
             return Err(ConfigError {
@@ -108,14 +99,7 @@ impl ProvisionConfig {
                 rotation_function_arn,
                 recovery_window_days: None,
             },
-            schedules: ScheduleSettings {
-                group,
-                target: Some(ScheduleTarget {
-                    arn: target_arn,
-                    role_arn,
-                    dead_letter_arn: dlq,
-                }),
-            },
+            schedules,
             max_provisioning_attempts: attempts,
         })
     }

@@ -193,6 +193,41 @@ pub async fn handle(
                 .set_pending(&grant, &request)
                 .await
                 .map_err(failed)?;
+            // The grant may have ended while the login was set (an alternating-users
+            // rotation may just have made its second login, after a revocation that
+            // looked for it): a login made for an ended grant is killed at once.
+            if let Some(ended) = deps
+                .store
+                .get_grant(grant_id)
+                .await?
+                .filter(|g| g.state != GrantState::Active)
+            {
+                let revocation = deps.enforcer.revoke(&ended).await.map_err(failed)?;
+                tracing::warn!(state = %ended.state, revocation = ?revocation, "the grant ended during setSecret; its logins revoked");
+                if ended.state.is_terminal() {
+                    let mut details = revocation.details();
+                    details.push(("revoked_by", COMPONENT.to_owned()));
+                    details.push((
+                        "late_credential",
+                        "set by a rotation while the grant ended; revoked at once".to_owned(),
+                    ));
+                    deps.store
+                        .note(grant_id, Utc::now(), |g| {
+                            let mut r = AuditRecord::new(
+                                Utc::now(),
+                                Actor::component(COMPONENT),
+                                AuditAction::Revoked,
+                            )
+                            .states(Some(g.state), Some(g.state));
+                            for (k, v) in &details {
+                                r = r.detail(k, v);
+                            }
+                            r
+                        })
+                        .await?;
+                }
+                return Err(refuse(deps, ended, step, &request, now).await?);
+            }
             true
         }
         Step::TestSecret => {

@@ -596,3 +596,98 @@ async fn the_local_schedule_finds_a_secret_once_its_rotation_period_has_passed()
             .unwrap()
     ));
 }
+
+/// The race of the enforcement-seam issue: setSecret has checked that the grant is
+/// live and is about to make the second login of an alternating-users rotation, when
+/// the grant is revoked (the revocation finds no second login yet). The login it then
+/// makes is killed at once, and the trail says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_set_while_the_grant_is_revoked_does_not_survive() {
+    use std::sync::Arc;
+    use ticketbound_domain::{Actor, AuditRecord, LifecycleRules};
+    use ticketbound_testkit::faults::{FaultInjector, faulty_secretsmanager};
+
+    let mut h = harness().await;
+    let (g, _) = h.active(ALTERNATING_TARGET).await;
+    let arn = g.credential.as_ref().unwrap().secret_arn.clone();
+    let token = h.begin(&arn).await;
+    h.step(Step::CreateSecret, &arn, &token).await.unwrap();
+
+    // The administrator's secret is read right before the login is set: hold it there.
+    let faults = FaultInjector::default();
+    h.deps.enforcer.admin_secrets = ticketbound_vault::SecretCache::new(
+        faulty_secretsmanager(&h.stack.sdk, &faults),
+        StdDuration::ZERO,
+        StdDuration::ZERO,
+    );
+    let mut held = faults.pause("GetSecretValue");
+    let Harness { stack, deps, .. } = h;
+    let deps = Arc::new(deps);
+    let set = {
+        let (deps, arn, token) = (Arc::clone(&deps), arn.clone(), token.clone());
+        tokio::spawn(async move { handle(&deps, step_event(Step::SetSecret, &arn, &token)).await })
+    };
+    assert!(held.reached(StdDuration::from_secs(30)).await);
+
+    // Meanwhile the grant is withdrawn and revoked: its second login does not exist yet.
+    let record = |action| {
+        move |_: &Grant, t: &ticketbound_domain::Transition| {
+            AuditRecord::new(Utc::now(), Actor::component("grant-expire"), action)
+                .states(Some(t.from), Some(t.to))
+        }
+    };
+    let stored = deps.store.get_grant(g.id).await.unwrap().unwrap();
+    let (revoking, _) = deps
+        .store
+        .advance(
+            stored,
+            &GrantEvent::TicketWithdrawn,
+            Utc::now(),
+            &LifecycleRules::default(),
+            record(AuditAction::RevocationStarted),
+        )
+        .await
+        .unwrap();
+    let revocation = deps.enforcer.revoke(&revoking).await.unwrap();
+    assert_eq!(
+        revocation.roles_dropped,
+        [principal_name(&g)],
+        "only the first login existed"
+    );
+    deps.store
+        .advance(
+            revoking,
+            &GrantEvent::RevokeConfirmed,
+            Utc::now(),
+            &LifecycleRules::default(),
+            record(AuditAction::Revoked),
+        )
+        .await
+        .unwrap();
+
+    held.release();
+    let answer = set.await.unwrap();
+    assert!(
+        answer.is_err(),
+        "setSecret does not report success: {answer:?}"
+    );
+    let logins: i64 = stack
+        .pg_admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
+            &[&vec![principal_name(&g), alternate_principal_name(&g)]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logins, 0, "the login setSecret made was revoked at once");
+    let trail = deps.store.audit_trail(g.id).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.action == AuditAction::Revoked && e.details.contains_key("late_credential")),
+        "{trail:#?}"
+    );
+    ticketbound_domain::verify_chain(g.id, &trail, None).unwrap();
+}

@@ -29,6 +29,11 @@ module "ticketbound" {
   writeback_attempts         = var.writeback_attempts
   writeback_max_wait_secs    = var.writeback_max_wait_secs
 
+  # Revocations that fail: retried by grant-expire's own one-time schedules, escalated
+  # (RevocationEscalations) once a grant has failed for this long.
+  revocation_retry_max_seconds      = var.revocation_retry_max_seconds
+  revocation_escalate_after_seconds = var.revocation_escalate_after_seconds
+
   # Reconciliation.
   reconcile_schedule_expression = var.reconcile_schedule_expression
   reconcile_remediate           = var.reconcile_remediate

@@ -139,3 +139,15 @@ variable "rotation_grace_hours" {
   type        = number
   default     = 2
 }
+
+variable "revocation_retry_max_seconds" {
+  description = "Longest wait, in seconds, between two retries of a failed revocation (10 to 3600)."
+  type        = number
+  default     = 300
+}
+
+variable "revocation_escalate_after_seconds" {
+  description = "How long, in seconds, a grant may fail to revoke before grant-expire escalates (RevocationEscalations alarm), 60 to 86400."
+  type        = number
+  default     = 900
+}

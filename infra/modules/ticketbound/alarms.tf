@@ -65,7 +65,7 @@ resource "aws_cloudwatch_metric_alarm" "dlq_messages" {
 # format, shared/runtime/src/metrics.rs): a credential that outlives its grant.
 resource "aws_cloudwatch_metric_alarm" "revocation_failures" {
   alarm_name          = "${local.function_names["grant-expire"]}-revocation-failures"
-  alarm_description   = "${local.function_names["grant-expire"]} could not revoke a grant: a credential may outlive its grant. See the function's logs and the grant's audit trail; the trigger is retried."
+  alarm_description   = "${local.function_names["grant-expire"]} could not revoke a grant: a credential may outlive its grant. See the function's logs and the grant's audit trail; the revocation is retried by a one-time schedule of its own."
   namespace           = "ticketbound"
   metric_name         = "RevocationFailures"
   dimensions          = { function = "grant-expire" }
@@ -74,6 +74,26 @@ resource "aws_cloudwatch_metric_alarm" "revocation_failures" {
   evaluation_periods  = 1
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+# grant-expire escalates, once per grant, a revocation that has kept failing for longer
+# than revocation_escalate_after_seconds (its retries, one-time schedules of its own, go
+# on): the same metric namespace and dimension as RevocationFailures.
+resource "aws_cloudwatch_metric_alarm" "revocation_escalations" {
+  alarm_name          = "${local.function_names["grant-expire"]}-revocation-escalations"
+  alarm_description   = "${local.function_names["grant-expire"]} has failed to revoke a grant for longer than ${var.revocation_escalate_after_seconds} s: a credential is outliving its grant. Its retries go on; see the function's logs and the grant's audit trail, and fix the target or revoke by hand."
+  namespace           = "ticketbound"
+  metric_name         = "RevocationEscalations"
+  dimensions          = { function = "grant-expire" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions

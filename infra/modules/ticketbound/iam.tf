@@ -38,9 +38,9 @@ resource "aws_iam_role_policy_attachment" "vpc_access" {
 }
 
 # The role EventBridge Scheduler assumes to run the module's schedules (the one-time
-# expiry schedules grant-provision creates, the sweep, the reconcile schedule): invoke
-# grant-expire and grant-reconcile, and nothing else; send what it cannot deliver to
-# the schedules' DLQ.
+# expiry schedules grant-provision creates, the one-time revocation retries grant-expire
+# creates, the sweep, the reconcile schedule): invoke grant-expire and grant-reconcile,
+# and nothing else; send what it cannot deliver to the schedules' DLQ.
 resource "aws_iam_role" "scheduler" {
   name        = local.scheduler_role_name
   description = "ticketbound: EventBridge Scheduler invokes grant-expire and grant-reconcile"
@@ -282,7 +282,26 @@ locals {
           Action   = ["scheduler:DeleteSchedule", "scheduler:GetSchedule"]
           Resource = [local.schedule_arn_pattern]
         },
+        {
+          # A failed revocation's retry: a one-time schedule tb-expire-<grant id>-r<attempt>
+          # invoking grant-expire itself, in the module's group; only tb-expire-* names
+          # (never the recurring schedules, denied below whatever their names).
+          Sid      = "RevocationRetrySchedules"
+          Effect   = "Allow"
+          Action   = ["scheduler:CreateSchedule"]
+          Resource = [local.expiry_schedule_arn_pattern]
+        },
         local.recurring_schedule_guard,
+        {
+          # The retry schedules run as the scheduler role, and as nothing else.
+          Sid      = "PassSchedulerRole"
+          Effect   = "Allow"
+          Action   = ["iam:PassRole"]
+          Resource = [aws_iam_role.scheduler.arn]
+          Condition = {
+            StringEquals = { "iam:PassedToService" = "scheduler.amazonaws.com" }
+          }
+        },
         {
           Sid      = "StreamFailureQueue"
           Effect   = "Allow"

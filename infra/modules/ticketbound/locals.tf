@@ -17,7 +17,8 @@ locals {
   events_dlq_name    = "${var.name_prefix}-itsm-events-dlq"
 
   # EventBridge Scheduler: grant-provision creates one-time expiry schedules in this
-  # group at run time; the sweep schedule lives there too.
+  # group at run time, grant-expire one-time retries of failed revocations; the sweep
+  # and reconcile schedules live there too.
   schedule_group_name  = var.name_prefix
   schedule_arn_pattern = "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${local.schedule_group_name}/*"
   schedule_dlq_name    = "${var.name_prefix}-expiry-schedules-dlq"
@@ -32,6 +33,11 @@ locals {
     for name in [local.sweep_schedule_name, local.reconcile_schedule_name] :
     "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${local.schedule_group_name}/${name}"
   ]
+  # The grants' one-time schedules in the group: each grant's expiry schedule,
+  # tb-expire-<grant id> (shared/schedule, schedule_name), and grant-expire's retries of
+  # a failed revocation, tb-expire-<grant id>-r<attempt>. The only ones grant-expire may
+  # create.
+  expiry_schedule_arn_pattern = "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${local.schedule_group_name}/tb-expire-*"
 
   # Credential secrets are named ticketbound/<environment>/<identity>/<grant id>
   # (shared/enforce, secret_name) and tagged managed-by=ticketbound (shared/vault,
@@ -256,6 +262,18 @@ locals {
         TICKETBOUND_SCHEDULE_GROUP     = aws_scheduler_schedule_group.this.name
         TICKETBOUND_SECRET_CACHE_SECS  = tostring(var.target_admin_secret_cache_secs)
         TICKETBOUND_REVOKE_CONCURRENCY = tostring(var.revoke_concurrency)
+        # A failed revocation is retried by a one-time schedule of its own
+        # (tb-expire-<grant id>-r<attempt>, in the group above) invoking grant-expire
+        # itself as the scheduler role: its own ARN from the names (a function cannot
+        # read its own ARN from its own block), as grant-provision's expiry schedules.
+        TICKETBOUND_EXPIRY_FUNCTION_ARN = local.function_arns["grant-expire"]
+        TICKETBOUND_SCHEDULER_ROLE_ARN  = aws_iam_role.scheduler.arn
+        # What a retry schedule cannot deliver goes where the expiry schedules' does.
+        TICKETBOUND_SCHEDULE_DLQ_ARN = aws_sqs_queue.schedule_dlq.arn
+        # The longest wait between two retries, and how long a grant fails to revoke
+        # before RevocationEscalations (and its alarm) says so, once.
+        TICKETBOUND_REVOCATION_RETRY_MAX_SECS      = tostring(var.revocation_retry_max_seconds)
+        TICKETBOUND_REVOCATION_ESCALATE_AFTER_SECS = tostring(var.revocation_escalate_after_seconds)
       },
       # Unset: revoked credentials' secrets are deleted at once.
       var.secret_recovery_window_days == null ? {} : {

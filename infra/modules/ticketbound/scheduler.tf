@@ -1,7 +1,9 @@
 # EventBridge Scheduler: grant-provision creates each grant's one-time expiry schedule
-# in this group at run time (functions/grant-provision, shared/schedule); the sweep
-# below catches whatever every other expiry path missed, and the reconcile schedule
-# has grant-reconcile compare the records with what is live.
+# in this group at run time (functions/grant-provision, shared/schedule), and
+# grant-expire a one-time retry of each revocation that failed
+# (tb-expire-<grant id>-r<attempt>); the sweep below catches whatever every other
+# expiry path missed, and the reconcile schedule has grant-reconcile compare the
+# records with what is live.
 resource "aws_scheduler_schedule_group" "this" {
   name = local.schedule_group_name
   tags = var.tags

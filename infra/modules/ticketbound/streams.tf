@@ -3,7 +3,9 @@
 # ticket-writeback (new audit events). Each handler reports the records it could not
 # finish (ReportBatchItemFailures); Lambda retries from there, splits failing batches,
 # and after stream_maximum_retry_attempts (or an hour) sends the batch's description
-# to the function's stream DLQ instead of blocking the shard.
+# to the function's stream DLQ instead of blocking the shard. A revocation that fails
+# does not hold the shard either: grant-expire records the failure, answers the record
+# and retries with a one-time schedule of its own (tb-expire-<grant id>-r<attempt>).
 resource "aws_lambda_event_source_mapping" "grants_stream" {
   for_each = local.stream_consumers
 

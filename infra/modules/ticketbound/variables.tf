@@ -469,6 +469,28 @@ variable "revoke_concurrency" {
   }
 }
 
+variable "revocation_retry_max_seconds" {
+  description = "Longest wait, in seconds, between two retries of a failed revocation (TICKETBOUND_REVOCATION_RETRY_MAX_SECS). grant-expire records the failure, answers its trigger and retries with a one-time schedule of its own (tb-expire-<grant id>-r<attempt>) instead of holding the grants stream's shard."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.revocation_retry_max_seconds >= 10 && var.revocation_retry_max_seconds <= 3600 && floor(var.revocation_retry_max_seconds) == var.revocation_retry_max_seconds
+    error_message = "revocation_retry_max_seconds must be a whole number from 10 to 3600."
+  }
+}
+
+variable "revocation_escalate_after_seconds" {
+  description = "How long, in seconds, a grant may fail to revoke before grant-expire escalates, once (TICKETBOUND_REVOCATION_ESCALATE_AFTER_SECS): the RevocationEscalations metric and its alarm. The retries go on."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.revocation_escalate_after_seconds >= 60 && var.revocation_escalate_after_seconds <= 86400 && floor(var.revocation_escalate_after_seconds) == var.revocation_escalate_after_seconds
+    error_message = "revocation_escalate_after_seconds must be a whole number from 60 to 86400."
+  }
+}
+
 variable "sweep_interval_minutes" {
   description = "How often the sweep schedule invokes grant-expire to find overdue grants every other path missed, in minutes."
   type        = number

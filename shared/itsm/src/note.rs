@@ -209,14 +209,26 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
             if detail("secret_deleted").as_deref() == Some("true") {
                 lines.push("The secret was deleted from AWS Secrets Manager.".into());
             }
+            if let Some(n) = detail("failed_attempts") {
+                lines.push(format!("It succeeded after {n} failed attempts."));
+            }
             if let Some(receipt) = detail("verified_at_target") {
                 lines.push(format!("Checked at the target afterwards: {receipt}."));
             }
             format!("ticketbound: access revoked at {at}")
         }
+        AuditAction::RevocationFailed if detail("escalated").is_some() => {
+            lines.push(format!(
+                "It has kept failing since {} ({} attempts); last reason: {}. Escalated to the operators; retries go on, and this ticket hears again when it succeeds.",
+                detail("failing_since").unwrap_or_default(),
+                detail("attempt").unwrap_or_default(),
+                detail("reason").unwrap_or_default()
+            ));
+            format!("ticketbound: revocation escalated at {at}")
+        }
         AuditAction::RevocationFailed => {
             lines.push(format!(
-                "Reason: {}. It is retried until it succeeds; the grant is not recorded revoked before then.",
+                "Reason: {}. It is retried with backoff until it succeeds; the grant is not recorded revoked before then, and this ticket hears again only when it succeeds or is escalated.",
                 detail("reason").unwrap_or_default()
             ));
             format!("ticketbound: a revocation attempt failed at {at}")

@@ -79,9 +79,64 @@ pub struct ScheduleSettings {
     pub target: Option<ScheduleTarget>,
 }
 
+/// The variables that configure schedules, read by every function that makes or
+/// removes them (one definition; the functions list them for the infrastructure
+/// check).
+pub const EXPIRY_FUNCTION_ARN: &str = "TICKETBOUND_EXPIRY_FUNCTION_ARN";
+pub const SCHEDULER_ROLE_ARN: &str = "TICKETBOUND_SCHEDULER_ROLE_ARN";
+pub const SCHEDULE_GROUP: &str = "TICKETBOUND_SCHEDULE_GROUP";
+pub const SCHEDULE_DLQ_ARN: &str = "TICKETBOUND_SCHEDULE_DLQ_ARN";
+
+impl ScheduleSettings {
+    pub const VARIABLES: [&str; 4] = [
+        EXPIRY_FUNCTION_ARN,
+        SCHEDULER_ROLE_ARN,
+        SCHEDULE_GROUP,
+        SCHEDULE_DLQ_ARN,
+    ];
+
+    /// Reads the group and the target schedules invoke. With `target_required`, a
+    /// missing target is recorded in `env` (and reported by its `finish`); without,
+    /// the target is there only when both its ARNs are.
+    pub fn read(env: &mut ticketbound_runtime::EnvReader, target_required: bool) -> Self {
+        let group: String = env.or_default(
+            SCHEDULE_GROUP,
+            "a schedule group name",
+            "ticketbound".to_owned(),
+        );
+        let (arn, role_arn): (Option<String>, Option<String>) = if target_required {
+            (
+                env.required(EXPIRY_FUNCTION_ARN, "a Lambda ARN"),
+                env.required(SCHEDULER_ROLE_ARN, "an IAM role ARN"),
+            )
+        } else {
+            (
+                env.optional(EXPIRY_FUNCTION_ARN, "a Lambda ARN"),
+                env.optional(SCHEDULER_ROLE_ARN, "an IAM role ARN"),
+            )
+        };
+        let dead_letter_arn = env.optional(SCHEDULE_DLQ_ARN, "an SQS queue ARN");
+        let target = match (arn, role_arn) {
+            (Some(arn), Some(role_arn)) => Some(ScheduleTarget {
+                arn,
+                role_arn,
+                dead_letter_arn,
+            }),
+            _ => None,
+        };
+        Self { group, target }
+    }
+}
+
 /// The name of a grant's expiry schedule.
 pub fn schedule_name(id: GrantId) -> String {
     format!("tb-expire-{id}")
+}
+
+/// The name of the schedule that retries a grant's revocation after its `attempt`th
+/// failure (within Scheduler's 64 characters).
+pub fn retry_schedule_name(id: GrantId, attempt: u32) -> String {
+    format!("{}-r{attempt}", schedule_name(id))
 }
 
 /// `at(…)` for `t`, rounded up to the second: never early.
@@ -105,16 +160,64 @@ impl ExpirySchedules {
         Self { client, settings }
     }
 
+    /// True when these settings can create schedules (they name a target).
+    pub fn can_create(&self) -> bool {
+        self.settings.target.is_some()
+    }
+
     /// Creates the grant's expiry schedule unless it exists. Returns its name.
     pub async fn ensure(&self, grant: &Grant) -> Result<String, ScheduleError> {
-        let name = schedule_name(grant.id);
+        self.create_once(
+            schedule_name(grant.id),
+            grant.not_after(),
+            serde_json::json!({"grant_id": grant.id.to_string(), "trigger": "schedule"}),
+            format!(
+                "revoke grant {} ({}) at its not-after time",
+                grant.id,
+                grant.request.ticket.qualified_key()
+            ),
+            format!("{}-expiry", grant.id),
+        )
+        .await
+    }
+
+    /// Creates the one-time schedule that retries a failed revocation of `grant`
+    /// (its `attempt`th failure) at `at`; a name per attempt, so that the schedule
+    /// firing now (deleted once it completes) never stands in the way of the next.
+    pub async fn ensure_retry(
+        &self,
+        grant: &Grant,
+        attempt: u32,
+        at: DateTime<Utc>,
+    ) -> Result<String, ScheduleError> {
+        self.create_once(
+            retry_schedule_name(grant.id, attempt),
+            at,
+            serde_json::json!({"grant_id": grant.id.to_string(), "trigger": "retry"}),
+            format!(
+                "retry the revocation of grant {} ({}) after failure {attempt}",
+                grant.id,
+                grant.request.ticket.qualified_key()
+            ),
+            format!("{}-retry-{attempt}", grant.id),
+        )
+        .await
+    }
+
+    async fn create_once(
+        &self,
+        name: String,
+        at: DateTime<Utc>,
+        input: serde_json::Value,
+        description: String,
+        client_token: String,
+    ) -> Result<String, ScheduleError> {
         let settings = self
             .settings
             .target
             .as_ref()
             .ok_or(ScheduleError::NoTarget)?;
-        let input = serde_json::json!({"grant_id": grant.id.to_string(), "trigger": "schedule"})
-            .to_string();
+        let input = input.to_string();
         let mut target = Target::builder()
             .arn(&settings.arn)
             .role_arn(&settings.role_arn)
@@ -147,15 +250,11 @@ impl ExpirySchedules {
             .client
             .create_schedule()
             .name(&name)
-            // The grant's, so that a retried create is the same request.
-            .client_token(format!("{}-expiry", grant.id))
+            // From the cause, so that a retried create is the same request.
+            .client_token(client_token)
             .group_name(&self.settings.group)
-            .description(format!(
-                "revoke grant {} ({}) at its not-after time",
-                grant.id,
-                grant.request.ticket.qualified_key()
-            ))
-            .schedule_expression(at_expression(grant.not_after()))
+            .description(description)
+            .schedule_expression(at_expression(at))
             .schedule_expression_timezone("UTC")
             .flexible_time_window(window)
             .target(target)
@@ -171,25 +270,38 @@ impl ExpirySchedules {
 
     /// Whether the grant's expiry schedule exists.
     pub async fn exists(&self, id: GrantId) -> Result<bool, ScheduleError> {
-        let name = schedule_name(id);
+        self.exists_named(&schedule_name(id)).await
+    }
+
+    /// Whether schedule `name` exists in the group.
+    pub async fn exists_named(&self, name: &str) -> Result<bool, ScheduleError> {
         match self
             .client
             .get_schedule()
-            .name(&name)
+            .name(name)
             .group_name(&self.settings.group)
             .send()
             .await
         {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(false),
-            Err(e) => Err(ScheduleError::call("GetSchedule", &name, e)),
+            Err(e) => Err(ScheduleError::call("GetSchedule", name, e)),
         }
+    }
+
+    /// Deletes the schedule of retry `attempt` of grant `id`, if it is still there
+    /// (it deletes itself once it fired).
+    pub async fn delete_retry(&self, id: GrantId, attempt: u32) -> Result<bool, ScheduleError> {
+        self.delete_named(retry_schedule_name(id, attempt)).await
     }
 
     /// Deletes the grant's expiry schedule; one already gone (fired, or deleted
     /// before) is fine. Returns whether there was one.
     pub async fn delete(&self, id: GrantId) -> Result<bool, ScheduleError> {
-        let name = schedule_name(id);
+        self.delete_named(schedule_name(id)).await
+    }
+
+    async fn delete_named(&self, name: String) -> Result<bool, ScheduleError> {
         match self
             .client
             .delete_schedule()

@@ -23,20 +23,33 @@ pub async fn harness() -> Harness {
 
 /// A harness on `stack` (the shared local stack, or an emulator of the bench's own).
 pub async fn harness_on(stack: TestStack) -> Harness {
+    harness_with(stack, |_| {}, &[]).await
+}
+
+/// A harness whose expiry function sees the fixture's targets as `edit` leaves them,
+/// and `extra` variables besides.
+pub async fn harness_with(
+    stack: TestStack,
+    edit: impl FnOnce(&mut serde_json::Value),
+    extra: &[(&str, String)],
+) -> Harness {
     let tables = stack.fresh_tables().await.unwrap();
     let fixture = stack.issuing_fixture(None).await;
-    let deps = Deps::from_env(
-        &stack.sdk,
-        EnvReader::from_map([
-            ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
-            ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
-            ("TICKETBOUND_TARGETS", fixture.targets.to_string()),
-            ("TICKETBOUND_SCHEDULE_GROUP", fixture.schedule_group.clone()),
-            // The admin secret is re-read on every call, so a test can break and mend it.
-            ("TICKETBOUND_SECRET_CACHE_SECS", "0".to_owned()),
-        ]),
-    )
-    .unwrap();
+    let mut targets = fixture.targets.clone();
+    edit(&mut targets);
+    let mut env: Vec<(String, String)> = [
+        ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
+        ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
+        ("TICKETBOUND_TARGETS", targets.to_string()),
+        ("TICKETBOUND_SCHEDULE_GROUP", fixture.schedule_group.clone()),
+        // The admin secret is re-read on every call, so a test can break and mend it.
+        ("TICKETBOUND_SECRET_CACHE_SECS", "0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    let deps = Deps::from_env(&stack.sdk, EnvReader::from_map(env)).unwrap();
     Harness {
         stack,
         deps,

@@ -713,6 +713,7 @@ run "alarms_without_a_topic" {
       [for a in aws_cloudwatch_metric_alarm.function_throttles : a.alarm_name],
       [for a in aws_cloudwatch_metric_alarm.dlq_messages : a.alarm_name],
       [aws_cloudwatch_metric_alarm.revocation_failures.alarm_name],
+      [aws_cloudwatch_metric_alarm.revocation_escalations.alarm_name],
       [aws_cloudwatch_metric_alarm.writeback_failures.alarm_name],
       [aws_cloudwatch_metric_alarm.drift_findings.alarm_name],
       )) == toset([
@@ -729,6 +730,7 @@ run "alarms_without_a_topic" {
       "ticketbound-grant-expire-dlq-messages",
       "ticketbound-grant-expire-stream-dlq-messages",
       "ticketbound-grant-expire-revocation-failures",
+      "ticketbound-grant-expire-revocation-escalations",
       "ticketbound-secret-rotate-errors",
       "ticketbound-secret-rotate-throttles",
       "ticketbound-secret-rotate-dlq-messages",
@@ -743,7 +745,7 @@ run "alarms_without_a_topic" {
       "ticketbound-grant-reconcile-drift-findings",
       "ticketbound-expiry-schedules-dlq-messages",
     ])
-    error_message = "errors and throttles of each function, a message count alarm per DLQ, revocation and write-back failures, drift findings; nothing for functions that do not exist"
+    error_message = "errors and throttles of each function, a message count alarm per DLQ, revocation failures and escalations, write-back failures, drift findings; nothing for functions that do not exist"
   }
   assert {
     condition = alltrue([
@@ -751,6 +753,21 @@ run "alarms_without_a_topic" {
       a.threshold == 0 && a.comparison_operator == "GreaterThanThreshold" && length(a.alarm_actions) == 0
     ])
     error_message = "alarms fire on anything above zero; no actions without a topic"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.revocation_escalations.namespace == "ticketbound" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.metric_name == "RevocationEscalations" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.dimensions == aws_cloudwatch_metric_alarm.revocation_failures.dimensions &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.period == 300 &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.evaluation_periods == 1 &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.threshold == 1 &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.comparison_operator == "GreaterThanOrEqualToThreshold" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.treat_missing_data == "notBreaching" &&
+      length(aws_cloudwatch_metric_alarm.revocation_escalations.alarm_actions) == 0
+    )
+    error_message = "revocation escalations: grant-expire's embedded metric in RevocationFailures' namespace and dimension, any escalation (>= 1 in 5 minutes) fires; no actions without a topic"
   }
   assert {
     condition = toset([for a in aws_cloudwatch_metric_alarm.dlq_messages : a.dimensions.QueueName]) == toset(concat(
@@ -808,7 +825,7 @@ run "alarms_notify_the_topic" {
   }
   assert {
     condition = alltrue([
-      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures, aws_cloudwatch_metric_alarm.writeback_failures, aws_cloudwatch_metric_alarm.drift_findings]) :
+      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures, aws_cloudwatch_metric_alarm.revocation_escalations, aws_cloudwatch_metric_alarm.writeback_failures, aws_cloudwatch_metric_alarm.drift_findings]) :
       a.alarm_actions == toset(["arn:aws:sns:eu-west-1:111122223333:ops"]) && a.ok_actions == toset(["arn:aws:sns:eu-west-1:111122223333:ops"])
     ])
     error_message = "every alarm notifies the topic when it fires and when it recovers"
@@ -854,6 +871,7 @@ run "name_prefix_and_tags_apply_everywhere" {
       aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == "tb-test" &&
       aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == "tb-test" &&
       aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:tb-test-grant-expire" &&
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:tb-test-grant-expire" &&
       aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_ROTATION_FUNCTION_ARN"] == "arn:aws:lambda:eu-west-1:111122223333:function:tb-test-secret-rotate"
     )
     error_message = "the functions' schedule group, expiry and rotation functions follow name_prefix"
@@ -864,6 +882,12 @@ run "name_prefix_and_tags_apply_everywhere" {
       "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/*"
     )
     error_message = "the schedule permissions follow the group's name"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement : s.Resource if s.Sid == "RevocationRetrySchedules"
+    ] == [["arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/tb-expire-*"]]
+    error_message = "grant-expire's retry schedules follow the group's name"
   }
   assert {
     condition = alltrue([
@@ -899,7 +923,7 @@ run "name_prefix_and_tags_apply_everywhere" {
         [for r in aws_cloudwatch_metric_alarm.dlq_messages : r.tags],
         [for r in aws_sqs_queue.stream_dlq : r.tags],
         [aws_sqs_queue.schedule_dlq.tags, aws_iam_role.scheduler.tags, aws_scheduler_schedule_group.this.tags, aws_cloudwatch_metric_alarm.revocation_failures.tags],
-        [aws_cloudwatch_metric_alarm.writeback_failures.tags, aws_cloudwatch_metric_alarm.drift_findings.tags],
+        [aws_cloudwatch_metric_alarm.writeback_failures.tags, aws_cloudwatch_metric_alarm.drift_findings.tags, aws_cloudwatch_metric_alarm.revocation_escalations.tags],
       ) : tags == tomap({ team = "platform" })
     ])
     error_message = "the tags reach every taggable resource"
@@ -1060,6 +1084,11 @@ run "expire_environment_is_what_the_code_reads" {
       "TICKETBOUND_SCHEDULE_GROUP",
       "TICKETBOUND_SECRET_CACHE_SECS",
       "TICKETBOUND_REVOKE_CONCURRENCY",
+      "TICKETBOUND_EXPIRY_FUNCTION_ARN",
+      "TICKETBOUND_SCHEDULER_ROLE_ARN",
+      "TICKETBOUND_SCHEDULE_DLQ_ARN",
+      "TICKETBOUND_REVOCATION_RETRY_MAX_SECS",
+      "TICKETBOUND_REVOCATION_ESCALATE_AFTER_SECS",
     ])
     error_message = "grant-expire's environment is exactly what functions/grant-expire/src/config.rs reads (no recovery window unless set)"
   }
@@ -1072,8 +1101,22 @@ run "expire_environment_is_what_the_code_reads" {
       TICKETBOUND_SCHEDULE_GROUP     = "ticketbound"
       TICKETBOUND_SECRET_CACHE_SECS  = "300"
       TICKETBOUND_REVOKE_CONCURRENCY = "8"
+      # Its retry schedules invoke grant-expire itself, as the scheduler role.
+      TICKETBOUND_EXPIRY_FUNCTION_ARN            = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"
+      TICKETBOUND_SCHEDULER_ROLE_ARN             = "arn:aws:iam::111122223333:role/ticketbound-scheduler"
+      TICKETBOUND_SCHEDULE_DLQ_ARN               = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq"
+      TICKETBOUND_REVOCATION_RETRY_MAX_SECS      = "300"
+      TICKETBOUND_REVOCATION_ESCALATE_AFTER_SECS = "900"
     })
     error_message = "grant-expire's environment values (defaults match config.rs)"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == aws_lambda_function.this["grant-expire"].arn &&
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SCHEDULER_ROLE_ARN"] == aws_iam_role.scheduler.arn &&
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SCHEDULE_GROUP"] == aws_scheduler_schedule_group.this.name
+    )
+    error_message = "grant-expire's retry schedules invoke grant-expire itself (its ARN, built from names), as the scheduler role, in the module's schedule group"
   }
 }
 
@@ -1491,6 +1534,10 @@ run "expire_policy_is_least_privilege" {
         actions   = toset(["scheduler:DeleteSchedule", "scheduler:GetSchedule"])
         resources = toset(["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/*"])
       }
+      RevocationRetrySchedules = {
+        actions   = toset(["scheduler:CreateSchedule"])
+        resources = toset(["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/tb-expire-*"])
+      }
       NeverTheRecurringSchedules = {
         actions = toset(["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"])
         resources = toset([
@@ -1511,14 +1558,133 @@ run "expire_policy_is_least_privilege" {
         resources = toset([aws_kms_key.this.arn])
       }
     }
-    error_message = "Scheduler: delete and read the group's schedules, never create, never the recurring ones; its own DLQs; the module key"
+    error_message = "Scheduler: delete and read the group's schedules, create only tb-expire-* ones (its retries), never the recurring ones; its own DLQs; the module key"
   }
   assert {
     condition = toset(flatten([
       for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement : [for a in flatten([s.Action]) : split(":", a)[0]]
-    ])) == toset(["dynamodb", "secretsmanager", "scheduler", "kms", "logs", "xray", "sqs"])
-    error_message = "no service beyond DynamoDB, Secrets Manager, Scheduler, KMS, Logs, X-Ray and SQS (no iam, no lambda)"
+    ])) == toset(["dynamodb", "secretsmanager", "scheduler", "iam", "kms", "logs", "xray", "sqs"])
+    error_message = "no service beyond DynamoDB, Secrets Manager, Scheduler, IAM (PassRole of the scheduler role), KMS, Logs, X-Ray and SQS (no lambda)"
   }
+}
+
+# A failed revocation is recorded once and retried by a one-time schedule grant-expire
+# creates itself (tb-expire-<grant id>-r<attempt>, beside the grant's expiry schedule
+# tb-expire-<grant id>), invoking grant-expire as the scheduler role; a grant that keeps
+# failing is escalated once (RevocationEscalations).
+run "expire_creates_only_retry_schedules_and_passes_only_the_scheduler_role" {
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
+      { sid = s.Sid, resources = s.Resource, condition = try(s.Condition, null) }
+      if s.Effect == "Allow" && anytrue([for a in flatten([s.Action]) : a == "scheduler:CreateSchedule" || strcontains(a, "*")])
+      ] == [{
+        sid       = "RevocationRetrySchedules"
+        resources = ["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/tb-expire-*"]
+        condition = null
+    }]
+    error_message = "grant-expire may create schedules only named tb-expire-* in the module's schedule group (no wildcard action)"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
+      alltrue([for r in flatten([s.Resource]) : startswith(r, "arn:aws:scheduler:eu-west-1:111122223333:schedule/${aws_scheduler_schedule_group.this.name}/")])
+      if s.Effect == "Allow" && anytrue([for a in flatten([s.Action]) : startswith(a, "scheduler:")])
+    ])
+    error_message = "every schedule grant-expire may touch is in the module's schedule group"
+  }
+  assert {
+    condition = anytrue([
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
+      s.Effect == "Deny" && !contains(keys(s), "Condition") && contains(flatten([s.Action]), "scheduler:CreateSchedule") &&
+      toset(flatten([s.Resource])) == toset([aws_scheduler_schedule.sweep.arn, aws_scheduler_schedule.reconcile.arn])
+    ])
+    error_message = "the explicit Deny on creating (and so replacing) the sweep and reconcile schedules stays in grant-expire's policy"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
+      { sid = s.Sid, effect = s.Effect, actions = s.Action, resources = s.Resource, condition = try(s.Condition, null) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "iam:")])
+      ] == [{
+        sid       = "PassSchedulerRole"
+        effect    = "Allow"
+        actions   = ["iam:PassRole"]
+        resources = [aws_iam_role.scheduler.arn]
+        condition = { StringEquals = { "iam:PassedToService" = "scheduler.amazonaws.com" } }
+    }]
+    error_message = "iam: only PassRole of the scheduler role, and only to EventBridge Scheduler"
+  }
+  assert {
+    condition = (
+      [for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement : s if contains(flatten([s.Action]), "iam:PassRole")] ==
+      [for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : s if contains(flatten([s.Action]), "iam:PassRole")]
+    )
+    error_message = "grant-expire's PassRole statement is exactly grant-provision's"
+  }
+  assert {
+    condition = contains(
+      flatten([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Resource if s.Sid == "InvokeGrantExpire"]),
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"]
+    )
+    error_message = "the scheduler role may invoke the function grant-expire's retry schedules name"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.revocation_escalations.alarm_name == "ticketbound-grant-expire-revocation-escalations" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.namespace == aws_cloudwatch_metric_alarm.revocation_failures.namespace &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.dimensions == aws_cloudwatch_metric_alarm.revocation_failures.dimensions &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.metric_name == "RevocationEscalations" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.threshold == 1 &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.comparison_operator == "GreaterThanOrEqualToThreshold" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.alarm_actions == aws_cloudwatch_metric_alarm.revocation_failures.alarm_actions
+    )
+    error_message = "an alarm on RevocationEscalations >= 1, beside RevocationFailures' (same namespace, dimensions and actions)"
+  }
+}
+
+run "revocation_retry_settings_reach_the_environment" {
+  variables {
+    revocation_retry_max_seconds      = 60
+    revocation_escalate_after_seconds = 3600
+    alarm_sns_topic_arn               = "arn:aws:sns:eu-west-1:111122223333:ops"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_REVOCATION_RETRY_MAX_SECS"] == "60" &&
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_REVOCATION_ESCALATE_AFTER_SECS"] == "3600"
+    )
+    error_message = "revocation_retry_max_seconds and revocation_escalate_after_seconds reach grant-expire's environment"
+  }
+  assert {
+    condition     = strcontains(aws_cloudwatch_metric_alarm.revocation_escalations.alarm_description, "3600 s")
+    error_message = "the escalation alarm says after how long a failing revocation escalates"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.revocation_escalations.alarm_actions == toset(["arn:aws:sns:eu-west-1:111122223333:ops"]) &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.ok_actions == toset(["arn:aws:sns:eu-west-1:111122223333:ops"])
+    )
+    error_message = "the escalation alarm notifies the topic"
+  }
+}
+
+run "rejects_revocation_retry_settings_below_their_range" {
+  command = plan
+  variables {
+    revocation_retry_max_seconds      = 9
+    revocation_escalate_after_seconds = 59
+  }
+  expect_failures = [var.revocation_retry_max_seconds, var.revocation_escalate_after_seconds]
+}
+
+run "rejects_revocation_retry_settings_above_their_range" {
+  command = plan
+  variables {
+    revocation_retry_max_seconds      = 3601
+    revocation_escalate_after_seconds = 86401
+  }
+  expect_failures = [var.revocation_retry_max_seconds, var.revocation_escalate_after_seconds]
 }
 
 # --- secret-rotate ------------------------------------------------------------------
