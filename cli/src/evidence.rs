@@ -280,15 +280,13 @@ async fn grant_evidence(
         .map_err(|e| CliError::Function(Box::new(e)))?;
     let can_log_in = state.can_log_in(now);
     let live_expected = grant.state == GrantState::Active && !grant.is_expired_at(now);
-    let has_logins = matches!(
-        reconciler
-            .enforcer
-            .settings
-            .targets
-            .0
-            .get(grant.request.target.system_id.as_str()),
-        Some(ticketbound_enforce::TargetConfig::Postgres { .. })
-    );
+    let has_logins = reconciler
+        .enforcer
+        .settings
+        .targets
+        .0
+        .get(grant.request.target.system_id.as_str())
+        .is_some_and(ticketbound_enforce::TargetConfig::has_logins);
     let (expected, problem) = match grant.state {
         GrantState::Approved | GrantState::Provisioning => ("being provisioned", None),
         GrantState::Revoking => ("being revoked", None),

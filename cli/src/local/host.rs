@@ -43,6 +43,7 @@ pub fn intake_env(stack: &LocalStack) -> Vec<(String, String)> {
             stack.webhook_secrets.servicenow.clone(),
         ),
         (c::GENERIC_SECRET_ID, stack.webhook_secrets.generic.clone()),
+        (c::TARGETS, super::targets::targets_json(stack)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

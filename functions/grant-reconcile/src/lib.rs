@@ -267,14 +267,13 @@ async fn check_live(
         .as_ref()
         .map(|c| c.secret_arn.clone())
         .unwrap_or_default();
-    let is_database = matches!(
-        deps.enforcer
-            .settings
-            .targets
-            .0
-            .get(grant.request.target.system_id.as_str()),
-        Some(TargetConfig::Postgres { .. })
-    );
+    let is_database = deps
+        .enforcer
+        .settings
+        .targets
+        .0
+        .get(grant.request.target.system_id.as_str())
+        .is_some_and(TargetConfig::has_logins);
 
     match secrets
         .iter()

@@ -27,6 +27,9 @@ fn pipeline(c: &mut Criterion) {
         .single()
         .expect("a valid time");
 
+    let targets: itsm_intake::config::TargetKinds = r#"{"orders-db": {"connector": "postgres"}}"#
+        .parse()
+        .expect("targets");
     let mut group = c.benchmark_group("intake");
     group.bench_function("verify", |b| {
         b.iter(|| auth::verify_hub_signature(secret, black_box(&body), Some(&signature)))
@@ -38,7 +41,7 @@ fn pipeline(c: &mut Criterion) {
         panic!("the fixture is an approval");
     };
     group.bench_function("validate_and_policy", |b| {
-        b.iter(|| prepare(black_box(&draft), &policy, now))
+        b.iter(|| prepare(black_box(&draft), &targets, &policy, now))
     });
     group.bench_function("verify_parse_policy", |b| {
         b.iter(|| {
@@ -47,7 +50,7 @@ fn pipeline(c: &mut Criterion) {
             let Ok(Inbound::Approval(draft)) = jira::interpret(&body, &mapping) else {
                 panic!("the fixture is an approval");
             };
-            let prepared = prepare(&draft, &policy, now).expect("the fixture prepares");
+            let prepared = prepare(&draft, &targets, &policy, now).expect("the fixture prepares");
             assert!(prepared.decision.allowed);
             prepared
         })

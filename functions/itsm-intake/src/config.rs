@@ -1,11 +1,13 @@
 //! The intake's configuration, from environment variables (set by Terraform, or by the
 //! local stack's function host).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use chrono::Duration;
 use serde::de::DeserializeOwned;
+use ticketbound_domain::{ConnectorKind, SystemId};
 use ticketbound_itsm::jira::JiraMapping;
 use ticketbound_itsm::servicenow::ServiceNowMapping;
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
@@ -56,9 +58,40 @@ pub struct ServiceNowSettings {
     pub mapping: ServiceNowMapping,
 }
 
+/// `TICKETBOUND_TARGETS` as the intake reads it: system id → connector. The request
+/// names a target; what kind of target it is, and so what policy sees of its
+/// capabilities, comes from here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetKinds(pub BTreeMap<String, ConnectorKind>);
+
+impl FromStr for TargetKinds {
+    type Err = serde_json::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            connector: ConnectorKind,
+        }
+        let entries: BTreeMap<String, Entry> = serde_json::from_str(s)?;
+        Ok(Self(
+            entries
+                .into_iter()
+                .map(|(id, e)| (id, e.connector))
+                .collect(),
+        ))
+    }
+}
+
+impl TargetKinds {
+    pub fn connector_of(&self, system: &SystemId) -> Option<ConnectorKind> {
+        self.0.get(system.as_str()).copied()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {
     pub store: StoreSettings,
+    /// The targets ticketbound manages, and their connectors.
+    pub targets: TargetKinds,
     /// A directory of `*.cedar` policies to use instead of the defaults.
     pub policy_dir: Option<PathBuf>,
     /// Each integration is enabled by configuring its secret; a request to a route
@@ -77,6 +110,9 @@ pub struct IntakeConfig {
 }
 
 pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
+/// The same variable the functions that enforce read; the intake takes only each
+/// target's connector from it (the rest, administrator secrets included, it ignores).
+pub const TARGETS: &str = "TICKETBOUND_TARGETS";
 pub const POLICY_DIR: &str = "TICKETBOUND_POLICY_DIR";
 pub const JIRA_SECRET_ID: &str = "TICKETBOUND_JIRA_SECRET_ID";
 pub const JIRA_MAPPING: &str = "TICKETBOUND_JIRA_MAPPING";
@@ -94,6 +130,7 @@ pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,
     AUDIT_TABLE,
     RETENTION_DAYS,
+    TARGETS,
     POLICY_DIR,
     JIRA_SECRET_ID,
     JIRA_MAPPING,
@@ -111,6 +148,10 @@ impl IntakeConfig {
     /// Reads the configuration; one error names every missing or malformed variable.
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let store = StoreSettings::read(&mut env);
+        let targets: Option<TargetKinds> = env.required(
+            TARGETS,
+            "a JSON map of target systems, each with its connector (see the README)",
+        );
         let policy_dir = env.optional::<PathBuf>(POLICY_DIR, "a directory");
         let jira_secret: Option<String> =
             env.optional(JIRA_SECRET_ID, "a Secrets Manager secret id or ARN");
@@ -136,7 +177,7 @@ impl IntakeConfig {
             env.or_default(SECRET_MIN_REFRESH_SECS, "a number of seconds", 30);
 
         env.finish()?;
-        let Some(store) = store else {
+        let (Some(store), Some(targets)) = (store, targets) else {
             // finish() has reported them; this only keeps the types honest.
             return Err(ConfigError {
                 problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
@@ -144,6 +185,7 @@ impl IntakeConfig {
         };
         Ok(Self {
             store,
+            targets,
             policy_dir,
             jira: jira_secret.map(|secret_id| JiraSettings {
                 secret_id,

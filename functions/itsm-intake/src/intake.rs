@@ -12,6 +12,7 @@ use ticketbound_policy::{PolicyDecision, PolicyEngine, PolicyError};
 use ticketbound_store::{AdvanceError, Delivery, StoreError};
 use ticketbound_vault::VaultError;
 
+use crate::config::TargetKinds;
 use crate::{COMPONENT, Deps};
 
 /// What happened to an event. Serialised as the HTTP answer's body.
@@ -123,13 +124,15 @@ pub fn grant_id_for(request: &AccessRequest, content_hash: &str) -> GrantId {
     )
 }
 
-/// Validation and policy: the pure part of accepting an approval.
+/// Validation and policy: the pure part of accepting an approval. The target's
+/// connector comes from `targets`, never from the request.
 pub fn prepare(
     draft: &RequestDraft,
+    targets: &TargetKinds,
     policy: &PolicyEngine,
     now: DateTime<Utc>,
 ) -> Result<Prepared, PrepareError> {
-    let request = draft.validate(now)?;
+    let request = draft.validate_for(now, |system| targets.connector_of(system))?;
     let canonical = serde_json::to_vec(&request).unwrap_or_default();
     let content_hash = body_hash(&canonical);
     let decision = policy.evaluate_request(&request, now)?;
@@ -207,7 +210,7 @@ pub async fn accept_approval(
             state,
         });
     }
-    let prepared = match prepare(draft, &deps.policy, now) {
+    let prepared = match prepare(draft, &deps.config.targets, &deps.policy, now) {
         Ok(p) => p,
         Err(PrepareError::Invalid(errors)) => return Ok(Outcome::Invalid { errors: errors.0 }),
         Err(PrepareError::Policy(e)) => return Err(e.into()),

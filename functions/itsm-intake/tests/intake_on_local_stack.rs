@@ -30,6 +30,9 @@ struct Harness {
     jira_secret_id: String,
 }
 
+/// The targets the intake knows, as `TICKETBOUND_TARGETS` configures them.
+const TARGETS: &str = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "x"}, "billing-api": {"connector": "generated_api_key"}}"#;
+
 async fn harness_with(extra: &[(&str, &str)]) -> Harness {
     let stack = TestStack::get().await;
     let tables = stack.fresh_tables().await.unwrap();
@@ -43,6 +46,7 @@ async fn harness_with(extra: &[(&str, &str)]) -> Harness {
         ("TICKETBOUND_SERVICENOW_SECRET_ID".into(), sn),
         ("TICKETBOUND_GENERIC_SECRET_ID".into(), generic),
         ("TICKETBOUND_SECRET_MIN_REFRESH_SECS".into(), "0".into()),
+        ("TICKETBOUND_TARGETS".into(), TARGETS.into()),
     ];
     vars.extend(
         extra
@@ -273,6 +277,48 @@ async fn a_malformed_approval_is_400_naming_the_field_and_writes_nothing() {
     assert_eq!(status, 400);
     assert_eq!(out["field"], "issue.fields.customfield_10209");
     assert_eq!(item_counts(&h).await, (0, 0));
+}
+
+/// The hostile requester edits the ticket's connector field to a laxer kind of
+/// target, or names a target ticketbound does not manage: both are 400s naming the
+/// field, and nothing is written. Leaving the connector out is fine: it comes from
+/// the configuration.
+#[tokio::test]
+async fn the_connector_is_the_targets_not_the_requests() {
+    let h = harness().await;
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["issue"]["fields"]["customfield_10206"] = "generated_api_key".into();
+    let (status, out) = send(&h, jira_event(&body, "d-claims-api-key")).await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(out["errors"][0]["field"], "target.connector", "{out}");
+    assert!(
+        out["errors"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("orders-db is a postgres target"),
+        "{out}"
+    );
+
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["issue"]["fields"]["customfield_10205"] = "payments-db".into();
+    let (status, out) = send(&h, jira_event(&body, "d-unknown-target")).await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(out["errors"][0]["field"], "target.system_id", "{out}");
+    assert_eq!(item_counts(&h).await, (0, 0), "nothing was written");
+
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["issue"]["fields"]
+        .as_object_mut()
+        .unwrap()
+        .remove("customfield_10206");
+    let (status, out) = send(&h, jira_event(&body, "d-no-connector")).await;
+    assert_eq!(status, 202, "{out}");
+    let grants = grant_records(&h).await;
+    assert_eq!(grants.len(), 1);
+    assert_eq!(
+        grants[0].request.target.connector,
+        ticketbound_domain::ConnectorKind::Postgres
+    );
 }
 
 #[tokio::test]

@@ -20,8 +20,8 @@ pub use grant::{
     GrantState, LifecycleRules, Transition, TransitionError,
 };
 pub use model::{
-    AccessRequest, Approval, ChangeWindow, ConnectorKind, Environment, Identity, IdentityKind,
-    IdentityName, Justification, Owner, Permission, Principal, RevocationTrigger, RotationPeriod,
-    Scope, SourceSystem, SystemId, Ticket, TicketKey, ValueError,
+    AccessRequest, Approval, Capabilities, ChangeWindow, ConnectorKind, Environment, Identity,
+    IdentityKind, IdentityName, Justification, Owner, Permission, Principal, RevocationTrigger,
+    RotationPeriod, Scope, SourceSystem, SystemId, Ticket, TicketKey, ValueError,
 };
 pub use request::{ApprovalDraft, FieldError, RequestDraft, ValidationErrors};

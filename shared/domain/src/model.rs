@@ -279,6 +279,42 @@ impl ConnectorKind {
             Self::GeneratedApiKey => "generated_api_key",
         }
     }
+
+    /// What the connector can enforce, declared honestly, so that policy can refuse
+    /// or cap grants at a target that cannot, say, end sessions. One match: a new
+    /// connector does not compile until it says what it can do.
+    pub fn capabilities(self) -> Capabilities {
+        match self {
+            Self::Postgres => Capabilities {
+                revocation_verified: true,
+                kills_sessions: true,
+                target_enforces_expiry: true,
+                rotation: &["alternating_users", "single_user"],
+            },
+            // The key is only a secret value: revoking deletes the secret, but no
+            // system of ticketbound's refuses a copy of it afterwards.
+            Self::GeneratedApiKey => Capabilities {
+                revocation_verified: false,
+                kills_sessions: false,
+                target_enforces_expiry: false,
+                rotation: &["new_value"],
+            },
+        }
+    }
+}
+
+/// What a connector can enforce at its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Revocation is proven at the target (the credential is refused afterwards).
+    pub revocation_verified: bool,
+    /// Open sessions of a revoked credential are ended.
+    pub kills_sessions: bool,
+    /// The target itself refuses the credential after its not-after time (PostgreSQL
+    /// `VALID UNTIL`), even if every revocation path failed.
+    pub target_enforces_expiry: bool,
+    /// The rotation strategies it supports.
+    pub rotation: &'static [&'static str],
 }
 
 /// Where the target runs. Policies treat production more strictly.

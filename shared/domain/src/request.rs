@@ -201,9 +201,53 @@ const TRIGGERS: &[(&str, RevocationTrigger)] = &[
 ];
 
 impl RequestDraft {
-    /// Checks every field and the rules between them at time `now`. Either all of it
-    /// is good, or every problem found is returned together.
+    /// Checks every field and the rules between them at time `now`, taking the
+    /// draft's `target.connector` as given (required). For drafts whose connector is
+    /// known to be right: fixtures, tests, records re-read. What arrives from outside
+    /// goes through [`Self::validate_for`].
     pub fn validate(&self, now: DateTime<Utc>) -> Result<AccessRequest, ValidationErrors> {
+        self.check(now, |p, _, claimed| {
+            p.required("target.connector", claimed, |v| one_of(v, CONNECTORS))
+        })
+    }
+
+    /// Checks every field at `now`, with the target's connector from ticketbound's
+    /// configuration (`connector_of`), never from the request: the request names a
+    /// target, and a `target.connector` it still sends must agree with it. A target
+    /// that is not configured is refused. Either all of it is good, or every problem
+    /// found is returned together.
+    pub fn validate_for(
+        &self,
+        now: DateTime<Utc>,
+        connector_of: impl Fn(&SystemId) -> Option<ConnectorKind>,
+    ) -> Result<AccessRequest, ValidationErrors> {
+        self.check(now, |p, system, claimed| {
+            let system = system?;
+            let Some(configured) = connector_of(system) else {
+                p.add("target.system_id", "is not a target ticketbound manages");
+                return None;
+            };
+            if let Some(claimed) = claimed
+                && claimed != configured.as_str()
+            {
+                p.add(
+                    "target.connector",
+                    format!(
+                        "is {claimed:?}, but target {system} is a {} target; a request names its target, and the connector comes from ticketbound's configuration",
+                        configured.as_str()
+                    ),
+                );
+                return None;
+            }
+            Some(configured)
+        })
+    }
+
+    fn check(
+        &self,
+        now: DateTime<Utc>,
+        connector: impl FnOnce(&mut Problems, Option<&SystemId>, Option<&str>) -> Option<ConnectorKind>,
+    ) -> Result<AccessRequest, ValidationErrors> {
         let mut p = Problems::default();
 
         let source = p.required("ticket.source", self.ticket.source.as_deref(), |v| {
@@ -236,9 +280,7 @@ impl RequestDraft {
         let system_id = p.required("target.system_id", self.target.system_id.as_deref(), |v| {
             SystemId::new(v)
         });
-        let connector = p.required("target.connector", self.target.connector.as_deref(), |v| {
-            one_of(v, CONNECTORS)
-        });
+        let connector = connector(&mut p, system_id.as_ref(), self.target.connector.as_deref());
         let environment = p.required(
             "target.environment",
             self.target.environment.as_deref(),
@@ -465,6 +507,37 @@ mod tests {
             "revocation_trigger": "not_after_or_ticket_closed"
         }))
         .unwrap()
+    }
+
+    fn configured(system: &SystemId) -> Option<ConnectorKind> {
+        (system.as_str() == "orders-db").then_some(ConnectorKind::Postgres)
+    }
+
+    #[test]
+    fn the_connector_comes_from_the_configuration_never_from_the_request() {
+        // No connector in the request: the configured one.
+        let mut draft = good_draft();
+        draft.target.connector = None;
+        let request = draft.validate_for(now(), configured).unwrap();
+        assert_eq!(request.target.connector, ConnectorKind::Postgres);
+
+        // A hostile requester claims a laxer kind of target for the same system.
+        let mut draft = good_draft();
+        draft.target.connector = Some("generated_api_key".into());
+        let errors = draft.validate_for(now(), configured).unwrap_err();
+        assert_eq!(errors.fields().collect::<Vec<_>>(), ["target.connector"]);
+        assert!(
+            errors.0[0]
+                .problem
+                .contains("orders-db is a postgres target")
+        );
+
+        // A target ticketbound does not manage.
+        let mut draft = good_draft();
+        draft.target.system_id = Some("payments-db".into());
+        draft.target.connector = None;
+        let errors = draft.validate_for(now(), configured).unwrap_err();
+        assert_eq!(errors.fields().collect::<Vec<_>>(), ["target.system_id"]);
     }
 
     #[test]

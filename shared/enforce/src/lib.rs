@@ -10,6 +10,7 @@
 //! Functions call this crate; it calls the adapters (Secrets Manager, Scheduler, the
 //! target connectors) and knows nothing of DynamoDB or of how it was triggered.
 
+mod connector;
 pub mod rotation;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +22,7 @@ use ticketbound_runtime::{ExposeSecret, SecretString};
 use ticketbound_schedule::{ExpirySchedules, ScheduleError, ScheduleSettings};
 use ticketbound_targets::postgres::LiveRole;
 use ticketbound_targets::postgres::{OwnedObjects, PostgresTarget};
-use ticketbound_targets::{TargetError, outside_allow_list, principal_name, principal_names};
+use ticketbound_targets::{TargetError, outside_allow_list, principal_name};
 use ticketbound_vault::credentials::{CredentialSecretSpec, DatabaseSecret, SecretInfo};
 use ticketbound_vault::{SecretCache, Vault, VaultError};
 
@@ -85,6 +86,12 @@ pub enum EnforceError {
     Schedule(#[from] ScheduleError),
     #[error("target system {0:?} is not configured (TICKETBOUND_TARGETS)")]
     UnknownTarget(String),
+    #[error("grant recorded for a {recorded} target, but {system:?} is configured as {configured}")]
+    ConnectorMismatch {
+        system: String,
+        recorded: &'static str,
+        configured: &'static str,
+    },
     #[error("secret {0} holds no credential ticketbound can read")]
     UnreadableSecret(String),
     #[error("secret {0} is scheduled for deletion; it cannot be reused")]
@@ -101,6 +108,7 @@ impl EnforceError {
             Self::Target(e) => e.is_retryable(),
             Self::Schedule(e) => e.is_retryable(),
             Self::UnknownTarget(_)
+            | Self::ConnectorMismatch { .. }
             | Self::UnreadableSecret(_)
             | Self::SecretPendingDeletion(_)
             | Self::RotationRefused(_) => false,
@@ -232,13 +240,25 @@ impl Enforcer {
         }
     }
 
+    /// The grant's target as configured. A grant recorded with another kind of
+    /// connector than its target now has is refused (fail closed): the two would
+    /// disagree on what there is to kill.
     fn target(&self, grant: &Grant) -> Result<&TargetConfig, EnforceError> {
         let system = grant.request.target.system_id.as_str();
-        self.settings
+        let target = self
+            .settings
             .targets
             .0
             .get(system)
-            .ok_or_else(|| EnforceError::UnknownTarget(system.to_owned()))
+            .ok_or_else(|| EnforceError::UnknownTarget(system.to_owned()))?;
+        if target.kind() != grant.request.target.connector {
+            return Err(EnforceError::ConnectorMismatch {
+                system: system.to_owned(),
+                recorded: grant.request.target.connector.as_str(),
+                configured: target.kind().as_str(),
+            });
+        }
+        Ok(target)
     }
 
     async fn postgres(
@@ -283,8 +303,12 @@ impl Enforcer {
     /// exists. The secret comes first, so that a retry reuses its password.
     pub async fn issue(&self, grant: &Grant) -> Result<Issued, EnforceError> {
         let target = self.target(grant)?;
-        if let TargetConfig::Postgres { allowed_roles, .. } = target {
-            let refused = outside_allow_list(grant.request.scope.permissions(), allowed_roles);
+        let allowed = match target {
+            TargetConfig::Postgres { allowed_roles, .. } => Some(allowed_roles),
+            TargetConfig::GeneratedApiKey {} => None,
+        };
+        if let Some(allowed) = allowed {
+            let refused = outside_allow_list(grant.request.scope.permissions(), allowed);
             if !refused.is_empty() {
                 return Err(TargetError::ScopeNotAllowed { refused }.into());
             }
@@ -328,18 +352,10 @@ impl Enforcer {
             }
         };
 
-        if let TargetConfig::Postgres {
-            admin_secret_id,
-            allowed_roles,
-            owned_objects,
-            ..
-        } = target
-        {
-            self.postgres(admin_secret_id, allowed_roles, *owned_objects)
-                .await?
-                .issue(grant, &password)
-                .await?;
-        }
+        self.connector(target)
+            .await?
+            .issue(grant, &password)
+            .await?;
 
         let hours = grant.request.rotation_period.as_hours();
         let rotation = match &self.settings.rotation_function_arn {
@@ -376,18 +392,13 @@ impl Enforcer {
     /// Revoking and retries, and the secret is still there to say what to kill.
     pub async fn revoke(&self, grant: &Grant) -> Result<Revocation, EnforceError> {
         let mut done = Revocation::default();
-        if let TargetConfig::Postgres {
-            admin_secret_id,
-            allowed_roles,
-            owned_objects,
-            ..
-        } = self.target(grant)?
+        // Both logins of an alternating-users rotation, whichever is current.
+        if let Some(revoked) = self
+            .connector(self.target(grant)?)
+            .await?
+            .revoke(grant)
+            .await?
         {
-            // Both logins of an alternating-users rotation, whichever is current.
-            let target = self
-                .postgres(admin_secret_id, allowed_roles, *owned_objects)
-                .await?;
-            let revoked = target.revoke(grant).await?;
             done.receipt = Some(receipt(&revoked));
             done.roles_dropped = revoked.dropped;
             done.sessions_terminated = revoked.sessions_terminated;
@@ -440,19 +451,8 @@ impl Enforcer {
     pub async fn managed_logins(&self) -> Result<Vec<(String, String)>, EnforceError> {
         let mut logins = Vec::new();
         for (system, target) in &self.settings.targets.0 {
-            if let TargetConfig::Postgres {
-                admin_secret_id,
-                allowed_roles,
-                owned_objects,
-                ..
-            } = target
-            {
-                let target = self
-                    .postgres(admin_secret_id, allowed_roles, *owned_objects)
-                    .await?;
-                for role in target.managed_roles().await? {
-                    logins.push((system.clone(), role));
-                }
+            for role in self.connector(target).await?.managed().await? {
+                logins.push((system.clone(), role));
             }
         }
         Ok(logins)
@@ -476,24 +476,10 @@ impl Enforcer {
     /// The grant's login roles that exist at its target (none for a target without
     /// logins).
     pub async fn inspect_logins(&self, grant: &Grant) -> Result<Vec<LiveRole>, EnforceError> {
-        let mut logins = Vec::new();
-        if let TargetConfig::Postgres {
-            admin_secret_id,
-            allowed_roles,
-            owned_objects,
-            ..
-        } = self.target(grant)?
-        {
-            let target = self
-                .postgres(admin_secret_id, allowed_roles, *owned_objects)
-                .await?;
-            for name in principal_names(grant) {
-                if let Some(role) = target.inspect(&name).await? {
-                    logins.push(role);
-                }
-            }
-        }
-        Ok(logins)
+        self.connector(self.target(grant)?)
+            .await?
+            .inspect(grant)
+            .await
     }
 }
 
@@ -509,24 +495,18 @@ impl Enforcer {
         self.schedules.delete(grant.id).await?;
         self.vault.delete(&secret_name(grant), true, 0).await?;
         let mut notes = vec![("secret_deleted", secret_name(grant))];
-        if let Ok(TargetConfig::Postgres {
-            admin_secret_id,
-            allowed_roles,
-            owned_objects,
-            ..
-        }) = self.target(grant)
+        let principal = principal_name(grant);
+        let dropped = async {
+            self.connector(self.target(grant)?)
+                .await?
+                .revoke(grant)
+                .await
+        }
+        .await;
         {
-            let principal = principal_name(grant);
-            let dropped = async {
-                let target = self
-                    .postgres(admin_secret_id, allowed_roles, *owned_objects)
-                    .await?;
-                target.revoke(grant).await?;
-                Ok::<_, EnforceError>(())
-            }
-            .await;
             match dropped {
-                Ok(_) => notes.push(("target_role_removed", principal)),
+                Ok(Some(_)) => notes.push(("target_role_removed", principal)),
+                Ok(None) => {}
                 Err(e) => {
                     let why = ticketbound_runtime::error_chain(&e);
                     tracing::warn!(grant_id = %grant.id, role = %principal, error = %why, "target cleanup failed; the reconciler will find the role");

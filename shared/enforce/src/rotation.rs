@@ -234,24 +234,21 @@ impl Enforcer {
         grant: &Grant,
         request: &RotationRequest,
     ) -> Result<(), EnforceError> {
-        if let TargetConfig::Postgres {
-            admin_secret_id,
-            allowed_roles,
-            owned_objects,
-            ..
-        } = self.target(grant)?
-        {
-            let pending = self.pending_database_secret(request).await?;
-            self.postgres(admin_secret_id, allowed_roles, *owned_objects)
-                .await?
-                .issue_as(
-                    grant,
-                    &pending.username,
-                    &SecretString::from(pending.password.clone()),
-                )
-                .await?;
+        let target = self.target(grant)?;
+        match target {
+            TargetConfig::Postgres { .. } => {
+                let pending = self.pending_database_secret(request).await?;
+                self.connector(target)
+                    .await?
+                    .set(
+                        grant,
+                        &pending.username,
+                        &SecretString::from(pending.password.clone()),
+                    )
+                    .await?;
+            }
+            TargetConfig::GeneratedApiKey {} => {}
         }
-        // A generated API key has no system of its own to tell: its value is the key.
         Ok(())
     }
 
@@ -261,19 +258,22 @@ impl Enforcer {
         grant: &Grant,
         request: &RotationRequest,
     ) -> Result<(), EnforceError> {
-        if let TargetConfig::Postgres {
-            host, port, dbname, ..
-        } = self.target(grant)?
-        {
-            let pending = self.pending_database_secret(request).await?;
-            postgres::login(
-                host,
-                *port,
-                dbname,
-                &pending.username,
-                &SecretString::from(pending.password.clone()),
-            )
-            .await?;
+        match self.target(grant)? {
+            TargetConfig::Postgres {
+                host, port, dbname, ..
+            } => {
+                let pending = self.pending_database_secret(request).await?;
+                postgres::login(
+                    host,
+                    *port,
+                    dbname,
+                    &pending.username,
+                    &SecretString::from(pending.password.clone()),
+                )
+                .await?;
+            }
+            // Nothing to log in to: the value is the key.
+            TargetConfig::GeneratedApiKey {} => {}
         }
         Ok(())
     }

@@ -74,6 +74,11 @@ pub struct PolicyFacts {
     pub identity_name: String,
     pub target_system: String,
     pub connector: String,
+    /// The connector's declared capabilities (from ticketbound's configuration of
+    /// the target, never from the request).
+    pub revocation_verified: bool,
+    pub kills_sessions: bool,
+    pub target_enforces_expiry: bool,
     pub environment: String,
     pub scope: Vec<String>,
     pub ttl_seconds: i64,
@@ -100,6 +105,13 @@ impl PolicyFacts {
             identity_name: request.identity.name.to_string(),
             target_system: request.target.system_id.to_string(),
             connector: request.target.connector.as_str().to_owned(),
+            revocation_verified: request.target.connector.capabilities().revocation_verified,
+            kills_sessions: request.target.connector.capabilities().kills_sessions,
+            target_enforces_expiry: request
+                .target
+                .connector
+                .capabilities()
+                .target_enforces_expiry,
             environment: request.target.environment.to_string(),
             scope: request.scope.permissions().map(|p| p.to_string()).collect(),
             ttl_seconds: (request.not_after - now).num_seconds(),
@@ -131,6 +143,24 @@ impl PolicyFacts {
             ("identity_name", s(&self.identity_name)),
             ("target_system", s(&self.target_system)),
             ("connector", s(&self.connector)),
+            (
+                "capabilities",
+                RestrictedExpression::new_record([
+                    (
+                        "revocation_verified".to_owned(),
+                        RestrictedExpression::new_bool(self.revocation_verified),
+                    ),
+                    (
+                        "kills_sessions".to_owned(),
+                        RestrictedExpression::new_bool(self.kills_sessions),
+                    ),
+                    (
+                        "target_enforces_expiry".to_owned(),
+                        RestrictedExpression::new_bool(self.target_enforces_expiry),
+                    ),
+                ])
+                .map_err(|e| PolicyError::Request(e.to_string()))?,
+            ),
             ("environment", s(&self.environment)),
             ("scope", set(&self.scope)),
             (

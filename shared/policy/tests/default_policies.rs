@@ -209,3 +209,25 @@ fn with_no_permit_everything_is_denied() {
     assert!(decision.policy_ids.is_empty());
     assert_eq!(decision.reasons, ["no policy permits this request"]);
 }
+
+/// The target's capabilities (declared by its connector, from the configuration)
+/// reach the policy: an operator can refuse grants at targets that cannot end a
+/// revoked credential's sessions, whatever the request says.
+#[test]
+fn a_policy_can_refuse_targets_by_their_connectors_capabilities() {
+    let engine = PolicyEngine::from_sources(&[(
+        "caps.cedar".into(),
+        r#"@id("permit-all") permit (principal, action, resource);
+@id("sessions-must-die") @reason("the target cannot end a revoked credential's sessions")
+forbid (principal, action, resource) unless { context.capabilities.kills_sessions };"#
+            .into(),
+    )])
+    .unwrap();
+    let mut f = facts();
+    assert!(f.kills_sessions, "the fixture is a PostgreSQL target");
+    assert!(engine.evaluate(&f).unwrap().allowed);
+    f.kills_sessions = false;
+    let decision = engine.evaluate(&f).unwrap();
+    assert!(!decision.allowed);
+    assert_eq!(decision.policy_ids, ["sessions-must-die"]);
+}

@@ -391,6 +391,7 @@ run "intake_environment_is_what_the_code_reads" {
       "TICKETBOUND_GRANTS_TABLE",
       "TICKETBOUND_AUDIT_TABLE",
       "TICKETBOUND_RETENTION_DAYS",
+      "TICKETBOUND_TARGETS",
       "TICKETBOUND_JIRA_SECRET_ID",
       "TICKETBOUND_SERVICENOW_SECRET_ID",
       "TICKETBOUND_SERVICENOW_AUTH",
@@ -407,6 +408,7 @@ run "intake_environment_is_what_the_code_reads" {
       TICKETBOUND_GRANTS_TABLE            = "ticketbound-grants"
       TICKETBOUND_AUDIT_TABLE             = "ticketbound-audit"
       TICKETBOUND_RETENTION_DAYS          = "400"
+      TICKETBOUND_TARGETS                 = "{}"
       TICKETBOUND_JIRA_SECRET_ID          = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf"
       TICKETBOUND_SERVICENOW_SECRET_ID    = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf"
       TICKETBOUND_SERVICENOW_AUTH         = "hmac"

@@ -1,0 +1,126 @@
+//! The connector seam: every operation the lifecycle carries out at a target, for
+//! every kind of target, in one place. [`Connector`] is an enum with exhaustive
+//! matches (mini-redis style) rather than a trait object: adding a kind of target
+//! means one variant here and one in [`TargetConfig`], and the compiler names every
+//! operation the new variant still lacks. Nothing outside this module tells the kinds
+//! of target apart by `if let` or `matches!`, which would compile unchanged for a new
+//! kind and so fail open (a grant recorded Revoked without its target touched).
+
+use ticketbound_domain::{ConnectorKind, Grant};
+use ticketbound_runtime::SecretString;
+use ticketbound_targets::postgres::{LiveRole, PostgresTarget, Revoked};
+
+use crate::{EnforceError, Enforcer, TargetConfig};
+
+/// A target, ready to act on: its administrator's credentials read.
+// Built per operation and dropped right after: its size is of no consequence.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Connector {
+    Postgres(PostgresTarget),
+    /// Nothing outside Secrets Manager: the secret's value is the credential.
+    GeneratedApiKey,
+}
+
+impl TargetConfig {
+    /// The kind of connector this target is configured with.
+    pub fn kind(&self) -> ConnectorKind {
+        match self {
+            Self::Postgres { .. } => ConnectorKind::Postgres,
+            Self::GeneratedApiKey {} => ConnectorKind::GeneratedApiKey,
+        }
+    }
+
+    /// True when the target holds logins of its own that must be killed (and that
+    /// the reconciler can look at).
+    pub fn has_logins(&self) -> bool {
+        match self {
+            Self::Postgres { .. } => true,
+            Self::GeneratedApiKey {} => false,
+        }
+    }
+}
+
+impl Enforcer {
+    /// The connector of `target`, with its administrator's credentials (cached).
+    pub(crate) async fn connector(&self, target: &TargetConfig) -> Result<Connector, EnforceError> {
+        Ok(match target {
+            TargetConfig::Postgres {
+                admin_secret_id,
+                allowed_roles,
+                owned_objects,
+                ..
+            } => Connector::Postgres(
+                self.postgres(admin_secret_id, allowed_roles, *owned_objects)
+                    .await?,
+            ),
+            TargetConfig::GeneratedApiKey {} => Connector::GeneratedApiKey,
+        })
+    }
+}
+
+impl Connector {
+    /// Creates (or completes) the grant's credential at the target.
+    pub(crate) async fn issue(
+        &self,
+        grant: &Grant,
+        password: &SecretString,
+    ) -> Result<(), EnforceError> {
+        match self {
+            Self::Postgres(t) => {
+                t.issue(grant, password).await?;
+            }
+            Self::GeneratedApiKey => {}
+        }
+        Ok(())
+    }
+
+    /// Sets login `login` of the grant to `password` (rotation's setSecret).
+    pub(crate) async fn set(
+        &self,
+        grant: &Grant,
+        login: &str,
+        password: &SecretString,
+    ) -> Result<(), EnforceError> {
+        match self {
+            Self::Postgres(t) => {
+                t.issue_as(grant, login, password).await?;
+            }
+            // The key has no system of its own to tell: its value is the key.
+            Self::GeneratedApiKey => {}
+        }
+        Ok(())
+    }
+
+    /// Kills everything of the grant at the target, with the receipt; `None` for a
+    /// target that holds nothing.
+    pub(crate) async fn revoke(&self, grant: &Grant) -> Result<Option<Revoked>, EnforceError> {
+        Ok(match self {
+            Self::Postgres(t) => Some(t.revoke(grant).await?),
+            Self::GeneratedApiKey => None,
+        })
+    }
+
+    /// The grant's logins that exist at the target.
+    pub(crate) async fn inspect(&self, grant: &Grant) -> Result<Vec<LiveRole>, EnforceError> {
+        Ok(match self {
+            Self::Postgres(t) => {
+                let mut logins = Vec::new();
+                for name in ticketbound_targets::principal_names(grant) {
+                    if let Some(role) = t.inspect(&name).await? {
+                        logins.push(role);
+                    }
+                }
+                logins
+            }
+            Self::GeneratedApiKey => Vec::new(),
+        })
+    }
+
+    /// Every principal ticketbound made at the target.
+    pub(crate) async fn managed(&self) -> Result<Vec<String>, EnforceError> {
+        Ok(match self {
+            Self::Postgres(t) => t.managed_roles().await?,
+            Self::GeneratedApiKey => Vec::new(),
+        })
+    }
+}
