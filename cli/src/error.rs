@@ -26,6 +26,8 @@ pub enum CliError {
     NotFound(String),
     #[error("the evidence does not hold: {0}")]
     Evidence(String),
+    #[error("the check failed: {0}")]
+    Check(String),
     #[error("the rotation did not complete")]
     Rotation(#[source] Box<secret_rotate::emulator::EmulatorError>),
     #[error("the function failed")]

@@ -65,6 +65,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Checks every configured target: the administrator's privileges against what
+    /// ticketbound needs, and each allowed scope role's membership closure. Exits
+    /// non-zero when anything would make revocation fail or give a grantee too much.
+    Targets {
+        #[arg(long)]
+        json: bool,
+    },
     /// Rotates a grant's credential now, on the local stack: Secrets Manager's part
     /// (staging the version, invoking the four steps, retrying) is emulated there.
     Rotate {
@@ -203,6 +210,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let ctx = context::Context::load(&cli.home).await?;
             reconcile(&ctx, json).await
         }
+        Command::Targets { json } => {
+            let ctx = context::Context::load(&cli.home).await?;
+            check_targets(&ctx, json).await
+        }
         Command::Rotate { grant_id } => {
             let file = cli.home.join(ticketbound_runtime::local::FILE_NAME);
             let stack = ticketbound_runtime::local::LocalStack::read(&file)?;
@@ -217,6 +228,61 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn check_targets(ctx: &context::Context, json: bool) -> Result<(), CliError> {
+    let deps = ctx.reconciler()?;
+    let checks = deps
+        .enforcer
+        .check_targets()
+        .await
+        .map_err(|e| CliError::Function(Box::new(e)))?;
+    let mut failed = 0;
+    let mut report = serde_json::Map::new();
+    for (system, check) in checks {
+        match check {
+            Ok(c) => {
+                failed += usize::from(!c.problems.is_empty());
+                if !json {
+                    let verdict = if c.problems.is_empty() {
+                        "ok"
+                    } else {
+                        "PROBLEMS"
+                    };
+                    println!("{system}: {verdict}");
+                    for p in &c.problems {
+                        println!("  problem: {p}");
+                    }
+                    for n in &c.notes {
+                        println!("  note: {n}");
+                    }
+                }
+                report.insert(
+                    system,
+                    serde_json::to_value(&c).map_err(grants::json_error)?,
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                let why = ticketbound_runtime::error_chain(&e);
+                if !json {
+                    println!("{system}: UNREACHABLE\n  problem: {why}");
+                }
+                report.insert(system, serde_json::json!({"problems": [why]}));
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Object(report))
+                .map_err(grants::json_error)?
+        );
+    }
+    if failed > 0 {
+        return Err(CliError::Check(format!("{failed} target(s) with problems")));
+    }
+    Ok(())
 }
 
 async fn reconcile(ctx: &context::Context, json: bool) -> Result<(), CliError> {

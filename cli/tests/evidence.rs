@@ -180,3 +180,26 @@ async fn reconcile_reports_what_it_checked_as_json() {
     assert!(report["grants_checked"].as_u64().unwrap() >= 1);
     assert!(report["findings"].is_array());
 }
+
+/// `targets`, as an operator runs it on the local stack: the least-privilege
+/// administrator passes, and the local `orders_etl` scope role (which may CREATE in
+/// `orders_staging`, as ETL roles usually may) is reported with its reason, so the
+/// command exits non-zero. `orders_reader` is not reported.
+#[test]
+fn targets_check_reports_an_unsafe_scope_role_and_passes_the_administrator() {
+    let out = ticketbound(&["targets"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("orders-db: PROBLEMS"), "{text}");
+    assert!(
+        text.contains("allowed scope role orders_etl: can CREATE in schema(s) orders_staging"),
+        "{text}"
+    );
+    assert!(!text.contains("orders_reader"), "{text}");
+    assert!(
+        !text.contains("administrator ticketbound_admin: lacks")
+            && !text.contains("is not a member of pg_signal_backend"),
+        "{text}"
+    );
+    assert!(text.contains("billing-api: ok"), "{text}");
+}

@@ -239,12 +239,15 @@ locals {
       TICKETBOUND_RETENTION_DAYS    = tostring(var.grant_retention_days)
       TICKETBOUND_TARGETS           = local.targets_json
       TICKETBOUND_SECRET_KMS_KEY_ID = aws_kms_key.this.arn
-      # The roles the credential secrets' resource policy still lets read them
-      # (shared/vault resource_policy): rotation reads the current and pending values.
+      # The roles the credential secrets' resource policy does not deny (shared/vault
+      # resource_policy): rotation reads the current and pending values; these are
+      # also the only roles that may change a credential secret (its value, stages,
+      # rotation, policy, deletion): the reconciler revokes expired-but-live grants.
       TICKETBOUND_SECRET_ADMIN_PRINCIPALS = join(",", [
         aws_iam_role.function["grant-provision"].arn,
         aws_iam_role.function["grant-expire"].arn,
         aws_iam_role.function["secret-rotate"].arn,
+        aws_iam_role.function["grant-reconcile"].arn,
       ])
       TICKETBOUND_EXPIRY_FUNCTION_ARN       = local.function_arns["grant-expire"]
       TICKETBOUND_SCHEDULER_ROLE_ARN        = aws_iam_role.scheduler.arn

@@ -12,6 +12,31 @@ use ticketbound_targets::postgres::{LiveRole, PostgresTarget, Revoked};
 
 use crate::{EnforceError, Enforcer, TargetConfig};
 
+/// What `ticketbound targets check` reports of one target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TargetCheck {
+    /// What would make issue or revocation fail, or give a grantee too much.
+    pub problems: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl Enforcer {
+    /// Checks every configured target (system id → findings).
+    pub async fn check_targets(
+        &self,
+    ) -> Result<Vec<(String, Result<TargetCheck, EnforceError>)>, EnforceError> {
+        let mut out = Vec::new();
+        for (system, target) in &self.settings.targets.0 {
+            let check = match self.connector(target).await {
+                Ok(c) => c.check().await,
+                Err(e) => Err(e),
+            };
+            out.push((system.clone(), check));
+        }
+        Ok(out)
+    }
+}
+
 /// A target, ready to act on: its administrator's credentials read.
 // Built per operation and dropped right after: its size is of no consequence.
 #[allow(clippy::large_enum_variant)]
@@ -113,6 +138,46 @@ impl Connector {
                 logins
             }
             Self::GeneratedApiKey => Vec::new(),
+        })
+    }
+
+    /// What is wrong with the target's set-up for ticketbound (its administrator's
+    /// privileges, its allow-list), and what is more than needed.
+    pub(crate) async fn check(&self) -> Result<TargetCheck, EnforceError> {
+        Ok(match self {
+            Self::Postgres(t) => {
+                let admin = t.check_admin().await?;
+                let mut problems: Vec<String> = admin
+                    .problems
+                    .iter()
+                    .map(|p| format!("administrator {}: {p}", admin.user))
+                    .collect();
+                problems.extend(
+                    t.check_scope()
+                        .await?
+                        .iter()
+                        .map(|u| format!("allowed scope role {u}")),
+                );
+                TargetCheck {
+                    problems,
+                    notes: admin
+                        .more_than_needed
+                        .iter()
+                        .map(|m| format!("administrator {}: {m}", admin.user))
+                        .chain(std::iter::once(format!(
+                            "PostgreSQL {}.{}",
+                            admin.server_version / 10000,
+                            admin.server_version % 10000
+                        )))
+                        .collect(),
+                }
+            }
+            Self::GeneratedApiKey => TargetCheck {
+                problems: Vec::new(),
+                notes: vec![
+                    "a generated API key: revocation deletes the secret, nothing refuses a copy of the key (capabilities: revocation not verified)".into(),
+                ],
+            },
         })
     }
 

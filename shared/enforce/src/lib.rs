@@ -11,6 +11,7 @@
 //! target connectors) and knows nothing of DynamoDB or of how it was triggered.
 
 mod connector;
+pub use connector::TargetCheck;
 pub mod rotation;
 
 use std::collections::{BTreeMap, BTreeSet};

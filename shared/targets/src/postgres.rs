@@ -108,6 +108,16 @@ pub struct Revoked {
     pub objects_owned_remaining: i64,
 }
 
+/// What [`PostgresTarget::check_admin`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCheck {
+    pub user: String,
+    pub server_version: i32,
+    /// What it lacks of what revocation and issue need.
+    pub problems: Vec<String>,
+    pub more_than_needed: Vec<String>,
+}
+
 /// Why a scope role may not be granted (see [`PostgresTarget::check_scope`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsafeScopeRole {
@@ -491,6 +501,49 @@ impl PostgresTarget {
         done.quarantined
             .extend(disarm_owned(client, database, login).await?);
         Ok(())
+    }
+
+    /// What ticketbound's administrator may do here, against what it needs: the
+    /// problems (empty when it can do all of it) and what is more than it needs.
+    pub async fn check_admin(&self) -> Result<AdminCheck, TargetError> {
+        let client = self.connect().await?;
+        let row = client
+            .query_one(
+                "SELECT current_user::text, rolsuper, rolcreaterole, \
+                        pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'), \
+                        current_setting('server_version_num')::int \
+                 FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(db("read the administrator's attributes"))?;
+        let (user, superuser, createrole, signal, version): (String, bool, bool, bool, i32) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        let mut check = AdminCheck {
+            user,
+            server_version: version,
+            problems: Vec::new(),
+            more_than_needed: Vec::new(),
+        };
+        if superuser {
+            check.more_than_needed.push(
+                "SUPERUSER: works, but ticketbound needs only CREATEROLE and pg_signal_backend"
+                    .into(),
+            );
+        } else {
+            if !createrole {
+                check.problems.push(
+                    "lacks CREATEROLE: it cannot create, alter or drop the grants' logins".into(),
+                );
+            }
+            if !signal {
+                check.problems.push(
+                    "is not a member of pg_signal_backend: a revoked login's open sessions could not be ended"
+                        .into(),
+                );
+            }
+        }
+        Ok(check)
     }
 
     /// Every allowed role that would give a grantee more than its privileges (see

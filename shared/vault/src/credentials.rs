@@ -112,6 +112,27 @@ impl SecretInfo {
 
 /// The resource policy: the workload may read; nobody else may, whatever their IAM
 /// policies say, except ticketbound's own roles.
+/// Every Secrets Manager action that changes a secret, its versions, its policy or
+/// its rotation: denied by the resource policy to all but ticketbound's roles.
+pub const WRITE_ACTIONS: &[&str] = &[
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecret",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:RotateSecret",
+    "secretsmanager:CancelRotateSecret",
+    "secretsmanager:PutResourcePolicy",
+    "secretsmanager:DeleteResourcePolicy",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:RestoreSecret",
+    "secretsmanager:TagResource",
+    "secretsmanager:UntagResource",
+    "secretsmanager:ReplicateSecretToRegions",
+    "secretsmanager:RemoveRegionsFromReplication",
+    "secretsmanager:StopReplicationToReplica",
+];
+
+/// The credential secret's resource policy. Only AWS enforces it (moto stores
+/// resource policies and enforces none): the tests check the document, not its effect.
 pub fn resource_policy(spec: &CredentialSecretSpec) -> String {
     let mut allowed = vec![spec.workload_principal.clone()];
     allowed.extend(spec.ticketbound_principals.iter().cloned());
@@ -132,6 +153,17 @@ pub fn resource_policy(spec: &CredentialSecretSpec) -> String {
                 "Action": "secretsmanager:GetSecretValue",
                 "Resource": "*",
                 "Condition": {"StringNotEquals": {"aws:PrincipalArn": allowed}}
+            },
+            {
+                // Whoever else may write the secret could stage a value of their own
+                // (a password they know) or take the policy away: only ticketbound's
+                // roles change it. The workload reads, never writes.
+                "Sid": "OnlyTicketboundChanges",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": WRITE_ACTIONS,
+                "Resource": "*",
+                "Condition": {"StringNotEquals": {"aws:PrincipalArn": spec.ticketbound_principals}}
             }
         ]
     })
@@ -333,5 +365,67 @@ impl crate::Vault {
                 other => Err(other),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> CredentialSecretSpec {
+        CredentialSecretSpec {
+            name: "ticketbound/prod/orders-etl/01J".into(),
+            description: "d".into(),
+            tags: vec![],
+            kms_key_id: None,
+            workload_principal: "arn:aws:iam::123456789012:role/orders-etl".into(),
+            ticketbound_principals: vec!["arn:aws:iam::123456789012:role/tb-rotate".into()],
+            create_token: "01J-initial-version".into(),
+        }
+    }
+
+    /// The workload reads; nobody but ticketbound's roles may stage a value, move a
+    /// stage, rotate, or change or delete the policy.
+    #[test]
+    fn only_ticketbound_changes_the_secret_and_only_the_workload_and_ticketbound_read_it() {
+        let policy: serde_json::Value = serde_json::from_str(&resource_policy(&spec())).unwrap();
+        let statements = policy["Statement"].as_array().unwrap();
+        let deny_writes = statements
+            .iter()
+            .find(|s| s["Sid"] == "OnlyTicketboundChanges")
+            .unwrap();
+        assert_eq!(deny_writes["Effect"], "Deny");
+        assert_eq!(deny_writes["Principal"], "*");
+        let actions: Vec<&str> = deny_writes["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        for must in [
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:UpdateSecretVersionStage",
+            "secretsmanager:DeleteResourcePolicy",
+            "secretsmanager:PutResourcePolicy",
+            "secretsmanager:RotateSecret",
+        ] {
+            assert!(actions.contains(&must), "{must} is denied to others");
+        }
+        assert_eq!(
+            deny_writes["Condition"]["StringNotEquals"]["aws:PrincipalArn"],
+            serde_json::json!(["arn:aws:iam::123456789012:role/tb-rotate"]),
+            "the workload is not among the writers"
+        );
+        let deny_reads = statements
+            .iter()
+            .find(|s| s["Sid"] == "NobodyElseReads")
+            .unwrap();
+        assert_eq!(
+            deny_reads["Condition"]["StringNotEquals"]["aws:PrincipalArn"],
+            serde_json::json!([
+                "arn:aws:iam::123456789012:role/orders-etl",
+                "arn:aws:iam::123456789012:role/tb-rotate"
+            ])
+        );
     }
 }

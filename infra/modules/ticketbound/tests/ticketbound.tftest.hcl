@@ -1049,7 +1049,7 @@ run "provision_environment_is_what_the_code_reads" {
       TICKETBOUND_RETENTION_DAYS            = "400"
       TICKETBOUND_TARGETS                   = "{}"
       TICKETBOUND_SECRET_KMS_KEY_ID         = "arn:aws:kms:eu-west-1:111122223333:key/0b7f1c2e-0000-4000-8000-000000000001"
-      TICKETBOUND_SECRET_ADMIN_PRINCIPALS   = "arn:aws:iam::111122223333:role/ticketbound-grant-provision,arn:aws:iam::111122223333:role/ticketbound-grant-expire,arn:aws:iam::111122223333:role/ticketbound-secret-rotate"
+      TICKETBOUND_SECRET_ADMIN_PRINCIPALS   = "arn:aws:iam::111122223333:role/ticketbound-grant-provision,arn:aws:iam::111122223333:role/ticketbound-grant-expire,arn:aws:iam::111122223333:role/ticketbound-secret-rotate,arn:aws:iam::111122223333:role/ticketbound-grant-reconcile"
       TICKETBOUND_EXPIRY_FUNCTION_ARN       = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"
       TICKETBOUND_SCHEDULER_ROLE_ARN        = "arn:aws:iam::111122223333:role/ticketbound-scheduler"
       TICKETBOUND_SCHEDULE_GROUP            = "ticketbound"
@@ -1073,6 +1073,18 @@ run "provision_environment_is_what_the_code_reads" {
       aws_iam_role.function["secret-rotate"].arn
     )
     error_message = "the credential secrets' resource policy must let secret-rotate's role read them (it denies GetSecretValue to every other principal)"
+  }
+  assert {
+    condition = alltrue([
+      for f in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] : contains(
+        split(",", aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_SECRET_ADMIN_PRINCIPALS"]),
+        aws_iam_role.function[f].arn
+      )
+      ]) && !contains(
+      split(",", aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_SECRET_ADMIN_PRINCIPALS"]),
+      aws_iam_role.function["itsm-intake"].arn
+    )
+    error_message = "only the roles that change credential secrets (provision, expire, rotate, reconcile) escape the resource policy's denies; never the internet-facing intake"
   }
 }
 
