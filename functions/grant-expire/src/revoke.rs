@@ -6,7 +6,7 @@ use ticketbound_domain::{
     GrantState, LifecycleRules, Transition,
 };
 use ticketbound_enforce::EnforceError;
-use ticketbound_store::{AdvanceError, StoreError};
+use ticketbound_store::{AdvanceError, StoreError, Told};
 
 use crate::{COMPONENT, Deps, ExpiryTriggerOrEnd};
 
@@ -110,18 +110,32 @@ async fn defer(
     now: DateTime<Utc>,
 ) -> Result<Revoked, ExpireError> {
     let reason = ticketbound_runtime::error_chain(&error);
+    let can_schedule = deps.enforcer.schedules.can_create();
+    let retry_max = deps.config.retry_max;
+    let wait_after = |attempts: u32| {
+        Duration::from_std(backoff(attempts, retry_max)).unwrap_or(Duration::seconds(60))
+    };
     let recorded = deps
         .store
-        .record_revocation_failure(grant, &reason, now, deps.config.escalate_after)
+        .record_revocation_failure(grant, &reason, now, deps.config.escalate_after, wait_after)
         .await?;
     let attempt = recorded.retry.attempts;
     tracing::warn!(grant_id = %grant.id, attempt, error = %reason, "revocation failed");
-    if recorded.first || recorded.escalated {
-        if recorded.escalated {
+    for (tell, what) in [
+        (recorded.first, Told::FirstFailure),
+        (recorded.escalated, Told::Escalation),
+    ] {
+        if !tell {
+            continue;
+        }
+        let escalated = what == Told::Escalation;
+        if escalated {
             ticketbound_runtime::metrics::count(COMPONENT, "RevocationEscalations", 1);
             tracing::error!(grant_id = %grant.id, attempt, since = %recorded.retry.first_failed_at, "revocation keeps failing; escalated");
         }
         let first_failed_at = recorded.retry.first_failed_at.to_rfc3339();
+        // Told only once the note is in the trail: should it fail, a later attempt
+        // takes the telling over (after a minute), so it is never silently lost.
         deps.store
             .note(grant.id, now, |g| {
                 let mut r = AuditRecord::new(
@@ -134,24 +148,29 @@ async fn defer(
                 .detail("retryable", error.is_retryable())
                 .detail("attempt", attempt)
                 .detail("failing_since", &first_failed_at);
-                if recorded.escalated {
+                if escalated {
                     r = r.detail("escalated", "true");
                 }
                 r
             })
             .await?;
+        deps.store.mark_told(grant.id, what).await?;
     }
-    if deps.enforcer.schedules.can_create() {
-        let wait = backoff(attempt, deps.config.retry_max);
-        let at = now + Duration::from_std(wait).unwrap_or(Duration::seconds(60));
+    if !can_schedule {
+        return Err(error);
+    }
+    // One pending retry per grant: an attempt while it waits (the sweep, a
+    // redelivered record) counts, and leaves the retry to the schedule already there.
+    if let Some(at) = recorded.schedule_at {
+        // Never in the past, however long this attempt took.
+        let at = at.max(Utc::now() + Duration::seconds(5));
         deps.enforcer
             .schedules
             .ensure_retry(grant, attempt, at)
             .await
             .map_err(EnforceError::from)?;
-        return Ok(Revoked::Deferred { attempt });
     }
-    Err(error)
+    Ok(Revoked::Deferred { attempt })
 }
 
 /// 5 s after the first failure, doubling, at most `max`.

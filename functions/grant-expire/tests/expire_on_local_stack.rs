@@ -418,17 +418,26 @@ async fn a_failing_revocation_is_told_once_escalated_once_and_holds_nothing_back
         .unwrap()
         .unwrap();
     assert_eq!(retry_record.attempts, attempts);
+    // One retry pending, made by the first failure; the attempts before it fired
+    // counted but scheduled nothing more (retries never multiply).
+    let schedules = &h.fixture.issuer.schedules;
     assert!(
-        h.fixture
-            .issuer
-            .schedules
-            .exists_named(&ticketbound_schedule::retry_schedule_name(
-                failing.id, attempts
-            ))
+        schedules
+            .exists_named(&ticketbound_schedule::retry_schedule_name(failing.id, 1))
             .await
             .unwrap(),
         "the next retry is scheduled"
     );
+    for n in 2..=attempts {
+        assert!(
+            !schedules
+                .exists_named(&ticketbound_schedule::retry_schedule_name(failing.id, n))
+                .await
+                .unwrap(),
+            "no second pending retry (attempt {n})"
+        );
+    }
+    assert!(retry_record.next_retry_at.unwrap() > retry_record.first_failed_at);
     let trail = h.deps.store.audit_trail(failing.id).await.unwrap();
     let failures: Vec<_> = trail
         .iter()

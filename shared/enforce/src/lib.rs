@@ -167,6 +167,8 @@ pub struct Revocation {
     pub quarantined: Vec<String>,
     /// Logins kept, unable to act, because they cannot be dropped yet.
     pub kept_disabled: Vec<String>,
+    /// Roles someone had made members of the grant's login: put out.
+    pub members_removed: Vec<String>,
     /// What the target showed afterwards (`None` for a target without logins).
     pub receipt: Option<String>,
 }
@@ -189,6 +191,9 @@ impl Revocation {
         }
         if !self.kept_disabled.is_empty() {
             d.push(("logins_kept_disabled", self.kept_disabled.join("; ")));
+        }
+        if !self.members_removed.is_empty() {
+            d.push(("members_removed", self.members_removed.join(",")));
         }
         if let Some(receipt) = &self.receipt {
             d.push(("verified_at_target", receipt.clone()));
@@ -406,6 +411,7 @@ impl Enforcer {
             done.objects_dropped = revoked.objects_dropped;
             done.quarantined = revoked.quarantined;
             done.kept_disabled = revoked.kept_disabled;
+            done.members_removed = revoked.members_removed;
         }
         let secret = grant
             .credential
@@ -506,7 +512,12 @@ impl Enforcer {
         .await;
         {
             match dropped {
-                Ok(Some(_)) => notes.push(("target_role_removed", principal)),
+                Ok(Some(r)) if r.kept_disabled.is_empty() => {
+                    notes.push(("target_role_removed", principal))
+                }
+                Ok(Some(r)) => {
+                    notes.push(("target_role_kept_disabled", r.kept_disabled.join("; ")))
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let why = ticketbound_runtime::error_chain(&e);

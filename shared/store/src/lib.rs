@@ -19,7 +19,7 @@ mod writeback;
 
 pub use error::StoreError;
 pub use items::{Delivery, ITEM_EXPIRY, ITEM_GRANT};
-pub use retry::{RecordedFailure, RevocationRetry};
+pub use retry::{RecordedFailure, RevocationRetry, Told};
 pub use schema::{TableSchema, ensure_table};
 pub use store::{
     AUDIT_TABLE, AdvanceError, GRANTS_TABLE, RETENTION_DAYS, Store, StoreSettings, Tables,

@@ -66,6 +66,8 @@ fn is_concurrency_conflict(code: &tokio_postgres::error::SqlState) -> bool {
         SqlState::T_R_SERIALIZATION_FAILURE,
         SqlState::T_R_DEADLOCK_DETECTED,
         SqlState::LOCK_NOT_AVAILABLE,
+        // lock_timeout and statement_timeout of the administrator's sessions.
+        SqlState::QUERY_CANCELED,
         // "tuple concurrently updated" is an internal error (XX000).
         SqlState::INTERNAL_ERROR,
         // A role or object another revocation dropped between our look-up and use.

@@ -43,6 +43,10 @@ use crate::{TargetError, outside_allow_list, principal_name, principal_names};
 /// How many connections one issued credential may hold at once.
 const CONNECTION_LIMIT: i32 = 20;
 
+/// Session settings of every administrator connection (lock waits, advisory locks
+/// included, and statements are bounded).
+const ADMIN_SESSION_OPTIONS: &str = "-c lock_timeout=10000 -c statement_timeout=60000";
+
 /// How long revocation waits for each terminated session to end.
 const TERMINATE_WAIT_MS: i64 = 5000;
 
@@ -95,6 +99,8 @@ pub struct Revoked {
     pub sessions_terminated: i64,
     /// Objects the grantee owned that were dropped, across databases.
     pub objects_dropped: i64,
+    /// Roles the grantee had made members of its login: removed, sessions ended.
+    pub members_removed: Vec<String>,
     /// Objects kept, disarmed, because others depend on them or the target
     /// quarantines (`database.schema.name`).
     pub quarantined: Vec<String>,
@@ -192,6 +198,10 @@ impl PostgresTarget {
         if let Some(db) = dbname {
             config.dbname(db);
         }
+        // Nothing ticketbound does may wait without end: a lock a grantee's accomplice
+        // holds (or the advisory lock of a revocation stuck behind one) fails the
+        // attempt, which is retried, instead of hanging it and everything after it.
+        config.options(ADMIN_SESSION_OPTIONS);
         let (client, connection) = config.connect(NoTls).await.map_err(TargetError::Connect)?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -367,6 +377,37 @@ impl PostgresTarget {
             if !exists {
                 continue;
             }
+            // Nobody is ever made a member of a grant's login but the administrator:
+            // a member is someone the grantee let in (below PostgreSQL 16 a role may
+            // grant itself). Their sessions end and their membership goes first.
+            let members: Vec<String> = client
+                .query(
+                    "SELECT m.rolname::text FROM pg_auth_members a \
+                     JOIN pg_roles m ON m.oid = a.member JOIN pg_roles r ON r.oid = a.roleid \
+                     WHERE r.rolname = $1 AND m.rolname <> current_user",
+                    &[login],
+                )
+                .await
+                .map_err(db("read the login's members"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for member in &members {
+                client
+                    .batch_execute(&format!("REVOKE {} FROM {}", ident(login), ident(member)))
+                    .await
+                    .map_err(db("revoke the login from its members"))?;
+                done.sessions_terminated += client
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $2)) \
+                         FROM pg_stat_activity WHERE usename = $1",
+                        &[member, &TERMINATE_WAIT_MS],
+                    )
+                    .await
+                    .map_err(db("terminate the members' sessions"))?
+                    .get::<_, i64>(0);
+                done.members_removed.push(member.clone());
+            }
             // First no new logins, then end the sessions, so none can slip in between.
             // The membership lets a non-superuser administrator drop what the login
             // owns (PostgreSQL requires the privileges of the role for that).
@@ -441,7 +482,8 @@ impl PostgresTarget {
                       OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid OR m.roleid = r.oid))), \
                    (SELECT count(*) FROM pg_stat_activity WHERE usename = ANY($1)), \
                    (SELECT count(*) FROM pg_shdepend s JOIN pg_roles r ON r.oid = s.refobjid \
-                      WHERE r.rolname = ANY($1) AND s.deptype = 'o')",
+                      WHERE r.rolname = ANY($1) AND s.deptype = 'o'), \
+                   (SELECT count(*) FROM pg_prepared_xacts WHERE owner = ANY($1))",
                 &[&logins.to_vec()],
             )
             .await
@@ -449,9 +491,12 @@ impl PostgresTarget {
         done.logins_remaining = after.get(0);
         done.sessions_remaining = after.get(1);
         done.objects_owned_remaining = after.get(2);
-        if done.logins_remaining > 0 || done.sessions_remaining > 0 {
+        let prepared: i64 = after.get(3);
+        if done.logins_remaining > 0 || done.sessions_remaining > 0 || prepared > 0 {
+            // A prepared transaction survives its session's end and only a superuser
+            // (or its owner, who can no longer log in) can finish it: a DBA must.
             return Err(TargetError::NotProven(format!(
-                "{} login(s) able to act and {} session(s) of grant {} still there after revocation",
+                "{} login(s) able to act, {} session(s) and {prepared} prepared transaction(s) of grant {} still there after revocation",
                 done.logins_remaining, done.sessions_remaining, grant.id
             )));
         }
@@ -575,7 +620,16 @@ impl PostgresTarget {
                         (SELECT string_agg(d.datname, ', ') FROM pg_database d \
                           WHERE has_database_privilege(r.oid, d.oid, 'CREATE')), \
                         (SELECT string_agg(n.nspname, ', ') FROM pg_namespace n \
-                          WHERE has_schema_privilege(r.oid, n.oid, 'CREATE')) \
+                          WHERE has_schema_privilege(r.oid, n.oid, 'CREATE')), \
+                        r.rolcanlogin, \
+                        EXISTS (SELECT 1 FROM pg_class x, aclexplode(x.relacl) a \
+                                 WHERE a.grantee = r.oid AND a.is_grantable) \
+                        OR EXISTS (SELECT 1 FROM pg_namespace x, aclexplode(x.nspacl) a \
+                                 WHERE a.grantee = r.oid AND a.is_grantable) \
+                        OR EXISTS (SELECT 1 FROM pg_proc x, aclexplode(x.proacl) a \
+                                 WHERE a.grantee = r.oid AND a.is_grantable) \
+                        OR EXISTS (SELECT 1 FROM pg_attribute x, aclexplode(x.attacl) a \
+                                 WHERE a.grantee = r.oid AND a.is_grantable) \
                  FROM closure c JOIN pg_roles r ON r.oid = c.oid ORDER BY 1, 2",
                 &[&roles.to_vec()],
             )
@@ -597,7 +651,18 @@ impl PostgresTarget {
             .filter(|(i, _)| row.get::<_, bool>(*i))
             .map(|(_, r)| r.to_owned())
             .collect();
+            if row.get::<_, bool>(13) {
+                // What the grantee grants on from it names the scope role as grantor,
+                // so DROP OWNED BY the login would leave it in force.
+                reasons.push(format!(
+                    "holds a privilege WITH GRANT OPTION in database {}",
+                    self.admin.get_dbname().unwrap_or("?")
+                ));
+            }
             if below_16 {
+                if row.get::<_, bool>(12) {
+                    reasons.push("can log in (a grantee could SET ROLE to it and change its password, below PostgreSQL 16)".into());
+                }
                 if row.get::<_, bool>(9) {
                     reasons.push("owns objects (a grantee could SET ROLE to it and use them, below PostgreSQL 16)".into());
                 }
@@ -735,7 +800,10 @@ async fn disarm_owned(
                     CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, \
                     ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
                                  ELSE quote_ident(pg_get_userbyid(a.grantee)) END \
-                          FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner) \
+                          FROM (SELECT (aclexplode(c.relacl)).grantee \
+                                UNION SELECT (aclexplode(t.attacl)).grantee FROM pg_attribute t \
+                                       WHERE t.attrelid = c.oid AND t.attacl IS NOT NULL) a \
+                          WHERE a.grantee <> c.relowner) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = $1) \
                AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')",
@@ -752,7 +820,7 @@ async fn disarm_owned(
                           FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a \
                           WHERE a.grantee <> p.proowner) \
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-             WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = $1) AND p.prokind IN ('f', 'p')",
+             WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = $1) AND p.prokind IN ('f', 'p', 'a', 'w')",
             &[&owner],
         )
         .await
@@ -773,6 +841,7 @@ async fn disarm_owned(
     for row in &routines {
         let (name, definer, grantees): (String, bool, Vec<String>) =
             (row.get(0), row.get(1), row.get(2));
+        // Aggregates and window functions take grants but no SECURITY clause.
         if !grantees.is_empty() {
             sql.push_str(&format!(
                 "REVOKE ALL ON ROUTINE {name} FROM {}; ",

@@ -604,21 +604,28 @@ async fn scope_roles_that_could_outlive_the_grant_are_refused_with_the_reason() 
     let creator = format!("etl_{s}");
     let reads_all = format!("reads_all_{s}");
     let delegator = format!("delegator_{s}");
+    let logs_in = format!("logs_in_{s}");
+    let regrants = format!("regrants_{s}");
     let su = f.stack.pg_admin().await;
     su.batch_execute(&format!(
         "CREATE ROLE {creator} NOLOGIN; GRANT CREATE ON SCHEMA {schema} TO {creator}; \
          CREATE ROLE {reads_all} NOLOGIN; GRANT pg_read_all_data TO {reads_all}; \
-         CREATE ROLE {delegator} NOLOGIN; GRANT {reader} TO {delegator} WITH ADMIN OPTION;",
+         CREATE ROLE {delegator} NOLOGIN; GRANT {reader} TO {delegator} WITH ADMIN OPTION; \
+         CREATE ROLE {logs_in} LOGIN; \
+         CREATE ROLE {regrants} NOLOGIN; \
+         GRANT SELECT ON {schema}.orders TO {regrants} WITH GRANT OPTION;",
         schema = f.schema,
         reader = f.reader
     ))
     .await
     .unwrap();
-    let target = target_allowing(&f, &[&creator, &reads_all, &delegator]);
+    let target = target_allowing(&f, &[&creator, &reads_all, &delegator, &logs_in, &regrants]);
     for (role, says) in [
         (&creator, "can CREATE in schema"),
         (&reads_all, "predefined pg_* role"),
         (&delegator, "WITH ADMIN OPTION"),
+        (&logs_in, "can log in"),
+        (&regrants, "WITH GRANT OPTION"),
     ] {
         let grant = grant_for(&[&f.reader, role]);
         let err = target
@@ -640,7 +647,7 @@ async fn scope_roles_that_could_outlive_the_grant_are_refused_with_the_reason() 
         );
     }
     let reported = target.check_scope().await.unwrap();
-    for role in [&creator, &reads_all, &delegator] {
+    for role in [&creator, &reads_all, &delegator, &logs_in, &regrants] {
         assert!(
             reported.iter().any(|r| &r.scope_role == role),
             "{role} is reported by the check: {reported:?}"
@@ -672,4 +679,62 @@ async fn concurrent_revocations_of_one_grant_converge() {
     }
     assert_eq!(dropped, 1, "exactly one of them dropped the login");
     assert!(login(&f, &name, &pw).await.is_err());
+}
+
+/// The grantee cannot let an accomplice into its login (this PostgreSQL refuses a
+/// role's grant of itself); should someone else have (a DBA's slip), revocation
+/// removes the membership, ends the member's session and still drops the login.
+#[tokio::test]
+async fn a_member_of_the_login_is_put_out_and_its_session_ended() {
+    let f = fixture().await;
+    let s = suffix();
+    let accomplice = format!("accomplice_{s}");
+    let accomplice_pw = password();
+    let su = f.stack.pg_admin().await;
+    su.batch_execute(&format!(
+        "CREATE ROLE {accomplice} LOGIN PASSWORD '{accomplice_pw}'"
+    ))
+    .await
+    .unwrap();
+    let grant = grant_for(&[&f.reader]);
+    let pw = password();
+    let name = f
+        .target
+        .issue(&grant, &SecretString::from(pw.clone()))
+        .await
+        .unwrap();
+    let grantee = login(&f, &name, &pw).await.unwrap();
+    assert!(
+        grantee
+            .batch_execute(&format!("GRANT {name} TO {accomplice}"))
+            .await
+            .is_err(),
+        "the grantee cannot grant its own login to anyone"
+    );
+    su.batch_execute(&format!("GRANT {name} TO {accomplice}"))
+        .await
+        .unwrap();
+    let other = login(&f, &accomplice, &accomplice_pw).await.unwrap();
+    other
+        .batch_execute(&format!("SET ROLE {name}"))
+        .await
+        .unwrap();
+
+    let revoked = f.target.revoke(&grant).await.unwrap();
+    assert_eq!(revoked.members_removed, std::slice::from_ref(&accomplice));
+    assert_eq!(revoked.dropped, std::slice::from_ref(&name));
+    assert!(
+        other.batch_execute("SELECT 1").await.is_err(),
+        "the accomplice's session ended"
+    );
+    let memberships: i64 = su
+        .query_one(
+            "SELECT count(*) FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member \
+             WHERE m.rolname = $1",
+            &[&accomplice],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(memberships, 0);
 }
