@@ -29,6 +29,26 @@ pub const STREAM_FILTERS: &str = r#"[
    "dynamodb": {"Keys": {"sk": {"S": ["GRANT"]}}, "NewImage": {"state": {"S": ["revoking"]}}}}
 ]"#;
 
+/// Every AWS operation this function calls (`service:Operation`, as IAM names it):
+/// its role must allow each (checked against Terraform by `tests/infra-check`, and
+/// each must appear in the code the function links), and what its tests observe at
+/// the SDK's HTTP client must be among them.
+pub const AWS_OPERATIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:TransactWriteItems",
+    "scheduler:CreateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:DescribeSecret",
+    // The targets' administrator secrets.
+    "secretsmanager:GetSecretValue",
+];
+
 /// Every variable the expiry function reads, for the infrastructure check.
 pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,

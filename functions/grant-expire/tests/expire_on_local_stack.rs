@@ -97,6 +97,9 @@ async fn the_schedule_alone_revokes_and_ends_open_sessions() {
         "the open session was terminated"
     );
     assert_revoked(&h, &g, &pw, "schedule").await;
+    let outside =
+        ticketbound_testkit::calls_outside(&h.counts, grant_expire::config::AWS_OPERATIONS);
+    assert!(outside.is_empty(), "called beyond its role: {outside:?}");
 }
 
 #[tokio::test]
@@ -493,4 +496,7 @@ async fn a_failing_revocation_is_told_once_escalated_once_and_holds_nothing_back
             .is_none()
     );
     println!("{attempts} failed attempts in 2.6 s: 2 audit events, 1 escalation");
+    let outside =
+        ticketbound_testkit::calls_outside(&h.counts, grant_expire::config::AWS_OPERATIONS);
+    assert!(outside.is_empty(), "called beyond its role: {outside:?}");
 }

@@ -28,6 +28,7 @@ struct Harness {
     pg: PgFixture,
     poller: StreamPoller,
     group: String,
+    counts: ticketbound_runtime::calls::CallCounts,
 }
 
 async fn harness(port: Option<u16>, max_attempts: u32) -> Harness {
@@ -91,7 +92,10 @@ async fn harness(port: Option<u16>, max_attempts: u32) -> Harness {
             ROTATION_FUNCTION_ARN.to_owned(),
         ),
     ]);
-    let deps = Deps::from_env(&stack.sdk, env).unwrap();
+    // The function's own calls are counted, to check them against its role.
+    let counts = ticketbound_runtime::calls::CallCounts::new();
+    let sdk = stack.local.sdk_config_counted(&counts).await;
+    let deps = Deps::from_env(&sdk, env).unwrap();
     let poller = StreamPoller::new(&stack.sdk, &tables.grants).await.unwrap();
     Harness {
         stack,
@@ -99,6 +103,7 @@ async fn harness(port: Option<u16>, max_attempts: u32) -> Harness {
         pg,
         poller,
         group,
+        counts,
     }
 }
 
@@ -180,6 +185,10 @@ async fn an_approved_grant_becomes_a_working_credential_within_its_scope() {
     let pg = h.pg.clone();
     let grant = approve(&h, &[&pg.reader, &pg.reporting]).await;
     drain(&mut h).await;
+    // What the provisioner called (before this test reads anything through it).
+    let outside =
+        ticketbound_testkit::calls_outside(&h.counts, grant_provision::config::AWS_OPERATIONS);
+    assert!(outside.is_empty(), "called beyond its role: {outside:?}");
 
     let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
     assert_eq!(stored.state, GrantState::Active, "{:?}", stored.last_error);

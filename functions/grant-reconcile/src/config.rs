@@ -14,6 +14,27 @@ pub const REMEDIATE: &str = "TICKETBOUND_RECONCILE_REMEDIATE";
 pub const SEGMENTS: &str = "TICKETBOUND_RECONCILE_SEGMENTS";
 pub const ROTATION_GRACE_HOURS: &str = "TICKETBOUND_ROTATION_GRACE_HOURS";
 
+/// Every AWS operation this function calls (`service:Operation`, as IAM names it):
+/// its role must allow each (checked against Terraform by `tests/infra-check`, and
+/// each must appear in the code the function links), and what its tests observe at
+/// the SDK's HTTP client must be among them.
+pub const AWS_OPERATIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:TransactWriteItems",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:DescribeSecret",
+    // The targets' administrator secrets.
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:GetResourcePolicy",
+    "secretsmanager:ListSecrets",
+];
+
 /// Every variable the reconciler reads, for the infrastructure check.
 pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,

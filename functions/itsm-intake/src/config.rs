@@ -125,6 +125,19 @@ pub const DELIVERY_TTL_HOURS: &str = "TICKETBOUND_DELIVERY_TTL_HOURS";
 pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
 pub const SECRET_MIN_REFRESH_SECS: &str = "TICKETBOUND_SECRET_MIN_REFRESH_SECS";
 
+/// Every AWS operation this function calls (`service:Operation`, as IAM names it):
+/// its role must allow each (checked against Terraform by `tests/infra-check`, and
+/// each must appear in the code the function links), and what its tests observe at
+/// the SDK's HTTP client must be among them.
+pub const AWS_OPERATIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:TransactWriteItems",
+    "secretsmanager:GetSecretValue",
+];
+
 /// Every variable the intake reads, for the infrastructure check.
 pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,

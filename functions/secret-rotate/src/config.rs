@@ -8,6 +8,24 @@ pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
 pub const TARGETS: &str = "TICKETBOUND_TARGETS";
 pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
 
+/// Every AWS operation this function calls (`service:Operation`, as IAM names it):
+/// its role must allow each (checked against Terraform by `tests/infra-check`, and
+/// each must appear in the code the function links), and what its tests observe at
+/// the SDK's HTTP client must be among them.
+pub const AWS_OPERATIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:TransactWriteItems",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetRandomPassword",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:ListSecretVersionIds",
+];
+
 /// Every variable the rotation function reads, for the infrastructure check.
 pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,

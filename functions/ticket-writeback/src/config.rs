@@ -22,6 +22,19 @@ pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
 /// host applies them; the infrastructure check keeps the two equal): new audit events.
 pub const STREAM_FILTERS: &str = r#"[{"eventName": ["INSERT"]}]"#;
 
+/// Every AWS operation this function calls (`service:Operation`, as IAM names it):
+/// its role must allow each (checked against Terraform by `tests/infra-check`, and
+/// each must appear in the code the function links), and what its tests observe at
+/// the SDK's HTTP client must be among them.
+pub const AWS_OPERATIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:TransactWriteItems",
+    "secretsmanager:GetSecretValue",
+];
+
 /// Every variable the write-back reads, for the infrastructure check.
 pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,

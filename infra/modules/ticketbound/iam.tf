@@ -224,13 +224,15 @@ locals {
     "grant-expire" = concat(
       [
         {
-          # The grant's moves (-> Revoking -> Revoked) and its expiry trigger's removal.
+          # The grant's moves (-> Revoking -> Revoked), its expiry trigger's removal,
+          # and the revocation retry record (UpdateItem: marking a failure told).
           Sid    = "GrantsTable"
           Effect = "Allow"
           Action = [
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",
+            "dynamodb:UpdateItem",
             "dynamodb:ConditionCheckItem",
           ]
           Resource = [aws_dynamodb_table.grants.arn]
@@ -352,6 +354,8 @@ locals {
             "secretsmanager:GetSecretValue",
             "secretsmanager:PutSecretValue",
             "secretsmanager:UpdateSecretVersionStage",
+            # A retried createSecret looks for a version already holding the value.
+            "secretsmanager:ListSecretVersionIds",
           ]
           Resource = [local.credential_secret_arn_pattern]
           Condition = {

@@ -432,6 +432,24 @@ impl TestStack {
     }
 }
 
+/// The AWS operations `counts` saw (as IAM names them, `service:Operation`) that
+/// `declared` does not list: what a function called that its role may not allow.
+pub fn calls_outside(
+    counts: &ticketbound_runtime::calls::CallCounts,
+    declared: &[&str],
+) -> Vec<String> {
+    counts
+        .snapshot()
+        .keys()
+        .filter(|k| !k.contains(' '))
+        .filter_map(|k| {
+            let (service, op) = k.split_once('.')?;
+            let call = format!("{}:{op}", service.to_ascii_lowercase());
+            (!declared.contains(&call.as_str())).then_some(call)
+        })
+        .collect()
+}
+
 /// Reads the stored grant every 100 ms, at most `tenths` times, until `done` holds.
 /// Returns the last grant read, which fails `done` if time ran out.
 pub async fn poll_grant(

@@ -96,6 +96,14 @@ impl Module {
             .ok_or(InfraError::NoLocal(name))
     }
 
+    fn local_by_name(&self, name: &str) -> Option<&Expression> {
+        self.top_blocks()
+            .filter(|b| b.identifier() == "locals")
+            .flat_map(|b| b.body().attributes())
+            .find(|a| a.key() == name)
+            .map(|a| a.expr())
+    }
+
     /// The keys of the object literal `local.<name>`.
     pub fn local_keys(&self, name: &'static str) -> Result<BTreeSet<String>, InfraError> {
         match self.local(name)? {
@@ -123,6 +131,27 @@ impl Module {
                 key_text(k).map(|k| (k, keys))
             })
             .collect())
+    }
+
+    /// For each key of the object literal `local.<name>` (a list of policy
+    /// statements per function), every action its `Allow` statements name.
+    pub fn allowed_actions(
+        &self,
+        name: &'static str,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, InfraError> {
+        let Expression::Object(object) = self.local(name)? else {
+            return Err(InfraError::NotAnObject(name));
+        };
+        let mut out = BTreeMap::new();
+        for (k, v) in object.iter() {
+            let Some(function) = key_text(k) else {
+                continue;
+            };
+            let mut actions = BTreeSet::new();
+            allow_statements(v, &|name| self.local_by_name(name), &mut actions, 0);
+            out.insert(function, actions);
+        }
+        Ok(out)
     }
 
     /// `resource "<kind>" "<name>"`.
@@ -219,6 +248,55 @@ pub fn literal_json(expr: &Expression) -> Option<serde_json::Value> {
         Expression::Parenthesis(inner) => literal_json(inner)?,
         _ => return None,
     })
+}
+
+/// Every action of every `Allow` statement in `expr`, through `concat`, conditionals
+/// (both branches), arrays and `local.<name>` references (resolved by `local`).
+fn allow_statements<'a>(
+    expr: &'a Expression,
+    local: &dyn Fn(&str) -> Option<&'a Expression>,
+    actions: &mut BTreeSet<String>,
+    depth: usize,
+) {
+    if depth > 16 {
+        return;
+    }
+    let mut go = |e: &'a Expression| allow_statements(e, local, actions, depth + 1);
+    match expr {
+        Expression::Object(st) => {
+            let field = |name: &str| {
+                st.iter()
+                    .find(|(k, _)| key_text(k).as_deref() == Some(name))
+                    .map(|(_, v)| v)
+            };
+            if let Some(effect) = field("Effect") {
+                if matches!(effect, Expression::String(s) if s == "Allow")
+                    && let Some(action) = field("Action")
+                {
+                    actions.extend(strings(action));
+                }
+            } else {
+                st.iter().for_each(|(_, v)| go(v));
+            }
+        }
+        Expression::Array(items) => items.iter().for_each(go),
+        Expression::FuncCall(call) => call.args.iter().for_each(go),
+        Expression::Parenthesis(inner) => go(inner),
+        Expression::Conditional(c) => {
+            go(&c.true_expr);
+            go(&c.false_expr);
+        }
+        Expression::Traversal(t) => {
+            if let (Expression::Variable(root), Some(TraversalOperator::GetAttr(name))) =
+                (&t.expr, t.operators.first())
+                && root.as_str() == "local"
+                && let Some(value) = local(name.as_str())
+            {
+                go(value);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The string literals an expression holds (a string, or an array of them).
@@ -339,5 +417,158 @@ data "aws_iam_policy_document" "d" {
         let m = Module::from_text(SAMPLE).unwrap_or_else(|e| panic!("{e}"));
         let found: Vec<String> = m.wildcard_actions().into_iter().map(|(_, a)| a).collect();
         assert_eq!(found, ["s3:Get*", "kms:*", "*"].map(String::from));
+    }
+}
+
+/// The AWS SDK operations code can call: found in the source of the workspace crates
+/// a function links, as the fluent calls `.<operation>()` of the SDK clients their
+/// crate depends on, with each service's operations read from its SDK crate
+/// (`src/operation/<name>`). A static over-approximation (a call in a branch that
+/// never runs counts), which is what a permission must cover.
+pub mod sdk {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    /// The IAM prefix of each SDK crate the functions use.
+    pub const SERVICES: &[(&str, &str)] = &[
+        ("aws-sdk-dynamodb", "dynamodb"),
+        ("aws-sdk-secretsmanager", "secretsmanager"),
+        ("aws-sdk-scheduler", "scheduler"),
+    ];
+
+    #[derive(Debug)]
+    pub struct Workspace {
+        /// Workspace crate → (its directory, its normal dependencies).
+        crates: BTreeMap<String, (PathBuf, BTreeSet<String>)>,
+        /// SDK crate → its operations, snake case.
+        operations: BTreeMap<String, BTreeSet<String>>,
+    }
+
+    fn pascal(snake: &str) -> String {
+        snake
+            .split('_')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    impl Workspace {
+        /// From `cargo metadata` of the workspace at `root` (offline).
+        pub fn read(root: &Path) -> Result<Self, String> {
+            let out = std::process::Command::new(env!("CARGO"))
+                .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+                .current_dir(root)
+                .output()
+                .map_err(|e| format!("cargo metadata: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            let meta: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            let members: BTreeSet<&str> = meta["workspace_members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str())
+                .collect();
+            let mut crates = BTreeMap::new();
+            let mut operations = BTreeMap::new();
+            for package in meta["packages"].as_array().into_iter().flatten() {
+                let name = package["name"].as_str().unwrap_or_default().to_owned();
+                let dir = Path::new(package["manifest_path"].as_str().unwrap_or_default())
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                let id = package["id"].as_str().unwrap_or_default();
+                if members.contains(id) {
+                    let deps = package["dependencies"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|d| d["kind"].is_null())
+                        .filter_map(|d| d["name"].as_str().map(str::to_owned))
+                        .collect();
+                    crates.insert(name, (dir, deps));
+                } else if SERVICES.iter().any(|(c, _)| *c == name) {
+                    let ops: BTreeSet<String> = std::fs::read_dir(dir.join("src/operation"))
+                        .map_err(|e| format!("{name}: {e}"))?
+                        .filter_map(Result::ok)
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    operations.entry(name).or_insert(ops);
+                }
+            }
+            Ok(Self { crates, operations })
+        }
+
+        /// The workspace crates `krate` links (itself included).
+        pub fn linked(&self, krate: &str) -> BTreeSet<String> {
+            let mut seen = BTreeSet::new();
+            let mut todo = vec![krate.to_owned()];
+            while let Some(c) = todo.pop() {
+                if let Some((_, deps)) = self.crates.get(&c)
+                    && seen.insert(c)
+                {
+                    todo.extend(
+                        deps.iter()
+                            .filter(|d| self.crates.contains_key(*d))
+                            .cloned(),
+                    );
+                }
+            }
+            seen
+        }
+
+        /// Every `service:Operation` the source of crate `krate` (not its tests) calls.
+        pub fn calls_of(&self, krate: &str) -> Result<BTreeSet<String>, String> {
+            let Some((dir, deps)) = self.crates.get(krate) else {
+                return Ok(BTreeSet::new());
+            };
+            let mut sources = Vec::new();
+            collect_rs(&dir.join("src"), &mut sources)?;
+            let mut calls = BTreeSet::new();
+            for file in sources {
+                let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+                // Unit tests are not what a Lambda runs.
+                let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for (sdk, prefix) in SERVICES {
+                    if !deps.contains(*sdk) {
+                        continue;
+                    }
+                    for op in self.operations.get(*sdk).into_iter().flatten() {
+                        if text.contains(&format!(".{op}()")) {
+                            calls.insert(format!("{prefix}:{}", pascal(op)));
+                        }
+                    }
+                }
+            }
+            Ok(calls)
+        }
+
+        /// Every `service:Operation` a function's binary can call.
+        pub fn calls_of_function(&self, function: &str) -> Result<BTreeSet<String>, String> {
+            let mut all = BTreeSet::new();
+            for c in self.linked(function) {
+                all.extend(self.calls_of(&c)?);
+            }
+            Ok(all)
+        }
+    }
+
+    fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                collect_rs(&path, out)?;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+        Ok(())
     }
 }

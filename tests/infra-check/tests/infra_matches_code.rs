@@ -311,3 +311,85 @@ fn stream_filters_are_the_functions_own() {
         );
     }
 }
+
+/// What each function crate declares it calls (its `config::AWS_OPERATIONS`).
+fn operations_by_function() -> BTreeMap<&'static str, &'static [&'static str]> {
+    BTreeMap::from([
+        ("itsm-intake", itsm_intake::config::AWS_OPERATIONS),
+        ("grant-provision", grant_provision::config::AWS_OPERATIONS),
+        ("grant-expire", grant_expire::config::AWS_OPERATIONS),
+        ("grant-reconcile", grant_reconcile::config::AWS_OPERATIONS),
+        ("secret-rotate", secret_rotate::config::AWS_OPERATIONS),
+        ("ticket-writeback", ticket_writeback::config::AWS_OPERATIONS),
+    ])
+}
+
+/// Calls whose permission is not an action of its own.
+const NOT_AN_ACTION: &[(&str, &str)] = &[(
+    "dynamodb:TransactWriteItems",
+    "authorised per item (PutItem, DeleteItem, ConditionCheckItem, UpdateItem), not as an action",
+)];
+
+/// Every AWS operation a function declares (and its tests see it call: the test
+/// harnesses count at the SDK's HTTP client) is allowed to its role in Terraform, and
+/// each is really called somewhere in the code the function links (a scan of the
+/// SDK clients' fluent calls in its crate and every workspace crate it depends on:
+/// an over-approximation, so it can only prove a declared call exists, not that it
+/// runs). moto enforces no IAM here: this check is what stands between a missing
+/// permission and a function that fails in AWS alone, as the rotation role's missing
+/// `ListSecretVersionIds` (createSecret retried) and grant-expire's `UpdateItem`
+/// (the retry record) would have.
+#[test]
+fn every_aws_operation_a_function_calls_is_allowed_to_its_role() {
+    let workspace = infra_check::sdk::Workspace::read(&repo()).unwrap_or_else(|e| panic!("{e}"));
+    let allowed = module().allowed_actions("function_statements").unwrap();
+    let declared = operations_by_function();
+    assert_eq!(
+        declared
+            .keys()
+            .map(|k| (*k).to_owned())
+            .collect::<BTreeSet<_>>(),
+        function_crates()
+            .into_iter()
+            .filter(|f| f != "hello-lambda")
+            .collect::<BTreeSet<_>>(),
+        "every function declares its AWS operations"
+    );
+    let mut problems = Vec::new();
+    for (function, operations) in declared {
+        let linked = workspace.calls_of_function(function).unwrap();
+        let granted = allowed.get(function).cloned().unwrap_or_default();
+        for op in operations {
+            if !linked.contains(*op) {
+                problems.push(format!(
+                    "{function} declares {op}, which no code it links calls"
+                ));
+            }
+            if !NOT_AN_ACTION.iter().any(|(a, _)| a == op) && !granted.contains(*op) {
+                problems.push(format!(
+                    "{function} calls {op}, which its role is not allowed"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The scan finds what is there: the rotation code's ListSecretVersionIds, the
+/// write-back's claim PutItem, and no schedule of the write-back's.
+#[test]
+fn the_operation_scan_sees_real_calls() {
+    let workspace = infra_check::sdk::Workspace::read(&repo()).unwrap_or_else(|e| panic!("{e}"));
+    let rotate = workspace.calls_of_function("secret-rotate").unwrap();
+    assert!(
+        rotate.contains("secretsmanager:ListSecretVersionIds"),
+        "{rotate:?}"
+    );
+    assert!(rotate.contains("secretsmanager:UpdateSecretVersionStage"));
+    let writeback = workspace.calls_of_function("ticket-writeback").unwrap();
+    assert!(writeback.contains("dynamodb:PutItem"), "{writeback:?}");
+    assert!(
+        !writeback.contains("scheduler:CreateSchedule"),
+        "{writeback:?}"
+    );
+}

@@ -15,6 +15,8 @@ pub struct Harness {
     pub deps: Deps,
     /// The target, and an issuer that makes credentials the way the provisioner does.
     pub fixture: IssuingFixture,
+    /// Every AWS call the function under test made.
+    pub counts: ticketbound_runtime::calls::CallCounts,
 }
 
 pub async fn harness() -> Harness {
@@ -49,11 +51,16 @@ pub async fn harness_with(
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-    let deps = Deps::from_env(&stack.sdk, EnvReader::from_map(env)).unwrap();
+    // The function's own calls are counted, so a test can check them against what
+    // its role allows (config::AWS_OPERATIONS).
+    let counts = ticketbound_runtime::calls::CallCounts::new();
+    let sdk = stack.local.sdk_config_counted(&counts).await;
+    let deps = Deps::from_env(&sdk, EnvReader::from_map(env)).unwrap();
     Harness {
         stack,
         deps,
         fixture,
+        counts,
     }
 }
 

@@ -1495,7 +1495,7 @@ run "expire_policy_is_least_privilege" {
       if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
       } == {
       GrantsTable = {
-        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"])
+        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"])
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
       }
       GrantsByStateExpiry = {
@@ -1853,6 +1853,7 @@ run "rotate_policy_is_least_privilege" {
           "secretsmanager:GetSecretValue",
           "secretsmanager:PutSecretValue",
           "secretsmanager:UpdateSecretVersionStage",
+          "secretsmanager:ListSecretVersionIds",
         ])
         resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/*"])
         condition = { StringEquals = { "aws:ResourceTag/managed-by" = "ticketbound" } }
