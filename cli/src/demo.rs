@@ -288,8 +288,11 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     .await?;
     let refused_after = Utc::now() - live.not_after();
     println!(
-        "   revoked by {:?}; login {} {} ms after the not-after time",
-        revoked.end_cause,
+        "   revoked by {}; login {} {} ms after the not-after time",
+        revoked.end_cause.map_or(
+            "nothing recorded (bug)",
+            ticketbound_domain::EndCause::describe
+        ),
         if tk.pg_login(&user, &pass).await.is_err() {
             "refused"
         } else {

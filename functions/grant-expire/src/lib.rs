@@ -145,6 +145,10 @@ pub enum ExpiryTriggerOrEnd {
     Expiry(ExpiryTrigger),
     /// The grant is already Revoking (its ticket ended): finish the job.
     AlreadyEnding,
+    /// A retry schedule of a failed revocation: finish the job, also for a grant
+    /// already recorded ended when its retry record says the target may still hold
+    /// something (a credential issued, or set by a rotation, after it ended).
+    Retry,
 }
 
 async fn revoke_many(
@@ -202,7 +206,10 @@ pub async fn handle(deps: &Deps, event: ExpireEvent) -> Result<ExpireResponse, H
                 deps,
                 vec![(
                     payload.grant_id,
-                    ExpiryTriggerOrEnd::Expiry(ExpiryTrigger::Schedule),
+                    match payload.trigger.as_deref() {
+                        Some("retry") => ExpiryTriggerOrEnd::Retry,
+                        _ => ExpiryTriggerOrEnd::Expiry(ExpiryTrigger::Schedule),
+                    },
                     None,
                 )],
             )

@@ -179,6 +179,41 @@ fn backoff(attempt: u32, max: std::time::Duration) -> std::time::Duration {
         .min(max)
 }
 
+/// A grant recorded ended whose target may still hold something of it (a credential
+/// issued or set after the revocation, whose undoing failed): revoked again, and the
+/// success told; a failure is deferred like any other.
+async fn revoke_after_end(
+    deps: &Deps,
+    grant: Grant,
+    retry: ticketbound_store::RevocationRetry,
+    now: DateTime<Utc>,
+) -> Result<Revoked, ExpireError> {
+    let revocation = match deps.enforcer.revoke(&grant).await {
+        Ok(r) => r,
+        Err(e) => return defer(deps, &grant, ExpireError::from(e), now).await,
+    };
+    let mut details = revocation.details();
+    details.push(("failed_attempts", retry.attempts.to_string()));
+    details.push((
+        "late_credential",
+        "made after the grant ended; revoked on retry".to_owned(),
+    ));
+    deps.store
+        .note(grant.id, now, |g| {
+            let mut r = AuditRecord::new(now, Actor::component(COMPONENT), AuditAction::Revoked)
+                .states(Some(g.state), Some(g.state));
+            for (k, v) in &details {
+                r = r.detail(k, v);
+            }
+            r
+        })
+        .await?;
+    if let Err(e) = deps.store.clear_revocation_retry(grant.id).await {
+        tracing::warn!(grant_id = %grant.id, error = %e, "could not clear the retry record");
+    }
+    Ok(Revoked::Now)
+}
+
 /// Revokes grant `id` for `trigger` at `now`.
 pub async fn revoke_grant(
     deps: &Deps,
@@ -190,12 +225,19 @@ pub async fn revoke_grant(
         return Ok(Revoked::Missing);
     };
     if grant.state.is_terminal() {
+        if trigger == ExpiryTriggerOrEnd::Retry
+            && let Some(retry) = deps.store.revocation_retry(id).await?
+        {
+            return revoke_after_end(deps, grant, retry, now).await;
+        }
         return Ok(Revoked::AlreadyDone(grant.state));
     }
     let was_revoking = grant.state == GrantState::Revoking;
     let grant = match (grant.state, trigger) {
         (GrantState::Revoking, _) => grant,
-        (_, ExpiryTriggerOrEnd::AlreadyEnding) => return Ok(Revoked::AlreadyDone(grant.state)),
+        (_, ExpiryTriggerOrEnd::AlreadyEnding | ExpiryTriggerOrEnd::Retry) => {
+            return Ok(Revoked::AlreadyDone(grant.state));
+        }
         (_, ExpiryTriggerOrEnd::Expiry(t)) => {
             if now + EARLY_TOLERANCE < grant.not_after() {
                 tracing::warn!(grant_id = %id, trigger = ?t, not_after = %grant.not_after(), "expiry trigger before the not-after time; ignored");

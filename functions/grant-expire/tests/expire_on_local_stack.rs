@@ -500,3 +500,81 @@ async fn a_failing_revocation_is_told_once_escalated_once_and_holds_nothing_back
         ticketbound_testkit::calls_outside(&h.counts, grant_expire::config::AWS_OPERATIONS);
     assert!(outside.is_empty(), "called beyond its role: {outside:?}");
 }
+
+/// A grant recorded Revoked whose login still works (a credential issued for it after
+/// it ended, whose undoing failed and was handed to a retry record): the retry
+/// schedule revokes it and says so. Without a retry record, a retry trigger for an
+/// ended grant does nothing (a stale schedule).
+#[tokio::test]
+async fn a_retry_revokes_what_an_ended_grant_still_holds_and_only_then() {
+    let h = harness().await;
+    let (g, pw) = active_grant(&h, Duration::hours(1)).await;
+    // Recorded ended, though its login lives on (as after a failed undoing).
+    let rules = LifecycleRules::default();
+    let record = |action| {
+        move |_: &Grant, t: &ticketbound_domain::Transition| {
+            AuditRecord::new(Utc::now(), Actor::component("test"), action)
+                .states(Some(t.from), Some(t.to))
+        }
+    };
+    let (revoking, _) = h
+        .deps
+        .store
+        .advance(
+            g.clone(),
+            &GrantEvent::TicketWithdrawn,
+            Utc::now(),
+            &rules,
+            record(AuditAction::RevocationStarted),
+        )
+        .await
+        .unwrap();
+    let (ended, _) = h
+        .deps
+        .store
+        .advance(
+            revoking,
+            &GrantEvent::RevokeConfirmed,
+            Utc::now(),
+            &rules,
+            record(AuditAction::Revoked),
+        )
+        .await
+        .unwrap();
+    assert!(h.stack.pg_login(&login_name(&g), &pw).await.is_ok());
+    let retry = || {
+        serde_json::from_value::<ExpireEvent>(
+            json!({"grant_id": g.id.to_string(), "trigger": "retry"}),
+        )
+        .unwrap()
+    };
+
+    // No retry record: a stale retry schedule changes nothing.
+    let out = run(&h, retry()).await;
+    assert!(out.revoked.is_empty() && out.already_done == 1, "{out:?}");
+    assert!(h.stack.pg_login(&login_name(&g), &pw).await.is_ok());
+
+    h.deps
+        .store
+        .record_revocation_failure(
+            &ended,
+            "the target was unreachable",
+            Utc::now(),
+            Duration::hours(1),
+            |_| Duration::seconds(5),
+        )
+        .await
+        .unwrap();
+    let out = run(&h, retry()).await;
+    assert_eq!(out.revoked, [g.id.to_string()]);
+    assert!(
+        h.stack.pg_login(&login_name(&g), &pw).await.is_err(),
+        "the credential is refused"
+    );
+    assert!(h.deps.store.revocation_retry(g.id).await.unwrap().is_none());
+    let trail = h.deps.store.audit_trail(g.id).await.unwrap();
+    let last = trail.last().unwrap();
+    assert_eq!(last.action, AuditAction::Revoked);
+    assert!(last.details.contains_key("late_credential"), "{last:?}");
+    verify_chain(g.id, &trail, None).unwrap();
+}

@@ -32,6 +32,7 @@ pub const STREAM_FILTERS: &str = r#"[
 pub const AWS_OPERATIONS: &[&str] = &[
     "dynamodb:GetItem",
     "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:TransactWriteItems",
     "scheduler:CreateSchedule",

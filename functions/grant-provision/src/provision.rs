@@ -201,7 +201,11 @@ async fn undo_late_issue(
     ended: Grant,
     state: GrantState,
 ) -> Result<Provisioned, ProvisionError> {
-    let mut notes = deps.enforcer.revoke(&ended).await?.details();
+    let revoked = match deps.enforcer.revoke(&ended).await {
+        Ok(r) => r,
+        Err(e) => return hand_to_retry(deps, &ended, e).await,
+    };
+    let mut notes = revoked.details();
     notes.push(("revoked_by", COMPONENT.to_owned()));
     notes.push((
         "late_credential",
@@ -223,6 +227,54 @@ async fn undo_late_issue(
         })
         .await?;
     Ok(Provisioned::Ended(state))
+}
+
+/// The late credential could not be revoked now: the grant is already recorded
+/// ended, so no trigger of its own would come again. A revocation retry record and
+/// schedule (which grant-expire honours for ended grants) take it over, and the
+/// failure is told once; the error goes back to the stream all the same.
+async fn hand_to_retry(
+    deps: &Deps,
+    ended: &Grant,
+    error: EnforceError,
+) -> Result<Provisioned, ProvisionError> {
+    let reason = ticketbound_runtime::error_chain(&error);
+    let now = Utc::now();
+    let recorded = deps
+        .store
+        .record_revocation_failure(ended, &reason, now, chrono::Duration::days(1), |_| {
+            chrono::Duration::seconds(5)
+        })
+        .await?;
+    if recorded.first {
+        deps.store
+            .note(ended.id, now, |g| {
+                AuditRecord::new(
+                    now,
+                    Actor::component(COMPONENT),
+                    AuditAction::RevocationFailed,
+                )
+                .states(Some(g.state), Some(g.state))
+                .detail("reason", &reason)
+                .detail(
+                    "late_credential",
+                    "issued while the grant ended; its revocation is retried",
+                )
+            })
+            .await?;
+        deps.store
+            .mark_told(ended.id, ticketbound_store::Told::FirstFailure)
+            .await?;
+    }
+    if let Some(at) = recorded.schedule_at {
+        deps.enforcer
+            .schedules
+            .ensure_retry(ended, recorded.retry.attempts, at)
+            .await
+            .map_err(EnforceError::from)?;
+    }
+    tracing::error!(grant_id = %ended.id, error = %reason, "a credential issued for an ended grant could not be revoked yet; retry scheduled");
+    Err(ProvisionError::Enforce(error))
 }
 
 /// Kills what was made for a grant that must not live, and records it Revoked.

@@ -506,6 +506,19 @@ async fn a_failure_that_outlasts_the_attempts_leaves_no_orphan_role_secret_or_sc
 /// grant and creating the login. The login it then creates must not live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_while_the_credential_is_issued_leaves_no_working_login() {
+    withdrawal_during_issue(false).await;
+}
+
+/// The same race, and the undoing fails half-way (the login is dropped, the secret
+/// cannot be deleted yet): the grant is recorded ended, so the undoing is handed to a
+/// revocation retry of its own (record and schedule, which grant-expire honours for
+/// ended grants), told once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_credential_whose_undoing_fails_is_handed_to_a_retry() {
+    withdrawal_during_issue(true).await;
+}
+
+async fn withdrawal_during_issue(fail_undo: bool) {
     use std::sync::Arc;
     use ticketbound_domain::{GrantEvent, LifecycleRules};
 
@@ -565,12 +578,42 @@ async fn a_withdrawal_while_the_credential_is_issued_leaves_no_working_login() {
         .unwrap();
     assert_eq!(revoked.state, GrantState::Revoked);
 
+    if fail_undo {
+        faults.fail("DeleteSecret", 1);
+    }
     held.release();
-    let outcome = provisioner.await.unwrap().unwrap();
-    assert_eq!(
-        outcome,
-        grant_provision::Provisioned::Ended(GrantState::Revoked)
-    );
+    let outcome = provisioner.await.unwrap();
+    if fail_undo {
+        assert!(outcome.is_err(), "{outcome:?}");
+        let retry = deps
+            .store
+            .revocation_retry(grant.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(retry.attempts, 1);
+        assert!(retry.first_told);
+        let schedule = aws_sdk_scheduler::Client::new(&stack.sdk)
+            .get_schedule()
+            .name(ticketbound_schedule::retry_schedule_name(grant.id, 1))
+            .group_name(&group)
+            .send()
+            .await;
+        assert!(schedule.is_ok(), "the retry is scheduled");
+        let trail = deps.store.audit_trail(grant.id).await.unwrap();
+        assert!(
+            trail
+                .iter()
+                .any(|e| e.action == AuditAction::RevocationFailed
+                    && e.details.contains_key("late_credential")),
+            "{trail:#?}"
+        );
+    } else {
+        assert_eq!(
+            outcome.unwrap(),
+            grant_provision::Provisioned::Ended(GrantState::Revoked)
+        );
+    }
 
     let logins: i64 = stack
         .pg_admin()
@@ -583,6 +626,10 @@ async fn a_withdrawal_while_the_credential_is_issued_leaves_no_working_login() {
         .unwrap()
         .get(0);
     assert_eq!(logins, 0, "the late login was revoked at once");
+    if fail_undo {
+        // The login is dead at the target; the secret's deletion is left to the retry.
+        return;
+    }
     let secret = stack
         .secretsmanager()
         .describe_secret()

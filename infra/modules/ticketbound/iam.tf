@@ -114,13 +114,15 @@ locals {
       [
         {
           # The grant's moves (Approved -> Provisioning -> Active, or Failed) in
-          # versioned transactions, with its expiry trigger.
+          # versioned transactions, with its expiry trigger; the revocation retry
+          # record of a credential issued for a grant that ended (UpdateItem: told).
           Sid    = "GrantsTable"
           Effect = "Allow"
           Action = [
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",
+            "dynamodb:UpdateItem",
             "dynamodb:ConditionCheckItem",
           ]
           Resource = [aws_dynamodb_table.grants.arn]

@@ -152,6 +152,23 @@ pub enum EndCause {
     ProvisioningFailed,
 }
 
+impl EndCause {
+    /// What ended the grant, in words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Expired(ExpiryTrigger::Schedule) => "its expiry schedule",
+            Self::Expired(ExpiryTrigger::TtlBackstop) => "the DynamoDB TTL backstop",
+            Self::Expired(ExpiryTrigger::Sweep) => "the sweep of overdue grants",
+            Self::Expired(ExpiryTrigger::Rotation) => "a rotation asked for after its time",
+            Self::Expired(ExpiryTrigger::LateEvent) => "an event that came after its time",
+            Self::TicketWithdrawn => "the withdrawal of its ticket",
+            Self::TicketClosed => "the closure of its ticket",
+            Self::PolicyDenied => "a policy denial",
+            Self::ProvisioningFailed => "a provisioning that failed",
+        }
+    }
+}
+
 /// What happened to a grant, as reported by a handler.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]

@@ -1314,7 +1314,7 @@ run "provision_policy_is_least_privilege" {
       if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
       } == {
       GrantsTable = {
-        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"])
+        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"])
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
       }
       AuditTableAppend = {
