@@ -510,37 +510,8 @@ async fn a_retry_revokes_what_an_ended_grant_still_holds_and_only_then() {
     let h = harness().await;
     let (g, pw) = active_grant(&h, Duration::hours(1)).await;
     // Recorded ended, though its login lives on (as after a failed undoing).
-    let rules = LifecycleRules::default();
-    let record = |action| {
-        move |_: &Grant, t: &ticketbound_domain::Transition| {
-            AuditRecord::new(Utc::now(), Actor::component("test"), action)
-                .states(Some(t.from), Some(t.to))
-        }
-    };
-    let (revoking, _) = h
-        .deps
-        .store
-        .advance(
-            g.clone(),
-            &GrantEvent::TicketWithdrawn,
-            Utc::now(),
-            &rules,
-            record(AuditAction::RevocationStarted),
-        )
-        .await
-        .unwrap();
-    let (ended, _) = h
-        .deps
-        .store
-        .advance(
-            revoking,
-            &GrantEvent::RevokeConfirmed,
-            Utc::now(),
-            &rules,
-            record(AuditAction::Revoked),
-        )
-        .await
-        .unwrap();
+    let (ended, _) =
+        ticketbound_testkit::issuing::withdraw_and_revoke(&h.deps.store, g.clone(), None).await;
     assert!(h.stack.pg_login(&login_name(&g), &pw).await.is_ok());
     let retry = || {
         serde_json::from_value::<ExpireEvent>(

@@ -520,7 +520,6 @@ async fn a_late_credential_whose_undoing_fails_is_handed_to_a_retry() {
 
 async fn withdrawal_during_issue(fail_undo: bool) {
     use std::sync::Arc;
-    use ticketbound_domain::{GrantEvent, LifecycleRules};
 
     let mut h = harness(None, 5).await;
     let faults = ticketbound_testkit::faults::FaultInjector::default();
@@ -544,38 +543,18 @@ async fn withdrawal_during_issue(fail_undo: bool) {
     );
 
     // Meanwhile grant-expire: the withdrawal, a revocation that finds nothing, Revoked.
-    let record = |action| {
-        move |_: &Grant, t: &ticketbound_domain::Transition| {
-            AuditRecord::new(Utc::now(), Actor::component("grant-expire"), action)
-                .states(Some(t.from), Some(t.to))
-        }
-    };
     let stored = deps.store.get_grant(grant.id).await.unwrap().unwrap();
     assert_eq!(stored.state, GrantState::Provisioning);
-    let (revoking, _) = deps
-        .store
-        .advance(
-            stored,
-            &GrantEvent::TicketWithdrawn,
-            Utc::now(),
-            &LifecycleRules::default(),
-            record(AuditAction::RevocationStarted),
-        )
-        .await
-        .unwrap();
-    let found = deps.enforcer.revoke(&revoking).await.unwrap();
-    assert!(found.roles_dropped.is_empty(), "nothing existed yet");
-    let (revoked, _) = deps
-        .store
-        .advance(
-            revoking,
-            &GrantEvent::RevokeConfirmed,
-            Utc::now(),
-            &LifecycleRules::default(),
-            record(AuditAction::Revoked),
-        )
-        .await
-        .unwrap();
+    let (revoked, found) = ticketbound_testkit::issuing::withdraw_and_revoke(
+        &deps.store,
+        stored,
+        Some(&deps.enforcer),
+    )
+    .await;
+    assert!(
+        found.unwrap().roles_dropped.is_empty(),
+        "nothing existed yet"
+    );
     assert_eq!(revoked.state, GrantState::Revoked);
 
     if fail_undo {

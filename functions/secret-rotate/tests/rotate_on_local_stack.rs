@@ -604,7 +604,6 @@ async fn the_local_schedule_finds_a_secret_once_its_rotation_period_has_passed()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_set_while_the_grant_is_revoked_does_not_survive() {
     use std::sync::Arc;
-    use ticketbound_domain::{Actor, AuditRecord, LifecycleRules};
     use ticketbound_testkit::faults::{FaultInjector, faulty_secretsmanager};
 
     let mut h = harness().await;
@@ -630,40 +629,18 @@ async fn a_login_set_while_the_grant_is_revoked_does_not_survive() {
     assert!(held.reached(StdDuration::from_secs(30)).await);
 
     // Meanwhile the grant is withdrawn and revoked: its second login does not exist yet.
-    let record = |action| {
-        move |_: &Grant, t: &ticketbound_domain::Transition| {
-            AuditRecord::new(Utc::now(), Actor::component("grant-expire"), action)
-                .states(Some(t.from), Some(t.to))
-        }
-    };
     let stored = deps.store.get_grant(g.id).await.unwrap().unwrap();
-    let (revoking, _) = deps
-        .store
-        .advance(
-            stored,
-            &GrantEvent::TicketWithdrawn,
-            Utc::now(),
-            &LifecycleRules::default(),
-            record(AuditAction::RevocationStarted),
-        )
-        .await
-        .unwrap();
-    let revocation = deps.enforcer.revoke(&revoking).await.unwrap();
+    let (_, revocation) = ticketbound_testkit::issuing::withdraw_and_revoke(
+        &deps.store,
+        stored,
+        Some(&deps.enforcer),
+    )
+    .await;
     assert_eq!(
-        revocation.roles_dropped,
+        revocation.unwrap().roles_dropped,
         [principal_name(&g)],
         "only the first login existed"
     );
-    deps.store
-        .advance(
-            revoking,
-            &GrantEvent::RevokeConfirmed,
-            Utc::now(),
-            &LifecycleRules::default(),
-            record(AuditAction::Revoked),
-        )
-        .await
-        .unwrap();
 
     held.release();
     let answer = set.await.unwrap();

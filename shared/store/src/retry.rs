@@ -90,25 +90,10 @@ impl Store {
         &self,
         id: GrantId,
     ) -> Result<Option<RevocationRetry>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.settings.tables.grants)
-            .set_key(Some(items::key(grant_pk(id), SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        out.item
-            .map(|item| {
-                serde_dynamo::from_item::<_, RetryItem>(item)
-                    .map(|i| i.retry)
-                    .map_err(|source| StoreError::Malformed {
-                        key: format!("{}/{SK}", grant_pk(id)),
-                        source,
-                    })
-            })
-            .transpose()
+        Ok(self
+            .read_item::<RetryItem>(grant_pk(id), SK)
+            .await?
+            .map(|i| i.retry))
     }
 
     /// Counts one more failed revocation of `grant` at `at` and decides, for this

@@ -249,6 +249,31 @@ impl Store {
         out.item.map(items::grant_from_item).transpose()
     }
 
+    /// The item `(pk, sk)` of the grants table as `T` (strongly consistent), if any.
+    pub(crate) async fn read_item<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.settings.tables.grants)
+            .set_key(Some(items::key(pk.clone(), sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        out.item
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|source| StoreError::Malformed {
+                    key: format!("{pk}/{sk}"),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
     /// The delivery record for `(source, delivery_id)` unless it has expired: DynamoDB
     /// TTL deletes late, so expiry is checked here.
     pub async fn find_delivery(

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ticketbound_domain::{AuditEvent, AuditRecord, Grant, GrantId};
 
-use crate::items::{self, grant_pk};
+use crate::items::grant_pk;
 use crate::{Store, StoreError};
 
 /// Where a write-back stands.
@@ -69,25 +69,10 @@ impl Store {
         id: GrantId,
         seq: u64,
     ) -> Result<Option<WritebackRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.settings.tables.grants)
-            .set_key(Some(items::key(grant_pk(id), &sk(seq))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        out.item
-            .map(|item| {
-                serde_dynamo::from_item::<_, WritebackItem>(item)
-                    .map(|i| i.record)
-                    .map_err(|source| StoreError::Malformed {
-                        key: format!("{}/{}", grant_pk(id), sk(seq)),
-                        source,
-                    })
-            })
-            .transpose()
+        Ok(self
+            .read_item::<WritebackItem>(grant_pk(id), &sk(seq))
+            .await?
+            .map(|i| i.record))
     }
 
     /// Writes `record` for `grant`: as a claim (only if none exists yet) or as a

@@ -197,3 +197,45 @@ pub async fn make_overdue(store: &Store, g: &Grant) -> Grant {
     ok(store.save_grant(&late, &[e]).await);
     late
 }
+
+/// What grant-expire does when a ticket is withdrawn, step by step, for tests that
+/// interleave it with another function: the grant moved to Revoking, its credential
+/// revoked by `enforcer` (when given: `None` records the end without touching the
+/// target, as a revocation that failed to see a late credential would), then recorded
+/// Revoked. Returns the grant as stored and what the revocation removed.
+pub async fn withdraw_and_revoke(
+    store: &Store,
+    grant: Grant,
+    enforcer: Option<&Enforcer>,
+) -> (Grant, Option<ticketbound_enforce::Revocation>) {
+    let rules = LifecycleRules::default();
+    let record = |action| {
+        move |_: &Grant, t: &ticketbound_domain::Transition| {
+            AuditRecord::new(Utc::now(), Actor::component("grant-expire"), action)
+                .states(Some(t.from), Some(t.to))
+        }
+    };
+    let (revoking, _) = ok(store
+        .advance(
+            grant,
+            &GrantEvent::TicketWithdrawn,
+            Utc::now(),
+            &rules,
+            record(AuditAction::RevocationStarted),
+        )
+        .await);
+    let revocation = match enforcer {
+        Some(e) => Some(ok(e.revoke(&revoking).await)),
+        None => None,
+    };
+    let (revoked, _) = ok(store
+        .advance(
+            revoking,
+            &GrantEvent::RevokeConfirmed,
+            Utc::now(),
+            &rules,
+            record(AuditAction::Revoked),
+        )
+        .await);
+    (revoked, revocation)
+}
