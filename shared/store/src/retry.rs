@@ -77,6 +77,9 @@ pub enum Told {
     Escalation,
 }
 
+/// How early a retry may run and still count as the one that was pending.
+const RETRY_SLACK: chrono::Duration = chrono::Duration::seconds(2);
+
 /// How long an undertaking to tell may stand before another attempt takes it over.
 const CLAIM_STANDS: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -140,9 +143,11 @@ impl Store {
                 retry.escalated_at.get_or_insert(at);
                 retry.escalation_claim = Some((attempt_id.clone(), at));
             }
+            // Due with a little slack: the schedule that fires it may run on a
+            // clock a moment behind the one that set it.
             let schedule_at = retry
                 .next_retry_at
-                .is_none_or(|next| next <= at)
+                .is_none_or(|next| next <= at + RETRY_SLACK)
                 .then(|| at + wait_after(retry.attempts));
             if let Some(next) = schedule_at {
                 retry.next_retry_at = Some(next);
