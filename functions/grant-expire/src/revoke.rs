@@ -81,13 +81,10 @@ async fn advance(
             GrantState::Revoked => AuditAction::Revoked,
             _ => AuditAction::RevocationStarted,
         };
-        let mut r = AuditRecord::new(at, Actor::component(COMPONENT), action)
+        AuditRecord::new(at, Actor::component(COMPONENT), action)
             .states(Some(t.from), Some(t.to))
-            .detail("trigger", trigger_name(next.end_cause));
-        for (k, v) in details {
-            r = r.detail(k, v);
-        }
-        r
+            .detail("trigger", trigger_name(next.end_cause))
+            .details(details)
     };
     let (grant, t) = deps
         .store
@@ -200,12 +197,9 @@ async fn revoke_after_end(
     ));
     deps.store
         .note(grant.id, now, |g| {
-            let mut r = AuditRecord::new(now, Actor::component(COMPONENT), AuditAction::Revoked)
-                .states(Some(g.state), Some(g.state));
-            for (k, v) in &details {
-                r = r.detail(k, v);
-            }
-            r
+            AuditRecord::new(now, Actor::component(COMPONENT), AuditAction::Revoked)
+                .states(Some(g.state), Some(g.state))
+                .details(&details)
         })
         .await?;
     if let Err(e) = deps.store.clear_revocation_retry(grant.id).await {

@@ -65,12 +65,9 @@ async fn advance(
         max_provisioning_attempts: deps.config.max_provisioning_attempts,
     };
     let record = |_: &Grant, t: &Transition| {
-        let mut r = AuditRecord::new(at, Actor::component(COMPONENT), action(t))
-            .states(Some(t.from), Some(t.to));
-        for (k, v) in details {
-            r = r.detail(k, v);
-        }
-        r
+        AuditRecord::new(at, Actor::component(COMPONENT), action(t))
+            .states(Some(t.from), Some(t.to))
+            .details(details)
     };
     Ok(deps.store.advance(grant, event, at, &rules, record).await?)
 }
@@ -214,16 +211,13 @@ async fn undo_late_issue(
     tracing::warn!(grant_id = %ended.id, "credential issued for a grant that had ended; revoked");
     deps.store
         .note(ended.id, Utc::now(), |g| {
-            let mut r = AuditRecord::new(
+            AuditRecord::new(
                 Utc::now(),
                 Actor::component(COMPONENT),
                 AuditAction::Revoked,
             )
-            .states(Some(g.state), Some(g.state));
-            for (k, v) in &notes {
-                r = r.detail(k, v);
-            }
-            r
+            .states(Some(g.state), Some(g.state))
+            .details(&notes)
         })
         .await?;
     Ok(Provisioned::Ended(state))

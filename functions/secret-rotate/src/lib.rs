@@ -213,16 +213,13 @@ pub async fn handle(
                     ));
                     deps.store
                         .note(grant_id, Utc::now(), |g| {
-                            let mut r = AuditRecord::new(
+                            AuditRecord::new(
                                 Utc::now(),
                                 Actor::component(COMPONENT),
                                 AuditAction::Revoked,
                             )
-                            .states(Some(g.state), Some(g.state));
-                            for (k, v) in &details {
-                                r = r.detail(k, v);
-                            }
-                            r
+                            .states(Some(g.state), Some(g.state))
+                            .details(&details)
                         })
                         .await?;
                 }

@@ -213,6 +213,17 @@ impl AuditRecord {
         self.details.insert(key.to_owned(), value.to_string());
         self
     }
+
+    /// [`Self::detail`] for each pair (what an effect reports it did).
+    pub fn details<'a, K: AsRef<str> + 'a, V: fmt::Display + 'a>(
+        mut self,
+        pairs: impl IntoIterator<Item = &'a (K, V)>,
+    ) -> Self {
+        for (k, v) in pairs {
+            self.details.insert(k.as_ref().to_owned(), v.to_string());
+        }
+        self
+    }
 }
 
 /// One sealed event in a grant's audit chain.

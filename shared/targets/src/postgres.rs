@@ -254,13 +254,14 @@ impl PostgresTarget {
                 return Err(TargetError::UnknownScopeRole(role.clone()));
             }
         }
-        let unsafe_roles = self.check_scope_with(&client, &scope).await?;
+        let version = server_version(&client).await?;
+        let unsafe_roles = self.check_scope_with(&client, &scope, version).await?;
         if !unsafe_roles.is_empty() {
             return Err(TargetError::UnsafeScopeRole(
                 unsafe_roles.iter().map(ToString::to_string).collect(),
             ));
         }
-        let inherit_only = server_version(&client).await? >= 160_000;
+        let inherit_only = version >= 160_000;
 
         let name = name.to_owned();
         let verifier =
@@ -397,15 +398,7 @@ impl PostgresTarget {
                     .batch_execute(&format!("REVOKE {} FROM {}", ident(login), ident(member)))
                     .await
                     .map_err(db("revoke the login from its members"))?;
-                done.sessions_terminated += client
-                    .query_one(
-                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $2)) \
-                         FROM pg_stat_activity WHERE usename = $1",
-                        &[member, &TERMINATE_WAIT_MS],
-                    )
-                    .await
-                    .map_err(db("terminate the members' sessions"))?
-                    .get::<_, i64>(0);
+                done.sessions_terminated += terminate_sessions(client, member).await?;
                 done.members_removed.push(member.clone());
             }
             // First no new logins, then end the sessions, so none can slip in between.
@@ -418,16 +411,7 @@ impl PostgresTarget {
                 ))
                 .await
                 .map_err(db("disable login"))?;
-            let terminated: i64 = client
-                .query_one(
-                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $2)) \
-                     FROM pg_stat_activity WHERE usename = $1",
-                    &[login, &TERMINATE_WAIT_MS],
-                )
-                .await
-                .map_err(db("terminate sessions"))?
-                .get(0);
-            done.sessions_terminated += terminated;
+            done.sessions_terminated += terminate_sessions(client, login).await?;
             for database in databases_with_dependencies(client, login).await? {
                 let there = self.connect_to(Some(&database)).await?;
                 self.clear_owned(&there, &database, login, &mut done)
@@ -597,15 +581,18 @@ impl PostgresTarget {
     pub async fn check_scope(&self) -> Result<Vec<UnsafeScopeRole>, TargetError> {
         let client = self.connect().await?;
         let roles: Vec<String> = self.allowed_roles.iter().cloned().collect();
-        self.check_scope_with(&client, &roles).await
+        let version = server_version(&client).await?;
+        self.check_scope_with(&client, &roles, version).await
     }
 
+    /// [`Self::check_scope`] for `roles`, on a server of `server_version_num`.
     async fn check_scope_with(
         &self,
         client: &Client,
         roles: &[String],
+        version: i32,
     ) -> Result<Vec<UnsafeScopeRole>, TargetError> {
-        let below_16 = server_version(client).await? < 160_000;
+        let below_16 = version < 160_000;
         // The closure: each scope role and every role it is a member of, at any depth.
         let rows = client
             .query(
@@ -721,6 +708,19 @@ impl PostgresTarget {
             .map_err(db("list login roles"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// Ends every session of `role`, waiting for each to go; returns how many ended.
+async fn terminate_sessions(client: &Client, role: &str) -> Result<i64, TargetError> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $2)) \
+             FROM pg_stat_activity WHERE usename = $1",
+            &[&role, &TERMINATE_WAIT_MS],
+        )
+        .await
+        .map_err(db("terminate sessions"))?
+        .get(0))
 }
 
 /// `server_version_num`, e.g. 150018.
