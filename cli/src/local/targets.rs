@@ -1,6 +1,6 @@
 //! The local stack's target systems and the AWS resources the provisioner expects:
 //! `orders-db` (the local PostgreSQL, with a small `orders` schema and the group roles
-//! grants may be given), `billing-api` (a generated API key), the administrator
+//! grants may be given), the administrator
 //! secret, and the expiry schedule group.
 
 use aws_sdk_scheduler::error::ProvideErrorMetadata;
@@ -135,7 +135,6 @@ pub fn targets_json(stack: &LocalStack) -> String {
             "dbname": stack.postgres.database,
             "allowed_roles": ORDERS_DB_ROLES,
         },
-        "billing-api": {"connector": "generated_api_key"}
     })
     .to_string()
 }

@@ -549,3 +549,37 @@ async fn a_retry_revokes_what_an_ended_grant_still_holds_and_only_then() {
     assert!(last.details.contains_key("late_credential"), "{last:?}");
     verify_chain(g.id, &trail, None).unwrap();
 }
+
+/// The retired connector's grants still end on time: the secret (the key itself) is
+/// deleted and the grant recorded Revoked, with no target to act on and no receipt
+/// claiming one was checked.
+#[tokio::test]
+async fn a_grant_of_the_retired_api_key_connector_still_ends_on_time() {
+    let h = harness().await;
+    let g = ticketbound_testkit::issuing::retired_api_key_grant(&h.stack, &h.deps.store).await;
+    let g = make_overdue(&h, &g).await;
+    let out = run(&h, scheduled(&g)).await;
+    assert_eq!(out.revoked, [g.id.to_string()], "{out:?}");
+    let stored = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Revoked, "{:?}", stored.last_error);
+    assert!(
+        h.deps
+            .enforcer
+            .vault
+            .describe(&ticketbound_enforce::secret_name(&g))
+            .await
+            .unwrap()
+            .is_none(),
+        "the key's secret is gone"
+    );
+    let trail = h.deps.store.audit_trail(g.id).await.unwrap();
+    let revoked = trail
+        .iter()
+        .find(|e| e.action == AuditAction::Revoked)
+        .expect("a revoked event");
+    assert_eq!(revoked.details["secret_deleted"], "true");
+    assert!(
+        !revoked.details.contains_key("verified_at_target"),
+        "nothing was verified at a target: {revoked:?}"
+    );
+}

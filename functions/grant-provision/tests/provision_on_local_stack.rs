@@ -67,7 +67,6 @@ async fn harness(port: Option<u16>, max_attempts: u32) -> Harness {
             "dbname": stack.local.postgres.database,
             "allowed_roles": [pg.reader, pg.reporting],
         },
-        "billing-api": {"connector": "generated_api_key"}
     });
     let env = EnvReader::from_map([
         ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
@@ -375,8 +374,11 @@ async fn an_unreachable_target_is_retried_then_given_up_with_nothing_left_behind
     assert_eq!(failed, 3);
 }
 
+/// A grant recorded for the retired `generated_api_key` connector (a request that
+/// reached the table before the connector was removed) is never issued: it fails at
+/// once, with its reason, and nothing is made for it.
 #[tokio::test]
-async fn a_generated_api_key_is_the_secret_itself() {
+async fn a_grant_of_the_retired_api_key_connector_is_never_issued() {
     let mut h = harness(None, 5).await;
     let mut grant = sample_grant(Utc::now(), Duration::hours(2));
     grant.request.target.system_id = SystemId::new("billing-api").unwrap();
@@ -394,18 +396,30 @@ async fn a_generated_api_key_is_the_secret_itself() {
     drain(&mut h).await;
 
     let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
-    assert_eq!(stored.state, GrantState::Active, "{:?}", stored.last_error);
-    let value = h
-        .stack
-        .secretsmanager()
-        .get_secret_value()
-        .secret_id(stored.credential.unwrap().secret_arn)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(stored.state, GrantState::Failed);
+    let reason = stored.last_error.unwrap_or_default();
     assert!(
-        value.secret_string().unwrap().len() >= 32,
-        "a long random key"
+        reason.contains("generated_api_key") && reason.contains("no longer issues"),
+        "{reason}"
+    );
+    assert!(
+        h.deps
+            .enforcer
+            .vault
+            .describe(&secret_name(&grant))
+            .await
+            .unwrap()
+            .is_none(),
+        "no secret was made"
+    );
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.action == AuditAction::ProvisioningFailed)
+            .count(),
+        1,
+        "refused once, not retried: {trail:#?}"
     );
 }
 

@@ -76,6 +76,9 @@ pub enum FindingKind {
     ScopeDrift,
     RotationOverdue,
     OwnerMissing,
+    /// A live grant of a connector ticketbound no longer issues with: it still ends on
+    /// time, but nothing at a target proves a copy of its credential refused.
+    RetiredConnector,
 }
 
 impl FindingKind {
@@ -87,6 +90,7 @@ impl FindingKind {
             Self::ScopeDrift => "scope_drift",
             Self::RotationOverdue => "rotation_overdue",
             Self::OwnerMissing => "owner_missing",
+            Self::RetiredConnector => "retired_connector",
         }
     }
 }
@@ -274,6 +278,19 @@ async fn check_live(
         .0
         .get(grant.request.target.system_id.as_str())
         .is_some_and(TargetConfig::has_logins);
+    let kind = grant.request.target.connector;
+    if kind.is_retired() {
+        found.push(finding(
+            FindingKind::RetiredConnector,
+            grant,
+            grant.request.target.system_id.to_string(),
+            format!(
+                "the grant is of the retired {} connector: it is revoked at {} (its secret deleted), but nothing at a target can prove a copy of its credential refused; reissue it at a supported target",
+                kind.as_str(),
+                grant.not_after().to_rfc3339()
+            ),
+        ));
+    }
 
     match secrets
         .iter()
@@ -469,12 +486,18 @@ async fn record(
     finding: &Finding,
     now: DateTime<Utc>,
 ) -> Result<(), ReconcileError> {
-    let latest = deps.store.latest_audit(grant.id).await?;
-    let said = latest.is_some_and(|e| {
-        e.action == AuditAction::DriftFound
-            && e.details.get("kind").map(String::as_str) == Some(finding.kind.as_str())
-            && e.details.get("subject") == Some(&finding.subject)
-    });
+    // Said already when a drift event for it follows the grant's last other event: a
+    // grant with two findings would otherwise have each re-recorded at every run, the
+    // other one being the latest event.
+    let trail = deps.store.audit_trail(grant.id).await?;
+    let said = trail
+        .iter()
+        .rev()
+        .take_while(|e| e.action == AuditAction::DriftFound)
+        .any(|e| {
+            e.details.get("kind").map(String::as_str) == Some(finding.kind.as_str())
+                && e.details.get("subject") == Some(&finding.subject)
+        });
     if said && finding.remediation.is_none() {
         return Ok(());
     }

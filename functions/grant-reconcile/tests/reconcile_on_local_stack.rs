@@ -284,3 +284,30 @@ async fn with_remediation_off_an_expired_but_live_credential_is_only_reported() 
             .is_ok()
     );
 }
+
+/// A live grant of the retired `generated_api_key` connector is reported, once, for
+/// what it is: a credential nothing at a target can prove refused after its end.
+#[tokio::test]
+async fn a_live_grant_of_the_retired_api_key_connector_is_reported_once() {
+    let h = harness(false).await;
+    let g = ticketbound_testkit::issuing::retired_api_key_grant(&h.stack, &h.deps.store).await;
+    let report = reconcile(&h.deps).await.unwrap();
+    let found = about(&report, FindingKind::RetiredConnector, &g);
+    assert_eq!(found.len(), 1, "{report:#?}");
+    assert!(found[0].detail.contains("generated_api_key"), "{found:?}");
+    assert!(
+        about(&report, FindingKind::Missing, &g).is_empty(),
+        "its secret is there and it has no login to miss: {report:#?}"
+    );
+    let first = h.drift_events(&g).await.len();
+    assert!(
+        first >= 2,
+        "its policy finding too (the test made its secret without one)"
+    );
+    reconcile(&h.deps).await.unwrap();
+    assert_eq!(
+        h.drift_events(&g).await.len(),
+        first,
+        "each finding told once, not at every run"
+    );
+}

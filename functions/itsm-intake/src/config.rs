@@ -72,6 +72,11 @@ impl FromStr for TargetKinds {
             connector: ConnectorKind,
         }
         let entries: BTreeMap<String, Entry> = serde_json::from_str(s)?;
+        if let Some((id, e)) = entries.iter().find(|(_, e)| e.connector.is_retired()) {
+            return Err(serde::de::Error::custom(
+                e.connector.retired_target_refusal(id),
+            ));
+        }
         Ok(Self(
             entries
                 .into_iter()
@@ -215,5 +220,29 @@ impl IntakeConfig {
             secret_cache_ttl: std::time::Duration::from_secs(cache_secs),
             secret_min_refresh: std::time::Duration::from_secs(min_refresh_secs),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_target_of_the_retired_api_key_connector_is_refused_with_its_reason() {
+        let err = r#"{"orders-db": {"connector": "postgres"}, "billing-api": {"connector": "generated_api_key"}}"#
+            .parse::<TargetKinds>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"billing-api\"")
+                && err.contains("generated_api_key connector was removed"),
+            "{err}"
+        );
+        let kinds: TargetKinds = r#"{"orders-db": {"connector": "postgres"}}"#.parse().unwrap();
+        assert_eq!(
+            kinds.connector_of(&SystemId::new("orders-db").unwrap()),
+            Some(ConnectorKind::Postgres)
+        );
     }
 }

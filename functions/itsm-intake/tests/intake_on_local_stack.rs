@@ -31,7 +31,7 @@ struct Harness {
 }
 
 /// The targets the intake knows, as `TICKETBOUND_TARGETS` configures them.
-const TARGETS: &str = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "x"}, "billing-api": {"connector": "generated_api_key"}}"#;
+const TARGETS: &str = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "x"}}"#;
 
 async fn harness_with(extra: &[(&str, &str)]) -> Harness {
     let stack = TestStack::get().await;

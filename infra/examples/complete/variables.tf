@@ -50,7 +50,7 @@ variable "deletion_protection_enabled" {
 }
 
 variable "targets" {
-  description = "Target systems: system id => { connector = \"postgres\", admin_secret_id, host, port, dbname, allowed_roles } or { connector = \"generated_api_key\" } (see the module's variable)."
+  description = "Target systems: system id => { connector = \"postgres\", admin_secret_id, host, port, dbname, allowed_roles } (postgres is the only connector; see the module's variable)."
   type = map(object({
     connector       = string
     admin_secret_id = optional(string)

@@ -343,10 +343,9 @@ variable "targets" {
       { connector = "postgres", admin_secret_id = "<Secrets Manager ARN of the
         administrator's libpq connection string>", host = "db.internal", port = 5432,
         dbname = "app", allowed_roles = ["app_read", "app_write"] }
-    (allowed_roles: the only roles a grant's scope may name); an API key ticketbound
-    generates and only stores: { connector = "generated_api_key" }. List every
-    admin_secret_id in target_admin_secret_arns too. Lambda allows 4 KB of environment
-    in all: keep this map small.
+    (allowed_roles: the only roles a grant's scope may name). postgres is the only
+    connector. List every admin_secret_id in target_admin_secret_arns too. Lambda
+    allows 4 KB of environment in all: keep this map small.
   EOT
   type = map(object({
     connector       = string
@@ -360,9 +359,9 @@ variable "targets" {
 
   validation {
     condition = alltrue([
-      for t in values(var.targets) : contains(["postgres", "generated_api_key"], t.connector)
+      for t in values(var.targets) : t.connector == "postgres"
     ])
-    error_message = "Every target's connector must be postgres or generated_api_key."
+    error_message = "Every target's connector must be postgres. generated_api_key was removed because its revocation cannot be verified at any target (it only deleted the secret); remove such targets: grants already issued with it are still revoked on time, their secret deleted."
   }
 
   validation {
@@ -379,15 +378,6 @@ variable "targets" {
       for t in values(var.targets) : t.connector != "postgres" || t.port == null || try(t.port >= 1 && t.port <= 65535 && floor(t.port) == t.port, false)
     ])
     error_message = "A postgres target's port must be a whole number from 1 to 65535."
-  }
-
-  validation {
-    condition = alltrue([
-      for t in values(var.targets) : t.connector != "generated_api_key" || (
-        t.admin_secret_id == null && t.host == null && t.port == null && t.dbname == null && t.allowed_roles == null
-      )
-    ])
-    error_message = "A generated_api_key target takes no other attribute than its connector."
   }
 }
 

@@ -268,7 +268,10 @@ pub struct Identity {
 pub enum ConnectorKind {
     /// A LOGIN role in PostgreSQL with memberships in the scope's roles.
     Postgres,
-    /// A random key held in Secrets Manager, read by the target system itself.
+    /// Retired: a random key held in Secrets Manager, read by the target system
+    /// itself. No target can be configured with it any more (nothing of ticketbound's
+    /// could prove a copy of the key refused after revocation); grants recorded with it
+    /// earlier still end on time, their secret deleted, and the reconciler reports them.
     GeneratedApiKey,
 }
 
@@ -278,6 +281,24 @@ impl ConnectorKind {
             Self::Postgres => "postgres",
             Self::GeneratedApiKey => "generated_api_key",
         }
+    }
+
+    /// True for a kind no target may be configured with any more: grants of it are
+    /// revoked (secret and schedule deleted) with no target to act on, and never issued.
+    pub fn is_retired(self) -> bool {
+        match self {
+            Self::Postgres => false,
+            Self::GeneratedApiKey => true,
+        }
+    }
+
+    /// Why configuring target `system` with this (retired) kind is refused: one
+    /// wording for every reader of `TICKETBOUND_TARGETS`.
+    pub fn retired_target_refusal(self, system: &str) -> String {
+        format!(
+            "target {system:?}: the {} connector was removed (its revocation cannot be verified at any target); take the target out of the configuration, grants already made with it still end on time",
+            self.as_str()
+        )
     }
 
     /// What the connector can enforce, declared honestly, so that policy can refuse

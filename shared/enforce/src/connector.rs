@@ -42,8 +42,6 @@ impl Enforcer {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Connector {
     Postgres(PostgresTarget),
-    /// Nothing outside Secrets Manager: the secret's value is the credential.
-    GeneratedApiKey,
 }
 
 impl TargetConfig {
@@ -51,7 +49,6 @@ impl TargetConfig {
     pub fn kind(&self) -> ConnectorKind {
         match self {
             Self::Postgres { .. } => ConnectorKind::Postgres,
-            Self::GeneratedApiKey {} => ConnectorKind::GeneratedApiKey,
         }
     }
 
@@ -60,7 +57,6 @@ impl TargetConfig {
     pub fn has_logins(&self) -> bool {
         match self {
             Self::Postgres { .. } => true,
-            Self::GeneratedApiKey {} => false,
         }
     }
 }
@@ -78,8 +74,38 @@ impl Enforcer {
                 self.postgres(admin_secret_id, allowed_roles, *owned_objects)
                     .await?,
             ),
-            TargetConfig::GeneratedApiKey {} => Connector::GeneratedApiKey,
         })
+    }
+
+    /// Revokes the grant at its target, with the receipt; `None` for a grant of a
+    /// retired connector, which has no target to act on (only its secret and schedule,
+    /// which the caller deletes).
+    pub(crate) async fn revoke_at_target(
+        &self,
+        grant: &Grant,
+    ) -> Result<Option<Revoked>, EnforceError> {
+        if grant.request.target.connector.is_retired() {
+            return Ok(None);
+        }
+        self.connector(self.target(grant)?)
+            .await?
+            .revoke(grant)
+            .await
+            .map(Some)
+    }
+
+    /// The grant's logins at its target (none for a grant of a retired connector).
+    pub(crate) async fn inspect_at_target(
+        &self,
+        grant: &Grant,
+    ) -> Result<Vec<LiveRole>, EnforceError> {
+        if grant.request.target.connector.is_retired() {
+            return Ok(Vec::new());
+        }
+        self.connector(self.target(grant)?)
+            .await?
+            .inspect(grant)
+            .await
     }
 }
 
@@ -94,7 +120,6 @@ impl Connector {
             Self::Postgres(t) => {
                 t.issue(grant, password).await?;
             }
-            Self::GeneratedApiKey => {}
         }
         Ok(())
     }
@@ -110,18 +135,14 @@ impl Connector {
             Self::Postgres(t) => {
                 t.issue_as(grant, login, password).await?;
             }
-            // The key has no system of its own to tell: its value is the key.
-            Self::GeneratedApiKey => {}
         }
         Ok(())
     }
 
-    /// Kills everything of the grant at the target, with the receipt; `None` for a
-    /// target that holds nothing.
-    pub(crate) async fn revoke(&self, grant: &Grant) -> Result<Option<Revoked>, EnforceError> {
+    /// Kills everything of the grant at the target, with the receipt.
+    pub(crate) async fn revoke(&self, grant: &Grant) -> Result<Revoked, EnforceError> {
         Ok(match self {
-            Self::Postgres(t) => Some(t.revoke(grant).await?),
-            Self::GeneratedApiKey => None,
+            Self::Postgres(t) => t.revoke(grant).await?,
         })
     }
 
@@ -137,7 +158,6 @@ impl Connector {
                 }
                 logins
             }
-            Self::GeneratedApiKey => Vec::new(),
         })
     }
 
@@ -172,12 +192,6 @@ impl Connector {
                         .collect(),
                 }
             }
-            Self::GeneratedApiKey => TargetCheck {
-                problems: Vec::new(),
-                notes: vec![
-                    "a generated API key: revocation deletes the secret, nothing refuses a copy of the key (capabilities: revocation not verified)".into(),
-                ],
-            },
         })
     }
 
@@ -185,7 +199,6 @@ impl Connector {
     pub(crate) async fn managed(&self) -> Result<Vec<String>, EnforceError> {
         Ok(match self {
             Self::Postgres(t) => t.managed_roles().await?,
-            Self::GeneratedApiKey => Vec::new(),
         })
     }
 }

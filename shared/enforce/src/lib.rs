@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use serde::Deserialize;
-use ticketbound_domain::{CredentialRef, Grant};
+use ticketbound_domain::{ConnectorKind, CredentialRef, Grant};
 use ticketbound_runtime::{ExposeSecret, SecretString};
 use ticketbound_schedule::{ExpirySchedules, ScheduleError, ScheduleSettings};
 use ticketbound_targets::postgres::LiveRole;
@@ -48,7 +48,6 @@ pub enum TargetConfig {
         #[serde(default)]
         owned_objects: OwnedObjects,
     },
-    GeneratedApiKey {},
 }
 
 /// How a database credential rotates.
@@ -72,8 +71,26 @@ pub struct Targets(pub BTreeMap<String, TargetConfig>);
 
 impl FromStr for Targets {
     type Err = serde_json::Error;
+    /// Each target read on its own, so that an error names it; one of a retired
+    /// connector is refused with the reason rather than as an unknown variant.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_str(s)
+        use serde::de::Error as _;
+        let raw: BTreeMap<String, serde_json::Value> = serde_json::from_str(s)?;
+        let mut targets = BTreeMap::new();
+        for (system, value) in raw {
+            let kind = value
+                .get("connector")
+                .and_then(|c| serde_json::from_value::<ConnectorKind>(c.clone()).ok());
+            if let Some(kind) = kind.filter(|k| k.is_retired()) {
+                return Err(serde_json::Error::custom(
+                    kind.retired_target_refusal(&system),
+                ));
+            }
+            let target = serde_json::from_value(value)
+                .map_err(|e| serde_json::Error::custom(format!("target {system:?}: {e}")))?;
+            targets.insert(system, target);
+        }
+        Ok(Self(targets))
     }
 }
 
@@ -93,6 +110,10 @@ pub enum EnforceError {
         recorded: &'static str,
         configured: &'static str,
     },
+    #[error(
+        "grant recorded for a {kind} target, a connector ticketbound no longer issues with (its revocation cannot be verified at any target); such a grant is only revoked"
+    )]
+    RetiredConnector { kind: &'static str },
     #[error("secret {0} holds no credential ticketbound can read")]
     UnreadableSecret(String),
     #[error("secret {0} is scheduled for deletion; it cannot be reused")]
@@ -110,6 +131,7 @@ impl EnforceError {
             Self::Schedule(e) => e.is_retryable(),
             Self::UnknownTarget(_)
             | Self::ConnectorMismatch { .. }
+            | Self::RetiredConnector { .. }
             | Self::UnreadableSecret(_)
             | Self::SecretPendingDeletion(_)
             | Self::RotationRefused(_) => false,
@@ -250,6 +272,12 @@ impl Enforcer {
     /// connector than its target now has is refused (fail closed): the two would
     /// disagree on what there is to kill.
     fn target(&self, grant: &Grant) -> Result<&TargetConfig, EnforceError> {
+        let recorded = grant.request.target.connector;
+        if recorded.is_retired() {
+            return Err(EnforceError::RetiredConnector {
+                kind: recorded.as_str(),
+            });
+        }
         let system = grant.request.target.system_id.as_str();
         let target = self
             .settings
@@ -309,15 +337,16 @@ impl Enforcer {
     /// exists. The secret comes first, so that a retry reuses its password.
     pub async fn issue(&self, grant: &Grant) -> Result<Issued, EnforceError> {
         let target = self.target(grant)?;
-        let allowed = match target {
-            TargetConfig::Postgres { allowed_roles, .. } => Some(allowed_roles),
-            TargetConfig::GeneratedApiKey {} => None,
-        };
-        if let Some(allowed) = allowed {
-            let refused = outside_allow_list(grant.request.scope.permissions(), allowed);
-            if !refused.is_empty() {
-                return Err(TargetError::ScopeNotAllowed { refused }.into());
-            }
+        let TargetConfig::Postgres {
+            allowed_roles,
+            host,
+            port,
+            dbname,
+            ..
+        } = target;
+        let refused = outside_allow_list(grant.request.scope.permissions(), allowed_roles);
+        if !refused.is_empty() {
+            return Err(TargetError::ScopeNotAllowed { refused }.into());
         }
 
         let principal = principal_name(grant);
@@ -328,31 +357,23 @@ impl Enforcer {
             }
             Some(info) => {
                 let value = self.vault.read(&info.arn).await?;
-                let password = match target {
-                    TargetConfig::Postgres { .. } => DatabaseSecret::from_secret(&value)
-                        .map(|s| SecretString::from(s.password))
-                        .ok_or_else(|| EnforceError::UnreadableSecret(info.arn.clone()))?,
-                    TargetConfig::GeneratedApiKey {} => value,
-                };
+                let password = DatabaseSecret::from_secret(&value)
+                    .map(|s| SecretString::from(s.password))
+                    .ok_or_else(|| EnforceError::UnreadableSecret(info.arn.clone()))?;
                 self.vault.put_policy(&info.arn, &spec).await?;
                 (info.arn, password, info.rotation_enabled)
             }
             None => {
                 let password = self.vault.random_password().await?;
-                let value = match target {
-                    TargetConfig::Postgres {
-                        host, port, dbname, ..
-                    } => DatabaseSecret {
-                        engine: "postgres".into(),
-                        host: host.clone(),
-                        port: *port,
-                        username: principal.clone(),
-                        password: password.expose_secret().to_owned(),
-                        dbname: dbname.clone(),
-                    }
-                    .to_secret(),
-                    TargetConfig::GeneratedApiKey {} => password.clone(),
-                };
+                let value = DatabaseSecret {
+                    engine: "postgres".into(),
+                    host: host.clone(),
+                    port: *port,
+                    username: principal.clone(),
+                    password: password.expose_secret().to_owned(),
+                    dbname: dbname.clone(),
+                }
+                .to_secret();
                 let arn = self.vault.create_credential(&spec, &value).await?;
                 (arn, password, false)
             }
@@ -399,12 +420,7 @@ impl Enforcer {
     pub async fn revoke(&self, grant: &Grant) -> Result<Revocation, EnforceError> {
         let mut done = Revocation::default();
         // Both logins of an alternating-users rotation, whichever is current.
-        if let Some(revoked) = self
-            .connector(self.target(grant)?)
-            .await?
-            .revoke(grant)
-            .await?
-        {
+        if let Some(revoked) = self.revoke_at_target(grant).await? {
             done.receipt = Some(receipt(&revoked));
             done.roles_dropped = revoked.dropped;
             done.sessions_terminated = revoked.sessions_terminated;
@@ -483,10 +499,7 @@ impl Enforcer {
     /// The grant's login roles that exist at its target (none for a target without
     /// logins).
     pub async fn inspect_logins(&self, grant: &Grant) -> Result<Vec<LiveRole>, EnforceError> {
-        self.connector(self.target(grant)?)
-            .await?
-            .inspect(grant)
-            .await
+        self.inspect_at_target(grant).await
     }
 }
 
@@ -503,13 +516,7 @@ impl Enforcer {
         self.vault.delete(&secret_name(grant), true, 0).await?;
         let mut notes = vec![("secret_deleted", secret_name(grant))];
         let principal = principal_name(grant);
-        let dropped = async {
-            self.connector(self.target(grant)?)
-                .await?
-                .revoke(grant)
-                .await
-        }
-        .await;
+        let dropped = self.revoke_at_target(grant).await;
         {
             match dropped {
                 Ok(Some(r)) if r.kept_disabled.is_empty() => {
@@ -527,5 +534,36 @@ impl Enforcer {
             }
         }
         Ok(notes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn targets_are_read_one_by_one_and_a_retired_connector_is_refused_with_its_reason() {
+        let err = r#"{"billing-api": {"connector": "generated_api_key"}}"#
+            .parse::<Targets>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"billing-api\"")
+                && err.contains("generated_api_key connector was removed"),
+            "{err}"
+        );
+        let err = r#"{"orders-db": {"connector": "postgres", "host": "db"}}"#
+            .parse::<Targets>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("target \"orders-db\": missing field"),
+            "{err}"
+        );
+        let ok: Targets = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"]}}"#
+            .parse()
+            .unwrap();
+        assert_eq!(ok.0["orders-db"].kind(), ConnectorKind::Postgres);
     }
 }

@@ -198,31 +198,27 @@ impl Enforcer {
         }
 
         let password = self.vault.random_password().await?;
-        let (value, login) = match target {
-            TargetConfig::Postgres {
-                host,
-                port,
-                dbname,
-                rotation,
-                ..
-            } => {
-                let in_use = DatabaseSecret::from_secret(&current)
-                    .ok_or_else(|| EnforceError::UnreadableSecret(arn.clone()))?
-                    .username;
-                let login = next_login(grant, &in_use, *rotation)?;
-                let value = DatabaseSecret {
-                    engine: "postgres".into(),
-                    host: host.clone(),
-                    port: *port,
-                    username: login.clone(),
-                    password: password.expose_secret().to_owned(),
-                    dbname: dbname.clone(),
-                }
-                .to_secret();
-                (value, Some(login))
-            }
-            TargetConfig::GeneratedApiKey {} => (password, None),
-        };
+        let TargetConfig::Postgres {
+            host,
+            port,
+            dbname,
+            rotation,
+            ..
+        } = target;
+        let in_use = DatabaseSecret::from_secret(&current)
+            .ok_or_else(|| EnforceError::UnreadableSecret(arn.clone()))?
+            .username;
+        let login = next_login(grant, &in_use, *rotation)?;
+        let value = DatabaseSecret {
+            engine: "postgres".into(),
+            host: host.clone(),
+            port: *port,
+            username: login.clone(),
+            password: password.expose_secret().to_owned(),
+            dbname: dbname.clone(),
+        }
+        .to_secret();
+        let login = Some(login);
         self.vault.put_pending(arn, &request.token, &value).await?;
         Ok(Created { fresh: true, login })
     }
@@ -235,20 +231,15 @@ impl Enforcer {
         request: &RotationRequest,
     ) -> Result<(), EnforceError> {
         let target = self.target(grant)?;
-        match target {
-            TargetConfig::Postgres { .. } => {
-                let pending = self.pending_database_secret(request).await?;
-                self.connector(target)
-                    .await?
-                    .set(
-                        grant,
-                        &pending.username,
-                        &SecretString::from(pending.password.clone()),
-                    )
-                    .await?;
-            }
-            TargetConfig::GeneratedApiKey {} => {}
-        }
+        let pending = self.pending_database_secret(request).await?;
+        self.connector(target)
+            .await?
+            .set(
+                grant,
+                &pending.username,
+                &SecretString::from(pending.password.clone()),
+            )
+            .await?;
         Ok(())
     }
 
@@ -258,23 +249,18 @@ impl Enforcer {
         grant: &Grant,
         request: &RotationRequest,
     ) -> Result<(), EnforceError> {
-        match self.target(grant)? {
-            TargetConfig::Postgres {
-                host, port, dbname, ..
-            } => {
-                let pending = self.pending_database_secret(request).await?;
-                postgres::login(
-                    host,
-                    *port,
-                    dbname,
-                    &pending.username,
-                    &SecretString::from(pending.password.clone()),
-                )
-                .await?;
-            }
-            // Nothing to log in to: the value is the key.
-            TargetConfig::GeneratedApiKey {} => {}
-        }
+        let TargetConfig::Postgres {
+            host, port, dbname, ..
+        } = self.target(grant)?;
+        let pending = self.pending_database_secret(request).await?;
+        postgres::login(
+            host,
+            *port,
+            dbname,
+            &pending.username,
+            &SecretString::from(pending.password.clone()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -368,7 +354,6 @@ fn next_login(
 fn login_of(target: &TargetConfig, value: &SecretString) -> Option<String> {
     match target {
         TargetConfig::Postgres { .. } => DatabaseSecret::from_secret(value).map(|s| s.username),
-        TargetConfig::GeneratedApiKey {} => None,
     }
 }
 

@@ -119,41 +119,24 @@ impl IssuingFixture {
         let mut grant = sample_grant(Utc::now(), lifetime);
         grant.request.scope = ok(Scope::new([ok(Permission::new(&self.pg.reader))]));
         grant.request.target.system_id = ok(SystemId::new(system));
-        let e = grant.record(AuditRecord::new(
-            Utc::now(),
-            Actor::itsm_user("priya"),
-            AuditAction::Requested,
-        ));
-        ok(store.create_grant(&grant, &[e], None, Utc::now()).await);
-
-        let rules = LifecycleRules::default();
-        let (mut g, t) = ok(grant.apply(&GrantEvent::ProvisioningStarted, Utc::now(), &rules));
-        let e = g.record(
-            AuditRecord::new(
-                Utc::now(),
-                Actor::component("test"),
-                AuditAction::ProvisioningStarted,
-            )
-            .states(Some(t.from), Some(t.to)),
-        );
-        ok(store.save_grant(&g, &[e]).await);
+        let g = requested(store, grant, "priya").await;
+        let g = record_step(
+            store,
+            g,
+            GrantEvent::ProvisioningStarted,
+            AuditAction::ProvisioningStarted,
+        )
+        .await;
         let issued = ok(self.issuer.issue(&g).await);
-        let (mut g, t) = ok(g.apply(
-            &GrantEvent::Provisioned {
+        let g = record_step(
+            store,
+            g,
+            GrantEvent::Provisioned {
                 credential: issued.credential.clone(),
             },
-            Utc::now(),
-            &rules,
-        ));
-        let e = g.record(
-            AuditRecord::new(
-                Utc::now(),
-                Actor::component("test"),
-                AuditAction::Provisioned,
-            )
-            .states(Some(t.from), Some(t.to)),
-        );
-        ok(store.save_grant(&g, &[e]).await);
+            AuditAction::Provisioned,
+        )
+        .await;
         let (_, password) = stack.credential(&issued.credential.secret_arn).await;
         (g, password)
     }
@@ -238,4 +221,70 @@ pub async fn withdraw_and_revoke(
         )
         .await);
     (revoked, revocation)
+}
+
+/// A grant made before the `generated_api_key` connector was retired: its secret is
+/// the key, and no target of it is configured any more.
+pub async fn retired_api_key_grant(stack: &TestStack, store: &Store) -> Grant {
+    let mut grant = sample_grant(Utc::now(), Duration::hours(1));
+    grant.request.target.system_id = ok(SystemId::new("billing-api"));
+    grant.request.target.connector = ticketbound_domain::ConnectorKind::GeneratedApiKey;
+    let g = record_step(
+        store,
+        requested(store, grant, "sam").await,
+        GrantEvent::ProvisioningStarted,
+        AuditAction::ProvisioningStarted,
+    )
+    .await;
+    let made = stack
+        .secretsmanager()
+        .create_secret()
+        .name(ticketbound_enforce::secret_name(&g))
+        .secret_string(format!("key-{}", ulid::Ulid::new()))
+        .tags(tag("managed-by", "ticketbound"))
+        .tags(tag("grant-id", &g.id.to_string()))
+        .tags(tag("owner", g.request.identity.owner.as_str()))
+        .send()
+        .await;
+    let made = ok(made);
+    let credential = ticketbound_domain::CredentialRef {
+        secret_arn: made.arn().unwrap_or_default().to_owned(),
+        principal_name: g.request.identity.name.to_string(),
+    };
+    record_step(
+        store,
+        g,
+        GrantEvent::Provisioned { credential },
+        AuditAction::Provisioned,
+    )
+    .await
+}
+
+/// Stores `grant` as requested by `requester`.
+async fn requested(store: &Store, mut grant: Grant, requester: &str) -> Grant {
+    let e = grant.record(AuditRecord::new(
+        Utc::now(),
+        Actor::itsm_user(requester),
+        AuditAction::Requested,
+    ));
+    ok(store.create_grant(&grant, &[e], None, Utc::now()).await);
+    grant
+}
+
+/// Moves `grant` on by `event`, audited as `action`, and stores it.
+async fn record_step(store: &Store, grant: Grant, event: GrantEvent, action: AuditAction) -> Grant {
+    let (mut g, t) = ok(grant.apply(&event, Utc::now(), &LifecycleRules::default()));
+    let e = g.record(
+        AuditRecord::new(Utc::now(), Actor::component("test"), action)
+            .states(Some(t.from), Some(t.to)),
+    );
+    ok(store.save_grant(&g, &[e]).await);
+    g
+}
+
+fn tag(key: &str, value: &str) -> aws_sdk_secretsmanager::types::Tag {
+    aws_sdk_secretsmanager::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
 }

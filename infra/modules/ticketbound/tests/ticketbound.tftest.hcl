@@ -1139,7 +1139,10 @@ run "optional_settings_reach_the_environment_and_the_policy" {
     secret_recovery_window_days = 7
     max_provisioning_attempts   = 3
     revoke_concurrency          = 4
-    target_admin_secret_arns    = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
+    target_admin_secret_arns = [
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf",
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl",
+    ]
     targets = {
       orders = {
         connector       = "postgres"
@@ -1149,8 +1152,13 @@ run "optional_settings_reach_the_environment_and_the_policy" {
         dbname          = "orders"
         allowed_roles   = ["orders_read", "orders_write"]
       }
-      billing-api = {
-        connector = "generated_api_key"
+      ledger = {
+        connector       = "postgres"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl"
+        host            = "ledger.db.internal"
+        port            = 6432
+        dbname          = "ledger"
+        allowed_roles   = ["ledger_read"]
       }
     }
   }
@@ -1180,17 +1188,27 @@ run "optional_settings_reach_the_environment_and_the_policy" {
           dbname          = "orders"
           allowed_roles   = ["orders_read", "orders_write"]
         }
-        billing-api = { connector = "generated_api_key" }
+        ledger = {
+          connector       = "postgres"
+          admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl"
+          host            = "ledger.db.internal"
+          port            = 6432
+          dbname          = "ledger"
+          allowed_roles   = ["ledger_read"]
+        }
       }
     ])
-    error_message = "TICKETBOUND_TARGETS is the targets map as JSON, without null attributes (the code rejects unknown fields)"
+    error_message = "TICKETBOUND_TARGETS is the targets map as JSON, every target with its own settings"
   }
   assert {
     condition = alltrue([
       for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
       [for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : { actions = s.Action, resources = s.Resource } if s.Sid == "TargetAdminSecrets"] == [{
         actions                                                                          = ["secretsmanager:GetSecretValue"]
-        resources                                                                        = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
+        resources = [
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl",
+        ]
       }]
     ])
     error_message = "the four target-facing functions may read the target admin secrets, and only GetSecretValue"
@@ -2084,6 +2102,15 @@ run "rejects_a_postgres_target_without_its_settings" {
   command = plan
   variables {
     targets = { orders = { connector = "postgres", host = "orders.db.internal" } }
+  }
+  expect_failures = [var.targets]
+}
+
+run "rejects_a_generated_api_key_target" {
+  command = plan
+  variables {
+    # Removed: its revocation cannot be verified at any target (it only deleted the secret).
+    targets = { billing-api = { connector = "generated_api_key" } }
   }
   expect_failures = [var.targets]
 }
