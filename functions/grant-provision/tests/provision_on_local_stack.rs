@@ -31,7 +31,9 @@ struct Harness {
     counts: ticketbound_runtime::calls::CallCounts,
 }
 
-async fn harness(port: Option<u16>, max_attempts: u32) -> Harness {
+/// A harness whose target is administered with `admin_dsn` (default: the local
+/// stack's least-privilege administrator).
+async fn harness(admin_dsn: Option<String>, max_attempts: u32) -> Harness {
     let stack = TestStack::get().await;
     let tables = stack.fresh_tables().await.unwrap();
     let pg = stack.pg_fixture().await;
@@ -45,19 +47,10 @@ async fn harness(port: Option<u16>, max_attempts: u32) -> Harness {
         .send()
         .await
         .unwrap();
-    // An unreachable target: a port nobody listens on.
-    let admin_secret =
-        match port {
-            Some(p) => stack
-                .create_secret(
-                    "pg-admin-bad",
-                    &format!(
-                        "host=127.0.0.1 port={p} user=postgres dbname=postgres connect_timeout=2"
-                    ),
-                )
-                .await,
-            None => admin,
-        };
+    let admin_secret = match admin_dsn {
+        Some(dsn) => stack.create_secret("pg-admin-other", &dsn).await,
+        None => admin,
+    };
     let targets = json!({
         "orders-db": {
             "connector": "postgres",
@@ -104,6 +97,20 @@ async fn harness(port: Option<u16>, max_attempts: u32) -> Harness {
         group,
         counts,
     }
+}
+
+/// How many login roles named for `grant` exist at the target.
+async fn login_count(h: &Harness, grant: &Grant) -> i64 {
+    h.stack
+        .pg_admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&principal_name(grant)],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// An Approved grant for orders-db with `scope`, recorded as the intake records it.
@@ -330,18 +337,7 @@ async fn a_scope_outside_the_allow_list_is_refused_before_anything_is_created() 
     assert!(stored.last_error.unwrap().contains(&pg.payments));
     assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0);
     assert!(!schedule_exists(&h, &grant).await);
-    let n: i64 = h
-        .stack
-        .pg_admin()
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
-            &[&principal_name(&grant)],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 0);
+    assert_eq!(login_count(&h, &grant).await, 0);
 }
 
 #[tokio::test]
@@ -350,7 +346,11 @@ async fn an_unreachable_target_is_retried_then_given_up_with_nothing_left_behind
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut h = harness(Some(closed_port), 3).await;
+    // An unreachable target: a port nobody listens on.
+    let dsn = format!(
+        "host=127.0.0.1 port={closed_port} user=postgres dbname=postgres connect_timeout=2"
+    );
+    let mut h = harness(Some(dsn), 3).await;
     let pg = h.pg.clone();
     let grant = approve(&h, &[&pg.reader]).await;
     let (_, failures) = drain(&mut h).await;
@@ -372,6 +372,45 @@ async fn an_unreachable_target_is_retried_then_given_up_with_nothing_left_behind
         .filter(|e| e.action == AuditAction::ProvisioningFailed)
         .count();
     assert_eq!(failed, 3);
+}
+
+/// An administrator that could not end a revoked login's sessions (CREATEROLE
+/// without `pg_signal_backend`) is found at its first use: nothing is issued, the
+/// grant fails at once with the reason, and no secret or login is left.
+#[tokio::test]
+async fn an_administrator_that_could_not_revoke_completely_issues_nothing() {
+    let stack = TestStack::get().await;
+    let weak = format!(
+        "weak_admin_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    stack
+        .pg_admin()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {weak} LOGIN CREATEROLE PASSWORD 'weak-pw'"
+        ))
+        .await
+        .unwrap();
+    let pg = &stack.local.postgres;
+    let dsn = format!(
+        "host={} port={} user={weak} password=weak-pw dbname={}",
+        pg.host, pg.port, pg.database
+    );
+    let mut h = harness(Some(dsn), 5).await;
+    let reader = h.pg.reader.clone();
+    let grant = approve(&h, &[&reader]).await;
+    drain(&mut h).await;
+
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Failed, "refused, not retried");
+    let reason = stored.last_error.unwrap_or_default();
+    assert!(
+        reason.contains(&weak) && reason.contains("pg_signal_backend"),
+        "{reason}"
+    );
+    assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0);
+    assert_eq!(login_count(&h, &grant).await, 0, "no login was made");
 }
 
 /// A grant recorded for the retired `generated_api_key` connector (a request that

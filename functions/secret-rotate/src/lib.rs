@@ -182,7 +182,7 @@ pub async fn handle(
         Step::CreateSecret => {
             let created = deps
                 .enforcer
-                .create_pending(&grant, &request)
+                .create_pending(&grant, &request, &Witness(&deps.store))
                 .await
                 .map_err(failed)?;
             tracing::info!(fresh = created.fresh, login = ?created.login, "pending version ready");
@@ -190,7 +190,7 @@ pub async fn handle(
         }
         Step::SetSecret => {
             deps.enforcer
-                .set_pending(&grant, &request)
+                .set_pending(&grant, &request, &Witness(&deps.store))
                 .await
                 .map_err(failed)?;
             // The grant may have ended while the login was set (an alternating-users
@@ -373,5 +373,27 @@ impl From<RotateError> for lambda_runtime::Diagnostic {
             .to_owned(),
             error_message: ticketbound_runtime::error_chain(&e),
         }
+    }
+}
+
+/// The grants table as the record of the pending values createSecret wrote.
+struct Witness<'a>(&'a ticketbound_store::Store);
+
+impl ticketbound_enforce::rotation::PendingWitness for Witness<'_> {
+    async fn recorded(
+        &self,
+        grant: &Grant,
+        token: &str,
+    ) -> Result<Option<String>, ticketbound_enforce::rotation::WitnessError> {
+        Ok(self.0.pending_digest(grant, token).await?)
+    }
+
+    async fn record(
+        &self,
+        grant: &Grant,
+        token: &str,
+        digest: &str,
+    ) -> Result<(), ticketbound_enforce::rotation::WitnessError> {
+        Ok(self.0.record_pending_digest(grant, token, digest).await?)
     }
 }

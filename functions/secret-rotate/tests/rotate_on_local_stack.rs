@@ -668,3 +668,50 @@ async fn a_login_set_while_the_grant_is_revoked_does_not_survive() {
     );
     ticketbound_domain::verify_chain(g.id, &trail, None).unwrap();
 }
+
+/// Someone who can write the secret (a misconfigured policy, an account
+/// administrator) stores the pending value of a rotation before createSecret runs,
+/// with a password they chose: the rotation refuses it at createSecret and at
+/// setSecret, and their password never reaches the target.
+#[tokio::test]
+async fn a_pending_value_ticketbound_did_not_write_never_reaches_the_target() {
+    let h = harness().await;
+    let (g, old_password) = h.active(ALTERNATING_TARGET).await;
+    let arn = g.credential.as_ref().unwrap().secret_arn.clone();
+    let token = h.begin(&arn).await;
+    let (user, _) = h.stack.credential(&arn).await;
+    let mut planted: serde_json::Value =
+        serde_json::from_str(&h.stack.secret_value(&arn).await).unwrap();
+    let chosen = format!("attacker-{}", ulid::Ulid::new());
+    planted["username"] = alternate_principal_name(&g).into();
+    planted["password"] = chosen.clone().into();
+    h.stack
+        .secretsmanager()
+        .put_secret_value()
+        .secret_id(&arn)
+        .client_request_token(&token)
+        .secret_string(planted.to_string())
+        .version_stages(AWSPENDING)
+        .send()
+        .await
+        .unwrap();
+
+    for step in [Step::CreateSecret, Step::SetSecret] {
+        let refused = h.step(step, &arn, &token).await.unwrap_err();
+        assert!(refused.is_refusal(), "{step:?}: {refused:?}");
+        let words = ticketbound_runtime::error_chain(&refused);
+        assert!(
+            words.contains("pending value ticketbound did not write") && !words.contains(&chosen),
+            "{step:?}: {words}"
+        );
+    }
+    assert!(
+        !h.logs_in(&alternate_principal_name(&g), &chosen).await,
+        "the chosen password was never set"
+    );
+    assert!(
+        h.logs_in(&user, &old_password).await,
+        "the credential in use still works"
+    );
+    assert!(h.rotations_audited(&g).await.is_empty());
+}

@@ -62,8 +62,29 @@ impl TargetConfig {
 }
 
 impl Enforcer {
-    /// The connector of `target`, with its administrator's credentials (cached).
+    /// The connector of `target`, with its administrator's credentials (cached), to
+    /// revoke, inspect and report. Revocation goes ahead whatever the administrator
+    /// lacks: what it can do (no new logins, the role gone) is better than nothing,
+    /// and its receipt proves or refuses the rest.
     pub(crate) async fn connector(&self, target: &TargetConfig) -> Result<Connector, EnforceError> {
+        self.connector_checked(target, false).await
+    }
+
+    /// The connector of `target` to issue or set a credential with: its
+    /// administrator's privileges checked at their first use in this container, so
+    /// that nothing is issued that could not be revoked completely.
+    pub(crate) async fn issuing_connector(
+        &self,
+        target: &TargetConfig,
+    ) -> Result<Connector, EnforceError> {
+        self.connector_checked(target, true).await
+    }
+
+    async fn connector_checked(
+        &self,
+        target: &TargetConfig,
+        check_admin: bool,
+    ) -> Result<Connector, EnforceError> {
         Ok(match target {
             TargetConfig::Postgres {
                 admin_secret_id,
@@ -71,7 +92,7 @@ impl Enforcer {
                 owned_objects,
                 ..
             } => Connector::Postgres(
-                self.postgres(admin_secret_id, allowed_roles, *owned_objects)
+                self.postgres(admin_secret_id, allowed_roles, *owned_objects, check_admin)
                     .await?,
             ),
         })

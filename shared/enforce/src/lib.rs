@@ -114,12 +114,16 @@ pub enum EnforceError {
         "grant recorded for a {kind} target, a connector ticketbound no longer issues with (its revocation cannot be verified at any target); such a grant is only revoked"
     )]
     RetiredConnector { kind: &'static str },
+    #[error("the target's administrator {user} cannot do what ticketbound needs: {}", .problems.join("; "))]
+    AdministratorUnfit { user: String, problems: Vec<String> },
     #[error("secret {0} holds no credential ticketbound can read")]
     UnreadableSecret(String),
     #[error("secret {0} is scheduled for deletion; it cannot be reused")]
     SecretPendingDeletion(String),
     #[error("rotation refused: {0}")]
     RotationRefused(#[from] rotation::Refusal),
+    #[error("the record of the pending value could not be read or written")]
+    Witness(#[source] rotation::WitnessError),
 }
 
 impl EnforceError {
@@ -129,9 +133,13 @@ impl EnforceError {
             Self::Vault(e) => e.is_retryable(),
             Self::Target(e) => e.is_retryable(),
             Self::Schedule(e) => e.is_retryable(),
+            // The grants table: its errors are retryable or not, but a retried step
+            // starts over safely either way.
+            Self::Witness(_) => true,
             Self::UnknownTarget(_)
             | Self::ConnectorMismatch { .. }
             | Self::RetiredConnector { .. }
+            | Self::AdministratorUnfit { .. }
             | Self::UnreadableSecret(_)
             | Self::SecretPendingDeletion(_)
             | Self::RotationRefused(_) => false,
@@ -248,6 +256,30 @@ pub struct Enforcer {
     pub admin_secrets: SecretCache,
     pub schedules: ExpirySchedules,
     pub settings: EnforceSettings,
+    /// The target administrators whose privileges this container has checked.
+    pub admins_checked: AdminsChecked,
+}
+
+/// The administrator secrets whose privileges were checked at their first use in
+/// this container (not at Lambda init: a target that is down must not stop a function
+/// from starting, and each container checks once, not at every call).
+#[derive(Debug, Default)]
+pub struct AdminsChecked(std::sync::Mutex<BTreeSet<String>>);
+
+impl AdminsChecked {
+    fn contains(&self, secret_id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(secret_id)
+    }
+
+    fn insert(&self, secret_id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(secret_id.to_owned());
+    }
 }
 
 impl Enforcer {
@@ -265,6 +297,7 @@ impl Enforcer {
             admin_secrets: SecretCache::new(secrets, admin_secret_ttl, std::time::Duration::ZERO),
             schedules: ExpirySchedules::new(aws_sdk_scheduler::Client::new(sdk), schedules),
             settings,
+            admins_checked: AdminsChecked::default(),
         }
     }
 
@@ -295,14 +328,35 @@ impl Enforcer {
         Ok(target)
     }
 
+    /// The PostgreSQL target administered with `admin_secret_id`; with
+    /// `check_admin`, the administrator's privileges are checked at their first use in
+    /// this container, and an administrator that lacks one is refused with the reason.
     async fn postgres(
         &self,
         admin_secret_id: &str,
         allowed: &BTreeSet<String>,
         owned_objects: OwnedObjects,
+        check_admin: bool,
     ) -> Result<PostgresTarget, EnforceError> {
         let admin = self.admin_secrets.get(admin_secret_id).await?;
-        Ok(PostgresTarget::new(&admin, allowed.clone())?.with_owned_objects(owned_objects))
+        let target =
+            PostgresTarget::new(&admin, allowed.clone())?.with_owned_objects(owned_objects);
+        if check_admin && !self.admins_checked.contains(admin_secret_id) {
+            // Boxed: one more async layer inline took the provisioner's future past
+            // the compiler's layout depth limit.
+            let check = Box::pin(target.check_admin()).await?;
+            if !check.problems.is_empty() {
+                return Err(EnforceError::AdministratorUnfit {
+                    user: check.user,
+                    problems: check.problems,
+                });
+            }
+            for more in &check.more_than_needed {
+                tracing::warn!(administrator = %check.user, "target administrator has more than it needs: {more}");
+            }
+            self.admins_checked.insert(admin_secret_id);
+        }
+        Ok(target)
     }
 
     fn spec(&self, grant: &Grant) -> CredentialSecretSpec {
@@ -348,6 +402,9 @@ impl Enforcer {
         if !refused.is_empty() {
             return Err(TargetError::ScopeNotAllowed { refused }.into());
         }
+        // Before anything exists: an administrator that could not revoke completely
+        // is refused here, with the reason, not after the secret is made.
+        let connector = self.issuing_connector(target).await?;
 
         let principal = principal_name(grant);
         let spec = self.spec(grant);
@@ -379,10 +436,7 @@ impl Enforcer {
             }
         };
 
-        self.connector(target)
-            .await?
-            .issue(grant, &password)
-            .await?;
+        connector.issue(grant, &password).await?;
 
         let hours = grant.request.rotation_period.as_hours();
         let rotation = match &self.settings.rotation_function_arn {

@@ -88,6 +88,58 @@ pub enum Refusal {
     PendingMissing { secret: String, token: String },
     #[error("secret {secret} is not the credential grant {grant_id} holds")]
     NotTheGrantsSecret { secret: String, grant_id: String },
+    #[error(
+        "version {token} of secret {secret} holds a pending value ticketbound did not write; it is not given to the target"
+    )]
+    ForeignPending { secret: String, token: String },
+}
+
+/// Where createSecret records what it is about to store as the pending value (a
+/// digest, never the value), so that a retried createSecret and setSecret trust only
+/// a pending value ticketbound wrote itself: one put there by anyone else who could
+/// call `PutSecretValue` would otherwise become the target's password, known to them.
+/// The function implements it over the grants table; the enforcer knows no DynamoDB.
+#[allow(async_fn_in_trait)] // implemented and called with generics, never boxed
+pub trait PendingWitness {
+    /// The digest recorded for `token` of the grant's secret, if any.
+    async fn recorded(&self, grant: &Grant, token: &str) -> Result<Option<String>, WitnessError>;
+    /// Records `digest` for `token`, before the value is stored.
+    async fn record(&self, grant: &Grant, token: &str, digest: &str) -> Result<(), WitnessError>;
+}
+
+/// A witness's failure, with its source.
+pub type WitnessError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The digest a [`PendingWitness`] keeps of a pending value: SHA-256, in hex. The
+/// values are random passwords of 32 characters or more, so the digest gives nothing
+/// away.
+pub fn pending_digest(value: &SecretString) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(value.expose_secret().as_bytes()))
+}
+
+/// Refuses `value` as the pending value of `request` unless `witness` recorded its
+/// digest (compared in constant time).
+async fn ensure_witnessed(
+    grant: &Grant,
+    request: &RotationRequest,
+    witness: &impl PendingWitness,
+    value: &SecretString,
+) -> Result<(), EnforceError> {
+    use subtle::ConstantTimeEq as _;
+    let recorded = witness
+        .recorded(grant, &request.token)
+        .await
+        .map_err(EnforceError::Witness)?;
+    let digest = pending_digest(value);
+    if recorded.is_some_and(|r| bool::from(r.as_bytes().ct_eq(digest.as_bytes()))) {
+        return Ok(());
+    }
+    Err(Refusal::ForeignPending {
+        secret: request.secret.arn.clone(),
+        token: request.token.clone(),
+    }
+    .into())
 }
 
 /// A rotation request checked against what Secrets Manager holds.
@@ -172,10 +224,15 @@ impl Enforcer {
     /// credential and is replaced: AWS stages the version empty, but an emulator that
     /// copies an older value into it must not turn a rotation into a step back to an
     /// old password.
+    ///
+    /// A pending value found at the token is kept only if `witness` recorded it:
+    /// anything else is refused ([`Refusal::ForeignPending`]), not overwritten, so
+    /// that an operator sees it.
     pub async fn create_pending(
         &self,
         grant: &Grant,
         request: &RotationRequest,
+        witness: &impl PendingWitness,
     ) -> Result<Created, EnforceError> {
         let arn = &request.secret.arn;
         let current = self.current_value(&request.secret).await?;
@@ -191,6 +248,7 @@ impl Enforcer {
                 .another_version_holds(arn, &request.token, &pending)
                 .await?
         {
+            ensure_witnessed(grant, request, witness, &pending).await?;
             return Ok(Created {
                 fresh: false,
                 login: login_of(target, &pending),
@@ -219,20 +277,28 @@ impl Enforcer {
         }
         .to_secret();
         let login = Some(login);
+        witness
+            .record(grant, &request.token, &pending_digest(&value))
+            .await
+            .map_err(EnforceError::Witness)?;
         self.vault.put_pending(arn, &request.token, &value).await?;
         Ok(Created { fresh: true, login })
     }
 
-    /// setSecret: gives the target the pending credential. Repeating it sets the same
-    /// password again.
+    /// setSecret: gives the target the pending credential, if `witness` recorded it
+    /// (else [`Refusal::ForeignPending`]). Repeating it sets the same password again.
     pub async fn set_pending(
         &self,
         grant: &Grant,
         request: &RotationRequest,
+        witness: &impl PendingWitness,
     ) -> Result<(), EnforceError> {
         let target = self.target(grant)?;
-        let pending = self.pending_database_secret(request).await?;
-        self.connector(target)
+        let value = self.pending_value(request).await?;
+        ensure_witnessed(grant, request, witness, &value).await?;
+        let pending = DatabaseSecret::from_secret(&value)
+            .ok_or_else(|| EnforceError::UnreadableSecret(request.secret.arn.clone()))?;
+        self.issuing_connector(target)
             .await?
             .set(
                 grant,
@@ -313,22 +379,27 @@ impl Enforcer {
         &self,
         request: &RotationRequest,
     ) -> Result<DatabaseSecret, EnforceError> {
+        let value = self.pending_value(request).await?;
+        DatabaseSecret::from_secret(&value)
+            .ok_or_else(|| EnforceError::UnreadableSecret(request.secret.arn.clone()))
+    }
+
+    /// The value of the version being made (AWSCURRENT once finishSecret moved it).
+    async fn pending_value(&self, request: &RotationRequest) -> Result<SecretString, EnforceError> {
         let arn = &request.secret.arn;
         let stage = if request.already_current {
             AWSCURRENT
         } else {
             AWSPENDING
         };
-        let value = self
+        Ok(self
             .vault
             .read_version(arn, &request.token, stage)
             .await?
             .ok_or_else(|| Refusal::PendingMissing {
                 secret: arn.clone(),
                 token: request.token.clone(),
-            })?;
-        DatabaseSecret::from_secret(&value)
-            .ok_or_else(|| EnforceError::UnreadableSecret(arn.clone()))
+            })?)
     }
 }
 

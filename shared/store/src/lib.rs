@@ -11,6 +11,7 @@
 
 mod error;
 mod items;
+mod pending;
 mod retry;
 pub mod schema;
 mod store;

@@ -94,6 +94,7 @@ impl TestStack {
                 rotation_function_arn: rotation_function_arn.map(str::to_owned),
                 recovery_window_days: None,
             },
+            admins_checked: Default::default(),
         };
         IssuingFixture {
             pg,
