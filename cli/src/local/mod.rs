@@ -70,6 +70,8 @@ pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
             port: pg.port,
             socket_dir: pg.data_dir.clone(),
             admin_user: targets::ADMIN_ROLE.to_owned(),
+            admin_password: pg.admin_password.clone(),
+            ca_file: pg.ca_file.clone(),
             superuser: "postgres".to_owned(),
             database: "postgres".to_owned(),
         },
@@ -298,10 +300,10 @@ pub fn print(stack: &LocalStack, home: &Path) {
         stack.grants_table, stack.audit_table
     );
     println!(
-        "  PostgreSQL        {}:{} (credentials log in here), admin via socket {}",
+        "  PostgreSQL        {}:{} (credentials log in here; the administrator over TLS, CA {})",
         stack.postgres.host,
         stack.postgres.port,
-        stack.postgres.socket_dir.display()
+        stack.postgres.ca_file.display()
     );
     println!(
         "  intake            {}/jira, /servicenow, /generic (a Function URL, served locally)",

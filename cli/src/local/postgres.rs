@@ -1,8 +1,11 @@
 //! A PostgreSQL cluster of the local stack's own: the first real target system.
 //!
-//! Logins over TCP use SCRAM passwords (so a revoked credential is really refused);
-//! the administrator connects over the Unix socket with trust, so the stack holds no
-//! administrator password anywhere.
+//! Logins over TCP use SCRAM passwords (so a revoked credential is really refused).
+//! The server speaks TLS with a certificate for 127.0.0.1 and localhost, signed by a
+//! CA the stack makes on each fresh cluster (`.ticketbound/pg-ca.pem`); ticketbound's
+//! administrator connects over TCP and must use TLS (`pg_hba.conf` rejects it
+//! otherwise), as a production target is reached with `verify-full`. The cluster's
+//! superuser connects over the Unix socket with trust: it only builds fixtures.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +21,82 @@ pub struct Postgres {
     pub data_dir: PathBuf,
     pub bin_dir: PathBuf,
     pub os_user: Option<String>,
+    /// The CA the server's certificate chains to.
+    pub ca_file: PathBuf,
+    /// ticketbound's administrator's password (local only, made per cluster).
+    pub admin_password: String,
+}
+
+/// The CA and the server certificate of a fresh cluster: the server's files go into
+/// `data_dir` (owned by the cluster's OS user, the key readable by it alone, as
+/// PostgreSQL demands), the CA into `ca_file`.
+fn make_tls_material(
+    data_dir: &Path,
+    os_user: Option<&str>,
+    ca_file: &Path,
+) -> Result<(), LocalError> {
+    let failed = |source: rcgen::Error| LocalError::Target {
+        what: "making the local CA and server certificate".into(),
+        source: Box::new(source),
+    };
+    let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ticketbound local stack CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(failed)?;
+    let server_key = rcgen::KeyPair::generate().map_err(failed)?;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .map_err(failed)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "127.0.0.1");
+    let server = params.signed_by(&server_key, &ca).map_err(failed)?;
+
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text).map_err(|source| LocalError::Io { path, source })
+    };
+    write(ca_file.to_path_buf(), &ca.pem())?;
+    write(data_dir.join("server.crt"), &server.pem())?;
+    let key = data_dir.join("server.key");
+    write(key.clone(), &server_key.serialize_pem())?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| LocalError::Io {
+                path: key.clone(),
+                source,
+            },
+        )?;
+    }
+    if let Some(user) = os_user {
+        process::run(
+            "chown of the server's certificate and key",
+            Command::new("chown")
+                .arg(format!("{user}:{user}"))
+                .arg(data_dir.join("server.crt"))
+                .arg(&key),
+        )?;
+    }
+    // The administrator over TLS only; everyone else as initdb set it up.
+    let hba = data_dir.join("pg_hba.conf");
+    let io = |source| LocalError::Io {
+        path: hba.clone(),
+        source,
+    };
+    let rules = std::fs::read_to_string(&hba).map_err(io)?;
+    std::fs::write(
+        &hba,
+        format!(
+            "# ticketbound's administrator must use TLS (as a verify-full target).\n\
+             hostnossl all {} all reject\n{rules}",
+            super::targets::ADMIN_ROLE
+        ),
+    )
+    .map_err(io)?;
+    Ok(())
 }
 
 /// The newest installed server's binaries (Debian keeps them per major version).
@@ -105,6 +184,8 @@ pub fn ensure_running(home: &Path, previous: Option<&LocalStack>) -> Result<Post
             data_dir: stack.processes.postgres_data_dir.clone(),
             bin_dir: stack.processes.postgres_bin_dir.clone(),
             os_user: stack.processes.postgres_os_user.clone(),
+            ca_file: stack.postgres.ca_file.clone(),
+            admin_password: stack.postgres.admin_password.clone(),
         });
     }
     let bin_dir = match find_bin_dir() {
@@ -159,9 +240,12 @@ pub fn ensure_running(home: &Path, previous: Option<&LocalStack>) -> Result<Post
             ]),
     )?;
 
+    let ca_file = home.join("pg-ca.pem");
+    make_tls_material(&data_dir, user, &ca_file)?;
+
     let port = process::free_port()?;
     let options = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c password_encryption=scram-sha-256",
+        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c password_encryption=scram-sha-256 -c ssl=on",
         data_dir.display()
     );
     process::run(
@@ -178,6 +262,8 @@ pub fn ensure_running(home: &Path, previous: Option<&LocalStack>) -> Result<Post
         data_dir,
         bin_dir,
         os_user,
+        ca_file,
+        admin_password: format!("local-{}", ulid::Ulid::new()),
     })
 }
 

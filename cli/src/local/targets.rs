@@ -72,6 +72,17 @@ pub async fn ensure(
             what: "create the orders-db schema and roles".into(),
             source: Box::new(e),
         })?;
+    // Made per cluster, never printed; ULID characters need no quoting.
+    client
+        .batch_execute(&format!(
+            "ALTER ROLE {ADMIN_ROLE} PASSWORD '{}'",
+            stack.postgres.admin_password
+        ))
+        .await
+        .map_err(|e| LocalError::Target {
+            what: "set the administrator's password".into(),
+            source: Box::new(e),
+        })?;
 
     // The administrator's connection string, as a deployed target keeps it (a stack
     // brought up before the administrator was least-privilege gets the new one).
@@ -133,6 +144,7 @@ pub fn targets_json(stack: &LocalStack) -> String {
             "host": stack.postgres.host,
             "port": stack.postgres.port,
             "dbname": stack.postgres.database,
+            "ca_file": stack.postgres.ca_file,
             "allowed_roles": ORDERS_DB_ROLES,
         },
     })

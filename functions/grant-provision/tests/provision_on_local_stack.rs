@@ -58,6 +58,7 @@ async fn harness(admin_dsn: Option<String>, max_attempts: u32) -> Harness {
             "host": stack.local.postgres.host,
             "port": stack.local.postgres.port,
             "dbname": stack.local.postgres.database,
+            "ca_file": stack.local.postgres.ca_file,
             "allowed_roles": [pg.reader, pg.reporting],
         },
     });

@@ -50,7 +50,7 @@ variable "deletion_protection_enabled" {
 }
 
 variable "targets" {
-  description = "Target systems: system id => { connector = \"postgres\", admin_secret_id, host, port, dbname, allowed_roles } (postgres is the only connector; see the module's variable)."
+  description = "Target systems: system id => { connector = \"postgres\", admin_secret_id, host, port, dbname, allowed_roles, ca_file = \"/opt/rds-global-bundle.pem\", tls (optional: \"verify_full\", the default, needs ca_file; or \"disabled\") } (postgres is the only connector; see the module's variable)."
   type = map(object({
     connector       = string
     admin_secret_id = optional(string)
@@ -58,6 +58,8 @@ variable "targets" {
     port            = optional(number)
     dbname          = optional(string)
     allowed_roles   = optional(list(string))
+    tls             = optional(string)
+    ca_file         = optional(string)
   }))
   default = {}
 }

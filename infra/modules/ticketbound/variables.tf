@@ -342,8 +342,12 @@ variable "targets" {
     grant-expire, secret-rotate and grant-reconcile): system id => target. A PostgreSQL target:
       { connector = "postgres", admin_secret_id = "<Secrets Manager ARN of the
         administrator's libpq connection string>", host = "db.internal", port = 5432,
-        dbname = "app", allowed_roles = ["app_read", "app_write"] }
-    (allowed_roles: the only roles a grant's scope may name). postgres is the only
+        dbname = "app", allowed_roles = ["app_read", "app_write"],
+        ca_file = "/opt/rds-global-bundle.pem" }
+    (allowed_roles: the only roles a grant's scope may name). tls: "verify_full" (the
+    default: TLS, the server's certificate verified against ca_file and its name
+    against host; ca_file is then required, a PEM CA bundle in the function package or
+    a layer) or "disabled" (plaintext). postgres is the only
     connector. List every admin_secret_id in target_admin_secret_arns too. Lambda
     allows 4 KB of environment in all: keep this map small.
   EOT
@@ -354,6 +358,8 @@ variable "targets" {
     port            = optional(number)
     dbname          = optional(string)
     allowed_roles   = optional(list(string))
+    tls             = optional(string)
+    ca_file         = optional(string)
   }))
   default = {}
 
@@ -378,6 +384,20 @@ variable "targets" {
       for t in values(var.targets) : t.connector != "postgres" || t.port == null || try(t.port >= 1 && t.port <= 65535 && floor(t.port) == t.port, false)
     ])
     error_message = "A postgres target's port must be a whole number from 1 to 65535."
+  }
+
+  validation {
+    condition = alltrue([
+      for t in values(var.targets) : contains(["verify_full", "disabled"], coalesce(t.tls, "verify_full"))
+    ])
+    error_message = "A target's tls must be \"verify_full\" (the default) or \"disabled\"."
+  }
+
+  validation {
+    condition = alltrue([
+      for t in values(var.targets) : t.connector != "postgres" || t.tls == "disabled" || t.ca_file != null
+    ])
+    error_message = "TLS verify_full, the default, needs ca_file: the PEM bundle the database server's certificate chains to (for RDS, the global bundle packaged with the functions or in a layer); or set tls = \"disabled\", which `ticketbound targets` reports as a problem."
   }
 }
 

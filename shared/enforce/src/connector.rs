@@ -90,10 +90,18 @@ impl Enforcer {
                 admin_secret_id,
                 allowed_roles,
                 owned_objects,
+                tls,
+                ca_file,
                 ..
             } => Connector::Postgres(
-                self.postgres(admin_secret_id, allowed_roles, *owned_objects, check_admin)
-                    .await?,
+                self.postgres(
+                    admin_secret_id,
+                    allowed_roles,
+                    *owned_objects,
+                    (*tls, ca_file.as_deref()),
+                    check_admin,
+                )
+                .await?,
             ),
         })
     }
@@ -191,6 +199,7 @@ impl Connector {
                 let mut problems: Vec<String> = admin
                     .problems
                     .iter()
+                    .chain(&admin.transport_problem)
                     .map(|p| format!("administrator {}: {p}", admin.user))
                     .collect();
                 problems.extend(
@@ -206,9 +215,14 @@ impl Connector {
                         .iter()
                         .map(|m| format!("administrator {}: {m}", admin.user))
                         .chain(std::iter::once(format!(
-                            "PostgreSQL {}.{}",
+                            "PostgreSQL {}.{}, {}",
                             admin.server_version / 10000,
-                            admin.server_version % 10000
+                            admin.server_version % 10000,
+                            if admin.tls {
+                                "reached over TLS, certificate verified (verify-full)"
+                            } else {
+                                "reached without TLS"
+                            }
                         )))
                         .collect(),
                 }

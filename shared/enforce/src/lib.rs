@@ -12,6 +12,7 @@
 
 mod connector;
 pub use connector::TargetCheck;
+pub use ticketbound_targets::tls::Transport;
 pub mod rotation;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,7 +48,39 @@ pub enum TargetConfig {
         /// quarantined where others depend on them) or `quarantine`.
         #[serde(default)]
         owned_objects: OwnedObjects,
+        /// How the target is reached: `verify_full` (the default: TLS, the server's
+        /// certificate verified against `ca_file` and its name against `host`) or
+        /// `disabled` (plaintext; `ticketbound targets` reports it as a problem).
+        #[serde(default)]
+        tls: TlsMode,
+        /// The PEM CA bundle the server's certificate must chain to (RDS's
+        /// `global-bundle.pem`, packaged with the function, say). Required with
+        /// `verify_full`.
+        #[serde(default)]
+        ca_file: Option<std::path::PathBuf>,
     },
+}
+
+/// How a database target is reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    #[default]
+    VerifyFull,
+    Disabled,
+}
+
+/// The transport to a target configured with `tls` and `ca_file`.
+fn transport(
+    tls: TlsMode,
+    ca_file: Option<&std::path::Path>,
+) -> Result<ticketbound_targets::tls::Transport, EnforceError> {
+    use ticketbound_targets::tls::Transport;
+    Ok(match (tls, ca_file) {
+        (TlsMode::VerifyFull, Some(ca)) => Transport::verify_full(ca)?,
+        (TlsMode::VerifyFull, None) => return Err(EnforceError::NoCaBundle),
+        (TlsMode::Disabled, _) => Transport::Plaintext,
+    })
 }
 
 /// How a database credential rotates.
@@ -86,8 +119,15 @@ impl FromStr for Targets {
                     kind.retired_target_refusal(&system),
                 ));
             }
-            let target = serde_json::from_value(value)
+            let target: TargetConfig = serde_json::from_value(value)
                 .map_err(|e| serde_json::Error::custom(format!("target {system:?}: {e}")))?;
+            let TargetConfig::Postgres { tls, ca_file, .. } = &target;
+            if *tls == TlsMode::VerifyFull && ca_file.is_none() {
+                return Err(serde_json::Error::custom(format!(
+                    "target {system:?}: {}",
+                    EnforceError::NoCaBundle
+                )));
+            }
             targets.insert(system, target);
         }
         Ok(Self(targets))
@@ -116,6 +156,10 @@ pub enum EnforceError {
     RetiredConnector { kind: &'static str },
     #[error("the target's administrator {user} cannot do what ticketbound needs: {}", .problems.join("; "))]
     AdministratorUnfit { user: String, problems: Vec<String> },
+    #[error(
+        "TLS verify_full (the default) needs ca_file, the PEM bundle the server's certificate chains to; or set tls to disabled"
+    )]
+    NoCaBundle,
     #[error("secret {0} holds no credential ticketbound can read")]
     UnreadableSecret(String),
     #[error("secret {0} is scheduled for deletion; it cannot be reused")]
@@ -140,6 +184,7 @@ impl EnforceError {
             | Self::ConnectorMismatch { .. }
             | Self::RetiredConnector { .. }
             | Self::AdministratorUnfit { .. }
+            | Self::NoCaBundle
             | Self::UnreadableSecret(_)
             | Self::SecretPendingDeletion(_)
             | Self::RotationRefused(_) => false,
@@ -336,11 +381,12 @@ impl Enforcer {
         admin_secret_id: &str,
         allowed: &BTreeSet<String>,
         owned_objects: OwnedObjects,
+        (tls, ca_file): (TlsMode, Option<&std::path::Path>),
         check_admin: bool,
     ) -> Result<PostgresTarget, EnforceError> {
         let admin = self.admin_secrets.get(admin_secret_id).await?;
-        let target =
-            PostgresTarget::new(&admin, allowed.clone())?.with_owned_objects(owned_objects);
+        let target = PostgresTarget::new(&admin, allowed.clone(), transport(tls, ca_file)?)?
+            .with_owned_objects(owned_objects);
         if check_admin && !self.admins_checked.contains(admin_secret_id) {
             // Boxed: one more async layer inline took the provisioner's future past
             // the compiler's layout depth limit.
@@ -615,9 +661,23 @@ mod tests {
             err.starts_with("target \"orders-db\": missing field"),
             "{err}"
         );
-        let ok: Targets = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"]}}"#
+        let ok: Targets = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"], "ca_file": "/opt/ca.pem"}}"#
             .parse()
             .unwrap();
         assert_eq!(ok.0["orders-db"].kind(), ConnectorKind::Postgres);
+        // TLS is verified by default, so a target without its CA bundle is refused.
+        let err = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"]}}"#
+            .parse::<Targets>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"orders-db\"") && err.contains("needs ca_file"),
+            "{err}"
+        );
+        let plain: Targets = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"], "tls": "disabled"}}"#
+            .parse()
+            .unwrap();
+        let TargetConfig::Postgres { tls, .. } = &plain.0["orders-db"];
+        assert_eq!(*tls, TlsMode::Disabled);
     }
 }

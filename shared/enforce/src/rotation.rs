@@ -316,7 +316,12 @@ impl Enforcer {
         request: &RotationRequest,
     ) -> Result<(), EnforceError> {
         let TargetConfig::Postgres {
-            host, port, dbname, ..
+            host,
+            port,
+            dbname,
+            tls,
+            ca_file,
+            ..
         } = self.target(grant)?;
         let pending = self.pending_database_secret(request).await?;
         postgres::login(
@@ -325,6 +330,7 @@ impl Enforcer {
             dbname,
             &pending.username,
             &SecretString::from(pending.password.clone()),
+            &crate::transport(*tls, ca_file.as_deref())?,
         )
         .await?;
         Ok(())

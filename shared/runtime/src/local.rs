@@ -98,12 +98,19 @@ pub struct LocalPostgres {
     /// Where credentials issued by ticketbound log in (password authentication).
     pub host: String,
     pub port: u16,
-    /// The Unix socket directory the administrator connects through (trust
-    /// authentication, so the local stack holds no administrator password).
+    /// The Unix socket directory the cluster's superuser connects through (trust
+    /// authentication: it only builds fixtures).
     pub socket_dir: PathBuf,
     /// ticketbound's administrator: CREATEROLE and `pg_signal_backend`, not a
     /// superuser (as on RDS), so the tests run with the privileges production has.
     pub admin_user: String,
+    /// Its password: it connects over TCP with TLS, as to a production target
+    /// (local only, made for each fresh cluster).
+    #[serde(default)]
+    pub admin_password: String,
+    /// The PEM CA the server's certificate chains to (`verify-full`).
+    #[serde(default)]
+    pub ca_file: PathBuf,
     /// The cluster's superuser: sets up the fixtures (schemas, scope roles) as a DBA
     /// would; ticketbound never uses it.
     #[serde(default = "default_superuser")]
@@ -116,9 +123,13 @@ fn default_superuser() -> String {
 }
 
 impl LocalPostgres {
-    /// A libpq/tokio-postgres connection string for ticketbound's administrator.
+    /// A libpq/tokio-postgres connection string for ticketbound's administrator:
+    /// over TCP, with its password (the transport, TLS, is the target's setting).
     pub fn admin_dsn(&self) -> String {
-        self.dsn(&self.admin_user)
+        format!(
+            "host={} port={} user={} password={} dbname={} sslmode=require",
+            self.host, self.port, self.admin_user, self.admin_password, self.database
+        )
     }
 
     /// The same for the cluster's superuser (fixtures and inspection only).

@@ -12,6 +12,7 @@
 //! This crate knows the target systems and nothing of AWS.
 
 pub mod postgres;
+pub mod tls;
 
 use ticketbound_domain::{Grant, Permission};
 
@@ -29,6 +30,8 @@ pub enum TargetError {
     },
     #[error("could not connect to the target")]
     Connect(#[source] tokio_postgres::Error),
+    #[error("the target's CA bundle {ca_file} {problem}")]
+    Tls { ca_file: String, problem: String },
     #[error("login role {0:?} is not one of the grant's own; nothing was changed")]
     NotTheGrantsRole(String),
     #[error("scope role(s) would give the grantee more than the scope: {}; nothing was created", .0.join("; "))]
@@ -53,7 +56,8 @@ impl TargetError {
             Self::ScopeNotAllowed { .. }
             | Self::UnknownScopeRole(_)
             | Self::NotTheGrantsRole(_)
-            | Self::UnsafeScopeRole(_) => false,
+            | Self::UnsafeScopeRole(_)
+            | Self::Tls { .. } => false,
         }
     }
 }

@@ -36,8 +36,10 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use ticketbound_domain::Grant;
 use ticketbound_runtime::{ExposeSecret, SecretString};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::tls::Transport;
 use crate::{TargetError, outside_allow_list, principal_name, principal_names};
 
 /// How many connections one issued credential may hold at once.
@@ -119,6 +121,11 @@ pub struct Revoked {
 pub struct AdminCheck {
     pub user: String,
     pub server_version: i32,
+    /// The administrator's own connection is encrypted (PostgreSQL's `pg_stat_ssl`).
+    pub tls: bool,
+    /// Set when the target is configured without TLS: reported, but not a reason to
+    /// refuse, since the operator chose it.
+    pub transport_problem: Option<String>,
     /// What it lacks of what revocation and issue need.
     pub problems: Vec<String>,
     pub more_than_needed: Vec<String>,
@@ -153,6 +160,7 @@ pub struct PostgresTarget {
     admin: Config,
     allowed_roles: BTreeSet<String>,
     owned_objects: OwnedObjects,
+    transport: Transport,
 }
 
 impl std::fmt::Debug for PostgresTarget {
@@ -163,6 +171,7 @@ impl std::fmt::Debug for PostgresTarget {
             .field("dbname", &self.admin.get_dbname())
             .field("allowed_roles", &self.allowed_roles)
             .field("owned_objects", &self.owned_objects)
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -170,15 +179,19 @@ impl std::fmt::Debug for PostgresTarget {
 impl PostgresTarget {
     /// `admin_dsn`: how ticketbound administers the target (from a secret in
     /// production). `allowed_roles`: the only roles a grant's scope may name.
+    /// `transport`: verified TLS, or plaintext where the operator said so; whatever
+    /// `sslmode` the DSN names, the transport decides.
     pub fn new(
         admin_dsn: &SecretString,
         allowed_roles: BTreeSet<String>,
+        transport: Transport,
     ) -> Result<Self, TargetError> {
         let admin = Config::from_str(admin_dsn.expose_secret()).map_err(TargetError::Connect)?;
         Ok(Self {
             admin,
             allowed_roles,
             owned_objects: OwnedObjects::Drop,
+            transport,
         })
     }
 
@@ -202,13 +215,7 @@ impl PostgresTarget {
         // holds (or the advisory lock of a revocation stuck behind one) fails the
         // attempt, which is retried, instead of hanging it and everything after it.
         config.options(ADMIN_SESSION_OPTIONS);
-        let (client, connection) = config.connect(NoTls).await.map_err(TargetError::Connect)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "target connection ended");
-            }
-        });
-        Ok(client)
+        connect(&config, &self.transport).await
     }
 
     /// Creates (or, on a retry, completes) the grant's login role with `password`.
@@ -540,7 +547,8 @@ impl PostgresTarget {
             .query_one(
                 "SELECT current_user::text, rolsuper, rolcreaterole, \
                         pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'), \
-                        current_setting('server_version_num')::int \
+                        current_setting('server_version_num')::int, \
+                        coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) \
                  FROM pg_roles WHERE rolname = current_user",
                 &[],
             )
@@ -551,9 +559,16 @@ impl PostgresTarget {
         let mut check = AdminCheck {
             user,
             server_version: version,
+            tls: row.get(5),
+            transport_problem: None,
             problems: Vec::new(),
             more_than_needed: Vec::new(),
         };
+        if !self.transport.is_verified() {
+            check.transport_problem = Some(
+                "connects without TLS (tls: disabled): its password and the grants' password verifiers cross the network in the clear".into(),
+            );
+        }
         if superuser {
             check.more_than_needed.push(
                 "SUPERUSER: works, but ticketbound needs only CREATEROLE and pg_signal_backend"
@@ -864,14 +879,48 @@ async fn disarm_owned(
     Ok(held)
 }
 
+/// Connects with `config` over `transport`: with TLS required and verified, or in
+/// the clear; never one falling back to the other.
+async fn connect(config: &Config, transport: &Transport) -> Result<Client, TargetError> {
+    let mut config = config.clone();
+    let client = match transport {
+        Transport::VerifyFull(tls) => {
+            config.ssl_mode(SslMode::Require);
+            let (client, connection) = config
+                .connect(tls.clone())
+                .await
+                .map_err(TargetError::Connect)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "target connection ended");
+                }
+            });
+            client
+        }
+        Transport::Plaintext => {
+            config.ssl_mode(SslMode::Disable);
+            let (client, connection) = config.connect(NoTls).await.map_err(TargetError::Connect)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "target connection ended");
+                }
+            });
+            client
+        }
+    };
+    Ok(client)
+}
+
 /// Logs in as `user` with `password` where a workload would (`host`, `port`,
-/// `dbname`) and runs a query: the check that a credential really works.
+/// `dbname`, over `transport`) and runs a query: the check that a credential really
+/// works.
 pub async fn login(
     host: &str,
     port: u16,
     dbname: &str,
     user: &str,
     password: &SecretString,
+    transport: &Transport,
 ) -> Result<(), TargetError> {
     let mut config = Config::new();
     config
@@ -881,14 +930,11 @@ pub async fn login(
         .user(user)
         .password(password.expose_secret())
         .connect_timeout(std::time::Duration::from_secs(10));
-    let (client, connection) = config.connect(NoTls).await.map_err(TargetError::Connect)?;
-    let running = tokio::spawn(connection);
+    let client = connect(&config, transport).await?;
     client
         .simple_query("SELECT 1")
         .await
         .map_err(db("test login"))?;
-    drop(client);
-    let _ = running.await;
     Ok(())
 }
 

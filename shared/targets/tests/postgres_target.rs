@@ -10,6 +10,7 @@ use chrono::{Duration, Utc};
 use ticketbound_domain::{Grant, Permission, Scope};
 use ticketbound_runtime::SecretString;
 use ticketbound_targets::postgres::{OwnedObjects, PostgresTarget};
+use ticketbound_targets::tls::Transport;
 use ticketbound_targets::{TargetError, principal_name};
 use ticketbound_testkit::{TestStack, sample_grant};
 
@@ -31,6 +32,7 @@ async fn fixture() -> Fixture {
     let target = PostgresTarget::new(
         &SecretString::from(stack.local.postgres.admin_dsn()),
         allowed.clone(),
+        stack.pg_transport(),
     )
     .unwrap();
     Fixture {
@@ -221,6 +223,7 @@ fn target_allowing(f: &Fixture, extra: &[&str]) -> PostgresTarget {
     PostgresTarget::new(
         &SecretString::from(f.stack.local.postgres.admin_dsn()),
         allowed,
+        f.stack.pg_transport(),
     )
     .unwrap()
 }
@@ -229,19 +232,28 @@ fn suffix() -> String {
     ulid::Ulid::new().to_string().to_lowercase()[16..].to_owned()
 }
 
+/// The administrator is what the deploy guide asks for (CREATEROLE and
+/// `pg_signal_backend`, never SUPERUSER), and ticketbound reaches it only over TLS
+/// with the server's certificate verified: in the clear the server turns it away, and
+/// a server whose certificate another CA signed (a man in the middle) is refused.
 #[tokio::test]
-async fn the_administrator_is_not_a_superuser() {
+async fn the_administrator_is_least_privilege_and_reached_over_verified_tls() {
     let f = fixture().await;
-    let dsn = f.stack.local.postgres.admin_dsn();
-    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+    let check = f.target.check_admin().await.unwrap();
+    assert!(check.problems.is_empty(), "{check:?}");
+    assert!(
+        check.more_than_needed.is_empty(),
+        "not a superuser: {check:?}"
+    );
+    assert!(check.tls && check.transport_problem.is_none(), "{check:?}");
+    let row = f
+        .stack
+        .pg_admin()
         .await
-        .unwrap();
-    tokio::spawn(conn);
-    let row = client
         .query_one(
-            "SELECT rolsuper, rolcreaterole, pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') \
-             FROM pg_roles WHERE rolname = current_user",
-            &[],
+            "SELECT rolsuper, rolcreaterole, pg_has_role($1, 'pg_signal_backend', 'MEMBER') \
+             FROM pg_roles WHERE rolname = $1",
+            &[&f.stack.local.postgres.admin_user],
         )
         .await
         .unwrap();
@@ -254,6 +266,34 @@ async fn the_administrator_is_not_a_superuser() {
         (false, true, true),
         "CREATEROLE and pg_signal_backend, as on RDS; never SUPERUSER"
     );
+
+    let dsn = SecretString::from(f.stack.local.postgres.admin_dsn());
+    let plain = PostgresTarget::new(&dsn, f.allowed.clone(), Transport::Plaintext).unwrap();
+    let refused = plain.check_admin().await.unwrap_err();
+    assert!(matches!(refused, TargetError::Connect(_)), "{refused:?}");
+
+    let other_ca = std::env::temp_dir().join(format!("other-ca-{}.pem", suffix()));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other_ca, params.self_signed(&key).unwrap().pem()).unwrap();
+    let impostor_trusting = PostgresTarget::new(
+        &dsn,
+        f.allowed.clone(),
+        Transport::verify_full(&other_ca).unwrap(),
+    )
+    .unwrap();
+    let refused = impostor_trusting.check_admin().await.unwrap_err();
+    assert!(
+        format!("{:?}", refused)
+            .to_lowercase()
+            .contains("certificate"),
+        "refused for its certificate: {refused:?}"
+    );
+    std::fs::remove_file(&other_ca).ok();
+
+    let err = Transport::verify_full(std::path::Path::new("/nonexistent/ca.pem")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
 
 /// The hostile grantee: while its credential lives it plants what would outlive the

@@ -55,6 +55,7 @@ impl TestStack {
                 "host": self.local.postgres.host,
                 "port": self.local.postgres.port,
                 "dbname": self.local.postgres.database,
+                "ca_file": self.local.postgres.ca_file,
                 "allowed_roles": [pg.reader, pg.reporting],
                 "rotation": rotation,
             })

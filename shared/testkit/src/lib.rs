@@ -402,6 +402,15 @@ impl TestStack {
         f
     }
 
+    /// How ticketbound reaches the local PostgreSQL: TLS, verified against the local
+    /// stack's CA.
+    pub fn pg_transport(&self) -> ticketbound_enforce::Transport {
+        match ticketbound_enforce::Transport::verify_full(&self.local.postgres.ca_file) {
+            Ok(t) => t,
+            Err(e) => panic!("the local stack's CA does not load: {e}"),
+        }
+    }
+
     /// Logs in to the local PostgreSQL over TCP with a password, as a workload would.
     pub async fn pg_login(
         &self,

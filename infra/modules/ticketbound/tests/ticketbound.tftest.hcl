@@ -1151,6 +1151,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
         port            = 5432
         dbname          = "orders"
         allowed_roles   = ["orders_read", "orders_write"]
+        ca_file         = "/opt/rds-global-bundle.pem"
       }
       ledger = {
         connector       = "postgres"
@@ -1159,6 +1160,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
         port            = 6432
         dbname          = "ledger"
         allowed_roles   = ["ledger_read"]
+        ca_file         = "/opt/rds-global-bundle.pem"
       }
     }
   }
@@ -1187,6 +1189,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
           port            = 5432
           dbname          = "orders"
           allowed_roles   = ["orders_read", "orders_write"]
+          ca_file         = "/opt/rds-global-bundle.pem"
         }
         ledger = {
           connector       = "postgres"
@@ -1195,6 +1198,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
           port            = 6432
           dbname          = "ledger"
           allowed_roles   = ["ledger_read"]
+          ca_file         = "/opt/rds-global-bundle.pem"
         }
       }
     ])
@@ -2104,6 +2108,81 @@ run "rejects_a_postgres_target_without_its_settings" {
     targets = { orders = { connector = "postgres", host = "orders.db.internal" } }
   }
   expect_failures = [var.targets]
+}
+
+run "rejects_a_postgres_target_without_a_ca_file" {
+  command = plan
+  variables {
+    # tls defaults to verify_full, which needs the CA bundle to verify the server against.
+    targets = {
+      orders = {
+        connector       = "postgres"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+        host            = "orders.db.internal"
+        port            = 5432
+        dbname          = "orders"
+        allowed_roles   = ["orders_read"]
+      }
+    }
+  }
+  expect_failures = [var.targets]
+}
+
+run "rejects_an_unknown_tls_mode" {
+  command = plan
+  variables {
+    targets = {
+      orders = {
+        connector       = "postgres"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+        host            = "orders.db.internal"
+        port            = 5432
+        dbname          = "orders"
+        allowed_roles   = ["orders_read"]
+        tls             = "bogus"
+        ca_file         = "/opt/rds-global-bundle.pem"
+      }
+    }
+  }
+  expect_failures = [var.targets]
+}
+
+run "tls_disabled_needs_no_ca_file_and_reaches_the_environment" {
+  variables {
+    target_admin_secret_arns = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
+    targets = {
+      orders = {
+        connector       = "postgres"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+        host            = "orders.db.internal"
+        port            = 5432
+        dbname          = "orders"
+        allowed_roles   = ["orders_read"]
+        tls             = "disabled"
+      }
+    }
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
+      jsondecode(aws_lambda_function.this[k].environment[0].variables["TICKETBOUND_TARGETS"]) == {
+        orders = {
+          connector       = "postgres"
+          admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+          host            = "orders.db.internal"
+          port            = 5432
+          dbname          = "orders"
+          allowed_roles   = ["orders_read"]
+          tls             = "disabled"
+        }
+      }
+    ])
+    error_message = "tls = \"disabled\" is accepted without ca_file and reaches TICKETBOUND_TARGETS, ca_file (null) left out"
+  }
+  assert {
+    condition     = strcontains(aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_TARGETS"], "\"tls\":\"disabled\"") && !strcontains(aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_TARGETS"], "ca_file")
+    error_message = "TICKETBOUND_TARGETS carries \"tls\":\"disabled\" and no ca_file key"
+  }
 }
 
 run "rejects_a_generated_api_key_target" {

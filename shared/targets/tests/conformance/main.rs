@@ -79,6 +79,7 @@ impl Postgres {
         let target = PostgresTarget::new(
             &SecretString::from(stack.local.postgres.admin_dsn()),
             allowed,
+            stack.pg_transport(),
         )
         .unwrap();
         Self {
