@@ -32,6 +32,7 @@ use ticketbound_domain::{
 use ticketbound_enforce::{EnforceError, Enforcer, TargetConfig};
 use ticketbound_runtime::{ConfigError, EnvReader};
 use ticketbound_store::{AdvanceError, Store, StoreError};
+use ticketbound_targets::postgres::UnsafeScopeRole;
 use ticketbound_targets::principal_names;
 use ticketbound_vault::VaultError;
 use ticketbound_vault::credentials::SecretInfo;
@@ -153,6 +154,7 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
     let grants = deps.store.scan_grants(deps.config.segments).await?;
     let secrets = deps.enforcer.vault.list_managed().await?;
     let logins = deps.enforcer.managed_logins().await?;
+    let unsafe_roles = deps.enforcer.unsafe_scope_roles().await?;
     let mut report = ReconcileReport {
         grants_checked: grants.len(),
         secrets_seen: secrets.len(),
@@ -186,7 +188,12 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
             // In flight: the provisioner is at work.
             GrantState::Approved | GrantState::Provisioning => Vec::new(),
             GrantState::Active if !grant.is_expired_at(now) => {
-                check_live(deps, grant, &secrets_of, &logins_of, now).await?
+                let live = Live {
+                    secrets: &secrets_of,
+                    logins: &logins_of,
+                    unsafe_roles: &unsafe_roles,
+                };
+                check_live(deps, grant, &live, now).await?
             }
             GrantState::Revoking if now - grant.updated_at < REVOKING_GRACE => Vec::new(),
             _ => check_ended(deps, grant, &secrets_of, &logins_of).await?,
@@ -257,15 +264,39 @@ fn finding(
     }
 }
 
+/// What one run saw live, for one grant.
+struct Live<'a> {
+    secrets: &'a [&'a SecretInfo],
+    logins: &'a [String],
+    /// Per target, the allowed scope roles that now give more than a scope.
+    unsafe_roles: &'a BTreeMap<String, Vec<UnsafeScopeRole>>,
+}
+
 /// An Active grant within its time: everything must be there, as granted.
 async fn check_live(
     deps: &Deps,
     grant: &Grant,
-    secrets: &[&SecretInfo],
-    logins: &[String],
+    live: &Live<'_>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Finding>, ReconcileError> {
+    let (secrets, logins) = (live.secrets, live.logins);
     let mut found = Vec::new();
+    let system = grant.request.target.system_id.as_str();
+    for role in live.unsafe_roles.get(system).into_iter().flatten() {
+        if grant
+            .request
+            .scope
+            .permissions()
+            .any(|p| p.as_str() == role.scope_role)
+        {
+            found.push(finding(
+                FindingKind::ScopeDrift,
+                grant,
+                format!("{system}/{}", role.scope_role),
+                format!("scope role {role}: the grant holds more than its approved scope"),
+            ));
+        }
+    }
     let secret_arn = grant
         .credential
         .as_ref()

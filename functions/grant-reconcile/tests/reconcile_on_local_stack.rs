@@ -311,3 +311,29 @@ async fn a_live_grant_of_the_retired_api_key_connector_is_reported_once() {
         "each finding told once, not at every run"
     );
 }
+
+/// A scope role safe at issue is given more by hand afterwards (here membership in
+/// `pg_read_all_data`): the live grant that holds it is reported as scope drift, with
+/// what carries the power, though its own memberships did not change.
+#[tokio::test]
+async fn a_scope_role_given_more_after_issue_is_scope_drift_on_the_closure() {
+    let h = harness(false).await;
+    let (g, _) = h.active().await;
+    let reader = h.fixture.pg.reader.clone();
+    h.admin(&format!("GRANT pg_read_all_data TO {reader}"))
+        .await;
+    let report = reconcile(&h.deps).await.unwrap();
+    h.admin(&format!("REVOKE pg_read_all_data FROM {reader}"))
+        .await;
+    let drift = about(&report, FindingKind::ScopeDrift, &g);
+    assert_eq!(drift.len(), 1, "{report:#?}");
+    assert!(
+        drift[0].detail.contains(&reader) && drift[0].detail.contains("pg_read_all_data"),
+        "{drift:?}"
+    );
+    let report = reconcile(&h.deps).await.unwrap();
+    assert!(
+        about(&report, FindingKind::ScopeDrift, &g).is_empty(),
+        "gone once the DBA took it back: {report:#?}"
+    );
+}

@@ -28,14 +28,19 @@ struct Harness {
     stack: TestStack,
     deps: Deps,
     fixture: IssuingFixture,
+    /// Every AWS call the function under test made.
+    counts: ticketbound_runtime::calls::CallCounts,
 }
 
 async fn harness() -> Harness {
     let stack = TestStack::get().await;
     let tables = stack.fresh_tables().await.unwrap();
     let fixture = stack.issuing_fixture(Some(ROTATION_FUNCTION_ARN)).await;
+    // The function's own calls are counted, to check them against its role.
+    let counts = ticketbound_runtime::calls::CallCounts::new();
+    let sdk = stack.local.sdk_config_counted(&counts).await;
     let deps = Deps::from_env(
-        &stack.sdk,
+        &sdk,
         EnvReader::from_map([
             ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
             ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
@@ -49,6 +54,7 @@ async fn harness() -> Harness {
         stack,
         deps,
         fixture,
+        counts,
     }
 }
 
@@ -108,11 +114,13 @@ impl Harness {
             .collect()
     }
 
-    /// Stages a new rotation as Secrets Manager does and returns its token.
+    /// Stages a new rotation as Secrets Manager does and returns its token (with
+    /// the fixture's uncounted clients: RotateSecret is the service's, not the
+    /// function's).
     async fn begin(&self, arn: &str) -> String {
         let token = uuid_token();
-        self.deps
-            .enforcer
+        self.fixture
+            .issuer
             .vault
             .begin_rotation(arn, &token, ROTATION_FUNCTION_ARN, 1)
             .await
@@ -274,6 +282,10 @@ async fn every_step_run_twice_gives_the_same_end_state() {
     h.assert_settled(&arn).await;
     assert_eq!(h.labels(&arn).await.1, token);
     assert_eq!(h.rotations_audited(&g).await.len(), 1);
+    // Every call the four steps made, twice and after the end, is one its role allows.
+    let outside =
+        ticketbound_testkit::calls_outside(&h.counts, secret_rotate::config::AWS_OPERATIONS);
+    assert!(outside.is_empty(), "called beyond its role: {outside:?}");
 }
 
 #[tokio::test]

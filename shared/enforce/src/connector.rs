@@ -6,9 +6,11 @@
 //! of target apart by `if let` or `matches!`, which would compile unchanged for a new
 //! kind and so fail open (a grant recorded Revoked without its target touched).
 
+use std::collections::BTreeMap;
 use ticketbound_domain::{ConnectorKind, Grant};
 use ticketbound_runtime::SecretString;
-use ticketbound_targets::postgres::{LiveRole, PostgresTarget, Revoked};
+
+use ticketbound_targets::postgres::{LiveRole, PostgresTarget, Revoked, UnsafeScopeRole};
 
 use crate::{EnforceError, Enforcer, TargetConfig};
 
@@ -32,6 +34,23 @@ impl Enforcer {
                 Err(e) => Err(e),
             };
             out.push((system.clone(), check));
+        }
+        Ok(out)
+    }
+}
+
+impl Enforcer {
+    /// Each configured target's allowed scope roles that would now give a grantee
+    /// more than its scope (system id → roles, with what carries the power). A role
+    /// safe at issue may have been given more since: the reconciler reports the live
+    /// grants that hold one.
+    pub async fn unsafe_scope_roles(
+        &self,
+    ) -> Result<BTreeMap<String, Vec<UnsafeScopeRole>>, EnforceError> {
+        let mut out = BTreeMap::new();
+        for (system, target) in &self.settings.targets.0 {
+            let unsafe_roles = self.connector(target).await?.unsafe_scope().await?;
+            out.insert(system.clone(), unsafe_roles);
         }
         Ok(out)
     }
@@ -227,6 +246,13 @@ impl Connector {
                         .collect(),
                 }
             }
+        })
+    }
+
+    /// The allowed scope roles that would give a grantee more than its scope.
+    pub(crate) async fn unsafe_scope(&self) -> Result<Vec<UnsafeScopeRole>, EnforceError> {
+        Ok(match self {
+            Self::Postgres(t) => t.check_scope().await?,
         })
     }
 
