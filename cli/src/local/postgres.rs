@@ -91,8 +91,9 @@ fn make_tls_material(
         &hba,
         format!(
             "# ticketbound's administrator must use TLS (as a verify-full target).\n\
-             hostnossl all {} all reject\n{rules}",
-            super::targets::ADMIN_ROLE
+             local all {admin} reject\n\
+             hostnossl all {admin} all reject\n{rules}",
+            admin = super::targets::ADMIN_ROLE
         ),
     )
     .map_err(io)?;

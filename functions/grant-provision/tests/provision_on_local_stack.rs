@@ -12,7 +12,7 @@ use serde_json::json;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, Grant, GrantState, Permission, Scope, SystemId, verify_chain,
 };
-use ticketbound_runtime::EnvReader;
+use ticketbound_runtime::{EnvReader, ExposeSecret};
 use ticketbound_schedule::schedule_name;
 use ticketbound_targets::principal_name;
 use ticketbound_testkit::streams::StreamPoller;
@@ -98,6 +98,25 @@ async fn harness(admin_dsn: Option<String>, max_attempts: u32) -> Harness {
         group,
         counts,
     }
+}
+
+/// Records `grant` Approved, lets the provisioner take it, and returns why it
+/// failed (it must have).
+async fn refused_at_provisioning(h: &mut Harness, grant: &Grant) -> String {
+    let mut grant = grant.clone();
+    let e = grant.record(
+        AuditRecord::new(Utc::now(), Actor::itsm_user("sam"), AuditAction::Requested)
+            .states(None, Some(GrantState::Approved)),
+    );
+    h.deps
+        .store
+        .create_grant(&grant, &[e], None, Utc::now())
+        .await
+        .unwrap();
+    drain(h).await;
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Failed, "{:?}", stored.last_error);
+    stored.last_error.unwrap_or_default()
 }
 
 /// How many login roles named for `grant` exist at the target.
@@ -414,6 +433,48 @@ async fn an_administrator_that_could_not_revoke_completely_issues_nothing() {
     assert_eq!(login_count(&h, &grant).await, 0, "no login was made");
 }
 
+/// Someone who can write secrets makes the grant's secret first, with a password
+/// they know (the name is predictable): provisioning refuses to give that value to
+/// the target, and no login is made with it.
+#[tokio::test]
+async fn a_secret_value_ticketbound_did_not_write_is_never_given_to_the_target() {
+    let mut h = harness(None, 5).await;
+    let reader = h.pg.reader.clone();
+    let mut grant = sample_grant(Utc::now(), Duration::hours(2));
+    grant.request.scope = Scope::new([Permission::new(&reader).unwrap()]).unwrap();
+    grant.request.target.system_id = SystemId::new("orders-db").unwrap();
+    let planted = DatabaseSecret {
+        engine: "postgres".into(),
+        host: h.stack.local.postgres.host.clone(),
+        port: h.stack.local.postgres.port,
+        username: principal_name(&grant),
+        password: "attacker-knows-this".into(),
+        dbname: h.stack.local.postgres.database.clone(),
+    };
+    h.stack
+        .secretsmanager()
+        .create_secret()
+        .name(secret_name(&grant))
+        .secret_string(planted.to_secret().expose_secret())
+        .send()
+        .await
+        .unwrap();
+    let reason = refused_at_provisioning(&mut h, &grant).await;
+    assert!(reason.contains("did not write"), "{reason}");
+    assert!(!reason.contains("attacker-knows-this"), "{reason}");
+    assert_eq!(
+        login_count(&h, &grant).await,
+        0,
+        "no login with that password"
+    );
+    assert!(
+        h.stack
+            .pg_login(&principal_name(&grant), "attacker-knows-this")
+            .await
+            .is_err()
+    );
+}
+
 /// A grant recorded for the retired `generated_api_key` connector (a request that
 /// reached the table before the connector was removed) is never issued: it fails at
 /// once, with its reason, and nothing is made for it.
@@ -423,21 +484,7 @@ async fn a_grant_of_the_retired_api_key_connector_is_never_issued() {
     let mut grant = sample_grant(Utc::now(), Duration::hours(2));
     grant.request.target.system_id = SystemId::new("billing-api").unwrap();
     grant.request.target.connector = ticketbound_domain::ConnectorKind::GeneratedApiKey;
-    let e = grant.record(AuditRecord::new(
-        Utc::now(),
-        Actor::itsm_user("sam"),
-        AuditAction::Requested,
-    ));
-    h.deps
-        .store
-        .create_grant(&grant, &[e], None, Utc::now())
-        .await
-        .unwrap();
-    drain(&mut h).await;
-
-    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
-    assert_eq!(stored.state, GrantState::Failed);
-    let reason = stored.last_error.unwrap_or_default();
+    let reason = refused_at_provisioning(&mut h, &grant).await;
     assert!(
         reason.contains("generated_api_key") && reason.contains("no longer issues"),
         "{reason}"

@@ -141,7 +141,7 @@ fn outcome_response(outcome: &Outcome) -> ApiGatewayV2httpResponse {
         Outcome::Accepted { .. } => 202,
         Outcome::TicketEnded { grants, .. } if !grants.is_empty() => 202,
         Outcome::Duplicate { .. } | Outcome::TicketEnded { .. } | Outcome::Ignored { .. } => 200,
-        Outcome::Conflict { .. } => 409,
+        Outcome::Conflict { .. } | Outcome::Withdrawn { .. } => 409,
         Outcome::Invalid { .. } => 400,
     };
     respond(status, serde_json::to_value(outcome).unwrap_or_default())

@@ -35,6 +35,12 @@ pub enum Outcome {
     Conflict { grant_id: String, problem: String },
     /// The ticket ended; these grants moved toward revocation.
     TicketEnded { ticket: String, grants: Vec<String> },
+    /// The approval came after its ticket's withdrawal: nothing was made.
+    Withdrawn {
+        ticket: String,
+        withdrawn_at: Option<DateTime<Utc>>,
+        problem: String,
+    },
     /// Nothing for ticketbound in this event.
     Ignored { why: String },
     /// The event is not acceptable; nothing was written.
@@ -216,6 +222,9 @@ pub async fn accept_approval(
         Err(PrepareError::Policy(e)) => return Err(e.into()),
     };
 
+    if let Some(w) = store.withdrawal(&prepared.request.ticket).await? {
+        return Ok(withdrawn(&w.ticket, Some(w.withdrawn_at)));
+    }
     let existing = store.grants_for_ticket(&prepared.request.ticket).await?;
     if let Some(same) = existing.iter().find(|g| g.id == prepared.grant_id) {
         return Ok(Outcome::Duplicate {
@@ -287,6 +296,8 @@ pub async fn accept_approval(
             grant_id: id.to_string(),
             state: store.get_grant(id).await?.map(|g| g.state),
         }),
+        // The withdrawal arrived between the check above and the transaction.
+        Err(StoreError::TicketWithdrawn(ticket)) => Ok(withdrawn(&ticket, None)),
         Err(StoreError::DuplicateDelivery { .. }) => {
             let id = store
                 .find_delivery(delivery.integration, &delivery.id, now)
@@ -301,8 +312,23 @@ pub async fn accept_approval(
     }
 }
 
+/// The answer to an approval of a withdrawn ticket.
+fn withdrawn(ticket: &str, at: Option<DateTime<Utc>>) -> Outcome {
+    tracing::warn!(ticket, withdrawn_at = ?at, "approval of a withdrawn ticket refused");
+    Outcome::Withdrawn {
+        ticket: ticket.to_owned(),
+        withdrawn_at: at,
+        problem: format!(
+            "ticket {ticket} was withdrawn{}; an approval delivered after it is not provisioned (request again on a new ticket)",
+            at.map(|t| format!(" at {}", t.to_rfc3339()))
+                .unwrap_or_default()
+        ),
+    }
+}
+
 /// The ticket ended: every grant of it that is not over yet takes the event, each
-/// change audited. Replays change nothing.
+/// change audited. Replays change nothing. A withdrawal is remembered first, grant
+/// or none, so that an approval delivered after it is refused.
 pub async fn end_ticket(
     deps: &Deps,
     ended: &TicketEnded,
@@ -317,6 +343,11 @@ pub async fn end_ticket(
         TicketEnd::Withdrawn => GrantEvent::TicketWithdrawn,
         TicketEnd::Closed => GrantEvent::TicketClosed,
     };
+    if ended.end == TicketEnd::Withdrawn {
+        deps.store
+            .record_withdrawal(&ticket, &ended.actor, now)
+            .await?;
+    }
     let rules = LifecycleRules::default();
     let mut changed = Vec::new();
     for grant in deps.store.grants_for_ticket(&ticket).await? {

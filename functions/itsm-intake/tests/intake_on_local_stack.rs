@@ -620,3 +620,57 @@ forbid (principal, action, resource == Ticketbound::Target::"orders-db");"#,
     assert_eq!(out["reasons"], json!(["orders-db is frozen for the audit"]));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The attacker's late approval: the ticket is cancelled before its approval is
+/// delivered (a webhook retried after a 503). The withdrawal is remembered though
+/// no grant existed, so the approval, when it comes, is refused (409) and nothing
+/// is made; a grant for the ticket cannot be created behind the intake's back
+/// either (the store's own transaction checks the withdrawal).
+#[tokio::test]
+async fn an_approval_delivered_after_its_tickets_withdrawal_is_refused() {
+    let h = harness().await;
+    let key = unique_key("OPS");
+    let approval = jira_approval(Utc::now() - Duration::minutes(1), &key, Duration::hours(4));
+    let (status, out) = send(&h, jira_event(&jira_cancellation(Utc::now(), &key), "d-w")).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["grants"], json!([]), "no grant yet: {out}");
+
+    let (status, out) = send(&h, jira_event(&approval, "d-late")).await;
+    assert_eq!(status, 409, "{out}");
+    assert_eq!(out["outcome"], "withdrawn", "{out}");
+    assert!(
+        out["problem"]
+            .as_str()
+            .unwrap()
+            .contains("was withdrawn at"),
+        "{out}"
+    );
+    assert!(grant_records(&h).await.is_empty(), "no grant was made");
+    let (_, audit) = item_counts(&h).await;
+    assert_eq!(audit, 0, "no audit event for a grant that does not exist");
+
+    // Past the intake's check (as an approval racing the withdrawal would be): the
+    // grant's own transaction refuses it.
+    let mut grant = ticketbound_testkit::sample_grant(Utc::now(), Duration::hours(1));
+    grant.request.ticket = ticketbound_domain::Ticket {
+        source: ticketbound_domain::SourceSystem::Jira,
+        key: ticketbound_domain::TicketKey::new(&key).unwrap(),
+        link: None,
+    };
+    let e = grant.record(ticketbound_domain::AuditRecord::new(
+        Utc::now(),
+        ticketbound_domain::Actor::itsm_user("sam"),
+        ticketbound_domain::AuditAction::Requested,
+    ));
+    let refused = h
+        .deps
+        .store
+        .create_grant(&grant, &[e], None, Utc::now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ticketbound_store::StoreError::TicketWithdrawn(_)),
+        "{refused:?}"
+    );
+    assert!(grant_records(&h).await.is_empty());
+}

@@ -26,6 +26,7 @@ use ticketbound_targets::postgres::LiveRole;
 use ticketbound_targets::postgres::{OwnedObjects, PostgresTarget};
 use ticketbound_targets::{TargetError, outside_allow_list, principal_name};
 use ticketbound_vault::credentials::{CredentialSecretSpec, DatabaseSecret, SecretInfo};
+use ticketbound_vault::rotation::AWSCURRENT;
 use ticketbound_vault::{SecretCache, Vault, VaultError};
 
 /// How to reach and what may be granted at one target system.
@@ -160,6 +161,10 @@ pub enum EnforceError {
         "TLS verify_full (the default) needs ca_file, the PEM bundle the server's certificate chains to; or set tls to disabled"
     )]
     NoCaBundle,
+    #[error(
+        "secret {0} holds a value ticketbound did not write (its current version is not the one issue made); it is not given to the target"
+    )]
+    ForeignSecretValue(String),
     #[error("secret {0} holds no credential ticketbound can read")]
     UnreadableSecret(String),
     #[error("secret {0} is scheduled for deletion; it cannot be reused")]
@@ -185,6 +190,7 @@ impl EnforceError {
             | Self::RetiredConnector { .. }
             | Self::AdministratorUnfit { .. }
             | Self::NoCaBundle
+            | Self::ForeignSecretValue(_)
             | Self::UnreadableSecret(_)
             | Self::SecretPendingDeletion(_)
             | Self::RotationRefused(_) => false,
@@ -457,6 +463,12 @@ impl Enforcer {
         let (arn, password, rotation_on) = match self.vault.describe(&spec.name).await? {
             Some(info) if info.deleted => {
                 return Err(EnforceError::SecretPendingDeletion(info.name));
+            }
+            // Only the value this issue wrote (its version is the create token): one
+            // put there by anyone else, whose password they know, is not given to the
+            // target.
+            Some(info) if info.version_with(AWSCURRENT) != Some(spec.create_token.as_str()) => {
+                return Err(EnforceError::ForeignSecretValue(info.arn));
             }
             Some(info) => {
                 let value = self.vault.read(&info.arn).await?;

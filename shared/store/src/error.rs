@@ -13,6 +13,8 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub enum StoreError {
     #[error("grant {0} already exists")]
     GrantExists(GrantId),
+    #[error("ticket {0} was withdrawn: no grant is made for it")]
+    TicketWithdrawn(String),
     #[error("delivery {delivery_id} from {source_system} was already received")]
     DuplicateDelivery {
         source_system: String,

@@ -16,6 +16,7 @@ mod retry;
 pub mod schema;
 mod store;
 pub mod stream;
+mod withdrawal;
 mod writeback;
 
 pub use error::StoreError;
@@ -25,4 +26,5 @@ pub use schema::{TableSchema, ensure_table};
 pub use store::{
     AUDIT_TABLE, AdvanceError, GRANTS_TABLE, RETENTION_DAYS, Store, StoreSettings, Tables,
 };
+pub use withdrawal::TicketWithdrawal;
 pub use writeback::{WritebackRecord, WritebackState};

@@ -111,7 +111,7 @@ impl Store {
     /// Records a new grant with its first audit events and, for an ITSM delivery, the
     /// delivery record; all or nothing. Fails with `GrantExists` or
     /// `DuplicateDelivery` if either is already there (an expired delivery record no
-    /// longer counts).
+    /// longer counts), and with `TicketWithdrawn` if its ticket was withdrawn.
     pub async fn create_grant(
         &self,
         grant: &Grant,
@@ -139,6 +139,10 @@ impl Store {
                 on_conflict: StoreError::GrantExists(grant.id),
             });
         }
+        writes.push(Write {
+            item: self.not_withdrawn(&grant.request.ticket)?,
+            on_conflict: StoreError::TicketWithdrawn(grant.request.ticket.qualified_key()),
+        });
         writes.extend(self.audit_writes(events)?);
         if let Some(d) = delivery {
             writes.push(Write {
@@ -583,7 +587,10 @@ fn idempotency_token(event: &AuditEvent) -> String {
     event.hash.to_hex()[..36].to_owned()
 }
 
-fn build_error(operation: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+pub(crate) fn build_error(
+    operation: &'static str,
+    e: aws_sdk_dynamodb::error::BuildError,
+) -> StoreError {
     StoreError::Dynamo {
         operation,
         retryable: false,

@@ -546,7 +546,7 @@ impl PostgresTarget {
         let row = client
             .query_one(
                 "SELECT current_user::text, rolsuper, rolcreaterole, \
-                        pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'), \
+                        pg_has_role(current_user, 'pg_signal_backend', 'USAGE'), \
                         current_setting('server_version_num')::int, \
                         coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) \
                  FROM pg_roles WHERE rolname = current_user",

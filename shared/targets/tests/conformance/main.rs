@@ -9,7 +9,7 @@ mod suite;
 use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
-use suite::{Credential, Planted, Receipt, Strategy, Subject};
+use suite::{Credential, Planted, Receipt, Refused, Strategy, Subject};
 use ticketbound_domain::{Grant, Permission, Scope};
 use ticketbound_runtime::SecretString;
 use ticketbound_targets::postgres::PostgresTarget;
@@ -218,11 +218,19 @@ impl Subject for Postgres {
             .map_err(|e| e.to_string())
     }
 
-    async fn beyond_scope(&self, session: &Client) -> Result<(), String> {
-        session
+    async fn beyond_scope(&self, session: &Client) -> Result<(), Refused> {
+        match session
             .batch_execute(&format!("SELECT * FROM {}.payments", self.pg.schema))
             .await
-            .map_err(|e| e.to_string())
+        {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                Err(Refused)
+            }
+            Err(e) => panic!("the probe itself failed: {e}"),
+        }
     }
 
     async fn alive(&self, session: &Client) -> bool {

@@ -17,6 +17,10 @@ pub struct Credential {
     pub password: String,
 }
 
+/// The target refused an action for want of privilege.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused;
+
 /// What a connector's revoke says it verified at the target afterwards.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Receipt {
@@ -74,7 +78,10 @@ pub trait Subject {
 
     async fn connect(&self, credential: &Credential) -> Result<Self::Session, String>;
     async fn in_scope(&self, session: &Self::Session) -> Result<(), String>;
-    async fn beyond_scope(&self, session: &Self::Session) -> Result<(), String>;
+    /// Tries what the scope does not allow: `Err(Refused)` only when the target
+    /// refused it for want of privilege (not for any other error, which would make
+    /// the check pass for a probe that is simply wrong).
+    async fn beyond_scope(&self, session: &Self::Session) -> Result<(), Refused>;
     async fn alive(&self, session: &Self::Session) -> bool;
 
     /// Everything an attacker holding `credential` would try while live.
@@ -130,8 +137,8 @@ pub async fn run<S: Subject>(s: &S) -> Vec<String> {
         "the credential can do its scope",
     );
     check(
-        s.beyond_scope(&session).await.is_err(),
-        "the credential can do nothing beyond its scope",
+        s.beyond_scope(&session).await == Err(Refused),
+        "the credential can do nothing beyond its scope (refused for want of privilege)",
     );
     let managed = s.managed().await.unwrap_or_default();
     check(
@@ -152,6 +159,10 @@ pub async fn run<S: Subject>(s: &S) -> Vec<String> {
 
     // The hostile grantee.
     let planted = s.plant(&cred, &session).await;
+    check(
+        !planted.objects.is_empty() && !planted.credentials.is_empty(),
+        "the subject plants something (a suite with nothing to check passes vacuously)",
+    );
     for p in &planted.objects {
         // The probe must be able to see a plant working, or its "gone" below is empty.
         check(
@@ -209,6 +220,10 @@ pub async fn run<S: Subject>(s: &S) -> Vec<String> {
     );
 
     // Rotation, per declared strategy, each on a grant of its own.
+    check(
+        !s.strategies().is_empty(),
+        "the connector declares at least one rotation strategy",
+    );
     for strategy in s.strategies() {
         let g = s.grant();
         let old = Credential {
