@@ -119,20 +119,6 @@ async fn refused_at_provisioning(h: &mut Harness, grant: &Grant) -> String {
     stored.last_error.unwrap_or_default()
 }
 
-/// How many login roles named for `grant` exist at the target.
-async fn login_count(h: &Harness, grant: &Grant) -> i64 {
-    h.stack
-        .pg_admin()
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
-            &[&principal_name(grant)],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// An Approved grant for orders-db with `scope`, recorded as the intake records it.
 async fn approve(h: &Harness, scope: &[&str]) -> Grant {
     let mut grant = sample_grant(Utc::now(), Duration::hours(2));
@@ -357,7 +343,7 @@ async fn a_scope_outside_the_allow_list_is_refused_before_anything_is_created() 
     assert!(stored.last_error.unwrap().contains(&pg.payments));
     assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0);
     assert!(!schedule_exists(&h, &grant).await);
-    assert_eq!(login_count(&h, &grant).await, 0);
+    assert_eq!(role_count(&h, &grant).await, 0);
 }
 
 #[tokio::test]
@@ -430,7 +416,7 @@ async fn an_administrator_that_could_not_revoke_completely_issues_nothing() {
         "{reason}"
     );
     assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0);
-    assert_eq!(login_count(&h, &grant).await, 0, "no login was made");
+    assert_eq!(role_count(&h, &grant).await, 0, "no login was made");
 }
 
 /// Someone who can write secrets makes the grant's secret first, with a password
@@ -463,7 +449,7 @@ async fn a_secret_value_ticketbound_did_not_write_is_never_given_to_the_target()
     assert!(reason.contains("did not write"), "{reason}");
     assert!(!reason.contains("attacker-knows-this"), "{reason}");
     assert_eq!(
-        login_count(&h, &grant).await,
+        role_count(&h, &grant).await,
         0,
         "no login with that password"
     );
@@ -527,6 +513,7 @@ fn inject_faults(h: &mut Harness, faults: &ticketbound_testkit::faults::FaultInj
     );
 }
 
+/// How many login roles named for `grant` exist at the target.
 async fn role_count(h: &Harness, grant: &Grant) -> i64 {
     h.stack
         .pg_admin()

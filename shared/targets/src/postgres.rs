@@ -883,32 +883,35 @@ async fn disarm_owned(
 /// the clear; never one falling back to the other.
 async fn connect(config: &Config, transport: &Transport) -> Result<Client, TargetError> {
     let mut config = config.clone();
-    let client = match transport {
+    Ok(match transport {
         Transport::VerifyFull(tls) => {
             config.ssl_mode(SslMode::Require);
             let (client, connection) = config
                 .connect(tls.clone())
                 .await
                 .map_err(TargetError::Connect)?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "target connection ended");
-                }
-            });
+            drive(connection);
             client
         }
         Transport::Plaintext => {
             config.ssl_mode(SslMode::Disable);
             let (client, connection) = config.connect(NoTls).await.map_err(TargetError::Connect)?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "target connection ended");
-                }
-            });
+            drive(connection);
             client
         }
-    };
-    Ok(client)
+    })
+}
+
+/// Runs a connection's I/O until it ends (the client is dropped, or the server
+/// goes away).
+fn drive(
+    connection: impl std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "target connection ended");
+        }
+    });
 }
 
 /// Logs in as `user` with `password` where a workload would (`host`, `port`,
