@@ -210,6 +210,18 @@ pub async fn accept_approval(
         .find_delivery(delivery.integration, &delivery.id, now)
         .await?
     {
+        // A redelivery carries the same body; a delivery id reused for other content
+        // is not one, and is refused rather than answered as the first.
+        if seen.content_hash != delivery.content_hash {
+            tracing::warn!(delivery = %delivery.id, integration = delivery.integration, "delivery id reused for other content");
+            return Ok(Outcome::Conflict {
+                grant_id: seen.grant_id.to_string(),
+                problem: format!(
+                    "delivery id {} was received before with other content (grant {}); a redelivery must carry the same body",
+                    delivery.id, seen.grant_id
+                ),
+            });
+        }
         let state = store.get_grant(seen.grant_id).await?.map(|g| g.state);
         return Ok(Outcome::Duplicate {
             grant_id: seen.grant_id.to_string(),

@@ -674,3 +674,31 @@ async fn an_approval_delivered_after_its_tickets_withdrawal_is_refused() {
     );
     assert!(grant_records(&h).await.is_empty());
 }
+
+/// A hostile sender reuses a delivery id it saw, with other content (a wider scope,
+/// another ticket): not a redelivery, so it is refused (409) instead of being
+/// answered 200 as the first, and nothing is written.
+#[tokio::test]
+async fn a_delivery_id_reused_for_other_content_is_refused() {
+    let h = harness().await;
+    let first = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    let (status, b1) = send(&h, jira_event(&first, "d-reused")).await;
+    assert_eq!(status, 202, "{b1}");
+    let counts = item_counts(&h).await;
+
+    let other = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    let (status, out) = send(&h, jira_event(&other, "d-reused")).await;
+    assert_eq!(status, 409, "{out}");
+    assert!(
+        out["problem"]
+            .as_str()
+            .unwrap()
+            .contains("was received before with other content"),
+        "{out}"
+    );
+    assert_eq!(item_counts(&h).await, counts, "nothing was written");
+
+    let (status, again) = send(&h, jira_event(&first, "d-reused")).await;
+    assert_eq!(status, 200, "the true redelivery still answers: {again}");
+    assert_eq!(again["grant_id"], b1["grant_id"]);
+}

@@ -27,6 +27,20 @@ pub enum AuthError {
     Mismatch,
     #[error("the timestamp is outside the replay window")]
     OutsideWindow,
+    /// The configured secret is too short to authenticate anyone (an empty one
+    /// would let every sender sign): nothing is accepted until it is replaced.
+    #[error("the configured secret is shorter than {MIN_SECRET_BYTES} bytes")]
+    WeakSecret,
+}
+
+/// The shortest signing secret or bearer token accepted (128 bits of a random one).
+pub const MIN_SECRET_BYTES: usize = 16;
+
+fn strong(secret: &[u8]) -> Result<(), AuthError> {
+    if secret.trim_ascii().len() < MIN_SECRET_BYTES {
+        return Err(AuthError::WeakSecret);
+    }
+    Ok(())
 }
 
 fn mac(secret: &[u8]) -> HmacSha256 {
@@ -70,6 +84,7 @@ pub fn verify_hub_signature(
     header: Option<&str>,
 ) -> Result<(), AuthError> {
     const NAME: &str = "X-Hub-Signature";
+    strong(secret)?;
     let value = header.ok_or(AuthError::Missing(NAME))?;
     let hex_sig = value
         .strip_prefix("sha256=")
@@ -99,6 +114,7 @@ pub fn verify_timestamped(
 ) -> Result<(), AuthError> {
     const TS: &str = "X-Ticketbound-Timestamp";
     const SIG: &str = "X-Ticketbound-Signature";
+    strong(secret)?;
     let ts_text = timestamp.ok_or(AuthError::Missing(TS))?;
     let signature = signature.ok_or(AuthError::Missing(SIG))?;
     let ts: i64 = ts_text
@@ -123,6 +139,7 @@ pub fn verify_timestamped(
 /// Verifies `Authorization: Bearer <token>` against the expected token.
 pub fn verify_bearer(expected: &[u8], authorization: Option<&str>) -> Result<(), AuthError> {
     const NAME: &str = "Authorization";
+    strong(expected)?;
     let value = authorization.ok_or(AuthError::Missing(NAME))?;
     let token = value
         .strip_prefix("Bearer ")
@@ -138,7 +155,7 @@ pub fn verify_bearer(expected: &[u8], authorization: Option<&str>) -> Result<(),
 mod tests {
     use super::*;
 
-    const SECRET: &[u8] = b"webhook-secret";
+    const SECRET: &[u8] = b"webhook-secret-for-unit-tests";
 
     #[test]
     fn hub_signatures_verify_and_any_change_fails() {
@@ -150,7 +167,7 @@ mod tests {
             Err(AuthError::Mismatch)
         );
         assert_eq!(
-            verify_hub_signature(b"other", body, Some(&sig)),
+            verify_hub_signature(b"another-webhook-secret", body, Some(&sig)),
             Err(AuthError::Mismatch)
         );
         assert_eq!(
@@ -191,19 +208,59 @@ mod tests {
         );
     }
 
+    /// The attacker's signature made with an empty (or short) key, against an intake
+    /// configured with one: refused whatever the signature, until the key is fixed.
+    #[test]
+    fn an_empty_or_short_secret_authenticates_nobody() {
+        let body = br#"{"issue":{}}"#;
+        for weak in [&b""[..], b"   ", b"short-secret"] {
+            let forged = hub_signature(weak, body);
+            assert_eq!(
+                verify_hub_signature(weak, body, Some(&forged)),
+                Err(AuthError::WeakSecret)
+            );
+            let now = Utc::now();
+            let forged = timestamped_signature(weak, now.timestamp(), body);
+            assert_eq!(
+                verify_timestamped(
+                    weak,
+                    body,
+                    Some(&now.timestamp().to_string()),
+                    Some(&forged),
+                    now,
+                    Duration::minutes(5)
+                ),
+                Err(AuthError::WeakSecret)
+            );
+        }
+        assert_eq!(
+            verify_bearer(b"short", Some("Bearer short")),
+            Err(AuthError::WeakSecret)
+        );
+    }
+
     #[test]
     fn bearer_tokens_compare_exactly() {
-        assert_eq!(verify_bearer(b"tok", Some("Bearer tok")), Ok(()));
         assert_eq!(
-            verify_bearer(b"tok", Some("Bearer to")),
+            verify_bearer(
+                b"token-of-sixteen-bytes",
+                Some("Bearer token-of-sixteen-bytes")
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify_bearer(
+                b"token-of-sixteen-bytes",
+                Some("Bearer token-of-sixteen-byte")
+            ),
             Err(AuthError::Mismatch)
         );
         assert_eq!(
             verify_bearer(b"", Some("Bearer ")),
-            Err(AuthError::Mismatch)
+            Err(AuthError::WeakSecret)
         );
         assert_eq!(
-            verify_bearer(b"tok", Some("Basic dG9r")),
+            verify_bearer(b"token-of-sixteen-bytes", Some("Basic dG9r")),
             Err(AuthError::Malformed("Authorization"))
         );
     }
