@@ -217,7 +217,9 @@ pub fn interpret(body: &[u8], mapping: &ServiceNowMapping) -> Result<Inbound, In
     })))
 }
 
-/// Approvers whose sysapproval_approver record is `approved`.
+/// Approvers whose sysapproval_approver record is `approved`. An entry without a
+/// state is refused, naming it: counting it as approved would let a sender add
+/// approvers by leaving the state out.
 fn approvals(v: Option<&Value>, field: &str) -> Result<Vec<ApprovalDraft>, InboundError> {
     let Some(v) = v else { return Ok(Vec::new()) };
     let list = v
@@ -225,7 +227,12 @@ fn approvals(v: Option<&Value>, field: &str) -> Result<Vec<ApprovalDraft>, Inbou
         .ok_or_else(|| InboundError::field(field, "is not a list of approvers"))?;
     let mut out = Vec::new();
     for (i, a) in list.iter().enumerate() {
-        let state = a.get("state").and_then(Value::as_str).unwrap_or("approved");
+        let Some(state) = a.get("state").and_then(Value::as_str) else {
+            return Err(InboundError::field(
+                format!("{field}[{i}].state"),
+                "is required (the sysapproval_approver record's state)",
+            ));
+        };
         if !state.eq_ignore_ascii_case("approved") {
             continue;
         }

@@ -149,6 +149,24 @@ fn a_servicenow_change_approval_becomes_the_request_it_describes() {
     assert_eq!(window.end, request.not_after);
 }
 
+/// The hostile sender adds an approver with no state, hoping it counts as approved:
+/// the payload is refused, naming the entry.
+#[test]
+fn a_servicenow_approver_without_a_state_is_refused() {
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&fixture("servicenow/change-request-approved.json")).unwrap();
+    body["approvers"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("state");
+    let err = servicenow::interpret(
+        &serde_json::to_vec(&body).unwrap(),
+        &ServiceNowMapping::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.field_name(), Some("approvers[1].state"), "{err:?}");
+}
+
 #[test]
 fn a_servicenow_requested_item_approval_validates() {
     let request = approval(
