@@ -71,17 +71,35 @@ pub enum TlsMode {
     Disabled,
 }
 
-/// The transport to a target configured with `tls` and `ca_file`.
-fn transport(
-    tls: TlsMode,
-    ca_file: Option<&std::path::Path>,
-) -> Result<ticketbound_targets::tls::Transport, EnforceError> {
-    use ticketbound_targets::tls::Transport;
-    Ok(match (tls, ca_file) {
-        (TlsMode::VerifyFull, Some(ca)) => Transport::verify_full(ca)?,
-        (TlsMode::VerifyFull, None) => return Err(EnforceError::NoCaBundle),
-        (TlsMode::Disabled, _) => Transport::Plaintext,
-    })
+/// The transports built in this container, by CA bundle: a bundle is read and parsed
+/// once, not at every connection (the reconciler builds one per grant it inspects).
+#[derive(Debug, Default)]
+pub struct Transports(std::sync::Mutex<BTreeMap<std::path::PathBuf, Transport>>);
+
+impl Transports {
+    /// The transport to a target configured with `tls` and `ca_file`.
+    fn get(
+        &self,
+        tls: TlsMode,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Transport, EnforceError> {
+        let ca = match (tls, ca_file) {
+            (TlsMode::Disabled, _) => return Ok(Transport::Plaintext),
+            (TlsMode::VerifyFull, None) => return Err(EnforceError::NoCaBundle),
+            (TlsMode::VerifyFull, Some(ca)) => ca,
+        };
+        let lock = || {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(t) = lock().get(ca) {
+            return Ok(t.clone());
+        }
+        let transport = Transport::verify_full(ca)?;
+        lock().insert(ca.to_path_buf(), transport.clone());
+        Ok(transport)
+    }
 }
 
 /// How a database credential rotates.
@@ -309,6 +327,7 @@ pub struct Enforcer {
     pub settings: EnforceSettings,
     /// The target administrators whose privileges this container has checked.
     pub admins_checked: AdminsChecked,
+    pub transports: Transports,
 }
 
 /// The administrator secrets whose privileges were checked at their first use in
@@ -349,6 +368,7 @@ impl Enforcer {
             schedules: ExpirySchedules::new(aws_sdk_scheduler::Client::new(sdk), schedules),
             settings,
             admins_checked: AdminsChecked::default(),
+            transports: Transports::default(),
         }
     }
 
@@ -391,8 +411,9 @@ impl Enforcer {
         check_admin: bool,
     ) -> Result<PostgresTarget, EnforceError> {
         let admin = self.admin_secrets.get(admin_secret_id).await?;
-        let target = PostgresTarget::new(&admin, allowed.clone(), transport(tls, ca_file)?)?
-            .with_owned_objects(owned_objects);
+        let target =
+            PostgresTarget::new(&admin, allowed.clone(), self.transports.get(tls, ca_file)?)?
+                .with_owned_objects(owned_objects);
         if check_admin && !self.admins_checked.contains(admin_secret_id) {
             // Boxed: one more async layer inline took the provisioner's future past
             // the compiler's layout depth limit.

@@ -330,7 +330,7 @@ impl Enforcer {
             dbname,
             &pending.username,
             &SecretString::from(pending.password.clone()),
-            &crate::transport(*tls, ca_file.as_deref())?,
+            &self.transports.get(*tls, ca_file.as_deref())?,
         )
         .await?;
         Ok(())

@@ -96,6 +96,7 @@ impl TestStack {
                 recovery_window_days: None,
             },
             admins_checked: Default::default(),
+            transports: Default::default(),
         };
         IssuingFixture {
             pg,
