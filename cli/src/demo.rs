@@ -57,7 +57,7 @@ fn grant_id(answer: &HttpAnswer) -> Result<GrantId, CliError> {
 
 pub async fn run(home: &Path) -> Result<(), CliError> {
     println!("== ticketbound demo ==\n");
-    let stack = crate::local::up(home).await?;
+    let stack = crate::local::up(home, Default::default()).await?;
     crate::local::print(&stack, home);
 
     let tk = ticketbound_testkit::TestStack {

@@ -34,6 +34,4 @@ pub enum CliError {
     Function(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("an event source mapping's filter criteria are not valid JSON")]
     Filter(#[source] serde_json::Error),
-    #[error("the local stream could not be read")]
-    Stream(#[source] Box<ticketbound_testkit::streams::StreamError>),
 }

@@ -102,7 +102,16 @@ enum GrantsAction {
 #[derive(Debug, Subcommand)]
 enum LocalAction {
     /// Installs what is missing, starts what is not running, creates the tables.
-    Up,
+    Up {
+        /// The functions reach AWS through this endpoint instead of the emulator's
+        /// (something that forwards to it: the fault-injection harness's proxy).
+        #[arg(long, value_name = "URL")]
+        aws_via: Option<String>,
+        /// The write-back reaches the ITSM stand-in through this base URL instead of
+        /// the host's own (something that forwards to the host).
+        #[arg(long, value_name = "URL")]
+        itsm_via: Option<String>,
+    },
     /// Stops exactly what `up` started.
     Down,
     /// Says what runs and where.
@@ -115,7 +124,8 @@ enum LocalAction {
     },
     /// Runs one function's handler once with a raw Lambda event JSON and prints its answer.
     Invoke {
-        /// The function, as its crate is named: itsm-intake, grant-expire, secret-rotate.
+        /// The function, as its crate is named: itsm-intake, grant-expire, secret-rotate,
+        /// grant-reconcile.
         function: String,
         /// A file holding the Lambda event, exactly as AWS would deliver it.
         #[arg(long)]
@@ -155,9 +165,13 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Local {
-            action: LocalAction::Up,
+            action: LocalAction::Up { aws_via, itsm_via },
         } => {
-            let stack = local::up(&cli.home).await?;
+            let detour = ticketbound_runtime::local::Detour {
+                aws: aws_via,
+                itsm: itsm_via,
+            };
+            let stack = local::up(&cli.home, detour).await?;
             local::print(&stack, &cli.home);
             Ok(())
         }

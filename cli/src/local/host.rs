@@ -53,7 +53,7 @@ pub fn intake_env(stack: &LocalStack) -> Vec<(String, String)> {
 /// The intake's dependencies, built as its `main` builds them.
 pub async fn intake_deps(stack: &LocalStack) -> Result<Deps, crate::CliError> {
     let sdk = stack
-        .sdk_config_counted(&meter::counts("itsm-intake"))
+        .function_sdk_config(&meter::counts("itsm-intake"))
         .await;
     let mut vars = intake_env(stack);
     // Operators may point the local intake at their own policies.
@@ -106,7 +106,6 @@ pub fn writeback_env(stack: &LocalStack) -> Vec<(String, String)> {
             stack.itsm_credentials.servicenow.clone(),
         ),
         (c::SERVICENOW_REVOKED_STATE, "3".to_owned()),
-        (c::ATTEMPTS, "3".to_owned()),
         (c::MAX_WAIT_SECS, "5".to_owned()),
     ]
     .into_iter()
@@ -120,7 +119,7 @@ async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
     // The event source mapping reads the stream; the function's own calls are counted.
     let sdk = stack.sdk_config().await;
     let counted = stack
-        .sdk_config_counted(&meter::counts("ticket-writeback"))
+        .function_sdk_config(&meter::counts("ticket-writeback"))
         .await;
     let deps =
         ticket_writeback::Deps::from_env(&counted, EnvReader::from_map(writeback_env(&stack)))
@@ -131,6 +130,7 @@ async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
     );
     feed_stream(
         &sdk,
+        &stack,
         &stack.audit_table,
         "ticket-writeback",
         ticket_writeback::config::STREAM_FILTERS,
@@ -143,7 +143,7 @@ async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
 async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
     let sdk = stack.sdk_config().await;
     let counted = stack
-        .sdk_config_counted(&meter::counts("grant-provision"))
+        .function_sdk_config(&meter::counts("grant-provision"))
         .await;
     let deps =
         grant_provision::Deps::from_env(&counted, EnvReader::from_map(provision_env(&stack)))
@@ -154,6 +154,7 @@ async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
     );
     feed_stream(
         &sdk,
+        &stack,
         &stack.grants_table,
         "grant-provision",
         grant_provision::config::STREAM_FILTERS,
@@ -177,6 +178,7 @@ pub fn stream_filters(text: &str) -> Result<Vec<Value>, crate::CliError> {
 /// attempts, loudly; a whole-batch error redelivers the batch.
 async fn feed_stream<F, Fut>(
     sdk: &aws_config::SdkConfig,
+    stack: &LocalStack,
     table: &str,
     function: &str,
     filters: &str,
@@ -188,9 +190,8 @@ where
             Output = Result<aws_lambda_events::event::streams::DynamoDbEventResponse, String>,
         >,
 {
-    let mut poller = ticketbound_testkit::streams::StreamPoller::new(sdk, table)
-        .await
-        .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
+    let mut poller = open_stream(sdk, table).await;
+    poller.checkpoint_to(stream_checkpoint(stack, function));
     poller.filter(stream_filters(filters)?);
     loop {
         let batch = match poller.next_batch().await {
@@ -222,6 +223,39 @@ where
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Where `consumer`'s position in its stream is kept between hosts (beside the
+/// description), as an event source mapping keeps its checkpoint.
+pub fn stream_checkpoint(stack: &LocalStack, consumer: &str) -> std::path::PathBuf {
+    let home = stack.processes.host_log.parent().map_or_else(
+        || std::path::PathBuf::from("."),
+        std::path::Path::to_path_buf,
+    );
+    home.join(format!("stream-{consumer}.json"))
+}
+
+/// A poller on `table`'s stream, trying until the table answers: an event source
+/// mapping does not give up because one DescribeTable failed.
+pub async fn open_stream(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+) -> ticketbound_testkit::streams::StreamPoller {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match ticketbound_testkit::streams::StreamPoller::new(sdk, table).await {
+            Ok(poller) => return poller,
+            // A table that is not there is a broken stack, not a passing fault: loud.
+            Err(e) if attempt.is_multiple_of(10) => {
+                tracing::error!(error = %ticketbound_runtime::error_chain(&e), table, attempt, "still cannot open the stream; trying again");
+            }
+            Err(e) => {
+                tracing::warn!(error = %ticketbound_runtime::error_chain(&e), table, attempt, "could not open the stream; trying again");
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -420,8 +454,10 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
 
 /// Serves until killed.
 pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
-    let deps = Arc::new(intake_deps(&stack).await?);
+    // The ITSM stand-in plays Jira and ServiceNow, not a function: it reaches the
+    // emulator (for the credentials it accepts) straight, never through a detour.
     let itsm = Arc::new(super::itsm::ItsmStandIn::new(&stack).await);
+    let deps = Arc::new(intake_deps(&stack).await?);
     let rotate = Arc::new(super::rotation::rotate_deps_counted(&stack).await?);
     let writeback_stack = stack.clone();
     tokio::spawn(async move {

@@ -114,9 +114,13 @@ impl ItsmStandIn {
         }
     }
 
+    /// Written whole or not at all (a host killed mid-write must not leave half a
+    /// file, which would lose every ticket's history on restart).
     async fn save(&self, received: &Received) {
+        let partial = self.file.with_extension("json.partial");
         if let Ok(bytes) = serde_json::to_vec_pretty(received)
-            && let Err(e) = std::fs::write(&self.file, bytes)
+            && let Err(e) =
+                std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, &self.file))
         {
             tracing::warn!(file = %self.file.display(), error = %e, "could not keep what the ITSM stand-in received");
         }

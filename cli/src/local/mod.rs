@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ticketbound_runtime::local::{
-    FILE_NAME, ItsmCredentials, LocalPostgres, LocalProcesses, LocalStack, REGION, WebhookSecrets,
+    Detour, FILE_NAME, ItsmCredentials, LocalPostgres, LocalProcesses, LocalStack, REGION,
+    WebhookSecrets,
 };
 use ticketbound_store::{StoreError, schema};
 
@@ -52,7 +53,7 @@ fn description_path(home: &Path) -> PathBuf {
 }
 
 /// Brings the local stack up (or finds it up) and returns its description.
-pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
+pub async fn up(home: &Path, detour: Detour) -> Result<LocalStack, LocalError> {
     let home = absolute(home)?;
     let previous = LocalStack::read(&description_path(&home)).ok();
 
@@ -82,6 +83,7 @@ pub async fn up(home: &Path) -> Result<LocalStack, LocalError> {
             generic: "ticketbound/local/generic-webhook".to_owned(),
         },
         itsm_credentials: ItsmCredentials::default(),
+        detour,
         processes: LocalProcesses {
             moto_pid: moto.pid,
             moto_log: moto.log,
@@ -238,7 +240,10 @@ fn ensure_host(
     })?;
     let mtime = binary_mtime(&exe);
     if let Some(prev) = previous.filter(|p| host_alive(p)) {
-        if prev.processes.host_binary_mtime == mtime && prev.aws_endpoint == stack.aws_endpoint {
+        if prev.processes.host_binary_mtime == mtime
+            && prev.aws_endpoint == stack.aws_endpoint
+            && prev.detour == stack.detour
+        {
             stack.intake_url = prev.intake_url.clone();
             stack.processes.host_pid = prev.processes.host_pid;
             stack.processes.host_binary_mtime = mtime;
@@ -251,10 +256,15 @@ fn ensure_host(
     // The host reads the description at start.
     write_description(home, stack)?;
     let log = &stack.processes.host_log;
-    let out = std::fs::File::create(log).map_err(|source| LocalError::Io {
-        path: log.clone(),
-        source,
-    })?;
+    // Appended to: what a host said before it died is what a post-mortem needs.
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|source| LocalError::Io {
+            path: log.clone(),
+            source,
+        })?;
     let err = out.try_clone().map_err(|source| LocalError::Io {
         path: log.clone(),
         source,
@@ -409,9 +419,23 @@ pub async fn invoke(home: &Path, function: &str, event_file: &Path) -> Result<()
                 .map_err(|e| crate::CliError::Function(Box::new(e)))?;
             serde_json::to_value(response)
         }
+        "grant-reconcile" => {
+            // Its schedule's event carries nothing it reads; it must still be JSON.
+            let _: serde_json::Value = serde_json::from_str(&text).map_err(not_an_event)?;
+            let sdk = stack.sdk_config().await;
+            let deps = grant_reconcile::Deps::from_env(
+                &sdk,
+                ticketbound_runtime::EnvReader::from_map(triggers::reconcile_env(&stack)),
+            )
+            .map_err(crate::CliError::Config)?;
+            let report = grant_reconcile::reconcile(&deps)
+                .await
+                .map_err(|e| crate::CliError::Function(Box::new(e)))?;
+            serde_json::to_value(report)
+        }
         other => {
             return Err(crate::CliError::Event(format!(
-                "no function named {other:?}; the functions are: itsm-intake, grant-expire, secret-rotate"
+                "no function named {other:?}; the functions are: itsm-intake, grant-expire, secret-rotate, grant-reconcile"
             )));
         }
     }

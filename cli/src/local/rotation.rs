@@ -33,7 +33,7 @@ pub async fn rotate_deps(stack: &LocalStack) -> Result<Deps, crate::CliError> {
 /// The rotation function as the host runs it: its calls counted (`meter`).
 pub async fn rotate_deps_counted(stack: &LocalStack) -> Result<Deps, crate::CliError> {
     let sdk = stack
-        .sdk_config_counted(&super::meter::counts("secret-rotate"))
+        .function_sdk_config(&super::meter::counts("secret-rotate"))
         .await;
     Deps::from_env(&sdk, EnvReader::from_map(rotate_env(stack))).map_err(crate::CliError::Config)
 }

@@ -63,7 +63,7 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
     let sdk = stack.sdk_config().await;
     let counted = |function: &'static str| {
         let stack = stack.clone();
-        async move { stack.sdk_config_counted(&meter::counts(function)).await }
+        async move { stack.function_sdk_config(&meter::counts(function)).await }
     };
     let deps = Arc::new(
         Deps::from_env(
@@ -78,9 +78,8 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
     )
     .map_err(crate::CliError::Config)?;
     let marks: TtlMarks = Arc::new(Mutex::new(HashSet::new()));
-    let mut poller = StreamPoller::new(&sdk, &stack.grants_table)
-        .await
-        .map_err(|e| crate::CliError::Stream(Box::new(e)))?;
+    let mut poller = super::host::open_stream(&sdk, &stack.grants_table).await;
+    poller.checkpoint_to(super::host::stream_checkpoint(&stack, "grant-expire"));
     poller.mark_ttl_removals(Arc::clone(&marks));
     poller.filter(super::host::stream_filters(
         grant_expire::config::STREAM_FILTERS,
@@ -94,7 +93,6 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
 
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let scheduler = aws_sdk_scheduler::Client::new(&sdk);
-    let mut attempts: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     let rotation_schedule = super::rotation::rotate_deps(&stack).await?;
     let rotate = super::rotation::rotate_deps_counted(&stack).await?;
     let reconciler = grant_reconcile::Deps::from_env(
@@ -102,12 +100,13 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
         EnvReader::from_map(reconcile_env(&stack)),
     )
     .map_err(crate::CliError::Config)?;
-    let mut last_reconcile = std::time::Instant::now();
-    let mut last_sweep = std::time::Instant::now();
-    let mut last_rotation_check = std::time::Instant::now();
-    loop {
-        if last_reconcile.elapsed() >= RECONCILE_EVERY {
-            last_reconcile = std::time::Instant::now();
+
+    // Each trigger on its own, as AWS runs them: a reconcile that takes seconds or a
+    // backlog on the stream does not hold back a schedule that is due.
+    let mut triggers = tokio::task::JoinSet::new();
+    triggers.spawn(async move {
+        loop {
+            tokio::time::sleep(RECONCILE_EVERY).await;
             meter::invoked("grant-reconcile", 1);
             match grant_reconcile::reconcile(&reconciler).await {
                 Ok(report) => tracing::info!(
@@ -121,15 +120,37 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
                 }
             }
         }
-        if last_rotation_check.elapsed() >= ROTATION_CHECK_EVERY {
-            last_rotation_check = std::time::Instant::now();
+    });
+    triggers.spawn(async move {
+        loop {
+            tokio::time::sleep(ROTATION_CHECK_EVERY).await;
             super::rotation::rotate_due(&rotation_schedule, &rotate).await;
         }
-        expire_ttl(&ddb, &stack.grants_table, &marks).await;
-        deliver_stream(&deps, &mut poller).await;
-        fire_schedules(&deps, &scheduler, &mut attempts).await;
-        if last_sweep.elapsed() >= SWEEP_EVERY {
-            last_sweep = std::time::Instant::now();
+    });
+    let table = stack.grants_table.clone();
+    triggers.spawn(async move {
+        loop {
+            expire_ttl(&ddb, &table, &marks).await;
+            tokio::time::sleep(TICK).await;
+        }
+    });
+    let stream_deps = Arc::clone(&deps);
+    triggers.spawn(async move {
+        loop {
+            deliver_stream(&stream_deps, &mut poller).await;
+            tokio::time::sleep(TICK).await;
+        }
+    });
+    triggers.spawn(async move {
+        let mut attempts = std::collections::HashMap::new();
+        loop {
+            fire_schedules(&deps, &scheduler, &mut attempts).await;
+            tokio::time::sleep(TICK).await;
+        }
+    });
+    triggers.spawn(async move {
+        loop {
+            tokio::time::sleep(SWEEP_EVERY).await;
             meter::invoked(meter::EXPIRE_SWEEP, 1);
             match grant_expire::handle(&sweeper, ExpireEvent::Sweep).await {
                 Ok(out) if !out.revoked.is_empty() => {
@@ -139,8 +160,12 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
                 Err(e) => tracing::error!(error = %e, "sweep failed"),
             }
         }
-        tokio::time::sleep(TICK).await;
+    });
+    // The loops never end on their own; a panic in one is said, the others go on.
+    while let Some(Err(e)) = triggers.join_next().await {
+        tracing::error!(error = %e, "an emulated trigger stopped");
     }
+    Ok(())
 }
 
 /// DynamoDB TTL: deletes items whose `expires_at` has passed (AWS does it within days;
@@ -229,6 +254,7 @@ async fn fire_schedules(
     else {
         return;
     };
+    let mut due = Vec::new();
     for summary in list.schedules() {
         let Some(name) = summary.name() else { continue };
         let Ok(schedule) = scheduler
@@ -240,23 +266,32 @@ async fn fire_schedules(
         else {
             continue;
         };
-        let due = schedule.schedule_expression().and_then(due_time);
-        if due.is_none_or(|t| t > Utc::now()) {
+        let at = schedule.schedule_expression().and_then(due_time);
+        if at.is_none_or(|t| t > Utc::now()) {
             continue;
         }
         let input = schedule
             .target()
             .map(|t| t.input().unwrap_or("{}"))
-            .unwrap_or("{}");
+            .unwrap_or("{}")
+            .to_owned();
+        due.push((name.to_owned(), input));
+    }
+    // Scheduler invokes each due schedule on its own, not one after another.
+    let fired = futures::future::join_all(due.into_iter().map(|(name, input)| async move {
         meter::invoked("grant-expire", 1);
-        let outcome = match serde_json::from_str::<ExpireEvent>(input) {
+        let outcome = match serde_json::from_str::<ExpireEvent>(&input) {
             Ok(event) => grant_expire::handle(deps, event)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Err(e) => Err(format!("the schedule's input is not an expiry event: {e}")),
         };
-        let tries = attempts.entry(name.to_owned()).or_insert(0);
+        (name, outcome)
+    }))
+    .await;
+    for (name, outcome) in fired {
+        let tries = attempts.entry(name.clone()).or_insert(0);
         *tries += 1;
         match outcome {
             Ok(()) => {}
@@ -268,10 +303,10 @@ async fn fire_schedules(
                 tracing::error!(schedule = name, error = %e, "scheduled expiry kept failing; given up (AWS: dead-letter queue)")
             }
         }
-        attempts.remove(name);
+        attempts.remove(&name);
         let _ = scheduler
             .delete_schedule()
-            .name(name)
+            .name(&name)
             .group_name(targets::SCHEDULE_GROUP)
             .send()
             .await;

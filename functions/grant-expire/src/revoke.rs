@@ -170,6 +170,36 @@ async fn defer(
     Ok(Revoked::Deferred { attempt })
 }
 
+/// The waits before revoking again at once when the last try failed on a passing
+/// AWS fault (a throttle, a 5xx, a lost answer the SDK's own attempts did not get
+/// past): it then costs a second, not a deferred retry and a "revocation failed"
+/// note on the ticket. Revocation is idempotent, so a try that half-happened is safe
+/// to repeat. A target that cannot be reached is deferred at once, as before: trying
+/// it again here would only hold back the grants behind it in the batch.
+const QUICK_RETRIES: [std::time::Duration; 2] = [
+    std::time::Duration::from_millis(200),
+    std::time::Duration::from_millis(800),
+];
+
+async fn revoke_at_target(
+    deps: &Deps,
+    grant: &Grant,
+) -> Result<ticketbound_enforce::Revocation, EnforceError> {
+    let mut waits = QUICK_RETRIES.iter();
+    loop {
+        match deps.enforcer.revoke(grant).await {
+            Err(e) if e.is_passing_aws_fault() => {
+                let Some(wait) = waits.next() else {
+                    return Err(e);
+                };
+                tracing::info!(grant_id = %grant.id, error = %ticketbound_runtime::error_chain(&e), "revocation failed; trying again at once");
+                tokio::time::sleep(*wait).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// 5 s after the first failure, doubling, at most `max`.
 fn backoff(attempt: u32, max: std::time::Duration) -> std::time::Duration {
     std::time::Duration::from_secs(5u64.saturating_mul(1 << attempt.saturating_sub(1).min(16)))
@@ -185,7 +215,7 @@ async fn revoke_after_end(
     retry: ticketbound_store::RevocationRetry,
     now: DateTime<Utc>,
 ) -> Result<Revoked, ExpireError> {
-    let revocation = match deps.enforcer.revoke(&grant).await {
+    let revocation = match revoke_at_target(deps, &grant).await {
         Ok(r) => r,
         Err(e) => return defer(deps, &grant, ExpireError::from(e), now).await,
     };
@@ -256,7 +286,7 @@ pub async fn revoke_grant(
     } else {
         None
     };
-    let revocation = match deps.enforcer.revoke(&grant).await {
+    let revocation = match revoke_at_target(deps, &grant).await {
         Ok(r) => r,
         Err(e) => return defer(deps, &grant, ExpireError::from(e), now).await,
     };

@@ -585,3 +585,48 @@ async fn a_grant_of_the_retired_api_key_connector_still_ends_on_time() {
         "nothing was verified at a target: {revoked:?}"
     );
 }
+
+/// A fault that passes (a Secrets Manager call that fails once as a network failure
+/// would) costs a second try at once, not a deferred
+/// retry seconds later: the same trigger revokes the grant, and neither the trail nor
+/// the ticket hears of a failure.
+#[tokio::test]
+async fn a_passing_fault_during_revocation_is_tried_again_at_once_not_deferred() {
+    use ticketbound_testkit::faults::{FaultInjector, faulty_secretsmanager};
+    let mut h = harness().await;
+    let faults = FaultInjector::default();
+    h.deps.enforcer.vault =
+        ticketbound_vault::Vault::new(faulty_secretsmanager(&h.stack.sdk, &faults));
+    let (g, password) = active_grant(&h, Duration::hours(1)).await;
+    let g = make_overdue(&h, &g).await;
+    faults.fail("DeleteSecret", 1);
+    let started = std::time::Instant::now();
+    let out = run(&h, scheduled(&g)).await;
+    assert_eq!(out.revoked, [g.id.to_string()], "{out:?}");
+    assert!(out.deferred.is_empty(), "{out:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "well before the first deferred retry would be due"
+    );
+    assert_revoked(&h, &g, &password, "schedule").await;
+    let trail = h.deps.store.audit_trail(g.id).await.unwrap();
+    assert!(
+        !trail
+            .iter()
+            .any(|e| e.action == AuditAction::RevocationFailed),
+        "nothing failed for good: {trail:#?}"
+    );
+    assert!(
+        h.deps.store.revocation_retry(g.id).await.unwrap().is_none(),
+        "no retry pending"
+    );
+    assert_eq!(
+        faults
+            .calls()
+            .iter()
+            .filter(|c| c.as_str() == "DeleteSecret")
+            .count(),
+        2,
+        "the failed call, then the quick retry's"
+    );
+}

@@ -145,7 +145,8 @@ pub async fn provision_grant(
                     // revocation found nothing yet, so what we just made is killed now.
                     let mut ended = grant;
                     ended.credential = Some(credential);
-                    return undo_late_issue(deps, ended, state).await;
+                    ended.state = state;
+                    return undo_late_issue(deps, ended, Made::Credential).await;
                 }
                 other => other?,
             };
@@ -184,24 +185,45 @@ pub async fn provision_grant(
             if grant.state == GrantState::Provisioning {
                 return Err(ProvisionError::WillRetry(grant.id));
             }
+            if matches!(grant.state, GrantState::Revoking | GrantState::Revoked) {
+                // It ended while we issued, and the issue failed for it (its secret
+                // deleted under it, say) after it may have made the login: whatever
+                // it made is killed now, not left to the reconciler.
+                return undo_late_issue(deps, grant, Made::MaybeSomething).await;
+            }
             Ok(Provisioned::Failed(reason))
         }
     }
 }
 
-/// Kills a credential issued for a grant that had already ended, and adds that to
-/// the grant's trail (and so to its ticket). Should the target be unreachable, the
+/// What a provisioner that lost the race to a grant's end knows it made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// A whole credential: its issue succeeded.
+    Credential,
+    /// Perhaps a login, perhaps nothing: its issue failed part-way.
+    MaybeSomething,
+}
+
+/// Kills what was made for a grant that had already ended (a whole credential, or
+/// what a failed issue made before it failed), and adds that to the grant's trail
+/// (and so to its ticket) when there was something. Should the target be unreachable, the
 /// error goes back to the stream; the reconciler finds the login of an ended grant
 /// in any case.
 async fn undo_late_issue(
     deps: &Deps,
     ended: Grant,
-    state: GrantState,
+    made: Made,
 ) -> Result<Provisioned, ProvisionError> {
+    let state = ended.state;
     let revoked = match deps.enforcer.revoke(&ended).await {
         Ok(r) => r,
         Err(e) => return hand_to_retry(deps, &ended, e).await,
     };
+    if made == Made::MaybeSomething && revoked.roles_dropped.is_empty() {
+        // The failed issue had made no login: nothing to tell.
+        return Ok(Provisioned::Ended(state));
+    }
     let mut notes = revoked.details();
     notes.push(("revoked_by", COMPONENT.to_owned()));
     notes.push((

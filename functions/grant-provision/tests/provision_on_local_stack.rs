@@ -87,7 +87,7 @@ async fn harness(admin_dsn: Option<String>, max_attempts: u32) -> Harness {
     ]);
     // The function's own calls are counted, to check them against its role.
     let counts = ticketbound_runtime::calls::CallCounts::new();
-    let sdk = stack.local.sdk_config_counted(&counts).await;
+    let sdk = stack.local.function_sdk_config(&counts).await;
     let deps = Deps::from_env(&sdk, env).unwrap();
     let poller = StreamPoller::new(&stack.sdk, &tables.grants).await.unwrap();
     Harness {
@@ -318,16 +318,7 @@ async fn a_redelivered_record_creates_nothing_twice() {
         trail_len
     );
     assert_eq!(secret_count(&h, &secret_name(&grant)).await, 1);
-    let roles = h.stack.pg_admin().await;
-    let n: i64 = roles
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
-            &[&principal_name(&grant)],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(role_count(&h, &grant).await, 1);
 }
 
 #[tokio::test]
@@ -515,7 +506,11 @@ fn inject_faults(h: &mut Harness, faults: &ticketbound_testkit::faults::FaultInj
 
 /// How many login roles named for `grant` exist at the target.
 async fn role_count(h: &Harness, grant: &Grant) -> i64 {
-    h.stack
+    logins_of(&h.stack, grant).await
+}
+
+async fn logins_of(stack: &TestStack, grant: &Grant) -> i64 {
+    stack
         .pg_admin()
         .await
         .query_one(
@@ -606,13 +601,77 @@ async fn a_late_credential_whose_undoing_fails_is_handed_to_a_retry() {
     withdrawal_during_issue(true).await;
 }
 
-async fn withdrawal_during_issue(fail_undo: bool) {
+/// The race the fault-injection harness found: the grant is revoked after its secret
+/// was made and before its login was (the revocation finds no login and deletes the
+/// secret); the issue then makes the login and fails on the secret gone from under
+/// it. The failed issue must not leave its login behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issue_that_fails_for_a_grant_ended_meanwhile_leaves_no_working_login() {
+    // RotateSecret comes right after the login is made.
+    let HeldIssue {
+        stack,
+        deps,
+        grant,
+        provisioner,
+        held,
+        ..
+    } = issue_held_at("RotateSecret").await;
+    // What the revocation did, having run before the login existed: the grant is
+    // recorded Revoked and its secret deleted.
+    let stored = deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    let (revoked, _) =
+        ticketbound_testkit::issuing::withdraw_and_revoke(&deps.store, stored, None).await;
+    assert_eq!(revoked.state, GrantState::Revoked);
+    stack
+        .secretsmanager()
+        .delete_secret()
+        .secret_id(secret_name(&grant))
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    held.release();
+
+    let outcome = provisioner.await.unwrap();
+    assert_eq!(
+        outcome.unwrap(),
+        grant_provision::Provisioned::Ended(GrantState::Revoked)
+    );
+    let logins = logins_of(&stack, &grant).await;
+    assert_eq!(
+        logins, 0,
+        "the login the failed issue made was revoked at once"
+    );
+    let trail = deps.store.audit_trail(grant.id).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.action == AuditAction::Revoked && e.details.contains_key("late_credential")),
+        "the trail (and so the ticket) says what happened: {trail:#?}"
+    );
+    verify_chain(grant.id, &trail, None).unwrap();
+}
+
+/// A provisioner issuing a fresh grant, held at its first call of `operation`.
+struct HeldIssue {
+    stack: TestStack,
+    deps: std::sync::Arc<grant_provision::Deps>,
+    group: String,
+    grant: Grant,
+    faults: ticketbound_testkit::faults::FaultInjector,
+    provisioner: tokio::task::JoinHandle<
+        Result<grant_provision::Provisioned, grant_provision::ProvisionError>,
+    >,
+    held: ticketbound_testkit::faults::Paused,
+}
+
+async fn issue_held_at(operation: &str) -> HeldIssue {
     use std::sync::Arc;
 
     let mut h = harness(None, 5).await;
     let faults = ticketbound_testkit::faults::FaultInjector::default();
     inject_faults(&mut h, &faults);
-    let mut held = faults.pause("GetRandomPassword");
+    let mut held = faults.pause(operation);
     let pg = h.pg.clone();
     let grant = approve(&h, &[&pg.reader]).await;
     let Harness {
@@ -627,8 +686,29 @@ async fn withdrawal_during_issue(fail_undo: bool) {
     };
     assert!(
         held.reached(std::time::Duration::from_secs(30)).await,
-        "the provisioner reached the secret's creation"
+        "the provisioner reached {operation}"
     );
+    HeldIssue {
+        stack,
+        deps,
+        group,
+        grant,
+        faults,
+        provisioner,
+        held,
+    }
+}
+
+async fn withdrawal_during_issue(fail_undo: bool) {
+    let HeldIssue {
+        stack,
+        deps,
+        group,
+        grant,
+        faults,
+        provisioner,
+        held,
+    } = issue_held_at("GetRandomPassword").await;
 
     // Meanwhile grant-expire: the withdrawal, a revocation that finds nothing, Revoked.
     let stored = deps.store.get_grant(grant.id).await.unwrap().unwrap();
@@ -682,16 +762,7 @@ async fn withdrawal_during_issue(fail_undo: bool) {
         );
     }
 
-    let logins: i64 = stack
-        .pg_admin()
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
-            &[&principal_name(&grant)],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let logins = logins_of(&stack, &grant).await;
     assert_eq!(logins, 0, "the late login was revoked at once");
     if fail_undo {
         // The login is dead at the target; the secret's deletion is left to the retry.

@@ -38,7 +38,7 @@ async fn harness() -> Harness {
     let fixture = stack.issuing_fixture(Some(ROTATION_FUNCTION_ARN)).await;
     // The function's own calls are counted, to check them against its role.
     let counts = ticketbound_runtime::calls::CallCounts::new();
-    let sdk = stack.local.sdk_config_counted(&counts).await;
+    let sdk = stack.local.function_sdk_config(&counts).await;
     let deps = Deps::from_env(
         &sdk,
         EnvReader::from_map([

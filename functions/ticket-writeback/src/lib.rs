@@ -12,10 +12,15 @@
 //!
 //! **Failures.** 429 and 5xx (and unreachable) are retried with backoff, honouring
 //! Retry-After; a 401/403 is retried once with credentials read again (they may have
-//! been rotated); any other 4xx is not retried. After the last attempt the note goes
-//! to the dead-letter record, the grant's audit says so (`ticket_update_failed`), the
-//! metric `WritebackFailures` counts it, and the shard moves on. Only a failure of
-//! DynamoDB itself holds the shard (`ReportBatchItemFailures`), so nothing is lost.
+//! been rotated); any other 4xx is not retried. Once an attempt may have posted the
+//! note without our knowing (a broken connection, a 5xx), the ticket is read for the
+//! marker before the next post. When an invocation's attempts run out on failures
+//! that may pass, the record is held (`ReportBatchItemFailures`; the claim keeps the
+//! count) and the stream delivers it again, for `HOLD_ROUNDS` rounds; after that, or
+//! at once on a refusal no retry can fix, the note goes to the dead-letter record,
+//! the grant's audit says so (`ticket_update_failed`), the metric `WritebackFailures`
+//! counts it, and the shard moves on. A failure of DynamoDB itself holds the shard
+//! too, so nothing is lost.
 //!
 //! The write-back's own audit events (`ticket_updated`, `ticket_update_failed`) are
 //! never told to the ticket, or it would tell of itself without end.
@@ -31,7 +36,7 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use chrono::Utc;
 use serde::Serialize;
 use ticketbound_domain::{Actor, AuditAction, AuditEvent, AuditRecord, Grant, SourceSystem};
-use ticketbound_itsm::note::{self, Note};
+use ticketbound_itsm::note::{self, Note, carries_marker};
 use ticketbound_itsm::outbound::{Jira, PostError, Posted, ServiceNow};
 use ticketbound_runtime::{ConfigError, EnvReader, ExposeSecret};
 use ticketbound_store::stream::audit_from_image;
@@ -78,7 +83,24 @@ pub enum WritebackError {
     Credentials(#[from] VaultError),
     #[error("the record is not an audit event")]
     Malformed(#[source] StoreError),
+    /// The ITSM failed every attempt of this invocation in a way that may pass; the
+    /// record is held (the stream delivers it again) until `HOLD_ROUNDS` rounds are
+    /// spent.
+    #[error(
+        "the ITSM kept failing ({attempts} attempts so far); held for the stream to deliver again"
+    )]
+    ItsmFailing {
+        attempts: u32,
+        #[source]
+        source: PostError,
+    },
 }
+
+/// How many invocations' worth of attempts a note gets while the ITSM fails in ways
+/// that may pass (throttles, 5xx, broken connections) before it is dead-lettered: a
+/// passing storm is waited out on the stream's own retries instead of costing the
+/// note, and an ITSM that stays down still ends in one dead-letter record, told once.
+pub const HOLD_ROUNDS: u32 = 3;
 
 /// What became of one audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -187,32 +209,38 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
         claimed_by: Some(ulid::Ulid::new().to_string()),
         updated_at: Utc::now(),
     };
-    match deps.store.writeback(grant.id, event.seq).await? {
+    let taken_over = match deps.store.writeback(grant.id, event.seq).await? {
         Some(r) if r.state != WritebackState::Posting => return Ok(Outcome::AlreadyDone),
+        // The last attempt claimed it and died: the note may have got there, so the
+        // ticket is asked before anything is posted.
         Some(r) => {
-            // The last attempt claimed it and died: did the note get there?
             claim = r;
-            if let Ok(notes) = read_notes(deps, &grant).await
-                && notes.iter().any(|n| n.contains(&note.marker))
-            {
-                settle_done(deps, &grant, &event, claim, "found on the ticket".into()).await?;
-                return Ok(Outcome::AlreadyDone);
-            }
+            true
         }
         None => {
             if !deps.store.put_writeback(&grant, &claim, true).await? {
                 return Ok(Outcome::AlreadyDone);
             }
+            false
         }
-    }
-
-    match post_with_retries(deps, &grant, &event, &note, &mut claim.attempts).await? {
+    };
+    match post_with_retries(deps, &grant, &event, &note, &mut claim.attempts, taken_over).await? {
         Ok(posted) => {
             let reference = posted.reference.clone();
             settle_done(deps, &grant, &event, claim, posted.reference).await?;
             Ok(Outcome::Posted {
                 system: system.to_owned(),
                 reference,
+            })
+        }
+        Err(e) if e.is_retryable() && claim.attempts < deps.config.attempts * HOLD_ROUNDS => {
+            // Kept as the claim, with its attempts: the redelivery takes it over,
+            // reads the ticket first and counts on from here.
+            claim.updated_at = Utc::now();
+            deps.store.put_writeback(&grant, &claim, false).await?;
+            Err(WritebackError::ItsmFailing {
+                attempts: claim.attempts,
+                source: e,
             })
         }
         Err(e) => {
@@ -274,23 +302,50 @@ async fn settle_done(
     Ok(())
 }
 
-/// Posts `note`, retrying what may succeed later. The outer error is DynamoDB or
-/// Secrets Manager (hold the shard); the inner one is the ITSM's last answer.
+/// Posts `note`, retrying what may succeed later. Once an attempt may have posted it
+/// without our knowing (`maybe_posted`: from the start when an earlier invocation's
+/// claim is taken over), the ticket is read for the note's marker before each post;
+/// a read that fails in a way that may pass is a failed attempt, not a reason to
+/// post. The outer error is DynamoDB or Secrets Manager (hold the shard); the inner
+/// one is the ITSM's last answer.
 async fn post_with_retries(
     deps: &Deps,
     grant: &Grant,
     event: &AuditEvent,
     note: &Note,
     attempts: &mut u32,
+    mut maybe_posted: bool,
 ) -> Result<Result<Posted, PostError>, WritebackError> {
     let mut reauthenticated = false;
     loop {
         *attempts += 1;
-        let result = post(deps, grant, event, note).await?;
+        let result = if maybe_posted {
+            match ticket_notes(deps, grant).await? {
+                Ok(notes) if notes.iter().any(|n| carries_marker(n, &note.marker)) => {
+                    finish_found(deps, grant, event).await?;
+                    return Ok(Ok(Posted {
+                        reference: "found on the ticket".into(),
+                    }));
+                }
+                Ok(_) => post(deps, grant, event, note).await?,
+                // Not knowing whether it is there, posting now could make it twice:
+                // this attempt failed, the next reads again.
+                Err(e) if e.is_retryable() => Err(e),
+                // The ticket will not say (we may not read its notes): a note twice
+                // is better than none.
+                Err(e) => {
+                    tracing::warn!(grant_id = %grant.id, error = %ticketbound_runtime::error_chain(&e), "the ticket's notes cannot be read; posting without the check");
+                    post(deps, grant, event, note).await?
+                }
+            }
+        } else {
+            post(deps, grant, event, note).await?
+        };
         let error = match result {
             Ok(posted) => return Ok(Ok(posted)),
             Err(e) => e,
         };
+        maybe_posted |= error.may_have_been_applied();
         let unauthorised = matches!(
             error,
             PostError::Status {
@@ -366,10 +421,51 @@ async fn post(
     })
 }
 
-/// The notes the ticket has now (for the marker check after a crash).
+/// What the post does besides the note, done when the note is found already made (its
+/// answer was lost): a revocation's Jira transition, which is its own call. On
+/// ServiceNow the state travels in the note's own update, so it is there too.
+async fn finish_found(
+    deps: &Deps,
+    grant: &Grant,
+    event: &AuditEvent,
+) -> Result<(), WritebackError> {
+    let Some(transition) = deps
+        .config
+        .jira_revoked_transition
+        .as_deref()
+        .filter(|_| event.action == AuditAction::Revoked)
+    else {
+        return Ok(());
+    };
+    if grant.request.ticket.source != SourceSystem::Jira {
+        return Ok(());
+    }
+    if let Ok(client) = jira(deps).await?
+        && let Err(e) = client
+            .transition(grant.request.ticket.key.as_str(), transition)
+            .await
+    {
+        tracing::warn!(grant_id = %grant.id, error = %ticketbound_runtime::error_chain(&e), "the revoked transition was refused");
+    }
+    Ok(())
+}
+
+/// The notes the ticket has now (for the marker check after a crash); none when
+/// they cannot be read.
 pub async fn read_notes(deps: &Deps, grant: &Grant) -> Result<Vec<String>, WritebackError> {
+    Ok(ticket_notes(deps, grant).await?.unwrap_or_else(|e| {
+        tracing::warn!(error = %ticketbound_runtime::error_chain(&e), "could not read the ticket's notes");
+        Vec::new()
+    }))
+}
+
+/// The notes the ticket has now, or the ITSM's refusal to tell.
+async fn ticket_notes(
+    deps: &Deps,
+    grant: &Grant,
+) -> Result<Result<Vec<String>, PostError>, WritebackError> {
     let key = grant.request.ticket.key.as_str();
-    let notes = match grant.request.ticket.source {
+    Ok(match grant.request.ticket.source {
         SourceSystem::Servicenow => match servicenow(deps).await? {
             Ok(client) => client.work_notes(key).await,
             Err(e) => Err(e),
@@ -379,11 +475,7 @@ pub async fn read_notes(deps: &Deps, grant: &Grant) -> Result<Vec<String>, Write
             Err(e) => Err(e),
         },
         SourceSystem::Generic => Ok(Vec::new()),
-    };
-    Ok(notes.unwrap_or_else(|e| {
-        tracing::warn!(error = %ticketbound_runtime::error_chain(&e), "could not read the ticket's notes");
-        Vec::new()
-    }))
+    })
 }
 
 async fn servicenow(deps: &Deps) -> Result<Result<Arc<ServiceNow>, PostError>, WritebackError> {

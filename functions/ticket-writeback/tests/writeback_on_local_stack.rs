@@ -17,6 +17,7 @@ use ticketbound_domain::{
 };
 use ticketbound_runtime::EnvReader;
 use ticketbound_store::{Store, WritebackState};
+use ticketbound_testkit::proxy::{Fault, FaultyProxy, Upstream};
 use ticketbound_testkit::streams::StreamPoller;
 use ticketbound_testkit::{TestStack, sample_grant, unique_key};
 use wiremock::matchers::{body_string_contains, header, method, path, path_regex, query_param};
@@ -27,12 +28,31 @@ struct Harness {
     deps: Deps,
     audit_stream: StreamPoller,
     server: MockServer,
+    /// Between the write-back and Jira, when a test faults the HTTP exchange.
+    proxy: Option<FaultyProxy>,
 }
 
 async fn harness() -> Harness {
+    harness_with(false).await
+}
+
+/// `via_proxy`: Jira is reached through a fault-injecting proxy (`h.proxy`).
+async fn harness_with(via_proxy: bool) -> Harness {
     let stack = TestStack::get().await;
     let tables = stack.fresh_tables().await.unwrap();
     let server = MockServer::start().await;
+    let proxy = if via_proxy {
+        Some(
+            FaultyProxy::start(*server.address(), Upstream::Itsm, 1)
+                .await
+                .unwrap(),
+        )
+    } else {
+        None
+    };
+    let jira_url = proxy
+        .as_ref()
+        .map_or_else(|| server.uri(), FaultyProxy::url);
     let jira_secret = stack
         .create_secret(
             "jira-api",
@@ -50,7 +70,7 @@ async fn harness() -> Harness {
         EnvReader::from_map([
             ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
             ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
-            ("TICKETBOUND_JIRA_URL", server.uri()),
+            ("TICKETBOUND_JIRA_URL", jira_url),
             ("TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID", jira_secret),
             ("TICKETBOUND_JIRA_REVOKED_TRANSITION_ID", "31".to_owned()),
             ("TICKETBOUND_SERVICENOW_URL", server.uri()),
@@ -71,6 +91,7 @@ async fn harness() -> Harness {
         deps,
         audit_stream,
         server,
+        proxy,
     }
 }
 
@@ -129,6 +150,150 @@ fn jira_comment_created() -> ResponseTemplate {
         "self": "https://example.atlassian.net/rest/api/3/issue/10010/comment/10042",
         "created": "2026-11-29T10:00:00.000+0000"
     }))
+}
+
+/// Jira's comments with memory, as Jira keeps them: what is posted can be read back.
+#[derive(Clone, Default)]
+struct JiraComments(std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
+
+impl JiraComments {
+    /// Serves issue `key`'s comments on `server` (add and list); returns their path.
+    async fn serve(&self, server: &MockServer, key: &str) -> String {
+        let path = format!("/rest/api/3/issue/{key}/comment");
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::path(path.clone()))
+            .respond_with(AddComment(self.clone()))
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(wiremock::matchers::path(path.clone()))
+            .respond_with(ListComments(self.clone()))
+            .mount(server)
+            .await;
+        path
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| ticketbound_itsm::outbound::adf_text(&c["body"]))
+            .collect()
+    }
+}
+
+struct AddComment(JiraComments);
+
+impl wiremock::Respond for AddComment {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let mut comments = (self.0).0.lock().unwrap();
+        let id = (10_000 + comments.len()).to_string();
+        comments.push(json!({"id": id, "body": body["body"]}));
+        ResponseTemplate::new(201).set_body_json(json!({"id": id}))
+    }
+}
+
+struct ListComments(JiraComments);
+
+impl wiremock::Respond for ListComments {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let comments = (self.0).0.lock().unwrap().clone();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "startAt": 0, "maxResults": 100, "total": comments.len(), "comments": comments
+        }))
+    }
+}
+
+/// Jira made the comment, but its answer was lost (the connection reset after the
+/// request was handled): the retry must not make a second comment. Jira comments have
+/// no idempotency key, so the write-back reads the ticket for the note's marker before
+/// it posts again.
+#[tokio::test]
+async fn a_comment_made_whose_answer_was_lost_is_not_made_twice() {
+    let mut h = harness_with(true).await;
+    let key = unique_key("OPS");
+    let g = h.grant(SourceSystem::Jira, &key).await;
+    let comments = JiraComments::default();
+    let path = comments.serve(&h.server, &key).await;
+    let proxy = h.proxy.take().unwrap();
+    proxy.script(&format!("POST {path}"), Fault::AnswerDropped, 1);
+
+    let batch = h.records().await;
+    let out = handle(&h.deps, batch).await;
+    assert!(out.batch_item_failures.is_empty(), "{out:?}");
+    let marker = ticketbound_itsm::note::marker(&g.id.to_string(), 2);
+    let texts = comments.texts();
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| ticketbound_itsm::note::carries_marker(t, &marker))
+            .count(),
+        1,
+        "the note is on the ticket once: {texts:#?}"
+    );
+    assert_eq!(proxy.injected_by_kind().get("answer_dropped"), Some(&1));
+    let record = h.store.writeback(g.id, 2).await.unwrap().unwrap();
+    assert_eq!(record.state, WritebackState::Done);
+    let told = h
+        .trail(&g)
+        .await
+        .iter()
+        .filter(|e| e.action == AuditAction::TicketUpdated)
+        .count();
+    assert_eq!(told, 1, "told once in the trail");
+}
+
+/// An ITSM failing every attempt of one invocation in a way that may pass (503s) is
+/// waited out on the stream's own retries: the record is held with its attempts
+/// counted, not dead-lettered, and the redelivery, after reading the ticket, posts
+/// the note once.
+#[tokio::test]
+async fn an_itsm_failing_for_a_while_holds_the_record_then_posts_once() {
+    let mut h = harness().await;
+    let key = unique_key("OPS");
+    let g = h.grant(SourceSystem::Jira, &key).await;
+    let comments = JiraComments::default();
+    let path = comments.serve(&h.server, &key).await;
+    // The first three posts meet a 503 before the comments' own answer.
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path(path))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&h.server)
+        .await;
+
+    let batch = h.records().await;
+    let first = handle(&h.deps, batch.clone()).await;
+    assert_eq!(first.batch_item_failures.len(), 1, "held: {first:?}");
+    let claim = h.store.writeback(g.id, 2).await.unwrap().unwrap();
+    assert_eq!(claim.state, WritebackState::Posting);
+    assert_eq!(claim.attempts, 3, "the attempts are kept with the claim");
+    assert!(h.store.dead_writebacks(g.id).await.unwrap().is_empty());
+    assert!(comments.texts().is_empty());
+
+    let second = handle(&h.deps, batch).await;
+    assert!(second.batch_item_failures.is_empty(), "{second:?}");
+    let marker = ticketbound_itsm::note::marker(&g.id.to_string(), 2);
+    assert_eq!(
+        comments
+            .texts()
+            .iter()
+            .filter(|t| ticketbound_itsm::note::carries_marker(t, &marker))
+            .count(),
+        1
+    );
+    let settled = h.store.writeback(g.id, 2).await.unwrap().unwrap();
+    assert_eq!(settled.state, WritebackState::Done);
+    assert!(
+        !h.trail(&g)
+            .await
+            .iter()
+            .any(|e| e.action == AuditAction::TicketUpdateFailed),
+        "nothing was given up"
+    );
 }
 
 #[tokio::test]

@@ -38,10 +38,11 @@ resource "aws_lambda_event_source_mapping" "grants_stream" {
   depends_on = [aws_iam_role_policy.function]
 }
 
-# ticket-writeback holds the shard only when DynamoDB fails: an ITSM that keeps failing
-# costs a dead-letter record and a WritebackFailures count, and the shard moves on. The
-# batch is as large as the function can finish within its timeout even then
-# (local.writeback_batch_size).
+# ticket-writeback holds the shard when DynamoDB fails, and while the ITSM fails in ways
+# that may pass, for three invocations' worth of attempts (HOLD_ROUNDS, within the
+# default 10 retries); an ITSM that keeps failing then costs a dead-letter record and a
+# WritebackFailures count, and the shard moves on. The batch is as large as the
+# function can finish within its timeout even then (local.writeback_batch_size).
 resource "aws_lambda_event_source_mapping" "audit_stream" {
   for_each = local.audit_stream_consumers
 

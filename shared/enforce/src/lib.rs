@@ -195,6 +195,17 @@ pub enum EnforceError {
 
 impl EnforceError {
     /// True when a later attempt may succeed.
+    /// A passing failure of an AWS call (a throttle, a 5xx, a lost answer), worth
+    /// trying again at once. A target that cannot be reached is not: trying it again
+    /// at once only holds back what waits behind it.
+    pub fn is_passing_aws_fault(&self) -> bool {
+        match self {
+            Self::Vault(e) => e.is_retryable(),
+            Self::Schedule(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Vault(e) => e.is_retryable(),

@@ -36,6 +36,12 @@ pub fn marker(grant_id: &str, seq: u64) -> String {
     format!("ticketbound:{grant_id}:{seq}")
 }
 
+/// Whether `text` (a note as the ticket gives it back) carries `marker` on a line of
+/// its own: `ticketbound:<grant>:2` is not found in a note marked `…:20`.
+pub fn carries_marker(text: &str, marker: &str) -> bool {
+    text.lines().any(|line| line.trim() == marker)
+}
+
 /// Whether an event is told to the ticket. The write-back's own events are not (they
 /// would tell of themselves without end), nor the step between approval and
 /// provisioning, which the next note covers.
@@ -269,5 +275,20 @@ fn cause(trigger: Option<&str>) -> &'static str {
         Some("provisioning_failed") => "provisioning failed",
         Some("reconciler") => "the reconciler found the credential alive after the grant ended",
         _ => "not recorded",
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_is_found_on_its_own_line_only() {
+        let m = marker("01M8T7H278EZX1R6JW3JQT0G7Z", 2);
+        assert!(carries_marker(&format!("Revoked\n\n{m}"), &m));
+        assert!(carries_marker(&format!("Revoked\n\n{m}\n"), &m));
+        let twenty = marker("01M8T7H278EZX1R6JW3JQT0G7Z", 20);
+        assert!(!carries_marker(&format!("Rotated\n\n{twenty}"), &m));
+        assert!(!carries_marker(&format!("see {m} above"), &m));
     }
 }

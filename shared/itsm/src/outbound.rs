@@ -68,6 +68,19 @@ impl PostError {
         }
     }
 
+    /// Whether the call may have taken effect although it failed: the connection
+    /// broke after the request left, or the server failed while (or after) handling
+    /// it. A re-post after one of these must first look for its own note (Jira
+    /// comments have no idempotency key). A 429 or another 4xx was refused before anything happened; an answer
+    /// we could not read is not retried at all.
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => *status >= 500,
+            Self::Transport { .. } => true,
+            Self::Unexpected { .. } | Self::Credentials { .. } | Self::NoSuchRecord { .. } => false,
+        }
+    }
+
     /// How long the server asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -56,7 +56,30 @@ pub struct LocalStack {
     /// ITSM stand-in (served by the function host under `/itsm/`).
     #[serde(default)]
     pub itsm_credentials: ItsmCredentials,
+    /// Where the function host's functions reach AWS and the ITSM stand-in when
+    /// something sits in between (the fault-injection harness's proxies).
+    #[serde(default, skip_serializing_if = "Detour::is_direct")]
+    pub detour: Detour,
     pub processes: LocalProcesses,
+}
+
+/// A way round to AWS and to the ITSM stand-in for the function host's functions;
+/// unset, they go straight to the emulator and to the host's own stand-in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detour {
+    /// An HTTP endpoint that forwards to the emulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<String>,
+    /// An HTTP base URL that forwards to the function host (whose `/itsm/` routes
+    /// are the stand-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itsm: Option<String>,
+}
+
+impl Detour {
+    pub fn is_direct(&self) -> bool {
+        self.aws.is_none() && self.itsm.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,14 +98,18 @@ impl Default for ItsmCredentials {
 }
 
 impl LocalStack {
-    /// The local Jira stand-in's site URL.
+    /// The local Jira stand-in's site URL, as the write-back reaches it.
     pub fn jira_url(&self) -> String {
-        format!("{}/itsm/jira", self.intake_url)
+        format!("{}/itsm/jira", self.itsm_base())
     }
 
-    /// The local ServiceNow stand-in's instance URL.
+    /// The local ServiceNow stand-in's instance URL, as the write-back reaches it.
     pub fn servicenow_url(&self) -> String {
-        format!("{}/itsm/servicenow", self.intake_url)
+        format!("{}/itsm/servicenow", self.itsm_base())
+    }
+
+    fn itsm_base(&self) -> &str {
+        self.detour.itsm.as_deref().unwrap_or(&self.intake_url)
     }
 }
 
@@ -213,10 +240,16 @@ impl LocalStack {
         })
     }
 
-    /// Like [`LocalStack::sdk_config`], counting every call into `counts` (the function
-    /// host gives each function its own).
-    pub async fn sdk_config_counted(&self, counts: &crate::calls::CallCounts) -> SdkConfig {
-        let config = self.sdk_config().await;
+    /// The SDK configuration the function host gives a function: every call counted
+    /// into `counts` (the host gives each function its own), and through the detour
+    /// when there is one. What the host does in AWS's place (stream polling, firing
+    /// schedules, TTL) uses [`LocalStack::sdk_config`] and goes straight: those are
+    /// AWS's own machinery, not calls a function makes.
+    pub async fn function_sdk_config(&self, counts: &crate::calls::CallCounts) -> SdkConfig {
+        let config = match &self.detour.aws {
+            Some(via) => self.sdk_config_at(via).await,
+            None => self.sdk_config().await,
+        };
         match crate::aws::amazon_trust_https_client() {
             Ok(client) => config
                 .into_builder()
@@ -233,8 +266,12 @@ impl LocalStack {
 
     /// An SDK configuration aimed at the emulator, with its dummy credentials.
     pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_at(&self.aws_endpoint).await
+    }
+
+    async fn sdk_config_at(&self, endpoint: &str) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.aws_endpoint)
+            .endpoint_url(endpoint)
             .region(Region::new(self.region.clone()))
             .credentials_provider(aws_credential_types::Credentials::new(
                 "local",

@@ -8,6 +8,7 @@
 pub mod emulator;
 pub mod faults;
 pub mod issuing;
+pub mod proxy;
 pub mod streams;
 
 use chrono::{DateTime, Duration, Utc};

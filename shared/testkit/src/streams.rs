@@ -8,11 +8,13 @@
 //! moto keeps streams but invokes nothing; this is the part of Lambda it lacks.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// DynamoDB JSON (`{"S": "…"}`) for one attribute value.
@@ -109,7 +111,32 @@ pub fn key_of(record: &Value) -> String {
     )
 }
 
-/// Reads one table's stream from its beginning and delivers it like Lambda.
+/// A record read and not yet done.
+#[derive(Debug)]
+struct Pending {
+    record: Value,
+    attempts: u32,
+    shard: String,
+}
+
+/// Where to go on from in one shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Resume {
+    /// Everything up to this sequence number is done.
+    After(String),
+    /// This record was read but not done: deliver it again.
+    At(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    stream_arn: String,
+    shards: BTreeMap<String, Resume>,
+}
+
+/// Reads one table's stream from its beginning (or its checkpoint) and delivers it
+/// like Lambda.
 #[derive(Debug)]
 pub struct StreamPoller {
     ttl_marks: Option<TtlMarks>,
@@ -121,7 +148,12 @@ pub struct StreamPoller {
     region: String,
     /// Shard id → the sequence number of the last record read from it.
     iterators: BTreeMap<String, Option<String>>,
-    pending: VecDeque<(Value, u32)>,
+    /// Shard id → the sequence number to read again from (a checkpoint's record that
+    /// was read but not done when the last poller stopped), used once.
+    resume_at: BTreeMap<String, String>,
+    pending: VecDeque<Pending>,
+    /// Where the position is kept between pollers (see [`StreamPoller::checkpoint_to`]).
+    checkpoint: Option<PathBuf>,
     pub batch_size: usize,
     pub max_attempts: u32,
 }
@@ -146,6 +178,8 @@ impl StreamPoller {
             region: sdk.region().map_or("eu-west-1".into(), |r| r.to_string()),
             stream_arn,
             iterators: BTreeMap::new(),
+            resume_at: BTreeMap::new(),
+            checkpoint: None,
             ttl_marks: None,
             filters: Vec::new(),
             pending: VecDeque::new(),
@@ -157,6 +191,64 @@ impl StreamPoller {
     /// REMOVE records of keys in `marks` are delivered as TTL's (and taken out of it).
     pub fn mark_ttl_removals(&mut self, marks: TtlMarks) {
         self.ttl_marks = Some(marks);
+    }
+
+    /// Keeps the poller's position in `file`, as an event source mapping keeps its
+    /// checkpoint: a poller started after this one died (a host killed) goes on from
+    /// the first record not yet done, instead of delivering the whole stream again.
+    /// A file about another stream (a new emulator) is ignored.
+    pub fn checkpoint_to(&mut self, file: PathBuf) {
+        if let Some(saved) = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
+            .filter(|c| c.stream_arn == self.stream_arn)
+        {
+            for (shard, resume) in saved.shards {
+                match resume {
+                    Resume::After(seq) => {
+                        self.iterators.insert(shard, Some(seq));
+                    }
+                    Resume::At(seq) => {
+                        self.resume_at.insert(shard, seq);
+                    }
+                }
+            }
+        }
+        self.checkpoint = Some(file);
+    }
+
+    /// Writes the position (whole, by a rename): per shard, the first record read but
+    /// not done, or else the last record read.
+    fn save_checkpoint(&self) {
+        let Some(file) = &self.checkpoint else {
+            return;
+        };
+        let mut shards: BTreeMap<String, Resume> = self
+            .iterators
+            .iter()
+            .filter_map(|(shard, last)| Some((shard.clone(), Resume::After(last.clone()?))))
+            .collect();
+        shards.extend(
+            self.resume_at
+                .iter()
+                .map(|(shard, seq)| (shard.clone(), Resume::At(seq.clone()))),
+        );
+        for p in self.pending.iter().rev() {
+            if let Some(seq) = p.record["dynamodb"]["SequenceNumber"].as_str() {
+                shards.insert(p.shard.clone(), Resume::At(seq.to_owned()));
+            }
+        }
+        let checkpoint = Checkpoint {
+            stream_arn: self.stream_arn.clone(),
+            shards,
+        };
+        let partial = file.with_extension("partial");
+        if let Ok(bytes) = serde_json::to_vec(&checkpoint)
+            && let Err(e) =
+                std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, file))
+        {
+            tracing::warn!(file = %file.display(), error = %e, "could not keep the stream's position");
+        }
     }
 
     /// Delivers only records matching one of `patterns` (Lambda's filter criteria, as
@@ -186,16 +278,20 @@ impl StreamPoller {
             .collect();
         for id in shards {
             let after = self.iterators.get(&id).cloned().flatten();
+            let at = self.resume_at.get(&id).cloned();
             let mut request = self
                 .client
                 .get_shard_iterator()
                 .stream_arn(&self.stream_arn)
                 .shard_id(&id);
-            request = match &after {
-                Some(seq) => request
+            request = match (&at, &after) {
+                (Some(seq), _) => request
+                    .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                    .sequence_number(seq),
+                (None, Some(seq)) => request
                     .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                     .sequence_number(seq),
-                None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+                (None, None) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
             };
             let iterator = request
                 .send()
@@ -229,11 +325,19 @@ impl StreamPoller {
                         json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
                 }
                 if self.filters.is_empty() || self.filters.iter().any(|p| matches(p, &record)) {
-                    self.pending.push_back((record, 0));
+                    self.pending.push_back(Pending {
+                        record,
+                        attempts: 0,
+                        shard: id.clone(),
+                    });
                 }
+            }
+            if at.is_some() {
+                self.resume_at.remove(&id);
             }
             self.iterators.insert(id, last);
         }
+        self.save_checkpoint();
         Ok(())
     }
 
@@ -247,7 +351,7 @@ impl StreamPoller {
             .pending
             .iter()
             .take(self.batch_size)
-            .map(|(r, _)| r.clone())
+            .map(|p| p.record.clone())
             .collect();
         serde_json::from_value(json!({ "Records": records }))
             .map(Some)
@@ -267,21 +371,22 @@ impl StreamPoller {
                 self.pending
                     .iter()
                     .take(delivered)
-                    .position(|(r, _)| r["dynamodb"]["SequenceNumber"].as_str() == Some(seq))
+                    .position(|p| p.record["dynamodb"]["SequenceNumber"].as_str() == Some(seq))
             })
             .min();
         let done = failed_at.unwrap_or(delivered.min(self.pending.len()));
         self.pending.drain(..done);
         let mut dropped = Vec::new();
         if failed_at.is_some()
-            && let Some((record, attempts)) = self.pending.front_mut()
+            && let Some(first) = self.pending.front_mut()
         {
-            *attempts += 1;
-            if *attempts >= self.max_attempts {
-                dropped.push(record.clone());
+            first.attempts += 1;
+            if first.attempts >= self.max_attempts {
+                dropped.push(first.record.clone());
                 self.pending.pop_front();
             }
         }
+        self.save_checkpoint();
         dropped
     }
 

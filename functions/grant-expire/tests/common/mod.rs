@@ -54,7 +54,7 @@ pub async fn harness_with(
     // The function's own calls are counted, so a test can check them against what
     // its role allows (config::AWS_OPERATIONS).
     let counts = ticketbound_runtime::calls::CallCounts::new();
-    let sdk = stack.local.sdk_config_counted(&counts).await;
+    let sdk = stack.local.function_sdk_config(&counts).await;
     let deps = Deps::from_env(&sdk, EnvReader::from_map(env)).unwrap();
     Harness {
         stack,
