@@ -140,6 +140,7 @@ pub fn targets_json(stack: &LocalStack) -> String {
     json!({
         "orders-db": {
             "connector": "postgres",
+            "environment": "prod",
             "admin_secret_id": ORDERS_DB_ADMIN_SECRET,
             "host": stack.postgres.host,
             "port": stack.postgres.port,

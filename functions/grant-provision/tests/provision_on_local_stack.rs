@@ -54,6 +54,7 @@ async fn harness(admin_dsn: Option<String>, max_attempts: u32) -> Harness {
     let targets = json!({
         "orders-db": {
             "connector": "postgres",
+                "environment": "prod",
             "admin_secret_id": admin_secret,
             "host": stack.local.postgres.host,
             "port": stack.local.postgres.port,

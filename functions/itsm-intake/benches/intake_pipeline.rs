@@ -27,9 +27,10 @@ fn pipeline(c: &mut Criterion) {
         .single()
         .expect("a valid time");
 
-    let targets: itsm_intake::config::TargetKinds = r#"{"orders-db": {"connector": "postgres"}}"#
-        .parse()
-        .expect("targets");
+    let targets: itsm_intake::config::TargetKinds =
+        r#"{"orders-db": {"connector": "postgres", "environment": "prod"}}"#
+            .parse()
+            .expect("targets");
     let mut group = c.benchmark_group("intake");
     group.bench_function("verify", |b| {
         b.iter(|| auth::verify_hub_signature(secret, black_box(&body), Some(&signature)))

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use chrono::Duration;
 use serde::de::DeserializeOwned;
-use ticketbound_domain::{ConnectorKind, SystemId};
+use ticketbound_domain::{ConnectorKind, Environment, SystemId, TargetFacts};
 use ticketbound_itsm::jira::JiraMapping;
 use ticketbound_itsm::servicenow::ServiceNowMapping;
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
@@ -58,11 +58,12 @@ pub struct ServiceNowSettings {
     pub mapping: ServiceNowMapping,
 }
 
-/// `TICKETBOUND_TARGETS` as the intake reads it: system id → connector. The request
-/// names a target; what kind of target it is, and so what policy sees of its
-/// capabilities, comes from here.
+/// `TICKETBOUND_TARGETS` as the intake reads it: system id → its connector and its
+/// environment. The request names a target; what kind of target it is (and so what
+/// policy sees of its capabilities) and which environment it is in (and so which of
+/// the policy's rules apply) come from here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TargetKinds(pub BTreeMap<String, ConnectorKind>);
+pub struct TargetKinds(pub BTreeMap<String, TargetFacts>);
 
 impl FromStr for TargetKinds {
     type Err = serde_json::Error;
@@ -70,6 +71,9 @@ impl FromStr for TargetKinds {
         #[derive(serde::Deserialize)]
         struct Entry {
             connector: ConnectorKind,
+            // Required: a target whose environment is not said would take the
+            // request's word for it.
+            environment: Environment,
         }
         let entries: BTreeMap<String, Entry> = serde_json::from_str(s)?;
         if let Some((id, e)) = entries.iter().find(|(_, e)| e.connector.is_retired()) {
@@ -80,14 +84,22 @@ impl FromStr for TargetKinds {
         Ok(Self(
             entries
                 .into_iter()
-                .map(|(id, e)| (id, e.connector))
+                .map(|(id, e)| {
+                    (
+                        id,
+                        TargetFacts {
+                            connector: e.connector,
+                            environment: e.environment,
+                        },
+                    )
+                })
                 .collect(),
         ))
     }
 }
 
 impl TargetKinds {
-    pub fn connector_of(&self, system: &SystemId) -> Option<ConnectorKind> {
+    pub fn facts_of(&self, system: &SystemId) -> Option<TargetFacts> {
         self.0.get(system.as_str()).copied()
     }
 }
@@ -230,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_target_of_the_retired_api_key_connector_is_refused_with_its_reason() {
-        let err = r#"{"orders-db": {"connector": "postgres"}, "billing-api": {"connector": "generated_api_key"}}"#
+        let err = r#"{"orders-db": {"connector": "postgres", "environment": "prod"}, "billing-api": {"connector": "generated_api_key", "environment": "prod"}}"#
             .parse::<TargetKinds>()
             .unwrap_err()
             .to_string();
@@ -239,10 +251,30 @@ mod tests {
                 && err.contains("generated_api_key connector was removed"),
             "{err}"
         );
-        let kinds: TargetKinds = r#"{"orders-db": {"connector": "postgres"}}"#.parse().unwrap();
+        let kinds: TargetKinds =
+            r#"{"orders-db": {"connector": "postgres", "environment": "prod"}}"#
+                .parse()
+                .unwrap();
         assert_eq!(
-            kinds.connector_of(&SystemId::new("orders-db").unwrap()),
-            Some(ConnectorKind::Postgres)
+            kinds.facts_of(&SystemId::new("orders-db").unwrap()),
+            Some(TargetFacts {
+                connector: ConnectorKind::Postgres,
+                environment: Environment::Prod
+            })
         );
+    }
+
+    #[test]
+    fn a_target_must_say_its_environment() {
+        let err = r#"{"orders-db": {"connector": "postgres"}}"#
+            .parse::<TargetKinds>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `environment`"), "{err}");
+        let err = r#"{"orders-db": {"connector": "postgres", "environment": "staging"}}"#
+            .parse::<TargetKinds>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `staging`"), "{err}");
     }
 }

@@ -131,14 +131,14 @@ pub fn grant_id_for(request: &AccessRequest, content_hash: &str) -> GrantId {
 }
 
 /// Validation and policy: the pure part of accepting an approval. The target's
-/// connector comes from `targets`, never from the request.
+/// connector and environment come from `targets`, never from the request.
 pub fn prepare(
     draft: &RequestDraft,
     targets: &TargetKinds,
     policy: &PolicyEngine,
     now: DateTime<Utc>,
 ) -> Result<Prepared, PrepareError> {
-    let request = draft.validate_for(now, |system| targets.connector_of(system))?;
+    let request = draft.validate_for(now, |system| targets.facts_of(system))?;
     let canonical = serde_json::to_vec(&request).unwrap_or_default();
     let content_hash = body_hash(&canonical);
     let decision = policy.evaluate_request(&request, now)?;

@@ -31,7 +31,10 @@ struct Harness {
 }
 
 /// The targets the intake knows, as `TICKETBOUND_TARGETS` configures them.
-const TARGETS: &str = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "x"}}"#;
+const TARGETS: &str = r#"{
+    "orders-db": {"connector": "postgres", "environment": "prod", "admin_secret_id": "x"},
+    "billing-db": {"connector": "postgres", "environment": "non-prod", "admin_secret_id": "y"}
+}"#;
 
 async fn harness_with(extra: &[(&str, &str)]) -> Harness {
     let stack = TestStack::get().await;
@@ -569,17 +572,78 @@ async fn servicenow_may_use_a_bearer_token_instead() {
     );
 }
 
+/// The hostile requester's cheapest trick: the production database asked for as
+/// `non-prod`, whose rules want one approver and allow twelve hours. The target's
+/// environment comes from the configuration: refused, naming the field, and nothing
+/// is written.
+#[tokio::test]
+async fn a_prod_target_asked_for_as_non_prod_is_refused_and_nothing_is_written() {
+    let h = harness().await;
+    let key = unique_key("REQ");
+    let mut approved = eventbridge_approval(&key);
+    approved["detail"]["target"]["system_id"] = "orders-db".into();
+    let (_, out) = send(&h, serde_json::from_value(approved.clone()).unwrap()).await;
+    assert_eq!(out["outcome"]["outcome"], "invalid", "{out}");
+    let errors = out["outcome"]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{out}");
+    assert_eq!(errors[0]["field"], "target.environment");
+    assert!(
+        errors[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("orders-db is prod"),
+        "{out}"
+    );
+    let ticket = ticketbound_domain::Ticket {
+        source: ticketbound_domain::SourceSystem::Generic,
+        key: ticketbound_domain::TicketKey::new(&key).unwrap(),
+        link: None,
+    };
+    assert!(
+        h.deps
+            .store
+            .grants_for_ticket(&ticket)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no grant"
+    );
+
+    // Left out, the environment is the target's: prod's rules apply, and one
+    // approver for twelve hours is not enough.
+    approved["id"] = ulid::Ulid::new().to_string().into();
+    approved["detail"]["target"]
+        .as_object_mut()
+        .unwrap()
+        .remove("environment");
+    let (_, out) = send(&h, serde_json::from_value(approved).unwrap()).await;
+    assert_eq!(out["outcome"]["state"], "rejected", "{out}");
+    assert!(
+        out["outcome"]["reasons"]
+            .to_string()
+            .contains("prod access needs at least two approvers"),
+        "{out}"
+    );
+}
+
+/// The EventBridge approval of the fixtures for ticket `key`: a new event id, approved
+/// five minutes ago, running twelve hours.
+fn eventbridge_approval(key: &str) -> Value {
+    let now = Utc::now();
+    let mut approved = fixture_json("eventbridge/access-request-approved.json");
+    approved["id"] = ulid::Ulid::new().to_string().into();
+    approved["detail"]["ticket"]["key"] = key.into();
+    approved["detail"]["approvals"][0]["approved_at"] =
+        (now - Duration::minutes(5)).to_rfc3339().into();
+    approved["detail"]["not_after"] = (now + Duration::hours(12)).to_rfc3339().into();
+    approved
+}
+
 #[tokio::test]
 async fn eventbridge_approvals_and_withdrawals_take_the_same_path() {
     let h = harness().await;
     let key = unique_key("REQ");
-    let now = Utc::now();
-    let mut approved = fixture_json("eventbridge/access-request-approved.json");
-    approved["id"] = ulid::Ulid::new().to_string().into();
-    approved["detail"]["ticket"]["key"] = key.clone().into();
-    approved["detail"]["approvals"][0]["approved_at"] =
-        (now - Duration::minutes(5)).to_rfc3339().into();
-    approved["detail"]["not_after"] = (now + Duration::hours(12)).to_rfc3339().into();
+    let approved = eventbridge_approval(&key);
     let (_, out) = send(&h, serde_json::from_value(approved.clone()).unwrap()).await;
     assert_eq!(out["outcome"]["outcome"], "accepted", "{out}");
     assert_eq!(out["outcome"]["state"], "approved");

@@ -50,9 +50,10 @@ variable "deletion_protection_enabled" {
 }
 
 variable "targets" {
-  description = "Target systems: system id => { connector = \"postgres\", admin_secret_id, host, port, dbname, allowed_roles, ca_file = \"/opt/rds-global-bundle.pem\", tls (optional: \"verify_full\", the default, needs ca_file; or \"disabled\") } (postgres is the only connector; see the module's variable)."
+  description = "Target systems: system id => { connector = \"postgres\", environment (\"prod\" or \"non-prod\", required), admin_secret_id, host, port, dbname, allowed_roles, ca_file = \"/opt/rds-global-bundle.pem\", tls (optional: \"verify_full\", the default, needs ca_file; or \"disabled\") } (postgres is the only connector; see the module's variable)."
   type = map(object({
     connector       = string
+    environment     = optional(string)
     admin_secret_id = optional(string)
     host            = optional(string)
     port            = optional(number)

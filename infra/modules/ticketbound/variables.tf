@@ -340,11 +340,13 @@ variable "targets" {
   description = <<-EOT
     The target systems grants are issued at (TICKETBOUND_TARGETS, read by grant-provision,
     grant-expire, secret-rotate and grant-reconcile): system id => target. A PostgreSQL target:
-      { connector = "postgres", admin_secret_id = "<Secrets Manager ARN of the
-        administrator's libpq connection string>", host = "db.internal", port = 5432,
-        dbname = "app", allowed_roles = ["app_read", "app_write"],
+      { connector = "postgres", environment = "prod", admin_secret_id = "<Secrets
+        Manager ARN of the administrator's libpq connection string>", host = "db.internal",
+        port = 5432, dbname = "app", allowed_roles = ["app_read", "app_write"],
         ca_file = "/opt/rds-global-bundle.pem" }
-    (allowed_roles: the only roles a grant's scope may name). tls: "verify_full" (the
+    (environment: "prod" or "non-prod", required; the intake takes it from here, never
+    from the request, and refuses a request that says otherwise; allowed_roles: the
+    only roles a grant's scope may name). tls: "verify_full" (the
     default: TLS, the server's certificate verified against ca_file and its name
     against host; ca_file is then required, a PEM CA bundle in the function package or
     a layer) or "disabled" (plaintext). postgres is the only
@@ -353,6 +355,7 @@ variable "targets" {
   EOT
   type = map(object({
     connector       = string
+    environment     = optional(string)
     admin_secret_id = optional(string)
     host            = optional(string)
     port            = optional(number)
@@ -368,6 +371,13 @@ variable "targets" {
       for t in values(var.targets) : t.connector == "postgres"
     ])
     error_message = "Every target's connector must be postgres. generated_api_key was removed because its revocation cannot be verified at any target (it only deleted the secret); remove such targets: grants already issued with it are still revoked on time, their secret deleted."
+  }
+
+  validation {
+    condition = alltrue([
+      for t in values(var.targets) : t.environment != null && contains(["prod", "non-prod"], coalesce(t.environment, "-"))
+    ])
+    error_message = "Every target says its environment, \"prod\" or \"non-prod\": the policy's rules for a grant follow the target's environment, never the request's."
   }
 
   validation {

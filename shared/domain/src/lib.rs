@@ -24,4 +24,4 @@ pub use model::{
     IdentityKind, IdentityName, Justification, Owner, Permission, Principal, RevocationTrigger,
     RotationPeriod, Scope, SourceSystem, SystemId, Ticket, TicketKey, ValueError,
 };
-pub use request::{ApprovalDraft, FieldError, RequestDraft, ValidationErrors};
+pub use request::{ApprovalDraft, FieldError, RequestDraft, TargetFacts, ValidationErrors};

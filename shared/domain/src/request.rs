@@ -200,53 +200,91 @@ const TRIGGERS: &[(&str, RevocationTrigger)] = &[
     ),
 ];
 
+/// What ticketbound's configuration says of a target: how it is reached and which
+/// environment it is in. A request names its target; these come from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetFacts {
+    pub connector: ConnectorKind,
+    pub environment: Environment,
+}
+
+/// What a request says of its target besides naming it.
+#[derive(Debug, Clone, Copy)]
+struct ClaimedTarget<'a> {
+    connector: Option<&'a str>,
+    environment: Option<&'a str>,
+}
+
 impl RequestDraft {
     /// Checks every field and the rules between them at time `now`, taking the
-    /// draft's `target.connector` as given (required). For drafts whose connector is
+    /// draft's `target.connector` and `target.environment` as given (required). For drafts whose connector is
     /// known to be right: fixtures, tests, records re-read. What arrives from outside
     /// goes through [`Self::validate_for`].
     pub fn validate(&self, now: DateTime<Utc>) -> Result<AccessRequest, ValidationErrors> {
         self.check(now, |p, _, claimed| {
-            p.required("target.connector", claimed, |v| one_of(v, CONNECTORS))
+            let connector = p.required("target.connector", claimed.connector, |v| {
+                one_of(v, CONNECTORS)
+            });
+            let environment = p.required("target.environment", claimed.environment, |v| {
+                one_of(v, ENVIRONMENTS)
+            });
+            Some(TargetFacts {
+                connector: connector?,
+                environment: environment?,
+            })
         })
     }
 
-    /// Checks every field at `now`, with the target's connector from ticketbound's
-    /// configuration (`connector_of`), never from the request: the request names a
-    /// target, and a `target.connector` it still sends must agree with it. A target
-    /// that is not configured is refused. Either all of it is good, or every problem
-    /// found is returned together.
+    /// Checks every field at `now`, with the target's connector and environment from
+    /// ticketbound's configuration (`facts_of`), never from the request: the request
+    /// names a target, and a `target.connector` or `target.environment` it still
+    /// sends must agree with it (production asked for as `non-prod` would get
+    /// non-prod's rules). A target that is not configured is refused. Either all of it
+    /// is good, or every problem found is returned together.
     pub fn validate_for(
         &self,
         now: DateTime<Utc>,
-        connector_of: impl Fn(&SystemId) -> Option<ConnectorKind>,
+        facts_of: impl Fn(&SystemId) -> Option<TargetFacts>,
     ) -> Result<AccessRequest, ValidationErrors> {
         self.check(now, |p, system, claimed| {
             let system = system?;
-            let Some(configured) = connector_of(system) else {
+            let Some(configured) = facts_of(system) else {
                 p.add("target.system_id", "is not a target ticketbound manages");
                 return None;
             };
-            if let Some(claimed) = claimed
-                && claimed != configured.as_str()
+            let mut agrees = true;
+            if let Some(connector) = claimed.connector
+                && connector != configured.connector.as_str()
             {
                 p.add(
                     "target.connector",
                     format!(
-                        "is {claimed:?}, but target {system} is a {} target; a request names its target, and the connector comes from ticketbound's configuration",
-                        configured.as_str()
+                        "is {connector:?}, but target {system} is a {} target; a request names its target, and the connector comes from ticketbound's configuration",
+                        configured.connector.as_str()
                     ),
                 );
-                return None;
+                agrees = false;
             }
-            Some(configured)
+            if let Some(environment) = claimed.environment
+                && environment != configured.environment.as_str()
+            {
+                p.add(
+                    "target.environment",
+                    format!(
+                        "is {environment:?}, but target {system} is {}; a request names its target, and the environment comes from ticketbound's configuration",
+                        configured.environment.as_str()
+                    ),
+                );
+                agrees = false;
+            }
+            agrees.then_some(configured)
         })
     }
 
     fn check(
         &self,
         now: DateTime<Utc>,
-        connector: impl FnOnce(&mut Problems, Option<&SystemId>, Option<&str>) -> Option<ConnectorKind>,
+        target: impl FnOnce(&mut Problems, Option<&SystemId>, ClaimedTarget<'_>) -> Option<TargetFacts>,
     ) -> Result<AccessRequest, ValidationErrors> {
         let mut p = Problems::default();
 
@@ -280,12 +318,15 @@ impl RequestDraft {
         let system_id = p.required("target.system_id", self.target.system_id.as_deref(), |v| {
             SystemId::new(v)
         });
-        let connector = connector(&mut p, system_id.as_ref(), self.target.connector.as_deref());
-        let environment = p.required(
-            "target.environment",
-            self.target.environment.as_deref(),
-            |v| one_of(v, ENVIRONMENTS),
+        let facts = target(
+            &mut p,
+            system_id.as_ref(),
+            ClaimedTarget {
+                connector: self.target.connector.as_deref(),
+                environment: self.target.environment.as_deref(),
+            },
         );
+        let (connector, environment) = (facts.map(|f| f.connector), facts.map(|f| f.environment));
 
         let scope = self.check_scope(&mut p);
 
@@ -509,8 +550,41 @@ mod tests {
         .unwrap()
     }
 
-    fn configured(system: &SystemId) -> Option<ConnectorKind> {
-        (system.as_str() == "orders-db").then_some(ConnectorKind::Postgres)
+    fn configured(system: &SystemId) -> Option<TargetFacts> {
+        (system.as_str() == "orders-db").then_some(TargetFacts {
+            connector: ConnectorKind::Postgres,
+            environment: Environment::Prod,
+        })
+    }
+
+    /// The hostile requester's cheapest trick: production asked for as `non-prod`,
+    /// whose policy wants one approver and allows longer grants.
+    #[test]
+    fn the_environment_comes_from_the_configuration_never_from_the_request() {
+        let mut draft = good_draft();
+        draft.target.environment = Some("non-prod".into());
+        let errors = draft.validate_for(now(), configured).unwrap_err();
+        assert_eq!(errors.fields().collect::<Vec<_>>(), ["target.environment"]);
+        assert!(
+            errors.0[0].problem.contains("orders-db is prod"),
+            "{}",
+            errors.0[0].problem
+        );
+
+        // Left out, it is the configured one; said and right, it is accepted.
+        let mut draft = good_draft();
+        draft.target.environment = None;
+        let request = draft.validate_for(now(), configured).unwrap();
+        assert_eq!(request.target.environment, Environment::Prod);
+        let request = good_draft().validate_for(now(), configured).unwrap();
+        assert_eq!(request.target.environment, Environment::Prod);
+
+        // Only fixtures and re-read records go without the configuration, and there
+        // it stays required.
+        let mut draft = good_draft();
+        draft.target.environment = None;
+        let errors = draft.validate(now()).unwrap_err();
+        assert_eq!(errors.fields().collect::<Vec<_>>(), ["target.environment"]);
     }
 
     #[test]

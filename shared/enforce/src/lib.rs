@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use serde::Deserialize;
-use ticketbound_domain::{ConnectorKind, CredentialRef, Grant};
+use ticketbound_domain::{ConnectorKind, CredentialRef, Environment, Grant};
 use ticketbound_runtime::{ExposeSecret, SecretString};
 use ticketbound_schedule::{ExpirySchedules, ScheduleError, ScheduleSettings};
 use ticketbound_targets::postgres::LiveRole;
@@ -34,6 +34,9 @@ use ticketbound_vault::{SecretCache, Vault, VaultError};
 #[serde(tag = "connector", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetConfig {
     Postgres {
+        /// Which environment the target is in: the policy's rules for it come from
+        /// here, never from the request.
+        environment: Environment,
         /// Secrets Manager id of the administrator's libpq connection string.
         admin_secret_id: String,
         /// Where issued credentials connect (written into their secret).
@@ -180,6 +183,14 @@ pub enum EnforceError {
     )]
     NoCaBundle,
     #[error(
+        "target {system} is {configured}, but the grant was approved for {granted}: not issued"
+    )]
+    EnvironmentMismatch {
+        system: String,
+        configured: Environment,
+        granted: Environment,
+    },
+    #[error(
         "secret {0} holds a value ticketbound did not write (its current version is not the one issue made); it is not given to the target"
     )]
     ForeignSecretValue(String),
@@ -219,6 +230,7 @@ impl EnforceError {
             | Self::RetiredConnector { .. }
             | Self::AdministratorUnfit { .. }
             | Self::NoCaBundle
+            | Self::EnvironmentMismatch { .. }
             | Self::ForeignSecretValue(_)
             | Self::UnreadableSecret(_)
             | Self::SecretPendingDeletion(_)
@@ -476,12 +488,23 @@ impl Enforcer {
     pub async fn issue(&self, grant: &Grant) -> Result<Issued, EnforceError> {
         let target = self.target(grant)?;
         let TargetConfig::Postgres {
+            environment,
             allowed_roles,
             host,
             port,
             dbname,
             ..
         } = target;
+        // The intake took the environment from this configuration; a grant that says
+        // otherwise was approved under other rules (recorded before the target's
+        // environment was set, or not by the intake at all) and is not issued.
+        if grant.request.target.environment != *environment {
+            return Err(EnforceError::EnvironmentMismatch {
+                system: grant.request.target.system_id.to_string(),
+                configured: *environment,
+                granted: grant.request.target.environment,
+            });
+        }
         let refused = outside_allow_list(grant.request.scope.permissions(), allowed_roles);
         if !refused.is_empty() {
             return Err(TargetError::ScopeNotAllowed { refused }.into());
@@ -705,12 +728,12 @@ mod tests {
             err.starts_with("target \"orders-db\": missing field"),
             "{err}"
         );
-        let ok: Targets = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"], "ca_file": "/opt/ca.pem"}}"#
+        let ok: Targets = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"], "ca_file": "/opt/ca.pem"}}"#
             .parse()
             .unwrap();
         assert_eq!(ok.0["orders-db"].kind(), ConnectorKind::Postgres);
         // TLS is verified by default, so a target without its CA bundle is refused.
-        let err = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"]}}"#
+        let err = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"]}}"#
             .parse::<Targets>()
             .unwrap_err()
             .to_string();
@@ -718,7 +741,7 @@ mod tests {
             err.contains("\"orders-db\"") && err.contains("needs ca_file"),
             "{err}"
         );
-        let plain: Targets = r#"{"orders-db": {"connector": "postgres", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"], "tls": "disabled"}}"#
+        let plain: Targets = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"], "tls": "disabled"}}"#
             .parse()
             .unwrap();
         let TargetConfig::Postgres { tls, .. } = &plain.0["orders-db"];

@@ -51,6 +51,7 @@ impl TestStack {
         let target = |rotation: &str| {
             json!({
                 "connector": "postgres",
+                "environment": "prod",
                 "admin_secret_id": admin_secret,
                 "host": self.local.postgres.host,
                 "port": self.local.postgres.port,

@@ -1146,6 +1146,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
     targets = {
       orders = {
         connector       = "postgres"
+        environment     = "prod"
         admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
         host            = "orders.db.internal"
         port            = 5432
@@ -1155,6 +1156,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
       }
       ledger = {
         connector       = "postgres"
+        environment     = "prod"
         admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl"
         host            = "ledger.db.internal"
         port            = 6432
@@ -1184,6 +1186,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
       jsondecode(aws_lambda_function.this[k].environment[0].variables["TICKETBOUND_TARGETS"]) == {
         orders = {
           connector       = "postgres"
+          environment     = "prod"
           admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
           host            = "orders.db.internal"
           port            = 5432
@@ -1193,6 +1196,7 @@ run "optional_settings_reach_the_environment_and_the_policy" {
         }
         ledger = {
           connector       = "postgres"
+          environment     = "prod"
           admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl"
           host            = "ledger.db.internal"
           port            = 6432
@@ -2105,7 +2109,46 @@ run "vpc_only_for_the_functions_that_reach_targets" {
 run "rejects_a_postgres_target_without_its_settings" {
   command = plan
   variables {
-    targets = { orders = { connector = "postgres", host = "orders.db.internal" } }
+    targets = { orders = { connector = "postgres", environment = "prod", host = "orders.db.internal" } }
+  }
+  expect_failures = [var.targets]
+}
+
+run "rejects_a_target_without_its_environment" {
+  command = plan
+  variables {
+    # The intake takes a target's environment from here; without one it would have to
+    # believe the request.
+    targets = {
+      orders = {
+        connector       = "postgres"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+        host            = "orders.db.internal"
+        port            = 5432
+        dbname          = "orders"
+        allowed_roles   = ["orders_read"]
+        ca_file         = "/opt/rds-global-bundle.pem"
+      }
+    }
+  }
+  expect_failures = [var.targets]
+}
+
+run "rejects_an_environment_that_is_neither_prod_nor_non_prod" {
+  command = plan
+  variables {
+    targets = {
+      orders = {
+        connector       = "postgres"
+        environment     = "staging"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+        host            = "orders.db.internal"
+        port            = 5432
+        dbname          = "orders"
+        allowed_roles   = ["orders_read"]
+        ca_file         = "/opt/rds-global-bundle.pem"
+      }
+    }
   }
   expect_failures = [var.targets]
 }
@@ -2117,6 +2160,7 @@ run "rejects_a_postgres_target_without_a_ca_file" {
     targets = {
       orders = {
         connector       = "postgres"
+        environment     = "prod"
         admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
         host            = "orders.db.internal"
         port            = 5432
@@ -2134,6 +2178,7 @@ run "rejects_an_unknown_tls_mode" {
     targets = {
       orders = {
         connector       = "postgres"
+        environment     = "prod"
         admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
         host            = "orders.db.internal"
         port            = 5432
@@ -2153,6 +2198,7 @@ run "tls_disabled_needs_no_ca_file_and_reaches_the_environment" {
     targets = {
       orders = {
         connector       = "postgres"
+        environment     = "prod"
         admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
         host            = "orders.db.internal"
         port            = 5432
@@ -2168,6 +2214,7 @@ run "tls_disabled_needs_no_ca_file_and_reaches_the_environment" {
       jsondecode(aws_lambda_function.this[k].environment[0].variables["TICKETBOUND_TARGETS"]) == {
         orders = {
           connector       = "postgres"
+          environment     = "prod"
           admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
           host            = "orders.db.internal"
           port            = 5432
