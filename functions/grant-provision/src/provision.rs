@@ -185,24 +185,48 @@ pub async fn provision_grant(
             if grant.state == GrantState::Provisioning {
                 return Err(ProvisionError::WillRetry(grant.id));
             }
-            if matches!(grant.state, GrantState::Revoking | GrantState::Revoked) {
-                // It ended while we issued, and the issue failed for it (its secret
-                // deleted under it, say) after it may have made the login: whatever
-                // it made is killed now, not left to the reconciler.
-                return undo_late_issue(deps, grant, Made::MaybeSomething).await;
+            // It ended while we issued, and the issue failed for it (its secret
+            // deleted under it, say) after it may have made the login: whatever it
+            // made is killed now, not left to the reconciler.
+            let made = Made::MaybeSomething {
+                issue_error: &reason,
+            };
+            match grant.state {
+                GrantState::Revoked => undo_late_issue(deps, grant, made).await,
+                // grant-expire is revoking it and will record (and tell) the end;
+                // this only kills what it may not have seen.
+                GrantState::Revoking => match deps.enforcer.revoke(&grant).await {
+                    Ok(r) => {
+                        tracing::warn!(grant_id = %grant.id, revocation = ?r, "a failed issue for a grant being revoked; what it made is revoked too");
+                        Ok(Provisioned::Ended(GrantState::Revoking))
+                    }
+                    Err(e) => hand_to_retry(deps, &grant, e, made).await,
+                },
+                _ => Ok(Provisioned::Failed(reason)),
             }
-            Ok(Provisioned::Failed(reason))
         }
     }
 }
 
 /// What a provisioner that lost the race to a grant's end knows it made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Made {
+enum Made<'a> {
     /// A whole credential: its issue succeeded.
     Credential,
-    /// Perhaps a login, perhaps nothing: its issue failed part-way.
-    MaybeSomething,
+    /// Perhaps a login, perhaps nothing: its issue failed part-way, for this reason.
+    MaybeSomething { issue_error: &'a str },
+}
+
+impl Made<'_> {
+    /// How the trail words it.
+    fn late_credential(self, then: &str) -> String {
+        match self {
+            Self::Credential => format!("issued while the grant ended; {then}"),
+            Self::MaybeSomething { .. } => {
+                format!("made by an issue that failed while the grant ended; {then}")
+            }
+        }
+    }
 }
 
 /// Kills what was made for a grant that had already ended (a whole credential, or
@@ -213,23 +237,28 @@ enum Made {
 async fn undo_late_issue(
     deps: &Deps,
     ended: Grant,
-    made: Made,
+    made: Made<'_>,
 ) -> Result<Provisioned, ProvisionError> {
     let state = ended.state;
     let revoked = match deps.enforcer.revoke(&ended).await {
         Ok(r) => r,
-        Err(e) => return hand_to_retry(deps, &ended, e).await,
+        Err(e) => return hand_to_retry(deps, &ended, e, made).await,
     };
-    if made == Made::MaybeSomething && revoked.roles_dropped.is_empty() {
-        // The failed issue had made no login: nothing to tell.
+    let found_something = !revoked.roles_dropped.is_empty()
+        || !revoked.kept_disabled.is_empty()
+        || !revoked.members_removed.is_empty()
+        || revoked.sessions_terminated > 0
+        || revoked.secret_deleted;
+    if matches!(made, Made::MaybeSomething { .. }) && !found_something {
+        // The failed issue had made nothing that was left: nothing to tell.
         return Ok(Provisioned::Ended(state));
     }
     let mut notes = revoked.details();
     notes.push(("revoked_by", COMPONENT.to_owned()));
-    notes.push((
-        "late_credential",
-        "issued while the grant ended; revoked at once".to_owned(),
-    ));
+    notes.push(("late_credential", made.late_credential("revoked at once")));
+    if let Made::MaybeSomething { issue_error } = made {
+        notes.push(("issue_error", issue_error.to_owned()));
+    }
     tracing::warn!(grant_id = %ended.id, "credential issued for a grant that had ended; revoked");
     deps.store
         .note(ended.id, Utc::now(), |g| {
@@ -253,6 +282,7 @@ async fn hand_to_retry(
     deps: &Deps,
     ended: &Grant,
     error: EnforceError,
+    made: Made<'_>,
 ) -> Result<Provisioned, ProvisionError> {
     let reason = ticketbound_runtime::error_chain(&error);
     let now = Utc::now();
@@ -274,7 +304,7 @@ async fn hand_to_retry(
                 .detail("reason", &reason)
                 .detail(
                     "late_credential",
-                    "issued while the grant ended; its revocation is retried",
+                    made.late_credential("its revocation is retried"),
                 )
             })
             .await?;

@@ -602,6 +602,47 @@ async fn a_late_credential_whose_undoing_fails_is_handed_to_a_retry() {
     withdrawal_during_issue(true).await;
 }
 
+/// A grant whose recorded environment is not its target's (recorded before the target
+/// said its environment, or written by something other than the intake) was approved
+/// under other rules: it is not issued, and nothing is made.
+#[tokio::test]
+async fn a_grant_approved_for_another_environment_than_its_targets_is_not_issued() {
+    let mut h = harness(None, 5).await;
+    let mut grant = sample_grant(Utc::now(), Duration::hours(2));
+    grant.request.scope = Scope::new([Permission::new(h.pg.reader.as_str()).unwrap()]).unwrap();
+    grant.request.target.system_id = SystemId::new("orders-db").unwrap();
+    grant.request.target.environment = ticketbound_domain::Environment::NonProd;
+    let e = grant.record(
+        AuditRecord::new(
+            Utc::now(),
+            Actor::itsm_user("priya.raman@example.com"),
+            AuditAction::Requested,
+        )
+        .states(None, Some(GrantState::Approved)),
+    );
+    h.deps
+        .store
+        .create_grant(&grant, &[e], None, Utc::now())
+        .await
+        .unwrap();
+    drain(&mut h).await;
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Failed, "{:?}", stored.last_error);
+    assert!(
+        stored.last_error.as_deref().is_some_and(
+            |e| e.contains("target orders-db is prod, but the grant was approved for non-prod")
+        ),
+        "{:?}",
+        stored.last_error
+    );
+    assert_eq!(role_count(&h, &grant).await, 0, "no login was made");
+    assert_eq!(
+        secret_count(&h, &secret_name(&grant)).await,
+        0,
+        "no secret either"
+    );
+}
+
 /// The race the fault-injection harness found: the grant is revoked after its secret
 /// was made and before its login was (the revocation finds no login and deletes the
 /// secret); the issue then makes the login and fails on the secret gone from under

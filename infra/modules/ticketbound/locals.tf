@@ -211,8 +211,9 @@ locals {
         TICKETBOUND_GRANTS_TABLE   = aws_dynamodb_table.grants.name
         TICKETBOUND_AUDIT_TABLE    = aws_dynamodb_table.audit.name
         TICKETBOUND_RETENTION_DAYS = tostring(var.grant_retention_days)
-        # Only each target's connector is read: a request names a target, and what
-        # kind of target it is (and what policy sees of its capabilities) comes from here.
+        # Only each target's connector and environment are read: a request names a
+        # target, and what kind of target it is (and what policy sees of its
+        # capabilities) and which environment's rules apply come from here.
         TICKETBOUND_TARGETS                 = local.targets_json
         TICKETBOUND_JIRA_SECRET_ID          = aws_secretsmanager_secret.webhook["jira"].arn
         TICKETBOUND_SERVICENOW_SECRET_ID    = aws_secretsmanager_secret.webhook["servicenow"].arn

@@ -35,8 +35,12 @@ use ticketbound_vault::{SecretCache, Vault, VaultError};
 pub enum TargetConfig {
     Postgres {
         /// Which environment the target is in: the policy's rules for it come from
-        /// here, never from the request.
-        environment: Environment,
+        /// here, never from the request. Required to issue (the intake requires it
+        /// too); a configuration without it still revokes, rotates and reconciles,
+        /// so that a deployment whose code is newer than its configuration keeps
+        /// ending grants.
+        #[serde(default)]
+        environment: Option<Environment>,
         /// Secrets Manager id of the administrator's libpq connection string.
         admin_secret_id: String,
         /// Where issued credentials connect (written into their secret).
@@ -191,6 +195,10 @@ pub enum EnforceError {
         granted: Environment,
     },
     #[error(
+        "target {0} has no environment in TICKETBOUND_TARGETS (\"prod\" or \"non-prod\"): nothing is issued there until it has"
+    )]
+    NoEnvironment(String),
+    #[error(
         "secret {0} holds a value ticketbound did not write (its current version is not the one issue made); it is not given to the target"
     )]
     ForeignSecretValue(String),
@@ -231,6 +239,7 @@ impl EnforceError {
             | Self::AdministratorUnfit { .. }
             | Self::NoCaBundle
             | Self::EnvironmentMismatch { .. }
+            | Self::NoEnvironment(_)
             | Self::ForeignSecretValue(_)
             | Self::UnreadableSecret(_)
             | Self::SecretPendingDeletion(_)
@@ -498,10 +507,14 @@ impl Enforcer {
         // The intake took the environment from this configuration; a grant that says
         // otherwise was approved under other rules (recorded before the target's
         // environment was set, or not by the intake at all) and is not issued.
-        if grant.request.target.environment != *environment {
+        let system = grant.request.target.system_id.to_string();
+        let Some(environment) = *environment else {
+            return Err(EnforceError::NoEnvironment(system));
+        };
+        if grant.request.target.environment != environment {
             return Err(EnforceError::EnvironmentMismatch {
-                system: grant.request.target.system_id.to_string(),
-                configured: *environment,
+                system,
+                configured: environment,
                 granted: grant.request.target.environment,
             });
         }

@@ -2236,7 +2236,7 @@ run "rejects_a_generated_api_key_target" {
   command = plan
   variables {
     # Removed: its revocation cannot be verified at any target (it only deleted the secret).
-    targets = { billing-api = { connector = "generated_api_key" } }
+    targets = { billing-api = { connector = "generated_api_key", environment = "prod" } }
   }
   expect_failures = [var.targets]
 }
@@ -2244,7 +2244,7 @@ run "rejects_a_generated_api_key_target" {
 run "rejects_an_unknown_connector" {
   command = plan
   variables {
-    targets = { orders = { connector = "mysql" } }
+    targets = { orders = { connector = "mysql", environment = "prod" } }
   }
   expect_failures = [var.targets]
 }
