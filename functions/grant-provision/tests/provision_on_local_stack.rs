@@ -122,9 +122,15 @@ async fn refused_at_provisioning(h: &mut Harness, grant: &Grant) -> String {
 
 /// An Approved grant for orders-db with `scope`, recorded as the intake records it.
 async fn approve(h: &Harness, scope: &[&str]) -> Grant {
+    approve_with(h, scope, |_| {}).await
+}
+
+/// Like [`approve`], with the request as `edit` leaves it.
+async fn approve_with(h: &Harness, scope: &[&str], edit: impl FnOnce(&mut Grant)) -> Grant {
     let mut grant = sample_grant(Utc::now(), Duration::hours(2));
     grant.request.scope = Scope::new(scope.iter().map(|s| Permission::new(*s).unwrap())).unwrap();
     grant.request.target.system_id = SystemId::new("orders-db").unwrap();
+    edit(&mut grant);
     let e = grant.record(
         AuditRecord::new(
             Utc::now(),
@@ -608,23 +614,11 @@ async fn a_late_credential_whose_undoing_fails_is_handed_to_a_retry() {
 #[tokio::test]
 async fn a_grant_approved_for_another_environment_than_its_targets_is_not_issued() {
     let mut h = harness(None, 5).await;
-    let mut grant = sample_grant(Utc::now(), Duration::hours(2));
-    grant.request.scope = Scope::new([Permission::new(h.pg.reader.as_str()).unwrap()]).unwrap();
-    grant.request.target.system_id = SystemId::new("orders-db").unwrap();
-    grant.request.target.environment = ticketbound_domain::Environment::NonProd;
-    let e = grant.record(
-        AuditRecord::new(
-            Utc::now(),
-            Actor::itsm_user("priya.raman@example.com"),
-            AuditAction::Requested,
-        )
-        .states(None, Some(GrantState::Approved)),
-    );
-    h.deps
-        .store
-        .create_grant(&grant, &[e], None, Utc::now())
-        .await
-        .unwrap();
+    let pg = h.pg.clone();
+    let grant = approve_with(&h, &[&pg.reader], |g| {
+        g.request.target.environment = ticketbound_domain::Environment::NonProd;
+    })
+    .await;
     drain(&mut h).await;
     let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
     assert_eq!(stored.state, GrantState::Failed, "{:?}", stored.last_error);
