@@ -5,6 +5,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use serde::{Deserialize, Deserializer, Serialize};
+use ticketbound_domain::SourceSystem;
 use ticketbound_itsm::{Inbound, generic};
 
 use crate::Deps;
@@ -63,7 +64,10 @@ pub async fn handle_eventbridge(
         .id
         .clone()
         .unwrap_or_else(|| intake::body_hash(event.detail.to_string().as_bytes()));
-    let outcome = match generic::interpret_eventbridge(&event.detail_type, &event.detail) {
+    // Whoever may put events on the bus speaks for generic tickets only.
+    let interpreted = generic::interpret_eventbridge(&event.detail_type, &event.detail)
+        .and_then(|inbound| inbound.spoken_for(SourceSystem::Generic));
+    let outcome = match interpreted {
         Err(e) => Outcome::Invalid {
             errors: vec![intake::field_error(&e)],
         },

@@ -19,6 +19,7 @@ use chrono::Utc;
 use http::HeaderMap;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde_json::json;
+use ticketbound_domain::SourceSystem;
 use ticketbound_itsm::auth::{self, AuthError};
 use ticketbound_itsm::{Inbound, generic, jira, servicenow};
 use ticketbound_runtime::ExposeSecret;
@@ -36,6 +37,15 @@ enum Route {
 }
 
 impl Route {
+    /// The system whose tickets this route's sender speaks for.
+    fn system(self) -> SourceSystem {
+        match self {
+            Self::Jira => SourceSystem::Jira,
+            Self::ServiceNow => SourceSystem::Servicenow,
+            Self::Generic => SourceSystem::Generic,
+        }
+    }
+
     fn integration(self) -> &'static str {
         match self {
             Self::Jira => "jira",
@@ -244,7 +254,8 @@ pub async fn handle(deps: &Deps, request: ApiGatewayV2httpRequest) -> ApiGateway
             None => return error(404, "this integration is not configured"),
         },
         Route::Generic => generic::interpret(&body),
-    };
+    }
+    .and_then(|inbound| inbound.spoken_for(route.system()));
     let now = Utc::now();
     let result = match interpreted {
         Err(e) => {

@@ -626,6 +626,84 @@ async fn a_prod_target_asked_for_as_non_prod_is_refused_and_nothing_is_written()
     );
 }
 
+/// A generic sender (its HMAC key is all it holds) approving a *Jira* issue, or
+/// withdrawing one: it speaks for generic tickets only, so it can neither approve,
+/// comment on nor withdraw another system's tickets. Refused, naming ticket.source,
+/// and nothing is written; the same request for a generic ticket is accepted.
+#[tokio::test]
+async fn a_generic_sender_cannot_speak_for_a_jira_ticket() {
+    let h = harness().await;
+    let generic_event = |body: &Value| {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let ts = Utc::now().timestamp();
+        function_url_event(
+            "/generic",
+            &bytes,
+            &[
+                ("x-ticketbound-timestamp", ts.to_string()),
+                (
+                    "x-ticketbound-signature",
+                    auth::timestamped_signature(GENERIC_SECRET.as_bytes(), ts, &bytes),
+                ),
+                ("x-ticketbound-delivery", ulid::Ulid::new().to_string()),
+            ],
+        )
+    };
+    let now = Utc::now();
+    let mut request = fixture_json("generic/approved-request.json");
+    request["ticket"]["key"] = unique_key("OPS").into();
+    request["approvals"][0]["approved_at"] = (now - Duration::minutes(20)).to_rfc3339().into();
+    request["approvals"][1]["approved_at"] = (now - Duration::minutes(10)).to_rfc3339().into();
+    request["not_after"] = (now + Duration::hours(4)).to_rfc3339().into();
+    assert_eq!(request["ticket"]["source"], "jira");
+    let before = item_counts(&h).await;
+
+    let (status, out) = send(
+        &h,
+        generic_event(&json!({"event": "approved", "request": request})),
+    )
+    .await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(out["field"], "ticket.source", "{out}");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("speaks only for generic tickets"),
+        "{out}"
+    );
+    let withdrawal = json!({"event": "withdrawn", "ticket": {"source": "jira", "key": request["ticket"]["key"]}});
+    let (status, out) = send(&h, generic_event(&withdrawal)).await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(out["field"], "ticket.source", "{out}");
+    assert_eq!(item_counts(&h).await, before, "nothing was written");
+
+    request["ticket"]["source"] = "generic".into();
+    let (status, out) = send(
+        &h,
+        generic_event(&json!({"event": "approved", "request": request})),
+    )
+    .await;
+    assert_eq!(status, 202, "{out}");
+}
+
+/// Anyone who may put events on the bus speaks for generic tickets only: an event
+/// naming a Jira issue is refused, naming ticket.source, and nothing is written.
+#[tokio::test]
+async fn an_eventbridge_event_cannot_speak_for_a_jira_ticket() {
+    let h = harness().await;
+    let mut approved = eventbridge_approval(&unique_key("OPS"));
+    approved["detail"]["ticket"]["source"] = "jira".into();
+    let before = item_counts(&h).await;
+    let (_, out) = send(&h, serde_json::from_value(approved).unwrap()).await;
+    assert_eq!(out["outcome"]["outcome"], "invalid", "{out}");
+    assert_eq!(
+        out["outcome"]["errors"][0]["field"], "ticket.source",
+        "{out}"
+    );
+    assert_eq!(item_counts(&h).await, before, "nothing was written");
+}
+
 /// The EventBridge approval of the fixtures for ticket `key`: a new event id, approved
 /// five minutes ago, running twelve hours.
 fn eventbridge_approval(key: &str) -> Value {

@@ -33,6 +33,35 @@ pub enum Inbound {
     Ignored { why: String },
 }
 
+impl Inbound {
+    /// The event, if its ticket belongs to `sender`'s system. A sender is
+    /// authenticated for one system and speaks only for that system's tickets: a
+    /// generic sender (or anyone who may put events on the bus) naming a Jira issue
+    /// or a ServiceNow record could otherwise approve, comment on or withdraw it. A
+    /// request that names no system is the sender's.
+    pub fn spoken_for(self, sender: SourceSystem) -> Result<Self, InboundError> {
+        let claimed = match &self {
+            Self::Approval(draft) => draft.ticket.source.clone(),
+            Self::TicketEnded(ended) => Some(ended.source.as_str().to_owned()),
+            Self::Ignored { .. } => None,
+        };
+        match claimed {
+            Some(claimed) if claimed != sender.as_str() => Err(Self::foreign(&claimed, sender)),
+            _ => Ok(self),
+        }
+    }
+
+    fn foreign(claimed: &str, sender: SourceSystem) -> InboundError {
+        InboundError::field(
+            "ticket.source",
+            format!(
+                "is {claimed:?}, but this sender speaks only for {} tickets",
+                sender.as_str()
+            ),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketEnd {
@@ -76,5 +105,50 @@ impl InboundError {
             Self::Field { field, .. } => Some(field),
             Self::NotJson(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod sender_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn approval(source: Option<&str>) -> Inbound {
+        let mut draft = RequestDraft::default();
+        draft.ticket.source = source.map(str::to_owned);
+        Inbound::Approval(Box::new(draft))
+    }
+
+    #[test]
+    fn a_sender_speaks_only_for_its_own_system() {
+        let err = approval(Some("jira"))
+            .spoken_for(SourceSystem::Generic)
+            .unwrap_err();
+        assert_eq!(err.field_name(), Some("ticket.source"));
+        assert!(
+            err.to_string().contains("speaks only for generic tickets"),
+            "{err}"
+        );
+        assert!(
+            approval(Some("generic"))
+                .spoken_for(SourceSystem::Generic)
+                .is_ok()
+        );
+        assert!(approval(None).spoken_for(SourceSystem::Generic).is_ok());
+
+        let withdrawal = Inbound::TicketEnded(TicketEnded {
+            source: SourceSystem::Servicenow,
+            key: TicketKey::new("CHG0031337").unwrap(),
+            end: TicketEnd::Withdrawn,
+            actor: "someone".into(),
+            reason: None,
+        });
+        assert!(
+            withdrawal
+                .clone()
+                .spoken_for(SourceSystem::Generic)
+                .is_err()
+        );
+        assert!(withdrawal.spoken_for(SourceSystem::Servicenow).is_ok());
     }
 }
