@@ -33,7 +33,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use ticketbound_domain::{AuditAction, Grant, GrantId, GrantState, verify_chain};
+use ticketbound_domain::{AuditAction, AuditEvent, Grant, GrantId, GrantState, verify_chain};
 use ticketbound_runtime::local::{FILE_NAME, LocalStack};
 use ticketbound_testkit::proxy::{FaultRates, FaultyProxy, Upstream};
 use ticketbound_testkit::{TestStack, jira_approval, jira_cancellation, jira_webhook_headers};
@@ -130,13 +130,7 @@ fn read_stack(home: &Path) -> LocalStack {
 
 impl Harness {
     async fn start(shared: &TestStack, seed: u64) -> Self {
-        let shared_home = shared
-            .local
-            .processes
-            .host_log
-            .parent()
-            .unwrap()
-            .to_path_buf();
+        let shared_home = shared.local.home();
         let home = shared_home
             .join("faults")
             .join(ulid::Ulid::new().to_string());
@@ -428,18 +422,19 @@ fn comments(home: &Path, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// For each event told to the ticket: how many comments carry its marker.
-async fn notes_of(harness: &Harness, id: GrantId) -> Vec<(u64, AuditAction, usize)> {
-    let store = harness.stack.local_store();
-    let Ok(Some((grant, trail))) = store.grant_with_trail(id).await else {
-        return Vec::new();
-    };
+/// For each event of `grant`'s trail told to the ticket: how many comments carry its
+/// marker.
+fn notes_on_ticket(
+    harness: &Harness,
+    grant: &Grant,
+    trail: &[AuditEvent],
+) -> Vec<(u64, AuditAction, usize)> {
     let on_ticket = comments(&harness.home, grant.request.ticket.key.as_str());
     trail
         .iter()
-        .filter(|e| ticketbound_itsm::note::render(&grant, e).is_some())
+        .filter(|e| ticketbound_itsm::note::render(grant, e).is_some())
         .map(|e| {
-            let marker = ticketbound_itsm::note::marker(&id.to_string(), e.seq);
+            let marker = ticketbound_itsm::note::marker(&grant.id.to_string(), e.seq);
             let n = on_ticket
                 .iter()
                 .filter(|c| ticketbound_itsm::note::carries_marker(c, &marker))
@@ -497,7 +492,7 @@ async fn invariants(harness: &Harness, lifecycles: &[Lifecycle]) -> Vec<String> 
                 grant.id, dead.seq, dead.reason
             ));
         }
-        for (seq, action, n) in notes_of(harness, grant.id).await {
+        for (seq, action, n) in notes_on_ticket(harness, &grant, &trail) {
             if n != 1 {
                 broken.push(format!(
                     "grant {}: event {seq} ({action}) is on the ticket {n} times",
@@ -586,8 +581,8 @@ async fn settle(harness: &Harness, seconds: u64) {
             if !settled {
                 break;
             }
-            settled = notes_of(harness, g.id)
-                .await
+            let trail = store.audit_trail(g.id).await.unwrap_or_default();
+            settled = notes_on_ticket(harness, g, &trail)
                 .iter()
                 .all(|(_, _, n)| *n >= 1);
         }

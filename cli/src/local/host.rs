@@ -229,11 +229,7 @@ where
 /// Where `consumer`'s position in its stream is kept between hosts (beside the
 /// description), as an event source mapping keeps its checkpoint.
 pub fn stream_checkpoint(stack: &LocalStack, consumer: &str) -> std::path::PathBuf {
-    let home = stack.processes.host_log.parent().map_or_else(
-        || std::path::PathBuf::from("."),
-        std::path::Path::to_path_buf,
-    );
-    home.join(format!("stream-{consumer}.json"))
+    stack.home().join(format!("stream-{consumer}.json"))
 }
 
 /// A poller on `table`'s stream, trying until the table answers: an event source

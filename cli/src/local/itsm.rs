@@ -91,11 +91,7 @@ fn query_value(query: &str, name: &str) -> Option<String> {
 impl ItsmStandIn {
     pub async fn new(stack: &LocalStack) -> Self {
         let sdk = stack.sdk_config().await;
-        let file = stack
-            .processes
-            .host_log
-            .parent()
-            .map_or_else(|| PathBuf::from("itsm.json"), |d| d.join("itsm.json"));
+        let file = stack.home().join("itsm.json");
         let received = std::fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())

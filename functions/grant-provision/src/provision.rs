@@ -192,16 +192,9 @@ pub async fn provision_grant(
                 issue_error: &reason,
             };
             match grant.state {
-                GrantState::Revoked => undo_late_issue(deps, grant, made).await,
-                // grant-expire is revoking it and will record (and tell) the end;
-                // this only kills what it may not have seen.
-                GrantState::Revoking => match deps.enforcer.revoke(&grant).await {
-                    Ok(r) => {
-                        tracing::warn!(grant_id = %grant.id, revocation = ?r, "a failed issue for a grant being revoked; what it made is revoked too");
-                        Ok(Provisioned::Ended(GrantState::Revoking))
-                    }
-                    Err(e) => hand_to_retry(deps, &grant, e, made).await,
-                },
+                GrantState::Revoked | GrantState::Revoking => {
+                    undo_late_issue(deps, grant, made).await
+                }
                 _ => Ok(Provisioned::Failed(reason)),
             }
         }
@@ -251,6 +244,12 @@ async fn undo_late_issue(
         || revoked.secret_deleted;
     if matches!(made, Made::MaybeSomething { .. }) && !found_something {
         // The failed issue had made nothing that was left: nothing to tell.
+        return Ok(Provisioned::Ended(state));
+    }
+    if state == GrantState::Revoking {
+        // grant-expire is revoking it and will record (and tell) the end; this only
+        // killed what it may not have seen.
+        tracing::warn!(grant_id = %ended.id, revocation = ?revoked, "a failed issue for a grant being revoked; what it made is revoked too");
         return Ok(Provisioned::Ended(state));
     }
     let mut notes = revoked.details();

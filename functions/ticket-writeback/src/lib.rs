@@ -396,17 +396,7 @@ async fn post(
         SourceSystem::Jira => match jira(deps).await? {
             Ok(client) => match client.add_comment(key, note).await {
                 Ok(posted) => {
-                    if let Some(transition) = deps
-                        .config
-                        .jira_revoked_transition
-                        .as_deref()
-                        .filter(|_| revoked)
-                        && let Err(e) = client.transition(key, transition).await
-                    {
-                        // The comment is there; a workflow that does not allow the
-                        // transition now is the ticket's business, and logged.
-                        tracing::warn!(grant_id = %grant.id, error = %ticketbound_runtime::error_chain(&e), "the revoked transition was refused");
-                    }
+                    revoked_transition(deps, &client, grant, event).await;
                     Ok(posted)
                 }
                 Err(e) => Err(e),
@@ -429,25 +419,29 @@ async fn finish_found(
     grant: &Grant,
     event: &AuditEvent,
 ) -> Result<(), WritebackError> {
-    let Some(transition) = deps
+    if grant.request.ticket.source == SourceSystem::Jira
+        && let Ok(client) = jira(deps).await?
+    {
+        revoked_transition(deps, &client, grant, event).await;
+    }
+    Ok(())
+}
+
+/// Moves the Jira issue on when its grant was revoked, if a transition is configured.
+/// The comment is there either way; a workflow that does not allow the transition
+/// now is the ticket's business, and logged.
+async fn revoked_transition(deps: &Deps, client: &Jira, grant: &Grant, event: &AuditEvent) {
+    if let Some(transition) = deps
         .config
         .jira_revoked_transition
         .as_deref()
         .filter(|_| event.action == AuditAction::Revoked)
-    else {
-        return Ok(());
-    };
-    if grant.request.ticket.source != SourceSystem::Jira {
-        return Ok(());
-    }
-    if let Ok(client) = jira(deps).await?
         && let Err(e) = client
             .transition(grant.request.ticket.key.as_str(), transition)
             .await
     {
         tracing::warn!(grant_id = %grant.id, error = %ticketbound_runtime::error_chain(&e), "the revoked transition was refused");
     }
-    Ok(())
 }
 
 /// The notes the ticket has now (for the marker check after a crash); none when

@@ -108,6 +108,15 @@ impl LocalStack {
         format!("{}/itsm/servicenow", self.itsm_base())
     }
 
+    /// The directory the stack keeps its state in (`--home`: the description, logs,
+    /// the ITSM stand-in's file, the stream checkpoints).
+    pub fn home(&self) -> PathBuf {
+        self.processes
+            .host_log
+            .parent()
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
+    }
+
     fn itsm_base(&self) -> &str {
         self.detour.itsm.as_deref().unwrap_or(&self.intake_url)
     }

@@ -120,7 +120,7 @@ struct Pending {
 }
 
 /// Where to go on from in one shard.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Resume {
     /// Everything up to this sequence number is done.
@@ -154,6 +154,8 @@ pub struct StreamPoller {
     pending: VecDeque<Pending>,
     /// Where the position is kept between pollers (see [`StreamPoller::checkpoint_to`]).
     checkpoint: Option<PathBuf>,
+    /// The position last written there: an idle poll (every 200 ms) writes nothing.
+    saved: Option<BTreeMap<String, Resume>>,
     pub batch_size: usize,
     pub max_attempts: u32,
 }
@@ -180,6 +182,7 @@ impl StreamPoller {
             iterators: BTreeMap::new(),
             resume_at: BTreeMap::new(),
             checkpoint: None,
+            saved: None,
             ttl_marks: None,
             filters: Vec::new(),
             pending: VecDeque::new(),
@@ -219,7 +222,7 @@ impl StreamPoller {
 
     /// Writes the position (whole, by a rename): per shard, the first record read but
     /// not done, or else the last record read.
-    fn save_checkpoint(&self) {
+    fn save_checkpoint(&mut self) {
         let Some(file) = &self.checkpoint else {
             return;
         };
@@ -238,16 +241,23 @@ impl StreamPoller {
                 shards.insert(p.shard.clone(), Resume::At(seq.to_owned()));
             }
         }
+        if self.saved.as_ref() == Some(&shards) {
+            return;
+        }
         let checkpoint = Checkpoint {
             stream_arn: self.stream_arn.clone(),
             shards,
         };
         let partial = file.with_extension("partial");
-        if let Ok(bytes) = serde_json::to_vec(&checkpoint)
-            && let Err(e) =
-                std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, file))
-        {
-            tracing::warn!(file = %file.display(), error = %e, "could not keep the stream's position");
+        let written = serde_json::to_vec(&checkpoint)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&partial, bytes))
+            .and_then(|()| std::fs::rename(&partial, file));
+        match written {
+            Ok(()) => self.saved = Some(checkpoint.shards),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "could not keep the stream's position")
+            }
         }
     }
 
