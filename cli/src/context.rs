@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ticketbound_runtime::EnvReader;
 use ticketbound_runtime::local::LocalStack;
-use ticketbound_store::Store;
+use ticketbound_store::{Registry, Store};
 
 use crate::error::CliError;
 use crate::local::{host, targets};
@@ -15,6 +15,8 @@ use crate::local::{host, targets};
 pub struct Context {
     pub sdk: aws_config::SdkConfig,
     pub store: Store,
+    /// The identity registry, when its table is known here.
+    registry: Option<Registry>,
     /// The variables a function would be given here (tables, targets, ITSM).
     vars: Vec<(String, String)>,
 }
@@ -32,8 +34,12 @@ impl Context {
             let Some(settings) = settings else {
                 return Err(CliError::NotFound("TICKETBOUND_GRANTS_TABLE".into()));
             };
+            let registry = std::env::var(ticketbound_store::IDENTITIES_TABLE)
+                .ok()
+                .map(|table| Registry::new(aws_sdk_dynamodb::Client::new(&sdk), table));
             return Ok(Self {
                 store: Store::new(aws_sdk_dynamodb::Client::new(&sdk), settings),
+                registry,
                 sdk,
                 vars,
             });
@@ -46,15 +52,33 @@ impl Context {
             targets::targets_json(&stack),
         ));
         vars.push((
+            ticketbound_store::IDENTITIES_TABLE.to_owned(),
+            stack.identities_table.clone(),
+        ));
+        vars.push((
             "TICKETBOUND_SCHEDULE_GROUP".to_owned(),
             targets::SCHEDULE_GROUP.to_owned(),
         ));
-        let store = ticketbound_testkit::TestStack {
+        let local = ticketbound_testkit::TestStack {
             sdk: sdk.clone(),
             local: stack.clone(),
-        }
-        .local_store();
-        Ok(Self { sdk, store, vars })
+        };
+        Ok(Self {
+            store: local.local_store(),
+            registry: Some(local.local_registry()),
+            sdk,
+            vars,
+        })
+    }
+
+    /// The identity registry, or what to set to reach it.
+    pub fn registry(&self) -> Result<&Registry, CliError> {
+        self.registry.as_ref().ok_or_else(|| {
+            CliError::NotFound(format!(
+                "identity registry: set {} to its table's name",
+                ticketbound_store::IDENTITIES_TABLE
+            ))
+        })
     }
 
     /// The variables among this context's that `names` lists (what one function reads).

@@ -96,6 +96,8 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         again.json()["grant_id"] == out["grant_id"]
     );
 
+    refuse_a_foreign_principal(&jira).await?;
+
     // 3. The grants stream feeds the provisioner: the credential is made.
     let grant = wait_until_settled(&store, id).await?;
     let credential = grant.credential.clone().ok_or_else(|| {
@@ -366,6 +368,32 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     crate::evidence::run(&ctx, &format!("jira#{key}"), "md").await?;
 
     println!("\ndemo finished; `cargo run -p ticketbound -- local down` stops the local stack");
+    Ok(())
+}
+
+/// 2b. A requester edits the ticket's workload principal to a role of their own: the
+/// principal comes from the identity registry, so the approval is refused, naming
+/// the field, and nothing is made.
+async fn refuse_a_foreign_principal(jira: &Jira<'_>) -> Result<(), CliError> {
+    let key = unique_key("OPS");
+    let mut approval = jira_approval(Utc::now(), &key, Duration::hours(6));
+    approval["issue"]["fields"]["customfield_10204"] =
+        "arn:aws:iam::999999999999:role/someone-elses".into();
+    let answer = jira.send(&approval, &ulid::Ulid::new().to_string()).await?;
+    let out = answer.json();
+    let error = &out["errors"][0];
+    if answer.status != 400 || error["field"] != "identity.workload_principal" {
+        return Err(CliError::Demo(format!(
+            "an approval naming a foreign workload principal was not refused: {} {out}",
+            answer.status
+        )));
+    }
+    println!(
+        "\n2b. {key} names a workload principal of the requester's choosing: intake answered {}, {}: {}",
+        answer.status,
+        error["field"].as_str().unwrap_or_default(),
+        error["problem"].as_str().unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -49,8 +49,8 @@ pub async fn list(
             g.id,
             g.state.as_str(),
             r.ticket.qualified_key(),
-            r.identity.name,
-            r.target.system_id,
+            r.identity.name.as_str(),
+            r.target.system_id.as_str(),
             g.not_after().format("%Y-%m-%d %H:%M:%S"),
             r.identity.owner
         );
@@ -71,10 +71,7 @@ pub async fn show(ctx: &Context, id: GrantId, json: bool) -> Result<(), CliError
         let out = serde_json::json!({
             "grant": grant,
             "audit": trail,
-            "chain": match &chain {
-                Ok(head) => serde_json::json!({"verified": true, "events": head.seq, "head": head.hash.to_hex()}),
-                Err(e) => serde_json::json!({"verified": false, "problem": e.to_string()}),
-            },
+            "chain": chain_json(&chain),
         });
         println!(
             "{}",
@@ -132,6 +129,18 @@ pub async fn show(ctx: &Context, id: GrantId, json: bool) -> Result<(), CliError
     chain
         .map(|_| ())
         .map_err(|e| CliError::Evidence(e.to_string()))
+}
+
+/// A chain's verification as `grants show --json` and `identities show --json` print it.
+pub fn chain_json<E: std::fmt::Display>(
+    chain: &Result<ticketbound_domain::ChainHead, E>,
+) -> serde_json::Value {
+    match chain {
+        Ok(head) => {
+            serde_json::json!({"verified": true, "events": head.seq, "head": head.hash.to_hex()})
+        }
+        Err(e) => serde_json::json!({"verified": false, "problem": e.to_string()}),
+    }
 }
 
 pub fn json_error(e: serde_json::Error) -> CliError {

@@ -9,6 +9,7 @@ mod demo;
 mod error;
 mod evidence;
 mod grants;
+mod identities;
 mod local;
 
 use std::path::PathBuf;
@@ -60,6 +61,13 @@ enum Command {
         #[arg(long, default_value = "md", value_parser = ["md", "json"])]
         format: String,
     },
+    /// The identity registry: which non-human identities may be granted, who owns
+    /// each, which workloads may read its credential, and where it may be granted.
+    /// Tickets name an identity; all of that comes from here.
+    Identities {
+        #[command(subcommand)]
+        action: IdentitiesAction,
+    },
     /// Runs the reconciler once (recorded vs live state) and prints its findings.
     Reconcile {
         #[arg(long)]
@@ -96,6 +104,51 @@ enum GrantsAction {
         grant_id: ticketbound_domain::GrantId,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IdentitiesAction {
+    /// Registers a new identity (a name already registered is refused).
+    Add {
+        #[command(flatten)]
+        args: identities::AddArgs,
+        /// Who makes the change (recorded in the identity's chain); default `$USER`.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Changes a registered identity to exactly this definition.
+    Update {
+        #[command(flatten)]
+        args: identities::AddArgs,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Registers or updates every identity of a JSON file (an array of definitions);
+    /// all are checked before any is written.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Every registered identity, retired ones included.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One identity and its chain of changes, verified.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retires an identity: no new grant for it, ever (live grants run to their end).
+    Retire {
+        name: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -219,6 +272,28 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Evidence { ticket, format } => {
             let ctx = context::Context::load(&cli.home).await?;
             evidence::run(&ctx, &ticket, &format).await
+        }
+        Command::Identities { action } => {
+            let ctx = context::Context::load(&cli.home).await?;
+            let registry = ctx.registry()?;
+            match action {
+                IdentitiesAction::Add { args, by } => {
+                    identities::add(registry, args, by, false).await
+                }
+                IdentitiesAction::Update { args, by } => {
+                    identities::add(registry, args, by, true).await
+                }
+                IdentitiesAction::Import { file, by } => {
+                    identities::import(registry, &file, by).await
+                }
+                IdentitiesAction::List { json } => identities::list(registry, json).await,
+                IdentitiesAction::Show { name, json } => {
+                    identities::show(registry, &name, json).await
+                }
+                IdentitiesAction::Retire { name, reason, by } => {
+                    identities::retire(registry, &name, &reason, by).await
+                }
+            }
         }
         Command::Reconcile { json } => {
             let ctx = context::Context::load(&cli.home).await?;

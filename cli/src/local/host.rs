@@ -37,6 +37,7 @@ pub fn intake_env(stack: &LocalStack) -> Vec<(String, String)> {
     [
         (c::GRANTS_TABLE, stack.grants_table.clone()),
         (c::AUDIT_TABLE, stack.audit_table.clone()),
+        (c::IDENTITIES_TABLE, stack.identities_table.clone()),
         (c::JIRA_SECRET_ID, stack.webhook_secrets.jira.clone()),
         (
             c::SERVICENOW_SECRET_ID,
@@ -44,6 +45,9 @@ pub fn intake_env(stack: &LocalStack) -> Vec<(String, String)> {
         ),
         (c::GENERIC_SECRET_ID, stack.webhook_secrets.generic.clone()),
         (c::TARGETS, super::targets::targets_json(stack)),
+        // The fixtures' integration, in moto's account.
+        (c::EVENTBRIDGE_SOURCES, "com.example.itsm".to_owned()),
+        (c::EVENTBRIDGE_ACCOUNT, "123456789012".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -193,11 +197,15 @@ where
     let mut poller = open_stream(sdk, table).await;
     poller.checkpoint_to(stream_checkpoint(stack, function));
     poller.filter(stream_filters(filters)?);
+    let mut backoff = super::triggers::IdleBackoff::default();
     loop {
         let batch = match poller.next_batch().await {
-            Ok(Some(batch)) => batch,
+            Ok(Some(batch)) => {
+                backoff.after(true);
+                batch
+            }
             Ok(None) => {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                tokio::time::sleep(backoff.after(false)).await;
                 continue;
             }
             Err(e) => {

@@ -66,6 +66,7 @@ pub async fn up(home: &Path, detour: Detour) -> Result<LocalStack, LocalError> {
         region: REGION.to_owned(),
         grants_table: tables.grants.clone(),
         audit_table: tables.audit.clone(),
+        identities_table: format!("{TABLE_PREFIX}-identities"),
         postgres: LocalPostgres {
             host: "127.0.0.1".to_owned(),
             port: pg.port,
@@ -103,11 +104,13 @@ pub async fn up(home: &Path, detour: Detour) -> Result<LocalStack, LocalError> {
     for (schema, name) in [
         (&schema::GRANTS, &tables.grants),
         (&schema::AUDIT, &tables.audit),
+        (&schema::IDENTITIES, &stack.identities_table),
     ] {
         schema::ensure_table(&client, schema, name)
             .await
             .map_err(|e: StoreError| LocalError::Tables(Box::new(e)))?;
     }
+    seed_registry(&client, &stack.identities_table).await?;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     ensure_webhook_secrets(&secrets, &stack.webhook_secrets).await?;
     ensure_itsm_credentials(&secrets, &stack.itsm_credentials).await?;
@@ -117,6 +120,25 @@ pub async fn up(home: &Path, detour: Detour) -> Result<LocalStack, LocalError> {
     ensure_host(&home, &mut stack, previous.as_ref())?;
     write_description(&home, &stack)?;
     Ok(stack)
+}
+
+/// The identities the demo and the tests through the local stack name, registered
+/// as an operator would (`identities import`); an import of the same file again
+/// changes nothing.
+const LOCAL_IDENTITIES: &str = include_str!("identities.json");
+
+async fn seed_registry(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), LocalError> {
+    let definitions: Vec<ticketbound_domain::RegisteredIdentity> =
+        serde_json::from_str(LOCAL_IDENTITIES).map_err(|e| LocalError::Seed(e.to_string()))?;
+    ticketbound_store::Registry::new(client.clone(), table)
+        .import(
+            definitions,
+            &ticketbound_domain::Actor::operator("ticketbound local up"),
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(|e| LocalError::Seed(ticketbound_runtime::error_chain(&e)))?;
+    Ok(())
 }
 
 /// Creates each webhook signing secret with a random value unless it exists.

@@ -37,6 +37,8 @@ pub enum LocalError {
     Json(#[source] serde_json::Error),
     #[error("could not create the tables on the emulator")]
     Tables(#[source] Box<ticketbound_store::StoreError>),
+    #[error("could not seed the local identity registry: {0}")]
+    Seed(String),
     #[error("could not set up the local targets: {what} failed")]
     Target {
         what: String,

@@ -17,8 +17,36 @@ use ticketbound_testkit::streams::{StreamPoller, TtlMarks};
 
 use super::{meter, targets};
 
-/// How often the emulated triggers look for work.
-const TICK: StdDuration = StdDuration::from_millis(200);
+/// How often the emulated triggers look for work while there is some.
+pub const TICK: StdDuration = StdDuration::from_millis(200);
+/// The longest an idle trigger waits before it looks again (a due schedule is never
+/// waited past): an idle local stack stays near idle.
+pub const IDLE_MAX: StdDuration = StdDuration::from_millis(3200);
+/// How often DynamoDB TTL is emulated (AWS deletes within days; nothing is precise).
+const TTL_EVERY: StdDuration = StdDuration::from_secs(2);
+
+/// How long a polling loop waits: [`TICK`] after a round that found work, then twice
+/// as long after each idle round, up to [`IDLE_MAX`].
+#[derive(Debug, Clone, Copy)]
+pub struct IdleBackoff(StdDuration);
+
+impl Default for IdleBackoff {
+    fn default() -> Self {
+        Self(TICK)
+    }
+}
+
+impl IdleBackoff {
+    /// The wait after a round; `worked` says whether it found anything to do.
+    pub fn after(&mut self, worked: bool) -> StdDuration {
+        self.0 = if worked {
+            TICK
+        } else {
+            (self.0 * 2).min(IDLE_MAX)
+        };
+        self.0
+    }
+}
 /// How often the sweep runs (AWS: a schedule, every few minutes).
 const SWEEP_EVERY: StdDuration = StdDuration::from_secs(15);
 /// How often the reconciler runs (AWS: its schedule, every 15 minutes by default).
@@ -54,6 +82,10 @@ pub fn expire_env(stack: &LocalStack) -> Vec<(String, String)> {
 pub fn reconcile_env(stack: &LocalStack) -> Vec<(String, String)> {
     let mut env = expire_env(stack);
     env.retain(|(k, _)| grant_reconcile::config::VARIABLES.contains(&k.as_str()));
+    env.push((
+        grant_reconcile::config::IDENTITIES_TABLE.to_owned(),
+        stack.identities_table.clone(),
+    ));
     env
 }
 
@@ -131,21 +163,30 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
     triggers.spawn(async move {
         loop {
             expire_ttl(&ddb, &table, &marks).await;
-            tokio::time::sleep(TICK).await;
+            tokio::time::sleep(TTL_EVERY).await;
         }
     });
     let stream_deps = Arc::clone(&deps);
     triggers.spawn(async move {
+        let mut backoff = IdleBackoff::default();
         loop {
-            deliver_stream(&stream_deps, &mut poller).await;
-            tokio::time::sleep(TICK).await;
+            let worked = deliver_stream(&stream_deps, &mut poller).await;
+            tokio::time::sleep(backoff.after(worked)).await;
         }
     });
     triggers.spawn(async move {
         let mut attempts = std::collections::HashMap::new();
+        let mut known = KnownSchedules::default();
+        let mut backoff = IdleBackoff::default();
         loop {
-            fire_schedules(&deps, &scheduler, &mut attempts).await;
-            tokio::time::sleep(TICK).await;
+            let round = fire_schedules(&deps, &scheduler, &mut attempts, &mut known).await;
+            let mut wait = backoff.after(round.fired);
+            // Never past the next due schedule.
+            if let Some(next) = round.next_due {
+                let until = (next - Utc::now()).to_std().unwrap_or_default();
+                wait = wait.min(until.max(TICK));
+            }
+            tokio::time::sleep(wait).await;
         }
     });
     triggers.spawn(async move {
@@ -209,13 +250,14 @@ async fn expire_ttl(ddb: &aws_sdk_dynamodb::Client, table: &str, marks: &TtlMark
     }
 }
 
-async fn deliver_stream(deps: &Deps, poller: &mut StreamPoller) {
+/// Delivers one batch, if there is one; true when there was.
+async fn deliver_stream(deps: &Deps, poller: &mut StreamPoller) -> bool {
     let batch = match poller.next_batch().await {
         Ok(Some(b)) => b,
-        Ok(None) => return,
+        Ok(None) => return false,
         Err(e) => {
             tracing::warn!(error = %e, "reading the grants stream failed");
-            return;
+            return false;
         }
     };
     let n = batch.records.len();
@@ -228,6 +270,7 @@ async fn deliver_stream(deps: &Deps, poller: &mut StreamPoller) {
         }
         Err(e) => tracing::error!(error = %e, "grant-expire failed a stream batch"),
     }
+    true
 }
 
 /// `at(2026-11-29T18:00:01)` in UTC.
@@ -241,42 +284,91 @@ fn due_time(expression: &str) -> Option<chrono::DateTime<Utc>> {
 /// EventBridge Scheduler: invokes the target of each due one-time schedule with its
 /// input, deletes it after success (ActionAfterCompletion DELETE), retries it on
 /// failure, and gives up (AWS: dead-letter queue) after the retry policy's attempts.
+/// What one look at the schedules did: whether any fired, and when the next is due.
+struct ScheduleRound {
+    fired: bool,
+    next_due: Option<chrono::DateTime<Utc>>,
+}
+
+/// Each schedule's time and input as last read, by name and last modification: a
+/// schedule is read once (GetSchedule), not at every look, unless it changes.
+/// A schedule as last read: its last modification, when it is due, its input.
+struct KnownSchedule {
+    modified: Option<aws_sdk_scheduler::primitives::DateTime>,
+    at: Option<chrono::DateTime<Utc>>,
+    input: String,
+}
+
+#[derive(Default)]
+struct KnownSchedules(std::collections::HashMap<String, KnownSchedule>);
+
 async fn fire_schedules(
     deps: &Deps,
     scheduler: &aws_sdk_scheduler::Client,
     attempts: &mut std::collections::HashMap<String, u32>,
-) {
+    known: &mut KnownSchedules,
+) -> ScheduleRound {
+    let idle = ScheduleRound {
+        fired: false,
+        next_due: None,
+    };
     let Ok(list) = scheduler
         .list_schedules()
         .group_name(targets::SCHEDULE_GROUP)
         .send()
         .await
     else {
-        return;
+        return idle;
     };
+    let listed: HashSet<&str> = list.schedules().iter().filter_map(|s| s.name()).collect();
+    known.0.retain(|name, _| listed.contains(name.as_str()));
     let mut due = Vec::new();
+    let mut next_due = None;
     for summary in list.schedules() {
         let Some(name) = summary.name() else { continue };
-        let Ok(schedule) = scheduler
-            .get_schedule()
-            .name(name)
-            .group_name(targets::SCHEDULE_GROUP)
-            .send()
-            .await
-        else {
+        let modified = summary.last_modification_date().copied();
+        let fresh = known
+            .0
+            .get(name)
+            .is_some_and(|k| k.modified.is_some() && k.modified == modified);
+        if !fresh {
+            let Ok(schedule) = scheduler
+                .get_schedule()
+                .name(name)
+                .group_name(targets::SCHEDULE_GROUP)
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let at = schedule.schedule_expression().and_then(due_time);
+            let input = schedule
+                .target()
+                .map(|t| t.input().unwrap_or("{}"))
+                .unwrap_or("{}")
+                .to_owned();
+            known.0.insert(
+                name.to_owned(),
+                KnownSchedule {
+                    modified,
+                    at,
+                    input,
+                },
+            );
+        }
+        let Some(KnownSchedule { at, input, .. }) = known.0.get(name) else {
             continue;
         };
-        let at = schedule.schedule_expression().and_then(due_time);
-        if at.is_none_or(|t| t > Utc::now()) {
-            continue;
+        match at {
+            Some(t) if *t <= Utc::now() => due.push((name.to_owned(), input.clone())),
+            Some(t) => next_due = Some(next_due.map_or(*t, |n: chrono::DateTime<Utc>| n.min(*t))),
+            None => {}
         }
-        let input = schedule
-            .target()
-            .map(|t| t.input().unwrap_or("{}"))
-            .unwrap_or("{}")
-            .to_owned();
-        due.push((name.to_owned(), input));
     }
+    let round = ScheduleRound {
+        fired: !due.is_empty(),
+        next_due,
+    };
     // Scheduler invokes each due schedule on its own, not one after another.
     let fired = futures::future::join_all(due.into_iter().map(|(name, input)| async move {
         meter::invoked("grant-expire", 1);
@@ -311,4 +403,5 @@ async fn fire_schedules(
             .send()
             .await;
     }
+    round
 }

@@ -4,7 +4,7 @@ use ticketbound_enforce::{EnforceSettings, RecoveryDays, Targets};
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
 use ticketbound_schedule::ScheduleSettings;
 use ticketbound_store::StoreSettings;
-pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
+pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, IDENTITIES_TABLE, RETENTION_DAYS};
 
 pub const TARGETS: &str = "TICKETBOUND_TARGETS";
 pub const SCHEDULE_GROUP: &str = "TICKETBOUND_SCHEDULE_GROUP";
@@ -40,6 +40,7 @@ pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,
     AUDIT_TABLE,
     RETENTION_DAYS,
+    IDENTITIES_TABLE,
     TARGETS,
     SCHEDULE_GROUP,
     SECRET_CACHE_SECS,
@@ -52,6 +53,8 @@ pub const VARIABLES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
     pub store: StoreSettings,
+    /// The identity registry's table: live grants are checked against it.
+    pub identities_table: String,
     pub enforce: EnforceSettings,
     pub schedules: ScheduleSettings,
     pub secret_cache_ttl: std::time::Duration,
@@ -66,6 +69,7 @@ pub struct ReconcileConfig {
 impl ReconcileConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let store = StoreSettings::read(&mut env);
+        let identities_table = ticketbound_store::Registry::read_table(&mut env);
         let targets: Option<Targets> =
             env.required(TARGETS, "a JSON map of target systems (see the README)");
         let group: String = env.or_default(
@@ -82,13 +86,16 @@ impl ReconcileConfig {
         let segments: i32 = env.or_default(SEGMENTS, "a whole number from 1", 4);
         let grace: i64 = env.or_default(ROTATION_GRACE_HOURS, "a number of hours", 2);
         env.finish()?;
-        let (Some(store), Some(targets)) = (store, targets) else {
+        let (Some(store), Some(identities_table), Some(targets)) =
+            (store, identities_table, targets)
+        else {
             return Err(ConfigError {
                 problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
             });
         };
         Ok(Self {
             store,
+            identities_table,
             enforce: EnforceSettings {
                 targets,
                 kms_key_id: None,

@@ -12,7 +12,13 @@
 //! - **scope drift**: a login's role memberships, or the secret's resource policy,
 //!   differ from what the grant allows;
 //! - **rotation overdue**: an Active grant not rotated within its period (plus grace);
-//! - **owner missing**: a live secret without its grant's owner tag.
+//! - **owner missing**: a live secret without its grant's owner tag;
+//! - **identity unregistered**: an Active grant whose identity the registry does not
+//!   hold (or holds retired), or holds without the grant's workload principal, target
+//!   or environment (a grant made before the registry, or before a change to it): it
+//!   runs to its end, reported;
+//! - **registry tampered**: an identity's registry record whose chain of changes does
+//!   not verify (changed by other means than `ticketbound identities`).
 //!
 //! Each finding about a grant is recorded in its audit trail (once: the same finding
 //! in the next run is not recorded again) and counted (metric `DriftFindings`).
@@ -27,11 +33,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, ExpiryTrigger, Grant, GrantEvent, GrantId, GrantState,
-    LifecycleRules,
+    IdentityName, IdentityStatus, LifecycleRules, RegistryEntry,
 };
 use ticketbound_enforce::{EnforceError, Enforcer, TargetConfig};
 use ticketbound_runtime::{ConfigError, EnvReader};
-use ticketbound_store::{AdvanceError, Store, StoreError};
+use ticketbound_store::{AdvanceError, Registry, Store, StoreError};
 use ticketbound_targets::postgres::UnsafeScopeRole;
 use ticketbound_targets::principal_names;
 use ticketbound_vault::VaultError;
@@ -48,6 +54,7 @@ const REVOKING_GRACE: chrono::Duration = chrono::Duration::minutes(10);
 #[derive(Debug)]
 pub struct Deps {
     pub store: Store,
+    pub registry: Registry,
     pub enforcer: Enforcer,
     pub config: ReconcileConfig,
 }
@@ -57,6 +64,10 @@ impl Deps {
         let config = ReconcileConfig::from_env(env)?;
         Ok(Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
+            registry: Registry::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.identities_table.clone(),
+            ),
             enforcer: Enforcer::connect(
                 sdk,
                 config.enforce.clone(),
@@ -80,6 +91,10 @@ pub enum FindingKind {
     /// A live grant of a connector ticketbound no longer issues with: it still ends on
     /// time, but nothing at a target proves a copy of its credential refused.
     RetiredConnector,
+    /// A live grant the identity registry does not account for.
+    IdentityUnregistered,
+    /// An identity's registry record whose chain of changes does not verify.
+    RegistryTampered,
 }
 
 impl FindingKind {
@@ -92,6 +107,8 @@ impl FindingKind {
             Self::RotationOverdue => "rotation_overdue",
             Self::OwnerMissing => "owner_missing",
             Self::RetiredConnector => "retired_connector",
+            Self::IdentityUnregistered => "identity_unregistered",
+            Self::RegistryTampered => "registry_tampered",
         }
     }
 }
@@ -155,6 +172,9 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
     let secrets = deps.enforcer.vault.list_managed().await?;
     let logins = deps.enforcer.managed_logins().await?;
     let unsafe_roles = deps.enforcer.unsafe_scope_roles().await?;
+    // Only entries whose chains verify count as registered; the others are reported.
+    let audit = deps.registry.audit().await?;
+    let registry: BTreeMap<IdentityName, RegistryEntry> = audit.entries;
     let mut report = ReconcileReport {
         grants_checked: grants.len(),
         secrets_seen: secrets.len(),
@@ -192,6 +212,7 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
                     secrets: &secrets_of,
                     logins: &logins_of,
                     unsafe_roles: &unsafe_roles,
+                    registry: &registry,
                 };
                 check_live(deps, grant, &live, now).await?
             }
@@ -232,6 +253,18 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
         }
     }
 
+    for (subject, why) in audit.broken {
+        report.findings.push(Finding {
+            kind: FindingKind::RegistryTampered,
+            grant_id: None,
+            subject,
+            detail: format!(
+                "the identity registry's record does not verify ({why}): it was changed by other means than ticketbound identities; no grant is made for it meanwhile"
+            ),
+            remediation: None,
+        });
+    }
+
     report
         .findings
         .sort_by(|a, b| (a.kind, &a.subject).cmp(&(b.kind, &b.subject)));
@@ -270,6 +303,58 @@ struct Live<'a> {
     logins: &'a [String],
     /// Per target, the allowed scope roles that now give more than a scope.
     unsafe_roles: &'a BTreeMap<String, Vec<UnsafeScopeRole>>,
+    registry: &'a BTreeMap<IdentityName, RegistryEntry>,
+}
+
+/// What the registry does not account for in a live grant, if anything.
+fn unregistered(grant: &Grant, registry: &BTreeMap<IdentityName, RegistryEntry>) -> Option<String> {
+    let identity = &grant.request.identity;
+    let target = &grant.request.target;
+    let Some(entry) = registry.get(&identity.name) else {
+        return Some(format!(
+            "identity {} is not in the identity registry; the grant runs to its end, and no new grant is made for it until it is registered",
+            identity.name
+        ));
+    };
+    let r = &entry.identity;
+    if entry.status == IdentityStatus::Retired {
+        return Some(format!(
+            "identity {} was retired; the grant runs to its end",
+            identity.name
+        ));
+    }
+    let mut differs = Vec::new();
+    if !r.workload_principals.contains(&identity.workload_principal) {
+        differs.push(format!(
+            "its workload principal {} is not registered for the identity",
+            identity.workload_principal
+        ));
+    }
+    if r.owner != identity.owner {
+        differs.push(format!(
+            "its owner {} is not the registered owner {}",
+            identity.owner, r.owner
+        ));
+    }
+    if !r.targets.contains(&target.system_id) {
+        differs.push(format!(
+            "target {} is not registered for the identity",
+            target.system_id
+        ));
+    }
+    if !r.environments.contains(&target.environment) {
+        differs.push(format!(
+            "environment {} is not registered for the identity",
+            target.environment
+        ));
+    }
+    (!differs.is_empty()).then(|| {
+        format!(
+            "the registry does not account for the grant of identity {}: {}",
+            identity.name,
+            differs.join("; ")
+        )
+    })
 }
 
 /// An Active grant within its time: everything must be there, as granted.
@@ -281,6 +366,14 @@ async fn check_live(
 ) -> Result<Vec<Finding>, ReconcileError> {
     let (secrets, logins) = (live.secrets, live.logins);
     let mut found = Vec::new();
+    if let Some(detail) = unregistered(grant, live.registry) {
+        found.push(finding(
+            FindingKind::IdentityUnregistered,
+            grant,
+            grant.request.identity.name.to_string(),
+            detail,
+        ));
+    }
     let system = grant.request.target.system_id.as_str();
     for role in live.unsafe_roles.get(system).into_iter().flatten() {
         if grant

@@ -25,11 +25,13 @@ async fn harness(remediate: bool) -> Harness {
     let stack = TestStack::get().await;
     let tables = stack.fresh_tables().await.unwrap();
     let fixture = stack.issuing_fixture(None).await;
+    let registry = stack.seeded_registry().await;
     let deps = Deps::from_env(
         &stack.sdk,
         EnvReader::from_map([
             ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
             ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
+            ("TICKETBOUND_IDENTITIES_TABLE", registry.table().to_owned()),
             ("TICKETBOUND_TARGETS", fixture.targets.to_string()),
             ("TICKETBOUND_SCHEDULE_GROUP", fixture.schedule_group.clone()),
             ("TICKETBOUND_SECRET_CACHE_SECS", "0".to_owned()),
@@ -336,4 +338,74 @@ async fn a_scope_role_given_more_after_issue_is_scope_drift_on_the_closure() {
         about(&report, FindingKind::ScopeDrift, &g).is_empty(),
         "gone once the DBA took it back: {report:#?}"
     );
+}
+
+/// The reconciler's `identity_unregistered` findings about `grant`, from a run now.
+async fn unregistered_findings(
+    h: &Harness,
+    grant: ticketbound_domain::GrantId,
+) -> Vec<grant_reconcile::Finding> {
+    reconcile(&h.deps)
+        .await
+        .unwrap()
+        .findings
+        .into_iter()
+        .filter(|f| f.kind == FindingKind::IdentityUnregistered && f.grant_id == Some(grant))
+        .collect()
+}
+
+/// Grants made before the registry, or before a change to it, run to their end; the
+/// reconciler says which the registry no longer accounts for, and why, and leaves
+/// them be (this is a report, not a revocation).
+#[tokio::test]
+async fn a_live_grant_the_registry_no_longer_accounts_for_is_reported_identity_unregistered() {
+    let h = harness(true).await;
+    let (grant, _) = h.active().await;
+    let report = reconcile(&h.deps).await.unwrap();
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::IdentityUnregistered),
+        "a registered identity is accounted for: {:#?}",
+        report.findings
+    );
+
+    let name = ticketbound_domain::IdentityName::new("orders-etl").unwrap();
+    let mut moved = h.deps.registry.get(&name).await.unwrap().unwrap().identity;
+    moved.workload_principals =
+        [
+            ticketbound_domain::Principal::new("arn:aws:iam::123456789012:role/orders-etl-v2")
+                .unwrap(),
+        ]
+        .into();
+    let operator = Actor::operator("ops@example.com");
+    h.deps
+        .registry
+        .put(moved, &operator, Utc::now())
+        .await
+        .unwrap();
+    let found = unregistered_findings(&h, grant.id).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].detail.contains("workload principal"),
+        "{}",
+        found[0].detail
+    );
+    assert!(found[0].remediation.is_none());
+
+    h.deps
+        .registry
+        .retire(&name, &operator, Utc::now(), "workload decommissioned")
+        .await
+        .unwrap();
+    let found = unregistered_findings(&h, grant.id).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].detail.contains("was retired"),
+        "{}",
+        found[0].detail
+    );
+    let still = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(still.state, GrantState::Active, "reported, not revoked");
 }

@@ -31,6 +31,13 @@ fn pipeline(c: &mut Criterion) {
         r#"{"orders-db": {"connector": "postgres", "environment": "prod"}}"#
             .parse()
             .expect("targets");
+    let registered: ticketbound_domain::RegisteredIdentity = serde_json::from_str(
+        r#"{"name": "orders-etl", "kind": "database_credential", "owner": "team-data-platform",
+            "workload_principals": ["arn:aws:iam::123456789012:role/orders-etl"],
+            "targets": ["orders-db"], "environments": ["prod"]}"#,
+    )
+    .expect("registry entry");
+    let registration = ticketbound_domain::Registration::Active(&registered);
     let mut group = c.benchmark_group("intake");
     group.bench_function("verify", |b| {
         b.iter(|| auth::verify_hub_signature(secret, black_box(&body), Some(&signature)))
@@ -42,7 +49,7 @@ fn pipeline(c: &mut Criterion) {
         panic!("the fixture is an approval");
     };
     group.bench_function("validate_and_policy", |b| {
-        b.iter(|| prepare(black_box(&draft), &targets, &policy, now))
+        b.iter(|| prepare(black_box(&draft), &targets, registration, &policy, now))
     });
     group.bench_function("verify_parse_policy", |b| {
         b.iter(|| {
@@ -51,7 +58,8 @@ fn pipeline(c: &mut Criterion) {
             let Ok(Inbound::Approval(draft)) = jira::interpret(&body, &mapping) else {
                 panic!("the fixture is an approval");
             };
-            let prepared = prepare(&draft, &targets, &policy, now).expect("the fixture prepares");
+            let prepared = prepare(&draft, &targets, registration, &policy, now)
+                .expect("the fixture prepares");
             assert!(prepared.decision.allowed);
             prepared
         })

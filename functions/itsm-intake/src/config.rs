@@ -104,9 +104,55 @@ impl TargetKinds {
     }
 }
 
+/// Which EventBridge events may speak at all: PutEvents lets its caller set any
+/// `source`, so the configured sources (the integrations' own) are checked, and
+/// `account` (which EventBridge sets, and a caller cannot) must be the deployment's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBridgeSettings {
+    pub sources: Vec<String>,
+    pub account: String,
+}
+
+/// A comma-separated list of EventBridge `source` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceList(pub Vec<String>);
+
+impl FromStr for SourceList {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let sources: Vec<String> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect();
+        // `aws.` sources are AWS services' own; none is an ITSM.
+        if sources.is_empty() || sources.iter().any(|x| x.starts_with("aws.")) {
+            return Err(());
+        }
+        Ok(Self(sources))
+    }
+}
+
+/// A 12-digit AWS account id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountId(pub String);
+
+impl FromStr for AccountId {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        (s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| Self(s.to_owned()))
+            .ok_or(())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {
     pub store: StoreSettings,
+    /// The identity registry's table: who owns an identity, and which workloads,
+    /// targets and environments it may be granted, come from there.
+    pub identities_table: String,
     /// The targets ticketbound manages, and their connectors.
     pub targets: TargetKinds,
     /// A directory of `*.cedar` policies to use instead of the defaults.
@@ -116,6 +162,8 @@ pub struct IntakeConfig {
     pub jira: Option<JiraSettings>,
     pub servicenow: Option<ServiceNowSettings>,
     pub generic_secret_id: Option<String>,
+    /// Unset: EventBridge events are refused.
+    pub eventbridge: Option<EventBridgeSettings>,
     /// How far a signed timestamp may be from our clock.
     pub replay_window: Duration,
     /// How long a delivery id is remembered (redeliveries inside it answer 200).
@@ -126,7 +174,7 @@ pub struct IntakeConfig {
     pub secret_min_refresh: std::time::Duration,
 }
 
-pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
+pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, IDENTITIES_TABLE, RETENTION_DAYS};
 /// The same variable the functions that enforce read; the intake takes only each
 /// target's connector from it (the rest, administrator secrets included, it ignores).
 pub const TARGETS: &str = "TICKETBOUND_TARGETS";
@@ -137,6 +185,8 @@ pub const SERVICENOW_SECRET_ID: &str = "TICKETBOUND_SERVICENOW_SECRET_ID";
 pub const SERVICENOW_AUTH: &str = "TICKETBOUND_SERVICENOW_AUTH";
 pub const SERVICENOW_MAPPING: &str = "TICKETBOUND_SERVICENOW_MAPPING";
 pub const GENERIC_SECRET_ID: &str = "TICKETBOUND_GENERIC_SECRET_ID";
+pub const EVENTBRIDGE_SOURCES: &str = "TICKETBOUND_EVENTBRIDGE_SOURCES";
+pub const EVENTBRIDGE_ACCOUNT: &str = "TICKETBOUND_EVENTBRIDGE_ACCOUNT";
 pub const REPLAY_WINDOW_SECS: &str = "TICKETBOUND_REPLAY_WINDOW_SECS";
 pub const DELIVERY_TTL_HOURS: &str = "TICKETBOUND_DELIVERY_TTL_HOURS";
 pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
@@ -160,6 +210,7 @@ pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,
     AUDIT_TABLE,
     RETENTION_DAYS,
+    IDENTITIES_TABLE,
     TARGETS,
     POLICY_DIR,
     JIRA_SECRET_ID,
@@ -168,6 +219,8 @@ pub const VARIABLES: &[&str] = &[
     SERVICENOW_AUTH,
     SERVICENOW_MAPPING,
     GENERIC_SECRET_ID,
+    EVENTBRIDGE_SOURCES,
+    EVENTBRIDGE_ACCOUNT,
     REPLAY_WINDOW_SECS,
     DELIVERY_TTL_HOURS,
     SECRET_CACHE_SECS,
@@ -178,6 +231,7 @@ impl IntakeConfig {
     /// Reads the configuration; one error names every missing or malformed variable.
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let store = StoreSettings::read(&mut env);
+        let identities_table = ticketbound_store::Registry::read_table(&mut env);
         let targets: Option<TargetKinds> = env.required(
             TARGETS,
             "a JSON map of target systems, each with its connector (see the README)",
@@ -200,6 +254,29 @@ impl IntakeConfig {
         );
         let generic_secret_id =
             env.optional(GENERIC_SECRET_ID, "a Secrets Manager secret id or ARN");
+        let eb_sources: Option<SourceList> = env.optional(
+            EVENTBRIDGE_SOURCES,
+            "a comma-separated list of EventBridge source values (none starting with aws.)",
+        );
+        let eb_account: Option<AccountId> =
+            env.optional(EVENTBRIDGE_ACCOUNT, "a 12-digit AWS account id");
+        let eventbridge = match (eb_sources, eb_account) {
+            (Some(sources), Some(account)) => Some(EventBridgeSettings {
+                sources: sources.0,
+                account: account.0,
+            }),
+            (None, None) => None,
+            // Half a configuration would either refuse everything or check less
+            // than it seems to.
+            (Some(_), None) => {
+                env.problem(EVENTBRIDGE_ACCOUNT, VarProblem::Missing);
+                None
+            }
+            (None, Some(_)) => {
+                env.problem(EVENTBRIDGE_SOURCES, VarProblem::Missing);
+                None
+            }
+        };
         let window: i64 = env.or_default(REPLAY_WINDOW_SECS, "a number of seconds", 300);
         let delivery_hours: i64 = env.or_default(DELIVERY_TTL_HOURS, "a number of hours", 72);
         let cache_secs: u64 = env.or_default(SECRET_CACHE_SECS, "a number of seconds", 300);
@@ -207,7 +284,9 @@ impl IntakeConfig {
             env.or_default(SECRET_MIN_REFRESH_SECS, "a number of seconds", 30);
 
         env.finish()?;
-        let (Some(store), Some(targets)) = (store, targets) else {
+        let (Some(store), Some(identities_table), Some(targets)) =
+            (store, identities_table, targets)
+        else {
             // finish() has reported them; this only keeps the types honest.
             return Err(ConfigError {
                 problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
@@ -215,6 +294,7 @@ impl IntakeConfig {
         };
         Ok(Self {
             store,
+            identities_table,
             targets,
             policy_dir,
             jira: jira_secret.map(|secret_id| JiraSettings {
@@ -227,6 +307,7 @@ impl IntakeConfig {
                 mapping: sn_mapping.0,
             }),
             generic_secret_id,
+            eventbridge,
             replay_window: Duration::seconds(window),
             delivery_ttl: Duration::hours(delivery_hours),
             secret_cache_ttl: std::time::Duration::from_secs(cache_secs),
@@ -262,6 +343,51 @@ mod tests {
                 environment: Environment::Prod
             })
         );
+    }
+
+    #[test]
+    fn eventbridge_settings_come_whole_or_not_at_all() {
+        let base = [
+            (GRANTS_TABLE, "g"),
+            (AUDIT_TABLE, "a"),
+            (IDENTITIES_TABLE, "i"),
+            (
+                TARGETS,
+                r#"{"orders-db": {"connector": "postgres", "environment": "prod"}}"#,
+            ),
+        ];
+        let read = |extra: &[(&str, &str)]| {
+            IntakeConfig::from_env(EnvReader::from_map(
+                base.iter()
+                    .chain(extra)
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            ))
+        };
+        assert_eq!(read(&[]).unwrap().eventbridge, None);
+        let both = read(&[
+            (EVENTBRIDGE_SOURCES, "com.example.itsm"),
+            (EVENTBRIDGE_ACCOUNT, "123456789012"),
+        ])
+        .unwrap();
+        assert_eq!(both.eventbridge.unwrap().sources, ["com.example.itsm"]);
+        let half = read(&[(EVENTBRIDGE_SOURCES, "com.example.itsm")]).unwrap_err();
+        assert_eq!(half.problems[0].0, EVENTBRIDGE_ACCOUNT);
+        for (var, bad) in [
+            (EVENTBRIDGE_SOURCES, "aws.events"),
+            (EVENTBRIDGE_SOURCES, " , "),
+            (EVENTBRIDGE_ACCOUNT, "12345"),
+        ] {
+            let other = if var == EVENTBRIDGE_SOURCES {
+                (EVENTBRIDGE_ACCOUNT, "123456789012")
+            } else {
+                (EVENTBRIDGE_SOURCES, "com.example.itsm")
+            };
+            let err = read(&[(var, bad), other]).unwrap_err();
+            assert!(
+                err.problems.iter().any(|(v, _)| v == var),
+                "{var}={bad}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use serde::{Deserialize, Deserializer, Serialize};
 use ticketbound_domain::SourceSystem;
-use ticketbound_itsm::{Inbound, generic};
+use ticketbound_itsm::{Inbound, InboundError, generic};
 
 use crate::Deps;
 use crate::intake::{self, DeliveryRef, IntakeError, Outcome};
@@ -52,6 +52,50 @@ pub enum IntakeResponse {
     Event(EventOutcome),
 }
 
+/// Why an event's sender is not one the intake listens to, if it is not. `source` is
+/// whatever the PutEvents caller said, so it only narrows; `account` is set by
+/// EventBridge itself, so an event put from another account is refused here even if
+/// the bus would take it. (A direct `lambda:InvokeFunction` can forge both; only
+/// IAM, and the function's resource policy, stop that.)
+fn sender_problem(
+    deps: &Deps,
+    event: &EventBridgeEvent<serde_json::Value>,
+) -> Option<InboundError> {
+    let field = |field: &str, problem: String| InboundError::Field {
+        field: field.to_owned(),
+        problem,
+    };
+    let Some(settings) = &deps.config.eventbridge else {
+        return Some(field(
+            "source",
+            format!(
+                "EventBridge events are not accepted here: {} and {} are not configured",
+                crate::config::EVENTBRIDGE_SOURCES,
+                crate::config::EVENTBRIDGE_ACCOUNT
+            ),
+        ));
+    };
+    if !settings.sources.contains(&event.source) {
+        return Some(field(
+            "source",
+            format!(
+                "is {:?}, which is not an integration this intake listens to",
+                event.source
+            ),
+        ));
+    }
+    if event.account.as_deref() != Some(settings.account.as_str()) {
+        return Some(field(
+            "account",
+            format!(
+                "is {:?}; only events from this deployment's account are accepted",
+                event.account.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    None
+}
+
 /// An EventBridge event carries the generic schema in `detail`. Permanent problems
 /// (a malformed event) are answered, not retried: retrying cannot fix them, and the
 /// outcome says why. Transient ones fail the invocation so that EventBridge retries.
@@ -64,8 +108,11 @@ pub async fn handle_eventbridge(
         .id
         .clone()
         .unwrap_or_else(|| intake::body_hash(event.detail.to_string().as_bytes()));
-    // Whoever may put events on the bus speaks for generic tickets only.
-    let interpreted = generic::interpret_eventbridge(&event.detail_type, &event.detail)
+    // Only the configured integrations, from the deployment's own account, speak;
+    // and whoever may put events on the bus speaks for generic tickets only.
+    let interpreted = sender_problem(deps, &event)
+        .map_or(Ok(()), Err)
+        .and_then(|()| generic::interpret_eventbridge(&event.detail_type, &event.detail))
         .and_then(|inbound| inbound.spoken_for(SourceSystem::Generic));
     let outcome = match interpreted {
         Err(e) => Outcome::Invalid {
@@ -82,6 +129,13 @@ pub async fn handle_eventbridge(
         }
         Ok(Inbound::TicketEnded(ended)) => intake::end_ticket(deps, &ended, now).await?,
     };
+    if let Outcome::Invalid { errors } = &outcome
+        && errors
+            .iter()
+            .any(|e| e.field == "source" || e.field == "account")
+    {
+        tracing::warn!(source = %event.source, account = ?event.account, "eventbridge event from a sender this intake does not listen to");
+    }
     tracing::info!(detail_type = %event.detail_type, outcome = ?outcome, "eventbridge event handled");
     Ok(EventOutcome { outcome })
 }

@@ -133,14 +133,20 @@ async fn authenticate(
         .map_err(AuthFailure::Secret)?;
     match check(secret.expose_secret().as_bytes()) {
         Ok(()) => Ok(()),
-        Err(AuthError::Mismatch) => match deps
+        // A secret just rotated (or replaced because it was too short) is fetched
+        // again once.
+        Err(AuthError::Mismatch | AuthError::WeakSecret) => match deps
             .secrets
             .refresh(secret_id)
             .await
             .map_err(AuthFailure::Secret)?
         {
             Some(fresh) => check(fresh.expose_secret().as_bytes()).map_err(AuthFailure::Rejected),
-            None => Err(AuthFailure::Rejected(AuthError::Mismatch)),
+            None => Err(AuthFailure::Rejected(
+                check(secret.expose_secret().as_bytes())
+                    .err()
+                    .unwrap_or(AuthError::Mismatch),
+            )),
         },
         Err(e) => Err(AuthFailure::Rejected(e)),
     }
@@ -235,6 +241,11 @@ pub async fn handle(deps: &Deps, request: ApiGatewayV2httpRequest) -> ApiGateway
         Ok(()) => {}
         Err(AuthFailure::Rejected(why)) => {
             tracing::warn!(route = route.integration(), reason = %why, "sender not authenticated");
+            if why == AuthError::WeakSecret {
+                // Not the sender's fault: the operator must replace the secret, and
+                // an alarm on this metric tells them so.
+                ticketbound_runtime::metrics::count(crate::COMPONENT, "WeakWebhookSecret", 1);
+            }
             return error(401, "unauthorized");
         }
         Err(AuthFailure::NotConfigured) => return error(404, "this integration is not configured"),

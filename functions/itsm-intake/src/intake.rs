@@ -5,11 +5,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use ticketbound_domain::{
     AccessRequest, Actor, AuditAction, AuditEvent, AuditRecord, EndCause, FieldError, Grant,
-    GrantEvent, GrantId, GrantState, LifecycleRules, RequestDraft, Ticket, ValidationErrors,
+    GrantEvent, GrantId, GrantState, IdentityName, LifecycleRules, Registration, RequestDraft,
+    Ticket, ValidationErrors,
 };
 use ticketbound_itsm::{InboundError, TicketEnd, TicketEnded};
 use ticketbound_policy::{PolicyDecision, PolicyEngine, PolicyError};
-use ticketbound_store::{AdvanceError, Delivery, StoreError};
+use ticketbound_store::{AdvanceError, Delivery, RegistryError, StoreError};
 use ticketbound_vault::VaultError;
 
 use crate::config::TargetKinds;
@@ -57,6 +58,8 @@ pub enum IntakeError {
     Policy(#[from] PolicyError),
     #[error("a grant could not take the ticket's end")]
     Advance(#[from] AdvanceError),
+    #[error("the identity registry could not be read")]
+    Registry(#[source] RegistryError),
 }
 
 impl IntakeError {
@@ -67,6 +70,7 @@ impl IntakeError {
             Self::Store(e) => e.is_retryable(),
             Self::Vault(e) => e.is_retryable(),
             Self::Advance(e) => e.is_retryable(),
+            Self::Registry(e) => e.is_retryable(),
             Self::Policy(_) => false,
         }
     }
@@ -131,14 +135,17 @@ pub fn grant_id_for(request: &AccessRequest, content_hash: &str) -> GrantId {
 }
 
 /// Validation and policy: the pure part of accepting an approval. The target's
-/// connector and environment come from `targets`, never from the request.
+/// connector and environment come from `targets`, the identity's owner and workload
+/// from the registry (`registration`: what it holds for the draft's identity),
+/// never from the request.
 pub fn prepare(
     draft: &RequestDraft,
     targets: &TargetKinds,
+    registration: Registration<'_>,
     policy: &PolicyEngine,
     now: DateTime<Utc>,
 ) -> Result<Prepared, PrepareError> {
-    let request = draft.validate_for(now, |system| targets.facts_of(system))?;
+    let request = draft.validate_for(now, |system| targets.facts_of(system), registration)?;
     let canonical = serde_json::to_vec(&request).unwrap_or_default();
     let content_hash = body_hash(&canonical);
     let decision = policy.evaluate_request(&request, now)?;
@@ -228,7 +235,32 @@ pub async fn accept_approval(
             state,
         });
     }
-    let prepared = match prepare(draft, &deps.config.targets, &deps.policy, now) {
+    // The registry's word on the identity the ticket names (a name that is not one
+    // is reported by validation, beside every other problem).
+    let entry = match draft.identity.name.as_deref().map(IdentityName::new) {
+        Some(Ok(name)) => match deps.registry.get_checked(&name).await {
+            Ok(entry) => entry,
+            // An entry changed by other means than the registry's own path is not
+            // believed: the approval is refused, and the operator is told.
+            Err(RegistryError::Tampered { identity, why }) => {
+                tracing::error!(identity = %identity, why = %why, "identity registry entry does not verify; approval refused");
+                ticketbound_runtime::metrics::count(COMPONENT, "RegistryTampered", 1);
+                return Ok(Outcome::Invalid {
+                    errors: vec![FieldError {
+                        field: "identity.name".to_owned(),
+                        problem: format!(
+                            "is {identity}, whose registry record does not verify; no grant is made for it until an operator repairs it"
+                        ),
+                    }],
+                });
+            }
+            Err(RegistryError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(IntakeError::Registry(e)),
+        },
+        _ => None,
+    };
+    let registration = Registration::of(entry.as_ref());
+    let prepared = match prepare(draft, &deps.config.targets, registration, &deps.policy, now) {
         Ok(p) => p,
         Err(PrepareError::Invalid(errors)) => return Ok(Outcome::Invalid { errors: errors.0 }),
         Err(PrepareError::Policy(e)) => return Err(e.into()),

@@ -20,7 +20,7 @@ mod intake;
 use aws_config::SdkConfig;
 use ticketbound_policy::{PolicyEngine, PolicyError};
 use ticketbound_runtime::{ConfigError, EnvReader};
-use ticketbound_store::Store;
+use ticketbound_store::{Registry, Store};
 use ticketbound_vault::SecretCache;
 
 pub use config::IntakeConfig;
@@ -36,6 +36,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct Deps {
     pub store: Store,
+    pub registry: Registry,
     pub policy: PolicyEngine,
     pub secrets: SecretCache,
     pub config: IntakeConfig,
@@ -59,6 +60,10 @@ impl Deps {
         };
         Ok(Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
+            registry: Registry::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.identities_table.clone(),
+            ),
             policy,
             secrets: SecretCache::new(
                 aws_sdk_secretsmanager::Client::new(sdk),
@@ -90,6 +95,7 @@ impl From<IntakeError> for lambda_runtime::Diagnostic {
             IntakeError::Vault(_) => "SecretUnavailable",
             IntakeError::Policy(_) => "PolicyFailed",
             IntakeError::Advance(_) => "GrantNotAdvanced",
+            IntakeError::Registry(_) => "RegistryUnavailable",
         };
         let mut message = e.to_string();
         let mut cause = std::error::Error::source(&e);

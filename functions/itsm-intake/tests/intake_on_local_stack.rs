@@ -20,9 +20,9 @@ use ticketbound_testkit::{
     TestStack, fixture_json, jira_approval, jira_cancellation, servicenow_approval, unique_key,
 };
 
-const JIRA_SECRET: &str = "jira-webhook-secret-for-tests";
-const SN_SECRET: &str = "servicenow-hmac-secret-for-tests";
-const GENERIC_SECRET: &str = "generic-hmac-secret-for-tests";
+const JIRA_SECRET: &str = "jira-webhook-secret-for-the-intake-tests";
+const SN_SECRET: &str = "servicenow-hmac-secret-for-the-intake-tests";
+const GENERIC_SECRET: &str = "generic-hmac-secret-for-the-intake-tests";
 
 struct Harness {
     stack: TestStack,
@@ -39,17 +39,30 @@ const TARGETS: &str = r#"{
 async fn harness_with(extra: &[(&str, &str)]) -> Harness {
     let stack = TestStack::get().await;
     let tables = stack.fresh_tables().await.unwrap();
+    let registry = stack.seeded_registry().await;
     let jira_secret_id = stack.create_secret("jira", JIRA_SECRET).await;
     let sn = stack.create_secret("servicenow", SN_SECRET).await;
     let generic = stack.create_secret("generic", GENERIC_SECRET).await;
     let mut vars: Vec<(String, String)> = vec![
         ("TICKETBOUND_GRANTS_TABLE".into(), tables.grants.clone()),
         ("TICKETBOUND_AUDIT_TABLE".into(), tables.audit.clone()),
+        (
+            "TICKETBOUND_IDENTITIES_TABLE".into(),
+            registry.table().to_owned(),
+        ),
         ("TICKETBOUND_JIRA_SECRET_ID".into(), jira_secret_id.clone()),
         ("TICKETBOUND_SERVICENOW_SECRET_ID".into(), sn),
         ("TICKETBOUND_GENERIC_SECRET_ID".into(), generic),
         ("TICKETBOUND_SECRET_MIN_REFRESH_SECS".into(), "0".into()),
         ("TICKETBOUND_TARGETS".into(), TARGETS.into()),
+        (
+            "TICKETBOUND_EVENTBRIDGE_SOURCES".into(),
+            "com.example.itsm, com.example.other-itsm".into(),
+        ),
+        (
+            "TICKETBOUND_EVENTBRIDGE_ACCOUNT".into(),
+            "123456789012".into(),
+        ),
     ];
     vars.extend(
         extra
@@ -252,10 +265,7 @@ async fn the_same_delivery_sent_three_times_at_once_yields_one_grant() {
 async fn a_malformed_approval_is_400_naming_the_field_and_writes_nothing() {
     let h = harness().await;
     let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
-    body["issue"]["fields"]
-        .as_object_mut()
-        .unwrap()
-        .remove("customfield_10203");
+    body["issue"]["fields"]["customfield_10203"] = "team-hostile".into();
     body["issue"]["fields"]["customfield_10208"] = json!(["orders_reader", "*"]);
     let (status, out) = send(&h, jira_event(&body, "d-bad")).await;
     assert_eq!(status, 400, "{out}");
@@ -362,13 +372,13 @@ async fn a_rotated_webhook_secret_is_picked_up_without_a_restart() {
         .secretsmanager()
         .put_secret_value()
         .secret_id(&h.jira_secret_id)
-        .secret_string("the-rotated-jira-secret")
+        .secret_string("the-rotated-jira-secret-of-enough-bytes")
         .send()
         .await
         .unwrap();
     let other = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
     let bytes = serde_json::to_vec(&other).unwrap();
-    let sig = auth::hub_signature(b"the-rotated-jira-secret", &bytes);
+    let sig = auth::hub_signature(b"the-rotated-jira-secret-of-enough-bytes", &bytes);
     let (status, out) = send(
         &h,
         function_url_event(
@@ -843,4 +853,238 @@ async fn a_delivery_id_reused_for_other_content_is_refused() {
     let (status, again) = send(&h, jira_event(&first, "d-reused")).await;
     assert_eq!(status, 200, "the true redelivery still answers: {again}");
     assert_eq!(again["grant_id"], b1["grant_id"]);
+}
+
+/// The hostile requester names a workload principal of their own on the ticket: it
+/// would be written into the secret's resource policy, and their role would read the
+/// credential. The principal comes from the identity registry: refused, naming the
+/// field and the Jira field it came from, and nothing is written. So are an
+/// identity nobody registered, and a target the identity is not registered for.
+#[tokio::test]
+async fn a_ticket_cannot_choose_the_workload_principal_the_identity_or_its_targets() {
+    let h = harness().await;
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["issue"]["fields"]["customfield_10204"] = "arn:aws:iam::999999999999:role/attacker".into();
+    let (status, out) = send(&h, jira_event(&body, "d-foreign-principal")).await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(
+        out["errors"][0]["field"], "identity.workload_principal",
+        "{out}"
+    );
+    let problem = out["errors"][0]["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("not a workload principal registered for identity orders-etl")
+            && problem.contains("customfield_10204"),
+        "{out}"
+    );
+
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["issue"]["fields"]["customfield_10202"] = "payroll-bot".into();
+    let (status, out) = send(&h, jira_event(&body, "d-unregistered")).await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(out["errors"][0]["field"], "identity.name", "{out}");
+    assert!(
+        out["errors"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("not an identity registered"),
+        "{out}"
+    );
+
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["issue"]["fields"]["customfield_10202"] = "ledger-backfill".into();
+    body["issue"]["fields"]["customfield_10203"] = "team-finance-eng".into();
+    body["issue"]["fields"]
+        .as_object_mut()
+        .unwrap()
+        .remove("customfield_10204");
+    let (status, out) = send(&h, jira_event(&body, "d-unregistered-target")).await;
+    assert_eq!(status, 400, "{out}");
+    let fields: Vec<&str> = out["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["target.system_id"], "{out}");
+    assert_eq!(item_counts(&h).await, (0, 0), "nothing was written");
+}
+
+/// The honest ticket that leaves the identity's owner and workload out gets the
+/// registry's; once the identity is retired, a new approval for it is refused while
+/// nothing else changes.
+#[tokio::test]
+async fn the_owner_and_principal_are_the_registrys_and_a_retired_identity_gets_nothing() {
+    let h = harness().await;
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    for field in ["customfield_10203", "customfield_10204"] {
+        body["issue"]["fields"]
+            .as_object_mut()
+            .unwrap()
+            .remove(field);
+    }
+    let (status, out) = send(&h, jira_event(&body, "d-from-registry")).await;
+    assert_eq!(status, 202, "{out}");
+    let grants = grant_records(&h).await;
+    assert_eq!(grants.len(), 1);
+    let identity = &grants[0].request.identity;
+    assert_eq!(identity.owner.as_str(), "team-data-platform");
+    assert_eq!(
+        identity.workload_principal.as_str(),
+        "arn:aws:iam::123456789012:role/orders-etl"
+    );
+
+    h.deps
+        .registry
+        .retire(
+            &ticketbound_domain::IdentityName::new("orders-etl").unwrap(),
+            &ticketbound_domain::Actor::operator("ops@example.com"),
+            Utc::now(),
+            "workload decommissioned",
+        )
+        .await
+        .unwrap();
+    let before = item_counts(&h).await;
+    let body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    let (status, out) = send(&h, jira_event(&body, "d-retired")).await;
+    assert_eq!(status, 400, "{out}");
+    assert!(
+        out["errors"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("was retired"),
+        "{out}"
+    );
+    assert_eq!(item_counts(&h).await, before, "nothing was written");
+}
+
+/// A hostile insider with `events:PutEvents` sets any `source` they like, and one in
+/// another account may reach the bus too: an approval from a source that is no
+/// configured integration, or from another account, is refused naming the field, and
+/// nothing is written. Without the EventBridge settings, no event is accepted at all.
+#[tokio::test]
+async fn an_eventbridge_event_from_an_unlisted_source_or_another_account_is_refused() {
+    let h = harness().await;
+    let mut forged = eventbridge_approval(&unique_key("REQ"));
+    forged["source"] = "com.example.anything".into();
+    let (_, out) = send(&h, serde_json::from_value(forged).unwrap()).await;
+    assert_eq!(out["outcome"]["outcome"], "invalid", "{out}");
+    assert_eq!(out["outcome"]["errors"][0]["field"], "source", "{out}");
+
+    let mut foreign = eventbridge_approval(&unique_key("REQ"));
+    foreign["account"] = "999999999999".into();
+    let (_, out) = send(&h, serde_json::from_value(foreign).unwrap()).await;
+    assert_eq!(out["outcome"]["errors"][0]["field"], "account", "{out}");
+    assert_eq!(item_counts(&h).await, (0, 0), "nothing was written");
+
+    // The second configured integration is heard.
+    let mut other = eventbridge_approval(&unique_key("REQ"));
+    other["source"] = "com.example.other-itsm".into();
+    let (_, out) = send(&h, serde_json::from_value(other).unwrap()).await;
+    assert_eq!(out["outcome"]["outcome"], "accepted", "{out}");
+
+    let unconfigured = harness_with(&[]).await;
+    let mut env_less = unconfigured;
+    env_less.deps.config.eventbridge = None;
+    let (_, out) = send(
+        &env_less,
+        serde_json::from_value(eventbridge_approval(&unique_key("REQ"))).unwrap(),
+    )
+    .await;
+    assert!(
+        out["outcome"]["errors"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("not configured"),
+        "{out}"
+    );
+}
+
+/// An operator who configured a short webhook secret (31 bytes here; an empty one
+/// would let anyone sign) has configured nobody: a delivery signed with it is 401,
+/// and nothing is written, until the secret is replaced.
+#[tokio::test]
+async fn a_webhook_secret_shorter_than_32_bytes_authenticates_nobody() {
+    let h = harness().await;
+    let weak = "a-31-byte-secret-is-still-weak!";
+    h.stack
+        .secretsmanager()
+        .put_secret_value()
+        .secret_id(&h.jira_secret_id)
+        .secret_string(weak)
+        .send()
+        .await
+        .unwrap();
+    let bytes = serde_json::to_vec(&jira_approval(
+        Utc::now(),
+        &unique_key("OPS"),
+        Duration::hours(4),
+    ))
+    .unwrap();
+    let signed_with_the_weak_key = function_url_event(
+        "/jira",
+        &bytes,
+        &[
+            (
+                "x-hub-signature",
+                auth::hub_signature(weak.as_bytes(), &bytes),
+            ),
+            ("x-atlassian-webhook-identifier", "d-weak".to_owned()),
+        ],
+    );
+    let (status, out) = send(&h, signed_with_the_weak_key).await;
+    assert_eq!(status, 401, "{out}");
+    assert_eq!(item_counts(&h).await, (0, 0), "nothing was written");
+}
+
+/// An insider with write access to the registry's table adds their own role to an
+/// identity's entry, then approves a ticket naming it: the entry no longer agrees
+/// with its last recorded change, so it is not believed, and nothing is written.
+#[tokio::test]
+async fn a_registry_entry_edited_by_hand_grants_nothing() {
+    let h = harness().await;
+    let attacker = "arn:aws:iam::999999999999:role/attacker";
+    let ddb = h.stack.dynamodb();
+    let key: std::collections::HashMap<String, AttributeValue> = [
+        (
+            "pk".to_owned(),
+            AttributeValue::S("IDENTITY#orders-etl".into()),
+        ),
+        ("sk".to_owned(), AttributeValue::S("ENTRY".into())),
+    ]
+    .into();
+    let mut item = ddb
+        .get_item()
+        .table_name(h.deps.registry.table())
+        .set_key(Some(key))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    if let Some(AttributeValue::M(identity)) = item.get_mut("identity")
+        && let Some(AttributeValue::L(principals)) = identity.get_mut("workload_principals")
+    {
+        principals.push(AttributeValue::S(attacker.into()));
+    }
+    ddb.put_item()
+        .table_name(h.deps.registry.table())
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+
+    let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
+    body["issue"]["fields"]["customfield_10204"] = attacker.into();
+    let (status, out) = send(&h, jira_event(&body, "d-tampered")).await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(out["errors"][0]["field"], "identity.name", "{out}");
+    assert!(
+        out["errors"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
+        "{out}"
+    );
+    assert_eq!(item_counts(&h).await, (0, 0), "nothing was written");
 }

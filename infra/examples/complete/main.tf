@@ -12,9 +12,14 @@ module "ticketbound" {
   name_prefix                 = var.name_prefix
   package_dir                 = var.package_dir
   itsm_event_sources          = var.itsm_event_sources
+  itsm_event_publishers       = var.itsm_event_publishers
   alarm_sns_topic_arn         = var.alarm_sns_topic_arn
   jira_mapping_json           = var.jira_mapping_json
   deletion_protection_enabled = var.deletion_protection_enabled
+
+  # Optional: identities imported with `ticketbound identities import` on apply (the
+  # CLI must be on PATH). Operators otherwise register them with the CLI.
+  identities_file = var.identities_file
 
   targets                  = var.targets
   target_admin_secret_arns = var.target_admin_secret_arns

@@ -48,6 +48,16 @@ output "audit_table_stream_arn" {
   value       = module.ticketbound.audit_table_stream_arn
 }
 
+output "identities_table_name" {
+  description = "Name of the identity registry table (TICKETBOUND_IDENTITIES_TABLE for `ticketbound identities`)."
+  value       = module.ticketbound.identities_table_name
+}
+
+output "identities_table_arn" {
+  description = "ARN of the identity registry table."
+  value       = module.ticketbound.identities_table_arn
+}
+
 output "event_bus_name" {
   description = "Name of the ticketbound EventBridge bus."
   value       = module.ticketbound.event_bus_name

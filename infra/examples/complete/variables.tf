@@ -31,6 +31,12 @@ variable "itsm_event_sources" {
   default     = ["com.example.itsm"]
 }
 
+variable "itsm_event_publishers" {
+  description = "IAM role or user ARNs that may put events on the ticketbound EventBridge bus (the integrations' roles); the bus denies PutEvents to everyone else. Empty (the default): nobody may, and the EventBridge path is closed."
+  type        = list(string)
+  default     = []
+}
+
 variable "alarm_sns_topic_arn" {
   description = "SNS topic for alarm notifications; null creates the alarms without actions."
   type        = string
@@ -44,9 +50,15 @@ variable "jira_mapping_json" {
 }
 
 variable "deletion_protection_enabled" {
-  description = "Protect the grants and audit tables from deletion."
+  description = "Protect the grants, audit and identities tables from deletion."
   type        = bool
   default     = true
+}
+
+variable "identities_file" {
+  description = "A JSON file of identity definitions imported with `ticketbound identities import` on apply (relative to this directory); the ticketbound CLI must be on PATH. null: no seed."
+  type        = string
+  default     = null
 }
 
 variable "targets" {

@@ -138,3 +138,39 @@ resource "aws_cloudwatch_metric_alarm" "drift_findings" {
   ok_actions          = local.alarm_actions
   tags                = var.tags
 }
+
+# The intake's own alarms on what an operator must fix: a webhook secret under 32
+# bytes (its route authenticates nobody) and an identity registry entry that does not
+# verify against its chain of changes (written by other means than `ticketbound
+# identities`; its approvals are refused).
+locals {
+  intake_operator_alarms = {
+    "weak-webhook-secret" = {
+      metric      = "WeakWebhookSecret"
+      description = "refused a webhook because its route's signing secret or bearer token is shorter than 32 bytes. Replace the secret in Secrets Manager (and in the ITSM)."
+    }
+    "registry-tampered" = {
+      metric      = "RegistryTampered"
+      description = "found an identity registry entry that does not verify against its chain of changes, and refused its approvals. Inspect it with `ticketbound identities show`, and the table's CloudTrail data events."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "intake_operator" {
+  for_each = local.intake_operator_alarms
+
+  alarm_name          = "${local.function_names["itsm-intake"]}-${each.key}"
+  alarm_description   = "${local.function_names["itsm-intake"]} ${each.value.description}"
+  namespace           = "ticketbound"
+  metric_name         = each.value.metric
+  dimensions          = { function = "itsm-intake" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}

@@ -110,3 +110,64 @@ resource "aws_dynamodb_table" "audit" {
 
   tags = var.tags
 }
+
+# The identity registry: which non-human identities may be granted, who owns them,
+# their workload principals, targets and environments, each entry with its own chain of
+# changes (shared/store/src/registry.rs). Written by operators only, through the CLI
+# (`ticketbound identities add|import|retire`, or the optional seed below); no
+# function role may write it, so the internet-facing intake can never register a
+# principal. The intake reads an entry (GetItem), the reconciler scans it.
+resource "aws_dynamodb_table" "identities" {
+  name                        = local.identities_table_name
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = var.deletion_protection_enabled
+
+  # No stream (nothing consumes its changes) and no TTL (an entry is retired, never
+  # deleted: its chain is evidence).
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.this.arn
+  }
+
+  tags = var.tags
+}
+
+# The optional seed of the registry (var.identities_file): the operators' own path, the
+# CLI's `identities import`, run where terraform runs, so every entry is checked and
+# written with its event exactly as an operator's change is (never a raw PutItem from
+# Terraform, which would bypass the chain). Run again whenever the file changes; an
+# unchanged definition writes nothing. The CLI records "terraform" as the actor;
+# CloudTrail records who really wrote (the credentials terraform apply runs with).
+resource "terraform_data" "identities_seed" {
+  count = var.identities_file == null ? 0 : 1
+
+  triggers_replace = filesha256(var.identities_file)
+
+  provisioner "local-exec" {
+    # The path through the environment, quoted: never spliced into the shell command.
+    command = "ticketbound identities import \"$IDENTITIES_SEED_FILE\" --by terraform"
+    environment = {
+      IDENTITIES_SEED_FILE         = abspath(var.identities_file)
+      TICKETBOUND_GRANTS_TABLE     = aws_dynamodb_table.grants.name
+      TICKETBOUND_AUDIT_TABLE      = aws_dynamodb_table.audit.name
+      TICKETBOUND_IDENTITIES_TABLE = aws_dynamodb_table.identities.name
+      AWS_REGION                   = local.region
+    }
+  }
+}

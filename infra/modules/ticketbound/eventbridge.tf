@@ -7,6 +7,59 @@ resource "aws_cloudwatch_event_bus" "itsm" {
   tags               = var.tags
 }
 
+# Who may put events on the bus. The intake checks each event's source and account
+# itself, but PutEvents lets its caller choose `source`, and a caller in this account
+# gets this account's `account`: only the bus can say who the caller is.
+resource "aws_cloudwatch_event_bus_policy" "itsm" {
+  event_bus_name = aws_cloudwatch_event_bus.itsm.name
+  policy         = local.event_bus_policy
+
+  lifecycle {
+    # The intake hears only events whose account is this one (EventBridge sets it to
+    # the publisher's): a publisher elsewhere would have every event refused.
+    precondition {
+      condition     = alltrue([for arn in var.itsm_event_publishers : split(":", arn)[4] == local.account_id])
+      error_message = "itsm_event_publishers must be roles or users of this account: the intake refuses events from any other account (TICKETBOUND_EVENTBRIDGE_ACCOUNT)."
+    }
+  }
+}
+
+locals {
+  # An Allow alone would not do: in this account a principal whose identity policy
+  # allows events:PutEvents needs nothing from the bus policy. An explicit Deny in the
+  # resource policy stops every principal, whatever its identity policies allow. An
+  # assumed-role session's aws:PrincipalArn is its role's ARN, so roles can be named.
+  # With no publisher named, ArnNotLike would have nothing to compare with: the bus
+  # then denies PutEvents to everyone, and the EventBridge path stays closed until
+  # itsm_event_publishers names the integrations' roles.
+  # No Allow is needed: publishers are of this account (see the precondition), and
+  # their identity policies allow them.
+  event_bus_policy = length(var.itsm_event_publishers) == 0 ? jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "NoPublisherNamed"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "events:PutEvents"
+        Resource  = aws_cloudwatch_event_bus.itsm.arn
+      },
+    ]
+    }) : jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "OnlyNamedPublishers"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "events:PutEvents"
+        Resource  = aws_cloudwatch_event_bus.itsm.arn
+        Condition = { ArnNotLike = { "aws:PrincipalArn" = var.itsm_event_publishers } }
+      },
+    ]
+  })
+}
+
 locals {
   # rule name suffix => detail-type (functions/itsm-intake, generic::interpret_eventbridge)
   intake_rules = {

@@ -103,6 +103,15 @@ locals {
         Resource = [aws_dynamodb_table.audit.arn]
       },
       {
+        # The identity registry: the entry of the identity a request names, strongly
+        # consistent (a retirement counts at once). Read only: operators register
+        # identities (the CLI), the internet-facing intake never can.
+        Sid      = "IdentitiesRead"
+        Effect   = "Allow"
+        Action   = ["dynamodb:GetItem"]
+        Resource = [aws_dynamodb_table.identities.arn]
+      },
+      {
         Sid      = "WebhookSecrets"
         Effect   = "Allow"
         Action   = ["secretsmanager:GetSecretValue"]
@@ -464,6 +473,14 @@ locals {
             "dynamodb:PutItem",
           ]
           Resource = [aws_dynamodb_table.audit.arn]
+        },
+        {
+          # The identity registry, every entry (one Scan): live grants are checked
+          # against it. Read only, as for the intake: operators write it (the CLI).
+          Sid      = "IdentitiesScan"
+          Effect   = "Allow"
+          Action   = ["dynamodb:Scan"]
+          Resource = [aws_dynamodb_table.identities.arn]
         },
         {
           # ListSecrets takes no resource-level permissions: AWS requires "*". It

@@ -11,6 +11,8 @@ locals {
   # name the log groups and rules before they exist (no dependency cycle).
   grants_table_name = "${var.name_prefix}-grants"
   audit_table_name  = "${var.name_prefix}-audit"
+  # The identity registry (shared/store/src/schema.rs: IDENTITIES).
+  identities_table_name = "${var.name_prefix}-identities"
   # shared/store/src/schema.rs: GRANTS.indexes, in the same order.
   grants_index_names = ["by-ticket", "by-owner", "by-state-expiry"]
   event_bus_name     = "${var.name_prefix}-itsm"
@@ -211,6 +213,9 @@ locals {
         TICKETBOUND_GRANTS_TABLE   = aws_dynamodb_table.grants.name
         TICKETBOUND_AUDIT_TABLE    = aws_dynamodb_table.audit.name
         TICKETBOUND_RETENTION_DAYS = tostring(var.grant_retention_days)
+        # The identity registry: a request's identity, owner, principals, targets and
+        # environments are checked against its entry (GetItem, read only).
+        TICKETBOUND_IDENTITIES_TABLE = aws_dynamodb_table.identities.name
         # Only each target's connector and environment are read: a request names a
         # target, and what kind of target it is (and what policy sees of its
         # capabilities) and which environment's rules apply come from here.
@@ -223,6 +228,10 @@ locals {
         TICKETBOUND_DELIVERY_TTL_HOURS      = tostring(var.delivery_ttl_hours)
         TICKETBOUND_SECRET_CACHE_SECS       = tostring(var.secret_cache_secs)
         TICKETBOUND_SECRET_MIN_REFRESH_SECS = tostring(var.secret_min_refresh_secs)
+        # EventBridge events are checked again by the intake: PutEvents lets its caller
+        # set `source`, never `account` (EventBridge sets it), so both are compared.
+        TICKETBOUND_EVENTBRIDGE_SOURCES = join(",", var.itsm_event_sources)
+        TICKETBOUND_EVENTBRIDGE_ACCOUNT = local.account_id
       },
       # Minified: Lambda allows 4 KB of environment in all.
       var.jira_mapping_json == null ? {} : {
@@ -329,9 +338,11 @@ locals {
     # functions/grant-reconcile/src/config.rs, exactly.
     "grant-reconcile" = merge(
       {
-        TICKETBOUND_GRANTS_TABLE         = aws_dynamodb_table.grants.name
-        TICKETBOUND_AUDIT_TABLE          = aws_dynamodb_table.audit.name
-        TICKETBOUND_RETENTION_DAYS       = tostring(var.grant_retention_days)
+        TICKETBOUND_GRANTS_TABLE   = aws_dynamodb_table.grants.name
+        TICKETBOUND_AUDIT_TABLE    = aws_dynamodb_table.audit.name
+        TICKETBOUND_RETENTION_DAYS = tostring(var.grant_retention_days)
+        # The identity registry: live grants are checked against it (Scan, read only).
+        TICKETBOUND_IDENTITIES_TABLE     = aws_dynamodb_table.identities.name
         TICKETBOUND_TARGETS              = local.targets_json
         TICKETBOUND_SCHEDULE_GROUP       = aws_scheduler_schedule_group.this.name
         TICKETBOUND_SECRET_CACHE_SECS    = tostring(var.target_admin_secret_cache_secs)

@@ -28,6 +28,16 @@ output "audit_table_stream_arn" {
   value       = aws_dynamodb_table.audit.stream_arn
 }
 
+output "identities_table_name" {
+  description = "Name of the identity registry table (TICKETBOUND_IDENTITIES_TABLE): operators manage it with `ticketbound identities add|import|retire`."
+  value       = aws_dynamodb_table.identities.name
+}
+
+output "identities_table_arn" {
+  description = "ARN of the identity registry table. No function role may write it; grant operators what the CLI needs on it (see infra/DEPLOY.md)."
+  value       = aws_dynamodb_table.identities.arn
+}
+
 output "intake_function_name" {
   description = "Name of the itsm-intake Lambda function."
   value       = aws_lambda_function.this["itsm-intake"].function_name

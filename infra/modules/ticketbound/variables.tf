@@ -31,9 +31,20 @@ variable "tags" {
 # --- DynamoDB -----------------------------------------------------------------
 
 variable "deletion_protection_enabled" {
-  description = "Whether the grants and audit tables are protected from deletion. Turn off only to tear down a test deployment."
+  description = "Whether the grants, audit and identities tables are protected from deletion. Turn off only to tear down a test deployment."
   type        = bool
   default     = true
+}
+
+variable "identities_file" {
+  description = "A JSON file of identity definitions (an array, as `ticketbound identities import` takes) imported with `ticketbound identities import` on apply, and again whenever its content changes: the same audited path operators use (each change is checked, then written with its event; the actor is \"terraform\"). The ticketbound CLI must be on the PATH of whoever runs terraform apply, with AWS credentials that may write the identities table. A relative path is relative to the directory terraform runs in (use path.root or path.module to be explicit). null (the default): no seed; operators register identities with the CLI."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.identities_file == null || try(fileexists(var.identities_file), false)
+    error_message = "identities_file must be null or the path of an existing file."
+  }
 }
 
 variable "grant_retention_days" {
@@ -584,13 +595,53 @@ variable "rotation_grace_hours" {
 # --- EventBridge ----------------------------------------------------------------
 
 variable "itsm_event_sources" {
-  description = "Event `source` values the intake rules accept on the ticketbound bus."
+  description = "Event `source` values the intake rules accept on the ticketbound bus; the intake checks them again itself (TICKETBOUND_EVENTBRIDGE_SOURCES, comma-separated)."
   type        = list(string)
   default     = ["com.example.itsm"]
 
   validation {
     condition     = length(var.itsm_event_sources) > 0
     error_message = "itsm_event_sources needs at least one source."
+  }
+
+  # The intake refuses an aws. source at start-up (it trims each value first): those
+  # are AWS services' own, never an ITSM's.
+  validation {
+    condition     = alltrue([for s in var.itsm_event_sources : !startswith(trimspace(s), "aws.")])
+    error_message = "itsm_event_sources must not name an aws. source: those are AWS services' events, never an ITSM's."
+  }
+
+  # The intake reads the list comma-separated and trimmed; the rules match each value
+  # exactly. A comma, an empty value or surrounding blanks would make the two differ.
+  validation {
+    condition     = alltrue([for s in var.itsm_event_sources : !strcontains(s, ",") && s != "" && trimspace(s) == s])
+    error_message = "itsm_event_sources values must be non-empty, without a comma and without leading or trailing blanks."
+  }
+}
+
+variable "itsm_event_publishers" {
+  description = <<-EOT
+    IAM role and user ARNs that may put events on the ticketbound bus (the integrations'
+    roles; an assumed-role session counts as its role). The bus policy denies
+    events:PutEvents to every other principal, this account's included, whatever their
+    identity policies allow. They must be of this account: the intake refuses events
+    from any other (checked at plan). Empty (the default): nobody may put events, and the EventBridge path is
+    closed until publishers are named. The roles and users must exist when the policy
+    is applied: AWS refuses a policy naming an unknown principal.
+  EOT
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.itsm_event_publishers : can(regex("^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:(role|user)/.+", arn))])
+    error_message = "itsm_event_publishers must be IAM role or user ARNs (arn:aws:iam::<account>:role/<name> or :user/<name>)."
+  }
+
+  # The same ARNs are the Allow statement's principals, and a principal takes no
+  # wildcard: name each role.
+  validation {
+    condition     = alltrue([for arn in var.itsm_event_publishers : !strcontains(arn, "*") && !strcontains(arn, "?")])
+    error_message = "itsm_event_publishers must name each role or user: no * or ? wildcards."
   }
 }
 

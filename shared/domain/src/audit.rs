@@ -27,6 +27,15 @@ impl Digest {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// The digest a hasher has computed (for the other chains of this crate).
+    pub(crate) fn finish(h: Sha256) -> Self {
+        Self(h.finalize().into())
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl TryFrom<String> for Digest {
@@ -55,6 +64,13 @@ impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
     }
+}
+
+/// Feeds one length-prefixed field to a chain's hash, so that no two different
+/// events encode to the same bytes.
+pub(crate) fn field(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
 }
 
 /// Where a grant's chain ends: the last sequence number and its hash.
@@ -91,7 +107,7 @@ pub enum ActorKind {
 }
 
 impl ActorKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::ItsmUser => "itsm_user",
             Self::Component => "component",
@@ -274,10 +290,6 @@ impl AuditEvent {
     /// SHA-256 over an unambiguous encoding of every field but `hash`: each field is
     /// length-prefixed, so no two different events encode to the same bytes.
     pub fn compute_hash(&self) -> Digest {
-        fn field(h: &mut Sha256, bytes: &[u8]) {
-            h.update((bytes.len() as u64).to_be_bytes());
-            h.update(bytes);
-        }
         let state = |s: Option<GrantState>| s.map_or("", GrantState::as_str);
         let mut h = Sha256::new();
         h.update(b"ticketbound-audit-v1\n");

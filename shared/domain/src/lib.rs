@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod grant;
 pub mod model;
+pub mod registry;
 pub mod request;
 
 pub use audit::{
@@ -23,5 +24,9 @@ pub use model::{
     AccessRequest, Approval, Capabilities, ChangeWindow, ConnectorKind, Environment, Identity,
     IdentityKind, IdentityName, Justification, Owner, Permission, Principal, RevocationTrigger,
     RotationPeriod, Scope, SourceSystem, SystemId, Ticket, TicketKey, ValueError,
+};
+pub use registry::{
+    IdentityChainError, IdentityEvent, IdentityStatus, RegisteredIdentity, Registration,
+    RegistryAction, RegistryChangeError, RegistryEntry, verify_identity_chain,
 };
 pub use request::{ApprovalDraft, FieldError, RequestDraft, TargetFacts, ValidationErrors};

@@ -339,7 +339,7 @@ pub struct Capabilities {
 }
 
 /// Where the target runs. Policies treat production more strictly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Environment {
     Prod,

@@ -18,6 +18,7 @@ use crate::model::{
     IdentityName, Justification, Owner, Permission, Principal, RevocationTrigger, RotationPeriod,
     Scope, SourceSystem, SystemId, Target, Ticket, TicketKey, ValueError,
 };
+use crate::registry::Registration;
 
 /// Approval times may run this far ahead of our clock (ITSM clocks drift).
 const CLOCK_SKEW: Duration = Duration::minutes(5);
@@ -208,6 +209,14 @@ pub struct TargetFacts {
     pub environment: Environment,
 }
 
+/// The identity's kind, name, owner and workload principal, each if good.
+type IdentityParts = (
+    Option<IdentityKind>,
+    Option<IdentityName>,
+    Option<Owner>,
+    Option<Principal>,
+);
+
 /// What a request says of its target besides naming it.
 #[derive(Debug, Clone, Copy)]
 struct ClaimedTarget<'a> {
@@ -221,7 +230,7 @@ impl RequestDraft {
     /// known to be right: fixtures, tests, records re-read. What arrives from outside
     /// goes through [`Self::validate_for`].
     pub fn validate(&self, now: DateTime<Utc>) -> Result<AccessRequest, ValidationErrors> {
-        self.check(now, |p, _, claimed| {
+        self.check(now, None, |p, _, claimed| {
             let connector = p.required("target.connector", claimed.connector, |v| {
                 one_of(v, CONNECTORS)
             });
@@ -239,14 +248,22 @@ impl RequestDraft {
     /// ticketbound's configuration (`facts_of`), never from the request: the request
     /// names a target, and a `target.connector` or `target.environment` it still
     /// sends must agree with it (production asked for as `non-prod` would get
-    /// non-prod's rules). A target that is not configured is refused. Either all of it
-    /// is good, or every problem found is returned together.
+    /// non-prod's rules). A target that is not configured is refused.
+    ///
+    /// The identity is the registry's (`registration`, looked up by the draft's
+    /// `identity.name`): its kind, owner and workload principal come from there, and
+    /// an `identity.*` field the request still sends must agree; the target must be
+    /// one the identity is registered for, in an environment it is registered for,
+    /// and the grant no longer than the identity's own limit. An unregistered or
+    /// retired identity is refused. Either all of it is good, or every problem found
+    /// is returned together.
     pub fn validate_for(
         &self,
         now: DateTime<Utc>,
         facts_of: impl Fn(&SystemId) -> Option<TargetFacts>,
+        registration: Registration<'_>,
     ) -> Result<AccessRequest, ValidationErrors> {
-        self.check(now, |p, system, claimed| {
+        self.check(now, Some(registration), |p, system, claimed| {
             let system = system?;
             let Some(configured) = facts_of(system) else {
                 p.add("target.system_id", "is not a target ticketbound manages");
@@ -281,9 +298,11 @@ impl RequestDraft {
         })
     }
 
+    /// `registration` is `None` only for [`Self::validate`]: the identity as given.
     fn check(
         &self,
         now: DateTime<Utc>,
+        registration: Option<Registration<'_>>,
         target: impl FnOnce(&mut Problems, Option<&SystemId>, ClaimedTarget<'_>) -> Option<TargetFacts>,
     ) -> Result<AccessRequest, ValidationErrors> {
         let mut p = Problems::default();
@@ -300,20 +319,10 @@ impl RequestDraft {
 
         let approvals = self.check_approvals(&mut p, requester.as_ref(), now);
 
-        let kind = p.required("identity.kind", self.identity.kind.as_deref(), |v| {
-            one_of(v, KINDS)
-        });
-        let name = p.required("identity.name", self.identity.name.as_deref(), |v| {
-            IdentityName::new(v)
-        });
-        let owner = p.required("identity.owner", self.identity.owner.as_deref(), |v| {
-            Owner::new(v)
-        });
-        let workload = p.required(
-            "identity.workload_principal",
-            self.identity.workload_principal.as_deref(),
-            |v| Principal::new(v),
-        );
+        let (kind, name, owner, workload) = match registration {
+            None => self.identity_as_given(&mut p),
+            Some(registration) => self.identity_registered(&mut p, registration),
+        };
 
         let system_id = p.required("target.system_id", self.target.system_id.as_deref(), |v| {
             SystemId::new(v)
@@ -327,6 +336,31 @@ impl RequestDraft {
             },
         );
         let (connector, environment) = (facts.map(|f| f.connector), facts.map(|f| f.environment));
+        let registered = match registration {
+            Some(Registration::Active(r)) => Some(r),
+            _ => None,
+        };
+        if let (Some(r), Some(system), Some(environment)) =
+            (registered, system_id.as_ref(), environment)
+        {
+            if !r.targets.contains(system) {
+                p.add(
+                    "target.system_id",
+                    format!(
+                        "is {system}, a target identity {} is not registered for; an operator registers the targets an identity may be granted",
+                        r.name
+                    ),
+                );
+            } else if !r.environments.contains(&environment) {
+                p.add(
+                    "target.system_id",
+                    format!(
+                        "is {system}, which is {environment}, and identity {} is not registered for {environment}",
+                        r.name
+                    ),
+                );
+            }
+        }
 
         let scope = self.check_scope(&mut p);
 
@@ -345,6 +379,20 @@ impl RequestDraft {
             && list.iter().any(|a| a.approved_at >= t)
         {
             p.add("not_after", "must be later than every approval");
+        }
+        if let (Some(t), Some(r)) = (not_after, registered)
+            && let Some(max) = r.max_ttl()
+            && t - now > max
+        {
+            p.add(
+                "not_after",
+                format!(
+                    "is {} hours away; identity {} may be granted for at most {} hours at a time",
+                    ((t - now).num_minutes() + 59) / 60,
+                    r.name,
+                    max.num_hours()
+                ),
+            );
         }
 
         let justification = p.required("justification", self.justification.as_deref(), |v| {
@@ -414,6 +462,105 @@ impl RequestDraft {
             }),
             _ => Err(ValidationErrors(p.0)),
         }
+    }
+
+    /// Fixtures and re-read records: every identity field required, as given.
+    fn identity_as_given(&self, p: &mut Problems) -> IdentityParts {
+        let kind = p.required("identity.kind", self.identity.kind.as_deref(), |v| {
+            one_of(v, KINDS)
+        });
+        let name = p.required("identity.name", self.identity.name.as_deref(), |v| {
+            IdentityName::new(v)
+        });
+        let owner = p.required("identity.owner", self.identity.owner.as_deref(), |v| {
+            Owner::new(v)
+        });
+        let workload = p.required(
+            "identity.workload_principal",
+            self.identity.workload_principal.as_deref(),
+            |v| Principal::new(v),
+        );
+        (kind, name, owner, workload)
+    }
+
+    /// The identity from the registry; what the request claims of it must agree.
+    fn identity_registered(
+        &self,
+        p: &mut Problems,
+        registration: Registration<'_>,
+    ) -> IdentityParts {
+        let name = p.required("identity.name", self.identity.name.as_deref(), |v| {
+            IdentityName::new(v)
+        });
+        let Some(name) = name else {
+            return (None, None, None, None);
+        };
+        let r = match registration {
+            Registration::Active(r) if r.name == name => r,
+            Registration::Active(_) | Registration::Unknown => {
+                p.add(
+                    "identity.name",
+                    format!(
+                        "is {name}, which is not an identity registered with ticketbound; an operator registers an identity (ticketbound identities add) before it can be granted"
+                    ),
+                );
+                return (None, None, None, None);
+            }
+            Registration::Retired { at } => {
+                p.add(
+                    "identity.name",
+                    format!(
+                        "is {name}, which was retired at {}; a retired identity is not granted again",
+                        at.to_rfc3339()
+                    ),
+                );
+                return (None, None, None, None);
+            }
+        };
+        let disagrees = |field: &str, claimed: &str, registered: &str| FieldError {
+            field: field.to_owned(),
+            problem: format!(
+                "is {claimed:?}, but identity {name} is registered with {registered:?}; it comes from the identity registry, never from the request"
+            ),
+        };
+        if let Some(kind) = self.identity.kind.as_deref()
+            && kind != r.kind.as_str()
+        {
+            p.0.push(disagrees("identity.kind", kind, r.kind.as_str()));
+        }
+        if let Some(owner) = self.identity.owner.as_deref()
+            && owner != r.owner.as_str()
+        {
+            p.0.push(disagrees("identity.owner", owner, r.owner.as_str()));
+        }
+        let principal = match self.identity.workload_principal.as_deref() {
+            Some(claimed) => match r.workload_principals.iter().find(|w| w.as_str() == claimed) {
+                Some(w) => Some(w.clone()),
+                None => {
+                    p.add(
+                        "identity.workload_principal",
+                        format!(
+                            "is {claimed:?}, which is not a workload principal registered for identity {name}; only a registered workload may read its credential"
+                        ),
+                    );
+                    None
+                }
+            },
+            None => match r.workload_principals.iter().collect::<Vec<_>>().as_slice() {
+                [only] => Some((*only).clone()),
+                several => {
+                    p.add(
+                        "identity.workload_principal",
+                        format!(
+                            "is required: identity {name} has {} registered workload principals; the request names one",
+                            several.len()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        (Some(r.kind), Some(name), Some(r.owner.clone()), principal)
     }
 
     fn check_approvals(
@@ -557,13 +704,107 @@ mod tests {
         })
     }
 
+    fn registry_entry() -> crate::RegisteredIdentity {
+        serde_json::from_value(serde_json::json!({
+            "name": "orders-etl",
+            "kind": "database_credential",
+            "owner": "team-data",
+            "workload_principals": ["arn:aws:iam::123456789012:role/orders-etl"],
+            "targets": ["orders-db"],
+            "environments": ["prod"]
+        }))
+        .unwrap()
+    }
+
+    fn registered() -> Registration<'static> {
+        Registration::Active(Box::leak(Box::new(registry_entry())))
+    }
+
+    /// The hostile requester names a workload of their own: it would go into the
+    /// secret's resource policy and read the credential. Refused; so are another
+    /// owner, an unregistered identity, a retired one, and a target or environment
+    /// the identity is not registered for.
+    #[test]
+    fn the_identity_comes_from_the_registry_never_from_the_request() {
+        let mut draft = good_draft();
+        draft.identity.workload_principal = Some("arn:aws:iam::999999999999:role/attacker".into());
+        let errors = draft
+            .validate_for(now(), configured, registered())
+            .unwrap_err();
+        assert_eq!(
+            errors.fields().collect::<Vec<_>>(),
+            ["identity.workload_principal"]
+        );
+
+        let mut draft = good_draft();
+        draft.identity.owner = Some("team-someone-else".into());
+        draft.identity.kind = Some("token".into());
+        let errors = draft
+            .validate_for(now(), configured, registered())
+            .unwrap_err();
+        assert_eq!(
+            errors.fields().collect::<Vec<_>>(),
+            ["identity.kind", "identity.owner"]
+        );
+
+        // Left out, every identity field is the registry's.
+        let mut draft = good_draft();
+        draft.identity.owner = None;
+        draft.identity.kind = None;
+        draft.identity.workload_principal = None;
+        let request = draft.validate_for(now(), configured, registered()).unwrap();
+        assert_eq!(request.identity.owner.as_str(), "team-data");
+        assert_eq!(
+            request.identity.workload_principal.as_str(),
+            "arn:aws:iam::123456789012:role/orders-etl"
+        );
+
+        let errors = good_draft()
+            .validate_for(now(), configured, Registration::Unknown)
+            .unwrap_err();
+        assert_eq!(errors.fields().collect::<Vec<_>>(), ["identity.name"]);
+        assert!(errors.0[0].problem.contains("not an identity registered"));
+        let errors = good_draft()
+            .validate_for(now(), configured, Registration::Retired { at: now() })
+            .unwrap_err();
+        assert!(errors.0[0].problem.contains("was retired"));
+
+        // Registered for another target only, or for non-prod only.
+        let mut elsewhere = registry_entry();
+        elsewhere.targets = [SystemId::new("billing-db").unwrap()].into();
+        let errors = good_draft()
+            .validate_for(now(), configured, Registration::Active(&elsewhere))
+            .unwrap_err();
+        assert_eq!(errors.fields().collect::<Vec<_>>(), ["target.system_id"]);
+        let mut non_prod = registry_entry();
+        non_prod.environments = [Environment::NonProd].into();
+        let errors = good_draft()
+            .validate_for(now(), configured, Registration::Active(&non_prod))
+            .unwrap_err();
+        assert!(
+            errors.0[0].problem.contains("not registered for prod"),
+            "{errors}"
+        );
+
+        // The identity's own limit: 8 hours asked, 4 allowed.
+        let mut short = registry_entry();
+        short.max_ttl_hours = Some(4);
+        let errors = good_draft()
+            .validate_for(now(), configured, Registration::Active(&short))
+            .unwrap_err();
+        assert_eq!(errors.fields().collect::<Vec<_>>(), ["not_after"]);
+        assert!(errors.0[0].problem.contains("at most 4 hours"), "{errors}");
+    }
+
     /// The hostile requester's cheapest trick: production asked for as `non-prod`,
     /// whose policy wants one approver and allows longer grants.
     #[test]
     fn the_environment_comes_from_the_configuration_never_from_the_request() {
         let mut draft = good_draft();
         draft.target.environment = Some("non-prod".into());
-        let errors = draft.validate_for(now(), configured).unwrap_err();
+        let errors = draft
+            .validate_for(now(), configured, registered())
+            .unwrap_err();
         assert_eq!(errors.fields().collect::<Vec<_>>(), ["target.environment"]);
         assert!(
             errors.0[0].problem.contains("orders-db is prod"),
@@ -574,9 +815,11 @@ mod tests {
         // Left out, it is the configured one; said and right, it is accepted.
         let mut draft = good_draft();
         draft.target.environment = None;
-        let request = draft.validate_for(now(), configured).unwrap();
+        let request = draft.validate_for(now(), configured, registered()).unwrap();
         assert_eq!(request.target.environment, Environment::Prod);
-        let request = good_draft().validate_for(now(), configured).unwrap();
+        let request = good_draft()
+            .validate_for(now(), configured, registered())
+            .unwrap();
         assert_eq!(request.target.environment, Environment::Prod);
 
         // Only fixtures and re-read records go without the configuration, and there
@@ -592,13 +835,15 @@ mod tests {
         // No connector in the request: the configured one.
         let mut draft = good_draft();
         draft.target.connector = None;
-        let request = draft.validate_for(now(), configured).unwrap();
+        let request = draft.validate_for(now(), configured, registered()).unwrap();
         assert_eq!(request.target.connector, ConnectorKind::Postgres);
 
         // A hostile requester claims a laxer kind of target for the same system.
         let mut draft = good_draft();
         draft.target.connector = Some("generated_api_key".into());
-        let errors = draft.validate_for(now(), configured).unwrap_err();
+        let errors = draft
+            .validate_for(now(), configured, registered())
+            .unwrap_err();
         assert_eq!(errors.fields().collect::<Vec<_>>(), ["target.connector"]);
         assert!(
             errors.0[0]
@@ -610,7 +855,9 @@ mod tests {
         let mut draft = good_draft();
         draft.target.system_id = Some("payments-db".into());
         draft.target.connector = None;
-        let errors = draft.validate_for(now(), configured).unwrap_err();
+        let errors = draft
+            .validate_for(now(), configured, registered())
+            .unwrap_err();
         assert_eq!(errors.fields().collect::<Vec<_>>(), ["target.system_id"]);
     }
 

@@ -33,8 +33,9 @@ pub enum AuthError {
     WeakSecret,
 }
 
-/// The shortest signing secret or bearer token accepted (128 bits of a random one).
-pub const MIN_SECRET_BYTES: usize = 16;
+/// The shortest signing secret or bearer token accepted: 32 bytes, as long as
+/// HMAC-SHA256's output (a shorter key is the weaker link).
+pub const MIN_SECRET_BYTES: usize = 32;
 
 fn strong(secret: &[u8]) -> Result<(), AuthError> {
     if secret.trim_ascii().len() < MIN_SECRET_BYTES {
@@ -155,7 +156,7 @@ pub fn verify_bearer(expected: &[u8], authorization: Option<&str>) -> Result<(),
 mod tests {
     use super::*;
 
-    const SECRET: &[u8] = b"webhook-secret-for-unit-tests";
+    const SECRET: &[u8] = b"webhook-secret-for-the-auth-unit-tests";
 
     #[test]
     fn hub_signatures_verify_and_any_change_fails() {
@@ -167,7 +168,11 @@ mod tests {
             Err(AuthError::Mismatch)
         );
         assert_eq!(
-            verify_hub_signature(b"another-webhook-secret", body, Some(&sig)),
+            verify_hub_signature(
+                b"another-webhook-secret-of-32-bytes-or-more",
+                body,
+                Some(&sig)
+            ),
             Err(AuthError::Mismatch)
         );
         assert_eq!(
@@ -213,7 +218,12 @@ mod tests {
     #[test]
     fn an_empty_or_short_secret_authenticates_nobody() {
         let body = br#"{"issue":{}}"#;
-        for weak in [&b""[..], b"   ", b"short-secret"] {
+        for weak in [
+            &b""[..],
+            b"   ",
+            b"short-secret",
+            b"a-31-byte-secret-is-still-weak!",
+        ] {
             let forged = hub_signature(weak, body);
             assert_eq!(
                 verify_hub_signature(weak, body, Some(&forged)),
@@ -243,15 +253,15 @@ mod tests {
     fn bearer_tokens_compare_exactly() {
         assert_eq!(
             verify_bearer(
-                b"token-of-sixteen-bytes",
-                Some("Bearer token-of-sixteen-bytes")
+                b"token-of-at-least-thirty-two-bytes",
+                Some("Bearer token-of-at-least-thirty-two-bytes")
             ),
             Ok(())
         );
         assert_eq!(
             verify_bearer(
-                b"token-of-sixteen-bytes",
-                Some("Bearer token-of-sixteen-byte")
+                b"token-of-at-least-thirty-two-bytes",
+                Some("Bearer token-of-at-least-thirty-two-byte")
             ),
             Err(AuthError::Mismatch)
         );
@@ -260,7 +270,7 @@ mod tests {
             Err(AuthError::WeakSecret)
         );
         assert_eq!(
-            verify_bearer(b"token-of-sixteen-bytes", Some("Basic dG9r")),
+            verify_bearer(b"token-of-at-least-thirty-two-bytes", Some("Basic dG9r")),
             Err(AuthError::Malformed("Authorization"))
         );
     }

@@ -12,6 +12,7 @@
 mod error;
 mod items;
 mod pending;
+mod registry;
 mod retry;
 pub mod schema;
 mod store;
@@ -21,6 +22,9 @@ mod writeback;
 
 pub use error::StoreError;
 pub use items::{Delivery, ITEM_EXPIRY, ITEM_GRANT};
+pub use registry::{
+    Applied, IDENTITIES_TABLE, MAX_IMPORT_CHANGES, Registry, RegistryAudit, RegistryError,
+};
 pub use retry::{RecordedFailure, RevocationRetry, Told};
 pub use schema::{TableSchema, ensure_table};
 pub use store::{

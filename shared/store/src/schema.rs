@@ -102,7 +102,19 @@ pub const AUDIT: TableSchema = TableSchema {
     stream: Some(StreamView::NewImage),
 };
 
-pub const ALL: [TableSchema; 2] = [GRANTS, AUDIT];
+/// The identity registry: one partition per identity, its entry and its chain of
+/// changes. No stream (nothing reacts to it) and no TTL (an entry is retired, never
+/// removed).
+pub const IDENTITIES: TableSchema = TableSchema {
+    role: "identities",
+    partition_key: s("pk"),
+    sort_key: Some(s("sk")),
+    indexes: &[],
+    ttl_attribute: None,
+    stream: None,
+};
+
+pub const ALL: [TableSchema; 3] = [GRANTS, AUDIT, IDENTITIES];
 
 fn key(attr: KeyAttr, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
     KeySchemaElement::builder()

@@ -97,6 +97,45 @@ impl TestStack {
         Ok(tables)
     }
 
+    /// An identity registry of its own for one test, named `t<ulid>-identities`.
+    pub async fn fresh_registry(&self) -> ticketbound_store::Registry {
+        let table = format!(
+            "t{}-identities",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        if let Err(e) = schema::ensure_table(&self.dynamodb(), &schema::IDENTITIES, &table).await {
+            panic!("could not create the registry table on the local stack: {e:?}");
+        }
+        ticketbound_store::Registry::new(self.dynamodb(), table)
+    }
+
+    /// [`Self::fresh_registry`] holding the identities the fixtures name
+    /// (`tests/fixtures/registry/identities.json`), imported as an operator would.
+    pub async fn seeded_registry(&self) -> ticketbound_store::Registry {
+        let registry = self.fresh_registry().await;
+        let definitions: Vec<ticketbound_domain::RegisteredIdentity> =
+            match serde_json::from_slice(&fixture("registry/identities.json")) {
+                Ok(d) => d,
+                Err(e) => panic!("the registry fixture does not parse: {e}"),
+            };
+        if let Err(e) = registry
+            .import(
+                definitions,
+                &ticketbound_domain::Actor::operator("testkit"),
+                chrono::Utc::now(),
+            )
+            .await
+        {
+            panic!("could not seed the registry: {e:?}");
+        }
+        registry
+    }
+
+    /// The local stack's own registry (the one its intake reads).
+    pub fn local_registry(&self) -> ticketbound_store::Registry {
+        ticketbound_store::Registry::new(self.dynamodb(), self.local.identities_table.clone())
+    }
+
     /// The store over the local stack's own tables (the ones its function host uses).
     pub fn local_store(&self) -> Store {
         Store::new(

@@ -102,6 +102,20 @@ pub enum StreamError {
 pub type TtlMarks = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
 /// The `pk|sk` of a record's keys.
+/// The `pk` of each record of a batch, in order (for tests of what a stream carried).
+pub fn batch_keys(batch: &Event) -> Vec<String> {
+    batch
+        .records
+        .iter()
+        .map(|r| {
+            serde_json::to_value(&r.change.keys).unwrap_or_default()["pk"]["S"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
 pub fn key_of(record: &Value) -> String {
     let k = &record["dynamodb"]["Keys"];
     format!(

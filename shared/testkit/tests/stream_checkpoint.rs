@@ -7,7 +7,7 @@
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use aws_sdk_dynamodb::types::AttributeValue;
 use ticketbound_testkit::TestStack;
-use ticketbound_testkit::streams::StreamPoller;
+use ticketbound_testkit::streams::{StreamPoller, batch_keys};
 
 async fn put(stack: &TestStack, table: &str, pk: &str) {
     stack
@@ -19,19 +19,6 @@ async fn put(stack: &TestStack, table: &str, pk: &str) {
         .send()
         .await
         .unwrap();
-}
-
-fn keys(batch: &aws_lambda_events::event::dynamodb::Event) -> Vec<String> {
-    batch
-        .records
-        .iter()
-        .map(|r| {
-            serde_json::to_value(&r.change.keys).unwrap()["pk"]["S"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -46,7 +33,7 @@ async fn a_new_poller_goes_on_from_the_first_record_not_done() {
     let mut first = StreamPoller::new(&stack.sdk, &tables.grants).await.unwrap();
     first.checkpoint_to(file.clone());
     let batch = first.next_batch().await.unwrap().unwrap();
-    assert_eq!(keys(&batch), ["A", "B", "C"]);
+    assert_eq!(batch_keys(&batch), ["A", "B", "C"]);
     // A and B done, C failed: the function reports it, and then the host dies.
     let c = batch.records[2].change.sequence_number.clone().unwrap();
     let mut answer = DynamoDbEventResponse::default();
@@ -61,7 +48,7 @@ async fn a_new_poller_goes_on_from_the_first_record_not_done() {
     second.checkpoint_to(file.clone());
     let batch = second.next_batch().await.unwrap().unwrap();
     assert_eq!(
-        keys(&batch),
+        batch_keys(&batch),
         ["C", "D"],
         "C again, then what came after; never A or B"
     );
@@ -80,6 +67,9 @@ async fn a_new_poller_goes_on_from_the_first_record_not_done() {
     put(&stack, &other.grants, "E").await;
     let mut fourth = StreamPoller::new(&stack.sdk, &other.grants).await.unwrap();
     fourth.checkpoint_to(file.clone());
-    assert_eq!(keys(&fourth.next_batch().await.unwrap().unwrap()), ["E"]);
+    assert_eq!(
+        batch_keys(&fourth.next_batch().await.unwrap().unwrap()),
+        ["E"]
+    );
     let _ = std::fs::remove_file(&file);
 }

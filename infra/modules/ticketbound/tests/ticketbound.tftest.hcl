@@ -66,6 +66,13 @@ override_resource {
 }
 
 override_resource {
+  target = aws_dynamodb_table.identities
+  values = {
+    arn = "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"
+  }
+}
+
+override_resource {
   target = aws_secretsmanager_secret.webhook["jira"]
   values = { arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf" }
 }
@@ -333,6 +340,154 @@ run "audit_table_matches_the_schema" {
   }
 }
 
+run "identities_table_matches_the_schema" {
+  assert {
+    condition     = aws_dynamodb_table.identities.name == "ticketbound-identities"
+    error_message = "identities table name: <name_prefix>-identities"
+  }
+  assert {
+    condition     = aws_dynamodb_table.identities.hash_key == "pk" && aws_dynamodb_table.identities.range_key == "sk"
+    error_message = "identities keys must be pk (hash) and sk (range)"
+  }
+  assert {
+    condition     = { for a in aws_dynamodb_table.identities.attribute : a.name => a.type } == { pk = "S", sk = "S" }
+    error_message = "identities attribute definitions differ from shared/store/src/schema.rs (IDENTITIES)"
+  }
+  assert {
+    condition     = length(aws_dynamodb_table.identities.global_secondary_index) == 0 && length(aws_dynamodb_table.identities.local_secondary_index) == 0
+    error_message = "the identities table has no indexes"
+  }
+  assert {
+    condition     = !coalesce(aws_dynamodb_table.identities.stream_enabled, false)
+    error_message = "the identities table has no stream: nothing consumes its changes"
+  }
+  assert {
+    condition     = length(aws_dynamodb_table.identities.ttl) == 0 || !try(aws_dynamodb_table.identities.ttl[0].enabled, false)
+    error_message = "the identities table must have no TTL: an entry is retired, never deleted, and its chain is evidence"
+  }
+  assert {
+    condition     = aws_dynamodb_table.identities.point_in_time_recovery[0].enabled
+    error_message = "identities table needs point-in-time recovery"
+  }
+  assert {
+    condition     = aws_dynamodb_table.identities.server_side_encryption[0].enabled && aws_dynamodb_table.identities.server_side_encryption[0].kms_key_arn == aws_kms_key.this.arn
+    error_message = "identities table must be encrypted with the module's KMS key"
+  }
+  assert {
+    condition     = aws_dynamodb_table.identities.billing_mode == "PAY_PER_REQUEST" && aws_dynamodb_table.identities.deletion_protection_enabled
+    error_message = "identities table: on-demand billing and deletion protection by default"
+  }
+  assert {
+    condition     = output.identities_table_name == "ticketbound-identities" && output.identities_table_arn == "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"
+    error_message = "the identities table's name and ARN are outputs"
+  }
+}
+
+run "identities_table_reaches_the_intake_and_the_reconciler_only" {
+  assert {
+    condition     = aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_IDENTITIES_TABLE"] == aws_dynamodb_table.identities.name
+    error_message = "the intake is given the identities table (TICKETBOUND_IDENTITIES_TABLE)"
+  }
+  assert {
+    condition     = aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_IDENTITIES_TABLE"] == aws_dynamodb_table.identities.name
+    error_message = "the reconciler is given the identities table (TICKETBOUND_IDENTITIES_TABLE)"
+  }
+  assert {
+    condition = toset([
+      for k, f in aws_lambda_function.this : k if contains(keys(f.environment[0].variables), "TICKETBOUND_IDENTITIES_TABLE")
+    ]) == toset(["itsm-intake", "grant-reconcile"])
+    error_message = "only the intake and the reconciler read the identity registry"
+  }
+}
+
+# The registry says which principals may be granted what: whoever may write it may
+# register a principal. Operators do, through the CLI; no function may, above all not
+# the internet-facing intake.
+run "no_function_role_may_write_the_identity_registry" {
+  assert {
+    condition = {
+      for k, p in aws_iam_role_policy.function : k => join(" ", sort(distinct(flatten([
+        for s in jsondecode(p.policy).Statement : flatten([s.Action])
+        if s.Effect == "Allow" && contains(flatten([s.Resource]), aws_dynamodb_table.identities.arn)
+      ]))))
+      } == {
+      "itsm-intake"      = "dynamodb:GetItem"
+      "grant-provision"  = ""
+      "grant-expire"     = ""
+      "secret-rotate"    = ""
+      "ticket-writeback" = ""
+      "grant-reconcile"  = "dynamodb:Scan"
+    }
+    error_message = "on the identities table: the intake may GetItem, the reconciler Scan, and no function anything else"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for k, p in aws_iam_role_policy.function : [
+        for s in jsondecode(p.policy).Statement : length(setintersection(
+          toset(flatten([s.Action])),
+          toset(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:RestoreTableToPointInTime"]),
+        )) == 0
+        if s.Effect == "Allow" && anytrue([
+          # The table's ARN, anything under it, or a wildcard pattern covering it.
+          for r in flatten([s.Resource]) : (
+            r == aws_dynamodb_table.identities.arn ||
+            startswith(r, "${aws_dynamodb_table.identities.arn}/") ||
+            (strcontains(r, "*") && startswith(aws_dynamodb_table.identities.arn, split("*", r)[0]))
+          )
+        ])
+      ]
+    ]))
+    error_message = "no function role policy allows a write (PutItem, UpdateItem, DeleteItem, TransactWriteItems, BatchWriteItem, ...) on the identities table, by its ARN or by a wildcard covering it"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for p in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(p).Statement : !anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
+        if s.Effect == "Allow" && anytrue([for r in flatten([s.Resource]) : strcontains(r, ":table/ticketbound-identities") && r != aws_dynamodb_table.identities.arn])
+      ]
+    ]))
+    error_message = "no role policy names the identities table's indexes, stream or a pattern over it"
+  }
+  assert {
+    condition = !anytrue([
+      for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : contains(flatten([s.Resource]), aws_dynamodb_table.identities.arn)
+    ])
+    error_message = "the scheduler role has nothing on the identities table"
+  }
+}
+
+run "identities_seed_is_off_by_default" {
+  command = plan
+  assert {
+    condition     = length(terraform_data.identities_seed) == 0
+    error_message = "without identities_file nothing is imported on apply"
+  }
+}
+
+run "identities_seed_imports_the_file_when_set" {
+  # Plan only: an apply would run the provisioner, which needs the ticketbound CLI.
+  command = plan
+  variables {
+    identities_file = "tests/identities.json"
+  }
+  assert {
+    condition     = length(terraform_data.identities_seed) == 1
+    error_message = "with identities_file, one seed resource"
+  }
+  assert {
+    condition     = terraform_data.identities_seed[0].triggers_replace == filesha256("tests/identities.json")
+    error_message = "the seed runs again whenever the file's content changes (and only then)"
+  }
+}
+
+run "rejects_an_identities_file_that_does_not_exist" {
+  command = plan
+  variables {
+    identities_file = "tests/no-such-identities.json"
+  }
+  expect_failures = [var.identities_file]
+}
+
 run "intake_function_configuration" {
   assert {
     condition     = aws_lambda_function.this["itsm-intake"].function_name == "ticketbound-itsm-intake"
@@ -391,6 +546,7 @@ run "intake_environment_is_what_the_code_reads" {
       "TICKETBOUND_GRANTS_TABLE",
       "TICKETBOUND_AUDIT_TABLE",
       "TICKETBOUND_RETENTION_DAYS",
+      "TICKETBOUND_IDENTITIES_TABLE",
       "TICKETBOUND_TARGETS",
       "TICKETBOUND_JIRA_SECRET_ID",
       "TICKETBOUND_SERVICENOW_SECRET_ID",
@@ -400,6 +556,8 @@ run "intake_environment_is_what_the_code_reads" {
       "TICKETBOUND_DELIVERY_TTL_HOURS",
       "TICKETBOUND_SECRET_CACHE_SECS",
       "TICKETBOUND_SECRET_MIN_REFRESH_SECS",
+      "TICKETBOUND_EVENTBRIDGE_SOURCES",
+      "TICKETBOUND_EVENTBRIDGE_ACCOUNT",
     ])
     error_message = "the intake's environment must be exactly the variables functions/itsm-intake/src/config.rs reads (mappings only when set, no POLICY_DIR)"
   }
@@ -408,6 +566,7 @@ run "intake_environment_is_what_the_code_reads" {
       TICKETBOUND_GRANTS_TABLE            = "ticketbound-grants"
       TICKETBOUND_AUDIT_TABLE             = "ticketbound-audit"
       TICKETBOUND_RETENTION_DAYS          = "400"
+      TICKETBOUND_IDENTITIES_TABLE        = "ticketbound-identities"
       TICKETBOUND_TARGETS                 = "{}"
       TICKETBOUND_JIRA_SECRET_ID          = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf"
       TICKETBOUND_SERVICENOW_SECRET_ID    = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf"
@@ -417,6 +576,8 @@ run "intake_environment_is_what_the_code_reads" {
       TICKETBOUND_DELIVERY_TTL_HOURS      = "72"
       TICKETBOUND_SECRET_CACHE_SECS       = "300"
       TICKETBOUND_SECRET_MIN_REFRESH_SECS = "30"
+      TICKETBOUND_EVENTBRIDGE_SOURCES     = "com.example.itsm"
+      TICKETBOUND_EVENTBRIDGE_ACCOUNT     = "111122223333"
     })
     error_message = "the intake's environment values (defaults match config.rs)"
   }
@@ -505,8 +666,12 @@ run "intake_policy_is_least_privilege" {
         actions   = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
       }
+      IdentitiesRead = {
+        actions   = toset(["dynamodb:GetItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+      }
     }
-    error_message = "DynamoDB: exactly these actions on exactly the table and index ARNs (no /index/*, no UpdateItem, audit append-only)"
+    error_message = "DynamoDB: exactly these actions on exactly the table and index ARNs (no /index/*, no UpdateItem, audit append-only, the identity registry read only)"
   }
   assert {
     condition = {
@@ -708,6 +873,120 @@ run "eventbridge_delivers_to_the_intake_with_retries_and_a_dlq" {
   }
 }
 
+run "intake_checks_eventbridge_sources_and_account" {
+  command = plan
+
+  variables {
+    itsm_event_sources = ["com.example.itsm", "com.example.servicenow"]
+  }
+  assert {
+    condition     = aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_EVENTBRIDGE_SOURCES"] == "com.example.itsm,com.example.servicenow"
+    error_message = "TICKETBOUND_EVENTBRIDGE_SOURCES is itsm_event_sources, comma-separated"
+  }
+  assert {
+    condition     = aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_EVENTBRIDGE_ACCOUNT"] == "111122223333"
+    error_message = "TICKETBOUND_EVENTBRIDGE_ACCOUNT is the deploying account (the caller identity's)"
+  }
+  assert {
+    condition     = toset(jsondecode(aws_cloudwatch_event_rule.intake["access-request-approved"].event_pattern).source) == toset(split(",", aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_EVENTBRIDGE_SOURCES"]))
+    error_message = "the intake accepts exactly the sources its rules match"
+  }
+}
+
+run "event_bus_denies_put_events_to_all_but_the_publishers" {
+  command = plan
+
+  variables {
+    itsm_event_publishers = [
+      "arn:aws:iam::111122223333:role/servicenow-integration",
+      "arn:aws:iam::111122223333:role/integrations/jira-forwarder",
+    ]
+  }
+  assert {
+    condition     = aws_cloudwatch_event_bus_policy.itsm.event_bus_name == aws_cloudwatch_event_bus.itsm.name
+    error_message = "the policy is the ticketbound bus's"
+  }
+  assert {
+    condition = jsondecode(aws_cloudwatch_event_bus_policy.itsm.policy) == {
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid       = "OnlyNamedPublishers"
+          Effect    = "Deny"
+          Principal = "*"
+          Action    = "events:PutEvents"
+          Resource  = "arn:aws:events:eu-west-1:111122223333:event-bus/ticketbound-itsm"
+          Condition = { ArnNotLike = { "aws:PrincipalArn" = [
+            "arn:aws:iam::111122223333:role/servicenow-integration",
+            "arn:aws:iam::111122223333:role/integrations/jira-forwarder",
+          ] } }
+        },
+      ]
+    }
+    error_message = "PutEvents on the bus: denied to every principal but the publishers (ArnNotLike aws:PrincipalArn)"
+  }
+}
+
+run "rejects_a_publisher_of_another_account" {
+  command = plan
+
+  variables {
+    itsm_event_publishers = ["arn:aws:iam::444455556666:role/integrations/jira-forwarder"]
+  }
+  expect_failures = [aws_cloudwatch_event_bus_policy.itsm]
+}
+
+run "event_bus_without_publishers_denies_put_events_to_everyone" {
+  command = plan
+
+  assert {
+    condition = jsondecode(aws_cloudwatch_event_bus_policy.itsm.policy).Statement == [{
+      Sid       = "NoPublisherNamed"
+      Effect    = "Deny"
+      Principal = "*"
+      Action    = "events:PutEvents"
+      Resource  = "arn:aws:events:eu-west-1:111122223333:event-bus/ticketbound-itsm"
+    }]
+    error_message = "no publisher named (the default): PutEvents is denied to \"*\", unconditionally, and nothing is allowed"
+  }
+}
+
+run "rejects_an_aws_event_source" {
+  command = plan
+
+  variables {
+    itsm_event_sources = ["com.example.itsm", "aws.events"]
+  }
+  expect_failures = [var.itsm_event_sources]
+}
+
+run "rejects_an_event_source_with_a_comma" {
+  command = plan
+
+  variables {
+    itsm_event_sources = ["com.example.itsm,com.example.other"]
+  }
+  expect_failures = [var.itsm_event_sources]
+}
+
+run "rejects_a_publisher_that_is_not_an_iam_role_or_user_arn" {
+  command = plan
+
+  variables {
+    itsm_event_publishers = ["arn:aws:sts::111122223333:assumed-role/servicenow-integration/session"]
+  }
+  expect_failures = [var.itsm_event_publishers]
+}
+
+run "rejects_a_publisher_with_a_wildcard" {
+  command = plan
+
+  variables {
+    itsm_event_publishers = ["arn:aws:iam::111122223333:role/integration-*"]
+  }
+  expect_failures = [var.itsm_event_publishers]
+}
+
 run "alarms_without_a_topic" {
   assert {
     condition = toset(concat(
@@ -844,6 +1123,7 @@ run "name_prefix_and_tags_apply_everywhere" {
     condition = (
       aws_dynamodb_table.grants.name == "tb-test-grants" &&
       aws_dynamodb_table.audit.name == "tb-test-audit" &&
+      aws_dynamodb_table.identities.name == "tb-test-identities" &&
       aws_lambda_function.this["itsm-intake"].function_name == "tb-test-itsm-intake" &&
       aws_cloudwatch_event_bus.itsm.name == "tb-test-itsm" &&
       aws_kms_alias.this.name == "alias/tb-test" &&
@@ -908,13 +1188,13 @@ run "name_prefix_and_tags_apply_everywhere" {
     error_message = "the provisioner may invoke the rotation function of this deployment only"
   }
   assert {
-    condition     = !aws_dynamodb_table.grants.deletion_protection_enabled && !aws_dynamodb_table.audit.deletion_protection_enabled
+    condition     = !aws_dynamodb_table.grants.deletion_protection_enabled && !aws_dynamodb_table.audit.deletion_protection_enabled && !aws_dynamodb_table.identities.deletion_protection_enabled
     error_message = "deletion protection follows its variable"
   }
   assert {
     condition = alltrue([
       for tags in concat(
-        [aws_dynamodb_table.grants.tags, aws_dynamodb_table.audit.tags, aws_kms_key.this.tags, aws_cloudwatch_event_bus.itsm.tags, aws_sqs_queue.events_dlq.tags],
+        [aws_dynamodb_table.grants.tags, aws_dynamodb_table.audit.tags, aws_dynamodb_table.identities.tags, aws_kms_key.this.tags, aws_cloudwatch_event_bus.itsm.tags, aws_sqs_queue.events_dlq.tags],
         [for r in aws_lambda_function.this : r.tags],
         [for r in aws_iam_role.function : r.tags],
         [for r in aws_cloudwatch_log_group.function : r.tags],
@@ -2725,6 +3005,7 @@ run "reconcile_environment_is_what_the_code_reads" {
       TICKETBOUND_GRANTS_TABLE         = "ticketbound-grants"
       TICKETBOUND_AUDIT_TABLE          = "ticketbound-audit"
       TICKETBOUND_RETENTION_DAYS       = "400"
+      TICKETBOUND_IDENTITIES_TABLE     = "ticketbound-identities"
       TICKETBOUND_TARGETS              = "{}"
       TICKETBOUND_SCHEDULE_GROUP       = "ticketbound"
       TICKETBOUND_SECRET_CACHE_SECS    = "300"
@@ -2749,6 +3030,7 @@ run "reconcile_settings_reach_the_environment" {
       "TICKETBOUND_GRANTS_TABLE",
       "TICKETBOUND_AUDIT_TABLE",
       "TICKETBOUND_RETENTION_DAYS",
+      "TICKETBOUND_IDENTITIES_TABLE",
       "TICKETBOUND_TARGETS",
       "TICKETBOUND_SCHEDULE_GROUP",
       "TICKETBOUND_SECRET_CACHE_SECS",
@@ -2757,7 +3039,7 @@ run "reconcile_settings_reach_the_environment" {
       "TICKETBOUND_RECONCILE_SEGMENTS",
       "TICKETBOUND_ROTATION_GRACE_HOURS",
     ])
-    error_message = "with a recovery window, grant-reconcile's environment is exactly the ten variables it reads"
+    error_message = "with a recovery window, grant-reconcile's environment is exactly the eleven variables it reads"
   }
   assert {
     condition = (
@@ -2910,8 +3192,12 @@ run "reconcile_policy_is_least_privilege" {
         actions   = toset(["dynamodb:Query", "dynamodb:PutItem"])
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
       }
+      IdentitiesScan = {
+        actions   = toset(["dynamodb:Scan"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+      }
     }
-    error_message = "DynamoDB: scan, read and write the grants table, query and append to the audit table; no index, no stream, no UpdateItem"
+    error_message = "DynamoDB: scan, read and write the grants table, query and append to the audit table, scan the identity registry (read only); no index, no stream, no UpdateItem"
   }
   assert {
     condition = {
