@@ -75,6 +75,7 @@ pub fn provision_env(stack: &LocalStack) -> Vec<(String, String)> {
     [
         (c::GRANTS_TABLE, stack.grants_table.clone()),
         (c::AUDIT_TABLE, stack.audit_table.clone()),
+        (c::IDENTITIES_TABLE, stack.identities_table.clone()),
         (c::TARGETS, targets::targets_json(stack)),
         (
             c::EXPIRY_FUNCTION_ARN,

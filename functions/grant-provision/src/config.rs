@@ -6,7 +6,7 @@ use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
 use ticketbound_schedule::ScheduleSettings;
 use ticketbound_store::StoreSettings;
 
-pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
+pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, IDENTITIES_TABLE, RETENTION_DAYS};
 pub const TARGETS: &str = "TICKETBOUND_TARGETS";
 pub const SECRET_KMS_KEY_ID: &str = "TICKETBOUND_SECRET_KMS_KEY_ID";
 pub const SECRET_ADMIN_PRINCIPALS: &str = "TICKETBOUND_SECRET_ADMIN_PRINCIPALS";
@@ -52,6 +52,7 @@ pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,
     AUDIT_TABLE,
     RETENTION_DAYS,
+    IDENTITIES_TABLE,
     TARGETS,
     SECRET_KMS_KEY_ID,
     SECRET_ADMIN_PRINCIPALS,
@@ -85,6 +86,8 @@ impl FromStr for List {
 #[derive(Debug, Clone)]
 pub struct ProvisionConfig {
     pub store: StoreSettings,
+    /// The identity registry, checked again right before a credential is issued.
+    pub identities_table: String,
     pub enforce: EnforceSettings,
     pub schedules: ScheduleSettings,
     pub max_provisioning_attempts: u32,
@@ -93,6 +96,7 @@ pub struct ProvisionConfig {
 impl ProvisionConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let store = StoreSettings::read(&mut env);
+        let identities_table = ticketbound_store::Registry::read_table(&mut env);
         let targets: Option<Targets> =
             env.required(TARGETS, "a JSON map of target systems (see the README)");
         let kms_key_id = env.optional(SECRET_KMS_KEY_ID, "a KMS key id or ARN");
@@ -105,7 +109,8 @@ impl ProvisionConfig {
         let schedules = ScheduleSettings::read(&mut env, true);
         let attempts: u32 = env.or_default(MAX_PROVISIONING_ATTEMPTS, "a whole number", 5);
         env.finish()?;
-        let (Some(store), Some(targets), true) = (store, targets, schedules.target.is_some())
+        let (Some(store), Some(identities_table), Some(targets), true) =
+            (store, identities_table, targets, schedules.target.is_some())
         else {
             // finish() reported each; this only keeps the types honest.
             return Err(ConfigError {
@@ -114,6 +119,7 @@ impl ProvisionConfig {
         };
         Ok(Self {
             store,
+            identities_table,
             enforce: EnforceSettings {
                 targets,
                 kms_key_id,

@@ -39,6 +39,7 @@ pub const COMPONENT: &str = "grant-provision";
 #[derive(Debug)]
 pub struct Deps {
     pub store: Store,
+    pub registry: ticketbound_store::Registry,
     pub enforcer: Enforcer,
     pub config: ProvisionConfig,
 }
@@ -48,6 +49,10 @@ impl Deps {
         let config = ProvisionConfig::from_env(env)?;
         Ok(Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
+            registry: ticketbound_store::Registry::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.identities_table.clone(),
+            ),
             enforcer: Enforcer::connect(
                 sdk,
                 config.enforce.clone(),

@@ -20,6 +20,13 @@ pub enum ProvisionError {
     Advance(#[from] AdvanceError),
     #[error("provisioning of grant {0} failed and will be retried")]
     WillRetry(GrantId),
+    /// The identity registry no longer accounts for the grant (retired since its
+    /// approval, a principal or target removed, or a record that does not verify):
+    /// nothing is issued.
+    #[error("the identity registry no longer accounts for this grant: {0}; nothing is issued")]
+    NotRegistered(String),
+    #[error("the identity registry could not be read")]
+    Registry(#[source] ticketbound_store::RegistryError),
 }
 
 impl ProvisionError {
@@ -30,6 +37,8 @@ impl ProvisionError {
             Self::Enforce(e) => e.is_retryable(),
             Self::Advance(e) => e.is_retryable(),
             Self::WillRetry(_) => true,
+            Self::NotRegistered(_) => false,
+            Self::Registry(e) => e.is_retryable(),
         }
     }
 }
@@ -113,12 +122,17 @@ pub async fn provision_grant(
         return Ok(Provisioned::Ended(grant.state));
     }
 
-    match deps
-        .enforcer
-        .issue(&grant)
-        .await
-        .map_err(ProvisionError::from)
-    {
+    // The registry again, right before anything is made: an identity retired, or a
+    // principal or target removed, since the approval gets nothing.
+    let issued = match registry_refusal(deps, &grant).await? {
+        Some(why) => Err(ProvisionError::NotRegistered(why)),
+        None => deps
+            .enforcer
+            .issue(&grant)
+            .await
+            .map_err(ProvisionError::from),
+    };
+    match issued {
         Ok(Issued {
             credential,
             details,
@@ -198,6 +212,26 @@ pub async fn provision_grant(
                 _ => Ok(Provisioned::Failed(reason)),
             }
         }
+    }
+}
+
+/// Why the registry no longer accounts for `grant`, if it does not. A registry that
+/// cannot be read is an error (the stream retries); one whose record of the identity
+/// does not verify is a refusal.
+async fn registry_refusal(
+    deps: &Deps,
+    grant: &ticketbound_domain::Grant,
+) -> Result<Option<String>, ProvisionError> {
+    let name = &grant.request.identity.name;
+    match deps.registry.get_checked(name).await {
+        Ok(Some(entry)) => Ok(entry.accounts_for(&grant.request).err()),
+        Ok(None) => Ok(Some(format!(
+            "identity {name} is not in the identity registry"
+        ))),
+        Err(ticketbound_store::RegistryError::Tampered { why, .. }) => Ok(Some(format!(
+            "the registry record of identity {name} does not verify ({why})"
+        ))),
+        Err(e) => Err(ProvisionError::Registry(e)),
     }
 }
 

@@ -63,9 +63,11 @@ async fn harness(admin_dsn: Option<String>, max_attempts: u32) -> Harness {
             "allowed_roles": [pg.reader, pg.reporting],
         },
     });
+    let registry = stack.seeded_registry().await;
     let env = EnvReader::from_map([
         ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
         ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
+        ("TICKETBOUND_IDENTITIES_TABLE", registry.table().to_owned()),
         ("TICKETBOUND_TARGETS", targets.to_string()),
         (
             "TICKETBOUND_EXPIRY_FUNCTION_ARN",
@@ -829,4 +831,31 @@ async fn withdrawal_during_issue(fail_undo: bool) {
         "the trail (and so the ticket) says what happened"
     );
     verify_chain(grant.id, &trail, None).unwrap();
+}
+
+/// An identity retired (or its principal removed, because it was compromised) after
+/// the approval was accepted and before the provisioner took it: nothing is issued.
+/// The grant fails with the registry's reason, no login exists at the target, and no
+/// secret was made.
+#[tokio::test]
+async fn an_identity_retired_before_provisioning_gets_no_credential() {
+    let mut h = harness(None, 5).await;
+    let pg = h.pg.clone();
+    let grant = sample_grant(Utc::now(), Duration::hours(2));
+    h.deps
+        .registry
+        .retire(
+            &grant.request.identity.name,
+            &Actor::operator("ops@example.com"),
+            Utc::now(),
+            "workload compromised",
+        )
+        .await
+        .unwrap();
+    let mut grant = grant;
+    grant.request.scope = Scope::new([Permission::new(pg.reader.as_str()).unwrap()]).unwrap();
+    let why = refused_at_provisioning(&mut h, &grant).await;
+    assert!(why.contains("identity orders-etl was retired"), "{why}");
+    assert_eq!(role_count(&h, &grant).await, 0, "no login was made");
+    assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0, "no secret");
 }

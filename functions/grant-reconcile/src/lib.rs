@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, ExpiryTrigger, Grant, GrantEvent, GrantId, GrantState,
-    IdentityName, IdentityStatus, LifecycleRules, RegistryEntry,
+    IdentityName, LifecycleRules, RegistryEntry,
 };
 use ticketbound_enforce::{EnforceError, Enforcer, TargetConfig};
 use ticketbound_runtime::{ConfigError, EnvReader};
@@ -308,52 +308,14 @@ struct Live<'a> {
 
 /// What the registry does not account for in a live grant, if anything.
 fn unregistered(grant: &Grant, registry: &BTreeMap<IdentityName, RegistryEntry>) -> Option<String> {
-    let identity = &grant.request.identity;
-    let target = &grant.request.target;
-    let Some(entry) = registry.get(&identity.name) else {
+    let name = &grant.request.identity.name;
+    let Some(entry) = registry.get(name) else {
         return Some(format!(
-            "identity {} is not in the identity registry; the grant runs to its end, and no new grant is made for it until it is registered",
-            identity.name
+            "identity {name} is not in the identity registry (or its record does not verify); the grant runs to its end, and no new grant is made for it until it is registered"
         ));
     };
-    let r = &entry.identity;
-    if entry.status == IdentityStatus::Retired {
-        return Some(format!(
-            "identity {} was retired; the grant runs to its end",
-            identity.name
-        ));
-    }
-    let mut differs = Vec::new();
-    if !r.workload_principals.contains(&identity.workload_principal) {
-        differs.push(format!(
-            "its workload principal {} is not registered for the identity",
-            identity.workload_principal
-        ));
-    }
-    if r.owner != identity.owner {
-        differs.push(format!(
-            "its owner {} is not the registered owner {}",
-            identity.owner, r.owner
-        ));
-    }
-    if !r.targets.contains(&target.system_id) {
-        differs.push(format!(
-            "target {} is not registered for the identity",
-            target.system_id
-        ));
-    }
-    if !r.environments.contains(&target.environment) {
-        differs.push(format!(
-            "environment {} is not registered for the identity",
-            target.environment
-        ));
-    }
-    (!differs.is_empty()).then(|| {
-        format!(
-            "the registry does not account for the grant of identity {}: {}",
-            identity.name,
-            differs.join("; ")
-        )
+    entry.accounts_for(&grant.request).err().map(|why| {
+        format!("the registry no longer accounts for the grant ({why}); it runs to its end")
     })
 }
 

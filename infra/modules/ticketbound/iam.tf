@@ -145,6 +145,14 @@ locals {
           ]
           Resource = [aws_dynamodb_table.audit.arn]
         },
+        {
+          # The identity registry again, right before a credential is issued (an
+          # identity retired since the approval gets nothing). Read only.
+          Sid      = "IdentitiesRead"
+          Effect   = "Allow"
+          Action   = ["dynamodb:GetItem"]
+          Resource = [aws_dynamodb_table.identities.arn]
+        },
       ],
       local.grants_stream_statements,
       [

@@ -246,6 +246,7 @@ locals {
     "grant-provision" = {
       TICKETBOUND_GRANTS_TABLE      = aws_dynamodb_table.grants.name
       TICKETBOUND_AUDIT_TABLE       = aws_dynamodb_table.audit.name
+      TICKETBOUND_IDENTITIES_TABLE  = aws_dynamodb_table.identities.name
       TICKETBOUND_RETENTION_DAYS    = tostring(var.grant_retention_days)
       TICKETBOUND_TARGETS           = local.targets_json
       TICKETBOUND_SECRET_KMS_KEY_ID = aws_kms_key.this.arn

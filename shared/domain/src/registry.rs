@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::audit::{Actor, ChainErrorKind, ChainHead, Digest, field};
-use crate::model::{Environment, IdentityKind, IdentityName, Owner, Principal, SystemId};
+use crate::model::{
+    AccessRequest, Environment, IdentityKind, IdentityName, Owner, Principal, SystemId,
+};
 use crate::request::{FieldError, ValidationErrors};
 
 /// What an operator registers: the identity and what it may be granted. Also the
@@ -476,6 +478,50 @@ pub fn verify_identity_chain(
 }
 
 impl RegistryEntry {
+    /// Whether the entry still accounts for `request` (approved against it, or
+    /// before it existed): active, and with the request's workload principal, owner,
+    /// target and environment. Otherwise, what it no longer accounts for.
+    pub fn accounts_for(&self, request: &AccessRequest) -> Result<(), String> {
+        let (identity, target) = (&request.identity, &request.target);
+        if self.status == IdentityStatus::Retired {
+            return Err(format!("identity {} was retired", identity.name));
+        }
+        let r = &self.identity;
+        let mut differs = Vec::new();
+        if r.name != identity.name {
+            differs.push(format!("the entry is of identity {}", r.name));
+        }
+        if !r.workload_principals.contains(&identity.workload_principal) {
+            differs.push(format!(
+                "workload principal {} is not registered for identity {}",
+                identity.workload_principal, identity.name
+            ));
+        }
+        if r.owner != identity.owner {
+            differs.push(format!(
+                "owner {} is not the registered owner {}",
+                identity.owner, r.owner
+            ));
+        }
+        if !r.targets.contains(&target.system_id) {
+            differs.push(format!(
+                "target {} is not registered for identity {}",
+                target.system_id, identity.name
+            ));
+        }
+        if !r.environments.contains(&target.environment) {
+            differs.push(format!(
+                "environment {} is not registered for identity {}",
+                target.environment, identity.name
+            ));
+        }
+        if differs.is_empty() {
+            Ok(())
+        } else {
+            Err(differs.join("; "))
+        }
+    }
+
     /// Whether the entry is what its last event (`last`, the one at the entry's head)
     /// says: the same hash, definition and status. The intake checks this on every
     /// approval (one read more), so an entry edited without an event is not believed;

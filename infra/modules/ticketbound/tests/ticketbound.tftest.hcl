@@ -383,7 +383,7 @@ run "identities_table_matches_the_schema" {
   }
 }
 
-run "identities_table_reaches_the_intake_and_the_reconciler_only" {
+run "identities_table_reaches_the_intake_the_provisioner_and_the_reconciler_only" {
   assert {
     condition     = aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_IDENTITIES_TABLE"] == aws_dynamodb_table.identities.name
     error_message = "the intake is given the identities table (TICKETBOUND_IDENTITIES_TABLE)"
@@ -395,8 +395,8 @@ run "identities_table_reaches_the_intake_and_the_reconciler_only" {
   assert {
     condition = toset([
       for k, f in aws_lambda_function.this : k if contains(keys(f.environment[0].variables), "TICKETBOUND_IDENTITIES_TABLE")
-    ]) == toset(["itsm-intake", "grant-reconcile"])
-    error_message = "only the intake and the reconciler read the identity registry"
+    ]) == toset(["itsm-intake", "grant-provision", "grant-reconcile"])
+    error_message = "only the intake, the provisioner (right before it issues) and the reconciler read the identity registry"
   }
 }
 
@@ -412,13 +412,13 @@ run "no_function_role_may_write_the_identity_registry" {
       ]))))
       } == {
       "itsm-intake"      = "dynamodb:GetItem"
-      "grant-provision"  = ""
+      "grant-provision"  = "dynamodb:GetItem"
       "grant-expire"     = ""
       "secret-rotate"    = ""
       "ticket-writeback" = ""
       "grant-reconcile"  = "dynamodb:Scan"
     }
-    error_message = "on the identities table: the intake may GetItem, the reconciler Scan, and no function anything else"
+    error_message = "on the identities table: the intake and the provisioner may GetItem, the reconciler Scan, and no function anything else"
   }
   assert {
     condition = alltrue(flatten([
@@ -1309,6 +1309,7 @@ run "provision_environment_is_what_the_code_reads" {
     condition = sort(keys(aws_lambda_function.this["grant-provision"].environment[0].variables)) == sort([
       "TICKETBOUND_GRANTS_TABLE",
       "TICKETBOUND_AUDIT_TABLE",
+      "TICKETBOUND_IDENTITIES_TABLE",
       "TICKETBOUND_RETENTION_DAYS",
       "TICKETBOUND_TARGETS",
       "TICKETBOUND_SECRET_KMS_KEY_ID",
@@ -1326,6 +1327,7 @@ run "provision_environment_is_what_the_code_reads" {
     condition = aws_lambda_function.this["grant-provision"].environment[0].variables == tomap({
       TICKETBOUND_GRANTS_TABLE              = "ticketbound-grants"
       TICKETBOUND_AUDIT_TABLE               = "ticketbound-audit"
+      TICKETBOUND_IDENTITIES_TABLE          = "ticketbound-identities"
       TICKETBOUND_RETENTION_DAYS            = "400"
       TICKETBOUND_TARGETS                   = "{}"
       TICKETBOUND_SECRET_KMS_KEY_ID         = "arn:aws:kms:eu-west-1:111122223333:key/0b7f1c2e-0000-4000-8000-000000000001"
@@ -1627,6 +1629,10 @@ run "provision_policy_is_least_privilege" {
         actions   = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
       }
+      IdentitiesRead = {
+        actions   = toset(["dynamodb:GetItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+      }
       GrantsStreamRead = {
         actions   = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/stream/2025-01-01T00:00:00.000"])
@@ -1636,7 +1642,7 @@ run "provision_policy_is_least_privilege" {
         resources = toset(["*"])
       }
     }
-    error_message = "DynamoDB: the grants table (no Query, no UpdateItem), the audit table append-only, the grants stream"
+    error_message = "DynamoDB: the grants table (no Query, no UpdateItem), the audit table append-only, the identity registry read-only, the grants stream"
   }
   assert {
     condition = {
