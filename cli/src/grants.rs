@@ -32,11 +32,7 @@ pub async fn list(
     }
     grants.sort_by_key(|g| std::cmp::Reverse(g.id));
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&grants).map_err(json_error)?
-        );
-        return Ok(());
+        return print_json(&grants);
     }
     println!(
         "{:<26}  {:<12}  {:<22}  {:<16}  {:<12}  {:<20}  owner",
@@ -73,10 +69,7 @@ pub async fn show(ctx: &Context, id: GrantId, json: bool) -> Result<(), CliError
             "audit": trail,
             "chain": chain_json(&chain),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(json_error)?
-        );
+        print_json(&out)?;
     } else {
         let r = &grant.request;
         println!("grant {} ({})", grant.id, grant.state);
@@ -117,6 +110,29 @@ pub async fn show(ctx: &Context, id: GrantId, json: bool) -> Result<(), CliError
                 details.join(", ")
             );
         }
+    }
+    chain_verdict(chain, !json)
+}
+
+/// A chain's verification as `grants show --json` and `identities show --json` print it.
+pub fn chain_json<E: std::fmt::Display>(
+    chain: &Result<ticketbound_domain::ChainHead, E>,
+) -> serde_json::Value {
+    match chain {
+        Ok(head) => {
+            serde_json::json!({"verified": true, "events": head.seq, "head": head.hash.to_hex()})
+        }
+        Err(e) => serde_json::json!({"verified": false, "problem": e.to_string()}),
+    }
+}
+
+/// How a `show` ends: the chain's verdict (as a line of text unless JSON was asked
+/// for, where `chain_json` carries it), and a broken chain a non-zero exit.
+pub fn chain_verdict<E: std::fmt::Display>(
+    chain: Result<ticketbound_domain::ChainHead, E>,
+    text: bool,
+) -> Result<(), CliError> {
+    if text {
         match &chain {
             Ok(head) => println!(
                 "  chain verified: {} events, head {}",
@@ -131,16 +147,13 @@ pub async fn show(ctx: &Context, id: GrantId, json: bool) -> Result<(), CliError
         .map_err(|e| CliError::Evidence(e.to_string()))
 }
 
-/// A chain's verification as `grants show --json` and `identities show --json` print it.
-pub fn chain_json<E: std::fmt::Display>(
-    chain: &Result<ticketbound_domain::ChainHead, E>,
-) -> serde_json::Value {
-    match chain {
-        Ok(head) => {
-            serde_json::json!({"verified": true, "events": head.seq, "head": head.hash.to_hex()})
-        }
-        Err(e) => serde_json::json!({"verified": false, "problem": e.to_string()}),
-    }
+/// Prints `value` as indented JSON.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(json_error)?
+    );
+    Ok(())
 }
 
 pub fn json_error(e: serde_json::Error) -> CliError {

@@ -17,7 +17,7 @@ use ticketbound_domain::{
 use ticketbound_store::{Registry, RegistryError};
 
 use crate::error::CliError;
-use crate::grants::{chain_json, json_error};
+use crate::grants::{chain_json, chain_verdict, print_json};
 
 /// The operator a change is recorded under.
 pub fn actor(by: Option<String>) -> Actor {
@@ -201,11 +201,7 @@ pub async fn retire(
 pub async fn list(registry: &Registry, json: bool) -> Result<(), CliError> {
     let entries = registry.list().await?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&entries).map_err(json_error)?
-        );
-        return Ok(());
+        return print_json(&entries);
     }
     println!(
         "{:<24}  {:<8}  {:<20}  {:<24}  {:<16}  principals",
@@ -246,10 +242,7 @@ pub async fn show(registry: &Registry, name: &str, json: bool) -> Result<(), Cli
             "events": events,
             "chain": chain_json(&chain),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(json_error)?
-        );
+        print_json(&out)?;
     } else {
         let r = &entry.identity;
         println!("identity {} ({})", r.name, entry.status.as_str());
@@ -292,18 +285,8 @@ pub async fn show(registry: &Registry, name: &str, json: bool) -> Result<(), Cli
                     .unwrap_or_default()
             );
         }
-        match &chain {
-            Ok(head) => println!(
-                "  chain verified: {} events, head {}",
-                head.seq,
-                head.hash.to_hex()
-            ),
-            Err(e) => println!("  CHAIN BROKEN: {e}"),
-        }
     }
-    chain
-        .map(|_| ())
-        .map_err(|e| CliError::Evidence(e.to_string()))
+    chain_verdict(chain, !json)
 }
 
 fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {

@@ -135,18 +135,14 @@ async fn authenticate(
         Ok(()) => Ok(()),
         // A secret just rotated (or replaced because it was too short) is fetched
         // again once.
-        Err(AuthError::Mismatch | AuthError::WeakSecret) => match deps
+        Err(first @ (AuthError::Mismatch | AuthError::WeakSecret)) => match deps
             .secrets
             .refresh(secret_id)
             .await
             .map_err(AuthFailure::Secret)?
         {
             Some(fresh) => check(fresh.expose_secret().as_bytes()).map_err(AuthFailure::Rejected),
-            None => Err(AuthFailure::Rejected(
-                check(secret.expose_secret().as_bytes())
-                    .err()
-                    .unwrap_or(AuthError::Mismatch),
-            )),
+            None => Err(AuthFailure::Rejected(first)),
         },
         Err(e) => Err(AuthFailure::Rejected(e)),
     }

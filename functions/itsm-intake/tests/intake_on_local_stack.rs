@@ -1044,35 +1044,9 @@ async fn a_webhook_secret_shorter_than_32_bytes_authenticates_nobody() {
 async fn a_registry_entry_edited_by_hand_grants_nothing() {
     let h = harness().await;
     let attacker = "arn:aws:iam::999999999999:role/attacker";
-    let ddb = h.stack.dynamodb();
-    let key: std::collections::HashMap<String, AttributeValue> = [
-        (
-            "pk".to_owned(),
-            AttributeValue::S("IDENTITY#orders-etl".into()),
-        ),
-        ("sk".to_owned(), AttributeValue::S("ENTRY".into())),
-    ]
-    .into();
-    let mut item = ddb
-        .get_item()
-        .table_name(h.deps.registry.table())
-        .set_key(Some(key))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
-    if let Some(AttributeValue::M(identity)) = item.get_mut("identity")
-        && let Some(AttributeValue::L(principals)) = identity.get_mut("workload_principals")
-    {
-        principals.push(AttributeValue::S(attacker.into()));
-    }
-    ddb.put_item()
-        .table_name(h.deps.registry.table())
-        .set_item(Some(item))
-        .send()
-        .await
-        .unwrap();
+    h.stack
+        .add_principal_by_hand(&h.deps.registry, "orders-etl", attacker)
+        .await;
 
     let mut body = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(4));
     body["issue"]["fields"]["customfield_10204"] = attacker.into();

@@ -349,6 +349,62 @@ pub struct ChainError {
     pub kind: ChainErrorKind,
 }
 
+/// What a chain walk needs of one event, whatever its chain.
+pub(crate) struct Link {
+    /// The event names this chain's subject (its grant, its identity).
+    pub belongs: bool,
+    pub seq: u64,
+    pub prev_hash: Digest,
+    pub hash: Digest,
+    /// What its content hashes to now.
+    pub computed: Digest,
+    /// What the chain's own rules say of it after the one before (always true for
+    /// grants; the registry's history rules for identities).
+    pub coherent: bool,
+}
+
+/// Walks a chain from `genesis`: each link must belong, come next, hash to its hash,
+/// link to the one before and be coherent; then, when `head` is given, the chain must
+/// end exactly there. Where and how it broke, otherwise.
+pub(crate) fn walk_chain(
+    genesis: ChainHead,
+    links: impl IntoIterator<Item = Link>,
+    head: Option<&ChainHead>,
+) -> Result<ChainHead, (u64, ChainErrorKind)> {
+    let mut running = genesis;
+    for link in links {
+        let expected_seq = running.seq + 1;
+        if !link.belongs {
+            return Err((expected_seq, ChainErrorKind::ForeignEvent));
+        }
+        if link.seq != expected_seq {
+            return Err((expected_seq, ChainErrorKind::OutOfSequence));
+        }
+        if link.computed != link.hash {
+            return Err((link.seq, ChainErrorKind::Tampered));
+        }
+        if link.prev_hash != running.hash {
+            return Err((link.seq, ChainErrorKind::BrokenLink));
+        }
+        if !link.coherent {
+            return Err((link.seq, ChainErrorKind::Tampered));
+        }
+        running = ChainHead {
+            seq: link.seq,
+            hash: link.hash,
+        };
+    }
+    if let Some(head) = head {
+        if head.seq > running.seq {
+            return Err((running.seq + 1, ChainErrorKind::Truncated));
+        }
+        if *head != running {
+            return Err((running.seq, ChainErrorKind::HeadMismatch));
+        }
+    }
+    Ok(running)
+}
+
 /// Verifies `events` (in stored order) as the whole chain of `grant_id`, and, when the
 /// grant record's `head` is given, that the chain ends exactly there.
 pub fn verify_chain(
@@ -356,35 +412,17 @@ pub fn verify_chain(
     events: &[AuditEvent],
     head: Option<&ChainHead>,
 ) -> Result<ChainHead, ChainError> {
-    let fail = |seq, kind| ChainError {
+    let links = events.iter().map(|e| Link {
+        belongs: e.grant_id == grant_id,
+        seq: e.seq,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+        computed: e.compute_hash(),
+        coherent: true,
+    });
+    walk_chain(ChainHead::genesis(grant_id), links, head).map_err(|(seq, kind)| ChainError {
         grant_id,
         seq,
         kind,
-    };
-    let mut running = ChainHead::genesis(grant_id);
-    for event in events {
-        let expected_seq = running.seq + 1;
-        if event.grant_id != grant_id {
-            return Err(fail(expected_seq, ChainErrorKind::ForeignEvent));
-        }
-        if event.seq != expected_seq {
-            return Err(fail(expected_seq, ChainErrorKind::OutOfSequence));
-        }
-        if event.compute_hash() != event.hash {
-            return Err(fail(event.seq, ChainErrorKind::Tampered));
-        }
-        if event.prev_hash != running.hash {
-            return Err(fail(event.seq, ChainErrorKind::BrokenLink));
-        }
-        running = event.head();
-    }
-    if let Some(head) = head {
-        if head.seq > running.seq {
-            return Err(fail(running.seq + 1, ChainErrorKind::Truncated));
-        }
-        if *head != running {
-            return Err(fail(running.seq, ChainErrorKind::HeadMismatch));
-        }
-    }
-    Ok(running)
+    })
 }

@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::audit::{Actor, ChainErrorKind, ChainHead, Digest, field};
+use crate::audit::{Actor, ChainErrorKind, ChainHead, Digest, Link, field, walk_chain};
 use crate::model::{
     AccessRequest, Environment, IdentityKind, IdentityName, Owner, Principal, SystemId,
 };
@@ -427,52 +427,30 @@ pub fn verify_identity_chain(
         seq,
         kind,
     };
-    let mut running = identity_genesis(name);
-    let mut previous: Option<&IdentityEvent> = None;
-    for event in events {
-        let expected = running.seq + 1;
-        if &event.identity != name || event.definition.name != *name {
-            return Err(fail(expected, ChainErrorKind::ForeignEvent));
-        }
-        if event.seq != expected {
-            return Err(fail(expected, ChainErrorKind::OutOfSequence));
-        }
-        if event.compute_hash() != event.hash {
-            return Err(fail(event.seq, ChainErrorKind::Tampered));
-        }
-        if event.prev_hash != running.hash {
-            return Err(fail(event.seq, ChainErrorKind::BrokenLink));
-        }
-        // What the events say must be a history the registry can make: registered
-        // first and only then, nothing after a retirement, a retirement changing no
-        // definition.
-        let coherent = match (previous, event.action) {
+    // What the events say must be a history the registry can make: registered first
+    // and only then, nothing after a retirement, a retirement changing no definition.
+    let coherent =
+        |previous: Option<&IdentityEvent>, event: &IdentityEvent| match (previous, event.action) {
             (None, RegistryAction::Registered) => true,
             (None, _) | (Some(_), RegistryAction::Registered) => false,
             (Some(p), _) if p.action == RegistryAction::Retired => false,
             (Some(p), RegistryAction::Retired) => p.definition == event.definition,
             (Some(_), RegistryAction::Updated) => true,
         };
-        if !coherent {
-            return Err(fail(event.seq, ChainErrorKind::Tampered));
-        }
-        running = event.head();
-        previous = Some(event);
-    }
-    if let Some(entry) = entry {
-        if entry.head.seq > running.seq {
-            return Err(fail(running.seq + 1, ChainErrorKind::Truncated));
-        }
-        if entry.head != running {
-            return Err(fail(running.seq, ChainErrorKind::HeadMismatch));
-        }
-        let last = events.last();
-        let retired = last.is_some_and(|e| e.action == RegistryAction::Retired);
-        let agrees = last.is_some_and(|e| e.definition == entry.identity)
-            && retired == (entry.status == IdentityStatus::Retired);
-        if !agrees {
-            return Err(fail(running.seq, ChainErrorKind::Tampered));
-        }
+    let links = events.iter().enumerate().map(|(i, e)| Link {
+        belongs: &e.identity == name && e.definition.name == *name,
+        seq: e.seq,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+        computed: e.compute_hash(),
+        coherent: coherent(i.checked_sub(1).map(|p| &events[p]), e),
+    });
+    let running = walk_chain(identity_genesis(name), links, entry.map(|e| &e.head))
+        .map_err(|(seq, kind)| fail(seq, kind))?;
+    if let Some(entry) = entry
+        && !entry.agrees_with_last(events.last())
+    {
+        return Err(fail(running.seq, ChainErrorKind::Tampered));
     }
     Ok(running)
 }

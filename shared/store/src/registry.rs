@@ -307,13 +307,15 @@ impl Registry {
         actor: &Actor,
         at: DateTime<Utc>,
     ) -> Result<Applied, RegistryError> {
-        match self.get_verified(&definition.name).await? {
+        let previous = self.get_verified(&definition.name).await?;
+        match &previous {
             Some(entry) if entry.status == IdentityStatus::Retired => {
-                Err(RegistryChangeError::Retired(definition.name).into())
+                return Err(RegistryChangeError::Retired(definition.name).into());
             }
-            Some(_) => Err(RegistryChangeError::AlreadyRegistered(definition.name).into()),
-            None => self.put(definition, actor, at).await,
+            Some(_) => return Err(RegistryChangeError::AlreadyRegistered(definition.name).into()),
+            None => {}
         }
+        self.apply(previous, definition, actor, at).await
     }
 
     /// Updates the registered identity to `definition` (nothing is written when it is
@@ -324,10 +326,11 @@ impl Registry {
         actor: &Actor,
         at: DateTime<Utc>,
     ) -> Result<Applied, RegistryError> {
-        if self.get_verified(&definition.name).await?.is_none() {
+        let previous = self.get_verified(&definition.name).await?;
+        if previous.is_none() {
             return Err(RegistryChangeError::NotRegistered(definition.name).into());
         }
-        self.put(definition, actor, at).await
+        self.apply(previous, definition, actor, at).await
     }
 
     /// Registers `definition`, or updates the registered one to it (nothing is
@@ -339,6 +342,17 @@ impl Registry {
         at: DateTime<Utc>,
     ) -> Result<Applied, RegistryError> {
         let previous = self.get_verified(&definition.name).await?;
+        self.apply(previous, definition, actor, at).await
+    }
+
+    /// Writes what `definition` changes of `previous` (read and verified by the caller).
+    async fn apply(
+        &self,
+        previous: Option<RegistryEntry>,
+        definition: RegisteredIdentity,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<Applied, RegistryError> {
         let (applied, change) = planned(previous.as_ref(), definition, actor, at)?;
         if let Some((entry, event)) = change {
             self.commit(&[(previous, entry, event)]).await?;

@@ -3,10 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use ticketbound_domain::{Actor, IdentityName, RegisteredIdentity, RegistryChangeError};
-use ticketbound_store::{Applied, Registry, RegistryError};
+use ticketbound_store::{Applied, RegistryError};
 use ticketbound_testkit::TestStack;
 
 fn operator() -> Actor {
@@ -29,45 +28,6 @@ fn name(n: &str) -> IdentityName {
     IdentityName::new(n).unwrap()
 }
 
-/// The insider's edit: a principal of theirs written into the entry directly, with
-/// no event (or with the event rewritten too, hashes recomputed: see the note in
-/// the README; only a signature outside the table catches that).
-async fn add_principal_by_hand(stack: &TestStack, registry: &Registry, n: &str) {
-    let ddb = stack.dynamodb();
-    let key = |sk: &str| {
-        [
-            ("pk".to_owned(), AttributeValue::S(format!("IDENTITY#{n}"))),
-            ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
-        ]
-        .into()
-    };
-    let item = ddb
-        .get_item()
-        .table_name(registry.table())
-        .set_key(Some(key("ENTRY")))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
-    let mut item = item;
-    let AttributeValue::M(identity) = item.get_mut("identity").unwrap() else {
-        panic!("identity is a map")
-    };
-    let AttributeValue::L(principals) = identity.get_mut("workload_principals").unwrap() else {
-        panic!("principals are a list")
-    };
-    principals.push(AttributeValue::S(
-        "arn:aws:iam::999999999999:role/attacker".into(),
-    ));
-    ddb.put_item()
-        .table_name(registry.table())
-        .set_item(Some(item))
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn an_entry_edited_by_hand_is_not_believed_not_built_upon_and_is_reported() {
     let stack = TestStack::get().await;
@@ -88,7 +48,13 @@ async fn an_entry_edited_by_hand_is_not_believed_not_built_upon_and_is_reported(
             .is_some()
     );
 
-    add_principal_by_hand(&stack, &registry, "orders-etl").await;
+    stack
+        .add_principal_by_hand(
+            &registry,
+            "orders-etl",
+            "arn:aws:iam::999999999999:role/attacker",
+        )
+        .await;
     // What an approval relies on: refused.
     assert!(matches!(
         registry.get_checked(&name("orders-etl")).await,

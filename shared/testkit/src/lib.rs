@@ -131,6 +131,50 @@ impl TestStack {
         registry
     }
 
+    /// The insider's edit of the registry: `principal` added to identity `name`'s
+    /// entry by a plain PutItem, with no event (what `ticketbound identities` never
+    /// writes).
+    pub async fn add_principal_by_hand(
+        &self,
+        registry: &ticketbound_store::Registry,
+        name: &str,
+        principal: &str,
+    ) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let ddb = self.dynamodb();
+        let key: std::collections::HashMap<String, AttributeValue> = [
+            (
+                "pk".to_owned(),
+                AttributeValue::S(format!("IDENTITY#{name}")),
+            ),
+            ("sk".to_owned(), AttributeValue::S("ENTRY".to_owned())),
+        ]
+        .into();
+        let read = ddb
+            .get_item()
+            .table_name(registry.table())
+            .set_key(Some(key))
+            .send()
+            .await;
+        let Some(mut item) = read.ok().and_then(|out| out.item) else {
+            panic!("identity {name} has no entry to edit");
+        };
+        if let Some(AttributeValue::M(identity)) = item.get_mut("identity")
+            && let Some(AttributeValue::L(principals)) = identity.get_mut("workload_principals")
+        {
+            principals.push(AttributeValue::S(principal.to_owned()));
+        }
+        if let Err(e) = ddb
+            .put_item()
+            .table_name(registry.table())
+            .set_item(Some(item))
+            .send()
+            .await
+        {
+            panic!("could not edit the entry of {name}: {e:?}");
+        }
+    }
+
     /// The local stack's own registry (the one its intake reads).
     pub fn local_registry(&self) -> ticketbound_store::Registry {
         ticketbound_store::Registry::new(self.dynamodb(), self.local.identities_table.clone())
