@@ -16,7 +16,8 @@ use serde::Serialize;
 use serde_json::Value;
 use ticketbound_domain::{GrantId, GrantState};
 use ticketbound_store::Store;
-use ticketbound_testkit::{TestStack, jira_approval, poll_grant, unique_key};
+use ticketbound_testkit::jira_desk::TEST_PROJECT;
+use ticketbound_testkit::{TestStack, poll_grant};
 
 /// Functions whose cost is per run (a schedule), not per grant.
 const PER_RUN: [&str; 2] = ["grant-reconcile", "grant-expire (sweep)"];
@@ -77,12 +78,17 @@ async fn meter(stack: &TestStack) -> BTreeMap<String, BTreeMap<String, u64>> {
 
 /// One grant's whole life; `Err` says where it stopped.
 async fn one_lifecycle(stack: &TestStack, store: &Store, secret: &str) -> Result<(), String> {
-    let body = serde_json::to_vec(&jira_approval(
-        Utc::now(),
-        &unique_key("COST"),
-        chrono::Duration::seconds(15),
-    ))
-    .map_err(|e| e.to_string())?;
+    // Raised and approved on the local Jira site; the intake reads it back there.
+    let desk = stack.jira_desk().await;
+    let (_, webhook) = desk
+        .approved(
+            TEST_PROJECT,
+            Utc::now(),
+            chrono::Duration::seconds(15),
+            |_| {},
+        )
+        .await;
+    let body = serde_json::to_vec(&webhook).map_err(|e| e.to_string())?;
     let headers =
         ticketbound_testkit::jira_webhook_headers(secret, &body, &ulid::Ulid::new().to_string());
     let answer = ticketbound_testkit::post(&stack.local.intake_url, "/jira", &headers, &body)

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 use serde_json::{Value, json};
-use ticketbound_testkit::{TestStack, fixture_json, jira_approval, unique_key};
+use ticketbound_testkit::{TestStack, fixture_json};
 
 use runtime_api::RuntimeApi;
 
@@ -116,6 +116,10 @@ struct FunctionFigures {
 #[derive(Debug, Serialize)]
 struct Latency {
     instances: usize,
+    /// Whether the intake read each approval back from the local Jira site (the
+    /// shipped configuration) or took the sender's word (`TICKETBOUND_SENDER_ONLY`),
+    /// so the difference is the read-back's cost.
+    read_back: bool,
     requests: usize,
     accepted: usize,
     p50_ms: f64,
@@ -307,7 +311,12 @@ async fn measure_function(
 
 /// Intake latency: `instances` processes, each taking approvals one at a time from its
 /// own Runtime API, all at once; latency is from hand-out to answer.
-async fn intake_latency(args: &Args, stack: &TestStack, instances: usize) -> Latency {
+async fn intake_latency(
+    args: &Args,
+    stack: &TestStack,
+    instances: usize,
+    read_back: bool,
+) -> Latency {
     let tables = stack
         .fresh_tables()
         .await
@@ -320,19 +329,39 @@ async fn intake_latency(args: &Args, stack: &TestStack, instances: usize) -> Lat
             v.clone_from(&tables.audit);
         }
     }
+    if !read_back {
+        use itsm_intake::config::{JIRA_API_URL, JIRA_READ_SECRET_ID, SENDER_ONLY};
+        env.retain(|(k, _)| {
+            ![JIRA_API_URL, JIRA_READ_SECRET_ID, SENDER_ONLY].contains(&k.as_str())
+        });
+        env.push((SENDER_ONLY.to_owned(), "jira,servicenow,generic".to_owned()));
+    }
     let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
     let per = args.requests.div_ceil(instances);
     let binary = args.binaries.join("itsm-intake");
+    // Each approval a ticket the local Jira site holds (raised and approved before
+    // the clock starts), since the intake reads every one back from the site.
+    let desk = stack.jira_desk().await;
+    let mut webhooks = Vec::new();
+    for _ in 0..per * instances {
+        let (_, webhook) = desk
+            .approved(
+                ticketbound_testkit::jira_desk::TEST_PROJECT,
+                chrono::Utc::now(),
+                chrono::Duration::hours(2),
+                |_| {},
+            )
+            .await;
+        webhooks.push(webhook);
+    }
+    let mut webhooks = webhooks.into_iter();
     let started = Instant::now();
     let runs = (0..instances).map(|_| {
-        let events: Vec<Value> = (0..per)
-            .map(|_| {
-                let body = serde_json::to_string(&jira_approval(
-                    chrono::Utc::now(),
-                    &unique_key("BENCH"),
-                    chrono::Duration::hours(2),
-                ))
-                .unwrap_or_default();
+        let events: Vec<Value> = webhooks
+            .by_ref()
+            .take(per)
+            .map(|webhook| {
+                let body = serde_json::to_string(&webhook).unwrap_or_default();
                 let mut e = fixture_json("http/function-url-request.json");
                 e["headers"]["x-hub-signature"] = json!(ticketbound_itsm::auth::hub_signature(
                     secret.as_bytes(),
@@ -377,6 +406,7 @@ async fn intake_latency(args: &Args, stack: &TestStack, instances: usize) -> Lat
     };
     Latency {
         instances,
+        read_back,
         requests: latencies.len(),
         accepted,
         p50_ms: at(0.5),
@@ -428,8 +458,12 @@ async fn main() {
     let mut intake = Vec::new();
     for &n in &args.senders {
         eprintln!("bench: intake latency with {n} instance(s)");
-        intake.push(intake_latency(&args, &stack, n).await);
+        intake.push(intake_latency(&args, &stack, n, true).await);
     }
+    // The same approvals without the read-back, one instance: what reading each one
+    // back from the (local) Jira costs.
+    eprintln!("bench: intake latency with 1 instance, without the read-back");
+    intake.push(intake_latency(&args, &stack, 1, false).await);
 
     let lifecycle = if args.lifecycles > 0 {
         eprintln!(
@@ -496,11 +530,31 @@ async fn main() {
         );
     }
     println!();
-    println!("intake latency (signed Jira approvals, each a new grant in DynamoDB):");
+    println!(
+        "intake latency (signed Jira approvals, each a new grant in DynamoDB; read back from the local Jira site unless said):"
+    );
     for l in &intake {
         println!(
-            "  {:>2} instance(s): p50 {:>6.1} ms, p99 {:>6.1} ms, {:>6.1} approvals/s ({} of {} accepted)",
-            l.instances, l.p50_ms, l.p99_ms, l.throughput_per_s, l.accepted, l.requests
+            "  {:>2} instance(s){}: p50 {:>6.1} ms, p99 {:>6.1} ms, {:>6.1} approvals/s ({} of {} accepted)",
+            l.instances,
+            if l.read_back { "" } else { ", no read-back" },
+            l.p50_ms,
+            l.p99_ms,
+            l.throughput_per_s,
+            l.accepted,
+            l.requests
+        );
+    }
+    let one = |read_back: bool| {
+        intake
+            .iter()
+            .find(|l| l.instances == 1 && l.read_back == read_back)
+            .map(|l| l.p50_ms)
+    };
+    if let (Some(with), Some(without)) = (one(true), one(false)) {
+        println!(
+            "  the read-back adds {:.1} ms at p50 with one instance (3 GET to the local Jira site, plus one per approver outside the target's rule)",
+            with - without
         );
     }
     let cpu = criterion_intake_us("verify_parse_policy");

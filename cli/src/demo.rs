@@ -1,8 +1,11 @@
 //! `ticketbound demo`: the lifecycle on the local stack, told step by step, driven the
-//! way production is driven: signed ITSM webhooks to the intake's URL.
+//! way production is driven: people raise and approve a request on the local Jira
+//! site, which sends its signed webhook to the intake's URL; the intake reads the
+//! approval back from the site before it believes it.
 //!
-//! What runs today: approval through the intake (signature, validation, Cedar policy,
-//! one transaction), redelivery recognised, provisioning from the grants stream (a
+//! What runs today: approval through the intake (signature, read-back from Jira,
+//! validation, Cedar policy, one transaction), redelivery recognised, a forged
+//! approval and an approver without authority refused, provisioning from the grants stream (a
 //! PostgreSQL login role within its scope, its secret in Secrets Manager, an expiry
 //! schedule), the credential used as the workload would use it, a policy denial
 //! recorded with its reasons, a rotation in Secrets Manager's four steps (alternating
@@ -15,10 +18,13 @@ use std::path::Path;
 
 use chrono::{Duration, Utc};
 use serde_json::Value;
-use ticketbound_domain::{GrantId, verify_chain};
+use ticketbound_domain::{GrantId, SourceSystem, Ticket, TicketKey, verify_chain};
 use ticketbound_runtime::local::LocalStack;
 use ticketbound_store::Store;
-use ticketbound_testkit::{HttpAnswer, jira_approval, jira_cancellation, poll_grant, unique_key};
+use ticketbound_testkit::jira_desk::{
+    APPROVERS_FIELD, DANA, DEMO_PROJECT, JiraDesk, LI, MALLORY, PRIYA, account_id, request_fields,
+};
+use ticketbound_testkit::{HttpAnswer, poll_grant};
 
 use crate::error::CliError;
 
@@ -43,16 +49,46 @@ impl Jira<'_> {
     }
 }
 
-fn grant_id(answer: &HttpAnswer) -> Result<GrantId, CliError> {
-    answer.json()["grant_id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            CliError::Demo(format!(
-                "the intake answered {} {}",
+/// The grant the site's own webhook made for `key` (up to 10 s).
+async fn grant_of(store: &Store, key: &str) -> Result<GrantId, CliError> {
+    let ticket = Ticket {
+        source: SourceSystem::Jira,
+        key: TicketKey::new(key).map_err(|e| CliError::Demo(e.0))?,
+        link: None,
+    };
+    for _ in 0..100 {
+        if let Some(grant) = store.grants_for_ticket(&ticket).await?.first() {
+            return Ok(grant.id);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(CliError::Demo(format!(
+        "the Jira site's webhook for {key} made no grant within 10 s; see .ticketbound/host.log"
+    )))
+}
+
+/// Priya raises the demo's request on the Jira site (after `tweak` of its fields);
+/// `approvers` approve it. The site sends its webhook to the intake on its own.
+async fn raise_and_approve(
+    desk: &JiraDesk,
+    lifetime: Duration,
+    approvers: &[&str],
+    tweak: impl FnOnce(&mut Value),
+) -> Result<(String, Value), CliError> {
+    let mut fields = request_fields(Utc::now(), lifetime, approvers);
+    tweak(&mut fields);
+    let key = desk.raise(PRIYA, DEMO_PROJECT, &fields).await;
+    for approver in approvers {
+        let answer = desk.decide(approver, &key, "approve").await;
+        if answer.status != 200 {
+            return Err(CliError::Demo(format!(
+                "{approver} could not approve {key}: {} {}",
                 answer.status, answer.body
-            ))
-        })
+            )));
+        }
+    }
+    let webhook = desk.last_status_webhook(&key).await;
+    Ok((key, webhook))
 }
 
 pub async fn run(home: &Path) -> Result<(), CliError> {
@@ -71,32 +107,58 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         secret: tk.secret_value(&stack.webhook_secrets.jira).await,
     };
 
-    // 1. Jira: the access request OPS-… reaches "Approved" with two approvers.
-    let key = unique_key("OPS");
-    let approval = jira_approval(Utc::now(), &key, Duration::hours(6));
-    let delivery = ulid::Ulid::new().to_string();
-    let answer = jira.send(&approval, &delivery).await?;
-    let id = grant_id(&answer)?;
-    let out = answer.json();
+    let desk = tk.jira_desk().await;
+
+    // 1. On the Jira site, Priya raises an access request; Dana and Li (DBAs)
+    //    approve it; the site moves it to Approved and sends its webhook.
+    let (key, approval) = raise_and_approve(&desk, Duration::hours(6), &[DANA, LI], |_| {}).await?;
+    let id = grant_of(&store, &key).await?;
+    let (_, trail) = store
+        .grant_with_trail(id)
+        .await?
+        .ok_or_else(|| CliError::Demo(format!("grant {id} cannot be read back")))?;
+    let detail = |action: ticketbound_domain::AuditAction, name: &str| {
+        trail
+            .iter()
+            .find(|e| e.action == action)
+            .and_then(|e| e.details.get(name).cloned())
+            .unwrap_or_default()
+    };
     println!(
-        "\n1. Jira sent the approval of {key} to {}/jira (signed, X-Hub-Signature)",
+        "\n1. {PRIYA} raised {key} on the Jira site at {}; {DANA} and {LI} approved it; the site sent its signed webhook to {}/jira",
+        desk.url(),
         stack.intake_url
     );
     println!(
-        "   intake answered {}: grant {id} is {}, allowed by policy {}",
-        answer.status, out["state"], out["policy_ids"]
+        "   the intake read the approval back from Jira with its read-only account (verified against: {}); grant {id}: {}, policy {} (policy set {}…)",
+        detail(
+            ticketbound_domain::AuditAction::Requested,
+            "verified_against"
+        ),
+        detail(ticketbound_domain::AuditAction::PolicyEvaluated, "decision"),
+        detail(
+            ticketbound_domain::AuditAction::PolicyEvaluated,
+            "policy_ids"
+        ),
+        &detail(
+            ticketbound_domain::AuditAction::PolicyEvaluated,
+            "policy_set_sha256"
+        )
+        .get(..12)
+        .unwrap_or_default()
     );
 
     // 2. Jira delivers it again: nothing is written twice.
-    let again = jira.send(&approval, &delivery).await?;
+    let again = jira.send(&approval, &ulid::Ulid::new().to_string()).await?;
     println!(
-        "\n2. the same delivery again: {} {} (same grant: {})",
+        "\n2. the same webhook delivered again: {} {} (same grant: {})",
         again.status,
         again.json()["outcome"],
-        again.json()["grant_id"] == out["grant_id"]
+        again.json()["grant_id"].as_str() == Some(id.to_string().as_str())
     );
 
-    refuse_a_foreign_principal(&jira).await?;
+    refuse_a_foreign_principal(&jira, &desk).await?;
+    refuse_a_forged_approval(&jira, &desk, &approval).await?;
 
     // 3. The grants stream feeds the provisioner: the credential is made.
     let grant = wait_until_settled(&store, id).await?;
@@ -179,47 +241,54 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         verdict(tk.pg_login(&old_user, &old_pass).await.is_ok()),
     );
 
-    // 4. Another ticket asks for prod access with one approver: policy says no.
-    let denied_key = unique_key("OPS");
-    let mut one_approver = jira_approval(Utc::now(), &denied_key, Duration::hours(6));
-    if let Some(approvers) =
-        one_approver["issue"]["fields"]["customfield_10002"][0]["approvers"].as_array_mut()
-    {
-        approvers.truncate(1);
-    }
-    let denied = jira
-        .send(&one_approver, &ulid::Ulid::new().to_string())
-        .await?;
-    let denied_id = grant_id(&denied)?;
+    // 4. Another request names Dana and Mallory as approvers. Mallory is no DBA: her
+    //    approval does not count, and prod needs two that do.
+    let (denied_key, _) = raise_and_approve(&desk, Duration::hours(6), &[DANA, MALLORY], |f| {
+        f[APPROVERS_FIELD] = serde_json::json!([
+            { "accountId": account_id(DANA) },
+            { "accountId": account_id(MALLORY) }
+        ]);
+    })
+    .await?;
+    let denied_id = grant_of(&store, &denied_key).await?;
+    let denied = wait_for_state(
+        &store,
+        denied_id,
+        ticketbound_domain::GrantState::Rejected,
+        50,
+    )
+    .await?;
+    let not_counted: Vec<String> = denied
+        .request
+        .approvals
+        .iter()
+        .filter_map(|a| a.discounted.clone())
+        .collect();
     println!(
-        "\n4. {denied_key} asks for prod access with a single approver: {} {}, reasons {}",
-        denied.status,
-        denied.json()["state"],
-        denied.json()["reasons"]
+        "\n4. {denied_key}, approved by {DANA} and {MALLORY}: {}; {}; reasons: {}",
+        denied.state,
+        not_counted.join("; "),
+        denied.rejection_reasons.join("; ")
     );
 
-    // 5. A malformed approval is refused, naming the field, and writes nothing.
-    let mut broken = jira_approval(Utc::now(), &unique_key("OPS"), Duration::hours(6));
-    broken["issue"]["fields"]["customfield_10208"] = serde_json::json!(["orders_reader", "*"]);
+    // 5. A request whose scope holds a wildcard is refused, naming the field, and
+    //    nothing is written.
+    let (_, broken) = raise_and_approve(&desk, Duration::hours(6), &[DANA, LI], |f| {
+        f["customfield_10208"] = serde_json::json!(["orders_reader", "*"]);
+    })
+    .await?;
     let refused = jira.send(&broken, &ulid::Ulid::new().to_string()).await?;
     println!(
-        "\n5. an approval whose scope holds a wildcard: {} {}",
+        "\n5. a request whose scope holds a wildcard, approved on the site: {} {}",
         refused.status,
         refused.json()["errors"]
     );
 
-    // 6. The first ticket is cancelled: the grant is revoked at the target.
-    let cancelled = jira
-        .send(
-            &jira_cancellation(Utc::now(), &key),
-            &ulid::Ulid::new().to_string(),
-        )
-        .await?;
+    // 6. Priya cancels the first ticket on the site: its webhook revokes the grant.
+    let cancelled = desk.transition(PRIYA, &key, "41").await;
     println!(
-        "\n6. Jira cancelled {key}: {} {}, grants ending: {}",
-        cancelled.status,
-        cancelled.json()["outcome"],
-        cancelled.json()["grants"]
+        "\n6. {PRIYA} cancelled {key} on the Jira site ({}); its webhook went to the intake",
+        cancelled.status
     );
     let ended = wait_for_state(&store, id, ticketbound_domain::GrantState::Revoked, 100).await?;
     let relogin = tk
@@ -246,14 +315,9 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     );
 
     // 7. A grant that lives 8 seconds dies on time, by its schedule.
-    let short_key = unique_key("OPS");
-    let short = jira
-        .send(
-            &jira_approval(Utc::now(), &short_key, Duration::seconds(8)),
-            &ulid::Ulid::new().to_string(),
-        )
-        .await?;
-    let short_id = grant_id(&short)?;
+    let (short_key, _) =
+        raise_and_approve(&desk, Duration::seconds(8), &[DANA, LI], |_| {}).await?;
+    let short_id = grant_of(&store, &short_key).await?;
     let live = wait_until_settled(&store, short_id).await?;
     let short_secret: Value = match &live.credential {
         Some(c) => serde_json::from_str(&tk.secret_value(&c.secret_arn).await)
@@ -320,6 +384,8 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         );
         for e in &trail {
             let about = [
+                "verified_against",
+                "approved_by",
                 "decision",
                 "policy_ids",
                 "reasons",
@@ -371,15 +437,15 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// 2b. A requester edits the ticket's workload principal to a role of their own: the
+/// 2b. A requester puts a workload principal of their own in the request: the
 /// principal comes from the identity registry, so the approval is refused, naming
 /// the field, and nothing is made.
-async fn refuse_a_foreign_principal(jira: &Jira<'_>) -> Result<(), CliError> {
-    let key = unique_key("OPS");
-    let mut approval = jira_approval(Utc::now(), &key, Duration::hours(6));
-    approval["issue"]["fields"]["customfield_10204"] =
-        "arn:aws:iam::999999999999:role/someone-elses".into();
-    let answer = jira.send(&approval, &ulid::Ulid::new().to_string()).await?;
+async fn refuse_a_foreign_principal(jira: &Jira<'_>, desk: &JiraDesk) -> Result<(), CliError> {
+    let (key, webhook) = raise_and_approve(desk, Duration::hours(6), &[DANA, LI], |f| {
+        f["customfield_10204"] = "arn:aws:iam::999999999999:role/someone-elses".into();
+    })
+    .await?;
+    let answer = jira.send(&webhook, &ulid::Ulid::new().to_string()).await?;
     let out = answer.json();
     let error = &out["errors"][0];
     if answer.status != 400 || error["field"] != "identity.workload_principal" {
@@ -391,6 +457,43 @@ async fn refuse_a_foreign_principal(jira: &Jira<'_>) -> Result<(), CliError> {
     println!(
         "\n2b. {key} names a workload principal of the requester's choosing: intake answered {}, {}: {}",
         answer.status,
+        error["field"].as_str().unwrap_or_default(),
+        error["problem"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// 2c. Whoever holds the webhook key signs an approval of a ticket Jira has not
+/// approved (here: the approved ticket's webhook, its key swapped for one only Dana
+/// has approved so far). The signature is valid; Jira disagrees; nothing is made.
+async fn refuse_a_forged_approval(
+    jira: &Jira<'_>,
+    desk: &JiraDesk,
+    genuine: &Value,
+) -> Result<(), CliError> {
+    let pending = desk
+        .raise(
+            PRIYA,
+            DEMO_PROJECT,
+            &request_fields(Utc::now(), Duration::hours(6), &[DANA, LI]),
+        )
+        .await;
+    desk.decide(DANA, &pending, "approve").await;
+    let mut forged = genuine.clone();
+    forged["issue"]["key"] = pending.clone().into();
+    let answer = jira.send(&forged, &ulid::Ulid::new().to_string()).await?;
+    let out = answer.json();
+    let errors = out["errors"].as_array().cloned().unwrap_or_default();
+    let Some(error) = errors.iter().find(|e| e["field"] == "ticket.status") else {
+        return Err(CliError::Demo(format!(
+            "a forged approval was not refused: {} {out}",
+            answer.status
+        )));
+    };
+    println!(
+        "\n2c. a validly signed webhook claiming {pending} is approved (Jira still waits for {LI}): intake answered {} with {} problems, among them {}: {}",
+        answer.status,
+        errors.len(),
         error["field"].as_str().unwrap_or_default(),
         error["problem"].as_str().unwrap_or_default()
     );

@@ -179,11 +179,25 @@ fn tickets(key: &str) -> Result<Vec<Ticket>, CliError> {
 fn summary(e: &AuditEvent) -> String {
     let d = |k: &str| e.details.get(k).cloned().unwrap_or_default();
     match e.action {
-        AuditAction::Requested => "access requested".into(),
+        AuditAction::Requested => {
+            // Grants recorded before read-back carry no verification detail: they
+            // were believed on the sender's word.
+            let verified = match e.details.get("verified_against").map(String::as_str) {
+                Some("itsm_api") => "read back from the ITSM's API",
+                _ => "on the sender's signature only (not read back from the ITSM)",
+            };
+            format!(
+                "access requested, approval {verified}; approved by {}",
+                d("approved_by")
+            )
+        }
         AuditAction::PolicyEvaluated => format!(
-            "policy decision: {} (policies: {}){}",
+            "policy decision: {} (policies: {}; policy set sha256 {}){}",
             d("decision"),
             d("policy_ids"),
+            e.details
+                .get("policy_set_sha256")
+                .map_or("not recorded", String::as_str),
             e.details
                 .get("reasons")
                 .filter(|r| !r.is_empty())

@@ -35,8 +35,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use ticketbound_domain::{AuditAction, AuditEvent, Grant, GrantId, GrantState, verify_chain};
 use ticketbound_runtime::local::{FILE_NAME, LocalStack};
+use ticketbound_testkit::jira_desk::{self, DANA, JiraDesk, LI, PRIYA};
 use ticketbound_testkit::proxy::{FaultRates, FaultyProxy, Upstream};
-use ticketbound_testkit::{TestStack, jira_approval, jira_cancellation, jira_webhook_headers};
+use ticketbound_testkit::{TestStack, jira_webhook_headers};
 
 /// What one run does; read from `TB_FAULT_*`.
 #[derive(Debug, Clone)]
@@ -115,6 +116,8 @@ struct Harness {
     intake: Arc<Mutex<String>>,
     stack: TestStack,
     secret: String,
+    /// The private stack's Jira site (its people's tokens).
+    desk: JiraDesk,
 }
 
 fn addr_of(url: &str) -> SocketAddr {
@@ -157,6 +160,7 @@ impl Harness {
             local: local.clone(),
         };
         let secret = stack.secret_value(&local.webhook_secrets.jira).await;
+        let desk = stack.jira_desk().await;
         Self {
             home,
             exe,
@@ -165,6 +169,7 @@ impl Harness {
             itsm,
             stack,
             secret,
+            desk,
         }
     }
 
@@ -245,6 +250,51 @@ async fn deliver(
     panic!("the intake never took delivery {delivery}");
 }
 
+/// A call to the private stack's Jira site as `who`, straight to the host (the
+/// test plays people, not functions: no faults), again while the host is down.
+async fn on_site(
+    intake: &Mutex<String>,
+    desk: &JiraDesk,
+    who: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Value {
+    for _ in 0..60 {
+        let url = format!("{}/itsm/jira", intake.lock().unwrap());
+        match JiraDesk::at(url, desk)
+            .try_call(who, method, path, body)
+            .await
+        {
+            Ok(a) if a.status < 300 => return a.json(),
+            Ok(a) if a.status < 500 => panic!("{method} {path}: {} {}", a.status, a.body),
+            Ok(_) | Err(_) => tokio::time::sleep(StdDuration::from_millis(700)).await,
+        }
+    }
+    panic!("the Jira site never answered {method} {path}");
+}
+
+/// The last webhook the site made for `key` that changed its status.
+async fn status_webhook(intake: &Mutex<String>, desk: &JiraDesk, key: &str) -> Value {
+    let sent = on_site(
+        intake,
+        desk,
+        PRIYA,
+        "GET",
+        &format!("/_standin/webhooks/{key}"),
+        None,
+    )
+    .await;
+    sent["webhooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rev()
+        .find(|w| w["changelog"]["items"][0]["fieldId"] == "status")
+        .cloned()
+        .unwrap_or_else(|| panic!("{key} never changed status"))
+}
+
 async fn poll_until(
     stack: &TestStack,
     id: GrantId,
@@ -270,12 +320,46 @@ async fn one_lifecycle(
     stack: TestStack,
     intake: Arc<Mutex<String>>,
     secret: String,
+    desk: JiraDesk,
     i: usize,
-    run: String,
 ) -> Lifecycle {
     let ending = Ending::of(i);
-    let key = format!("FLT-{run}{i:03}");
     let lifetime = Duration::seconds(30 + (i % 4) as i64);
+    // Raised and approved on the site, as people do; its webhook is delivered by
+    // this test (the site delivers only the demo's project on its own).
+    let mut raised = jira_desk::request_fields(Utc::now(), lifetime, &[DANA, LI]);
+    raised["project"] = json!({ "key": "FLT" });
+    let created = on_site(
+        &intake,
+        &desk,
+        PRIYA,
+        "POST",
+        "/rest/api/3/issue",
+        Some(&json!({ "fields": raised })),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let approvals = on_site(
+        &intake,
+        &desk,
+        PRIYA,
+        "GET",
+        &format!("/rest/servicedeskapi/request/{key}/approval"),
+        None,
+    )
+    .await;
+    let approval_id = approvals["values"][0]["id"].as_str().unwrap().to_owned();
+    for approver in [DANA, LI] {
+        on_site(
+            &intake,
+            &desk,
+            approver,
+            "POST",
+            &format!("/rest/servicedeskapi/request/{key}/approval/{approval_id}"),
+            Some(&json!({ "decision": "approve" })),
+        )
+        .await;
+    }
     let mut out = Lifecycle {
         key: key.clone(),
         ending,
@@ -287,7 +371,7 @@ async fn one_lifecycle(
         unwatched: None,
         problems: Vec::new(),
     };
-    let approval = jira_approval(Utc::now(), &key, lifetime);
+    let approval = status_webhook(&intake, &desk, &key).await;
     let delivery = ulid::Ulid::new().to_string();
     // Delivered twice at once: the sender timed out and sent it again.
     let (first, second) = tokio::join!(
@@ -304,15 +388,28 @@ async fn one_lifecycle(
         return out;
     };
     out.grant = Some(id);
-    let withdraw = |intake: Arc<Mutex<String>>, secret: String, key: String| async move {
-        let (status, body) = deliver(
-            &intake,
-            &secret,
-            &jira_cancellation(Utc::now(), &key),
-            &ulid::Ulid::new().to_string(),
-        )
-        .await;
-        (status, body, Utc::now())
+    let withdraw = |intake: Arc<Mutex<String>>, secret: String, key: String| {
+        let desk = desk.clone();
+        async move {
+            on_site(
+                &intake,
+                &desk,
+                PRIYA,
+                "POST",
+                &format!("/rest/api/3/issue/{key}/transitions"),
+                Some(&json!({ "transition": { "id": "41" } })),
+            )
+            .await;
+            let cancellation = status_webhook(&intake, &desk, &key).await;
+            let (status, body) = deliver(
+                &intake,
+                &secret,
+                &cancellation,
+                &ulid::Ulid::new().to_string(),
+            )
+            .await;
+            (status, body, Utc::now())
+        }
     };
     if ending == Ending::WithdrawnAtOnce {
         let (status, body, at) = withdraw(intake.clone(), secret.clone(), key.clone()).await;
@@ -407,12 +504,12 @@ async fn one_lifecycle(
     out
 }
 
-/// The text of each comment the Jira stand-in holds for `key` (from the file it
-/// keeps, written whole by a rename).
+/// The text of each comment the Jira site holds for `key` (from the file it keeps,
+/// written whole by a rename).
 fn comments(home: &Path, key: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(home.join("itsm.json")).unwrap_or_default();
-    let received: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    received["jira"][key]
+    let text = std::fs::read_to_string(home.join("jira.json")).unwrap_or_default();
+    let site: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    site["issues"][key]["comments"]
         .as_array()
         .map(|c| {
             c.iter()
@@ -628,15 +725,14 @@ async fn run_once(shared: &TestStack, settings: &Settings, run: u32) -> (Vec<Str
     let harness = Harness::start(shared, seed).await;
     let started = std::time::Instant::now();
     harness.set_faults(FaultRates::split(settings.rate));
-    let tag = format!("{:04}", seed % 10_000);
     let mut tasks = Vec::new();
     for i in 0..settings.lifecycles {
         tasks.push(tokio::spawn(one_lifecycle(
             harness.stack.clone(),
             Arc::clone(&harness.intake),
             harness.secret.clone(),
+            harness.desk.clone(),
             i,
-            tag.clone(),
         )));
         // Approvals arrive over a while, not at once (the burst of ends is the
         // lateness benchmark's): each lifecycle has time to be provisioned.

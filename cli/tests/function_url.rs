@@ -5,16 +5,19 @@
 
 use chrono::{Duration, Utc};
 use ticketbound_domain::GrantState;
-use ticketbound_testkit::{
-    TestStack, jira_approval, jira_webhook_headers, poll_grant, post, unique_key,
-};
+use ticketbound_domain::{SourceSystem, Ticket, TicketKey};
+use ticketbound_testkit::jira_desk::{DEMO_PROJECT, TEST_PROJECT};
+use ticketbound_testkit::{TestStack, jira_webhook_headers, poll_grant, post};
 
 #[tokio::test]
 async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
     let stack = TestStack::get().await;
     let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
-    let key = unique_key("OPS");
-    let body = serde_json::to_vec(&jira_approval(Utc::now(), &key, Duration::hours(2))).unwrap();
+    let desk = stack.jira_desk().await;
+    let (key, webhook) = desk
+        .approved(TEST_PROJECT, Utc::now(), Duration::hours(2), |_| {})
+        .await;
+    let body = serde_json::to_vec(&webhook).unwrap();
     let headers = jira_headers(&secret, &body);
     let answer = post(&stack.local.intake_url, "/jira", &headers, &body)
         .await
@@ -56,9 +59,28 @@ async fn a_signed_jira_webhook_over_http_becomes_a_grant() {
 #[tokio::test]
 async fn a_jira_approval_becomes_a_working_credential() {
     let stack = TestStack::get().await;
-    let grant_id = approve(&stack, Duration::hours(2)).await;
-
+    // Raised and approved on the local Jira site, whose webhook for the demo's
+    // project goes to the local intake on its own (signed, as Jira sends it).
+    let desk = stack.jira_desk().await;
+    let (key, _) = desk
+        .approved(DEMO_PROJECT, Utc::now(), Duration::hours(2), |_| {})
+        .await;
     let store = stack.local_store();
+    let ticket = Ticket {
+        source: SourceSystem::Jira,
+        key: TicketKey::new(&key).unwrap(),
+        link: None,
+    };
+    let mut grant_id = None;
+    for _ in 0..100 {
+        if let Some(g) = store.grants_for_ticket(&ticket).await.unwrap().first() {
+            grant_id = Some(g.id);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let grant_id = grant_id.unwrap_or_else(|| panic!("the site's webhook for {key} made no grant"));
+
     let grant = poll_grant(&store, grant_id, 100, |g| {
         !matches!(g.state, GrantState::Approved | GrantState::Provisioning)
     })
@@ -167,8 +189,11 @@ fn jira_headers(secret: &str, body: &[u8]) -> Vec<(&'static str, String)> {
 /// the new grant's id.
 async fn approve(stack: &TestStack, lifetime: Duration) -> ticketbound_domain::GrantId {
     let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
-    let body =
-        serde_json::to_vec(&jira_approval(Utc::now(), &unique_key("OPS"), lifetime)).unwrap();
+    let desk = stack.jira_desk().await;
+    let (_, webhook) = desk
+        .approved(TEST_PROJECT, Utc::now(), lifetime, |_| {})
+        .await;
+    let body = serde_json::to_vec(&webhook).unwrap();
     let answer = post(
         &stack.local.intake_url,
         "/jira",
@@ -290,4 +315,57 @@ async fn the_host_counts_each_functions_aws_calls_and_rotates_on_request() {
         .await
         .unwrap();
     assert_eq!(malformed.status, 400);
+}
+
+/// An approver without authority over the target: the site's own webhook makes a
+/// Rejected grant, and the write-back tells the ticket why, naming the approval that
+/// did not count.
+#[tokio::test]
+async fn the_ticket_is_told_which_approval_did_not_count() {
+    use ticketbound_testkit::jira_desk::{DANA, MALLORY, PRIYA};
+    let stack = TestStack::get().await;
+    let desk = stack.jira_desk().await;
+    let (key, _) = desk
+        .approved_by(
+            DEMO_PROJECT,
+            Utc::now(),
+            Duration::hours(2),
+            &[DANA, MALLORY],
+            |_| {},
+        )
+        .await;
+    let mut told = None;
+    for _ in 0..150 {
+        let comments = desk
+            .call(
+                PRIYA,
+                "GET",
+                &format!("/rest/api/3/issue/{key}/comment"),
+                None,
+            )
+            .await
+            .json();
+        told = comments["comments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| ticketbound_itsm::outbound::adf_text(&c["body"]))
+            .find(|t| t.contains("access denied by policy"));
+        if told.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let note = told.unwrap_or_else(|| panic!("{key} was never told of its denial"));
+    assert!(
+        note.contains(&format!(
+            "Not counted: the approval by {MALLORY} does not count"
+        )),
+        "{note}"
+    );
+    assert!(
+        note.contains("prod access needs at least two approvers"),
+        "{note}"
+    );
+    assert!(!note.contains("sender's signature"), "{note}");
 }

@@ -44,6 +44,16 @@ pub fn intake_env(stack: &LocalStack) -> Vec<(String, String)> {
             stack.webhook_secrets.servicenow.clone(),
         ),
         (c::GENERIC_SECRET_ID, stack.webhook_secrets.generic.clone()),
+        // Jira approvals are read back from the local Jira site with the intake's
+        // own read-only account; ServiceNow and generic senders have no read-back
+        // here, so the local stack believes them on their signature, and says so in
+        // every grant they make.
+        (c::JIRA_API_URL, stack.jira_url()),
+        (
+            c::JIRA_READ_SECRET_ID,
+            stack.itsm_credentials.jira_reader.clone(),
+        ),
+        (c::SENDER_ONLY, "servicenow,generic".to_owned()),
         (c::TARGETS, super::targets::targets_json(stack)),
         // The fixtures' integration, in moto's account.
         (c::EVENTBRIDGE_SOURCES, "com.example.itsm".to_owned()),
@@ -457,11 +467,22 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     out
 }
 
+/// The Jira project whose webhooks the local Jira site delivers to the local intake.
+pub const JIRA_DEMO_PROJECT: &str = "OPS";
+
 /// Serves until killed.
 pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
     // The ITSM stand-in plays Jira and ServiceNow, not a function: it reaches the
     // emulator (for the credentials it accepts) straight, never through a detour.
-    let itsm = Arc::new(super::itsm::ItsmStandIn::new(&stack).await);
+    // The Jira site delivers its webhooks for the demo's project to this host's
+    // intake, signed as a Jira administrator would configure it; other projects'
+    // (the tests') are kept, not delivered.
+    let webhook = super::itsm::WebhookTarget {
+        url: format!("http://127.0.0.1:{port}/jira"),
+        secret_id: stack.webhook_secrets.jira.clone(),
+        projects: vec![JIRA_DEMO_PROJECT.to_owned()],
+    };
+    let itsm = Arc::new(super::itsm::ItsmStandIn::new(&stack, Some(webhook)).await);
     let deps = Arc::new(intake_deps(&stack).await?);
     let rotate = Arc::new(super::rotation::rotate_deps_counted(&stack).await?);
     let writeback_stack = stack.clone();

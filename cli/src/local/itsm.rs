@@ -1,16 +1,16 @@
-//! The ITSM side of the local stack: a stand-in for the parts of ServiceNow's Table API
-//! and Jira's REST API v3 that the write-back and the evidence use, served by the
-//! function host under `/itsm/servicenow` and `/itsm/jira`. It checks credentials as
-//! the vendors do (Jira: basic with an API token; ServiceNow: OAuth client credentials
-//! or basic), answers in their documented shapes, and keeps what it received in
-//! `.ticketbound/itsm.json`, so that the demo can show the notes each ticket got.
-//!
-//! Records are created on first sight: any `CHG…`/`RITM…` number or Jira key exists.
+//! The ITSM side of the local stack, served by the function host under `/itsm/jira`
+//! and `/itsm/servicenow`:
+//! - Jira ([`super::jira_site`]): a site that keeps its issues, approvals and people,
+//!   and emits signed webhooks, kept in `.ticketbound/jira.json`;
+//! - ServiceNow: a stand-in for the parts of the Table API the write-back and the
+//!   evidence use (OAuth client credentials, records found by number, work notes,
+//!   state), kept in `.ticketbound/itsm.json`. Its records are created on first
+//!   sight: any `CHG…`/`RITM…` number exists.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::Full;
@@ -22,13 +22,12 @@ use ticketbound_runtime::local::LocalStack;
 use ticketbound_vault::SecretCache;
 use tokio::sync::Mutex;
 
+pub use super::jira_site::{JiraSite, WebhookTarget, people as jira_people};
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Received {
-    /// Jira issue key → its comments (as Jira returns them).
-    jira: BTreeMap<String, Vec<Value>>,
-    /// Jira issue key → transitions applied.
-    transitions: BTreeMap<String, Vec<String>>,
     /// ServiceNow number → the record.
+    #[serde(default)]
     servicenow: BTreeMap<String, SnRecord>,
 }
 
@@ -45,10 +44,10 @@ struct SnRecord {
 pub struct ItsmStandIn {
     received: Mutex<Received>,
     file: PathBuf,
-    secrets: SecretCache,
-    jira_secret: String,
+    secrets: Arc<SecretCache>,
     servicenow_secret: String,
     tokens: Mutex<Vec<String>>,
+    jira: JiraSite,
 }
 
 impl std::fmt::Debug for ItsmStandIn {
@@ -59,9 +58,9 @@ impl std::fmt::Debug for ItsmStandIn {
     }
 }
 
-type Answer = Response<Full<Bytes>>;
+pub(super) type Answer = Response<Full<Bytes>>;
 
-fn answer(status: StatusCode, body: &Value) -> Answer {
+pub(super) fn answer(status: StatusCode, body: &Value) -> Answer {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -71,7 +70,7 @@ fn answer(status: StatusCode, body: &Value) -> Answer {
     r
 }
 
-fn jira_error(status: StatusCode, message: &str) -> Answer {
+pub(super) fn jira_error(status: StatusCode, message: &str) -> Answer {
     answer(status, &json!({ "errorMessages": [message], "errors": {} }))
 }
 
@@ -82,51 +81,68 @@ fn servicenow_error(status: StatusCode, message: &str) -> Answer {
     )
 }
 
-fn query_value(query: &str, name: &str) -> Option<String> {
+/// Writes `state` to `file` whole or not at all (a host killed mid-write must not
+/// leave half a file, which would lose every ticket's history on restart).
+pub(super) fn keep(file: &std::path::Path, state: &impl Serialize) {
+    let partial = file.with_extension("json.partial");
+    if let Ok(bytes) = serde_json::to_vec(state)
+        && let Err(e) =
+            std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, file))
+    {
+        tracing::warn!(file = %file.display(), error = %e, "could not keep the ITSM stand-in's state");
+    }
+}
+
+/// A credentials secret's JSON value; `null` when it cannot be read (which then
+/// matches no caller).
+pub(super) async fn secret_json(secrets: &SecretCache, id: &str) -> Value {
+    match secrets.get(id).await {
+        Ok(v) => serde_json::from_str(v.expose_secret()).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+pub(super) fn query_value(query: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
 impl ItsmStandIn {
-    pub async fn new(stack: &LocalStack) -> Self {
+    /// `webhook`: where the Jira site delivers its webhooks, if anywhere.
+    pub async fn new(stack: &LocalStack, webhook: Option<WebhookTarget>) -> Self {
         let sdk = stack.sdk_config().await;
         let file = stack.home().join("itsm.json");
         let received = std::fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let secrets = Arc::new(SecretCache::new(
+            aws_sdk_secretsmanager::Client::new(&sdk),
+            std::time::Duration::from_secs(5),
+            std::time::Duration::ZERO,
+        ));
         Self {
             received: Mutex::new(received),
             file,
-            secrets: SecretCache::new(
-                aws_sdk_secretsmanager::Client::new(&sdk),
-                std::time::Duration::from_secs(5),
-                std::time::Duration::ZERO,
+            jira: JiraSite::new(
+                stack.home().join("jira.json"),
+                Arc::clone(&secrets),
+                &stack.itsm_credentials,
+                webhook,
             ),
-            jira_secret: stack.itsm_credentials.jira.clone(),
+            secrets,
             servicenow_secret: stack.itsm_credentials.servicenow.clone(),
             tokens: Mutex::new(Vec::new()),
         }
     }
 
-    /// Written whole or not at all (a host killed mid-write must not leave half a
-    /// file, which would lose every ticket's history on restart).
     async fn save(&self, received: &Received) {
-        let partial = self.file.with_extension("json.partial");
-        if let Ok(bytes) = serde_json::to_vec_pretty(received)
-            && let Err(e) =
-                std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, &self.file))
-        {
-            tracing::warn!(file = %self.file.display(), error = %e, "could not keep what the ITSM stand-in received");
-        }
+        keep(&self.file, received);
     }
 
     async fn credentials(&self, secret: &str) -> Value {
-        match self.secrets.get(secret).await {
-            Ok(v) => serde_json::from_str(v.expose_secret()).unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
+        secret_json(&self.secrets, secret).await
     }
 
     /// Serves one request under `/itsm/`.
@@ -134,98 +150,12 @@ impl ItsmStandIn {
         let path = parts.uri.path();
         let query = parts.uri.query().unwrap_or("");
         if let Some(rest) = path.strip_prefix("/itsm/jira") {
-            return self.jira(parts, rest, query, body).await;
+            return self.jira.serve(parts, rest, query, body).await;
         }
         if let Some(rest) = path.strip_prefix("/itsm/servicenow") {
             return self.servicenow(parts, rest, query, body).await;
         }
         jira_error(StatusCode::NOT_FOUND, "no such ITSM")
-    }
-
-    async fn jira(
-        &self,
-        parts: &http::request::Parts,
-        rest: &str,
-        query: &str,
-        body: &[u8],
-    ) -> Answer {
-        let creds = self.credentials(&self.jira_secret).await;
-        let expected = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            creds["email"].as_str().unwrap_or_default(),
-            creds["api_token"].as_str().unwrap_or_default()
-        ));
-        let given = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if creds.is_null() || given != format!("Basic {expected}") {
-            return jira_error(
-                StatusCode::UNAUTHORIZED,
-                "Client must be authenticated to access this resource.",
-            );
-        }
-        let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
-        let (key, what) = match segments.as_slice() {
-            ["rest", "api", "3", "issue", key, what] => (key.to_string(), *what),
-            _ => return jira_error(StatusCode::NOT_FOUND, "Not Found"),
-        };
-        let mut received = self.received.lock().await;
-        match (parts.method.as_str(), what) {
-            ("POST", "comment") => {
-                let Ok(request) = serde_json::from_slice::<Value>(body) else {
-                    return jira_error(StatusCode::BAD_REQUEST, "Invalid request payload.");
-                };
-                if request["body"]["type"] != "doc" {
-                    return jira_error(
-                        StatusCode::BAD_REQUEST,
-                        "Comment body is not valid! (Atlassian Document Format expected)",
-                    );
-                }
-                let total: usize = received.jira.values().map(Vec::len).sum();
-                let id = (10_000 + total + 1).to_string();
-                let comment = json!({
-                    "id": id,
-                    "self": format!("/rest/api/3/issue/{key}/comment/{id}"),
-                    "author": { "emailAddress": creds["email"], "displayName": "ticketbound" },
-                    "body": request["body"],
-                    "created": Utc::now().to_rfc3339(),
-                });
-                received.jira.entry(key).or_default().push(comment.clone());
-                self.save(&received).await;
-                answer(StatusCode::CREATED, &comment)
-            }
-            ("GET", "comment") => {
-                let all = received.jira.get(&key).cloned().unwrap_or_default();
-                let start: usize = query_value(query, "startAt")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let max: usize = query_value(query, "maxResults")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(50)
-                    .clamp(1, 100);
-                let page: Vec<Value> = all.iter().skip(start).take(max).cloned().collect();
-                answer(
-                    StatusCode::OK,
-                    &json!({ "startAt": start, "maxResults": max, "total": all.len(), "comments": page }),
-                )
-            }
-            ("POST", "transitions") => {
-                let id = serde_json::from_slice::<Value>(body)
-                    .ok()
-                    .and_then(|v| v["transition"]["id"].as_str().map(str::to_owned));
-                let Some(id) = id else {
-                    return jira_error(StatusCode::BAD_REQUEST, "Missing transition id.");
-                };
-                received.transitions.entry(key).or_default().push(id);
-                self.save(&received).await;
-                let mut r = answer(StatusCode::NO_CONTENT, &Value::Null);
-                *r.body_mut() = Full::new(Bytes::new());
-                r
-            }
-            _ => jira_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
-        }
     }
 
     async fn servicenow(

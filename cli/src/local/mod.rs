@@ -14,6 +14,7 @@
 
 pub mod host;
 pub mod itsm;
+pub mod jira_site;
 pub mod meter;
 mod moto;
 mod postgres;
@@ -181,13 +182,41 @@ async fn ensure_webhook_secrets(
     Ok(())
 }
 
-/// Creates the write-back's credentials for the local ITSM stand-in unless they exist:
-/// a Jira API token and a ServiceNow OAuth client, each with a random secret part.
+/// Creates the local ITSM stand-in's credentials unless they exist, each with a
+/// random secret part: the write-back's Jira API token and ServiceNow OAuth client,
+/// the intake's read-only Jira token, and an API token for each of the stand-in's
+/// people (`itsm-people.json`).
 async fn ensure_itsm_credentials(
     client: &aws_sdk_secretsmanager::Client,
     names: &ItsmCredentials,
 ) -> Result<(), LocalError> {
-    for (name, system) in [(&names.jira, "jira"), (&names.servicenow, "servicenow")] {
+    let people: Vec<String> = itsm::jira_people()
+        .iter()
+        .map(|p| p.email.clone())
+        .collect();
+    let wanted = [
+        (
+            &names.jira,
+            "the write-back's Jira API token",
+            Credential::Jira("ticketbound@local.test"),
+        ),
+        (
+            &names.jira_reader,
+            "the intake's read-only Jira API token",
+            Credential::Jira("ticketbound-reader@local.test"),
+        ),
+        (
+            &names.servicenow,
+            "the write-back's ServiceNow OAuth client",
+            Credential::ServiceNow,
+        ),
+        (
+            &names.jira_people,
+            "the Jira stand-in's people's API tokens",
+            Credential::People(&people),
+        ),
+    ];
+    for (name, what, credential) in wanted {
         if client
             .describe_secret()
             .secret_id(name)
@@ -197,28 +226,38 @@ async fn ensure_itsm_credentials(
         {
             continue;
         }
-        let random = client
-            .get_random_password()
-            .password_length(40)
-            .exclude_punctuation(true)
-            .send()
-            .await
-            .map_err(|e| LocalError::Secrets {
-                what: "GetRandomPassword".into(),
-                source: Box::new(e),
-            })?;
-        let secret = random.random_password().unwrap_or_default();
-        let value = if system == "jira" {
-            serde_json::json!({ "email": "ticketbound@local.test", "api_token": secret })
-        } else {
-            serde_json::json!({ "auth": "oauth", "client_id": "ticketbound", "client_secret": secret })
+        let random = || async {
+            client
+                .get_random_password()
+                .password_length(40)
+                .exclude_punctuation(true)
+                .send()
+                .await
+                .map(|r| r.random_password().unwrap_or_default().to_owned())
+                .map_err(|e| LocalError::Secrets {
+                    what: "GetRandomPassword".into(),
+                    source: Box::new(e),
+                })
+        };
+        let value = match credential {
+            Credential::Jira(email) => {
+                serde_json::json!({ "email": email, "api_token": random().await? })
+            }
+            Credential::ServiceNow => {
+                serde_json::json!({ "auth": "oauth", "client_id": "ticketbound", "client_secret": random().await? })
+            }
+            Credential::People(people) => {
+                let mut tokens = serde_json::Map::new();
+                for email in people {
+                    tokens.insert(email.clone(), random().await?.into());
+                }
+                serde_json::Value::Object(tokens)
+            }
         };
         client
             .create_secret()
             .name(name)
-            .description(format!(
-                "{system} API credentials of the local ITSM stand-in"
-            ))
+            .description(format!("{what}, for the local ITSM stand-in"))
             .secret_string(value.to_string())
             .send()
             .await
@@ -228,6 +267,12 @@ async fn ensure_itsm_credentials(
             })?;
     }
     Ok(())
+}
+
+enum Credential<'a> {
+    Jira(&'static str),
+    ServiceNow,
+    People(&'a [String]),
 }
 
 fn binary_mtime(path: &Path) -> u64 {

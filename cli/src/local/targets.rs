@@ -147,6 +147,9 @@ pub fn targets_json(stack: &LocalStack) -> String {
             "dbname": stack.postgres.database,
             "ca_file": stack.postgres.ca_file,
             "allowed_roles": ORDERS_DB_ROLES,
+            // Production access is approved by the DBAs, whoever the ticket's
+            // Approvers field names.
+            "approvers": { "groups": ["dba-approvers"] },
         },
     })
     .to_string()

@@ -8,6 +8,7 @@ use std::hint::black_box;
 use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use itsm_intake::prepare;
+use ticketbound_domain::Verification;
 use ticketbound_itsm::jira::JiraMapping;
 use ticketbound_itsm::{Inbound, auth, jira};
 use ticketbound_policy::PolicyEngine;
@@ -38,6 +39,7 @@ fn pipeline(c: &mut Criterion) {
     )
     .expect("registry entry");
     let registration = ticketbound_domain::Registration::Active(&registered);
+    let no_discounts = std::collections::BTreeMap::new();
     let mut group = c.benchmark_group("intake");
     group.bench_function("verify", |b| {
         b.iter(|| auth::verify_hub_signature(secret, black_box(&body), Some(&signature)))
@@ -49,7 +51,17 @@ fn pipeline(c: &mut Criterion) {
         panic!("the fixture is an approval");
     };
     group.bench_function("validate_and_policy", |b| {
-        b.iter(|| prepare(black_box(&draft), &targets, registration, &policy, now))
+        b.iter(|| {
+            prepare(
+                black_box(&draft),
+                &targets,
+                registration,
+                &policy,
+                now,
+                Verification::SenderOnly,
+                &no_discounts,
+            )
+        })
     });
     group.bench_function("verify_parse_policy", |b| {
         b.iter(|| {
@@ -58,10 +70,51 @@ fn pipeline(c: &mut Criterion) {
             let Ok(Inbound::Approval(draft)) = jira::interpret(&body, &mapping) else {
                 panic!("the fixture is an approval");
             };
-            let prepared = prepare(&draft, &targets, registration, &policy, now)
-                .expect("the fixture prepares");
+            let prepared = prepare(
+                &draft,
+                &targets,
+                registration,
+                &policy,
+                now,
+                Verification::SenderOnly,
+                &no_discounts,
+            )
+            .expect("the fixture prepares");
             assert!(prepared.decision.allowed);
             prepared
+        })
+    });
+    // The read-back's own CPU (its HTTP round trips are the benchmark command's):
+    // Jira's three answers parsed and compared with the webhook.
+    let api = |name: &str| -> Vec<u8> {
+        let path = format!(
+            "{}/../../tests/fixtures/jira/api/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).expect("the read-back fixtures are readable")
+    };
+    let (issue, changelog, approvals) = (api("issue"), api("changelog"), api("approvals"));
+    let Ok(Inbound::Approval(event)) = jira::interpret(&api("webhook"), &mapping) else {
+        panic!("the read-back webhook is an approval");
+    };
+    // From the three answers' bodies, as they come off the wire.
+    group.bench_function("readback_parse_and_compare", |b| {
+        b.iter(|| {
+            let parse = |bytes: &[u8]| -> serde_json::Value {
+                serde_json::from_slice(black_box(bytes)).expect("JSON")
+            };
+            let issue = parse(&issue);
+            let histories = parse(&changelog)["values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let approvals = parse(&approvals)["values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let ticket = jira::ticket_from_api(&issue, &histories, &approvals, &mapping)
+                .expect("the read-back parses");
+            ticketbound_itsm::readback::verify(&event, &ticket).expect("it agrees")
         })
     });
     group.finish();

@@ -1,14 +1,15 @@
 //! The intake's configuration, from environment variables (set by Terraform, or by the
 //! local stack's function host).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use chrono::Duration;
 use serde::de::DeserializeOwned;
-use ticketbound_domain::{ConnectorKind, Environment, SystemId, TargetFacts};
+use ticketbound_domain::{ConnectorKind, Environment, SourceSystem, SystemId, TargetFacts};
 use ticketbound_itsm::jira::JiraMapping;
+use ticketbound_itsm::readback::ApproverRule;
 use ticketbound_itsm::servicenow::ServiceNowMapping;
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
 use ticketbound_store::StoreSettings;
@@ -49,6 +50,41 @@ impl FromStr for SenderAuth {
 pub struct JiraSettings {
     pub secret_id: String,
     pub mapping: JiraMapping,
+    /// Where and how approvals are read back; unset, Jira approvals are refused
+    /// unless Jira is one of the sender-only systems.
+    pub read_back: Option<ReadBack>,
+}
+
+/// An ITSM API the intake reads approvals back from, with credentials of its own:
+/// read-only ones (the write-back's, which may comment, are not the intake's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBack {
+    /// The site URL (`https://example.atlassian.net`).
+    pub url: String,
+    /// The secret holding the reader's credentials (Jira: `{"email", "api_token"}`).
+    pub secret_id: String,
+}
+
+/// `TICKETBOUND_SENDER_ONLY`: the systems whose approvals are believed on their
+/// sender's signature alone, with no read-back (a generic sender has no API to ask).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SenderOnly(pub BTreeSet<SourceSystem>);
+
+impl FromStr for SenderOnly {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(|x| match x {
+                "jira" => Ok(SourceSystem::Jira),
+                "servicenow" => Ok(SourceSystem::Servicenow),
+                "generic" => Ok(SourceSystem::Generic),
+                _ => Err(()),
+            })
+            .collect::<Result<_, ()>>()
+            .map(Self)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,12 +94,17 @@ pub struct ServiceNowSettings {
     pub mapping: ServiceNowMapping,
 }
 
-/// `TICKETBOUND_TARGETS` as the intake reads it: system id → its connector and its
-/// environment. The request names a target; what kind of target it is (and so what
-/// policy sees of its capabilities) and which environment it is in (and so which of
-/// the policy's rules apply) come from here.
+/// `TICKETBOUND_TARGETS` as the intake reads it: system id → its connector, its
+/// environment and who may approve it. The request names a target; what kind of
+/// target it is (and so what policy sees of its capabilities), which environment it is
+/// in (and so which of the policy's rules apply), and whose approval counts come from
+/// here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TargetKinds(pub BTreeMap<String, TargetFacts>);
+pub struct TargetKinds {
+    pub facts: BTreeMap<String, TargetFacts>,
+    /// Targets without an entry take any approver (separation of duties still holds).
+    pub approvers: BTreeMap<String, ApproverRule>,
+}
 
 impl FromStr for TargetKinds {
     type Err = serde_json::Error;
@@ -74,6 +115,8 @@ impl FromStr for TargetKinds {
             // Required: a target whose environment is not said would take the
             // request's word for it.
             environment: Environment,
+            #[serde(default)]
+            approvers: Option<ApproverRule>,
         }
         let entries: BTreeMap<String, Entry> = serde_json::from_str(s)?;
         if let Some((id, e)) = entries.iter().find(|(_, e)| e.connector.is_retired()) {
@@ -81,26 +124,30 @@ impl FromStr for TargetKinds {
                 e.connector.retired_target_refusal(id),
             ));
         }
-        Ok(Self(
-            entries
-                .into_iter()
-                .map(|(id, e)| {
-                    (
-                        id,
-                        TargetFacts {
-                            connector: e.connector,
-                            environment: e.environment,
-                        },
-                    )
-                })
-                .collect(),
-        ))
+        let mut kinds = Self::default();
+        for (id, e) in entries {
+            if let Some(rule) = e.approvers {
+                kinds.approvers.insert(id.clone(), rule);
+            }
+            kinds.facts.insert(
+                id,
+                TargetFacts {
+                    connector: e.connector,
+                    environment: e.environment,
+                },
+            );
+        }
+        Ok(kinds)
     }
 }
 
 impl TargetKinds {
     pub fn facts_of(&self, system: &SystemId) -> Option<TargetFacts> {
-        self.0.get(system.as_str()).copied()
+        self.facts.get(system.as_str()).copied()
+    }
+
+    pub fn approvers_of(&self, system: &str) -> Option<&ApproverRule> {
+        self.approvers.get(system)
     }
 }
 
@@ -162,6 +209,8 @@ pub struct IntakeConfig {
     pub jira: Option<JiraSettings>,
     pub servicenow: Option<ServiceNowSettings>,
     pub generic_secret_id: Option<String>,
+    /// Systems whose approvals are believed without a read-back.
+    pub sender_only: SenderOnly,
     /// Unset: EventBridge events are refused.
     pub eventbridge: Option<EventBridgeSettings>,
     /// How far a signed timestamp may be from our clock.
@@ -181,6 +230,9 @@ pub const TARGETS: &str = "TICKETBOUND_TARGETS";
 pub const POLICY_DIR: &str = "TICKETBOUND_POLICY_DIR";
 pub const JIRA_SECRET_ID: &str = "TICKETBOUND_JIRA_SECRET_ID";
 pub const JIRA_MAPPING: &str = "TICKETBOUND_JIRA_MAPPING";
+pub const JIRA_API_URL: &str = "TICKETBOUND_JIRA_API_URL";
+pub const JIRA_READ_SECRET_ID: &str = "TICKETBOUND_JIRA_READ_SECRET_ID";
+pub const SENDER_ONLY: &str = "TICKETBOUND_SENDER_ONLY";
 pub const SERVICENOW_SECRET_ID: &str = "TICKETBOUND_SERVICENOW_SECRET_ID";
 pub const SERVICENOW_AUTH: &str = "TICKETBOUND_SERVICENOW_AUTH";
 pub const SERVICENOW_MAPPING: &str = "TICKETBOUND_SERVICENOW_MAPPING";
@@ -215,6 +267,9 @@ pub const VARIABLES: &[&str] = &[
     POLICY_DIR,
     JIRA_SECRET_ID,
     JIRA_MAPPING,
+    JIRA_API_URL,
+    JIRA_READ_SECRET_ID,
+    SENDER_ONLY,
     SERVICENOW_SECRET_ID,
     SERVICENOW_AUTH,
     SERVICENOW_MAPPING,
@@ -243,6 +298,26 @@ impl IntakeConfig {
             JIRA_MAPPING,
             "a JSON Jira mapping (see the README)",
             Json(JiraMapping::default()),
+        );
+        let jira_api: Option<String> = env.optional(JIRA_API_URL, "the Jira site's https URL");
+        let jira_reader: Option<String> =
+            env.optional(JIRA_READ_SECRET_ID, "a Secrets Manager secret id or ARN");
+        let read_back = match (jira_api, jira_reader) {
+            (Some(url), Some(secret_id)) => Some(ReadBack { url, secret_id }),
+            (None, None) => None,
+            (Some(_), None) => {
+                env.problem(JIRA_READ_SECRET_ID, VarProblem::Missing);
+                None
+            }
+            (None, Some(_)) => {
+                env.problem(JIRA_API_URL, VarProblem::Missing);
+                None
+            }
+        };
+        let sender_only: SenderOnly = env.or_default(
+            SENDER_ONLY,
+            "a comma-separated list of jira, servicenow, generic",
+            SenderOnly::default(),
         );
         let sn_secret: Option<String> =
             env.optional(SERVICENOW_SECRET_ID, "a Secrets Manager secret id or ARN");
@@ -300,6 +375,7 @@ impl IntakeConfig {
             jira: jira_secret.map(|secret_id| JiraSettings {
                 secret_id,
                 mapping: jira_mapping.0,
+                read_back,
             }),
             servicenow: sn_secret.map(|secret_id| ServiceNowSettings {
                 secret_id,
@@ -307,6 +383,7 @@ impl IntakeConfig {
                 mapping: sn_mapping.0,
             }),
             generic_secret_id,
+            sender_only,
             eventbridge,
             replay_window: Duration::seconds(window),
             delivery_ttl: Duration::hours(delivery_hours),

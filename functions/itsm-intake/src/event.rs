@@ -122,6 +122,7 @@ pub async fn handle_eventbridge(
         Ok(Inbound::Approval(draft)) => {
             let delivery = DeliveryRef {
                 integration: "eventbridge",
+                sender: ticketbound_domain::SourceSystem::Generic,
                 id: delivery_id,
                 content_hash: intake::body_hash(event.detail.to_string().as_bytes()),
             };

@@ -280,6 +280,7 @@ pub async fn handle(deps: &Deps, request: ApiGatewayV2httpRequest) -> ApiGateway
             };
             let delivery = DeliveryRef {
                 integration: route.integration(),
+                sender: route.system(),
                 id: header(&request.headers, delivery_header)
                     .map(str::to_owned)
                     .unwrap_or_else(|| intake::body_hash(&body)),

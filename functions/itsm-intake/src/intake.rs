@@ -1,12 +1,14 @@
 //! What the intake does with an interpreted event, whatever transport brought it.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use ticketbound_domain::{
     AccessRequest, Actor, AuditAction, AuditEvent, AuditRecord, EndCause, FieldError, Grant,
     GrantEvent, GrantId, GrantState, IdentityName, LifecycleRules, Registration, RequestDraft,
-    Ticket, ValidationErrors,
+    SourceSystem, Ticket, ValidationErrors, Verification,
 };
 use ticketbound_itsm::{InboundError, TicketEnd, TicketEnded};
 use ticketbound_policy::{PolicyDecision, PolicyEngine, PolicyError};
@@ -60,6 +62,8 @@ pub enum IntakeError {
     Advance(#[from] AdvanceError),
     #[error("the identity registry could not be read")]
     Registry(#[source] RegistryError),
+    #[error("the approval could not be read back from the ITSM")]
+    ReadBack(#[source] ticketbound_itsm::outbound::PostError),
 }
 
 impl IntakeError {
@@ -71,6 +75,10 @@ impl IntakeError {
             Self::Vault(e) => e.is_retryable(),
             Self::Advance(e) => e.is_retryable(),
             Self::Registry(e) => e.is_retryable(),
+            // Unavailable, throttled, or our reader's credentials refused: nothing
+            // was decided, and the sender's retry is read back again once the ITSM
+            // (or the operator, alerted by the ReadBackFailed metric) has recovered.
+            Self::ReadBack(_) => true,
             Self::Policy(_) => false,
         }
     }
@@ -81,6 +89,8 @@ impl IntakeError {
 pub struct DeliveryRef {
     /// `jira`, `servicenow`, `generic`, `eventbridge`.
     pub integration: &'static str,
+    /// The system the sender speaks for (EventBridge: generic).
+    pub sender: SourceSystem,
     /// The sender's delivery id, or the body's hash when it sends none.
     pub id: String,
     pub content_hash: String,
@@ -138,14 +148,24 @@ pub fn grant_id_for(request: &AccessRequest, content_hash: &str) -> GrantId {
 /// connector and environment come from `targets`, the identity's owner and workload
 /// from the registry (`registration`: what it holds for the draft's identity),
 /// never from the request.
+///
+/// `verification` says how the draft was checked, and `discounted` (approver name →
+/// why) which of its approvals do not count; both are recorded in the request, so
+/// they are part of its content.
 pub fn prepare(
     draft: &RequestDraft,
     targets: &TargetKinds,
     registration: Registration<'_>,
     policy: &PolicyEngine,
     now: DateTime<Utc>,
+    verification: Verification,
+    discounted: &BTreeMap<String, String>,
 ) -> Result<Prepared, PrepareError> {
-    let request = draft.validate_for(now, |system| targets.facts_of(system), registration)?;
+    let mut request = draft.validate_for(now, |system| targets.facts_of(system), registration)?;
+    request.verification = verification;
+    for approval in &mut request.approvals {
+        approval.discounted = discounted.get(approval.approver.as_str()).cloned();
+    }
     let canonical = serde_json::to_vec(&request).unwrap_or_default();
     let content_hash = body_hash(&canonical);
     let decision = policy.evaluate_request(&request, now)?;
@@ -166,7 +186,13 @@ fn requested_record(
     let approvers: Vec<String> = request
         .approvals
         .iter()
-        .map(|a| format!("{} at {}", a.approver, a.approved_at.to_rfc3339()))
+        .map(|a| {
+            let mut line = format!("{} at {}", a.approver, a.approved_at.to_rfc3339());
+            if let Some(why) = &a.discounted {
+                line.push_str(&format!(" (not counted: {why})"));
+            }
+            line
+        })
         .collect();
     let mut record = AuditRecord::new(
         now,
@@ -174,6 +200,7 @@ fn requested_record(
         AuditAction::Requested,
     )
     .detail("ticket", request.ticket.qualified_key())
+    .detail("verified_against", request.verification.as_str())
     .detail("approved_by", approvers.join("; "))
     .detail("identity", &request.identity.name)
     .detail("identity_kind", request.identity.kind.as_str())
@@ -193,6 +220,9 @@ fn requested_record(
     );
     if let Some(link) = &request.ticket.link {
         record = record.detail("ticket_link", link);
+    }
+    if let Some(creator) = &request.creator {
+        record = record.detail("creator", creator.as_str());
     }
     if let Some(w) = request.change_window {
         record = record.detail(
@@ -235,6 +265,12 @@ pub async fn accept_approval(
             state,
         });
     }
+    // What the ITSM itself says, in place of what the event says.
+    let checked = match crate::readback::check(deps, delivery.sender, draft).await? {
+        Ok(checked) => checked,
+        Err(errors) => return Ok(Outcome::Invalid { errors }),
+    };
+    let draft = &checked.draft;
     // The registry's word on the identity the ticket names (a name that is not one
     // is reported by validation, beside every other problem).
     let entry = match draft.identity.name.as_deref().map(IdentityName::new) {
@@ -260,7 +296,15 @@ pub async fn accept_approval(
         _ => None,
     };
     let registration = Registration::of(entry.as_ref());
-    let prepared = match prepare(draft, &deps.config.targets, registration, &deps.policy, now) {
+    let prepared = match prepare(
+        draft,
+        &deps.config.targets,
+        registration,
+        &deps.policy,
+        now,
+        checked.verification,
+        &checked.discounted,
+    ) {
         Ok(p) => p,
         Err(PrepareError::Invalid(errors)) => return Ok(Outcome::Invalid { errors: errors.0 }),
         Err(PrepareError::Policy(e)) => return Err(e.into()),
@@ -309,6 +353,7 @@ pub async fn accept_approval(
     )
     .states(None, Some(grant.state))
     .detail("decision", if decision.allowed { "allow" } else { "deny" })
+    .detail("policy_set_sha256", &decision.policy_set_sha256)
     .detail("policy_ids", decision.policy_ids.join(", "))
     .detail("reasons", decision.reasons.join("; "));
     let events: Vec<AuditEvent> = vec![grant.record(requested), grant.record(evaluated)];

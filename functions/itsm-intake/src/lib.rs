@@ -16,6 +16,7 @@ pub mod config;
 mod event;
 mod http_api;
 mod intake;
+mod readback;
 
 use aws_config::SdkConfig;
 use ticketbound_policy::{PolicyEngine, PolicyError};
@@ -96,6 +97,7 @@ impl From<IntakeError> for lambda_runtime::Diagnostic {
             IntakeError::Policy(_) => "PolicyFailed",
             IntakeError::Advance(_) => "GrantNotAdvanced",
             IntakeError::Registry(_) => "RegistryUnavailable",
+            IntakeError::ReadBack(_) => "ItsmReadFailed",
         };
         let mut message = e.to_string();
         let mut cause = std::error::Error::source(&e);

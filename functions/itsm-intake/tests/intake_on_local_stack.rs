@@ -55,6 +55,14 @@ async fn harness_with(extra: &[(&str, &str)]) -> Harness {
         ("TICKETBOUND_GENERIC_SECRET_ID".into(), generic),
         ("TICKETBOUND_SECRET_MIN_REFRESH_SECS".into(), "0".into()),
         ("TICKETBOUND_TARGETS".into(), TARGETS.into()),
+        // What these tests check (parsing, signatures, idempotency, validation,
+        // the registry) happens whoever vouches for the approval, so they take the
+        // sender's word; reading approvals back from Jira has tests of its own
+        // (readback_on_local_stack.rs).
+        (
+            "TICKETBOUND_SENDER_ONLY".into(),
+            "jira,servicenow,generic".into(),
+        ),
         (
             "TICKETBOUND_EVENTBRIDGE_SOURCES".into(),
             "com.example.itsm, com.example.other-itsm".into(),

@@ -34,6 +34,12 @@ module "ticketbound" {
   writeback_attempts         = var.writeback_attempts
   writeback_max_wait_secs    = var.writeback_max_wait_secs
 
+  # Every Jira approval read back from Jira with the intake's read-only account, and
+  # the systems believed on their signature alone (ServiceNow has no read-back yet).
+  jira_api_url           = var.jira_api_url
+  jira_reader_secret_arn = var.jira_reader_secret_arn
+  sender_only_systems    = var.sender_only_systems
+
   # Revocations that fail: retried by grant-expire's own one-time schedules, escalated
   # (RevocationEscalations) once a grant has failed for this long.
   revocation_retry_max_seconds      = var.revocation_retry_max_seconds

@@ -62,7 +62,7 @@ variable "identities_file" {
 }
 
 variable "targets" {
-  description = "Target systems: system id => { connector = \"postgres\", environment (\"prod\" or \"non-prod\", required), admin_secret_id, host, port, dbname, allowed_roles, ca_file = \"/opt/rds-global-bundle.pem\", tls (optional: \"verify_full\", the default, needs ca_file; or \"disabled\") } (postgres is the only connector; see the module's variable)."
+  description = "Target systems: system id => { connector = \"postgres\", environment (\"prod\" or \"non-prod\", required), admin_secret_id, host, port, dbname, allowed_roles, ca_file = \"/opt/rds-global-bundle.pem\", tls (optional: \"verify_full\", the default, needs ca_file; or \"disabled\"), approvers (optional: { groups = [...], users = [...] }, whose approvals count) } (postgres is the only connector; see the module's variable)."
   type = map(object({
     connector       = string
     environment     = optional(string)
@@ -73,6 +73,10 @@ variable "targets" {
     allowed_roles   = optional(list(string))
     tls             = optional(string)
     ca_file         = optional(string)
+    approvers = optional(object({
+      groups = optional(list(string))
+      users  = optional(list(string))
+    }))
   }))
   default = {}
 }
@@ -111,6 +115,24 @@ variable "jira_site_url" {
   description = "Jira site the write-back comments on (https://example.atlassian.net); null: no Jira write-back."
   type        = string
   default     = null
+}
+
+variable "jira_api_url" {
+  description = "Jira site every Jira approval is read back from (https://example.atlassian.net), with jira_reader_secret_arn; null: no read-back."
+  type        = string
+  default     = null
+}
+
+variable "jira_reader_secret_arn" {
+  description = "ARN of the secret holding the intake's read-only Jira account ({\"email\", \"api_token\"}), with jira_api_url; null: no read-back."
+  type        = string
+  default     = null
+}
+
+variable "sender_only_systems" {
+  description = "Systems (jira, servicenow, generic) whose approvals are believed on their signature alone, without a read-back; each such grant says sender_only."
+  type        = list(string)
+  default     = []
 }
 
 variable "jira_revoked_transition_id" {

@@ -71,53 +71,66 @@ locals {
 
   # What each function needs beyond logs, tracing, its DLQ and the key (common_statements).
   function_statements = {
-    "itsm-intake" = [
-      {
-        # Grants, expiry triggers and delivery records: read, create and change
-        # (TransactWriteItems is authorised per item action).
-        Sid    = "GrantsTable"
-        Effect = "Allow"
-        Action = [
-          "dynamodb:GetItem",
-          "dynamodb:Query",
-          "dynamodb:PutItem",
-          "dynamodb:DeleteItem",
-          "dynamodb:ConditionCheckItem",
-        ]
-        Resource = [aws_dynamodb_table.grants.arn]
-      },
-      {
-        Sid      = "GrantsIndexes"
-        Effect   = "Allow"
-        Action   = ["dynamodb:Query"]
-        Resource = local.grants_index_arns
-      },
-      {
-        # Audit events are only ever appended, in the grant's transaction.
-        Sid    = "AuditTableAppend"
-        Effect = "Allow"
-        Action = [
-          "dynamodb:PutItem",
-          "dynamodb:ConditionCheckItem",
-        ]
-        Resource = [aws_dynamodb_table.audit.arn]
-      },
-      {
-        # The identity registry: the entry of the identity a request names, strongly
-        # consistent (a retirement counts at once). Read only: operators register
-        # identities (the CLI), the internet-facing intake never can.
-        Sid      = "IdentitiesRead"
-        Effect   = "Allow"
-        Action   = ["dynamodb:GetItem"]
-        Resource = [aws_dynamodb_table.identities.arn]
-      },
-      {
-        Sid      = "WebhookSecrets"
-        Effect   = "Allow"
-        Action   = ["secretsmanager:GetSecretValue"]
-        Resource = [for name in sort(tolist(local.webhook_integrations)) : aws_secretsmanager_secret.webhook[name].arn]
-      },
-    ]
+    "itsm-intake" = concat(
+      [
+        {
+          # Grants, expiry triggers and delivery records: read, create and change
+          # (TransactWriteItems is authorised per item action).
+          Sid    = "GrantsTable"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+          ]
+          Resource = [aws_dynamodb_table.grants.arn]
+        },
+        {
+          Sid      = "GrantsIndexes"
+          Effect   = "Allow"
+          Action   = ["dynamodb:Query"]
+          Resource = local.grants_index_arns
+        },
+        {
+          # Audit events are only ever appended, in the grant's transaction.
+          Sid    = "AuditTableAppend"
+          Effect = "Allow"
+          Action = [
+            "dynamodb:PutItem",
+            "dynamodb:ConditionCheckItem",
+          ]
+          Resource = [aws_dynamodb_table.audit.arn]
+        },
+        {
+          # The identity registry: the entry of the identity a request names, strongly
+          # consistent (a retirement counts at once). Read only: operators register
+          # identities (the CLI), the internet-facing intake never can.
+          Sid      = "IdentitiesRead"
+          Effect   = "Allow"
+          Action   = ["dynamodb:GetItem"]
+          Resource = [aws_dynamodb_table.identities.arn]
+        },
+        {
+          Sid      = "WebhookSecrets"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:GetSecretValue"]
+          Resource = [for name in sort(tolist(local.webhook_integrations)) : aws_secretsmanager_secret.webhook[name].arn]
+        },
+      ],
+      # The read-back's read-only Jira account (jira_reader_secret_arn), when set: the
+      # intake's alone, no other function may read it. Its key: the module's (ModuleKey)
+      # or aws/secretsmanager, which needs no grant.
+      var.jira_reader_secret_arn == null ? [] : [
+        {
+          Sid      = "JiraReaderSecret"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:GetSecretValue"]
+          Resource = [var.jira_reader_secret_arn]
+        },
+      ],
+    )
 
     "grant-provision" = concat(
       [

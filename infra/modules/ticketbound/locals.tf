@@ -195,9 +195,16 @@ locals {
   )
 
   # TICKETBOUND_TARGETS: attributes a connector does not take are left out (the
-  # code rejects unknown fields, and null is one).
+  # code rejects unknown fields, and null is one), in an approvers rule too (the
+  # intake reads an absent groups or users as none, and refuses null). The intake
+  # reads each target's approvers; the enforcing functions accept and ignore them.
   targets_json = jsonencode({
-    for id, target in var.targets : id => { for k, v in target : k => v if v != null }
+    for id, target in var.targets : id => merge(
+      { for k, v in target : k => v if v != null && k != "approvers" },
+      target.approvers == null ? {} : {
+        approvers = { for k, v in target.approvers : k => v if v != null }
+      },
+    )
   })
 
   webhook_integrations = toset(["jira", "servicenow", "generic"])
@@ -239,6 +246,17 @@ locals {
       },
       var.servicenow_mapping_json == null ? {} : {
         TICKETBOUND_SERVICENOW_MAPPING = jsonencode(jsondecode(var.servicenow_mapping_json))
+      },
+      # The Jira read-back, with the intake's own read-only account: both or neither
+      # (the code refuses one without the other, and so does jira_reader_secret_arn's
+      # validation). Unset, Jira approvals are refused unless Jira is sender-only.
+      var.jira_api_url == null || var.jira_reader_secret_arn == null ? {} : {
+        TICKETBOUND_JIRA_API_URL        = var.jira_api_url
+        TICKETBOUND_JIRA_READ_SECRET_ID = var.jira_reader_secret_arn
+      },
+      # The systems believed on their signature alone. Unset: none.
+      length(var.sender_only_systems) == 0 ? {} : {
+        TICKETBOUND_SENDER_ONLY = join(",", sort(distinct(var.sender_only_systems)))
       },
     )
 

@@ -219,6 +219,76 @@ variable "servicenow_auth" {
   }
 }
 
+# The read-back (functions/itsm-intake/src/readback.rs): before a Jira approval is
+# believed, the intake reads the issue, its changelog and its approvals back from
+# Jira's REST API with a read-only account of its own.
+
+variable "jira_api_url" {
+  description = "The Jira site the intake reads every Jira approval back from, e.g. https://example.atlassian.net (TICKETBOUND_JIRA_API_URL; usually the same site as jira_site_url). Set together with jira_reader_secret_arn, or neither. null (the default): no read-back, and Jira approvals are refused unless \"jira\" is in sender_only_systems."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jira_api_url == null || can(regex("^https://[^\\s/]+(/\\S*)?$", var.jira_api_url))
+    error_message = "jira_api_url must be null or an https:// URL."
+  }
+}
+
+variable "jira_reader_secret_arn" {
+  description = "Full ARN (with Secrets Manager's random suffix) of a secret you create holding the intake's own read-only Jira account, {\"email\": \"...\", \"api_token\": \"...\"} (TICKETBOUND_JIRA_READ_SECRET_ID). Not the write-back's Jira API credentials secret (that account may comment): an account that may only read. The intake may read this secret, and no other function may. Encrypt it with the module key or the account's aws/secretsmanager key (the intake can decrypt nothing else). Set together with jira_api_url, or neither."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jira_reader_secret_arn == null || can(regex("^arn:[a-z-]+:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.jira_reader_secret_arn))
+    error_message = "jira_reader_secret_arn must be null or a Secrets Manager secret ARN."
+  }
+
+  # ticketbound/* are the credential secrets the grant functions manage, and with the
+  # default name_prefix the module's own (webhook, and the write-back's ITSM API
+  # credentials, whose Jira account may comment): the reader's is a secret of its own.
+  validation {
+    condition = var.jira_reader_secret_arn == null || !anytrue([
+      for prefix in distinct(["ticketbound/", "${var.name_prefix}/"]) : strcontains(coalesce(var.jira_reader_secret_arn, "-"), ":secret:${prefix}")
+    ])
+    error_message = "jira_reader_secret_arn must be a secret of its own, not named ticketbound/... or <name_prefix>/...: those are the grants' credential secrets and the module's webhook and ITSM API secrets (the write-back's Jira account may comment; the reader must only read)."
+  }
+
+  validation {
+    condition     = (var.jira_api_url == null) == (var.jira_reader_secret_arn == null)
+    error_message = "Set jira_api_url and jira_reader_secret_arn together (the Jira read-back), or neither: the intake refuses to start with one of them."
+  }
+}
+
+variable "sender_only_systems" {
+  description = "Systems whose approvals the intake believes on the webhook signature alone, without reading them back (TICKETBOUND_SENDER_ONLY): any of \"jira\", \"servicenow\", \"generic\" (generic senders and EventBridge events). Each grant so approved is marked sender_only, in the grant, its audit trail and the evidence. Empty (the default): none; an approval from a system neither read back nor listed is refused. ServiceNow has no read-back yet: list \"servicenow\" when you use ServiceNow (the plan requires it with servicenow_instance_url set), \"generic\" when you use the generic webhook or EventBridge (required with itsm_event_publishers named), and \"jira\" when you use Jira without the read-back (required with jira_site_url set and no jira_api_url)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.sender_only_systems : contains(["jira", "servicenow", "generic"], s)])
+    error_message = "sender_only_systems may hold only \"jira\", \"servicenow\" and \"generic\"."
+  }
+
+  # The module wires every integration up; the variables below say which ones a
+  # deployment uses. An integration in use whose approvals would all be refused is a
+  # configuration error, better found at plan than by every approval failing.
+  validation {
+    condition     = var.jira_site_url == null || var.jira_api_url != null || contains(var.sender_only_systems, "jira")
+    error_message = "jira_site_url is set (Jira is in use) but Jira approvals are neither read back nor sender-only: set jira_api_url and jira_reader_secret_arn (the read-back, preferred), or list \"jira\" in sender_only_systems. Otherwise the intake refuses every Jira approval."
+  }
+
+  validation {
+    condition     = var.servicenow_instance_url == null || contains(var.sender_only_systems, "servicenow")
+    error_message = "servicenow_instance_url is set (ServiceNow is in use), and ServiceNow approvals cannot be read back by this version: list \"servicenow\" in sender_only_systems (its grants are then marked sender_only). Otherwise the intake refuses every ServiceNow approval."
+  }
+
+  validation {
+    condition     = length(var.itsm_event_publishers) == 0 || contains(var.sender_only_systems, "generic")
+    error_message = "itsm_event_publishers names publishers (the EventBridge path is open), and an EventBridge event has no API to be read back from: list \"generic\" in sender_only_systems (its grants are then marked sender_only). Otherwise the intake refuses every EventBridge approval."
+  }
+}
+
 variable "replay_window_secs" {
   description = "Accepted clock difference for timestamped signatures, in seconds (TICKETBOUND_REPLAY_WINDOW_SECS)."
   type        = number
@@ -361,8 +431,13 @@ variable "targets" {
     default: TLS, the server's certificate verified against ca_file and its name
     against host; ca_file is then required, a PEM CA bundle in the function package or
     a layer) or "disabled" (plaintext). postgres is the only
-    connector. List every admin_secret_id in target_admin_secret_arns too. Lambda
-    allows 4 KB of environment in all: keep this map small.
+    connector. List every admin_secret_id in target_admin_secret_arns too.
+    approvers (optional, read by the intake only): whose approvals count for the
+    target, { groups = ["dba-approvers"], users = ["<Jira accountId or e-mail>"] };
+    groups are resolved through the Jira read-back (jira_api_url), so a sender-only
+    system's approvers count only when named in users. Without approvers any approver
+    counts (separation of duties still holds). Lambda allows 4 KB of environment in
+    all: keep this map small.
   EOT
   type = map(object({
     connector       = string
@@ -374,8 +449,24 @@ variable "targets" {
     allowed_roles   = optional(list(string))
     tls             = optional(string)
     ca_file         = optional(string)
+    approvers = optional(object({
+      groups = optional(list(string))
+      users  = optional(list(string))
+    }))
   }))
   default = {}
+
+  # The intake reads a rule that names nobody as admitting nobody: every approval of
+  # the target would be discounted. Leave approvers out to take any approver.
+  validation {
+    condition = alltrue([
+      for t in values(var.targets) : t.approvers == null || (
+        length(concat(coalesce(try(t.approvers.groups, null), []), coalesce(try(t.approvers.users, null), []))) > 0 &&
+        alltrue([for x in concat(coalesce(try(t.approvers.groups, null), []), coalesce(try(t.approvers.users, null), [])) : trimspace(x) != ""])
+      )
+    ])
+    error_message = "A target's approvers must name at least one group or user, none of them empty: a rule naming nobody admits nobody. Leave approvers out to let any approver count."
+  }
 
   validation {
     condition = alltrue([

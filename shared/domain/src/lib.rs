@@ -23,7 +23,7 @@ pub use grant::{
 pub use model::{
     AccessRequest, Approval, Capabilities, ChangeWindow, ConnectorKind, Environment, Identity,
     IdentityKind, IdentityName, Justification, Owner, Permission, Principal, RevocationTrigger,
-    RotationPeriod, Scope, SourceSystem, SystemId, Ticket, TicketKey, ValueError,
+    RotationPeriod, Scope, SourceSystem, SystemId, Ticket, TicketKey, ValueError, Verification,
 };
 pub use registry::{
     IdentityChainError, IdentityEvent, IdentityStatus, RegisteredIdentity, Registration,

@@ -434,6 +434,18 @@ impl fmt::Display for Scope {
 pub struct Approval {
     pub approver: Principal,
     pub approved_at: DateTime<Utc>,
+    /// Why this approval, which the ticket holds, does not count (it predates a
+    /// change of the request, or the approver has no authority over the target).
+    /// Set by the intake after reading the ticket back, never by a request. Policy
+    /// sees only the approvals that count; the evidence shows them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discounted: Option<String>,
+}
+
+impl Approval {
+    pub fn counts(&self) -> bool {
+        self.discounted.is_none()
+    }
 }
 
 /// What ends the grant besides its not-after time, which always does.
@@ -518,6 +530,44 @@ pub struct AccessRequest {
     pub rotation_period: RotationPeriod,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_window: Option<ChangeWindow>,
+    /// Who created the ticket, when the ITSM says and it is not the requester (an
+    /// agent raising a request on someone's behalf): they may not approve it either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<Principal>,
+    /// What the approval was checked against. Never taken from a request (the
+    /// generic schema has no such field): the intake sets it.
+    #[serde(default)]
+    pub verification: Verification,
+}
+
+/// Whether an approval was read back from the ITSM's own API or believed on the
+/// sender's word (a generic sender has no API to ask; an operator may choose to trust
+/// it, and every grant says so).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// The status, fields and approvals were read back from the ITSM's API with
+    /// ticketbound's own credentials, and agreed with the event.
+    ItsmApi,
+    /// Only the sender's signature vouches for the event. Grants recorded before
+    /// read-back existed are this.
+    #[default]
+    SenderOnly,
+}
+
+impl Verification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ItsmApi => "itsm_api",
+            Self::SenderOnly => "sender_only",
+        }
+    }
+}
+
+impl fmt::Display for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl AccessRequest {

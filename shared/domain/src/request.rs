@@ -71,6 +71,9 @@ pub struct RequestDraft {
     #[serde(default)]
     pub ticket: TicketDraft,
     pub requester: Option<String>,
+    /// Who created the ticket, if not the requester.
+    #[serde(default)]
+    pub creator: Option<String>,
     #[serde(default)]
     pub approvals: Vec<ApprovalDraft>,
     #[serde(default)]
@@ -318,6 +321,10 @@ impl RequestDraft {
         });
 
         let approvals = self.check_approvals(&mut p, requester.as_ref(), now);
+        let creator = match self.creator.as_deref() {
+            None => Some(None),
+            Some(v) => p.check("creator", Principal::new(v)).map(Some),
+        };
 
         let (kind, name, owner, workload) = match registration {
             None => self.identity_as_given(&mut p),
@@ -418,6 +425,7 @@ impl RequestDraft {
             (system_id, connector, environment),
             scope,
             (not_after, justification, trigger, rotation, change_window),
+            creator,
         ) {
             (
                 Some(source),
@@ -434,7 +442,9 @@ impl RequestDraft {
                     Some(rotation_period),
                     Some(change_window),
                 ),
+                Some(creator),
             ) if p.0.is_empty() => Ok(AccessRequest {
+                creator: creator.filter(|c| *c != requester),
                 ticket: Ticket {
                     source,
                     key,
@@ -459,6 +469,7 @@ impl RequestDraft {
                 revocation_trigger,
                 rotation_period,
                 change_window,
+                verification: crate::model::Verification::SenderOnly,
             }),
             _ => Err(ValidationErrors(p.0)),
         }
@@ -609,6 +620,7 @@ impl RequestDraft {
                 approvals.push(Approval {
                     approver,
                     approved_at,
+                    discounted: None,
                 });
             }
         }

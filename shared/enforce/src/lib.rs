@@ -66,6 +66,11 @@ pub enum TargetConfig {
         /// `verify_full`.
         #[serde(default)]
         ca_file: Option<std::path::PathBuf>,
+        /// Whose approval counts for this target: the intake reads it (groups and
+        /// users, see `ApproverRule`); kept here only so that one
+        /// `TICKETBOUND_TARGETS` serves every function.
+        #[serde(default)]
+        approvers: Option<serde_json::Value>,
     },
 }
 

@@ -3,11 +3,15 @@
 //! one of the configured statuses for those. Request fields come from custom fields
 //! whose ids are configuration, since every Jira site numbers them differently.
 
+use std::borrow::Cow;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use ticketbound_domain::request::{ChangeWindowDraft, IdentityDraft, TargetDraft, TicketDraft};
 use ticketbound_domain::{ApprovalDraft, RequestDraft, SourceSystem, TicketKey};
 
+use crate::readback::{ApproverRef, FieldChange, ItsmTicket, RecordedApproval};
 use crate::value::{at, hours, list, opt_text, person, text, time};
 use crate::{Inbound, InboundError, TicketEnd, TicketEnded};
 
@@ -83,6 +87,30 @@ impl Default for JiraMapping {
 }
 
 impl JiraMapping {
+    /// The Jira fields whose change after an approval makes the approval stale: every
+    /// request field, and the reporter (who the requester is).
+    fn request_fields(&self) -> Vec<&str> {
+        let f = &self.fields;
+        let mut ids = vec![
+            f.identity_kind.as_str(),
+            &f.identity_name,
+            &f.owner,
+            &f.workload_principal,
+            &f.target_system,
+            &f.connector,
+            &f.environment,
+            &f.scope,
+            &f.not_after,
+            &f.justification,
+            &f.revocation_trigger,
+            &f.rotation_period_hours,
+            "reporter",
+        ];
+        ids.extend(f.change_window_start.as_deref());
+        ids.extend(f.change_window_end.as_deref());
+        ids
+    }
+
     /// The Jira field a generic request path comes from, to point a 400 at it.
     pub fn source_of(&self, generic_field: &str) -> Option<String> {
         let f = &self.fields;
@@ -111,10 +139,83 @@ impl JiraMapping {
     }
 }
 
+impl JiraMapping {
+    /// Every issue field a webhook's interpretation reads.
+    fn read_fields(&self) -> Vec<&str> {
+        let mut ids = self.request_fields();
+        ids.extend([self.fields.approvals.as_str(), "creator"]);
+        ids
+    }
+}
+
+/// The webhook as JSON, holding only what [`interpret`] reads. A Jira webhook is
+/// mostly what ticketbound never reads (avatars, project, issue type, the fields of
+/// other apps): those are stepped over ([`IgnoredAny`]) instead of being built,
+/// which is most of the intake's parse (see `benches/intake_pipeline.rs`).
+fn slim(body: &[u8], mapping: &JiraMapping) -> Result<Value, InboundError> {
+    let wanted = mapping.read_fields();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = Keep::Top(&wanted)
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| InboundError::NotJson(e.to_string()))?;
+    Ok(v)
+}
+
+/// Which keys of an object are kept (as [`Value`]); the rest are skipped.
+#[derive(Clone, Copy)]
+enum Keep<'m> {
+    /// The webhook: its event, user, changelog and issue.
+    Top(&'m [&'m str]),
+    /// The issue: its key, link and the wanted fields.
+    Issue(&'m [&'m str]),
+    /// `issue.fields`: the wanted ones.
+    Fields(&'m [&'m str]),
+}
+
+impl<'de> DeserializeSeed<'de> for Keep<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Keep<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let kept = match (self, key.as_ref()) {
+                (Self::Top(w), "issue") => Some(map.next_value_seed(Self::Issue(w))?),
+                (Self::Top(_), "webhookEvent" | "user" | "changelog")
+                | (Self::Issue(_), "key" | "self") => Some(map.next_value::<Value>()?),
+                (Self::Issue(w), "fields") => Some(map.next_value_seed(Self::Fields(w))?),
+                (Self::Fields(w), field) if w.contains(&field) => Some(map.next_value::<Value>()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    None
+                }
+            };
+            if let Some(value) = kept {
+                out.insert(key.into_owned(), value);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// Interprets a Jira webhook body.
 pub fn interpret(body: &[u8], mapping: &JiraMapping) -> Result<Inbound, InboundError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| InboundError::NotJson(e.to_string()))?;
+    let v = slim(body, mapping)?;
     let event = at(&v, "webhookEvent")
         .and_then(Value::as_str)
         .unwrap_or_default();
@@ -204,6 +305,7 @@ fn draft(v: &Value, key: String, mapping: &JiraMapping) -> Result<RequestDraft, 
             link,
         },
         requester: at(v, "issue.fields.reporter").and_then(person),
+        creator: at(v, "issue.fields.creator").and_then(person),
         approvals: approvals(&field(&f.approvals), &name(&f.approvals))?,
         identity: IdentityDraft {
             kind: txt(&f.identity_kind)?,
@@ -262,4 +364,135 @@ fn approvals(v: &Value, field: &str) -> Result<Vec<ApprovalDraft>, InboundError>
         }
     }
     Ok(out)
+}
+
+/// What Jira's API holds for an issue: `issue` from `GET /rest/api/3/issue/{key}`,
+/// `histories` every page of `GET /rest/api/3/issue/{key}/changelog`, `approvals`
+/// every page of Jira Service Management's `GET
+/// /rest/servicedeskapi/request/{key}/approval`. The changelog embedded by
+/// `expand=changelog` is truncated, so it is not used.
+pub fn ticket_from_api(
+    issue: &Value,
+    histories: &[Value],
+    approvals: &[Value],
+    mapping: &JiraMapping,
+) -> Result<ItsmTicket, InboundError> {
+    let key = opt_text(issue, "key", "issue.key")?
+        .ok_or_else(|| InboundError::field("issue.key", "is missing from Jira's answer"))?;
+    let wrapped = serde_json::json!({ "issue": issue });
+    let mut draft = draft(&wrapped, key, mapping)?;
+    draft.approvals.clear();
+    let status = opt_text(issue, "fields.status.name", "issue.fields.status")?.unwrap_or_default();
+
+    let mut recorded = Vec::new();
+    for (i, approval) in approvals.iter().enumerate() {
+        if approval.get("finalDecision").and_then(Value::as_str) != Some("approved") {
+            continue;
+        }
+        // JSM gives each approver's decision but only the approval's completion time.
+        let field = format!("approval[{i}].completedDate");
+        let Some(approved_at) = time(
+            approval.get("completedDate").unwrap_or(&Value::Null),
+            &field,
+        )?
+        else {
+            return Err(InboundError::field(
+                field,
+                "is missing from an approved approval",
+            ));
+        };
+        for approver in approval
+            .get("approvers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if approver.get("approverDecision").and_then(Value::as_str) != Some("approved") {
+                continue;
+            }
+            let who = approver.get("approver").unwrap_or(&Value::Null);
+            let (Some(id), Some(name)) =
+                (who.get("accountId").and_then(Value::as_str), person(who))
+            else {
+                return Err(InboundError::field(
+                    format!("approval[{i}].approvers"),
+                    "names an approver without an accountId",
+                ));
+            };
+            recorded.push(RecordedApproval {
+                approver: ApproverRef {
+                    id: id.to_owned(),
+                    name,
+                },
+                approved_at,
+            });
+        }
+    }
+
+    let watched = mapping.request_fields();
+    let mut last_change: Option<FieldChange> = None;
+    for (i, history) in histories.iter().enumerate() {
+        let field = format!("changelog[{i}].created");
+        let Some(at) = time(history.get("created").unwrap_or(&Value::Null), &field)? else {
+            return Err(InboundError::field(field, "is missing"));
+        };
+        for item in history
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let id = item
+                .get("fieldId")
+                .or_else(|| item.get("field"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if watched.contains(&id) && last_change.as_ref().is_none_or(|c| at > c.at) {
+                last_change = Some(FieldChange {
+                    field: id.to_owned(),
+                    at,
+                });
+            }
+        }
+    }
+    Ok(ItsmTicket {
+        approved: status.eq_ignore_ascii_case(&mapping.approved_status),
+        status,
+        draft,
+        approvals: recorded,
+        last_change,
+    })
+}
+
+#[cfg(test)]
+mod slim_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_what_is_read_is_kept_and_a_body_that_is_not_an_object_is_refused() {
+        let body = br#"{"webhookEvent": "jira:issue_updated", "timestamp": 1,
+            "user": {"accountId": "a"},
+            "issue": {"key": "OPS-1", "id": "10", "self": "https://x/rest/api/3/issue/10",
+                      "fields": {"customfield_10208": ["orders_reader"], "customfield_99999": {"big": [1, 2, 3]},
+                                 "reporter": {"accountId": "r"}, "summary": "s"}},
+            "changelog": {"items": []}}"#;
+        let v = slim(body, &JiraMapping::default()).unwrap();
+        let fields = v["issue"]["fields"].as_object().unwrap();
+        let mut kept: Vec<&str> = fields.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["customfield_10208", "reporter"]);
+        assert_eq!(v["issue"]["key"], "OPS-1");
+        assert!(v.get("timestamp").is_none());
+        for bad in [&b"[1, 2]"[..], b"\"x\"", b"{\"issue\": 5}", b"{} trailing"] {
+            assert!(
+                matches!(
+                    slim(bad, &JiraMapping::default()),
+                    Err(InboundError::NotJson(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }

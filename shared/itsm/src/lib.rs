@@ -16,6 +16,7 @@ pub mod generic;
 pub mod jira;
 pub mod note;
 pub mod outbound;
+pub mod readback;
 pub mod servicenow;
 mod value;
 

@@ -111,6 +111,19 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
                 "Requested by {}; approved by {approvers}.",
                 r.requester
             ));
+            // Why an approval the ticket holds did not count, so the approvers know
+            // what to do (approve again after a change; ask someone with authority).
+            for approval in &r.approvals {
+                if let Some(why) = &approval.discounted {
+                    lines.push(format!("Not counted: {why}."));
+                }
+            }
+            if r.verification == ticketbound_domain::Verification::SenderOnly {
+                lines.push(
+                    "The approval was taken on the sender's signature; it was not read back from the ITSM."
+                        .to_owned(),
+                );
+            }
             lines.push(format!("Access: {what}, {until}."));
             let policies = detail("policy_ids").unwrap_or_else(|| "none".into());
             match detail("decision").as_deref() {

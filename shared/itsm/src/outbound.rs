@@ -1,6 +1,8 @@
-//! Posting to the ticket: ServiceNow's Table API (a work note on the record, and
-//! optionally its state) and Jira's REST API v3 (a comment in Atlassian Document
-//! Format, and optionally a transition); reading the notes back for the evidence.
+//! Talking to the ITSM: posting to the ticket (ServiceNow's Table API: a work note on
+//! the record, and optionally its state; Jira's REST API v3: a comment in Atlassian
+//! Document Format, and optionally a transition), reading the notes back for the
+//! evidence, and reading an approval back for the intake (Jira: the issue, its
+//! changelog, its Jira Service Management approvals, an approver's groups).
 //!
 //! Credentials come from Secrets Manager as JSON and never print:
 //! - ServiceNow: `{"auth": "basic", "username", "password"}` or
@@ -516,6 +518,96 @@ impl Jira {
         )
         .await?;
         Ok(())
+    }
+
+    /// Issue `key` with its fields (`GET /rest/api/3/issue/{key}`).
+    pub async fn issue(&self, key: &str) -> Result<Value, PostError> {
+        send(
+            JIRA,
+            "read issue",
+            self.request(reqwest::Method::GET, &format!("/rest/api/3/issue/{key}")),
+        )
+        .await
+    }
+
+    /// Every changelog history of issue `key`, oldest first, 100 per page (the
+    /// vendor's maximum).
+    pub async fn changelog(&self, key: &str) -> Result<Vec<Value>, PostError> {
+        let mut histories = Vec::new();
+        loop {
+            let page = send(
+                JIRA,
+                "read changelog",
+                self.request(
+                    reqwest::Method::GET,
+                    &format!(
+                        "/rest/api/3/issue/{key}/changelog?startAt={}&maxResults=100",
+                        histories.len()
+                    ),
+                ),
+            )
+            .await?;
+            let values = page["values"].as_array().cloned().unwrap_or_default();
+            let done = values.is_empty()
+                || page["isLast"].as_bool().unwrap_or(true)
+                    && page["total"]
+                        .as_u64()
+                        .is_none_or(|t| histories.len() as u64 + values.len() as u64 >= t);
+            histories.extend(values);
+            if done {
+                return Ok(histories);
+            }
+        }
+    }
+
+    /// Every approval of request `key` (Jira Service Management), page by page.
+    pub async fn approvals(&self, key: &str) -> Result<Vec<Value>, PostError> {
+        let mut approvals = Vec::new();
+        loop {
+            let page = send(
+                JIRA,
+                "read approvals",
+                self.request(
+                    reqwest::Method::GET,
+                    &format!(
+                        "/rest/servicedeskapi/request/{key}/approval?start={}&limit=50",
+                        approvals.len()
+                    ),
+                ),
+            )
+            .await?;
+            let values = page["values"].as_array().cloned().unwrap_or_default();
+            let done = values.is_empty() || page["isLastPage"].as_bool().unwrap_or(true);
+            approvals.extend(values);
+            if done {
+                return Ok(approvals);
+            }
+        }
+    }
+
+    /// The names of the groups user `account_id` belongs to.
+    pub async fn user_groups(&self, account_id: &str) -> Result<Vec<String>, PostError> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("accountId", account_id)
+            .finish();
+        let answer = send(
+            JIRA,
+            "read user groups",
+            self.request(
+                reqwest::Method::GET,
+                &format!("/rest/api/3/user/groups?{query}"),
+            ),
+        )
+        .await?;
+        let groups = answer.as_array().ok_or_else(|| PostError::Unexpected {
+            system: JIRA,
+            operation: "read user groups",
+            problem: "not a list of groups".into(),
+        })?;
+        Ok(groups
+            .iter()
+            .filter_map(|g| g["name"].as_str().map(str::to_owned))
+            .collect())
     }
 
     /// The text of every comment on issue `key`, oldest first, page by page.

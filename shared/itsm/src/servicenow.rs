@@ -43,6 +43,9 @@ pub struct ServiceNowFields {
     /// Who made the update that ended the ticket, if the body says.
     #[serde(default)]
     pub updated_by: Option<String>,
+    /// Who created the record (who may then not approve it), if the body says.
+    #[serde(default)]
+    pub creator: Option<String>,
 }
 
 /// How a ServiceNow instance maps onto ticketbound, from `TICKETBOUND_SERVICENOW_MAPPING`.
@@ -90,6 +93,7 @@ impl Default for ServiceNowMapping {
                 change_window_start: Some(s("start_date")),
                 change_window_end: Some(s("end_date")),
                 updated_by: Some(s("sys_updated_by")),
+                creator: Some(s("sys_created_by")),
             },
         }
     }
@@ -195,6 +199,11 @@ pub fn interpret(body: &[u8], mapping: &ServiceNowMapping) -> Result<Inbound, In
             link,
         },
         requester: at(&v, &f.requester).and_then(person),
+        creator: f
+            .creator
+            .as_deref()
+            .and_then(|field| at(&v, field))
+            .and_then(person),
         approvals: approvals(at(&v, &f.approvers), &f.approvers)?,
         identity: IdentityDraft {
             kind: get(&f.identity_kind)?,

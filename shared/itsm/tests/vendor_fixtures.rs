@@ -237,3 +237,59 @@ fn generic_bodies_name_the_field_that_does_not_fit() {
     let err = generic::interpret(br#"{"event": "exploded"}"#).unwrap_err();
     assert!(err.field_name().is_some(), "{err}");
 }
+
+/// The read-back: what Jira's API answers for a request, compared with the webhook
+/// the site sent for it.
+#[test]
+fn a_jira_read_back_agrees_with_its_own_webhook() {
+    let json = |p: &str| serde_json::from_slice::<serde_json::Value>(&fixture(p)).unwrap();
+    let mapping = JiraMapping::default();
+    let histories = json("jira/api/changelog.json")["values"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let approvals = json("jira/api/approvals.json")["values"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ticket = jira::ticket_from_api(
+        &json("jira/api/issue.json"),
+        &histories,
+        &approvals,
+        &mapping,
+    )
+    .unwrap();
+    assert!(ticket.approved, "{}", ticket.status);
+    assert_eq!(ticket.last_change, None, "only the status changed");
+    let names: Vec<&str> = ticket
+        .approvals
+        .iter()
+        .map(|a| a.approver.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["dana.okafor@example.com", "mallory.finch@example.com"]
+    );
+    assert_eq!(ticket.approvals[0].approver.id, "5b10ac8d82e05b22cc7d4ef5");
+
+    let Inbound::Approval(event) =
+        jira::interpret(&fixture("jira/api/webhook.json"), &mapping).unwrap()
+    else {
+        panic!("the webhook is an approval");
+    };
+    let verified = ticketbound_itsm::readback::verify(&event, &ticket).unwrap();
+    assert_eq!(verified.counting().count(), 2);
+    assert_eq!(verified.draft.identity.name.as_deref(), Some("orders-etl"));
+
+    // A changelog that shows the scope edited after the approval makes both stale.
+    let mut edited = histories.clone();
+    edited.push(serde_json::json!({
+        "id": "9999",
+        "created": "2099-01-01T00:00:00.000+0000",
+        "items": [{ "field": "customfield_10208", "fieldId": "customfield_10208" }]
+    }));
+    let stale =
+        jira::ticket_from_api(&json("jira/api/issue.json"), &edited, &approvals, &mapping).unwrap();
+    let verified = ticketbound_itsm::readback::verify(&event, &stale).unwrap();
+    assert_eq!(verified.counting().count(), 0);
+}

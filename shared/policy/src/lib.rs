@@ -23,6 +23,7 @@ use cedar_policy::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use ticketbound_domain::AccessRequest;
 
 /// The schema policies are validated against.
@@ -68,7 +69,13 @@ pub enum PolicyError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyFacts {
     pub requester: String,
+    /// Who created the ticket, when that is someone else than the requester.
+    #[serde(default)]
+    pub creator: Option<String>,
     pub approvers: Vec<String>,
+    /// The approval was read back from the ITSM's API (not only the sender's word).
+    #[serde(default)]
+    pub verified_by_itsm: bool,
     pub owner: Option<String>,
     pub identity_kind: String,
     pub identity_name: String,
@@ -95,9 +102,12 @@ impl PolicyFacts {
     pub fn from_request(request: &AccessRequest, now: DateTime<Utc>) -> Self {
         Self {
             requester: request.requester.to_string(),
+            creator: request.creator.as_ref().map(ToString::to_string),
+            verified_by_itsm: request.verification == ticketbound_domain::Verification::ItsmApi,
             approvers: request
                 .approvals
                 .iter()
+                .filter(|a| a.counts())
                 .map(|a| a.approver.to_string())
                 .collect(),
             owner: Some(request.identity.owner.to_string()),
@@ -138,6 +148,10 @@ impl PolicyFacts {
             (
                 "approver_count",
                 RestrictedExpression::new_long(approvers.len() as i64),
+            ),
+            (
+                "verified_by_itsm",
+                RestrictedExpression::new_bool(self.verified_by_itsm),
             ),
             ("identity_kind", s(&self.identity_kind)),
             ("identity_name", s(&self.identity_name)),
@@ -185,6 +199,9 @@ impl PolicyFacts {
         if let Some(owner) = &self.owner {
             pairs.push(("owner", s(owner)));
         }
+        if let Some(creator) = &self.creator {
+            pairs.push(("creator", s(creator)));
+        }
         if let Some(start) = self.change_window_start {
             pairs.push(("change_window_start", RestrictedExpression::new_long(start)));
         }
@@ -205,6 +222,10 @@ pub struct PolicyDecision {
     pub policy_ids: Vec<String>,
     /// For a deny, why, in the policies' own words (`@reason`).
     pub reasons: Vec<String>,
+    /// SHA-256 of the policy set that decided (its files' names and texts), so the
+    /// evidence says which policies were in force.
+    #[serde(default)]
+    pub policy_set_sha256: String,
 }
 
 /// A loaded, validated policy set, ready to evaluate requests. Build once at start-up.
@@ -215,6 +236,7 @@ pub struct PolicyEngine {
     reasons: HashMap<PolicyId, String>,
     action: EntityUid,
     authorizer: Authorizer,
+    set_sha256: String,
 }
 
 impl PolicyEngine {
@@ -290,13 +312,27 @@ impl PolicyEngine {
         }
         let action =
             EntityUid::from_str(ACTION).map_err(|e| PolicyError::Request(e.to_string()))?;
+        let mut digest = Sha256::new();
+        for (file, text) in sources {
+            // Lengths first, so that moving text between files changes the hash.
+            digest.update((file.len() as u64).to_be_bytes());
+            digest.update(file.as_bytes());
+            digest.update((text.len() as u64).to_be_bytes());
+            digest.update(text.as_bytes());
+        }
         Ok(Self {
             policies,
             schema,
             reasons,
             action,
             authorizer: Authorizer::new(),
+            set_sha256: hex::encode(digest.finalize()),
         })
+    }
+
+    /// SHA-256 (hex) of the loaded policy files, as every decision records it.
+    pub fn policy_set_sha256(&self) -> &str {
+        &self.set_sha256
     }
 
     /// The ids of the loaded policies, in no particular order.
@@ -337,6 +373,7 @@ impl PolicyEngine {
         if !errors.is_empty() {
             return Ok(PolicyDecision {
                 allowed: false,
+                policy_set_sha256: self.set_sha256.clone(),
                 policy_ids,
                 reasons: errors
                     .into_iter()
@@ -367,6 +404,7 @@ impl PolicyEngine {
             allowed,
             policy_ids,
             reasons,
+            policy_set_sha256: self.set_sha256.clone(),
         })
     }
 

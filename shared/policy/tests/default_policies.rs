@@ -72,6 +72,26 @@ fn the_requester_never_approves() {
 }
 
 #[test]
+fn whoever_created_the_ticket_may_not_approve_it() {
+    let mut f = facts();
+    f.creator = Some(f.approvers[0].clone());
+    denied_by(&f, "separation-of-duties-creator");
+    f.creator = Some("service-desk-agent@example.com".into());
+    assert!(engine().evaluate(&f).unwrap().allowed);
+}
+
+#[test]
+fn every_decision_names_the_policy_set_that_made_it() {
+    let defaults = engine();
+    let decision = defaults.evaluate(&facts()).unwrap();
+    assert_eq!(decision.policy_set_sha256.len(), 64);
+    assert_eq!(decision.policy_set_sha256, defaults.policy_set_sha256());
+    let edited = ticketbound_policy::DEFAULT_POLICIES.replace("28800", "28799");
+    let other = PolicyEngine::from_sources(&[("default.cedar".to_owned(), edited)]).unwrap();
+    assert_ne!(other.policy_set_sha256(), defaults.policy_set_sha256());
+}
+
+#[test]
 fn prod_needs_two_distinct_approvers() {
     let mut f = facts();
     f.approvers.truncate(1);

@@ -111,6 +111,12 @@ sys.exit(main())
 /// moto's server, which is how a running one is recognised).
 pub const MOTO_SERVER_SCRIPT_NAME: &str = "ticketbound_moto_server.py";
 
+/// The people of the local ITSM stand-in (`{"jira": [{accountId, emailAddress,
+/// displayName, groups}]}`): who raises, approves and is refused in the demo and the
+/// tests. Their API tokens are made by `local up` and kept in the local Secrets
+/// Manager (`ItsmCredentials::jira_people`).
+pub const ITSM_PEOPLE: &str = include_str!("itsm-people.json");
+
 /// The file name inside the state directory.
 pub const FILE_NAME: &str = "local.json";
 /// The region the local stack pretends to be in.
@@ -168,8 +174,25 @@ impl Detour {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItsmCredentials {
+    /// The write-back's Jira account (may comment and transition).
     pub jira: String,
     pub servicenow: String,
+    /// The intake's Jira account, which may only read (approvals are read back
+    /// with it).
+    #[serde(default = "default_jira_reader")]
+    pub jira_reader: String,
+    /// The API tokens of the stand-in's people (`{"<e-mail>": "<token>"}`), who
+    /// raise, edit and approve tickets in the demo and the tests.
+    #[serde(default = "default_jira_people")]
+    pub jira_people: String,
+}
+
+fn default_jira_reader() -> String {
+    "ticketbound/local/jira-reader".to_owned()
+}
+
+fn default_jira_people() -> String {
+    "ticketbound/local/jira-people".to_owned()
 }
 
 impl Default for ItsmCredentials {
@@ -177,6 +200,8 @@ impl Default for ItsmCredentials {
         Self {
             jira: "ticketbound/local/jira-api".to_owned(),
             servicenow: "ticketbound/local/servicenow-api".to_owned(),
+            jira_reader: default_jira_reader(),
+            jira_people: default_jira_people(),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod emulator;
 pub mod faults;
 pub mod issuing;
+pub mod jira_desk;
 pub mod proxy;
 pub mod streams;
 
@@ -366,7 +367,7 @@ pub async fn get(url: &str, path: &str) -> std::io::Result<HttpAnswer> {
     call("GET", url, path, &[], &[]).await
 }
 
-async fn call(
+pub(crate) async fn call(
     method: &str,
     url: &str,
     path: &str,

@@ -603,6 +603,252 @@ run "mappings_are_passed_minified_when_set" {
   }
 }
 
+# --- The read-back: every Jira approval read back from Jira with the intake's own
+# read-only account; the systems believed on their signature alone -----------------
+
+run "intake_has_no_read_back_and_no_sender_only_system_by_default" {
+  command = plan
+  assert {
+    condition = length(setintersection(keys(aws_lambda_function.this["itsm-intake"].environment[0].variables), [
+      "TICKETBOUND_JIRA_API_URL",
+      "TICKETBOUND_JIRA_READ_SECRET_ID",
+      "TICKETBOUND_SENDER_ONLY",
+    ])) == 0
+    error_message = "unset, the intake gets no read-back and no sender-only list (the code reads absence as: none; Jira, ServiceNow and generic approvals refused)"
+  }
+  assert {
+    condition     = !anytrue([for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s.Sid == "JiraReaderSecret"])
+    error_message = "without a reader secret the intake is allowed no secret beyond the webhook secrets"
+  }
+}
+
+run "intake_reads_jira_approvals_back_with_its_own_reader" {
+  variables {
+    jira_api_url           = "https://example.atlassian.net"
+    jira_reader_secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:jira-reader/ticketbound-AbCdEf"
+    # Jira in use (its write-back) and read back: jira need not be listed.
+    jira_site_url           = "https://example.atlassian.net"
+    servicenow_instance_url = "https://example.service-now.com"
+    sender_only_systems     = ["servicenow", "generic", "servicenow"]
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_JIRA_API_URL"] == "https://example.atlassian.net" &&
+      aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_JIRA_READ_SECRET_ID"] == "arn:aws:secretsmanager:eu-west-1:111122223333:secret:jira-reader/ticketbound-AbCdEf"
+    )
+    error_message = "the intake gets the Jira site and the reader secret (TICKETBOUND_JIRA_API_URL, TICKETBOUND_JIRA_READ_SECRET_ID)"
+  }
+  assert {
+    condition     = aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_SENDER_ONLY"] == "generic,servicenow"
+    error_message = "TICKETBOUND_SENDER_ONLY is sender_only_systems, comma-separated, each once"
+  }
+  assert {
+    condition = alltrue([
+      for k, f in aws_lambda_function.this : length(setintersection(keys(f.environment[0].variables), [
+        "TICKETBOUND_JIRA_API_URL", "TICKETBOUND_JIRA_READ_SECRET_ID", "TICKETBOUND_SENDER_ONLY",
+      ])) == 0 if k != "itsm-intake"
+    ])
+    error_message = "only the intake reads approvals back: no other function gets the read-back's settings"
+  }
+  assert {
+    condition     = aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_JIRA_READ_SECRET_ID"] != aws_secretsmanager_secret.itsm_api["jira"].arn && aws_lambda_function.this["ticket-writeback"].environment[0].variables["TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID"] == aws_secretsmanager_secret.itsm_api["jira"].arn
+    error_message = "the reader's credentials are not the write-back's (whose account may comment)"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
+      s.Sid => { effect = s.Effect, actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "secretsmanager:")])
+      } == {
+      WebhookSecrets = {
+        effect  = "Allow"
+        actions = toset(["secretsmanager:GetSecretValue"])
+        resources = toset([
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/generic-AbCdEf",
+        ])
+      }
+      JiraReaderSecret = {
+        effect    = "Allow"
+        actions   = toset(["secretsmanager:GetSecretValue"])
+        resources = toset(["arn:aws:secretsmanager:eu-west-1:111122223333:secret:jira-reader/ticketbound-AbCdEf"])
+      }
+    }
+    error_message = "Secrets Manager for the intake: GetSecretValue on the webhook secrets and on the reader secret, nothing else"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s.Sid => toset(flatten([s.Action])) if s.Sid == "ModuleKey"
+    } == { ModuleKey = toset(["kms:Decrypt", "kms:GenerateDataKey"]) }
+    error_message = "the intake's key permissions are unchanged (a reader secret under the module key or aws/secretsmanager needs no more)"
+  }
+  # Read by its ARN, or by any pattern covering it ("*" included): nobody but the intake.
+  assert {
+    condition = alltrue(flatten([
+      for p in concat(
+        [for k, p in aws_iam_role_policy.function : p.policy if k != "itsm-intake"],
+        [aws_iam_role_policy.scheduler.policy],
+        ) : [
+        for s in jsondecode(p).Statement : !anytrue([
+          for r in flatten([s.Resource]) : (
+            r == "arn:aws:secretsmanager:eu-west-1:111122223333:secret:jira-reader/ticketbound-AbCdEf" ||
+            (strcontains(r, "*") && startswith("arn:aws:secretsmanager:eu-west-1:111122223333:secret:jira-reader/ticketbound-AbCdEf", split("*", r)[0]))
+          )
+        ]) || !anytrue([for a in flatten([s.Action]) : contains(["secretsmanager:GetSecretValue", "secretsmanager:*", "*"], a)])
+        if s.Effect == "Allow"
+      ]
+    ]))
+    error_message = "no role but the intake's may read the reader secret, by its ARN or by a pattern covering it"
+  }
+}
+
+run "rejects_a_jira_api_url_without_its_reader_secret" {
+  command = plan
+  variables {
+    jira_api_url = "https://example.atlassian.net"
+  }
+  expect_failures = [var.jira_reader_secret_arn]
+}
+
+run "rejects_a_reader_secret_without_its_jira_api_url" {
+  command = plan
+  variables {
+    jira_reader_secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:jira-reader/ticketbound-AbCdEf"
+  }
+  expect_failures = [var.jira_reader_secret_arn]
+}
+
+run "rejects_a_jira_api_url_that_is_not_https" {
+  command = plan
+  variables {
+    jira_api_url           = "http://example.atlassian.net"
+    jira_reader_secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:jira-reader/ticketbound-AbCdEf"
+  }
+  expect_failures = [var.jira_api_url]
+}
+
+run "rejects_the_write_backs_jira_secret_as_the_reader" {
+  command = plan
+  variables {
+    jira_api_url = "https://example.atlassian.net"
+    # The module's own ITSM API secret: its account may comment and transition.
+    jira_reader_secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/jira-AbCdEf"
+  }
+  expect_failures = [var.jira_reader_secret_arn]
+}
+
+run "rejects_a_reader_secret_that_is_not_a_secret_arn" {
+  command = plan
+  variables {
+    jira_api_url           = "https://example.atlassian.net"
+    jira_reader_secret_arn = "jira-reader"
+  }
+  expect_failures = [var.jira_reader_secret_arn]
+}
+
+run "rejects_an_unknown_sender_only_system" {
+  command = plan
+  variables {
+    sender_only_systems = ["generic", "email"]
+  }
+  expect_failures = [var.sender_only_systems]
+}
+
+run "rejects_jira_in_use_neither_read_back_nor_sender_only" {
+  command = plan
+  variables {
+    jira_site_url = "https://example.atlassian.net"
+  }
+  expect_failures = [var.sender_only_systems]
+}
+
+run "rejects_servicenow_in_use_without_sender_only" {
+  command = plan
+  variables {
+    servicenow_instance_url = "https://example.service-now.com"
+    # Listing the other systems does not do: ServiceNow has no read-back yet.
+    sender_only_systems = ["jira", "generic"]
+  }
+  expect_failures = [var.sender_only_systems]
+}
+
+run "rejects_event_publishers_without_generic_sender_only" {
+  command = plan
+  variables {
+    itsm_event_publishers = ["arn:aws:iam::111122223333:role/servicenow-integration"]
+  }
+  expect_failures = [var.sender_only_systems]
+}
+
+run "target_approvers_reach_every_function_without_nulls" {
+  command = plan
+  variables {
+    targets = {
+      orders = {
+        connector       = "postgres"
+        environment     = "prod"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+        host            = "orders.db.internal"
+        port            = 5432
+        dbname          = "orders"
+        allowed_roles   = ["orders_read"]
+        ca_file         = "/opt/rds-global-bundle.pem"
+        approvers       = { groups = ["dba-approvers"] }
+      }
+      billing = {
+        connector       = "postgres"
+        environment     = "non-prod"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/billing/admin-AbCdEf"
+        host            = "billing.db.internal"
+        port            = 5432
+        dbname          = "billing"
+        allowed_roles   = ["billing_read"]
+        ca_file         = "/opt/rds-global-bundle.pem"
+      }
+    }
+    target_admin_secret_arns = [
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf",
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/billing/admin-AbCdEf",
+    ]
+  }
+  assert {
+    condition     = jsondecode(aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_TARGETS"]).orders.approvers == { groups = ["dba-approvers"] }
+    error_message = "the approvers rule reaches the intake as written, with no null users (the code refuses null)"
+  }
+  assert {
+    condition     = !contains(keys(jsondecode(aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_TARGETS"]).billing), "approvers")
+    error_message = "a target without approvers has no approvers key (any approver counts)"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
+      aws_lambda_function.this[k].environment[0].variables["TICKETBOUND_TARGETS"] == aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_TARGETS"]
+    ])
+    error_message = "every function reads the same TICKETBOUND_TARGETS (the enforcing functions accept and ignore approvers)"
+  }
+}
+
+run "rejects_a_target_approvers_rule_naming_nobody" {
+  command = plan
+  variables {
+    targets = {
+      orders = {
+        connector       = "postgres"
+        environment     = "prod"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+        host            = "orders.db.internal"
+        port            = 5432
+        dbname          = "orders"
+        allowed_roles   = ["orders_read"]
+        ca_file         = "/opt/rds-global-bundle.pem"
+        approvers       = { groups = [], users = [] }
+      }
+    }
+  }
+  expect_failures = [var.targets]
+}
+
 run "function_url_is_unauthenticated_at_aws_and_output" {
   assert {
     condition     = aws_lambda_function_url.this["itsm-intake"].authorization_type == "NONE"
@@ -897,6 +1143,8 @@ run "event_bus_denies_put_events_to_all_but_the_publishers" {
   command = plan
 
   variables {
+    # EventBridge events cannot be read back: the open path needs generic listed.
+    sender_only_systems = ["generic"]
     itsm_event_publishers = [
       "arn:aws:iam::111122223333:role/servicenow-integration",
       "arn:aws:iam::111122223333:role/integrations/jira-forwarder",
@@ -932,6 +1180,7 @@ run "rejects_a_publisher_of_another_account" {
 
   variables {
     itsm_event_publishers = ["arn:aws:iam::444455556666:role/integrations/jira-forwarder"]
+    sender_only_systems   = ["generic"]
   }
   expect_failures = [aws_cloudwatch_event_bus_policy.itsm]
 }
@@ -974,6 +1223,7 @@ run "rejects_a_publisher_that_is_not_an_iam_role_or_user_arn" {
 
   variables {
     itsm_event_publishers = ["arn:aws:sts::111122223333:assumed-role/servicenow-integration/session"]
+    sender_only_systems   = ["generic"]
   }
   expect_failures = [var.itsm_event_publishers]
 }
@@ -983,6 +1233,7 @@ run "rejects_a_publisher_with_a_wildcard" {
 
   variables {
     itsm_event_publishers = ["arn:aws:iam::111122223333:role/integration-*"]
+    sender_only_systems   = ["generic"]
   }
   expect_failures = [var.itsm_event_publishers]
 }
@@ -2646,6 +2897,8 @@ run "writeback_environment_is_what_the_code_reads" {
     writeback_attempts         = 5
     writeback_max_wait_secs    = 30
     secret_cache_secs          = 120
+    # Both ITSMs in use, neither read back.
+    sender_only_systems = ["jira", "servicenow"]
   }
   assert {
     condition = sort(keys(aws_lambda_function.this["ticket-writeback"].environment[0].variables)) == sort([
@@ -2685,7 +2938,8 @@ run "writeback_environment_is_what_the_code_reads" {
 
 run "writeback_environment_with_one_itsm" {
   variables {
-    jira_site_url = "https://example.atlassian.net"
+    jira_site_url       = "https://example.atlassian.net"
+    sender_only_systems = ["jira"]
   }
   assert {
     condition = (
@@ -2917,6 +3171,7 @@ run "rejects_an_itsm_url_that_is_not_https" {
   variables {
     servicenow_instance_url = "http://example.service-now.com"
     jira_site_url           = "example.atlassian.net"
+    sender_only_systems     = ["jira", "servicenow"]
   }
   expect_failures = [var.servicenow_instance_url, var.jira_site_url]
 }
