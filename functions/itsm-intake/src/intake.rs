@@ -75,10 +75,10 @@ impl IntakeError {
             Self::Vault(e) => e.is_retryable(),
             Self::Advance(e) => e.is_retryable(),
             Self::Registry(e) => e.is_retryable(),
-            // Unavailable, throttled, or our reader's credentials refused: nothing
-            // was decided, and the sender's retry is read back again once the ITSM
-            // (or the operator, alerted by the ReadBackFailed metric) has recovered.
-            Self::ReadBack(_) => true,
+            // Unavailable or throttled: nothing was decided, and the sender's retry
+            // is read back again. A refusal of our reader (401/403, a request that is
+            // not JSM's) is not retried: the operator is alerted by ReadBackFailed.
+            Self::ReadBack(e) => e.is_retryable(),
             Self::Policy(_) => false,
         }
     }
@@ -168,7 +168,25 @@ pub fn prepare(
     }
     let canonical = serde_json::to_vec(&request).unwrap_or_default();
     let content_hash = body_hash(&canonical);
-    let decision = policy.evaluate_request(&request, now)?;
+    let mut decision = policy.evaluate_request(&request, now)?;
+    // Whatever policies an operator loads: an approval that does not count, or the
+    // ticket's creator, never makes a request allowed.
+    let counting: Vec<_> = request.approvals.iter().filter(|a| a.counts()).collect();
+    if decision.allowed {
+        if counting.is_empty() {
+            decision.allowed = false;
+            decision
+                .reasons
+                .push("no approval on the ticket counts".to_owned());
+        } else if let Some(creator) = &request.creator
+            && counting.iter().any(|a| a.approver == *creator)
+        {
+            decision.allowed = false;
+            decision
+                .reasons
+                .push("whoever created the ticket must not be one of its approvers".to_owned());
+        }
+    }
     let grant_id = grant_id_for(&request, &content_hash);
     Ok(Prepared {
         request,

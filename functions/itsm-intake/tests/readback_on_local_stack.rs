@@ -476,3 +476,19 @@ async fn without_a_read_back_jira_approvals_are_refused_unless_the_operator_trus
     );
     assert_eq!(grants_written(&h).await, 0);
 }
+
+#[tokio::test]
+async fn an_edit_between_two_approvers_yes_leaves_neither_counted() {
+    let h = harness().await;
+    let fields = request_fields(Utc::now(), Duration::hours(4), &[DANA, LI]);
+    let key = h.desk.raise(PRIYA, TEST_PROJECT, &fields).await;
+    assert_eq!(h.desk.decide(DANA, &key, "approve").await.status, 200);
+    // Dana said yes to the request as it was; the scope changes before Li's yes.
+    // JSM dates only the round's completion, so neither yes is known to follow it.
+    let widened = json!({ "customfield_10208": ["orders_reader", "orders_writer"] });
+    assert_eq!(h.desk.edit(PRIYA, &key, &widened).await.status, 204);
+    assert_eq!(h.desk.decide(LI, &key, "approve").await.status, 200);
+    let (status, out) = deliver(&h, &h.desk.last_status_webhook(&key).await).await;
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(out["state"], "rejected", "{out}");
+}

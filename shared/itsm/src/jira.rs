@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use chrono::{DateTime, Utc};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -385,8 +386,17 @@ pub fn ticket_from_api(
     let status = opt_text(issue, "fields.status.name", "issue.fields.status")?.unwrap_or_default();
 
     let mut recorded = Vec::new();
+    let mut reopened_at: Option<DateTime<Utc>> = None;
     for (i, approval) in approvals.iter().enumerate() {
+        let created = time(
+            approval.get("createdDate").unwrap_or(&Value::Null),
+            &format!("approval[{i}].createdDate"),
+        )?;
         if approval.get("finalDecision").and_then(Value::as_str) != Some("approved") {
+            // A round still open, or declined: nothing it followed counts (the
+            // issue was moved to Approved past it).
+            let since = created.unwrap_or(DateTime::<Utc>::MIN_UTC);
+            reopened_at = Some(reopened_at.map_or(since, |t| t.max(since)));
             continue;
         }
         // JSM gives each approver's decision but only the approval's completion time.
@@ -401,15 +411,22 @@ pub fn ticket_from_api(
                 "is missing from an approved approval",
             ));
         };
-        for approver in approval
+        let approvers: Vec<&Value> = approval
             .get("approvers")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-        {
-            if approver.get("approverDecision").and_then(Value::as_str) != Some("approved") {
-                continue;
-            }
+            .filter(|a| a.get("approverDecision").and_then(Value::as_str) == Some("approved"))
+            .collect();
+        // With several approvers, each may have decided any time after the round
+        // opened (only its completion is dated): a change after the opening may
+        // postdate someone's yes.
+        let decided_from = if approvers.len() > 1 {
+            created.unwrap_or(DateTime::<Utc>::MIN_UTC)
+        } else {
+            approved_at
+        };
+        for approver in approvers {
             let who = approver.get("approver").unwrap_or(&Value::Null);
             let (Some(id), Some(name)) =
                 (who.get("accountId").and_then(Value::as_str), person(who))
@@ -425,6 +442,7 @@ pub fn ticket_from_api(
                     name,
                 },
                 approved_at,
+                decided_from,
             });
         }
     }
@@ -447,7 +465,14 @@ pub fn ticket_from_api(
                 .or_else(|| item.get("field"))
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            if watched.contains(&id) && last_change.as_ref().is_none_or(|c| at > c.at) {
+            // An item without a fieldId names its field by display name only: a
+            // custom field changed that way cannot be told apart from a request
+            // field, so it counts as one.
+            let unnamed_custom = item.get("fieldId").is_none()
+                && item.get("fieldtype").and_then(Value::as_str) == Some("custom");
+            if (watched.contains(&id) || unnamed_custom)
+                && last_change.as_ref().is_none_or(|c| at > c.at)
+            {
                 last_change = Some(FieldChange {
                     field: id.to_owned(),
                     at,
@@ -456,6 +481,7 @@ pub fn ticket_from_api(
         }
     }
     Ok(ItsmTicket {
+        reopened_at,
         approved: status.eq_ignore_ascii_case(&mapping.approved_status),
         status,
         draft,

@@ -414,6 +414,18 @@ impl std::fmt::Debug for Jira {
 
 const JIRA: &str = "Jira";
 
+/// The most pages read of one list (100 pages of changelog is 10,000 changes): a
+/// site that never says "last page" must not keep the intake reading.
+const MAX_PAGES: usize = 100;
+
+fn too_many_pages(operation: &'static str) -> PostError {
+    PostError::Unexpected {
+        system: JIRA,
+        operation,
+        problem: format!("more than {MAX_PAGES} pages"),
+    }
+}
+
 /// A note in Atlassian Document Format: the headline in bold, then one paragraph per
 /// line, then the marker.
 pub fn adf(note: &Note) -> Value {
@@ -534,7 +546,7 @@ impl Jira {
     /// vendor's maximum).
     pub async fn changelog(&self, key: &str) -> Result<Vec<Value>, PostError> {
         let mut histories = Vec::new();
-        loop {
+        for _ in 0..MAX_PAGES {
             let page = send(
                 JIRA,
                 "read changelog",
@@ -558,12 +570,13 @@ impl Jira {
                 return Ok(histories);
             }
         }
+        Err(too_many_pages("read changelog"))
     }
 
     /// Every approval of request `key` (Jira Service Management), page by page.
     pub async fn approvals(&self, key: &str) -> Result<Vec<Value>, PostError> {
         let mut approvals = Vec::new();
-        loop {
+        for _ in 0..MAX_PAGES {
             let page = send(
                 JIRA,
                 "read approvals",
@@ -583,6 +596,7 @@ impl Jira {
                 return Ok(approvals);
             }
         }
+        Err(too_many_pages("read approvals"))
     }
 
     /// The names of the groups user `account_id` belongs to.

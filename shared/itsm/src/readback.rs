@@ -29,6 +29,9 @@ pub struct ApproverRef {
 pub struct RecordedApproval {
     pub approver: ApproverRef,
     pub approved_at: DateTime<Utc>,
+    /// The earliest the approver may have decided: `approved_at` when they alone
+    /// decided the round, its opening when several did (JSM dates only the round).
+    pub decided_from: DateTime<Utc>,
 }
 
 /// The last change of a request field after the ticket was created.
@@ -52,6 +55,9 @@ pub struct ItsmTicket {
     pub approvals: Vec<RecordedApproval>,
     /// When a request field last changed, if it ever did after creation.
     pub last_change: Option<FieldChange>,
+    /// When the latest approval round that is still open, or was declined, opened:
+    /// approvals before it do not count (the issue was moved to Approved past it).
+    pub reopened_at: Option<DateTime<Utc>>,
 }
 
 /// An approval the ITSM confirmed: the request as the ITSM holds it, with every
@@ -85,10 +91,13 @@ pub fn verify(event: &RequestDraft, itsm: &ItsmTicket) -> Result<Verified, Vec<F
     let mut problems = Vec::new();
     let mut differs = |field: &str, event: Value, itsm: Value| {
         if event != itsm {
+            // The ITSM's value is logged, not answered: whoever holds a webhook key
+            // must not read tickets through the intake.
+            tracing::warn!(field, event = %event, itsm = %itsm, "the event disagrees with the ITSM");
             problems.push(FieldError {
                 field: field.to_owned(),
                 problem: format!(
-                    "is {event} in the event but {itsm} in the ITSM; the ITSM's record is what counts, and the two must agree"
+                    "is {event} in the event, which is not what the ITSM holds; the ITSM's record is what counts, and the two must agree"
                 ),
             });
         }
@@ -197,8 +206,21 @@ pub fn verify(event: &RequestDraft, itsm: &ItsmTicket) -> Result<Verified, Vec<F
     }
     let approvals: Vec<RecordedApproval> = latest.into_values().cloned().collect();
     let mut discounted = BTreeMap::new();
+    if let Some(reopened) = itsm.reopened_at {
+        for approval in approvals.iter().filter(|a| a.approved_at <= reopened) {
+            discounted.insert(
+                approval.approver.name.clone(),
+                format!(
+                    "the approval by {} at {} does not count: a later approval round, opened at {}, is pending or was declined",
+                    approval.approver.name,
+                    approval.approved_at.to_rfc3339(),
+                    reopened.to_rfc3339()
+                ),
+            );
+        }
+    }
     if let Some(change) = &itsm.last_change {
-        for approval in approvals.iter().filter(|a| a.approved_at <= change.at) {
+        for approval in approvals.iter().filter(|a| a.decided_from <= change.at) {
             discounted.insert(
                 approval.approver.name.clone(),
                 format!(
@@ -211,8 +233,8 @@ pub fn verify(event: &RequestDraft, itsm: &ItsmTicket) -> Result<Verified, Vec<F
             );
         }
     }
+    // The link too is the ITSM's: a sender must not plant one in the evidence.
     let mut draft = itsm.draft.clone();
-    draft.ticket.link = draft.ticket.link.or_else(|| event.ticket.link.clone());
     draft.approvals = approvals.iter().map(RecordedApproval::as_draft).collect();
     Ok(Verified {
         draft,
@@ -311,13 +333,16 @@ mod tests {
                 RecordedApproval {
                     approver: person("dana"),
                     approved_at: now - Duration::minutes(10),
+                    decided_from: now - Duration::minutes(10),
                 },
                 RecordedApproval {
                     approver: person("li"),
                     approved_at: now - Duration::minutes(5),
+                    decided_from: now - Duration::minutes(5),
                 },
             ],
             last_change: None,
+            reopened_at: None,
         }
     }
 
@@ -356,6 +381,10 @@ mod tests {
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["scope", "approvals[2].approver"]);
         assert!(errors[0].problem.contains("orders_writer"), "{errors:?}");
+        assert!(
+            !errors[0].problem.contains(r#"["a","b"]"#),
+            "the ITSM's value is not answered: {errors:?}"
+        );
     }
 
     #[test]
@@ -391,6 +420,34 @@ mod tests {
         // At the same instant is not after.
         itsm.last_change.as_mut().unwrap().at = now - Duration::minutes(5);
         assert_eq!(verify(&e, &itsm).unwrap().counting().count(), 0);
+    }
+
+    #[test]
+    fn a_shared_round_edited_while_open_and_a_later_round_left_open_do_not_count() {
+        let now = Utc::now();
+        let mut itsm = ticket(now);
+        let e = event_of(&itsm);
+        // Dana and Li decided one round, opened 20 minutes ago and completed 5
+        // minutes ago; the scope changed 15 minutes ago, maybe after Dana's yes.
+        for a in &mut itsm.approvals {
+            a.approved_at = now - Duration::minutes(5);
+            a.decided_from = now - Duration::minutes(20);
+        }
+        itsm.last_change = Some(FieldChange {
+            field: "customfield_10208".into(),
+            at: now - Duration::minutes(15),
+        });
+        assert_eq!(verify(&e, &itsm).unwrap().counting().count(), 0);
+
+        let mut itsm = ticket(now);
+        itsm.reopened_at = Some(now - Duration::minutes(1));
+        let v = verify(&e, &itsm).unwrap();
+        assert_eq!(v.counting().count(), 0);
+        assert!(
+            v.discounted["li"].contains("pending or was declined"),
+            "{:?}",
+            v.discounted
+        );
     }
 
     #[test]

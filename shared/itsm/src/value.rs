@@ -112,10 +112,15 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 pub fn person(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        // An empty e-mail (Jira hides it by a user's privacy setting) is no name:
+        // the next key is tried, so the person is never lost.
         Value::Object(o) => ["emailAddress", "email", "user_name", "accountId", "name"]
             .iter()
-            .find_map(|k| o.get(*k).and_then(Value::as_str))
-            .filter(|s| !s.trim().is_empty())
+            .find_map(|k| {
+                o.get(*k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.trim().is_empty())
+            })
             .map(|s| s.trim().to_owned()),
         _ => None,
     }

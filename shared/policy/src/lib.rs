@@ -267,7 +267,15 @@ impl PolicyEngine {
             .iter()
             .map(|path| {
                 std::fs::read_to_string(path)
-                    .map(|text| (path.display().to_string(), text))
+                    // The file's name, not its path: the policy set's hash must not
+                    // depend on where a deployment unpacked it.
+                    .map(|text| {
+                        let name = path.file_name().map_or_else(
+                            || path.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        (name, text)
+                    })
                     .map_err(|source| PolicyError::Read {
                         path: path.clone(),
                         source,
