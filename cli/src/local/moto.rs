@@ -76,6 +76,9 @@ fn install(venv: &Path) -> Result<(), LocalError> {
         Command::new(venv.join("bin/pip")).args([
             "install",
             "--quiet",
+            // The wheels are installed once into the virtualenv; a cache of them too
+            // would only take disk from the build (a CI machine ran out here).
+            "--no-cache-dir",
             "--disable-pip-version-check",
             MOTO_REQUIREMENT,
         ]),

@@ -457,10 +457,30 @@ pub mod sdk {
     }
 
     impl Workspace {
-        /// From `cargo metadata` of the workspace at `root` (offline).
+        /// The platform this check runs on, as `rustc -vV` names it.
+        fn host_platform(root: &Path) -> Result<String, String> {
+            let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+            let out = std::process::Command::new(rustc)
+                .arg("-vV")
+                .current_dir(root)
+                .output()
+                .map_err(|e| format!("rustc -vV: {e}"))?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("host: "))
+                .map(str::to_owned)
+                .ok_or_else(|| "rustc -vV names no host platform".to_owned())
+        }
+
+        /// From `cargo metadata` of the workspace at `root` (offline), for the host
+        /// platform only: a build downloads only the host's packages, and a clean
+        /// machine has no other (CI failed on `android_system_properties`, which only
+        /// Android builds need).
         pub fn read(root: &Path) -> Result<Self, String> {
+            let platform = Self::host_platform(root)?;
             let out = std::process::Command::new(env!("CARGO"))
                 .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+                .args(["--filter-platform", &platform])
                 .current_dir(root)
                 .output()
                 .map_err(|e| format!("cargo metadata: {e}"))?;
