@@ -1,0 +1,596 @@
+//! Verifying a ticket's evidence bundle offline, against a key the auditor pinned.
+//!
+//! What is checked, in order (the first failure is the answer, named):
+//! 1. every checkpoint is signed by the pinned key and is of its log; two different
+//!    checkpoints of one size are a fork;
+//! 2. the log's leaves, position by position, hash to every signed root: a leaf
+//!    rewritten, removed or inserted after it was signed changes a root;
+//! 3. each grant's chain is whole and ends at its recorded head;
+//! 4. each event of the bundle is a leaf under the newest checkpoint, for this ticket,
+//!    with the same chain hash, logged within [`MAX_LOGGING_DELAY`] of when it says it
+//!    happened (an event written into the table later, backdated, is not);
+//! 5. every leaf that names the ticket is an event of the bundle: a grant deleted with
+//!    all its events, or a newest event cut off, is missing here.
+//!
+//! An event rewritten in the table (hashes recomputed, as an insider with write access
+//! would) fails 4, or 2 if the log was rewritten to match.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+use ticketbound_domain::{AuditEvent, ChainError, ChainHead, GrantId, verify_chain};
+
+use crate::checkpoint::{Checkpoint, NoteError, PublicKey, verify_checkpoint};
+use crate::log::LogEntry;
+use crate::merkle::{Frontier, Hash};
+
+/// The longest an event may take from its write to the checkpointer's log: the audit
+/// stream delivers within seconds, and retries after a failed batch take minutes.
+pub const MAX_LOGGING_DELAY: Duration = Duration::hours(1);
+
+/// The bundle's format version.
+pub const BUNDLE_FORMAT: u32 = 1;
+
+/// What `ticketbound evidence --bundle` writes (as `bundle.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: u32,
+    /// `<system>#<key>` (`Ticket::qualified_key`).
+    pub ticket: String,
+    /// Signed checkpoints, as the checkpointer wrote them to the bucket.
+    pub checkpoints: Vec<String>,
+    /// The log's leaves from position 0 on, at least up to the newest checkpoint.
+    pub log: Vec<LogEntry>,
+    pub grants: Vec<GrantEvidence>,
+}
+
+/// One grant of the ticket: its recorded chain head and every event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantEvidence {
+    pub grant_id: GrantId,
+    pub head: ChainHead,
+    pub events: Vec<AuditEvent>,
+}
+
+/// What a verification found, when everything holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The newest signed checkpoint the evidence is anchored in.
+    pub checkpoint: Checkpoint,
+    pub checkpoints: usize,
+    pub grants: usize,
+    pub events: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("bundle format {0} is not one this verifier reads (it reads {BUNDLE_FORMAT})")]
+    Format(u32),
+    #[error("checkpoint {index} of the bundle: {source}")]
+    Checkpoint {
+        index: usize,
+        #[source]
+        source: NoteError,
+    },
+    #[error("the bundle holds no checkpoint signed by the pinned key")]
+    NoCheckpoint,
+    #[error("fork: two signed checkpoints of size {size} with roots {first} and {second}")]
+    Fork {
+        size: u64,
+        first: Hash,
+        second: Hash,
+    },
+    #[error("the log's leaf at position {position} is missing or out of order")]
+    LogGap { position: u64 },
+    #[error(
+        "the log's first {size} leaves hash to {computed}, not to the signed root {signed}: \
+         the log was changed after it was signed"
+    )]
+    LogRewritten {
+        size: u64,
+        signed: Hash,
+        computed: Hash,
+    },
+    #[error("the log ends at {have} leaves, before the signed checkpoint of {size}")]
+    LogTruncated { have: u64, size: u64 },
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("grant {grant_id} appears twice in the bundle")]
+    DuplicateGrant { grant_id: GrantId },
+    #[error(
+        "event {seq} of grant {grant_id} is not in the signed log as the bundle holds it \
+         (hash {hash}): it was written or rewritten outside ticketbound"
+    )]
+    NotInLog {
+        grant_id: GrantId,
+        seq: u64,
+        hash: String,
+    },
+    #[error(
+        "event {seq} of grant {grant_id} is logged after the newest signed checkpoint \
+         ({size}): not yet anchored"
+    )]
+    NotYetAnchored {
+        grant_id: GrantId,
+        seq: u64,
+        size: u64,
+    },
+    #[error("event {seq} of grant {grant_id} is logged for ticket {logged}, not {ticket}")]
+    OtherTicket {
+        grant_id: GrantId,
+        seq: u64,
+        logged: String,
+        ticket: String,
+    },
+    #[error(
+        "event {seq} of grant {grant_id} says {at} but was logged at {logged_at}: \
+         written into the table later, backdated"
+    )]
+    Backdated {
+        grant_id: GrantId,
+        seq: u64,
+        at: String,
+        logged_at: String,
+    },
+    #[error(
+        "the signed log holds event {seq} of grant {grant_id} for this ticket at position \
+         {position}, and the bundle does not: it was deleted or rewritten in the table"
+    )]
+    MissingFromBundle {
+        grant_id: GrantId,
+        seq: u64,
+        position: u64,
+    },
+}
+
+/// Verifies `bundle` against `key`, offline.
+pub fn verify_bundle(bundle: &Bundle, key: &PublicKey) -> Result<Verified, VerifyError> {
+    if bundle.format != BUNDLE_FORMAT {
+        return Err(VerifyError::Format(bundle.format));
+    }
+    // 1. Signatures and forks.
+    let mut signed: BTreeMap<u64, Checkpoint> = BTreeMap::new();
+    for (index, note) in bundle.checkpoints.iter().enumerate() {
+        let cp = verify_checkpoint(note, key)
+            .map_err(|source| VerifyError::Checkpoint { index, source })?;
+        if let Some(other) = signed.get(&cp.size) {
+            if other.root != cp.root {
+                return Err(VerifyError::Fork {
+                    size: cp.size,
+                    first: other.root,
+                    second: cp.root,
+                });
+            }
+            continue;
+        }
+        signed.insert(cp.size, cp);
+    }
+    let newest = signed
+        .values()
+        .next_back()
+        .cloned()
+        .ok_or(VerifyError::NoCheckpoint)?;
+
+    // 2. The leaves against every signed root (one pass: the frontier's root at each
+    // signed size).
+    let mut frontier = Frontier::default();
+    let check_root = |frontier: &Frontier| -> Result<(), VerifyError> {
+        if let Some(cp) = signed.get(&frontier.size) {
+            let computed = frontier.root();
+            if computed != cp.root {
+                return Err(VerifyError::LogRewritten {
+                    size: cp.size,
+                    signed: cp.root,
+                    computed,
+                });
+            }
+        }
+        Ok(())
+    };
+    check_root(&frontier)?;
+    for (expected, entry) in (0u64..).zip(&bundle.log) {
+        if entry.position != expected {
+            return Err(VerifyError::LogGap { position: expected });
+        }
+        frontier.append(entry.leaf_hash());
+        check_root(&frontier)?;
+    }
+    if frontier.size < newest.size {
+        return Err(VerifyError::LogTruncated {
+            have: frontier.size,
+            size: newest.size,
+        });
+    }
+    let anchored = &bundle.log[..newest.size as usize];
+
+    // 3. and 4. Each grant's chain, each event in the log.
+    let by_event: BTreeMap<(GrantId, u64), Vec<&LogEntry>> =
+        bundle.log.iter().fold(BTreeMap::new(), |mut m, e| {
+            m.entry((e.grant_id, e.seq))
+                .or_insert_with(Vec::new)
+                .push(e);
+            m
+        });
+    let mut seen_grants = BTreeSet::new();
+    let mut events = 0;
+    let mut in_bundle = HashSet::new();
+    for grant in &bundle.grants {
+        if !seen_grants.insert(grant.grant_id) {
+            return Err(VerifyError::DuplicateGrant {
+                grant_id: grant.grant_id,
+            });
+        }
+        verify_chain(grant.grant_id, &grant.events, Some(&grant.head))?;
+        for event in &grant.events {
+            let logged = by_event
+                .get(&(event.grant_id, event.seq))
+                .into_iter()
+                .flatten()
+                .find(|e| e.event_hash == event.hash);
+            let Some(entry) = logged else {
+                return Err(VerifyError::NotInLog {
+                    grant_id: event.grant_id,
+                    seq: event.seq,
+                    hash: event.hash.to_hex(),
+                });
+            };
+            if entry.position >= newest.size {
+                return Err(VerifyError::NotYetAnchored {
+                    grant_id: event.grant_id,
+                    seq: event.seq,
+                    size: newest.size,
+                });
+            }
+            if entry.ticket != bundle.ticket {
+                return Err(VerifyError::OtherTicket {
+                    grant_id: event.grant_id,
+                    seq: event.seq,
+                    logged: entry.ticket.clone(),
+                    ticket: bundle.ticket.clone(),
+                });
+            }
+            if entry.logged_at - event.at > MAX_LOGGING_DELAY {
+                return Err(VerifyError::Backdated {
+                    grant_id: event.grant_id,
+                    seq: event.seq,
+                    at: event.at.to_rfc3339(),
+                    logged_at: entry.logged_at.to_rfc3339(),
+                });
+            }
+            in_bundle.insert((event.grant_id, event.seq, event.hash));
+            events += 1;
+        }
+    }
+
+    // 5. Every signed leaf of the ticket is in the bundle.
+    for entry in anchored.iter().filter(|e| e.ticket == bundle.ticket) {
+        if !in_bundle.contains(&(entry.grant_id, entry.seq, entry.event_hash)) {
+            return Err(VerifyError::MissingFromBundle {
+                grant_id: entry.grant_id,
+                seq: entry.seq,
+                position: entry.position,
+            });
+        }
+    }
+
+    Ok(Verified {
+        checkpoints: signed.len(),
+        checkpoint: newest,
+        grants: bundle.grants.len(),
+        events,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use ticketbound_domain::{Actor, AuditAction, AuditRecord};
+
+    use super::*;
+    use crate::checkpoint::tests::TestSigner;
+
+    const LOG: &str = "ticketbound.example/test";
+    const TICKET: &str = "jira#OPS-7";
+
+    fn t(minute: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + minute * 60, 0).unwrap()
+    }
+
+    fn grant(n: u128, events: usize) -> GrantEvidence {
+        let grant_id = GrantId::new(t(0), n);
+        let mut head = ChainHead::genesis(grant_id);
+        let mut out = Vec::new();
+        for i in 0..events {
+            let record =
+                AuditRecord::new(t(i as i64), Actor::component("test"), AuditAction::Rotated)
+                    .detail("step", i);
+            let e = AuditEvent::seal(grant_id, &head, record);
+            head = e.head();
+            out.push(e);
+        }
+        GrantEvidence {
+            grant_id,
+            head,
+            events: out,
+        }
+    }
+
+    /// What the checkpointer does: each event becomes the next leaf, logged a few
+    /// seconds after it happened.
+    struct Log {
+        entries: Vec<LogEntry>,
+        frontier: Frontier,
+    }
+
+    impl Log {
+        fn new() -> Self {
+            Self {
+                entries: Vec::new(),
+                frontier: Frontier::default(),
+            }
+        }
+
+        fn append(&mut self, ticket: &str, e: &AuditEvent) {
+            let entry = LogEntry {
+                position: self.entries.len() as u64,
+                ticket: ticket.into(),
+                grant_id: e.grant_id,
+                seq: e.seq,
+                event_hash: e.hash,
+                logged_at: e.at + Duration::seconds(3),
+            };
+            self.frontier.append(entry.leaf_hash());
+            self.entries.push(entry);
+        }
+
+        fn checkpoint(&self, signer: &TestSigner) -> String {
+            signer.sign(&Checkpoint {
+                origin: LOG.into(),
+                size: self.frontier.size,
+                root: self.frontier.root(),
+                time: t(100),
+            })
+        }
+    }
+
+    struct World {
+        signer: TestSigner,
+        bundle: Bundle,
+    }
+
+    /// Two grants of the ticket and one of another, all logged and checkpointed
+    /// twice.
+    fn world() -> World {
+        let signer = TestSigner::new(LOG);
+        let (a, b, other) = (grant(1, 3), grant(2, 2), grant(3, 2));
+        let mut log = Log::new();
+        for e in &a.events {
+            log.append(TICKET, e);
+        }
+        log.append("jira#OPS-8", &other.events[0]);
+        let first = log.checkpoint(&signer);
+        for e in b.events.iter().chain(&other.events[1..]) {
+            log.append(
+                if e.grant_id == other.grant_id {
+                    "jira#OPS-8"
+                } else {
+                    TICKET
+                },
+                e,
+            );
+        }
+        let second = log.checkpoint(&signer);
+        World {
+            signer,
+            bundle: Bundle {
+                format: BUNDLE_FORMAT,
+                ticket: TICKET.into(),
+                checkpoints: vec![first, second],
+                log: log.entries,
+                grants: vec![a, b],
+            },
+        }
+    }
+
+    fn reseal(g: &mut GrantEvidence, from: usize, change: impl Fn(&mut AuditRecord)) {
+        let mut head = if from == 0 {
+            ChainHead::genesis(g.grant_id)
+        } else {
+            g.events[from - 1].head()
+        };
+        for e in &mut g.events[from..] {
+            let mut record = AuditRecord::new(e.at, e.actor.clone(), e.action);
+            record.details = e.details.clone();
+            change(&mut record);
+            *e = AuditEvent::seal(g.grant_id, &head, record);
+            head = e.head();
+        }
+        g.head = head;
+    }
+
+    #[test]
+    fn an_honest_bundle_verifies() {
+        let w = world();
+        let v = verify_bundle(&w.bundle, &w.signer.key).unwrap();
+        assert_eq!(
+            (v.grants, v.events, v.checkpoints, v.checkpoint.size),
+            (2, 5, 2, 7)
+        );
+    }
+
+    #[test]
+    fn a_consistent_rewrite_of_a_whole_chain_and_its_head_is_named() {
+        let mut w = world();
+        reseal(&mut w.bundle.grants[0], 0, |r| {
+            r.details.insert("step".into(), "nothing to see".into());
+        });
+        // The chain itself is perfect: that is what an insider can do to the table.
+        let g = &w.bundle.grants[0];
+        verify_chain(g.grant_id, &g.events, Some(&g.head)).unwrap();
+        match verify_bundle(&w.bundle, &w.signer.key) {
+            Err(VerifyError::NotInLog {
+                grant_id, seq: 1, ..
+            }) => assert_eq!(grant_id, g.grant_id),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_log_rewritten_to_match_breaks_the_signed_root() {
+        let mut w = world();
+        reseal(&mut w.bundle.grants[0], 1, |r| {
+            r.details.insert("step".into(), "rewritten".into());
+        });
+        for (entry, event) in w.bundle.log.iter_mut().zip(&w.bundle.grants[0].events) {
+            entry.event_hash = event.hash;
+        }
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::LogRewritten { size: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn a_deleted_newest_event_is_named() {
+        let mut w = world();
+        let g = &mut w.bundle.grants[1];
+        g.events.pop();
+        g.head = g.events[0].head();
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::MissingFromBundle {
+                seq: 2,
+                position: 5,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_grant_deleted_with_all_its_events_is_named() {
+        let mut w = world();
+        let gone = w.bundle.grants.remove(0).grant_id;
+        match verify_bundle(&w.bundle, &w.signer.key) {
+            Err(VerifyError::MissingFromBundle {
+                grant_id,
+                seq: 1,
+                position: 0,
+            }) => {
+                assert_eq!(grant_id, gone)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_forged_grant_with_a_valid_chain_is_named() {
+        let mut w = world();
+        w.bundle.grants.push(grant(9, 2));
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::NotInLog { seq: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn a_forged_grant_logged_today_but_dated_last_month_is_backdated() {
+        let mut w = world();
+        let forged = grant(9, 1);
+        let mut log = Log::new();
+        for entry in &w.bundle.log {
+            log.frontier.append(entry.leaf_hash());
+            log.entries.push(entry.clone());
+        }
+        log.append(TICKET, &forged.events[0]);
+        log.entries.last_mut().unwrap().logged_at = forged.events[0].at + Duration::days(30);
+        // Re-append the last leaf with its real logging time.
+        let mut frontier = Frontier::default();
+        for e in &log.entries {
+            frontier.append(e.leaf_hash());
+        }
+        log.frontier = frontier;
+        w.bundle.checkpoints.push(log.checkpoint(&w.signer));
+        w.bundle.log = log.entries;
+        w.bundle.grants.push(forged);
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::Backdated { seq: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn a_checkpoint_signed_with_another_key_is_rejected() {
+        let mut w = world();
+        let insider = TestSigner::new(LOG);
+        let mut log = Log::new();
+        log.entries = w.bundle.log.clone();
+        for e in &log.entries {
+            log.frontier.append(e.leaf_hash());
+        }
+        w.bundle.checkpoints.push(log.checkpoint(&insider));
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::Checkpoint {
+                index: 2,
+                source: NoteError::NotSignedByPinnedKey { .. }
+            })
+        ));
+    }
+
+    #[test]
+    fn two_checkpoints_of_one_size_are_a_fork() {
+        let mut w = world();
+        let mut log = Log::new();
+        for e in &w.bundle.log[..6] {
+            log.frontier.append(e.leaf_hash());
+        }
+        log.frontier
+            .append(crate::merkle::leaf_hash(b"another seventh leaf"));
+        w.bundle.checkpoints.push(log.checkpoint(&w.signer));
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::Fork { size: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn an_event_after_the_newest_checkpoint_is_not_yet_anchored() {
+        let mut w = world();
+        w.bundle.checkpoints.pop();
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::NotYetAnchored {
+                seq: 1,
+                size: 4,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_log_cut_short_or_with_a_gap_is_named() {
+        let mut w = world();
+        w.bundle.log.truncate(5);
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::LogTruncated { have: 5, size: 7 })
+        ));
+        let mut w = world();
+        w.bundle.log.remove(2);
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::LogGap { position: 2 })
+        ));
+    }
+
+    #[test]
+    fn no_checkpoint_certifies_nothing() {
+        let mut w = world();
+        w.bundle.checkpoints.clear();
+        assert_eq!(
+            verify_bundle(&w.bundle, &w.signer.key),
+            Err(VerifyError::NoCheckpoint)
+        );
+    }
+}
