@@ -117,12 +117,25 @@ impl FromStr for TargetKinds {
             environment: Environment,
             #[serde(default)]
             approvers: Option<ApproverRule>,
+            /// The keys the other functions read, checked against the connector's.
+            #[serde(flatten)]
+            rest: BTreeMap<String, serde_json::Value>,
         }
         let entries: BTreeMap<String, Entry> = serde_json::from_str(s)?;
         if let Some((id, e)) = entries.iter().find(|(_, e)| e.connector.is_retired()) {
             return Err(serde::de::Error::custom(
                 e.connector.retired_target_refusal(id),
             ));
+        }
+        for (id, e) in &entries {
+            let known = e.connector.target_keys();
+            if let Some(key) = e.rest.keys().find(|k| !known.contains(&k.as_str())) {
+                return Err(serde::de::Error::custom(format!(
+                    "target {id:?}: unknown key {key:?} (a {} target has: {})",
+                    e.connector.as_str(),
+                    known.join(", ")
+                )));
+            }
         }
         let mut kinds = Self::default();
         for (id, e) in entries {
@@ -420,6 +433,25 @@ mod tests {
                 environment: Environment::Prod
             })
         );
+    }
+
+    /// A misspelt key would leave the intake without the target's approver rule
+    /// (anyone may approve); the other functions refuse it, and so does the intake.
+    #[test]
+    fn a_target_with_a_key_nobody_reads_is_refused_naming_it() {
+        let err = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "host": "db", "aprovers": {"groups": ["dba"]}}}"#
+            .parse::<TargetKinds>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("target \"orders-db\": unknown key \"aprovers\"")
+                && err.contains("approvers"),
+            "{err}"
+        );
+        let kinds: TargetKinds = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["r"], "rotation": "single_user", "owned_objects": "drop", "tls": "disabled", "ca_file": "/ca.pem", "approvers": {"groups": ["dba"]}}}"#
+            .parse()
+            .unwrap();
+        assert!(kinds.approvers_of("orders-db").is_some());
     }
 
     #[test]

@@ -301,6 +301,29 @@ impl ConnectorKind {
         )
     }
 
+    /// Every key a `TICKETBOUND_TARGETS` entry of this kind may hold. Each function
+    /// reads the keys it needs; this list lets each refuse the ones nobody reads, so
+    /// that a misspelt `approvers` is an error, not a target anyone may approve.
+    pub fn target_keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Postgres => &[
+                "connector",
+                "environment",
+                "admin_secret_id",
+                "host",
+                "port",
+                "dbname",
+                "allowed_roles",
+                "rotation",
+                "owned_objects",
+                "tls",
+                "ca_file",
+                "approvers",
+            ],
+            Self::GeneratedApiKey => &["connector"],
+        }
+    }
+
     /// What the connector can enforce, declared honestly, so that policy can refuse
     /// or cap grants at a target that cannot, say, end sessions. One match: a new
     /// connector does not compile until it says what it can do.

@@ -765,4 +765,22 @@ mod tests {
         let TargetConfig::Postgres { tls, .. } = &plain.0["orders-db"];
         assert_eq!(*tls, TlsMode::Disabled);
     }
+
+    /// The intake refuses keys outside `ConnectorKind::target_keys`; a key listed
+    /// there that this crate does not know would be refused here instead.
+    #[test]
+    fn every_key_the_connector_lists_is_one_a_target_may_hold() {
+        let every_key = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "admin_secret_id": "a", "host": "db", "port": 5432, "dbname": "orders", "allowed_roles": ["orders_reader"], "rotation": "single_user", "owned_objects": "quarantine", "tls": "verify_full", "ca_file": "/opt/ca.pem", "approvers": {"groups": ["dba"]}}}"#;
+        let raw: BTreeMap<String, BTreeMap<String, serde_json::Value>> =
+            serde_json::from_str(every_key).unwrap();
+        let mut held: Vec<&str> = raw["orders-db"].keys().map(String::as_str).collect();
+        let mut listed = ConnectorKind::Postgres.target_keys().to_vec();
+        held.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(held, listed);
+        every_key.parse::<Targets>().unwrap();
+        let misspelt = every_key.replace("\"approvers\"", "\"aprovers\"");
+        let err = misspelt.parse::<Targets>().unwrap_err().to_string();
+        assert!(err.contains("unknown field `aprovers`"), "{err}");
+    }
 }

@@ -4,6 +4,7 @@
 //! whose ids are configuration, since every Jira site numbers them differently.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -45,6 +46,12 @@ pub struct JiraFields {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JiraMapping {
+    /// The projects whose issues may ask for access (their keys, `OPS`); unset,
+    /// every project the webhook sends. A project whose workflow its own admins
+    /// shape should not be one: withdrawals and closures are heard from any project
+    /// (they only end access, and only the ticket's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<BTreeSet<String>>,
     pub approved_status: String,
     pub withdrawn_statuses: Vec<String>,
     pub closed_statuses: Vec<String>,
@@ -55,6 +62,7 @@ impl Default for JiraMapping {
     fn default() -> Self {
         let f = |n: u32| format!("customfield_{n}");
         Self {
+            projects: None,
             approved_status: "Approved".into(),
             withdrawn_statuses: [
                 "Cancelled",
@@ -269,6 +277,21 @@ pub fn interpret(body: &[u8], mapping: &JiraMapping) -> Result<Inbound, InboundE
         return Ok(Inbound::Ignored {
             why: format!("status changed to {new_status:?}, which is not an approval"),
         });
+    }
+    if let Some(projects) = &mapping.projects {
+        let project = key_text
+            .split_once('-')
+            .map_or(key_text.as_str(), |(p, _)| p);
+        if !projects.contains(project) {
+            return Err(InboundError::field(
+                "issue.key",
+                format!(
+                    "project {project:?} is not one ticketbound takes access requests from \
+                     (the Jira mapping's projects: {})",
+                    projects.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
     }
     draft(&v, key_text, mapping).map(|d| Inbound::Approval(Box::new(d)))
 }

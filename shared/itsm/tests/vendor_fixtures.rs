@@ -81,6 +81,42 @@ fn a_jira_cancellation_withdraws_the_ticket() {
     }
 }
 
+/// A project the deployment does not take requests from (one whose admins shape
+/// their own workflow, say) cannot approve access; it can still withdraw its own
+/// tickets.
+#[test]
+fn an_approval_from_a_project_outside_the_mapping_is_refused_naming_it() {
+    let mapping = JiraMapping {
+        projects: Some(["SEC".to_owned(), "PLAT".to_owned()].into()),
+        ..JiraMapping::default()
+    };
+    let err = jira::interpret(&fixture("jira/issue-updated-approved.json"), &mapping).unwrap_err();
+    assert_eq!(err.field_name(), Some("issue.key"));
+    assert!(
+        err.to_string().contains("project \"OPS\" is not one")
+            && err.to_string().contains("PLAT, SEC"),
+        "{err}"
+    );
+    assert!(matches!(
+        jira::interpret(&fixture("jira/issue-updated-cancelled.json"), &mapping).unwrap(),
+        Inbound::TicketEnded(_)
+    ));
+    let ops = JiraMapping {
+        projects: Some(["OPS".to_owned()].into()),
+        ..JiraMapping::default()
+    };
+    approval(jira::interpret(&fixture("jira/issue-updated-approved.json"), &ops).unwrap());
+    let parsed: JiraMapping = serde_json::from_value(serde_json::json!({
+        "projects": ["OPS"],
+        "approved_status": "Approved",
+        "withdrawn_statuses": [],
+        "closed_statuses": [],
+        "fields": serde_json::to_value(JiraMapping::default().fields).unwrap(),
+    }))
+    .unwrap();
+    assert_eq!(parsed.projects, ops.projects);
+}
+
 #[test]
 fn other_jira_updates_are_ignored_and_a_bad_field_is_named() {
     let mut v: serde_json::Value =
