@@ -115,8 +115,10 @@ impl FromStr for TargetKinds {
             // Required: a target whose environment is not said would take the
             // request's word for it.
             environment: Environment,
-            #[serde(default)]
-            approvers: Option<ApproverRule>,
+            /// Kept as JSON so that an explicit `null` (what Terraform's jsonencode
+            /// writes for an unset attribute) is seen, not taken for "no rule".
+            #[serde(default, deserialize_with = "present")]
+            approvers: Option<serde_json::Value>,
             /// The keys the other functions read, checked against the connector's.
             #[serde(flatten)]
             rest: BTreeMap<String, serde_json::Value>,
@@ -126,6 +128,11 @@ impl FromStr for TargetKinds {
             return Err(serde::de::Error::custom(
                 e.connector.retired_target_refusal(id),
             ));
+        }
+        fn present<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<serde_json::Value>, D::Error> {
+            serde::Deserialize::deserialize(d).map(Some)
         }
         for (id, e) in &entries {
             let known = e.connector.target_keys();
@@ -139,8 +146,19 @@ impl FromStr for TargetKinds {
         }
         let mut kinds = Self::default();
         for (id, e) in entries {
-            if let Some(rule) = e.approvers {
-                kinds.approvers.insert(id.clone(), rule);
+            match e.approvers {
+                None => {}
+                Some(serde_json::Value::Null) => {
+                    return Err(serde::de::Error::custom(format!(
+                        "target {id:?}: approvers is null; name the groups or users who may approve, or leave the key out (then anyone may)"
+                    )));
+                }
+                Some(rule) => {
+                    let rule: ApproverRule = serde_json::from_value(rule).map_err(|e| {
+                        serde::de::Error::custom(format!("target {id:?}: approvers: {e}"))
+                    })?;
+                    kinds.approvers.insert(id.clone(), rule);
+                }
             }
             kinds.facts.insert(
                 id,
@@ -452,6 +470,16 @@ mod tests {
             .parse()
             .unwrap();
         assert!(kinds.approvers_of("orders-db").is_some());
+        let err = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "approvers": null}}"#
+            .parse::<TargetKinds>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("approvers is null"), "{err}");
+        let err = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "approvers": {"group": ["dba"]}}}"#
+            .parse::<TargetKinds>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("approvers: unknown field `group`"), "{err}");
     }
 
     #[test]

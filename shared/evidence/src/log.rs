@@ -25,7 +25,7 @@ pub const LEAF_VERSION: u8 = 1;
 pub struct LogEntry {
     /// 0 for the first leaf of the log.
     pub position: u64,
-    /// `<system>:<key>`, as the grant names its ticket.
+    /// `<system>#<key>` (`Ticket::qualified_key`), as the grant names its ticket.
     pub ticket: String,
     pub grant_id: GrantId,
     pub seq: u64,
@@ -53,6 +53,10 @@ impl LogEntry {
         field(&mut h, &self.seq.to_be_bytes());
         field(&mut h, self.event_hash.to_hex().as_bytes());
         field(&mut h, &self.logged_at.timestamp().to_be_bytes());
+        field(
+            &mut h,
+            &self.logged_at.timestamp_subsec_nanos().to_be_bytes(),
+        );
         let mut out = vec![LEAF_VERSION];
         out.extend_from_slice(&h.finalize());
         out
@@ -105,6 +109,10 @@ mod tests {
             },
             LogEntry {
                 logged_at: e.logged_at + chrono::Duration::seconds(1),
+                ..e.clone()
+            },
+            LogEntry {
+                logged_at: e.logged_at + chrono::Duration::nanoseconds(1),
                 ..e.clone()
             },
         ];

@@ -92,8 +92,10 @@ impl NodeId {
         }
     }
 
-    fn width(self) -> u64 {
-        1u64 << self.level
+    /// How many leaves it covers; `None` for a level no tree of `u64` leaves has
+    /// (a head item edited by hand may say anything).
+    fn width(self) -> Option<u64> {
+        1u64.checked_shl(u32::from(self.level))
     }
 }
 
@@ -298,11 +300,17 @@ impl Frontier {
         let mut start = 0u64;
         let mut last_level = u8::MAX;
         for (id, _) in &self.edge {
-            if id.level >= last_level || id.index.checked_mul(id.width()) != Some(start) {
+            let Some(width) = id.width().filter(|_| id.level < last_level) else {
+                return false;
+            };
+            if id.index.checked_mul(width) != Some(start) {
                 return false;
             }
             last_level = id.level;
-            start += id.width();
+            let Some(next) = start.checked_add(width) else {
+                return false;
+            };
+            start = next;
         }
         start == self.size
     }
@@ -575,6 +583,17 @@ mod tests {
         let (mut frontier, _, _) = build(6);
         frontier.edge.swap(0, 1);
         assert!(!frontier.is_well_formed());
+        let huge = Frontier {
+            size: 1,
+            edge: vec![(
+                NodeId {
+                    level: 64,
+                    index: 0,
+                },
+                leaf_hash(b"x"),
+            )],
+        };
+        assert!(!huge.is_well_formed());
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Verifying a ticket's evidence bundle offline, against a key the auditor pinned.
 //!
 //! What is checked, in order (the first failure is the answer, named):
-//! 1. every checkpoint is signed by the pinned key and is of its log; two different
+//! 0. the bundle is of the ticket the auditor asked about;
+//! 1. every checkpoint (the bundle's, and the newest one the auditor fetched
+//!    themselves) is signed by the pinned key and is of its log; two different
 //!    checkpoints of one size are a fork;
 //! 2. the log's leaves, position by position, hash to every signed root: a leaf
 //!    rewritten, removed or inserted after it was signed changes a root;
 //! 3. each grant's chain is whole and ends at its recorded head;
 //! 4. each event of the bundle is a leaf under the newest checkpoint, for this ticket,
-//!    with the same chain hash, logged within [`MAX_LOGGING_DELAY`] of when it says it
-//!    happened (an event written into the table later, backdated, is not);
+//!    with the same chain hash, logged within [`MAX_LOGGING_DELAY`] after it says it
+//!    happened and not before it (an event written into the table later, backdated or
+//!    dated ahead, is not);
 //! 5. every leaf that names the ticket is an event of the bundle: a grant deleted with
 //!    all its events, or a newest event cut off, is missing here.
 //!
@@ -28,6 +31,9 @@ use crate::merkle::{Frontier, Hash};
 /// The longest an event may take from its write to the checkpointer's log: the audit
 /// stream delivers within seconds, and retries after a failed batch take minutes.
 pub const MAX_LOGGING_DELAY: Duration = Duration::hours(1);
+
+/// How far the writer's clock may run ahead of the checkpointer's.
+pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// The bundle's format version.
 pub const BUNDLE_FORMAT: u32 = 1;
@@ -56,6 +62,7 @@ pub struct GrantEvidence {
 /// What a verification found, when everything holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    pub ticket: String,
     /// The newest signed checkpoint the evidence is anchored in.
     pub checkpoint: Checkpoint,
     pub checkpoints: usize,
@@ -70,6 +77,13 @@ pub enum VerifyError {
     #[error("checkpoint {index} of the bundle: {source}")]
     Checkpoint {
         index: usize,
+        #[source]
+        source: NoteError,
+    },
+    #[error("the bundle is of ticket {found:?}, not of {asked:?}")]
+    WrongTicket { asked: String, found: String },
+    #[error("the newest checkpoint the auditor brought: {source}")]
+    Latest {
         #[source]
         source: NoteError,
     },
@@ -134,6 +148,16 @@ pub enum VerifyError {
         logged_at: String,
     },
     #[error(
+        "event {seq} of grant {grant_id} says {at} but was logged earlier, at {logged_at}: \
+         dated ahead"
+    )]
+    FutureDated {
+        grant_id: GrantId,
+        seq: u64,
+        at: String,
+        logged_at: String,
+    },
+    #[error(
         "the signed log holds event {seq} of grant {grant_id} for this ticket at position \
          {position}, and the bundle does not: it was deleted or rewritten in the table"
     )]
@@ -144,16 +168,41 @@ pub enum VerifyError {
     },
 }
 
-/// Verifies `bundle` against `key`, offline.
-pub fn verify_bundle(bundle: &Bundle, key: &PublicKey) -> Result<Verified, VerifyError> {
+/// What the auditor brings, and the bundle cannot choose.
+#[derive(Debug, Clone, Copy)]
+pub struct Trust<'a> {
+    /// The checkpointer's public key, as the auditor pinned it.
+    pub key: &'a PublicKey,
+    /// The ticket the auditor asks about (`<system>#<key>`).
+    pub ticket: &'a str,
+    /// The newest checkpoint as the auditor fetched it themselves (from the Object
+    /// Lock bucket, or a witness): the bundle must reach it. Without it, a bundle
+    /// built from older checkpoints only (before the events an insider deleted) would
+    /// verify; [`Verified::checkpoint`]'s time says how fresh the anchor is.
+    pub latest: Option<&'a str>,
+}
+
+/// Verifies `bundle`, offline, against what the auditor brings.
+pub fn verify_bundle(bundle: &Bundle, trust: &Trust<'_>) -> Result<Verified, VerifyError> {
+    let key = trust.key;
     if bundle.format != BUNDLE_FORMAT {
         return Err(VerifyError::Format(bundle.format));
     }
-    // 1. Signatures and forks.
+    if bundle.ticket != trust.ticket {
+        return Err(VerifyError::WrongTicket {
+            asked: trust.ticket.to_owned(),
+            found: bundle.ticket.clone(),
+        });
+    }
+    // 1. Signatures and forks, the auditor's own checkpoint among them.
+    let latest = trust
+        .latest
+        .map(|note| verify_checkpoint(note, key).map_err(|source| VerifyError::Latest { source }))
+        .transpose()?;
     let mut signed: BTreeMap<u64, Checkpoint> = BTreeMap::new();
-    for (index, note) in bundle.checkpoints.iter().enumerate() {
-        let cp = verify_checkpoint(note, key)
-            .map_err(|source| VerifyError::Checkpoint { index, source })?;
+    let notes = bundle.checkpoints.iter().map(|n| verify_checkpoint(n, key));
+    for (index, cp) in notes.enumerate() {
+        let cp = cp.map_err(|source| VerifyError::Checkpoint { index, source })?;
         if let Some(other) = signed.get(&cp.size) {
             if other.root != cp.root {
                 return Err(VerifyError::Fork {
@@ -165,6 +214,20 @@ pub fn verify_bundle(bundle: &Bundle, key: &PublicKey) -> Result<Verified, Verif
             continue;
         }
         signed.insert(cp.size, cp);
+    }
+    if let Some(latest) = &latest {
+        match signed.get(&latest.size) {
+            Some(cp) if cp.root != latest.root => {
+                return Err(VerifyError::Fork {
+                    size: latest.size,
+                    first: cp.root,
+                    second: latest.root,
+                });
+            }
+            _ => {
+                signed.insert(latest.size, latest.clone());
+            }
+        }
     }
     let newest = signed
         .values()
@@ -250,6 +313,14 @@ pub fn verify_bundle(bundle: &Bundle, key: &PublicKey) -> Result<Verified, Verif
                     ticket: bundle.ticket.clone(),
                 });
             }
+            if event.at - entry.logged_at > MAX_CLOCK_SKEW {
+                return Err(VerifyError::FutureDated {
+                    grant_id: event.grant_id,
+                    seq: event.seq,
+                    at: event.at.to_rfc3339(),
+                    logged_at: entry.logged_at.to_rfc3339(),
+                });
+            }
             if entry.logged_at - event.at > MAX_LOGGING_DELAY {
                 return Err(VerifyError::Backdated {
                     grant_id: event.grant_id,
@@ -275,6 +346,7 @@ pub fn verify_bundle(bundle: &Bundle, key: &PublicKey) -> Result<Verified, Verif
     }
 
     Ok(Verified {
+        ticket: bundle.ticket.clone(),
         checkpoints: signed.len(),
         checkpoint: newest,
         grants: bundle.grants.len(),
@@ -359,6 +431,16 @@ mod tests {
         bundle: Bundle,
     }
 
+    impl World {
+        fn trust(&self) -> Trust<'_> {
+            Trust {
+                key: &self.signer.key,
+                ticket: TICKET,
+                latest: None,
+            }
+        }
+    }
+
     /// Two grants of the ticket and one of another, all logged and checkpointed
     /// twice.
     fn world() -> World {
@@ -412,7 +494,7 @@ mod tests {
     #[test]
     fn an_honest_bundle_verifies() {
         let w = world();
-        let v = verify_bundle(&w.bundle, &w.signer.key).unwrap();
+        let v = verify_bundle(&w.bundle, &w.trust()).unwrap();
         assert_eq!(
             (v.grants, v.events, v.checkpoints, v.checkpoint.size),
             (2, 5, 2, 7)
@@ -428,7 +510,7 @@ mod tests {
         // The chain itself is perfect: that is what an insider can do to the table.
         let g = &w.bundle.grants[0];
         verify_chain(g.grant_id, &g.events, Some(&g.head)).unwrap();
-        match verify_bundle(&w.bundle, &w.signer.key) {
+        match verify_bundle(&w.bundle, &w.trust()) {
             Err(VerifyError::NotInLog {
                 grant_id, seq: 1, ..
             }) => assert_eq!(grant_id, g.grant_id),
@@ -446,7 +528,7 @@ mod tests {
             entry.event_hash = event.hash;
         }
         assert!(matches!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::LogRewritten { size: 4, .. })
         ));
     }
@@ -458,7 +540,7 @@ mod tests {
         g.events.pop();
         g.head = g.events[0].head();
         assert!(matches!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::MissingFromBundle {
                 seq: 2,
                 position: 5,
@@ -471,7 +553,7 @@ mod tests {
     fn a_grant_deleted_with_all_its_events_is_named() {
         let mut w = world();
         let gone = w.bundle.grants.remove(0).grant_id;
-        match verify_bundle(&w.bundle, &w.signer.key) {
+        match verify_bundle(&w.bundle, &w.trust()) {
             Err(VerifyError::MissingFromBundle {
                 grant_id,
                 seq: 1,
@@ -488,7 +570,7 @@ mod tests {
         let mut w = world();
         w.bundle.grants.push(grant(9, 2));
         assert!(matches!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::NotInLog { seq: 1, .. })
         ));
     }
@@ -514,7 +596,7 @@ mod tests {
         w.bundle.log = log.entries;
         w.bundle.grants.push(forged);
         assert!(matches!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::Backdated { seq: 1, .. })
         ));
     }
@@ -530,7 +612,7 @@ mod tests {
         }
         w.bundle.checkpoints.push(log.checkpoint(&insider));
         assert!(matches!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::Checkpoint {
                 index: 2,
                 source: NoteError::NotSignedByPinnedKey { .. }
@@ -549,7 +631,7 @@ mod tests {
             .append(crate::merkle::leaf_hash(b"another seventh leaf"));
         w.bundle.checkpoints.push(log.checkpoint(&w.signer));
         assert!(matches!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::Fork { size: 7, .. })
         ));
     }
@@ -559,7 +641,7 @@ mod tests {
         let mut w = world();
         w.bundle.checkpoints.pop();
         assert!(matches!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::NotYetAnchored {
                 seq: 1,
                 size: 4,
@@ -573,13 +655,13 @@ mod tests {
         let mut w = world();
         w.bundle.log.truncate(5);
         assert!(matches!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::LogTruncated { have: 5, size: 7 })
         ));
         let mut w = world();
         w.bundle.log.remove(2);
         assert!(matches!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::LogGap { position: 2 })
         ));
     }
@@ -589,8 +671,62 @@ mod tests {
         let mut w = world();
         w.bundle.checkpoints.clear();
         assert_eq!(
-            verify_bundle(&w.bundle, &w.signer.key),
+            verify_bundle(&w.bundle, &w.trust()),
             Err(VerifyError::NoCheckpoint)
         );
+    }
+
+    /// An insider deletes the ticket's newest events and hands over a bundle cut back
+    /// to the checkpoint signed before them: the auditor's own newest checkpoint,
+    /// fetched from the bucket, is what the bundle must reach.
+    #[test]
+    fn a_bundle_rolled_back_to_an_older_checkpoint_is_caught_by_the_auditors_own() {
+        let w = world();
+        let latest = w.bundle.checkpoints[1].clone();
+        let mut rolled = w.bundle.clone();
+        rolled.checkpoints.truncate(1);
+        rolled.log.truncate(4);
+        rolled.grants.truncate(1);
+        // On its own word alone the cut bundle verifies: that is the gap.
+        verify_bundle(&rolled, &w.trust()).unwrap();
+        let trust = Trust {
+            latest: Some(&latest),
+            ..w.trust()
+        };
+        assert!(matches!(
+            verify_bundle(&rolled, &trust),
+            Err(VerifyError::LogTruncated { have: 4, size: 7 })
+        ));
+        verify_bundle(&w.bundle, &trust).unwrap();
+    }
+
+    #[test]
+    fn a_bundle_of_another_spelling_of_the_ticket_is_refused() {
+        let mut w = world();
+        w.bundle.ticket = "jira#ops-7".into();
+        w.bundle.grants.clear();
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.trust()),
+            Err(VerifyError::WrongTicket { .. })
+        ));
+    }
+
+    #[test]
+    fn an_event_dated_after_it_was_logged_is_refused() {
+        let mut w = world();
+        for e in w.bundle.log.iter_mut().take(3) {
+            e.logged_at -= Duration::minutes(30);
+        }
+        // Re-sign the log as it now stands (an honest signer would have).
+        let mut log = Log::new();
+        for e in &w.bundle.log {
+            log.frontier.append(e.leaf_hash());
+        }
+        let cp = log.checkpoint(&w.signer);
+        w.bundle.checkpoints = vec![cp];
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.trust()),
+            Err(VerifyError::FutureDated { seq: 1, .. })
+        ));
     }
 }
