@@ -59,6 +59,7 @@ impl Context {
             "TICKETBOUND_SCHEDULE_GROUP".to_owned(),
             targets::SCHEDULE_GROUP.to_owned(),
         ));
+        vars.extend(host::checkpoint_env(&stack));
         let local = ticketbound_testkit::TestStack {
             sdk: sdk.clone(),
             local: stack.clone(),
@@ -95,6 +96,33 @@ impl Context {
     pub fn reconciler(&self) -> Result<grant_reconcile::Deps, CliError> {
         grant_reconcile::Deps::from_env(&self.sdk, self.env_for(grant_reconcile::config::VARIABLES))
             .map_err(CliError::Config)
+    }
+
+    /// The signed log's table and the bucket of its checkpoints
+    /// (`TICKETBOUND_LOG_TABLE`, `TICKETBOUND_LOG_BUCKET`).
+    pub fn log(
+        &self,
+    ) -> Result<
+        (
+            ticketbound_store::LogStore,
+            ticketbound_anchor::CheckpointBucket,
+        ),
+        CliError,
+    > {
+        let var = |name: &str| {
+            self.vars
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| CliError::NotFound(format!("signed log: set {name}")))
+        };
+        let table = var(log_checkpoint::config::LOG_TABLE)?;
+        let bucket = var(log_checkpoint::config::LOG_BUCKET)?;
+        Ok((
+            ticketbound_store::LogStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), table),
+            ticketbound_anchor::CheckpointBucket::new(&self.sdk, bucket),
+        ))
     }
 
     /// The write-back's clients, to read back what each ticket was told.

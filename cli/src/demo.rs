@@ -10,7 +10,8 @@
 //! schedule), the credential used as the workload would use it, a policy denial
 //! recorded with its reasons, a rotation in Secrets Manager's four steps (alternating
 //! users), a withdrawal, an expiry on time, and each grant's audit chain verified.
-//! It ends with the evidence for the first ticket, as `ticketbound evidence` prints it:
+//! It ends with the evidence for the first ticket, as `ticketbound evidence` prints it,
+//! and its bundle verified offline (`ticketbound verify`, no network):
 //! the verified timeline, the live state checked now, and the notes the write-back put
 //! on the ticket (in the local Jira stand-in).
 
@@ -433,6 +434,9 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     let ctx = crate::context::Context::load(home).await?;
     crate::evidence::run(&ctx, &format!("jira#{key}"), "md").await?;
 
+    // 10. The same evidence as a bundle, verified where the operator cannot help.
+    verify_bundle_offline(home, &ctx, &format!("jira#{key}")).await?;
+
     println!("\ndemo finished; `cargo run -p ticketbound -- local down` stops the local stack");
     Ok(())
 }
@@ -502,6 +506,89 @@ async fn refuse_a_forged_approval(
 
 /// Waits (up to 20 s) until the write-back has told the ticket of every step of the
 /// grant so far, and returns how many notes that is.
+/// 10. Writes the ticket's evidence bundle, fetches the bucket's newest checkpoint
+/// as an auditor would, and runs `ticketbound verify` in a network namespace of its
+/// own (`unshare -rn`: no route to AWS or anything else) against the key `local up`
+/// wrote out. The checkpointer signs on its schedule, so the newest events may need
+/// a moment to be anchored.
+async fn verify_bundle_offline(
+    home: &Path,
+    ctx: &crate::context::Context,
+    ticket: &str,
+) -> Result<(), CliError> {
+    let stack = LocalStack::read(&home.join(ticketbound_runtime::local::FILE_NAME))?;
+    let key_file = ticketbound_runtime::local::LocalLog::public_key_file(&stack);
+    let key = crate::bundle::pinned_key(&key_file.to_string_lossy())?;
+    let dir = stack.home().join("evidence").join(ticket.replace('#', "-"));
+    let latest_file = dir.join("latest-checkpoint");
+    let (_, bucket) = ctx.log()?;
+    let started = std::time::Instant::now();
+    let verified = loop {
+        let bundle = crate::bundle::write(ctx, ticket, &dir).await?;
+        let latest = log_checkpoint::bundle::newest_checkpoint(&bucket)
+            .await
+            .map_err(|e| CliError::Demo(ticketbound_runtime::error_chain(&e)))?
+            .unwrap_or_default();
+        std::fs::write(&latest_file, &latest)
+            .map_err(|e| CliError::Demo(format!("{}: {e}", latest_file.display())))?;
+        match crate::bundle::verify(&dir, &key, ticket, Some(&latest_file)) {
+            Ok(v) => break (v, bundle),
+            Err(e)
+                if started.elapsed() < std::time::Duration::from_secs(30)
+                    && (e.to_string().contains("not yet anchored")
+                        || e.to_string().contains("is not in the signed log")) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(CliError::Demo(format!("the bundle does not verify: {e}"))),
+        }
+    };
+    println!(
+        "\n10. evidence bundle of {ticket} in {}: {} grant(s), {} events, the signed log's {} leaves, {} checkpoint(s) signed with the KMS key {}",
+        dir.display(),
+        verified.1.grants.len(),
+        verified.0.events,
+        verified.1.log.len(),
+        verified.1.checkpoints.len(),
+        &key.fingerprint()[..16]
+    );
+    let exe = std::env::current_exe().map_err(|e| CliError::Demo(e.to_string()))?;
+    let mut verify = std::process::Command::new("unshare");
+    verify.arg("-rn").arg(&exe);
+    let unshared = std::process::Command::new("unshare")
+        .args(["-rn", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !unshared {
+        println!("    (no unshare here: verifying without a network namespace)");
+        verify = std::process::Command::new(&exe);
+    }
+    let out = verify
+        .arg("verify")
+        .arg(&dir)
+        .arg("--key")
+        .arg(&key_file)
+        .arg("--ticket")
+        .arg(ticket)
+        .arg("--latest")
+        .arg(&latest_file)
+        .output()
+        .map_err(|e| CliError::Demo(format!("ticketbound verify: {e}")))?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(CliError::Demo(format!(
+            "ticketbound verify failed: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    println!(
+        "    `ticketbound verify` with no network{}: {}",
+        if unshared { " (unshare -rn)" } else { "" },
+        said.trim()
+    );
+    Ok(())
+}
+
 async fn wait_for_notes(store: &Store, id: GrantId) -> Result<usize, CliError> {
     for _ in 0..200 {
         let trail = store.audit_trail(id).await?;

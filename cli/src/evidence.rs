@@ -145,7 +145,7 @@ const CONTROLS: &[Control] = &[
 ];
 
 /// `jira#OPS-123`, or a bare key tried in every ITSM.
-fn tickets(key: &str) -> Result<Vec<Ticket>, CliError> {
+pub(crate) fn tickets(key: &str) -> Result<Vec<Ticket>, CliError> {
     let (sources, key) = match key.split_once('#') {
         Some((source, key)) => {
             let source: SourceSystem =

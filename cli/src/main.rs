@@ -4,6 +4,7 @@
 //! It talks to AWS (or the local emulator) through the same shared adapters as the
 //! Lambda functions; it holds no logic of its own about grants.
 
+mod bundle;
 mod context;
 mod demo;
 mod error;
@@ -60,7 +61,31 @@ enum Command {
         ticket: String,
         #[arg(long, default_value = "md", value_parser = ["md", "json"])]
         format: String,
+        /// Instead, write the ticket's evidence bundle into this directory (grants,
+        /// every audit event, the signed log, the newest checkpoints), for `verify`.
+        #[arg(long)]
+        bundle: Option<std::path::PathBuf>,
     },
+    /// Verifies an evidence bundle offline (no AWS access): the checkpoints' signatures
+    /// against the pinned key, the log against them, each chain, each event in the
+    /// log, nothing of the ticket missing. Exits non-zero naming the first failure.
+    Verify {
+        /// The bundle's directory (`evidence --bundle`).
+        dir: std::path::PathBuf,
+        /// The checkpointer's verifier key (`<name>+<id>+<key>`), or a file holding
+        /// it, as you pinned it (not the copy inside the bundle).
+        #[arg(long)]
+        key: String,
+        /// The ticket you are auditing (`jira#OPS-123`).
+        #[arg(long)]
+        ticket: String,
+        /// The newest checkpoint, fetched yourself from the bucket: the bundle must
+        /// reach it (without it, a bundle cut back to an older checkpoint verifies).
+        #[arg(long)]
+        latest: Option<std::path::PathBuf>,
+    },
+    /// Prints the newest signed checkpoint of the log, as the bucket keeps it.
+    Checkpoint,
     /// The identity registry: which non-human identities may be granted, who owns
     /// each, which workloads may read its credential, and where it may be granted.
     /// Tickets name an identity; all of that comes from here.
@@ -269,9 +294,65 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 GrantsAction::Show { grant_id, json } => grants::show(&ctx, grant_id, json).await,
             }
         }
-        Command::Evidence { ticket, format } => {
+        Command::Evidence {
+            ticket,
+            format,
+            bundle: Some(dir),
+        } => {
+            let _ = format;
+            let ctx = context::Context::load(&cli.home).await?;
+            let written = bundle::write(&ctx, &ticket, &dir).await?;
+            println!(
+                "wrote {}: {} grant(s), {} leaves of the log, {} checkpoint(s)",
+                dir.join(bundle::BUNDLE_FILE).display(),
+                written.grants.len(),
+                written.log.len(),
+                written.checkpoints.len()
+            );
+            Ok(())
+        }
+        Command::Evidence {
+            ticket,
+            format,
+            bundle: None,
+        } => {
             let ctx = context::Context::load(&cli.home).await?;
             evidence::run(&ctx, &ticket, &format).await
+        }
+        Command::Verify {
+            dir,
+            key,
+            ticket,
+            latest,
+        } => {
+            let key = bundle::pinned_key(&key)?;
+            let v = bundle::verify(&dir, &key, &ticket, latest.as_deref())?;
+            println!(
+                "verified: ticket {}, {} grant(s), {} event(s), anchored in checkpoint {} of {} (signed {}, key {})",
+                v.ticket,
+                v.grants,
+                v.events,
+                v.checkpoint.size,
+                v.checkpoint.origin,
+                v.checkpoint.time.to_rfc3339(),
+                &key.fingerprint()[..16]
+            );
+            if latest.is_none() {
+                eprintln!(
+                    "note: anchored in the bundle's own newest checkpoint; pass --latest with the bucket's newest to rule out a bundle cut back to an older one"
+                );
+            }
+            Ok(())
+        }
+        Command::Checkpoint => {
+            let ctx = context::Context::load(&cli.home).await?;
+            let (_, bucket) = ctx.log()?;
+            let note = log_checkpoint::bundle::newest_checkpoint(&bucket)
+                .await
+                .map_err(|e| CliError::Evidence(ticketbound_runtime::error_chain(&e)))?
+                .ok_or_else(|| CliError::NotFound("signed checkpoint".into()))?;
+            print!("{note}");
+            Ok(())
         }
         Command::Identities { action } => {
             let ctx = context::Context::load(&cli.home).await?;

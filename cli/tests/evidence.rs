@@ -1,7 +1,8 @@
 //! The operator commands as an operator runs them (the real binary, on the local
 //! stack): `grants show` and `evidence` verify a grant's audit chain, and editing or
 //! deleting one audit item makes `evidence` fail, naming where the chain breaks;
-//! `reconcile --json` reports what it checked.
+//! `reconcile --json` reports what it checked; `evidence --bundle` and `verify`
+//! check a ticket offline against the pinned key.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -201,4 +202,108 @@ fn targets_check_reports_an_unsafe_scope_role_and_passes_the_administrator() {
             && !text.contains("is not a member of pg_signal_backend"),
         "{text}"
     );
+}
+
+/// `evidence --bundle`, `checkpoint` and `verify` as an auditor runs them: the honest
+/// bundle verifies against the key `local up` wrote out and the bucket's newest
+/// checkpoint; an audit item edited afterwards, or a key other than the pinned one,
+/// makes `verify` exit non-zero naming why.
+#[tokio::test]
+async fn a_bundle_verifies_offline_and_an_edit_or_another_key_does_not() {
+    let stack = TestStack::get().await;
+    let (g, ticket) = denied_grant(&stack).await;
+    let dir = tempdir(&g);
+    let key_file = ticketbound_runtime::local::LocalLog::public_key_file(&stack.local);
+    let key = key_file.to_string_lossy().into_owned();
+    let latest = dir.join("latest-checkpoint");
+    let verify = |key: &str| {
+        ticketbound(&[
+            "verify",
+            dir.to_str().unwrap(),
+            "--key",
+            key,
+            "--ticket",
+            &ticket,
+            "--latest",
+            latest.to_str().unwrap(),
+        ])
+    };
+    let bundle_and_latest = || {
+        let written = ticketbound(&["evidence", &ticket, "--bundle", dir.to_str().unwrap()]);
+        assert!(
+            written.status.success(),
+            "{}",
+            String::from_utf8_lossy(&written.stderr)
+        );
+        let newest = ticketbound(&["checkpoint"]);
+        std::fs::write(&latest, &newest.stdout).unwrap();
+    };
+    // The host's checkpointer logs the grant's events from the audit stream and signs
+    // on its schedule (every 2 s locally).
+    let mut last = None;
+    for _ in 0..60 {
+        bundle_and_latest();
+        let out = verify(&key);
+        if out.status.success() {
+            last = Some(out);
+            break;
+        }
+        last = Some(out);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let out = last.unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains(&format!(
+            "verified: ticket {ticket}, 1 grant(s), 3 event(s)"
+        )),
+        "{said}"
+    );
+
+    // Another key (an insider's, say) certifies nothing.
+    let other = ticketbound_evidence::PublicKey::new("ticketbound.local/log", another_key())
+        .unwrap()
+        .vkey();
+    let refused = verify(&other);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("no signature of the pinned key"), "{why}");
+
+    // The policy decision rewritten in the table after it was logged.
+    let ddb = stack.dynamodb();
+    let (table, k) = audit_key(&stack, &g, 2);
+    ddb.update_item()
+        .table_name(&table)
+        .set_key(Some(
+            k.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        ))
+        .update_expression("SET details.decision = :allow")
+        .expression_attribute_values(":allow", AttributeValue::S("allow".into()))
+        .send()
+        .await
+        .unwrap();
+    bundle_and_latest();
+    let broken = verify(&key);
+    assert!(!broken.status.success(), "an edited trail must not verify");
+    let why = String::from_utf8_lossy(&broken.stderr);
+    assert!(why.contains("breaks at sequence 2"), "{why}");
+}
+
+fn tempdir(g: &Grant) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ticketbound-bundle-{}", g.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A P-256 public key that is not the log's (DER SubjectPublicKeyInfo).
+fn another_key() -> Vec<u8> {
+    use aws_lc_rs::encoding::AsDer as _;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+    pair.public_key().as_der().unwrap().as_ref().to_vec()
 }

@@ -154,6 +154,65 @@ async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
     .await
 }
 
+/// Events logged past the last checkpoint before the local checkpointer signs
+/// another (a deployment's default is 64; the schedule signs the rest).
+pub const LOCAL_CHECKPOINT_EVERY: u64 = 16;
+/// How often the local schedule asks the checkpointer to sign what is unsigned (a
+/// deployment's: every 5 minutes).
+pub const LOCAL_CHECKPOINT_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The environment a deployed checkpointer would have, pointed at the local stack.
+pub fn checkpoint_env(stack: &LocalStack) -> Vec<(String, String)> {
+    use log_checkpoint::config as c;
+    [
+        (c::GRANTS_TABLE, stack.grants_table.clone()),
+        (c::AUDIT_TABLE, stack.audit_table.clone()),
+        (c::LOG_TABLE, stack.log.table.clone()),
+        (c::LOG_KEY_ID, stack.log.key_id.clone()),
+        (c::LOG_BUCKET, stack.log.bucket.clone()),
+        (c::LOG_ORIGIN, stack.log.origin.clone()),
+        (c::CHECKPOINT_EVERY, LOCAL_CHECKPOINT_EVERY.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Feeds the audit table's stream to the checkpointer (its second consumer, beside
+/// the write-back), and invokes it on its schedule, forever.
+async fn run_checkpointer(stack: LocalStack) -> Result<(), crate::CliError> {
+    let sdk = stack.sdk_config().await;
+    let counted = stack
+        .function_sdk_config(&meter::counts("log-checkpoint"))
+        .await;
+    let deps = std::sync::Arc::new(
+        log_checkpoint::Deps::from_env(&counted, EnvReader::from_map(checkpoint_env(&stack)))
+            .map_err(crate::CliError::Config)?,
+    );
+    eprintln!(
+        "function host: log-checkpoint on the stream of {}, signing into s3://{}",
+        stack.audit_table, stack.log.bucket
+    );
+    let scheduled = std::sync::Arc::clone(&deps);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LOCAL_CHECKPOINT_PERIOD).await;
+            if let Err(e) = log_checkpoint::handle_schedule(&scheduled).await {
+                tracing::error!(error = %ticketbound_runtime::error_chain(&e), "the scheduled checkpoint failed");
+            }
+        }
+    });
+    feed_stream(
+        &sdk,
+        &stack,
+        &stack.audit_table,
+        "log-checkpoint",
+        log_checkpoint::config::STREAM_FILTERS,
+        |batch| async { Ok(log_checkpoint::handle_stream(&deps, batch).await.into()) },
+    )
+    .await
+}
+
 /// Feeds the grants table's stream to the provisioner, forever.
 async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
     let sdk = stack.sdk_config().await;
@@ -489,6 +548,12 @@ pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
     tokio::spawn(async move {
         if let Err(e) = run_writeback(writeback_stack).await {
             tracing::error!(error = %e, "the write-back stopped");
+        }
+    });
+    let checkpointer_stack = stack.clone();
+    tokio::spawn(async move {
+        if let Err(e) = run_checkpointer(checkpointer_stack).await {
+            tracing::error!(error = %e, "the checkpointer stopped");
         }
     });
     let provisioner_stack = stack.clone();

@@ -86,6 +86,7 @@ pub async fn up(home: &Path, detour: Detour) -> Result<LocalStack, LocalError> {
         },
         itsm_credentials: ItsmCredentials::default(),
         detour,
+        log: previous.as_ref().map(|p| p.log.clone()).unwrap_or_default(),
         processes: LocalProcesses {
             moto_pid: moto.pid,
             moto_log: moto.log,
@@ -106,12 +107,14 @@ pub async fn up(home: &Path, detour: Detour) -> Result<LocalStack, LocalError> {
         (&schema::GRANTS, &tables.grants),
         (&schema::AUDIT, &tables.audit),
         (&schema::IDENTITIES, &stack.identities_table),
+        (&schema::LOG, &stack.log.table.clone()),
     ] {
         schema::ensure_table(&client, schema, name)
             .await
             .map_err(|e: StoreError| LocalError::Tables(Box::new(e)))?;
     }
     seed_registry(&client, &stack.identities_table).await?;
+    ensure_log_anchor(&sdk, &mut stack).await?;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     ensure_webhook_secrets(&secrets, &stack.webhook_secrets).await?;
     ensure_itsm_credentials(&secrets, &stack.itsm_credentials).await?;
@@ -121,6 +124,41 @@ pub async fn up(home: &Path, detour: Detour) -> Result<LocalStack, LocalError> {
     ensure_host(&home, &mut stack, previous.as_ref())?;
     write_description(&home, &stack)?;
     Ok(stack)
+}
+
+/// The signed log's key and bucket: kept when the emulator still has them, made
+/// otherwise (a fresh emulator has neither); the public key written beside the
+/// description, for `verify --key`.
+async fn ensure_log_anchor(
+    sdk: &aws_config::SdkConfig,
+    stack: &mut LocalStack,
+) -> Result<(), LocalError> {
+    let anchor_error = |e: ticketbound_anchor::AnchorError| {
+        LocalError::Seed(format!(
+            "the signed log's key or bucket: {}",
+            ticketbound_runtime::error_chain(&e)
+        ))
+    };
+    let notary = ticketbound_anchor::Notary::new(sdk, stack.log.key_id.clone());
+    if stack.log.key_id.is_empty() || notary.check_key().await.is_err() {
+        stack.log.key_id = ticketbound_anchor::create_signing_key(
+            sdk,
+            "ticketbound local stack: signs the log's checkpoints",
+        )
+        .await
+        .map_err(anchor_error)?;
+    }
+    ticketbound_anchor::CheckpointBucket::new(sdk, stack.log.bucket.clone())
+        .ensure(1)
+        .await
+        .map_err(anchor_error)?;
+    let key = ticketbound_anchor::Notary::new(sdk, stack.log.key_id.clone())
+        .public_key(&stack.log.origin)
+        .await
+        .map_err(anchor_error)?;
+    let file = ticketbound_runtime::local::LocalLog::public_key_file(stack);
+    std::fs::write(&file, key.vkey()).map_err(|source| LocalError::Io { path: file, source })?;
+    Ok(())
 }
 
 /// The identities the demo and the tests through the local stack name, registered
@@ -520,6 +558,7 @@ pub fn function_env(stack: &LocalStack, name: &str) -> Option<Vec<(String, Strin
         "grant-expire" => triggers::expire_env(stack),
         "secret-rotate" => rotation::rotate_env(stack),
         "ticket-writeback" => host::writeback_env(stack),
+        "log-checkpoint" => host::checkpoint_env(stack),
         "grant-reconcile" => triggers::reconcile_env(stack),
         _ => return None,
     };

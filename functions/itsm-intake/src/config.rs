@@ -470,10 +470,11 @@ mod tests {
             .parse()
             .unwrap();
         assert!(kinds.approvers_of("orders-db").is_some());
-        let err = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "approvers": null}}"#
-            .parse::<TargetKinds>()
-            .unwrap_err()
-            .to_string();
+        let err =
+            r#"{"orders-db": {"connector": "postgres", "environment": "prod", "approvers": null}}"#
+                .parse::<TargetKinds>()
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("approvers is null"), "{err}");
         let err = r#"{"orders-db": {"connector": "postgres", "environment": "prod", "approvers": {"group": ["dba"]}}}"#
             .parse::<TargetKinds>()

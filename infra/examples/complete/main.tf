@@ -50,4 +50,9 @@ module "ticketbound" {
   reconcile_remediate           = var.reconcile_remediate
   reconcile_segments            = var.reconcile_segments
   rotation_grace_hours          = var.rotation_grace_hours
+
+  # The signed log: its name (pinned by verifiers with its key) and how long Object Lock
+  # keeps each checkpoint (COMPLIANCE mode; 7 years by default).
+  log_origin                = var.log_origin
+  checkpoint_retention_days = var.checkpoint_retention_days
 }

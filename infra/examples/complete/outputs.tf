@@ -134,7 +134,7 @@ output "schedule_group_name" {
 }
 
 output "scheduler_role_arn" {
-  description = "Role EventBridge Scheduler assumes to invoke grant-expire and grant-reconcile."
+  description = "Role EventBridge Scheduler assumes to invoke grant-expire, grant-reconcile and log-checkpoint."
   value       = module.ticketbound.scheduler_role_arn
 }
 
@@ -201,4 +201,34 @@ output "reconcile_dlq_arn" {
 output "reconcile_schedule_arn" {
   description = "ARN of the reconcile schedule."
   value       = module.ticketbound.reconcile_schedule_arn
+}
+
+output "log_table_name" {
+  description = "The signed log's table (TICKETBOUND_LOG_TABLE for the CLI's evidence bundles)."
+  value       = module.ticketbound.log_table_name
+}
+
+output "log_signing_key_arn" {
+  description = "The KMS key that signs the checkpoints (only log-checkpoint may sign)."
+  value       = module.ticketbound.log_signing_key_arn
+}
+
+output "log_origin" {
+  description = "The signed log's name, which verifiers pin with its key."
+  value       = module.ticketbound.log_origin
+}
+
+output "checkpoint_bucket_name" {
+  description = "The Object Lock bucket that keeps the checkpoints (TICKETBOUND_LOG_BUCKET)."
+  value       = module.ticketbound.checkpoint_bucket_name
+}
+
+output "checkpoint_function_name" {
+  description = "Name of the log-checkpoint Lambda function."
+  value       = module.ticketbound.checkpoint_function_name
+}
+
+output "checkpoint_stream_dlq_arn" {
+  description = "Audit stream batches log-checkpoint gave up on: events missing from the signed log."
+  value       = module.ticketbound.checkpoint_stream_dlq_arn
 }

@@ -188,3 +188,15 @@ variable "revocation_escalate_after_seconds" {
   type        = number
   default     = 900
 }
+
+variable "log_origin" {
+  description = "The signed log's name (no spaces or '+'). null: ticketbound/<name_prefix>."
+  type        = string
+  default     = null
+}
+
+variable "checkpoint_retention_days" {
+  description = "How long S3 Object Lock (COMPLIANCE) keeps each checkpoint, in days."
+  type        = number
+  default     = 2557
+}

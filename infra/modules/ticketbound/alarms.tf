@@ -174,3 +174,77 @@ resource "aws_cloudwatch_metric_alarm" "intake_operator" {
   ok_actions          = local.alarm_actions
   tags                = var.tags
 }
+
+# log-checkpoint's own alarms (namespace ticketbound, dimension function =
+# log-checkpoint, functions/log-checkpoint/src/lib.rs alarm_on): the signed log was
+# rewritten under it, two roots were found for one size, or a checkpoint could not be
+# logged or signed for another reason. Its Errors, Throttles and DLQ alarms are the
+# ones every function has (above).
+locals {
+  checkpoint_alarms = {
+    "log-tampered" = {
+      metric      = "LogTampered"
+      description = "refused to sign: the log table's head or leaves do not hash to the last signed checkpoint (or a checkpoint in the bucket does not verify). Someone rewrote the signed log in DynamoDB; see the function's logs, the log table's CloudTrail data events and `ticketbound verify`."
+    }
+    "checkpoint-fork" = {
+      metric      = "CheckpointFork"
+      description = "found a checkpoint in the bucket with the same size and a different root than its own: the log forked. See the function's logs and both checkpoints."
+    }
+    "checkpoint-failures" = {
+      metric      = "CheckpointFailures"
+      description = "could not log a batch or sign a checkpoint (DynamoDB, KMS or S3 refused or failed). The batch is delivered again; see the function's logs."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "checkpoint" {
+  for_each = local.checkpoint_alarms
+
+  alarm_name          = "${local.function_names["log-checkpoint"]}-${each.key}"
+  alarm_description   = "${local.function_names["log-checkpoint"]} ${each.value.description}"
+  namespace           = "ticketbound"
+  metric_name         = each.value.metric
+  dimensions          = { function = "log-checkpoint" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+# A checkpoint is late when the checkpointer stops running, not when it signs nothing:
+# a quiet system logs no event and so signs no checkpoint, and CheckpointsSigned is only
+# ever published when one is signed (a count of 1), so an alarm on "CheckpointsSigned
+# below 1" would either never fire (missing data not breaching) or fire all night on a
+# quiet system (missing data breaching). What must not go missing is the run itself:
+# the checkpoint schedule invokes log-checkpoint every checkpoint_schedule whatever the
+# traffic, and each run signs whatever was logged since the last checkpoint. So this
+# alarms when Lambda records no invocation at all for an hour (or two intervals of a
+# slower schedule): the schedule deleted or disabled, the scheduler role unable to
+# invoke, the function gone. Missing data is breaching here, because invocations are
+# expected even when nothing happens. A run that fails is the function's Errors alarm
+# (function_errors) and CheckpointFailures, LogTampered or CheckpointFork above.
+locals {
+  checkpoint_late_period = min(86400, max(3600, ceil(2 * local.checkpoint_interval_secs / 3600) * 3600))
+}
+
+resource "aws_cloudwatch_metric_alarm" "checkpoint_late" {
+  alarm_name          = "${local.function_names["log-checkpoint"]}-checkpoint-late"
+  alarm_description   = "${local.function_names["log-checkpoint"]} has not run for ${local.checkpoint_late_period / 3600} h although its schedule (${var.checkpoint_schedule}) invokes it: audit events go unsigned. Check the ${local.checkpoint_schedule_name} schedule, the scheduler role and the schedules' DLQ."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Invocations"
+  dimensions          = { FunctionName = aws_lambda_function.this["log-checkpoint"].function_name }
+  statistic           = "Sum"
+  period              = local.checkpoint_late_period
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}

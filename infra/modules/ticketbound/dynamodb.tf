@@ -148,6 +148,43 @@ resource "aws_dynamodb_table" "identities" {
   tags = var.tags
 }
 
+# The signed log (shared/store/src/log.rs): one partition per leaf, a marker per logged
+# event (a redelivered record is not logged twice) and the head (the tree's right edge,
+# its size, the last signed size). Written by log-checkpoint alone, in conditional
+# transactions; no other function role may write it (tests/ticketbound.tftest.hcl). A
+# rewrite here cannot pass unseen: the checkpointer rebuilds the root from the last
+# signed edge in the Object Lock bucket before it signs again (LogTampered otherwise).
+resource "aws_dynamodb_table" "log" {
+  name                        = local.log_table_name
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = var.deletion_protection_enabled
+
+  # No stream (nothing may react to it but the verifier) and no TTL (a leaf is never
+  # removed).
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.this.arn
+  }
+
+  tags = var.tags
+}
+
 # The optional seed of the registry (var.identities_file): the operators' own path, the
 # CLI's `identities import`, run where terraform runs, so every entry is checked and
 # written with its event exactly as an operator's change is (never a raw PutItem from

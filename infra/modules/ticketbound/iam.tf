@@ -39,11 +39,11 @@ resource "aws_iam_role_policy_attachment" "vpc_access" {
 
 # The role EventBridge Scheduler assumes to run the module's schedules (the one-time
 # expiry schedules grant-provision creates, the one-time revocation retries grant-expire
-# creates, the sweep, the reconcile schedule): invoke grant-expire and grant-reconcile,
-# and nothing else; send what it cannot deliver to the schedules' DLQ.
+# creates, the sweep, the reconcile schedule, the checkpoint schedule): invoke
+# grant-expire, grant-reconcile and log-checkpoint, and nothing else; send what it cannot deliver to the schedules' DLQ.
 resource "aws_iam_role" "scheduler" {
   name        = local.scheduler_role_name
-  description = "ticketbound: EventBridge Scheduler invokes grant-expire and grant-reconcile"
+  description = "ticketbound: EventBridge Scheduler invokes grant-expire, grant-reconcile and log-checkpoint"
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
@@ -553,6 +553,76 @@ locals {
         local.recurring_schedule_guard,
       ],
     )
+
+    # The signed log's only writer and signer: fed by the audit stream (a second
+    # consumer beside ticket-writeback) and the checkpoint schedule. Nothing on the
+    # grants table but reading a grant (for its ticket), nothing on the audit table:
+    # the events come from the stream.
+    "log-checkpoint" = [
+      {
+        # The ticket of an event's grant, for its leaf.
+        Sid      = "GrantsRead"
+        Effect   = "Allow"
+        Action   = ["dynamodb:GetItem"]
+        Resource = [aws_dynamodb_table.grants.arn]
+      },
+      {
+        # The head (GetItem), whether events were logged before (BatchGetItem of their
+        # markers), the leaves since the last checkpoint (Query), the signed size
+        # recorded (UpdateItem), and each batch appended in conditional transactions of
+        # Puts only (TransactWriteItems, authorised per item: PutItem; a Put's own
+        # condition needs no ConditionCheckItem). No DeleteItem: a leaf is never removed.
+        Sid    = "LogTable"
+        Effect = "Allow"
+        Action = [
+          "dynamodb:GetItem",
+          "dynamodb:BatchGetItem",
+          "dynamodb:Query",
+          "dynamodb:UpdateItem",
+          "dynamodb:PutItem",
+        ]
+        Resource = [aws_dynamodb_table.log.arn]
+      },
+      {
+        Sid      = "AuditStreamRead"
+        Effect   = "Allow"
+        Action   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+        Resource = [aws_dynamodb_table.audit.stream_arn]
+      },
+      {
+        # ListStreams takes no resource-level permissions: AWS requires "*".
+        Sid      = "AuditStreamList"
+        Effect   = "Allow"
+        Action   = ["dynamodb:ListStreams"]
+        Resource = "*"
+      },
+      {
+        # The signing key: its state (a disabled or pending-deletion key is refused),
+        # its public key (kept beside the checkpoints, and checked against every
+        # signature) and signing. Its key policy lets no other principal sign.
+        Sid      = "LogSigningKey"
+        Effect   = "Allow"
+        Action   = ["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"]
+        Resource = [aws_kms_key.log_signing.arn]
+      },
+      {
+        # Checkpoints, edges and the public key, each written once (If-None-Match: *)
+        # and read back. No ListBucket: every object read is one the head says exists
+        # (a missing one reads as AccessDenied, and fails the run all the same). No
+        # delete: Object Lock and the bucket policy forbid it anyway.
+        Sid      = "CheckpointObjects"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:PutObject"]
+        Resource = ["${aws_s3_bucket.checkpoints.arn}/*"]
+      },
+      {
+        # Batches the audit stream gave up on.
+        Sid      = "StreamFailureQueue"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage"]
+        Resource = [aws_sqs_queue.stream_dlq["log-checkpoint"].arn]
+      },
+    ]
   }
 
   # Statements the two grants stream consumers share.
@@ -636,6 +706,9 @@ locals {
     # which is why every function also has GenerateDataKey.
     "ticket-writeback" = ["kms:Decrypt", "kms:GenerateDataKey"]
     "grant-reconcile"  = ["kms:Decrypt", "kms:GenerateDataKey"]
+    # Reads the audit stream and the log table; writes and reads checkpoints in the
+    # bucket (SSE-KMS with the module key, through S3).
+    "log-checkpoint" = ["kms:Decrypt", "kms:GenerateDataKey"]
   }
 
   scheduler_policy = jsonencode({
@@ -653,6 +726,13 @@ locals {
         Effect   = "Allow"
         Action   = ["lambda:InvokeFunction"]
         Resource = [local.function_arns["grant-reconcile"]]
+      },
+      {
+        # The checkpoint schedule.
+        Sid      = "InvokeLogCheckpoint"
+        Effect   = "Allow"
+        Action   = ["lambda:InvokeFunction"]
+        Resource = [local.function_arns["log-checkpoint"]]
       },
       {
         Sid      = "ScheduleDeadLetterQueue"
@@ -689,8 +769,8 @@ locals {
             # X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level
             # permissions: "*" is the only resource they accept. The intake's only "*"
             # resource; the grant functions add ListStreams and GetRandomPassword,
-            # secret-rotate GetRandomPassword, ticket-writeback ListStreams,
-            # grant-reconcile ListSecrets.
+            # secret-rotate GetRandomPassword, ticket-writeback and log-checkpoint
+            # ListStreams, grant-reconcile ListSecrets.
             Sid      = "XRayTracing"
             Effect   = "Allow"
             Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]

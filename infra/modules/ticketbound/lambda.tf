@@ -8,7 +8,7 @@ resource "aws_cloudwatch_log_group" "function" {
 }
 
 resource "aws_lambda_function" "this" {
-  #checkov:skip=CKV_AWS_117:VPC attachment is optional and set through variables when targets are private (vpc_subnet_ids, vpc_security_group_ids: grant-provision, grant-expire, secret-rotate and grant-reconcile); itsm-intake calls AWS APIs only and ticket-writeback AWS APIs and the ITSM's public REST API, neither reaches a private network, so a VPC would add NAT or endpoints and protect nothing.
+  #checkov:skip=CKV_AWS_117:VPC attachment is optional and set through variables when targets are private (vpc_subnet_ids, vpc_security_group_ids: grant-provision, grant-expire, secret-rotate and grant-reconcile); itsm-intake and log-checkpoint call AWS APIs only and ticket-writeback AWS APIs and the ITSM's public REST API, none reaches a private network, so a VPC would add NAT or endpoints and protect nothing.
   #checkov:skip=CKV_AWS_272:cargo-lambda packages are not signed yet; set var.code_signing_config_arn to enforce a signing profile once they are.
   for_each = local.functions
 

@@ -13,6 +13,13 @@ locals {
   audit_table_name  = "${var.name_prefix}-audit"
   # The identity registry (shared/store/src/schema.rs: IDENTITIES).
   identities_table_name = "${var.name_prefix}-identities"
+  # The signed log's leaves and head (shared/store/src/schema.rs: LOG), written by
+  # log-checkpoint alone.
+  log_table_name = "${var.name_prefix}-log"
+  # The signed log: its name (each checkpoint's origin), and the Object Lock bucket
+  # that keeps its checkpoints, unique per account by default.
+  log_origin             = coalesce(var.log_origin, "ticketbound/${var.name_prefix}")
+  checkpoint_bucket_name = coalesce(var.checkpoint_bucket_name, "${var.name_prefix}-checkpoints-${local.account_id}")
   # shared/store/src/schema.rs: GRANTS.indexes, in the same order.
   grants_index_names = ["by-ticket", "by-owner", "by-state-expiry"]
   event_bus_name     = "${var.name_prefix}-itsm"
@@ -28,11 +35,14 @@ locals {
   sweep_schedule_name  = "${var.name_prefix}-sweep"
   # grant-reconcile's recurring schedule, in the same group, run by the same role.
   reconcile_schedule_name = "${var.name_prefix}-reconcile"
-  # The two recurring schedules' ARNs, built like schedule_arn_pattern rather than read
+  # log-checkpoint's recurring schedule (a checkpoint of what was logged since the
+  # last), in the same group, run by the same role.
+  checkpoint_schedule_name = "${var.name_prefix}-checkpoint"
+  # The recurring schedules' ARNs, built like schedule_arn_pattern rather than read
   # from the schedules: the function policies name them, and the schedules depend on
   # the functions, which depend on their policies (a cycle).
   recurring_schedule_arns = [
-    for name in [local.sweep_schedule_name, local.reconcile_schedule_name] :
+    for name in [local.sweep_schedule_name, local.reconcile_schedule_name, local.checkpoint_schedule_name] :
     "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${local.schedule_group_name}/${name}"
   ]
   # The grants' one-time schedules in the group: each grant's expiry schedule,
@@ -105,6 +115,15 @@ locals {
       # It connects to the target databases to compare them with the records.
       vpc = true
     }
+    "log-checkpoint" = {
+      description          = "ticketbound signed log: every audit event (audit stream INSERT, MODIFY) a leaf of one log; checkpoints signed with KMS and kept in an Object Lock bucket"
+      memory_size          = var.checkpoint_memory_size
+      timeout              = var.checkpoint_timeout
+      reserved_concurrency = var.checkpoint_reserved_concurrency
+      function_url         = false
+      # It calls AWS APIs only (DynamoDB, KMS, S3), never a target.
+      vpc = false
+    }
   }
 
   # The functions that join the VPC when one is configured.
@@ -163,10 +182,15 @@ locals {
 
   # The audit stream's consumers: function => the records it is given. The trail is
   # append-only, so an INSERT is a new audit event; ticket-writeback decides itself
-  # which events are worth telling (and never tells of its own).
+  # which events are worth telling (and never tells of its own). log-checkpoint logs
+  # every new event and every rewritten one (MODIFY: not something ticketbound does;
+  # its second leaf is what the verifier reports).
   audit_stream_consumers = {
     "ticket-writeback" = [
       { eventName = ["INSERT"] },
+    ]
+    "log-checkpoint" = [
+      { eventName = ["INSERT", "MODIFY"] },
     ]
   }
 
@@ -177,6 +201,13 @@ locals {
   # timed-out batches. 5 with the defaults.
   writeback_note_worst_secs = var.writeback_attempts * 30 + (var.writeback_attempts - 1) * var.writeback_max_wait_secs
   writeback_batch_size      = max(1, min(10, floor(var.writeback_timeout / local.writeback_note_worst_secs)))
+  # Each audit stream consumer's batch size. log-checkpoint appends a batch in
+  # transactions of at most 100 items (shared/store/src/log.rs chunks them itself):
+  # Lambda's default of 100 records.
+  audit_stream_batch_sizes = {
+    "ticket-writeback" = local.writeback_batch_size
+    "log-checkpoint"   = 100
+  }
 
   # One DLQ per stream consumer (of either stream) for the batches Lambda gave up on.
   stream_dlq_names = {
@@ -374,5 +405,18 @@ locals {
         TICKETBOUND_SECRET_RECOVERY_DAYS = tostring(var.secret_recovery_window_days)
       },
     )
+
+    # functions/log-checkpoint/src/config.rs, exactly.
+    "log-checkpoint" = {
+      TICKETBOUND_GRANTS_TABLE   = aws_dynamodb_table.grants.name
+      TICKETBOUND_AUDIT_TABLE    = aws_dynamodb_table.audit.name
+      TICKETBOUND_RETENTION_DAYS = tostring(var.grant_retention_days)
+      TICKETBOUND_LOG_TABLE      = aws_dynamodb_table.log.name
+      # The signing key (ECC_NIST_P256, SIGN_VERIFY), by ARN.
+      TICKETBOUND_LOG_KEY_ID       = aws_kms_key.log_signing.arn
+      TICKETBOUND_LOG_BUCKET       = aws_s3_bucket.checkpoints.bucket
+      TICKETBOUND_LOG_ORIGIN       = local.log_origin
+      TICKETBOUND_CHECKPOINT_EVERY = tostring(var.checkpoint_every)
+    }
   }
 }

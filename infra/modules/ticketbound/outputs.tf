@@ -267,3 +267,63 @@ output "reconcile_schedule_arn" {
   description = "ARN of the recurring schedule that invokes grant-reconcile."
   value       = aws_scheduler_schedule.reconcile.arn
 }
+
+output "log_table_name" {
+  description = "Name of the signed log's table (TICKETBOUND_LOG_TABLE): written by log-checkpoint alone; the CLI reads it for evidence bundles."
+  value       = aws_dynamodb_table.log.name
+}
+
+output "log_table_arn" {
+  description = "ARN of the signed log's table. No function role but log-checkpoint's may write it."
+  value       = aws_dynamodb_table.log.arn
+}
+
+output "log_signing_key_arn" {
+  description = "ARN of the KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs the checkpoints (TICKETBOUND_LOG_KEY_ID): only log-checkpoint's role may sign. Verifiers pin its public key (public-key.der in the bucket, or kms:GetPublicKey)."
+  value       = aws_kms_key.log_signing.arn
+}
+
+output "log_origin" {
+  description = "The signed log's name (TICKETBOUND_LOG_ORIGIN): every checkpoint's origin line and its key's name."
+  value       = local.log_origin
+}
+
+output "checkpoint_bucket_name" {
+  description = "Name of the Object Lock (COMPLIANCE) bucket that keeps the checkpoints (TICKETBOUND_LOG_BUCKET): auditors fetch the newest checkpoint here."
+  value       = aws_s3_bucket.checkpoints.bucket
+}
+
+output "checkpoint_bucket_arn" {
+  description = "ARN of the checkpoints bucket."
+  value       = aws_s3_bucket.checkpoints.arn
+}
+
+output "checkpoint_function_name" {
+  description = "Name of the log-checkpoint Lambda function."
+  value       = aws_lambda_function.this["log-checkpoint"].function_name
+}
+
+output "checkpoint_function_arn" {
+  description = "ARN of the log-checkpoint Lambda function."
+  value       = aws_lambda_function.this["log-checkpoint"].arn
+}
+
+output "checkpoint_role_arn" {
+  description = "ARN of the log-checkpoint function's execution role: the only principal that may write the log table and sign with the log key."
+  value       = aws_iam_role.function["log-checkpoint"].arn
+}
+
+output "checkpoint_dlq_arn" {
+  description = "ARN of log-checkpoint's dead-letter queue (failed asynchronous invocations: the schedule's)."
+  value       = aws_sqs_queue.function_dlq["log-checkpoint"].arn
+}
+
+output "checkpoint_stream_dlq_arn" {
+  description = "ARN of log-checkpoint's audit stream DLQ: batches Lambda gave up on, i.e. audit events missing from the signed log."
+  value       = aws_sqs_queue.stream_dlq["log-checkpoint"].arn
+}
+
+output "checkpoint_schedule_arn" {
+  description = "ARN of the schedule that has log-checkpoint sign a checkpoint of what was logged since the last."
+  value       = aws_scheduler_schedule.checkpoint.arn
+}

@@ -2,8 +2,8 @@
 # in this group at run time (functions/grant-provision, shared/schedule), and
 # grant-expire a one-time retry of each revocation that failed
 # (tb-expire-<grant id>-r<attempt>); the sweep below catches whatever every other
-# expiry path missed, and the reconcile schedule has grant-reconcile compare the
-# records with what is live.
+# expiry path missed, the reconcile schedule has grant-reconcile compare the records
+# with what is live, and the checkpoint schedule has log-checkpoint sign the log.
 resource "aws_scheduler_schedule_group" "this" {
   name = local.schedule_group_name
   tags = var.tags
@@ -78,6 +78,50 @@ resource "aws_scheduler_schedule" "reconcile" {
     }
 
     # The same DLQ as the expiry schedules: the scheduler role may send there.
+    dead_letter_config {
+      arn = aws_sqs_queue.schedule_dlq.arn
+    }
+  }
+
+  depends_on = [aws_iam_role_policy.scheduler]
+}
+
+# log-checkpoint's schedule: a checkpoint of whatever was logged since the last one,
+# however few events (the checkpointer also signs every checkpoint_every events), so a
+# quiet log is never long unsigned. A run with nothing new logged signs nothing.
+locals {
+  checkpoint_rate = try(regex("^rate\\((\\d+) (minute|minutes|hour|hours|day|days)\\)$", var.checkpoint_schedule), [])
+  checkpoint_interval_secs = try(
+    tonumber(local.checkpoint_rate[0]) * lookup(local.rate_unit_secs, local.checkpoint_rate[1]),
+    3600,
+  )
+}
+
+resource "aws_scheduler_schedule" "checkpoint" {
+  #checkov:skip=CKV_AWS_297:The only payload is the constant {"checkpoint": true}; a customer managed key would protect nothing secret (as for the sweep).
+  name        = local.checkpoint_schedule_name
+  group_name  = aws_scheduler_schedule_group.this.name
+  description = "ticketbound: log-checkpoint signs a checkpoint of the audit events logged since the last one"
+
+  schedule_expression          = var.checkpoint_schedule
+  schedule_expression_timezone = "UTC"
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    # Anything without "Records" is the schedule (functions/log-checkpoint/src/main.rs).
+    arn      = aws_lambda_function.this["log-checkpoint"].arn
+    role_arn = aws_iam_role.scheduler.arn
+    input    = jsonencode({ checkpoint = true })
+
+    # The next run comes within the interval: retrying longer is pointless.
+    retry_policy {
+      maximum_event_age_in_seconds = max(60, min(86400, local.checkpoint_interval_secs))
+      maximum_retry_attempts       = 3
+    }
+
     dead_letter_config {
       arn = aws_sqs_queue.schedule_dlq.arn
     }

@@ -1,8 +1,8 @@
 # Dead-letter queues, all encrypted with the module key: one per function for failed
 # asynchronous invocations; one for events EventBridge could not deliver to the intake;
 # one per stream consumer (grants and audit streams) for the batches Lambda gave up
-# on; one for schedule invocations (expiry, sweep, reconcile) EventBridge Scheduler
-# could not deliver.
+# on; one for schedule invocations (expiry, sweep, reconcile, checkpoint) EventBridge
+# Scheduler could not deliver.
 
 resource "aws_sqs_queue" "function_dlq" {
   for_each = local.functions
@@ -35,8 +35,8 @@ resource "aws_sqs_queue" "stream_dlq" {
 }
 
 # EventBridge Scheduler sends here, as the scheduler role, what it could not deliver to
-# grant-expire (the one-time expiry schedules and the sweep) or to grant-reconcile (the
-# reconcile schedule). The name predates the reconcile schedule; renaming would replace
+# grant-expire (the one-time expiry schedules and the sweep), to grant-reconcile (the
+# reconcile schedule) or to log-checkpoint (the checkpoint schedule). The name predates the reconcile schedule; renaming would replace
 # the queue.
 resource "aws_sqs_queue" "schedule_dlq" {
   name                              = local.schedule_dlq_name

@@ -1,6 +1,6 @@
 # The grants stream feeds grant-provision (new Approved grants) and grant-expire (TTL
 # removals of expiry triggers, moves to Revoking); the audit stream feeds
-# ticket-writeback (new audit events). Each handler reports the records it could not
+# ticket-writeback (new audit events) and log-checkpoint (new and rewritten ones). Each handler reports the records it could not
 # finish (ReportBatchItemFailures); Lambda retries from there, splits failing batches,
 # and after stream_maximum_retry_attempts (or an hour) sends the batch's description
 # to the function's stream DLQ instead of blocking the shard. A revocation that fails
@@ -38,18 +38,24 @@ resource "aws_lambda_event_source_mapping" "grants_stream" {
   depends_on = [aws_iam_role_policy.function]
 }
 
+# The audit stream has two consumers, each with its own mapping (and so its own place
+# in the shards): ticket-writeback and log-checkpoint.
+#
 # ticket-writeback holds the shard when DynamoDB fails, and while the ITSM fails in ways
 # that may pass, for three invocations' worth of attempts (HOLD_ROUNDS, within the
 # default 10 retries); an ITSM that keeps failing then costs a dead-letter record and a
 # WritebackFailures count, and the shard moves on. The batch is as large as the
 # function can finish within its timeout even then (local.writeback_batch_size).
+# log-checkpoint logs a whole batch or none of it (the batch is delivered again from
+# its first record); a batch given up on is an audit event missing from the signed log,
+# which the verifier reports: the stream DLQ's alarm says so first.
 resource "aws_lambda_event_source_mapping" "audit_stream" {
   for_each = local.audit_stream_consumers
 
   function_name     = aws_lambda_function.this[each.key].arn
   event_source_arn  = aws_dynamodb_table.audit.stream_arn
   starting_position = "LATEST"
-  batch_size        = local.writeback_batch_size
+  batch_size        = local.audit_stream_batch_sizes[each.key]
 
   function_response_types        = ["ReportBatchItemFailures"]
   bisect_batch_on_function_error = true

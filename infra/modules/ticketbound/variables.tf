@@ -31,7 +31,7 @@ variable "tags" {
 # --- DynamoDB -----------------------------------------------------------------
 
 variable "deletion_protection_enabled" {
-  description = "Whether the grants, audit and identities tables are protected from deletion. Turn off only to tear down a test deployment."
+  description = "Whether the grants, audit, identities and log tables are protected from deletion. Turn off only to tear down a test deployment."
   type        = bool
   default     = true
 }
@@ -733,6 +733,86 @@ variable "itsm_event_publishers" {
   validation {
     condition     = alltrue([for arn in var.itsm_event_publishers : !strcontains(arn, "*") && !strcontains(arn, "?")])
     error_message = "itsm_event_publishers must name each role or user: no * or ? wildcards."
+  }
+}
+
+# --- The signed log (functions/log-checkpoint) ------------------------------------
+
+variable "checkpoint_memory_size" {
+  description = "Memory of the log-checkpoint function, in MB."
+  type        = number
+  default     = 256
+}
+
+variable "checkpoint_timeout" {
+  description = "Timeout of the log-checkpoint function, in seconds: one audit stream batch logged, or one checkpoint signed and kept."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.checkpoint_timeout >= 1 && var.checkpoint_timeout <= 900 && floor(var.checkpoint_timeout) == var.checkpoint_timeout
+    error_message = "checkpoint_timeout must be a whole number of seconds from 1 to 900."
+  }
+}
+
+variable "checkpoint_reserved_concurrency" {
+  description = "Reserved concurrency of the log-checkpoint function. null leaves it unreserved (appends are conditional: a concurrent checkpointer makes the other retry, never fork the log)."
+  type        = number
+  default     = null
+}
+
+variable "log_origin" {
+  description = "The signed log's name (TICKETBOUND_LOG_ORIGIN): each checkpoint's origin line and its key's name in the signature, so verifiers pin it with the key. No spaces and no '+'. null (the default): ticketbound/<name_prefix>. Changing it later makes new checkpoints name a different log."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.log_origin == null || can(regex("^[^\\s+]+$", var.log_origin))
+    error_message = "log_origin must be non-empty, without spaces or '+'."
+  }
+}
+
+variable "checkpoint_every" {
+  description = "How many events are logged past the last checkpoint before the next is signed (TICKETBOUND_CHECKPOINT_EVERY); the schedule signs one anyway, whatever the count."
+  type        = number
+  default     = 64
+
+  validation {
+    condition     = var.checkpoint_every >= 1 && floor(var.checkpoint_every) == var.checkpoint_every
+    error_message = "checkpoint_every must be a whole number from 1."
+  }
+}
+
+variable "checkpoint_schedule" {
+  description = "When EventBridge Scheduler invokes log-checkpoint to sign a checkpoint of what was logged since the last one: a rate() or cron() expression (UTC). The checkpoint-late alarm fires when Lambda records no invocation for two intervals of a rate() (at least an hour, at most a day) or two hours for a cron()."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.checkpoint_schedule))
+    error_message = "checkpoint_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "checkpoint_retention_days" {
+  description = "How long S3 Object Lock (COMPLIANCE mode: nobody, the account root included, can shorten it or delete the object) keeps each checkpoint, edge and the public key, in days. 2557 (the default) is 7 years. The bucket policy denies s3:PutBucketObjectLockConfiguration to everyone, Terraform included: changing this after the first apply needs that statement lifted first (see infra/DEPLOY.md)."
+  type        = number
+  default     = 2557
+
+  validation {
+    condition     = var.checkpoint_retention_days >= 1 && var.checkpoint_retention_days <= 36500 && floor(var.checkpoint_retention_days) == var.checkpoint_retention_days
+    error_message = "checkpoint_retention_days must be a whole number of days from 1 to 36500."
+  }
+}
+
+variable "checkpoint_bucket_name" {
+  description = "Name of the Object Lock bucket that keeps the checkpoints (TICKETBOUND_LOG_BUCKET). null (the default): <name_prefix>-checkpoints-<account id>, unique per account; set it when two deployments with the same name_prefix share an account (in two regions)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.checkpoint_bucket_name == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.checkpoint_bucket_name))
+    error_message = "checkpoint_bucket_name must be a valid S3 bucket name: 3 to 63 characters of a-z, 0-9, '.' and '-'."
   }
 }
 

@@ -18,6 +18,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::merkle::Hash;
 
+/// The signed-note signature type of ECDSA keys.
+const SIGNATURE_TYPE_ECDSA: u8 = 0x02;
 /// The extension line that carries when a checkpoint was signed.
 const TIME_PREFIX: &str = "time ";
 /// Signatures looked at per note (the signed-note spec asks for at least 16).
@@ -157,6 +159,44 @@ impl PublicKey {
     pub fn key_id(&self) -> u32 {
         let digest = Sha256::digest(&self.der);
         u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+    }
+
+    /// The key as a verifier key string (`<name>+<key id, hex>+<base64 of 0x02 and
+    /// the DER key>`, the form of Go's `golang.org/x/mod/sumdb/note`): the one line
+    /// an auditor pins.
+    pub fn vkey(&self) -> String {
+        let mut blob = vec![SIGNATURE_TYPE_ECDSA];
+        blob.extend_from_slice(&self.der);
+        format!(
+            "{}+{:08x}+{}",
+            self.name,
+            self.key_id(),
+            BASE64.encode(blob)
+        )
+    }
+
+    /// Reads a verifier key string ([`Self::vkey`]); its key id must be its key's.
+    pub fn from_vkey(vkey: &str) -> Result<Self, NoteError> {
+        let bad = NoteError::Malformed("a verifier key is <name>+<key id>+<base64 key>");
+        // The base64 key may hold '+' itself: only the first two separate.
+        let mut parts = vkey.trim().splitn(3, '+');
+        let (Some(name), Some(id), Some(blob)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad);
+        };
+        let id = u32::from_str_radix(id, 16).map_err(|_| bad.clone())?;
+        let blob = BASE64.decode(blob).map_err(|_| bad.clone())?;
+        let Some((&SIGNATURE_TYPE_ECDSA, der)) = blob.split_first() else {
+            return Err(NoteError::Malformed(
+                "the verifier key is not an ECDSA (type 0x02) key",
+            ));
+        };
+        let key = Self::new(name, der.to_vec())?;
+        if key.key_id() != id {
+            return Err(NoteError::Malformed(
+                "the verifier key's id is not its key's",
+            ));
+        }
+        Ok(key)
     }
 
     /// The SHA-256 of the DER key, hex: what an auditor compares with the one the
@@ -425,6 +465,20 @@ pub(crate) mod tests {
             Err(NoteError::BadKey)
         );
         assert!(PublicKey::new("two words", signer.key.der().to_vec()).is_err());
+    }
+
+    #[test]
+    fn a_verifier_key_string_round_trips_and_a_wrong_id_is_refused() {
+        let signer = TestSigner::new("ticketbound.example/prod");
+        let vkey = signer.key.vkey();
+        assert!(vkey.starts_with(&format!(
+            "ticketbound.example/prod+{:08x}+",
+            signer.key.key_id()
+        )));
+        assert_eq!(PublicKey::from_vkey(&vkey).unwrap(), signer.key);
+        let wrong = vkey.replacen(&format!("+{:08x}+", signer.key.key_id()), "+00000000+", 1);
+        assert!(PublicKey::from_vkey(&wrong).is_err());
+        assert!(PublicKey::from_vkey("log+1234").is_err());
     }
 
     #[test]

@@ -18,4 +18,6 @@ pub mod verify;
 pub use checkpoint::{Checkpoint, NoteError, PublicKey, SignedNote, verify_checkpoint};
 pub use log::LogEntry;
 pub use merkle::{Frontier, Hash};
-pub use verify::{Bundle, GrantEvidence, Trust, Verified, VerifyError, verify_bundle};
+pub use verify::{
+    BUNDLE_FORMAT, Bundle, GrantEvidence, Trust, Verified, VerifyError, verify_bundle,
+};

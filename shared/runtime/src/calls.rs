@@ -114,6 +114,9 @@ fn identify(request: &HttpRequest) -> Call {
             "DynamoDB"
         } else if prefix.eq_ignore_ascii_case("secretsmanager") {
             "SecretsManager"
+        } else if prefix == "TrentService" {
+            // KMS's JSON protocol still carries its old internal name.
+            "KMS"
         } else {
             prefix
         };
@@ -147,10 +150,17 @@ fn identify(request: &HttpRequest) -> Call {
         ("scheduler", "DELETE", "schedules", true) => "DeleteSchedule".to_owned(),
         ("scheduler", "GET", "schedules", false) => "ListSchedules".to_owned(),
         ("scheduler", "POST", "schedule-groups", true) => "CreateScheduleGroup".to_owned(),
+        // S3, path-style as the local stack addresses it: /<bucket>[/<key>].
+        ("s3", "PUT", _, true) => "PutObject".to_owned(),
+        ("s3", "GET", _, true) => "GetObject".to_owned(),
+        ("s3", "GET", _, false) => "ListObjectsV2".to_owned(),
+        ("s3", "HEAD", _, false) => "HeadBucket".to_owned(),
+        ("s3", "PUT", _, false) => "CreateBucket".to_owned(),
         (_, method, collection, _) => format!("{method} /{collection}"),
     };
     let service = match service {
         "scheduler" => "Scheduler",
+        "s3" => "S3",
         other => other,
     };
     Call {
@@ -251,6 +261,34 @@ mod tests {
             "",
         ));
         assert_eq!(call.name, "Scheduler.ListSchedules");
+        let s3 = "AWS4-HMAC-SHA256 Credential=AKID/20261129/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=00";
+        for (method, uri, name) in [
+            (
+                "PUT",
+                "http://127.0.0.1:5000/checkpoints-b/checkpoints/00000000000000000007?x-id=PutObject",
+                "S3.PutObject",
+            ),
+            (
+                "GET",
+                "http://127.0.0.1:5000/checkpoints-b/public-key.der?x-id=GetObject",
+                "S3.GetObject",
+            ),
+            (
+                "GET",
+                "http://127.0.0.1:5000/checkpoints-b?list-type=2&prefix=checkpoints%2F",
+                "S3.ListObjectsV2",
+            ),
+        ] {
+            let call = identify(&request(method, uri, &[("authorization", s3)], ""));
+            assert_eq!(call.name, name, "{method} {uri}");
+        }
+        let call = identify(&request(
+            "POST",
+            "http://127.0.0.1:5000/",
+            &[("x-amz-target", "TrentService.Sign")],
+            "{}",
+        ));
+        assert_eq!(call.name, "KMS.Sign");
     }
 
     #[test]

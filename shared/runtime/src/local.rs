@@ -147,6 +147,38 @@ pub struct LocalStack {
     #[serde(default, skip_serializing_if = "Detour::is_direct")]
     pub detour: Detour,
     pub processes: LocalProcesses,
+    /// The signed log: its table, the KMS key that signs its checkpoints, the bucket
+    /// that keeps them (Object Lock), and its name.
+    #[serde(default)]
+    pub log: LocalLog,
+}
+
+/// Where the local stack's signed log lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalLog {
+    pub table: String,
+    /// The signing key's ARN in the emulator's KMS (made by `local up`).
+    pub key_id: String,
+    pub bucket: String,
+    pub origin: String,
+}
+
+impl Default for LocalLog {
+    fn default() -> Self {
+        Self {
+            table: "ticketbound-log".to_owned(),
+            key_id: String::new(),
+            bucket: "ticketbound-local-checkpoints".to_owned(),
+            origin: "ticketbound.local/log".to_owned(),
+        }
+    }
+}
+
+impl LocalLog {
+    /// The public key's verifier key string beside the description (what an auditor pins).
+    pub fn public_key_file(stack: &LocalStack) -> PathBuf {
+        stack.home().join("log-public-key.vkey")
+    }
 }
 
 fn default_identities_table() -> String {

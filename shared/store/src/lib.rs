@@ -11,6 +11,7 @@
 
 mod error;
 mod items;
+pub mod log;
 mod pending;
 mod registry;
 mod retry;
@@ -21,7 +22,8 @@ mod withdrawal;
 mod writeback;
 
 pub use error::StoreError;
-pub use items::{Delivery, ITEM_EXPIRY, ITEM_GRANT};
+pub use items::{Delivery, ITEM_EXPIRY, ITEM_GRANT, audit_to_item, grant_to_item};
+pub use log::{LOG_TABLE, LogError, LogHead, LogStore};
 pub use registry::{
     Applied, IDENTITIES_TABLE, MAX_IMPORT_CHANGES, Registry, RegistryAudit, RegistryError,
 };

@@ -114,7 +114,18 @@ pub const IDENTITIES: TableSchema = TableSchema {
     stream: None,
 };
 
-pub const ALL: [TableSchema; 3] = [GRANTS, AUDIT, IDENTITIES];
+/// The signed log's leaves (see `log`): written by the checkpointer alone. No stream
+/// (nothing may react to it but the verifier) and no TTL (a leaf is never removed).
+pub const LOG: TableSchema = TableSchema {
+    role: "log",
+    partition_key: s("pk"),
+    sort_key: Some(s("sk")),
+    indexes: &[],
+    ttl_attribute: None,
+    stream: None,
+};
+
+pub const ALL: [TableSchema; 4] = [GRANTS, AUDIT, IDENTITIES, LOG];
 
 fn key(attr: KeyAttr, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
     KeySchemaElement::builder()

@@ -434,6 +434,8 @@ pub mod sdk {
         ("aws-sdk-dynamodb", "dynamodb"),
         ("aws-sdk-secretsmanager", "secretsmanager"),
         ("aws-sdk-scheduler", "scheduler"),
+        ("aws-sdk-kms", "kms"),
+        ("aws-sdk-s3", "s3"),
     ];
 
     #[derive(Debug)]

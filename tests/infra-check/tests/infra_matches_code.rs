@@ -30,6 +30,7 @@ fn variables_by_function() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("grant-reconcile", grant_reconcile::config::VARIABLES),
         ("secret-rotate", secret_rotate::config::VARIABLES),
         ("ticket-writeback", ticket_writeback::config::VARIABLES),
+        ("log-checkpoint", log_checkpoint::config::VARIABLES),
     ])
 }
 
@@ -287,6 +288,7 @@ fn stream_filters_are_the_functions_own() {
         ("grant-provision", grant_provision::config::STREAM_FILTERS),
         ("grant-expire", grant_expire::config::STREAM_FILTERS),
         ("ticket-writeback", ticket_writeback::config::STREAM_FILTERS),
+        ("log-checkpoint", log_checkpoint::config::STREAM_FILTERS),
     ]);
     let mut in_terraform = BTreeMap::new();
     for local in ["stream_consumers", "audit_stream_consumers"] {
@@ -321,6 +323,7 @@ fn operations_by_function() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("grant-reconcile", grant_reconcile::config::AWS_OPERATIONS),
         ("secret-rotate", secret_rotate::config::AWS_OPERATIONS),
         ("ticket-writeback", ticket_writeback::config::AWS_OPERATIONS),
+        ("log-checkpoint", log_checkpoint::config::AWS_OPERATIONS),
     ])
 }
 
@@ -392,4 +395,8 @@ fn the_operation_scan_sees_real_calls() {
         !writeback.contains("scheduler:CreateSchedule"),
         "{writeback:?}"
     );
+    let checkpointer = workspace.calls_of_function("log-checkpoint").unwrap();
+    assert!(checkpointer.contains("kms:Sign"), "{checkpointer:?}");
+    assert!(checkpointer.contains("s3:PutObject"), "{checkpointer:?}");
+    assert!(!writeback.contains("kms:Sign"), "{writeback:?}");
 }

@@ -252,6 +252,58 @@ override_resource {
   values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-grant-reconcile-dlq" }
 }
 
+override_resource {
+  target = aws_dynamodb_table.log
+  values = {
+    arn = "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-log"
+  }
+}
+
+override_resource {
+  target = aws_cloudwatch_log_group.function["log-checkpoint"]
+  values = { arn = "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-log-checkpoint" }
+}
+
+override_resource {
+  target = aws_iam_role.function["log-checkpoint"]
+  values = { arn = "arn:aws:iam::111122223333:role/ticketbound-log-checkpoint" }
+}
+
+override_resource {
+  target = aws_lambda_function.this["log-checkpoint"]
+  values = { arn = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-log-checkpoint" }
+}
+
+override_resource {
+  target = aws_sqs_queue.function_dlq["log-checkpoint"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-log-checkpoint-dlq" }
+}
+
+override_resource {
+  target = aws_sqs_queue.stream_dlq["log-checkpoint"]
+  values = { arn = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-log-checkpoint-stream-dlq" }
+}
+
+override_resource {
+  target = aws_kms_key.log_signing
+  values = {
+    arn    = "arn:aws:kms:eu-west-1:111122223333:key/0b7f1c2e-0000-4000-8000-000000000002"
+    key_id = "0b7f1c2e-0000-4000-8000-000000000002"
+  }
+}
+
+override_resource {
+  target = aws_s3_bucket.checkpoints
+  values = {
+    arn = "arn:aws:s3:::ticketbound-checkpoints-111122223333"
+  }
+}
+
+override_resource {
+  target = aws_scheduler_schedule.checkpoint
+  values = { arn = "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-checkpoint" }
+}
+
 variables {
   package_dir = "tests/fixtures/package"
 }
@@ -417,6 +469,7 @@ run "no_function_role_may_write_the_identity_registry" {
       "secret-rotate"    = ""
       "ticket-writeback" = ""
       "grant-reconcile"  = "dynamodb:Scan"
+      "log-checkpoint"   = ""
     }
     error_message = "on the identities table: the intake and the provisioner may GetItem, the reconciler Scan, and no function anything else"
   }
@@ -1026,10 +1079,19 @@ run "kms_key_and_its_policy" {
       for p in concat(values(aws_iam_role_policy.function)[*].policy, [aws_iam_role_policy.scheduler.policy]) : [
         for s in jsondecode(p).Statement : [
           for a in flatten([s.Action]) : contains(flatten([one([for r in jsondecode(aws_kms_key.this.policy).Statement : r if r.Sid == "AccountAdministers"]).Action]), a) if startswith(a, "kms:")
-        ]
+        ] if contains(flatten([s.Resource]), aws_kms_key.this.arn)
       ]
     ]))
-    error_message = "every KMS action the functions' and the scheduler's roles are granted through IAM is delegated by the root statement"
+    error_message = "every KMS action the functions' and the scheduler's roles are granted through IAM on the module key is delegated by the root statement"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for p in concat(values(aws_iam_role_policy.function)[*].policy, [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(p).Statement : alltrue([for r in flatten([s.Resource]) : contains([aws_kms_key.this.arn, aws_kms_key.log_signing.arn], r)])
+        if anytrue([for a in flatten([s.Action]) : startswith(a, "kms:")])
+      ]
+    ]))
+    error_message = "every KMS statement of the roles names the module key or the log signing key, by ARN"
   }
   assert {
     condition = one([for s in jsondecode(aws_kms_key.this.policy).Statement : s if s.Sid == "CloudWatchLogsForFunctionLogGroups"]).Principal.Service == "logs.eu-west-1.amazonaws.com" && one([for s in jsondecode(aws_kms_key.this.policy).Statement : s if s.Sid == "CloudWatchLogsForFunctionLogGroups"]).Condition.ArnEquals["kms:EncryptionContext:aws:logs:arn"] == [
@@ -1037,6 +1099,7 @@ run "kms_key_and_its_policy" {
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-provision",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-grant-reconcile",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-itsm-intake",
+      "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-log-checkpoint",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-secret-rotate",
       "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-ticket-writeback",
     ]
@@ -1275,6 +1338,10 @@ run "alarms_without_a_topic" {
       "ticketbound-grant-reconcile-throttles",
       "ticketbound-grant-reconcile-dlq-messages",
       "ticketbound-grant-reconcile-drift-findings",
+      "ticketbound-log-checkpoint-errors",
+      "ticketbound-log-checkpoint-throttles",
+      "ticketbound-log-checkpoint-dlq-messages",
+      "ticketbound-log-checkpoint-stream-dlq-messages",
       "ticketbound-expiry-schedules-dlq-messages",
     ])
     error_message = "errors and throttles of each function, a message count alarm per DLQ, revocation failures and escalations, write-back failures, drift findings; nothing for functions that do not exist"
@@ -1428,6 +1495,7 @@ run "name_prefix_and_tags_apply_everywhere" {
       [for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : toset(s.Resource) if s.Sid == "NeverTheRecurringSchedules"] == [toset([
         "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/tb-test-sweep",
         "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/tb-test-reconcile",
+        "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/tb-test-checkpoint",
       ])]
     ])
     error_message = "the deny on the recurring schedules follows the group's and the schedules' names"
@@ -1992,6 +2060,7 @@ run "provision_policy_is_least_privilege" {
         resources = toset([
           "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-sweep",
           "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-reconcile",
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-checkpoint",
         ])
       }
       StreamFailureQueue = {
@@ -2120,6 +2189,7 @@ run "expire_policy_is_least_privilege" {
         resources = toset([
           "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-sweep",
           "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-reconcile",
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-checkpoint",
         ])
       }
       StreamFailureQueue = {
@@ -2174,7 +2244,7 @@ run "expire_creates_only_retry_schedules_and_passes_only_the_scheduler_role" {
     condition = anytrue([
       for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
       s.Effect == "Deny" && !contains(keys(s), "Condition") && contains(flatten([s.Action]), "scheduler:CreateSchedule") &&
-      toset(flatten([s.Resource])) == toset([aws_scheduler_schedule.sweep.arn, aws_scheduler_schedule.reconcile.arn])
+      toset(flatten([s.Resource])) == toset([aws_scheduler_schedule.sweep.arn, aws_scheduler_schedule.reconcile.arn, aws_scheduler_schedule.checkpoint.arn])
     ])
     error_message = "the explicit Deny on creating (and so replacing) the sweep and reconcile schedules stays in grant-expire's policy"
   }
@@ -2558,6 +2628,10 @@ run "scheduler_role_group_and_sweep" {
         actions   = toset(["lambda:InvokeFunction"])
         resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-reconcile"])
       }
+      InvokeLogCheckpoint = {
+        actions   = toset(["lambda:InvokeFunction"])
+        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-log-checkpoint"])
+      }
       ScheduleDeadLetterQueue = {
         actions   = toset(["sqs:SendMessage"])
         resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq"])
@@ -2567,7 +2641,7 @@ run "scheduler_role_group_and_sweep" {
         resources = toset([aws_kms_key.this.arn])
       }
     }
-    error_message = "the scheduler role invokes grant-expire and grant-reconcile only, and sends to the schedules' (encrypted) DLQ"
+    error_message = "the scheduler role invokes grant-expire, grant-reconcile and log-checkpoint only, and sends to the schedules' (encrypted) DLQ"
   }
   assert {
     condition     = one([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Condition if s.Sid == "ScheduleDeadLetterQueueKey"]) == { StringEquals = { "kms:ViaService" = "sqs.eu-west-1.amazonaws.com" } }
@@ -2992,8 +3066,8 @@ run "audit_stream_mapping" {
     error_message = "5 audit events a batch with the defaults: what fits in 900 s when the ITSM fails every attempt (4 x 30 s + 3 x 20 s each)"
   }
   assert {
-    condition     = keys(aws_lambda_event_source_mapping.audit_stream) == ["ticket-writeback"]
-    error_message = "only ticket-writeback consumes the audit stream"
+    condition     = keys(aws_lambda_event_source_mapping.audit_stream) == ["log-checkpoint", "ticket-writeback"]
+    error_message = "ticket-writeback and log-checkpoint, and nothing else, consume the audit stream"
   }
 }
 
@@ -3390,11 +3464,11 @@ run "grant_functions_never_touch_the_recurring_schedules" {
       for k in ["grant-provision", "grant-expire", "grant-reconcile"] : anytrue([
         for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement :
         s.Effect == "Deny" && !contains(keys(s), "Condition") &&
-        toset(flatten([s.Resource])) == toset([aws_scheduler_schedule.sweep.arn, aws_scheduler_schedule.reconcile.arn]) &&
+        toset(flatten([s.Resource])) == toset([aws_scheduler_schedule.sweep.arn, aws_scheduler_schedule.reconcile.arn, aws_scheduler_schedule.checkpoint.arn]) &&
         length(setsubtract(["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"], flatten([s.Action]))) == 0
       ])
     ])
-    error_message = "grant-provision, grant-expire and grant-reconcile each deny, unconditionally, creating, updating and deleting exactly the sweep and reconcile schedules"
+    error_message = "grant-provision, grant-expire and grant-reconcile each deny, unconditionally, creating, updating and deleting exactly the sweep, reconcile and checkpoint schedules"
   }
   assert {
     condition = alltrue(flatten([
@@ -3405,7 +3479,7 @@ run "grant_functions_never_touch_the_recurring_schedules" {
           ]) : a == "scheduler:GetSchedule" || anytrue([
           for d in jsondecode(p.policy).Statement :
           d.Effect == "Deny" && contains(flatten([d.Action]), a) &&
-          length(setsubtract([aws_scheduler_schedule.sweep.arn, aws_scheduler_schedule.reconcile.arn], flatten([d.Resource]))) == 0
+          length(setsubtract([aws_scheduler_schedule.sweep.arn, aws_scheduler_schedule.reconcile.arn, aws_scheduler_schedule.checkpoint.arn], flatten([d.Resource]))) == 0
         ])
       ]
     ]))
@@ -3551,6 +3625,7 @@ run "reconcile_policy_is_least_privilege" {
         resources = toset([
           "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-sweep",
           "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-reconcile",
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-checkpoint",
         ])
       }
       OwnDeadLetterQueue = {
@@ -3608,4 +3683,490 @@ run "rejects_no_reconcile_segment" {
     reconcile_segments = 0
   }
   expect_failures = [var.reconcile_segments]
+}
+
+# --- log-checkpoint and the signed log -----------------------------------------------
+
+run "log_table_matches_the_schema" {
+  assert {
+    condition     = aws_dynamodb_table.log.name == "ticketbound-log"
+    error_message = "log table name: <name_prefix>-log"
+  }
+  assert {
+    condition     = aws_dynamodb_table.log.hash_key == "pk" && aws_dynamodb_table.log.range_key == "sk"
+    error_message = "log keys must be pk (hash) and sk (range)"
+  }
+  assert {
+    condition     = { for a in aws_dynamodb_table.log.attribute : a.name => a.type } == { pk = "S", sk = "S" }
+    error_message = "log attribute definitions differ from shared/store/src/schema.rs (LOG)"
+  }
+  assert {
+    condition     = length(aws_dynamodb_table.log.global_secondary_index) == 0 && length(aws_dynamodb_table.log.local_secondary_index) == 0
+    error_message = "the log table has no indexes"
+  }
+  assert {
+    condition     = !coalesce(aws_dynamodb_table.log.stream_enabled, false)
+    error_message = "the log table has no stream: nothing may react to it but the verifier"
+  }
+  assert {
+    condition     = length(aws_dynamodb_table.log.ttl) == 0 || !try(aws_dynamodb_table.log.ttl[0].enabled, false)
+    error_message = "the log table must have no TTL: a leaf is never removed"
+  }
+  assert {
+    condition = (
+      aws_dynamodb_table.log.point_in_time_recovery[0].enabled &&
+      aws_dynamodb_table.log.server_side_encryption[0].enabled &&
+      aws_dynamodb_table.log.server_side_encryption[0].kms_key_arn == aws_kms_key.this.arn &&
+      aws_dynamodb_table.log.billing_mode == "PAY_PER_REQUEST" &&
+      aws_dynamodb_table.log.deletion_protection_enabled
+    )
+    error_message = "log table: point-in-time recovery, the module's KMS key, on-demand billing, deletion protection by default"
+  }
+  assert {
+    condition     = output.log_table_name == "ticketbound-log" && output.log_table_arn == "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-log"
+    error_message = "the log table's name and ARN are outputs"
+  }
+}
+
+# Whoever may write the log table may append leaves; the checkpointer alone does (the
+# same guard as the identity registry's, for the log table).
+run "no_function_role_but_the_checkpointer_may_write_the_log" {
+  assert {
+    condition = {
+      for k, p in aws_iam_role_policy.function : k => join(" ", sort(distinct(flatten([
+        for s in jsondecode(p.policy).Statement : flatten([s.Action])
+        if s.Effect == "Allow" && contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
+      ]))))
+      } == {
+      "itsm-intake"      = ""
+      "grant-provision"  = ""
+      "grant-expire"     = ""
+      "secret-rotate"    = ""
+      "ticket-writeback" = ""
+      "grant-reconcile"  = ""
+      "log-checkpoint"   = "dynamodb:BatchGetItem dynamodb:GetItem dynamodb:PutItem dynamodb:Query dynamodb:UpdateItem"
+    }
+    error_message = "on the log table: log-checkpoint reads the head, markers and leaves, appends (PutItem in its transactions) and records the signed size (UpdateItem); no other function anything, and nobody DeleteItem"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for k, p in aws_iam_role_policy.function : [
+        for s in jsondecode(p.policy).Statement : length(setintersection(
+          toset(flatten([s.Action])),
+          toset(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:RestoreTableToPointInTime"]),
+        )) == 0
+        if k != "log-checkpoint" && s.Effect == "Allow" && anytrue([
+          # The table's ARN, anything under it, or a wildcard pattern covering it.
+          for r in flatten([s.Resource]) : (
+            r == aws_dynamodb_table.log.arn ||
+            startswith(r, "${aws_dynamodb_table.log.arn}/") ||
+            (strcontains(r, "*") && startswith(aws_dynamodb_table.log.arn, split("*", r)[0]))
+          )
+        ])
+      ]
+    ]))
+    error_message = "no function role policy but log-checkpoint's allows a write on the log table, by its ARN or by a wildcard covering it"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for p in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(p).Statement : !anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
+        if s.Effect == "Allow" && anytrue([for r in flatten([s.Resource]) : strcontains(r, ":table/ticketbound-log") && r != aws_dynamodb_table.log.arn])
+      ]
+    ]))
+    error_message = "no role policy names the log table's indexes, stream or a pattern over it"
+  }
+  assert {
+    condition = !anytrue([
+      for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
+    ])
+    error_message = "the scheduler role has nothing on the log table"
+  }
+}
+
+run "log_checkpoint_follows_the_function_pattern" {
+  assert {
+    condition = (
+      aws_lambda_function.this["log-checkpoint"].function_name == "ticketbound-log-checkpoint" &&
+      aws_lambda_function.this["log-checkpoint"].runtime == "provided.al2023" &&
+      aws_lambda_function.this["log-checkpoint"].architectures == tolist(["arm64"]) &&
+      aws_lambda_function.this["log-checkpoint"].handler == "bootstrap" &&
+      aws_lambda_function.this["log-checkpoint"].filename == "tests/fixtures/package/log-checkpoint/bootstrap.zip" &&
+      aws_lambda_function.this["log-checkpoint"].kms_key_arn == aws_kms_key.this.arn &&
+      aws_lambda_function.this["log-checkpoint"].memory_size == 256 &&
+      aws_lambda_function.this["log-checkpoint"].timeout == 300 &&
+      aws_lambda_function.this["log-checkpoint"].tracing_config[0].mode == "Active" &&
+      aws_lambda_function.this["log-checkpoint"].logging_config[0].log_group == "/aws/lambda/ticketbound-log-checkpoint"
+    )
+    error_message = "<name_prefix>-log-checkpoint: the cargo-lambda arm64 bootstrap on provided.al2023, 256 MB, 300 s, X-Ray, its own log group"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["log-checkpoint"].dead_letter_config[0].target_arn == aws_sqs_queue.function_dlq["log-checkpoint"].arn &&
+      aws_sqs_queue.function_dlq["log-checkpoint"].kms_master_key_id == aws_kms_key.this.arn &&
+      aws_sqs_queue.stream_dlq["log-checkpoint"].name == "ticketbound-log-checkpoint-stream-dlq" &&
+      aws_sqs_queue.stream_dlq["log-checkpoint"].kms_master_key_id == aws_kms_key.this.arn
+    )
+    error_message = "failed async invocations to an own DLQ, given-up audit stream batches to an own stream DLQ, both encrypted with the module key"
+  }
+  assert {
+    condition     = length(aws_lambda_function.this["log-checkpoint"].vpc_config) == 0 && !contains(keys(aws_lambda_function_url.this), "log-checkpoint")
+    error_message = "no VPC (AWS APIs only), no function URL"
+  }
+  assert {
+    condition = aws_lambda_function.this["log-checkpoint"].environment[0].variables == tomap({
+      TICKETBOUND_GRANTS_TABLE     = "ticketbound-grants"
+      TICKETBOUND_AUDIT_TABLE      = "ticketbound-audit"
+      TICKETBOUND_RETENTION_DAYS   = "400"
+      TICKETBOUND_LOG_TABLE        = "ticketbound-log"
+      TICKETBOUND_LOG_KEY_ID       = "arn:aws:kms:eu-west-1:111122223333:key/0b7f1c2e-0000-4000-8000-000000000002"
+      TICKETBOUND_LOG_BUCKET       = "ticketbound-checkpoints-111122223333"
+      TICKETBOUND_LOG_ORIGIN       = "ticketbound/ticketbound"
+      TICKETBOUND_CHECKPOINT_EVERY = "64"
+    })
+    error_message = "log-checkpoint's environment is exactly what functions/log-checkpoint/src/config.rs reads"
+  }
+  assert {
+    condition = (
+      output.checkpoint_function_name == "ticketbound-log-checkpoint" &&
+      output.checkpoint_function_arn == aws_lambda_function.this["log-checkpoint"].arn &&
+      output.checkpoint_role_arn == "arn:aws:iam::111122223333:role/ticketbound-log-checkpoint" &&
+      output.log_signing_key_arn == aws_kms_key.log_signing.arn &&
+      output.checkpoint_bucket_name == "ticketbound-checkpoints-111122223333" &&
+      output.log_origin == "ticketbound/ticketbound"
+    )
+    error_message = "the checkpointer's function, role, key, bucket and origin are outputs"
+  }
+}
+
+run "log_checkpoint_policy_is_least_privilege" {
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["log-checkpoint"].policy).Statement :
+      s.Sid => { effect = s.Effect, actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      } == {
+      OwnLogGroup = {
+        effect    = "Allow"
+        actions   = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
+        resources = toset(["arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-log-checkpoint", "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-log-checkpoint:*"])
+      }
+      XRayTracing = {
+        effect    = "Allow"
+        actions   = toset(["xray:PutTraceSegments", "xray:PutTelemetryRecords"])
+        resources = toset(["*"])
+      }
+      OwnDeadLetterQueue = {
+        effect    = "Allow"
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-log-checkpoint-dlq"])
+      }
+      ModuleKey = {
+        effect    = "Allow"
+        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
+        resources = toset([aws_kms_key.this.arn])
+      }
+      GrantsRead = {
+        effect    = "Allow"
+        actions   = toset(["dynamodb:GetItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      }
+      LogTable = {
+        effect    = "Allow"
+        actions   = toset(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-log"])
+      }
+      AuditStreamRead = {
+        effect    = "Allow"
+        actions   = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit/stream/2025-01-01T00:00:00.000"])
+      }
+      AuditStreamList = {
+        effect    = "Allow"
+        actions   = toset(["dynamodb:ListStreams"])
+        resources = toset(["*"])
+      }
+      LogSigningKey = {
+        effect    = "Allow"
+        actions   = toset(["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"])
+        resources = toset(["arn:aws:kms:eu-west-1:111122223333:key/0b7f1c2e-0000-4000-8000-000000000002"])
+      }
+      CheckpointObjects = {
+        effect    = "Allow"
+        actions   = toset(["s3:GetObject", "s3:PutObject"])
+        resources = toset(["arn:aws:s3:::ticketbound-checkpoints-111122223333/*"])
+      }
+      StreamFailureQueue = {
+        effect    = "Allow"
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-log-checkpoint-stream-dlq"])
+      }
+    }
+    error_message = "log-checkpoint: a grant read, the log table, the audit stream, the signing key, the bucket's objects, its DLQs and the module key; nothing on the audit table, no secret, no delete"
+  }
+  assert {
+    condition = toset([
+      for k, p in aws_iam_role_policy.function : k
+      if anytrue([for s in jsondecode(p.policy).Statement : s.Effect == "Allow" && contains(flatten([s.Action]), "kms:Sign")])
+    ]) == toset(["log-checkpoint"])
+    error_message = "no function role but log-checkpoint's is allowed kms:Sign"
+  }
+  assert {
+    condition = !anytrue(flatten([
+      for p in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(p).Statement : contains(flatten([s.Resource]), aws_kms_key.log_signing.arn)
+      ]
+      if p != aws_iam_role_policy.function["log-checkpoint"].policy
+    ]))
+    error_message = "no other role names the log signing key"
+  }
+}
+
+run "log_signing_key_and_its_policy" {
+  assert {
+    condition = (
+      aws_kms_key.log_signing.customer_master_key_spec == "ECC_NIST_P256" &&
+      aws_kms_key.log_signing.key_usage == "SIGN_VERIFY" &&
+      !aws_kms_key.log_signing.enable_key_rotation &&
+      aws_kms_key.log_signing.deletion_window_in_days == 30
+    )
+    error_message = "the signing key is ECC_NIST_P256 / SIGN_VERIFY (ECDSA P-256 checkpoints), not rotated (KMS cannot rotate asymmetric keys), 30 days before deletion"
+  }
+  assert {
+    condition     = aws_kms_alias.log_signing.name == "alias/ticketbound-log-signing"
+    error_message = "alias/<name_prefix>-log-signing"
+  }
+  assert {
+    condition     = toset([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s.Sid]) == toset(["AccountAdministers", "CheckpointerSigns", "OnlyTheCheckpointerSigns"])
+    error_message = "key policy: the account administers, the checkpointer signs, everybody else is denied signing"
+  }
+  assert {
+    condition = (
+      one([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s.Principal.AWS if s.Sid == "AccountAdministers"]) == "arn:aws:iam::111122223333:root" &&
+      !contains(flatten([one([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s if s.Sid == "AccountAdministers"]).Action]), "kms:Sign")
+    )
+    error_message = "the account root administers the key but is not given kms:Sign (so no IAM policy can delegate it)"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(aws_kms_key.log_signing.policy).Statement : [
+        for a in flatten([s.Action]) : !strcontains(a, "*")
+      ]
+    ]))
+    error_message = "no wildcard action in the signing key's policy (kms:* or kms:Sign* would hand out signing)"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s.Principal.AWS
+      if s.Effect == "Allow" && contains(flatten([s.Action]), "kms:Sign")
+    ] == ["arn:aws:iam::111122223333:role/ticketbound-log-checkpoint"]
+    error_message = "kms:Sign is allowed to the log-checkpoint role only"
+  }
+  assert {
+    condition     = toset(flatten([one([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s if s.Sid == "CheckpointerSigns"]).Action])) == toset(["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"])
+    error_message = "the checkpointer may sign, read the public key and describe the key, nothing more"
+  }
+  assert {
+    condition = one([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s if s.Sid == "OnlyTheCheckpointerSigns"]) == {
+      Sid       = "OnlyTheCheckpointerSigns"
+      Effect    = "Deny"
+      Principal = { AWS = "*" }
+      Action    = ["kms:Sign"]
+      Resource  = "*"
+      Condition = { ArnNotEquals = { "aws:PrincipalArn" = "arn:aws:iam::111122223333:role/ticketbound-log-checkpoint" } }
+    }
+    error_message = "an explicit Deny of kms:Sign to every principal that is not the log-checkpoint role, whatever IAM or a grant allows"
+  }
+}
+
+run "checkpoint_bucket_is_locked" {
+  assert {
+    condition     = aws_s3_bucket.checkpoints.bucket == "ticketbound-checkpoints-111122223333" && aws_s3_bucket.checkpoints.object_lock_enabled && !aws_s3_bucket.checkpoints.force_destroy
+    error_message = "the checkpoints bucket is <name_prefix>-checkpoints-<account>, created with Object Lock, never force-destroyed"
+  }
+  assert {
+    condition     = aws_s3_bucket_versioning.checkpoints.versioning_configuration[0].status == "Enabled"
+    error_message = "versioning is enabled (Object Lock requires it)"
+  }
+  assert {
+    condition = (
+      aws_s3_bucket_object_lock_configuration.checkpoints.rule[0].default_retention[0].mode == "COMPLIANCE" &&
+      aws_s3_bucket_object_lock_configuration.checkpoints.rule[0].default_retention[0].days == 2557
+    )
+    error_message = "every object is locked in COMPLIANCE mode for 2557 days (7 years) by default"
+  }
+  assert {
+    condition = alltrue([
+      for r in aws_s3_bucket_server_side_encryption_configuration.checkpoints.rule :
+      r.apply_server_side_encryption_by_default[0].sse_algorithm == "aws:kms" && r.apply_server_side_encryption_by_default[0].kms_master_key_id == aws_kms_key.this.arn && r.bucket_key_enabled
+    ]) && length(aws_s3_bucket_server_side_encryption_configuration.checkpoints.rule) == 1
+    error_message = "SSE-KMS with the module key (a bucket key)"
+  }
+  assert {
+    condition = (
+      aws_s3_bucket_public_access_block.checkpoints.block_public_acls &&
+      aws_s3_bucket_public_access_block.checkpoints.block_public_policy &&
+      aws_s3_bucket_public_access_block.checkpoints.ignore_public_acls &&
+      aws_s3_bucket_public_access_block.checkpoints.restrict_public_buckets &&
+      aws_s3_bucket_ownership_controls.checkpoints.rule[0].object_ownership == "BucketOwnerEnforced"
+    )
+    error_message = "no public access of any kind, no ACLs"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_s3_bucket_policy.checkpoints.policy).Statement : s.Action
+      if s.Effect == "Deny" && s.Principal == { AWS = "*" } && !contains(keys(s), "Condition")
+    ])) == toset(["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention", "s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration"])
+    error_message = "everyone is denied, unconditionally, deleting objects or versions, changing or bypassing their retention, and changing the lock"
+  }
+  assert {
+    condition = anytrue([
+      for s in jsondecode(aws_s3_bucket_policy.checkpoints.policy).Statement :
+      s.Effect == "Deny" && s.Principal == { AWS = "*" } && try(s.Condition.Bool["aws:SecureTransport"], "") == "false" && contains(s.Action, "s3:GetObject") && contains(s.Action, "s3:PutObject")
+    ])
+    error_message = "requests without TLS are denied"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_s3_bucket_policy.checkpoints.policy).Statement : { principal = s.Principal, actions = toset(s.Action), resources = s.Resource }
+      if s.Effect == "Allow"
+      ] == [{
+        principal = { AWS = "arn:aws:iam::111122223333:role/ticketbound-log-checkpoint" }
+        actions   = toset(["s3:GetObject", "s3:PutObject"])
+        resources = ["arn:aws:s3:::ticketbound-checkpoints-111122223333/*"]
+    }]
+    error_message = "the bucket policy allows the checkpointer (only) to put and get objects"
+  }
+  assert {
+    condition = anytrue([
+      for s in jsondecode(aws_s3_bucket_policy.checkpoints.policy).Statement :
+      s.Effect == "Deny" && s.Action == ["s3:PutObject"] && try(s.Condition, null) == { ArnNotEquals = { "aws:PrincipalArn" = "arn:aws:iam::111122223333:role/ticketbound-log-checkpoint" } }
+    ])
+    error_message = "nobody but the checkpointer puts an object"
+  }
+}
+
+run "checkpoint_retention_follows_its_variable" {
+  command = plan
+  variables {
+    checkpoint_retention_days = 3653
+  }
+  assert {
+    condition     = aws_s3_bucket_object_lock_configuration.checkpoints.rule[0].default_retention[0].days == 3653
+    error_message = "checkpoint_retention_days sets the default retention"
+  }
+}
+
+run "audit_stream_has_the_checkpointer" {
+  assert {
+    condition = [
+      for f in aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].filter_criteria[0].filter : jsondecode(f.pattern)
+    ] == [{ eventName = ["INSERT", "MODIFY"] }]
+    error_message = "log-checkpoint gets the audit stream's INSERTs and MODIFYs (functions/log-checkpoint STREAM_FILTERS)"
+  }
+  assert {
+    condition = (
+      aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].event_source_arn == aws_dynamodb_table.audit.stream_arn &&
+      aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].function_name == aws_lambda_function.this["log-checkpoint"].arn &&
+      aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].starting_position == "LATEST" &&
+      aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].batch_size == 100 &&
+      aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].function_response_types == toset(["ReportBatchItemFailures"])
+    )
+    error_message = "log-checkpoint reads the audit table's stream from LATEST, 100 records a batch, reporting batch failures"
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].destination_config[0].on_failure[0].destination_arn == aws_sqs_queue.stream_dlq["log-checkpoint"].arn
+    error_message = "given-up batches are described in log-checkpoint's own stream DLQ"
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 5
+    error_message = "ticket-writeback keeps its own batch size"
+  }
+}
+
+run "checkpoint_schedule" {
+  assert {
+    condition = (
+      aws_scheduler_schedule.checkpoint.name == "ticketbound-checkpoint" &&
+      aws_scheduler_schedule.checkpoint.group_name == "ticketbound" &&
+      aws_scheduler_schedule.checkpoint.schedule_expression == "rate(5 minutes)" &&
+      aws_scheduler_schedule.checkpoint.flexible_time_window[0].mode == "OFF"
+    )
+    error_message = "the checkpoint schedule runs every 5 minutes in the group, on time"
+  }
+  assert {
+    condition = (
+      aws_scheduler_schedule.checkpoint.target[0].arn == aws_lambda_function.this["log-checkpoint"].arn &&
+      aws_scheduler_schedule.checkpoint.target[0].role_arn == aws_iam_role.scheduler.arn &&
+      jsondecode(aws_scheduler_schedule.checkpoint.target[0].input) == { checkpoint = true } &&
+      aws_scheduler_schedule.checkpoint.target[0].dead_letter_config[0].arn == aws_sqs_queue.schedule_dlq.arn &&
+      aws_scheduler_schedule.checkpoint.target[0].retry_policy[0].maximum_event_age_in_seconds == 300
+    )
+    error_message = "the schedule invokes log-checkpoint (an event without Records) as the scheduler role, retries within its interval, then the schedules' DLQ"
+  }
+  assert {
+    condition     = output.checkpoint_schedule_arn == "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-checkpoint"
+    error_message = "the checkpoint schedule's ARN is an output"
+  }
+}
+
+run "checkpoint_settings_follow_their_variables" {
+  command = plan
+  variables {
+    name_prefix         = "tb-test"
+    log_origin          = "audit.example.com/prod"
+    checkpoint_every    = 16
+    checkpoint_schedule = "rate(2 hours)"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["log-checkpoint"].environment[0].variables["TICKETBOUND_LOG_ORIGIN"] == "audit.example.com/prod" &&
+      aws_lambda_function.this["log-checkpoint"].environment[0].variables["TICKETBOUND_CHECKPOINT_EVERY"] == "16" &&
+      aws_lambda_function.this["log-checkpoint"].environment[0].variables["TICKETBOUND_LOG_TABLE"] == "tb-test-log" &&
+      aws_s3_bucket.checkpoints.bucket == "tb-test-checkpoints-111122223333"
+    )
+    error_message = "log_origin, checkpoint_every and name_prefix reach the checkpointer's environment and names"
+  }
+  assert {
+    condition     = aws_scheduler_schedule.checkpoint.schedule_expression == "rate(2 hours)" && aws_cloudwatch_metric_alarm.checkpoint_late.period == 14400
+    error_message = "checkpoint_schedule sets the schedule, and the late alarm waits two of its intervals"
+  }
+}
+
+run "rejects_a_log_origin_with_a_space_or_plus" {
+  command = plan
+  variables {
+    log_origin = "ticketbound prod+1"
+  }
+  expect_failures = [var.log_origin]
+}
+
+run "checkpoint_alarms" {
+  assert {
+    condition = {
+      for k, a in aws_cloudwatch_metric_alarm.checkpoint : a.alarm_name => a.metric_name
+      if a.namespace == "ticketbound" && a.dimensions == tomap({ function = "log-checkpoint" }) && a.statistic == "Sum" && a.threshold == 1 && a.comparison_operator == "GreaterThanOrEqualToThreshold" && a.treat_missing_data == "notBreaching"
+      } == {
+      "ticketbound-log-checkpoint-log-tampered"        = "LogTampered"
+      "ticketbound-log-checkpoint-checkpoint-fork"     = "CheckpointFork"
+      "ticketbound-log-checkpoint-checkpoint-failures" = "CheckpointFailures"
+    }
+    error_message = "LogTampered, CheckpointFork and CheckpointFailures each alarm at 1 (namespace ticketbound, function = log-checkpoint)"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.checkpoint_late.alarm_name == "ticketbound-log-checkpoint-checkpoint-late" &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.namespace == "AWS/Lambda" &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.metric_name == "Invocations" &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.dimensions == tomap({ FunctionName = "ticketbound-log-checkpoint" }) &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.period == 3600 &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.threshold == 1 &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.comparison_operator == "LessThanThreshold" &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.treat_missing_data == "breaching"
+    )
+    error_message = "checkpoint late: no invocation of log-checkpoint in an hour (the schedule runs it every 5 minutes however quiet the system), missing data breaching"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.function_errors["log-checkpoint"].alarm_name == "ticketbound-log-checkpoint-errors"
+    error_message = "a failing run is the function's Errors alarm"
+  }
 }

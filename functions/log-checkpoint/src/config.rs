@@ -1,0 +1,97 @@
+//! The checkpointer's configuration, from environment variables.
+
+use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
+use ticketbound_store::StoreSettings;
+pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, LOG_TABLE, RETENTION_DAYS};
+
+/// The KMS key that signs checkpoints (its ARN): ECC_NIST_P256, SIGN_VERIFY.
+pub const LOG_KEY_ID: &str = "TICKETBOUND_LOG_KEY_ID";
+/// The Object Lock bucket that keeps the checkpoints.
+pub const LOG_BUCKET: &str = "TICKETBOUND_LOG_BUCKET";
+/// The log's name: each checkpoint's origin line and the key's name in its signature.
+pub const LOG_ORIGIN: &str = "TICKETBOUND_LOG_ORIGIN";
+/// A checkpoint is signed once this many events are logged past the last one (and on
+/// the schedule, whatever the count).
+pub const CHECKPOINT_EVERY: &str = "TICKETBOUND_CHECKPOINT_EVERY";
+
+/// The audit-stream records the event source mapping gives the checkpointer (its
+/// filter criteria, as `infra/modules/ticketbound/locals.tf` sets them and the local
+/// host applies them): new audit events and rewritten ones. A rewrite is not
+/// something ticketbound does; logging it is how the verifier sees it.
+pub const STREAM_FILTERS: &str = r#"[{"eventName": ["INSERT", "MODIFY"]}]"#;
+
+/// Every AWS operation this function calls (`service:Operation`, as IAM names it):
+/// its role must allow each (checked against Terraform by `tests/infra-check`).
+pub const AWS_OPERATIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+    "dynamodb:TransactWriteItems",
+    "kms:DescribeKey",
+    "kms:GetPublicKey",
+    "kms:Sign",
+    "s3:GetObject",
+    "s3:PutObject",
+];
+
+/// Every variable the checkpointer reads, for the infrastructure check.
+pub const VARIABLES: &[&str] = &[
+    GRANTS_TABLE,
+    AUDIT_TABLE,
+    RETENTION_DAYS,
+    LOG_TABLE,
+    LOG_KEY_ID,
+    LOG_BUCKET,
+    LOG_ORIGIN,
+    CHECKPOINT_EVERY,
+];
+
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    pub store: StoreSettings,
+    pub log_table: String,
+    pub key_id: String,
+    pub bucket: String,
+    pub origin: String,
+    pub every: u64,
+}
+
+impl CheckpointConfig {
+    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let store = StoreSettings::read(&mut env);
+        let log_table = ticketbound_store::LogStore::read_table(&mut env);
+        let key_id: Option<String> = env.required(LOG_KEY_ID, "a KMS key ARN");
+        let bucket: Option<String> = env.required(LOG_BUCKET, "an S3 bucket name");
+        let origin: Option<String> = env.required(
+            LOG_ORIGIN,
+            "the log's name, without spaces or '+' (e.g. ticketbound.example.com/prod)",
+        );
+        let every: u64 = env.or_default(CHECKPOINT_EVERY, "a whole number from 1", 64);
+        if let Some(o) = &origin
+            && (o.is_empty() || o.chars().any(|c| c.is_whitespace() || c == '+'))
+        {
+            env.problem(
+                LOG_ORIGIN,
+                VarProblem::Malformed {
+                    expected: "a name without spaces or '+'".to_owned(),
+                },
+            );
+        }
+        env.finish()?;
+        match (store, log_table, key_id, bucket, origin) {
+            (Some(store), Some(log_table), Some(key_id), Some(bucket), Some(origin)) => Ok(Self {
+                store,
+                log_table,
+                key_id,
+                bucket,
+                origin,
+                every: every.max(1),
+            }),
+            // finish() has reported them; this only keeps the types honest.
+            _ => Err(ConfigError {
+                problems: vec![(LOG_TABLE.to_owned(), VarProblem::Missing)],
+            }),
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! `log-checkpoint`: the signed log's only writer and only signer.
+//!
+//! **Logging.** Fed by the audit table's stream (new and rewritten events), it gives
+//! each event the next position in one log over every grant (a leaf binding the
+//! event's chain hash to its grant, its ticket and the time it was logged) and
+//! appends the batch in one conditional transaction. An event logged before (a
+//! redelivered record) is not logged again; an event rewritten in the table (its
+//! hash differs) is, and that second leaf is what the verifier reports.
+//!
+//! **Signing.** Once `TICKETBOUND_CHECKPOINT_EVERY` events are logged past the last
+//! checkpoint, and on its schedule whatever the count, it signs a C2SP checkpoint
+//! (origin, size, root, time) with its KMS key and writes it once to the Object Lock
+//! bucket, beside the tree's right edge at that size and, with the first, the public
+//! key. Before signing it rebuilds the root from the last signed checkpoint's edge
+//! (kept in the bucket, where the operator cannot change it) and the leaves since:
+//! a log whose head or older leaves were rewritten in DynamoDB is not signed, and
+//! `LogTampered` fires.
+//!
+//! Its role alone may write the log table and sign with the key; no other role may do
+//! either (Terraform, checked by `tests/infra-check`; moto enforces no IAM).
+
+pub mod config;
+
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use ticketbound_anchor::{
+    AnchorError, CheckpointBucket, Notary, PUBLIC_KEY_OBJECT, Put, checkpoint_object,
+};
+use ticketbound_domain::GrantId;
+use ticketbound_evidence::{
+    Checkpoint, Frontier, LogEntry, NoteError, PublicKey, SignedNote, verify_checkpoint,
+};
+use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_store::stream::audit_from_image;
+use ticketbound_store::{LogError, LogHead, LogStore, Store, StoreError};
+use tokio::sync::Mutex;
+
+pub use config::CheckpointConfig;
+
+/// Component name in logs and metrics.
+pub const COMPONENT: &str = "log-checkpoint";
+/// How often an append is tried again when another checkpointer appended first.
+const APPEND_ATTEMPTS: u32 = 5;
+/// The ticket logged for an event whose grant is gone by the time it is logged.
+pub const NO_GRANT: &str = "(no grant)";
+
+/// The object key of the tree's right edge at the checkpoint of `size`.
+pub fn frontier_object(size: u64) -> String {
+    format!("frontiers/{size:020}.json")
+}
+
+#[derive(Debug)]
+pub struct Deps {
+    pub store: Store,
+    pub log: LogStore,
+    pub notary: Notary,
+    pub bucket: CheckpointBucket,
+    pub config: CheckpointConfig,
+    /// Grant → ticket: a grant's ticket never changes, so one read per grant per
+    /// warm instance.
+    tickets: Mutex<HashMap<GrantId, String>>,
+    key: Mutex<Option<PublicKey>>,
+}
+
+impl Deps {
+    pub fn from_env(sdk: &SdkConfig, env: EnvReader) -> Result<Self, ConfigError> {
+        let config = CheckpointConfig::from_env(env)?;
+        Ok(Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
+            log: LogStore::new(aws_sdk_dynamodb::Client::new(sdk), config.log_table.clone()),
+            notary: Notary::new(sdk, config.key_id.clone()),
+            bucket: CheckpointBucket::new(sdk, config.bucket.clone()),
+            config,
+            tickets: Mutex::new(HashMap::new()),
+            key: Mutex::new(None),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    #[error("the log failed")]
+    Log(#[from] LogError),
+    #[error("KMS or S3 failed")]
+    Anchor(#[from] AnchorError),
+    #[error("the log kept moving under this checkpointer ({0} attempts)")]
+    Contended(u32),
+    #[error(
+        "the log in DynamoDB does not extend its last signed checkpoint ({why}); nothing is signed"
+    )]
+    LogTampered { why: String },
+    #[error("checkpoint {size} in the bucket does not verify: {source}")]
+    BadStoredCheckpoint {
+        size: u64,
+        #[source]
+        source: NoteError,
+    },
+    #[error(
+        "fork: the bucket holds another checkpoint of size {size} (root {stored}, this log's {ours})"
+    )]
+    Fork {
+        size: u64,
+        stored: String,
+        ours: String,
+    },
+    #[error("the public key in the bucket is not the signing key's: a new key needs a rollover")]
+    KeyChanged,
+    #[error("KMS signed something its own public key does not verify")]
+    SignatureDoesNotVerify(#[source] NoteError),
+}
+
+/// What one stream batch did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Logged {
+    pub appended: usize,
+    /// Records of events logged before (redeliveries).
+    pub already_logged: usize,
+    pub size: u64,
+    /// The checkpoint signed after the batch, if one was due.
+    pub signed: Option<u64>,
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<DynamoDbBatchItemFailure>,
+}
+
+impl From<Logged> for DynamoDbEventResponse {
+    fn from(r: Logged) -> Self {
+        let mut response = DynamoDbEventResponse::default();
+        response.batch_item_failures = r.batch_item_failures;
+        response
+    }
+}
+
+/// Handles one batch from the audit stream: every event logged, or none (the whole
+/// batch is delivered again from its first record).
+pub async fn handle_stream(deps: &Deps, event: Event) -> Logged {
+    match log_batch(deps, &event, Utc::now()).await {
+        Ok(logged) => logged,
+        Err(e) => {
+            tracing::error!(error = %ticketbound_runtime::error_chain(&e), "the batch was not logged; the stream delivers it again");
+            alarm_on(&e);
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = event
+                .records
+                .first()
+                .and_then(|r| r.change.sequence_number.clone());
+            Logged {
+                batch_item_failures: vec![failure],
+                ..Logged::default()
+            }
+        }
+    }
+}
+
+fn alarm_on(e: &CheckpointError) {
+    let metric = match e {
+        CheckpointError::LogTampered { .. } | CheckpointError::BadStoredCheckpoint { .. } => {
+            "LogTampered"
+        }
+        CheckpointError::Fork { .. } => "CheckpointFork",
+        _ => "CheckpointFailures",
+    };
+    ticketbound_runtime::metrics::count(COMPONENT, metric, 1);
+}
+
+async fn ticket_of(deps: &Deps, grant: GrantId) -> Result<String, StoreError> {
+    if let Some(t) = deps.tickets.lock().await.get(&grant) {
+        return Ok(t.clone());
+    }
+    let ticket = match deps.store.get_grant(grant).await? {
+        Some(g) => g.request.ticket.qualified_key(),
+        None => {
+            tracing::warn!(%grant, "an audit event of a grant that is gone; logged without its ticket");
+            return Ok(NO_GRANT.to_owned());
+        }
+    };
+    deps.tickets.lock().await.insert(grant, ticket.clone());
+    Ok(ticket)
+}
+
+async fn log_batch(
+    deps: &Deps,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Result<Logged, CheckpointError> {
+    let mut events = Vec::new();
+    for record in &event.records {
+        if !matches!(record.event_name.as_str(), "INSERT" | "MODIFY") {
+            continue;
+        }
+        match audit_from_image(record.change.new_image.clone()) {
+            Ok(e) => events.push(e),
+            // Nothing ticketbound writes to the audit table is anything else; an item
+            // that is not an event is no event to log.
+            Err(e) => {
+                tracing::error!(error = %ticketbound_runtime::error_chain(&e), event_id = ?record.event_id, "not an audit event; not logged");
+            }
+        }
+    }
+    let mut tickets = Vec::with_capacity(events.len());
+    for e in &events {
+        tickets.push(ticket_of(deps, e.grant_id).await?);
+    }
+    let refs: Vec<_> = events.iter().map(|e| (e.grant_id, e.seq, e.hash)).collect();
+    for attempt in 1..=APPEND_ATTEMPTS {
+        let head = deps.log.head().await?;
+        let logged = deps.log.logged(&refs).await?;
+        let mut entries: Vec<LogEntry> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (e, ticket) in events.iter().zip(&tickets) {
+            let r = (e.grant_id, e.seq, e.hash);
+            if logged.contains(&r) || !seen.insert(r) {
+                continue;
+            }
+            entries.push(LogEntry {
+                position: head.frontier.size + entries.len() as u64,
+                ticket: ticket.clone(),
+                grant_id: e.grant_id,
+                seq: e.seq,
+                event_hash: e.hash,
+                logged_at: now,
+            });
+        }
+        let already_logged = events.len() - entries.len();
+        let head = match deps.log.append(&head, &entries).await {
+            Ok(head) => head,
+            Err(LogError::Moved(_)) => {
+                tracing::info!(
+                    attempt,
+                    "another checkpointer appended first; reading the log again"
+                );
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let due = head.frontier.size - head.signed_size >= deps.config.every;
+        let signed = if due {
+            sign_checkpoint(deps, &head, now).await?
+        } else {
+            None
+        };
+        return Ok(Logged {
+            appended: entries.len(),
+            already_logged,
+            size: head.frontier.size,
+            signed,
+            batch_item_failures: Vec::new(),
+        });
+    }
+    Err(CheckpointError::Contended(APPEND_ATTEMPTS))
+}
+
+/// The scheduled run: signs a checkpoint if anything was logged since the last.
+pub async fn handle_schedule(deps: &Deps) -> Result<Option<u64>, CheckpointError> {
+    let head = deps.log.head().await?;
+    sign_checkpoint(deps, &head, Utc::now())
+        .await
+        .inspect_err(alarm_on)
+}
+
+async fn public_key(deps: &Deps) -> Result<PublicKey, CheckpointError> {
+    let mut cached = deps.key.lock().await;
+    if let Some(k) = cached.as_ref() {
+        return Ok(k.clone());
+    }
+    let key = deps.notary.public_key(&deps.config.origin).await?;
+    // Kept with the checkpoints, once: a different key there is a rollover this
+    // version does not do, not something to write over.
+    if deps
+        .bucket
+        .put_once(PUBLIC_KEY_OBJECT, key.der().to_vec())
+        .await?
+        == Put::AlreadyThere
+        && deps.bucket.get(PUBLIC_KEY_OBJECT).await?.as_deref() != Some(key.der())
+    {
+        return Err(CheckpointError::KeyChanged);
+    }
+    *cached = Some(key.clone());
+    Ok(key)
+}
+
+/// The tree's right edge at the last signed checkpoint, as the bucket keeps it (the
+/// empty tree when nothing was signed), checked against that checkpoint's signature.
+async fn signed_edge(deps: &Deps, key: &PublicKey, size: u64) -> Result<Frontier, CheckpointError> {
+    if size == 0 {
+        return Ok(Frontier::default());
+    }
+    let tampered = |why: &str| CheckpointError::LogTampered {
+        why: format!("checkpoint {size}: {why}"),
+    };
+    let note = deps
+        .bucket
+        .get(&checkpoint_object(size))
+        .await?
+        .ok_or_else(|| {
+            tampered("the head says it is signed, and the bucket has no such checkpoint")
+        })?;
+    let note = String::from_utf8(note).map_err(|_| tampered("not text"))?;
+    let checkpoint = verify_checkpoint(&note, key)
+        .map_err(|source| CheckpointError::BadStoredCheckpoint { size, source })?;
+    let edge = deps
+        .bucket
+        .get(&frontier_object(size))
+        .await?
+        .ok_or_else(|| tampered("the bucket has no edge for it"))?;
+    let edge: Frontier =
+        serde_json::from_slice(&edge).map_err(|_| tampered("its edge is not one"))?;
+    if edge.size != size || !edge.is_well_formed() || edge.root() != checkpoint.root {
+        return Err(tampered("its edge does not hash to its signed root"));
+    }
+    Ok(edge)
+}
+
+/// Signs and keeps a checkpoint of the log as `head` has it, if it grew since the
+/// last; returns its size.
+async fn sign_checkpoint(
+    deps: &Deps,
+    head: &LogHead,
+    now: DateTime<Utc>,
+) -> Result<Option<u64>, CheckpointError> {
+    let size = head.frontier.size;
+    if size == 0 || size <= head.signed_size {
+        return Ok(None);
+    }
+    deps.notary.check_key().await?;
+    let key = public_key(deps).await?;
+    // The root is rebuilt from what the operator cannot change (the last signed edge)
+    // and the leaves since; the head's own edge must agree.
+    let mut tree = signed_edge(deps, &key, head.signed_size).await?;
+    let leaves = deps.log.entries_between(head.signed_size, size).await?;
+    for (expected, leaf) in (head.signed_size..).zip(&leaves) {
+        if leaf.position != expected {
+            return Err(CheckpointError::LogTampered {
+                why: format!("the leaf at position {expected} is missing"),
+            });
+        }
+        tree.append(leaf.leaf_hash());
+    }
+    if tree != head.frontier {
+        return Err(CheckpointError::LogTampered {
+            why: format!(
+                "its head does not hash to the leaves logged since checkpoint {}",
+                head.signed_size
+            ),
+        });
+    }
+    let checkpoint = Checkpoint {
+        origin: deps.config.origin.clone(),
+        size,
+        root: tree.root(),
+        time: now,
+    };
+    let text = checkpoint.body();
+    let signature = deps.notary.sign(&text).await?;
+    let note = SignedNote::signed(text, &key, signature).encode();
+    verify_checkpoint(&note, &key).map_err(CheckpointError::SignatureDoesNotVerify)?;
+    let edge = serde_json::to_vec(&tree).unwrap_or_default();
+    deps.bucket.put_once(&frontier_object(size), edge).await?;
+    if deps
+        .bucket
+        .put_once(&checkpoint_object(size), note.into_bytes())
+        .await?
+        == Put::AlreadyThere
+    {
+        // A retry after a lost answer finds its own checkpoint; anything else of this
+        // size is a fork.
+        let stored = deps.bucket.get(&checkpoint_object(size)).await?;
+        let stored = stored
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| CheckpointError::LogTampered {
+                why: format!("checkpoint {size} in the bucket is not text"),
+            })?;
+        let stored = verify_checkpoint(&stored, &key)
+            .map_err(|source| CheckpointError::BadStoredCheckpoint { size, source })?;
+        if stored.root != checkpoint.root {
+            return Err(CheckpointError::Fork {
+                size,
+                stored: stored.root.to_hex(),
+                ours: checkpoint.root.to_hex(),
+            });
+        }
+    }
+    deps.log.record_signed(size).await?;
+    ticketbound_runtime::metrics::count(COMPONENT, "CheckpointsSigned", 1);
+    tracing::info!(size, root = %checkpoint.root, "checkpoint signed and kept");
+    Ok(Some(size))
+}
+
+pub mod bundle {
+    //! A ticket's evidence bundle, assembled from what the tables and the bucket
+    //! hold (`ticketbound evidence --bundle`): whatever an insider did to the tables
+    //! is in it as they left it; [`ticketbound_evidence::verify_bundle`] finds it.
+
+    use ticketbound_anchor::{AnchorError, CHECKPOINT_PREFIX, CheckpointBucket};
+    use ticketbound_domain::Ticket;
+    use ticketbound_evidence::{BUNDLE_FORMAT, Bundle, GrantEvidence};
+    use ticketbound_store::{LogStore, Store};
+
+    use crate::CheckpointError;
+
+    /// How many of the newest checkpoints a bundle carries: the newest anchors it;
+    /// each one before adds a signed root the leaves must hash to.
+    pub const CHECKPOINTS_IN_BUNDLE: usize = 8;
+
+    /// The bundle of `ticket`.
+    pub async fn assemble(
+        store: &Store,
+        log: &LogStore,
+        bucket: &CheckpointBucket,
+        ticket: &Ticket,
+    ) -> Result<Bundle, CheckpointError> {
+        let mut grants = Vec::new();
+        for g in store.grants_for_ticket(ticket).await? {
+            if let Some((grant, events)) = store.grant_with_trail(g.id).await? {
+                grants.push(GrantEvidence {
+                    grant_id: grant.id,
+                    head: grant.audit_head,
+                    events,
+                });
+            }
+        }
+        grants.sort_by_key(|g| g.grant_id);
+        let keys = bucket.list(CHECKPOINT_PREFIX).await?;
+        let mut checkpoints = Vec::new();
+        let newest = keys.len().saturating_sub(CHECKPOINTS_IN_BUNDLE);
+        for key in &keys[newest..] {
+            if let Some(note) = bucket.get(key).await? {
+                checkpoints.push(String::from_utf8_lossy(&note).into_owned());
+            }
+        }
+        let head = log.head().await?;
+        Ok(Bundle {
+            format: BUNDLE_FORMAT,
+            ticket: ticket.qualified_key(),
+            checkpoints,
+            log: log.entries(head.frontier.size).await?,
+            grants,
+        })
+    }
+
+    /// The newest checkpoint the bucket keeps (what an auditor fetches for
+    /// `verify --latest`).
+    pub async fn newest_checkpoint(
+        bucket: &CheckpointBucket,
+    ) -> Result<Option<String>, AnchorError> {
+        let keys = bucket.list(CHECKPOINT_PREFIX).await?;
+        let Some(newest) = keys.last() else {
+            return Ok(None);
+        };
+        Ok(bucket
+            .get(newest)
+            .await?
+            .map(|n| String::from_utf8_lossy(&n).into_owned()))
+    }
+}

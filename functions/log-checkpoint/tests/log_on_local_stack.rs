@@ -1,0 +1,435 @@
+//! The checkpointer against moto (the audit table's real stream, KMS signing, an S3
+//! bucket with Object Lock), tried as an insider with write access to every table
+//! would: each rewrite, deletion and forgery made in DynamoDB is named by the offline
+//! verifier, and a log edited in its own table is not signed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, Utc};
+use log_checkpoint::{CheckpointError, Deps, bundle, handle_schedule, handle_stream};
+use ticketbound_anchor::{CheckpointBucket, Notary};
+use ticketbound_domain::{Actor, AuditAction, AuditEvent, AuditRecord, Grant, TicketKey};
+use ticketbound_evidence::{Bundle, PublicKey, Trust, VerifyError, verify_bundle};
+use ticketbound_runtime::EnvReader;
+use ticketbound_store::{LogStore, Store, Tables, schema};
+use ticketbound_testkit::streams::StreamPoller;
+use ticketbound_testkit::{TestStack, sample_grant, unique_key};
+
+const ORIGIN: &str = "ticketbound.test/log";
+
+struct Harness {
+    stack: TestStack,
+    tables: Tables,
+    store: Store,
+    log: LogStore,
+    bucket: CheckpointBucket,
+    key_id: String,
+    deps: Deps,
+    /// The checkpointer's own AWS calls, counted at its SDK's HTTP client.
+    counts: ticketbound_runtime::calls::CallCounts,
+    audit_stream: StreamPoller,
+}
+
+async fn harness() -> Harness {
+    let stack = TestStack::get().await;
+    let tables = stack.fresh_tables().await.unwrap();
+    let log_table = format!("{}-log", tables.grants.trim_end_matches("-grants"));
+    schema::ensure_table(&stack.dynamodb(), &schema::LOG, &log_table)
+        .await
+        .unwrap();
+    let key_id = ticketbound_anchor::create_signing_key(&stack.sdk, "test checkpoints")
+        .await
+        .unwrap();
+    let bucket_name = format!(
+        "t{}-checkpoints",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let bucket = CheckpointBucket::new(&stack.sdk, bucket_name.clone());
+    bucket.ensure(1).await.unwrap();
+    let counts = ticketbound_runtime::calls::CallCounts::new();
+    let function_sdk = stack.local.function_sdk_config(&counts).await;
+    let deps = Deps::from_env(
+        &function_sdk,
+        EnvReader::from_map([
+            ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
+            ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
+            ("TICKETBOUND_LOG_TABLE", log_table.clone()),
+            ("TICKETBOUND_LOG_KEY_ID", key_id.clone()),
+            ("TICKETBOUND_LOG_BUCKET", bucket_name),
+            ("TICKETBOUND_LOG_ORIGIN", ORIGIN.to_owned()),
+            ("TICKETBOUND_CHECKPOINT_EVERY", "1000".to_owned()),
+        ]),
+    )
+    .unwrap();
+    let audit_stream = StreamPoller::new(&stack.sdk, &tables.audit).await.unwrap();
+    Harness {
+        store: stack.local_store_for(&tables),
+        log: LogStore::new(stack.dynamodb(), log_table),
+        stack,
+        tables,
+        bucket,
+        key_id,
+        deps,
+        counts,
+        audit_stream,
+    }
+}
+
+impl Harness {
+    /// A grant of ticket `key` with `steps` audit events, as the functions record them.
+    async fn grant(&self, key: &str, steps: usize) -> Grant {
+        let mut g = sample_grant(Utc::now(), Duration::hours(4));
+        g.request.ticket.key = TicketKey::new(key).unwrap();
+        let mut events = vec![g.record(AuditRecord::new(
+            Utc::now(),
+            Actor::itsm_user("priya"),
+            AuditAction::Requested,
+        ))];
+        for i in 1..steps {
+            events.push(
+                g.record(
+                    AuditRecord::new(Utc::now(), Actor::component("test"), AuditAction::Rotated)
+                        .detail("step", i),
+                ),
+            );
+        }
+        self.store
+            .create_grant(&g, &events, None, Utc::now())
+            .await
+            .unwrap();
+        g
+    }
+
+    /// Everything the audit stream holds so far, given to the checkpointer as its
+    /// event source mapping would, in batches.
+    async fn feed(&mut self) {
+        let mut idle = 0;
+        while idle < 10 {
+            match self.audit_stream.next_batch().await.unwrap() {
+                Some(batch) => {
+                    idle = 0;
+                    let n = batch.records.len();
+                    let logged = handle_stream(&self.deps, batch.clone()).await;
+                    assert!(logged.batch_item_failures.is_empty(), "{logged:?}");
+                    // Delivered again (at least once is the stream's promise): nothing
+                    // is logged twice.
+                    let again = handle_stream(&self.deps, batch).await;
+                    assert_eq!(
+                        (again.appended, again.already_logged),
+                        (0, logged.appended + logged.already_logged),
+                        "{again:?}"
+                    );
+                    self.audit_stream.complete(n, &Default::default());
+                }
+                None => {
+                    idle += 1;
+                    tokio::time::sleep(StdDuration::from_millis(60)).await;
+                }
+            }
+        }
+    }
+
+    async fn key(&self) -> PublicKey {
+        Notary::new(&self.stack.sdk, self.key_id.clone())
+            .public_key(ORIGIN)
+            .await
+            .unwrap()
+    }
+
+    async fn bundle(&self, g: &Grant) -> Bundle {
+        bundle::assemble(&self.store, &self.log, &self.bucket, &g.request.ticket)
+            .await
+            .unwrap()
+    }
+
+    async fn verify(&self, g: &Grant) -> Result<ticketbound_evidence::Verified, VerifyError> {
+        let key = self.key().await;
+        let latest = bundle::newest_checkpoint(&self.bucket).await.unwrap();
+        let bundle = self.bundle(g).await;
+        let ticket = g.request.ticket.qualified_key();
+        verify_bundle(
+            &bundle,
+            &Trust {
+                key: &key,
+                ticket: &ticket,
+                latest: latest.as_deref(),
+            },
+        )
+    }
+
+    /// Puts `events` over the stored ones and moves the grant's head to the last, by
+    /// hand, as an insider with PutItem on both tables would.
+    async fn rewrite_by_hand(&self, g: &Grant, events: &[AuditEvent]) {
+        let db = self.stack.dynamodb();
+        for e in events {
+            db.put_item()
+                .table_name(&self.tables.audit)
+                .set_item(Some(ticketbound_store::audit_to_item(e).unwrap()))
+                .send()
+                .await
+                .unwrap();
+        }
+        let mut stored = self.store.get_grant(g.id).await.unwrap().unwrap();
+        if let Some(last) = events.last() {
+            stored.audit_head = last.head();
+        }
+        db.put_item()
+            .table_name(&self.tables.grants)
+            .set_item(Some(
+                ticketbound_store::grant_to_item(&stored, Duration::days(400)).unwrap(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Re-seals a grant's whole chain with one detail changed: a chain that verifies, as
+/// an insider who knows the encoding would make it.
+fn resealed(g: &Grant, events: &[AuditEvent]) -> Vec<AuditEvent> {
+    let mut head = ticketbound_domain::ChainHead::genesis(g.id);
+    events
+        .iter()
+        .map(|e| {
+            let mut record = AuditRecord::new(e.at, e.actor.clone(), e.action);
+            record.details = e.details.clone();
+            record
+                .details
+                .insert("approved_by".into(), "someone else".into());
+            let sealed = AuditEvent::seal(g.id, &head, record);
+            head = sealed.head();
+            sealed
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_event_is_logged_once_signed_with_kms_and_verifies_offline() {
+    let mut h = harness().await;
+    let key = unique_key("LOG");
+    let a = h.grant(&key, 3).await;
+    let b = h.grant(&key, 2).await;
+    let other = h.grant(&unique_key("LOG"), 2).await;
+    h.feed().await;
+    assert_eq!(handle_schedule(&h.deps).await.unwrap(), Some(7));
+    // Every batch was delivered twice (`feed`); nothing new, nothing signed.
+    let head = h.log.head().await.unwrap();
+    assert_eq!((head.frontier.size, head.signed_size), (7, 7));
+    assert_eq!(handle_schedule(&h.deps).await.unwrap(), None);
+
+    let v = h.verify(&a).await.unwrap();
+    assert_eq!((v.grants, v.events, v.checkpoint.size), (2, 5, 7));
+    assert_eq!(v.checkpoint.origin, ORIGIN);
+    assert!(h.verify(&other).await.is_ok());
+    let _ = b;
+
+    // Only what its role is given (moto enforces no IAM; this and infra-check do).
+    let outside =
+        ticketbound_testkit::calls_outside(&h.counts, log_checkpoint::config::AWS_OPERATIONS);
+    assert!(outside.is_empty(), "{outside:?}");
+
+    // The bucket keeps the public key and refuses a second checkpoint of a size.
+    let der = h
+        .bucket
+        .get(ticketbound_anchor::PUBLIC_KEY_OBJECT)
+        .await
+        .unwrap();
+    assert_eq!(der.as_deref(), Some(h.key().await.der()));
+    assert_eq!(
+        h.bucket
+            .put_once(
+                &ticketbound_anchor::checkpoint_object(7),
+                b"forged".to_vec()
+            )
+            .await
+            .unwrap(),
+        ticketbound_anchor::Put::AlreadyThere
+    );
+}
+
+#[tokio::test]
+async fn a_consistent_rewrite_of_a_chain_and_its_head_in_dynamodb_is_named() {
+    let mut h = harness().await;
+    let g = h.grant(&unique_key("LOG"), 3).await;
+    h.feed().await;
+    handle_schedule(&h.deps).await.unwrap();
+    h.verify(&g).await.unwrap();
+
+    let trail = h.store.audit_trail(g.id).await.unwrap();
+    let forged = resealed(&g, &trail);
+    h.rewrite_by_hand(&g, &forged).await;
+    // The table's own chain check passes: this is the insider's best.
+    let stored = h.store.grant_with_trail(g.id).await.unwrap().unwrap();
+    ticketbound_domain::verify_chain(g.id, &stored.1, Some(&stored.0.audit_head)).unwrap();
+    // The rewrite reaches the checkpointer as MODIFY records, and is logged too.
+    h.feed().await;
+    handle_schedule(&h.deps).await.unwrap();
+    match h.verify(&g).await {
+        Err(VerifyError::MissingFromBundle {
+            grant_id, seq: 1, ..
+        }) => assert_eq!(grant_id, g.id),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_newest_event_and_a_deleted_grant_are_named() {
+    let mut h = harness().await;
+    let key = unique_key("LOG");
+    let g = h.grant(&key, 3).await;
+    let gone = h.grant(&key, 2).await;
+    h.feed().await;
+    handle_schedule(&h.deps).await.unwrap();
+    h.verify(&g).await.unwrap();
+
+    let db = h.stack.dynamodb();
+    let trail = h.store.audit_trail(g.id).await.unwrap();
+    db.delete_item()
+        .table_name(&h.tables.audit)
+        .key(
+            "grant_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(g.id.to_string()),
+        )
+        .key(
+            "seq",
+            aws_sdk_dynamodb::types::AttributeValue::N("3".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    h.rewrite_by_hand(&g, &trail[1..2]).await;
+    match h.verify(&g).await {
+        Err(VerifyError::MissingFromBundle {
+            grant_id, seq: 3, ..
+        }) => assert_eq!(grant_id, g.id),
+        other => panic!("{other:?}"),
+    }
+
+    h.rewrite_by_hand(&g, &trail).await;
+    for seq in 1..=2 {
+        db.delete_item()
+            .table_name(&h.tables.audit)
+            .key(
+                "grant_id",
+                aws_sdk_dynamodb::types::AttributeValue::S(gone.id.to_string()),
+            )
+            .key(
+                "seq",
+                aws_sdk_dynamodb::types::AttributeValue::N(seq.to_string()),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    db.delete_item()
+        .table_name(&h.tables.grants)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("GRANT#{}", gone.id)),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("GRANT".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    match h.verify(&g).await {
+        Err(VerifyError::MissingFromBundle {
+            grant_id, seq: 1, ..
+        }) => {
+            assert_eq!(grant_id, gone.id)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_log_edited_in_its_own_table_is_not_signed() {
+    let mut h = harness().await;
+    let g = h.grant(&unique_key("LOG"), 2).await;
+    h.feed().await;
+    handle_schedule(&h.deps).await.unwrap();
+    let _ = h.grant(&unique_key("LOG"), 2).await;
+    h.feed().await;
+    // An insider rewrites an already signed leaf (the head is left as it was).
+    let entries = h.log.entries(4).await.unwrap();
+    let mut forged = entries[0].clone();
+    forged.event_hash = entries[1].event_hash;
+    let db = h.stack.dynamodb();
+    let mut item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+        serde_dynamo::to_item(&forged).unwrap();
+    item.insert(
+        "pk".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S("LEAF".into()),
+    );
+    item.insert(
+        "sk".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S(format!("{:020}", 0)),
+    );
+    let log_table = h.deps.config.log_table.clone();
+    db.put_item()
+        .table_name(&log_table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    // The unsigned part still hashes from the signed edge, so the checkpointer signs
+    // the new events; the verifier sees the signed leaf changed.
+    handle_schedule(&h.deps).await.unwrap();
+    assert!(matches!(
+        h.verify(&g).await,
+        Err(VerifyError::LogRewritten { size: 2, .. })
+    ));
+    // A head edited by hand (its edge no longer the leaves') is refused outright.
+    let _ = h.grant(&unique_key("LOG"), 1).await;
+    h.feed().await;
+    db.update_item()
+        .table_name(&log_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("HEAD".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("HEAD".into()),
+        )
+        .update_expression("SET signed_size = :z")
+        .expression_attribute_values(":z", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
+        .send()
+        .await
+        .unwrap();
+    match handle_schedule(&h.deps).await {
+        Err(CheckpointError::LogTampered { why }) => assert!(why.contains("head"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_signed_with_a_disabled_key() {
+    let mut h = harness().await;
+    let _ = h.grant(&unique_key("LOG"), 1).await;
+    h.feed().await;
+    aws_sdk_kms::Client::new(&h.stack.sdk)
+        .disable_key()
+        // moto's DisableKey takes the bare id only (AWS takes the ARN too).
+        .key_id(h.key_id.rsplit('/').next().unwrap())
+        .send()
+        .await
+        .unwrap();
+    // moto would sign with it; the checkpointer asks first.
+    match handle_schedule(&h.deps).await {
+        Err(CheckpointError::Anchor(e)) => {
+            assert!(e.to_string().contains("not Enabled"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        bundle::newest_checkpoint(&h.bucket)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
