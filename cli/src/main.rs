@@ -79,10 +79,11 @@ enum Command {
         /// The ticket you are auditing (`jira#OPS-123`).
         #[arg(long)]
         ticket: String,
-        /// The newest checkpoint, fetched yourself from the bucket: the bundle must
-        /// reach it (without it, a bundle cut back to an older checkpoint verifies).
+        /// The newest checkpoint, fetched yourself from the bucket (`checkpoint`, or
+        /// S3): the bundle must reach it. Required: without it, a bundle cut back to
+        /// an older checkpoint would verify.
         #[arg(long)]
-        latest: Option<std::path::PathBuf>,
+        latest: std::path::PathBuf,
     },
     /// Prints the newest signed checkpoint of the log, as the bucket keeps it.
     Checkpoint,
@@ -326,7 +327,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             latest,
         } => {
             let key = bundle::pinned_key(&key)?;
-            let v = bundle::verify(&dir, &key, &ticket, latest.as_deref())?;
+            let v = bundle::verify(&dir, &key, &ticket, Some(&latest))?;
             println!(
                 "verified: ticket {}, {} grant(s), {} event(s), anchored in checkpoint {} of {} (signed {}, key {})",
                 v.ticket,
@@ -337,11 +338,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 v.checkpoint.time.to_rfc3339(),
                 &key.fingerprint()[..16]
             );
-            if latest.is_none() {
-                eprintln!(
-                    "note: anchored in the bundle's own newest checkpoint; pass --latest with the bucket's newest to rule out a bundle cut back to an older one"
-                );
-            }
+            eprintln!(
+                "the newest checkpoint is {} old: the evidence holds up to then",
+                humanize_age(chrono::Utc::now() - v.checkpoint.time)
+            );
             Ok(())
         }
         Command::Checkpoint => {
@@ -494,4 +494,14 @@ async fn reconcile(ctx: &context::Context, json: bool) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// A duration in the largest unit that fits, for a person.
+fn humanize_age(d: chrono::Duration) -> String {
+    match d.num_seconds() {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
 }

@@ -33,6 +33,8 @@ pub const AWS_OPERATIONS: &[&str] = &[
     "kms:Sign",
     "s3:GetObject",
     "s3:PutObject",
+    // The newest checkpoint is found by listing (IAM: s3:ListBucket on the bucket).
+    "s3:ListObjectsV2",
 ];
 
 /// Every variable the checkpointer reads, for the infrastructure check.

@@ -29,9 +29,10 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ticketbound_anchor::{
-    AnchorError, CheckpointBucket, Notary, PUBLIC_KEY_OBJECT, Put, checkpoint_object,
+    AnchorError, CHECKPOINT_PREFIX, CheckpointBucket, Notary, PUBLIC_KEY_OBJECT, Put,
+    checkpoint_object, checkpoint_size,
 };
-use ticketbound_domain::GrantId;
+use ticketbound_domain::{AuditEvent, GrantId};
 use ticketbound_evidence::{
     Checkpoint, Frontier, LogEntry, NoteError, PublicKey, SignedNote, verify_checkpoint,
 };
@@ -169,16 +170,37 @@ fn alarm_on(e: &CheckpointError) {
     ticketbound_runtime::metrics::count(COMPONENT, metric, 1);
 }
 
-async fn ticket_of(deps: &Deps, grant: GrantId) -> Result<String, StoreError> {
+/// The ticket of `event`'s grant. From the grant's first event, whose `ticket` detail
+/// its chain covers (the stream's own image of it when it is in this batch, which no
+/// later edit of the table reaches), never from the grant record an insider may
+/// change or delete before the event is logged. Only a first event without the detail
+/// (none the intake writes) falls back to the grant record.
+async fn ticket_of(deps: &Deps, event: &AuditEvent) -> Result<String, CheckpointError> {
+    let grant = event.grant_id;
     if let Some(t) = deps.tickets.lock().await.get(&grant) {
         return Ok(t.clone());
     }
-    let ticket = match deps.store.get_grant(grant).await? {
-        Some(g) => g.request.ticket.qualified_key(),
-        None => {
-            tracing::warn!(%grant, "an audit event of a grant that is gone; logged without its ticket");
-            return Ok(NO_GRANT.to_owned());
-        }
+    let first = if event.seq == 1 {
+        Some(event.clone())
+    } else {
+        deps.store
+            .audit_trail(grant)
+            .await?
+            .into_iter()
+            .find(|e| e.seq == 1)
+    };
+    let ticket = match first.as_ref().and_then(|e| e.details.get("ticket")) {
+        Some(t) => t.clone(),
+        None => match deps.store.get_grant(grant).await? {
+            Some(g) if first.is_some() => g.request.ticket.qualified_key(),
+            _ => {
+                // A grant whose first event is gone: deleted after it was written
+                // (the log then holds it under no ticket, and the alarm says so).
+                tracing::error!(%grant, seq = event.seq, "an audit event whose grant has no first event; logged without its ticket");
+                ticketbound_runtime::metrics::count(COMPONENT, "LogTampered", 1);
+                return Ok(NO_GRANT.to_owned());
+            }
+        },
     };
     deps.tickets.lock().await.insert(grant, ticket.clone());
     Ok(ticket)
@@ -200,22 +222,36 @@ async fn log_batch(
             // that is not an event is no event to log.
             Err(e) => {
                 tracing::error!(error = %ticketbound_runtime::error_chain(&e), event_id = ?record.event_id, "not an audit event; not logged");
+                ticketbound_runtime::metrics::count(COMPONENT, "LogTampered", 1);
             }
         }
     }
     let mut tickets = Vec::with_capacity(events.len());
     for e in &events {
-        tickets.push(ticket_of(deps, e.grant_id).await?);
+        tickets.push(ticket_of(deps, e).await?);
     }
     let refs: Vec<_> = events.iter().map(|e| (e.grant_id, e.seq, e.hash)).collect();
     for attempt in 1..=APPEND_ATTEMPTS {
         let head = deps.log.head().await?;
         let logged = deps.log.logged(&refs).await?;
+        // A marker says where its event is; the leaf there must be it (a marker
+        // written by hand ahead of an event would keep it out of the log).
+        for (r, position) in &logged {
+            let leaf = deps.log.leaf(*position).await?;
+            if leaf.is_none_or(|l| (l.grant_id, l.seq, l.event_hash) != *r) {
+                return Err(CheckpointError::LogTampered {
+                    why: format!(
+                        "event {} of grant {} is marked logged at position {position}, which holds another leaf or none",
+                        r.1, r.0
+                    ),
+                });
+            }
+        }
         let mut entries: Vec<LogEntry> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (e, ticket) in events.iter().zip(&tickets) {
             let r = (e.grant_id, e.seq, e.hash);
-            if logged.contains(&r) || !seen.insert(r) {
+            if logged.contains_key(&r) || !seen.insert(r) {
                 continue;
             }
             entries.push(LogEntry {
@@ -237,9 +273,19 @@ async fn log_batch(
                 );
                 continue;
             }
+            Err(LogError::Occupied) => {
+                return Err(CheckpointError::LogTampered {
+                    why: format!(
+                        "a leaf or marker was written ahead of the log, at or after position {}",
+                        head.frontier.size
+                    ),
+                });
+            }
             Err(e) => return Err(e.into()),
         };
-        let due = head.frontier.size - head.signed_size >= deps.config.every;
+        // The head's signed size only says when to sign; what is signed is based on
+        // the bucket's newest checkpoint, whatever the head says.
+        let due = head.frontier.size.saturating_sub(head.signed_size) >= deps.config.every;
         let signed = if due {
             sign_checkpoint(deps, &head, now).await?
         } else {
@@ -317,24 +363,61 @@ async fn signed_edge(deps: &Deps, key: &PublicKey, size: u64) -> Result<Frontier
     Ok(edge)
 }
 
+/// The size of the newest checkpoint the bucket keeps. `hint` (the head's signed
+/// size) only says where to start listing: a hint lowered by hand lists more, one
+/// raised past the bucket's newest names a checkpoint that is not there.
+async fn newest_signed(deps: &Deps, hint: u64) -> Result<u64, CheckpointError> {
+    let after = (hint > 0).then(|| checkpoint_object(hint - 1));
+    let keys = deps
+        .bucket
+        .list_after(CHECKPOINT_PREFIX, after.as_deref())
+        .await?;
+    let newest = keys.iter().filter_map(|k| checkpoint_size(k)).max();
+    match newest {
+        Some(size) => Ok(size),
+        None if hint == 0 => Ok(0),
+        None => Err(CheckpointError::LogTampered {
+            why: format!(
+                "the head says checkpoint {hint} is signed, and the bucket has none from it on"
+            ),
+        }),
+    }
+}
+
 /// Signs and keeps a checkpoint of the log as `head` has it, if it grew since the
-/// last; returns its size.
+/// bucket's newest checkpoint; returns its size.
 async fn sign_checkpoint(
     deps: &Deps,
     head: &LogHead,
     now: DateTime<Utc>,
 ) -> Result<Option<u64>, CheckpointError> {
     let size = head.frontier.size;
-    if size == 0 || size <= head.signed_size {
+    let base = newest_signed(deps, head.signed_size.min(size)).await?;
+    if size < base {
+        return Err(CheckpointError::LogTampered {
+            why: format!("the log holds {size} leaves, fewer than its signed checkpoint {base}"),
+        });
+    }
+    if size == base {
+        deps.log.record_signed(base).await?;
         return Ok(None);
     }
     deps.notary.check_key().await?;
     let key = public_key(deps).await?;
-    // The root is rebuilt from what the operator cannot change (the last signed edge)
-    // and the leaves since; the head's own edge must agree.
-    let mut tree = signed_edge(deps, &key, head.signed_size).await?;
-    let leaves = deps.log.entries_between(head.signed_size, size).await?;
-    for (expected, leaf) in (head.signed_size..).zip(&leaves) {
+    // The root is rebuilt from what the operator cannot change (the newest signed
+    // edge, in the bucket) and the leaves since; the head's own edge must agree.
+    let mut tree = signed_edge(deps, &key, base).await?;
+    let leaves = deps.log.entries_between(base, size).await?;
+    if leaves.len() as u64 != size - base {
+        return Err(CheckpointError::LogTampered {
+            why: format!(
+                "{} leaves after checkpoint {base}, where the head counts {}",
+                leaves.len(),
+                size - base
+            ),
+        });
+    }
+    for (expected, leaf) in (base..).zip(&leaves) {
         if leaf.position != expected {
             return Err(CheckpointError::LogTampered {
                 why: format!("the leaf at position {expected} is missing"),
@@ -344,10 +427,7 @@ async fn sign_checkpoint(
     }
     if tree != head.frontier {
         return Err(CheckpointError::LogTampered {
-            why: format!(
-                "its head does not hash to the leaves logged since checkpoint {}",
-                head.signed_size
-            ),
+            why: format!("its head does not hash to the leaves logged since checkpoint {base}"),
         });
     }
     let checkpoint = Checkpoint {
@@ -361,7 +441,21 @@ async fn sign_checkpoint(
     let note = SignedNote::signed(text, &key, signature).encode();
     verify_checkpoint(&note, &key).map_err(CheckpointError::SignatureDoesNotVerify)?;
     let edge = serde_json::to_vec(&tree).unwrap_or_default();
-    deps.bucket.put_once(&frontier_object(size), edge).await?;
+    if deps.bucket.put_once(&frontier_object(size), edge).await? == Put::AlreadyThere {
+        // A retry finds its own edge; another is a fork at this size.
+        let stored: Option<Frontier> = deps
+            .bucket
+            .get(&frontier_object(size))
+            .await?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if stored.as_ref() != Some(&tree) {
+            return Err(CheckpointError::Fork {
+                size,
+                stored: stored.map_or_else(|| "unreadable".to_owned(), |f| f.root().to_hex()),
+                ours: tree.root().to_hex(),
+            });
+        }
+    }
     if deps
         .bucket
         .put_once(&checkpoint_object(size), note.into_bytes())

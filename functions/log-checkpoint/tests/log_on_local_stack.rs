@@ -82,11 +82,17 @@ impl Harness {
     async fn grant(&self, key: &str, steps: usize) -> Grant {
         let mut g = sample_grant(Utc::now(), Duration::hours(4));
         g.request.ticket.key = TicketKey::new(key).unwrap();
-        let mut events = vec![g.record(AuditRecord::new(
-            Utc::now(),
-            Actor::itsm_user("priya"),
-            AuditAction::Requested,
-        ))];
+        // As the intake writes it: the first event names the ticket, under the chain.
+        let mut events = vec![
+            g.record(
+                AuditRecord::new(
+                    Utc::now(),
+                    Actor::itsm_user("priya"),
+                    AuditAction::Requested,
+                )
+                .detail("ticket", g.request.ticket.qualified_key()),
+            ),
+        ];
         for i in 1..steps {
             events.push(
                 g.record(
@@ -129,6 +135,19 @@ impl Harness {
                 }
             }
         }
+    }
+
+    /// The next batch of the audit stream (not yet given to anyone).
+    async fn next_batch(&mut self) -> aws_lambda_events::event::dynamodb::Event {
+        for _ in 0..50 {
+            if let Some(batch) = self.audit_stream.next_batch().await.unwrap() {
+                let n = batch.records.len();
+                self.audit_stream.complete(n, &Default::default());
+                return batch;
+            }
+            tokio::time::sleep(StdDuration::from_millis(60)).await;
+        }
+        panic!("the audit stream gave nothing");
     }
 
     async fn key(&self) -> PublicKey {
@@ -383,28 +402,122 @@ async fn a_log_edited_in_its_own_table_is_not_signed() {
         h.verify(&g).await,
         Err(VerifyError::LogRewritten { size: 2, .. })
     ));
-    // A head edited by hand (its edge no longer the leaves') is refused outright.
+    // The insider's better try: the signed leaf rewritten, the head's edge recomputed
+    // from the rewritten leaves (no secret needed) and its signed size set back to 0,
+    // so that a rebuild from nothing would agree. The checkpointer rebuilds from the
+    // bucket's newest checkpoint instead, and refuses.
     let _ = h.grant(&unique_key("LOG"), 1).await;
     h.feed().await;
-    db.update_item()
-        .table_name(&log_table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("HEAD".into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("HEAD".into()),
-        )
-        .update_expression("SET signed_size = :z")
-        .expression_attribute_values(":z", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
-        .send()
-        .await
-        .unwrap();
+    let head = h.log.head().await.unwrap();
+    let mut forged_edge = ticketbound_evidence::Frontier::default();
+    for e in h.log.entries(head.frontier.size).await.unwrap() {
+        forged_edge.append(e.leaf_hash());
+    }
+    assert_ne!(forged_edge, head.frontier);
+    put_head(&h, &forged_edge, 0, head.version).await;
     match handle_schedule(&h.deps).await {
         Err(CheckpointError::LogTampered { why }) => assert!(why.contains("head"), "{why}"),
         other => panic!("{other:?}"),
     }
+    // A signed size raised past the bucket's newest names a checkpoint that is not
+    // there: refused too, rather than signing stopping without a word.
+    put_head(&h, &head.frontier, head.frontier.size, head.version).await;
+    match handle_schedule(&h.deps).await {
+        Err(CheckpointError::LogTampered { why }) => assert!(why.contains("bucket"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Writes the log's head by hand, as an insider with PutItem on the log table would.
+async fn put_head(h: &Harness, edge: &ticketbound_evidence::Frontier, signed: u64, version: u64) {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    h.stack
+        .dynamodb()
+        .put_item()
+        .table_name(&h.deps.config.log_table)
+        .item("pk", V::S("HEAD".into()))
+        .item("sk", V::S("HEAD".into()))
+        .item("frontier", V::S(serde_json::to_string(edge).unwrap()))
+        .item("size", V::N(edge.size.to_string()))
+        .item("signed_size", V::N(signed.to_string()))
+        .item("version", V::N(version.to_string()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A marker or leaf written ahead of the log (to stall it, or to pass a new event
+/// off as logged) is tampering, not contention.
+#[tokio::test]
+async fn items_written_ahead_of_the_log_are_refused_not_retried() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let mut h = harness().await;
+    let _ = h.grant(&unique_key("LOG"), 1).await;
+    h.feed().await;
+    let size = h.log.head().await.unwrap().frontier.size;
+    // A leaf at the next position.
+    let db = h.stack.dynamodb();
+    db.put_item()
+        .table_name(&h.deps.config.log_table)
+        .item("pk", V::S("LEAF".into()))
+        .item("sk", V::S(format!("{size:020}")))
+        .send()
+        .await
+        .unwrap();
+    let g = h.grant(&unique_key("LOG"), 1).await;
+    let batch = h.next_batch().await;
+    let logged = handle_stream(&h.deps, batch.clone()).await;
+    assert_eq!(logged.appended, 0);
+    assert_eq!(logged.batch_item_failures.len(), 1);
+    // A marker for the event, pointing at a leaf that is not it.
+    db.delete_item()
+        .table_name(&h.deps.config.log_table)
+        .key("pk", V::S("LEAF".into()))
+        .key("sk", V::S(format!("{size:020}")))
+        .send()
+        .await
+        .unwrap();
+    let event = h.store.audit_trail(g.id).await.unwrap().remove(0);
+    db.put_item()
+        .table_name(&h.deps.config.log_table)
+        .item(
+            "pk",
+            V::S(format!("EVENT#{}#1#{}", g.id, event.hash.to_hex())),
+        )
+        .item("sk", V::S("LOGGED".into()))
+        .item("position", V::N("0".into()))
+        .send()
+        .await
+        .unwrap();
+    let logged = handle_stream(&h.deps, batch).await;
+    assert_eq!((logged.appended, logged.batch_item_failures.len()), (0, 1));
+}
+
+/// The ticket an event is logged under is its grant's first event's, under the
+/// chain: a grant record deleted before its events are logged does not move them
+/// out of their ticket's evidence.
+#[tokio::test]
+async fn an_events_ticket_comes_from_its_chain_not_the_grant_record() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let mut h = harness().await;
+    let g = h.grant(&unique_key("LOG"), 2).await;
+    h.stack
+        .dynamodb()
+        .delete_item()
+        .table_name(&h.tables.grants)
+        .key("pk", V::S(format!("GRANT#{}", g.id)))
+        .key("sk", V::S("GRANT".into()))
+        .send()
+        .await
+        .unwrap();
+    h.feed().await;
+    let entries = h.log.entries(2).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.ticket == g.request.ticket.qualified_key()),
+        "{entries:?}"
+    );
 }
 
 #[tokio::test]

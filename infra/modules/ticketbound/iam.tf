@@ -607,13 +607,19 @@ locals {
       },
       {
         # Checkpoints, edges and the public key, each written once (If-None-Match: *)
-        # and read back. No ListBucket: every object read is one the head says exists
-        # (a missing one reads as AccessDenied, and fails the run all the same). No
-        # delete: Object Lock and the bucket policy forbid it anyway.
+        # and read back. No delete: Object Lock and the bucket policy forbid it anyway.
         Sid      = "CheckpointObjects"
         Effect   = "Allow"
         Action   = ["s3:GetObject", "s3:PutObject"]
         Resource = ["${aws_s3_bucket.checkpoints.arn}/*"]
+      },
+      {
+        # The newest checkpoint is found by listing the bucket, not taken from the
+        # log's head (which an insider with the table may change).
+        Sid      = "CheckpointList"
+        Effect   = "Allow"
+        Action   = ["s3:ListBucket"]
+        Resource = [aws_s3_bucket.checkpoints.arn]
       },
       {
         # Batches the audit stream gave up on.

@@ -59,8 +59,11 @@ resource "aws_lambda_event_source_mapping" "audit_stream" {
 
   function_response_types        = ["ReportBatchItemFailures"]
   bisect_batch_on_function_error = true
-  maximum_retry_attempts         = var.stream_maximum_retry_attempts
-  maximum_record_age_in_seconds  = 3600
+  # The checkpointer never gives a record up: one skipped is an audit event missing
+  # from the signed log (a failure that persists is LogTampered's or
+  # CheckpointFailures' alarm, and holds the shard until it is looked at).
+  maximum_retry_attempts        = each.key == "log-checkpoint" ? -1 : var.stream_maximum_retry_attempts
+  maximum_record_age_in_seconds = each.key == "log-checkpoint" ? -1 : 3600
 
   destination_config {
     on_failure {

@@ -28,6 +28,13 @@ pub fn checkpoint_object(size: u64) -> String {
     format!("{CHECKPOINT_PREFIX}{size:020}")
 }
 
+/// The size a checkpoint's object key names (`None` for any other key).
+pub fn checkpoint_size(key: &str) -> Option<u64> {
+    key.strip_prefix(CHECKPOINT_PREFIX)
+        .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AnchorError {
     #[error("KMS {operation} failed")]
@@ -311,6 +318,15 @@ impl CheckpointBucket {
 
     /// Every object key under `prefix`, in order.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, AnchorError> {
+        self.list_after(prefix, None).await
+    }
+
+    /// The object keys under `prefix` that sort after `start_after`, in order.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<String>, AnchorError> {
         let mut keys = Vec::new();
         let mut token = None;
         loop {
@@ -319,6 +335,7 @@ impl CheckpointBucket {
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(prefix)
+                .set_start_after(start_after.map(str::to_owned))
                 .set_continuation_token(token.take())
                 .send()
                 .await

@@ -13,7 +13,7 @@
 //! The leaves share one partition: a log grows by the audit events' rate, far below
 //! a partition's thousand writes a second.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
@@ -85,6 +85,10 @@ pub enum LogError {
     /// Another checkpointer appended first; read the head again and retry.
     #[error("the log moved on since its head was read (version {0})")]
     Moved(u64),
+    /// A leaf or marker was already at a place no append has reached: written there
+    /// by hand (which would also stall the log, retry after retry).
+    #[error("an item of the log was written ahead of the log, at a place no append had reached")]
+    Occupied,
     /// The head item is not what the checkpointer writes: someone edited the table.
     #[error("the log's head does not hold a well-formed tree of its size; an operator must look")]
     HeadTampered,
@@ -143,9 +147,10 @@ impl LogStore {
         })
     }
 
-    /// Which of `events` are logged already.
-    pub async fn logged(&self, events: &[EventRef]) -> Result<HashSet<EventRef>, StoreError> {
-        let mut found = HashSet::new();
+    /// Which of `events` are logged already, and where (as their markers say: the
+    /// caller checks the leaf there).
+    pub async fn logged(&self, events: &[EventRef]) -> Result<HashMap<EventRef, u64>, StoreError> {
+        let mut found = HashMap::new();
         for chunk in events.chunks(100) {
             let by_pk: HashMap<String, EventRef> =
                 chunk.iter().map(|e| (marker_pk(e), *e)).collect();
@@ -176,7 +181,11 @@ impl LogStore {
                     if let Some(AttributeValue::S(pk)) = item.get("pk")
                         && let Some(e) = by_pk.get(pk)
                     {
-                        found.insert(*e);
+                        let position = match item.get("position") {
+                            Some(AttributeValue::N(n)) => n.parse().unwrap_or(u64::MAX),
+                            _ => u64::MAX,
+                        };
+                        found.insert(*e, position);
                     }
                 }
                 request = out.unprocessed_keys;
@@ -219,6 +228,29 @@ impl LogStore {
             head = next;
         }
         Ok(head)
+    }
+
+    /// The leaf at `position`, if the table holds one.
+    pub async fn leaf(&self, position: u64) -> Result<Option<LogEntry>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(LEAF, &format!("{position:020}"))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        out.item
+            .map(|item| {
+                serde_dynamo::from_item::<_, LeafItem>(item)
+                    .map(|l| l.entry)
+                    .map_err(|source| StoreError::Malformed {
+                        key: "pk=LEAF".into(),
+                        source,
+                    })
+            })
+            .transpose()
     }
 
     /// Records that a checkpoint of `size` is signed and kept (only ever forwards).
@@ -329,16 +361,27 @@ impl LogStore {
             .await
         {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(service))
-                if matches!(
-                    service.err(),
-                    TransactWriteItemsError::TransactionCanceledException(c)
-                        if c.cancellation_reasons().iter().any(|r| {
-                            matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))
-                        })
-                ) =>
-            {
-                Err(LogError::Moved(version))
+            Err(SdkError::ServiceError(service)) => {
+                if let TransactWriteItemsError::TransactionCanceledException(c) = service.err() {
+                    let failed = |r: &aws_sdk_dynamodb::types::CancellationReason| {
+                        matches!(
+                            r.code(),
+                            Some("ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    };
+                    let reasons = c.cancellation_reasons();
+                    // The head is the last write: if it moved, another append explains
+                    // any clash; if it did not, a leaf or marker was there before us.
+                    match reasons.last() {
+                        Some(head) if failed(head) => return Err(LogError::Moved(version)),
+                        Some(_) if reasons.iter().any(failed) => return Err(LogError::Occupied),
+                        _ => {}
+                    }
+                }
+                Err(
+                    StoreError::dynamo("TransactWriteItems", SdkError::ServiceError(service))
+                        .into(),
+                )
             }
             Err(e) => Err(StoreError::dynamo("TransactWriteItems", e).into()),
         }

@@ -3895,6 +3895,11 @@ run "log_checkpoint_policy_is_least_privilege" {
         actions   = toset(["s3:GetObject", "s3:PutObject"])
         resources = toset(["arn:aws:s3:::ticketbound-checkpoints-111122223333/*"])
       }
+      CheckpointList = {
+        effect    = "Allow"
+        actions   = toset(["s3:ListBucket"])
+        resources = toset(["arn:aws:s3:::ticketbound-checkpoints-111122223333"])
+      }
       StreamFailureQueue = {
         effect    = "Allow"
         actions   = toset(["sqs:SendMessage"])
@@ -4168,5 +4173,17 @@ run "checkpoint_alarms" {
   assert {
     condition     = aws_cloudwatch_metric_alarm.function_errors["log-checkpoint"].alarm_name == "ticketbound-log-checkpoint-errors"
     error_message = "a failing run is the function's Errors alarm"
+  }
+}
+
+run "the_checkpointer_never_gives_an_audit_record_up" {
+  command = plan
+
+  assert {
+    condition = (
+      aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].maximum_retry_attempts == -1 &&
+      aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].maximum_record_age_in_seconds == -1
+    )
+    error_message = "a record the checkpointer's mapping gave up on would be an audit event missing from the signed log"
   }
 }
