@@ -29,8 +29,7 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ticketbound_anchor::{
-    AnchorError, CHECKPOINT_PREFIX, CheckpointBucket, Notary, PUBLIC_KEY_OBJECT, Put,
-    checkpoint_object, checkpoint_size,
+    AnchorError, CheckpointBucket, Notary, PUBLIC_KEY_OBJECT, Put, checkpoint_object,
 };
 use ticketbound_domain::{AuditEvent, GrantId};
 use ticketbound_evidence::{
@@ -333,6 +332,25 @@ async fn public_key(deps: &Deps) -> Result<PublicKey, CheckpointError> {
 
 /// The tree's right edge at the last signed checkpoint, as the bucket keeps it (the
 /// empty tree when nothing was signed), checked against that checkpoint's signature.
+/// The checkpoint of `size` as the bucket keeps it, its signature verified.
+async fn stored_checkpoint(
+    deps: &Deps,
+    key: &PublicKey,
+    size: u64,
+) -> Result<Checkpoint, CheckpointError> {
+    let tampered = |why: &str| CheckpointError::LogTampered {
+        why: format!("checkpoint {size} in the bucket: {why}"),
+    };
+    let note = deps
+        .bucket
+        .get(&checkpoint_object(size))
+        .await?
+        .ok_or_else(|| tampered("no such object"))?;
+    let note = String::from_utf8(note).map_err(|_| tampered("not text"))?;
+    verify_checkpoint(&note, key)
+        .map_err(|source| CheckpointError::BadStoredCheckpoint { size, source })
+}
+
 async fn signed_edge(deps: &Deps, key: &PublicKey, size: u64) -> Result<Frontier, CheckpointError> {
     if size == 0 {
         return Ok(Frontier::default());
@@ -340,16 +358,7 @@ async fn signed_edge(deps: &Deps, key: &PublicKey, size: u64) -> Result<Frontier
     let tampered = |why: &str| CheckpointError::LogTampered {
         why: format!("checkpoint {size}: {why}"),
     };
-    let note = deps
-        .bucket
-        .get(&checkpoint_object(size))
-        .await?
-        .ok_or_else(|| {
-            tampered("the head says it is signed, and the bucket has no such checkpoint")
-        })?;
-    let note = String::from_utf8(note).map_err(|_| tampered("not text"))?;
-    let checkpoint = verify_checkpoint(&note, key)
-        .map_err(|source| CheckpointError::BadStoredCheckpoint { size, source })?;
+    let checkpoint = stored_checkpoint(deps, key, size).await?;
     let edge = deps
         .bucket
         .get(&frontier_object(size))
@@ -367,12 +376,10 @@ async fn signed_edge(deps: &Deps, key: &PublicKey, size: u64) -> Result<Frontier
 /// size) only says where to start listing: a hint lowered by hand lists more, one
 /// raised past the bucket's newest names a checkpoint that is not there.
 async fn newest_signed(deps: &Deps, hint: u64) -> Result<u64, CheckpointError> {
-    let after = (hint > 0).then(|| checkpoint_object(hint - 1));
-    let keys = deps
+    let newest = deps
         .bucket
-        .list_after(CHECKPOINT_PREFIX, after.as_deref())
+        .newest_checkpoint_size(hint.checked_sub(1))
         .await?;
-    let newest = keys.iter().filter_map(|k| checkpoint_size(k)).max();
     match newest {
         Some(size) => Ok(size),
         None if hint == 0 => Ok(0),
@@ -464,14 +471,7 @@ async fn sign_checkpoint(
     {
         // A retry after a lost answer finds its own checkpoint; anything else of this
         // size is a fork.
-        let stored = deps.bucket.get(&checkpoint_object(size)).await?;
-        let stored = stored
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| CheckpointError::LogTampered {
-                why: format!("checkpoint {size} in the bucket is not text"),
-            })?;
-        let stored = verify_checkpoint(&stored, &key)
-            .map_err(|source| CheckpointError::BadStoredCheckpoint { size, source })?;
+        let stored = stored_checkpoint(deps, &key, size).await?;
         if stored.root != checkpoint.root {
             return Err(CheckpointError::Fork {
                 size,
@@ -491,7 +491,7 @@ pub mod bundle {
     //! hold (`ticketbound evidence --bundle`): whatever an insider did to the tables
     //! is in it as they left it; [`ticketbound_evidence::verify_bundle`] finds it.
 
-    use ticketbound_anchor::{AnchorError, CHECKPOINT_PREFIX, CheckpointBucket};
+    use ticketbound_anchor::{AnchorError, CHECKPOINT_PREFIX, CheckpointBucket, checkpoint_object};
     use ticketbound_domain::Ticket;
     use ticketbound_evidence::{BUNDLE_FORMAT, Bundle, GrantEvidence};
     use ticketbound_store::{LogStore, Store};
@@ -543,12 +543,11 @@ pub mod bundle {
     pub async fn newest_checkpoint(
         bucket: &CheckpointBucket,
     ) -> Result<Option<String>, AnchorError> {
-        let keys = bucket.list(CHECKPOINT_PREFIX).await?;
-        let Some(newest) = keys.last() else {
+        let Some(size) = bucket.newest_checkpoint_size(None).await? else {
             return Ok(None);
         };
         Ok(bucket
-            .get(newest)
+            .get(&checkpoint_object(size))
             .await?
             .map(|n| String::from_utf8_lossy(&n).into_owned()))
     }

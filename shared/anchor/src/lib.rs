@@ -83,10 +83,7 @@ impl Notary {
             .key_id(&self.key_id)
             .send()
             .await
-            .map_err(|e| AnchorError::Kms {
-                operation: "DescribeKey",
-                source: Box::new(e),
-            })?;
+            .map_err(kms("DescribeKey"))?;
         let meta = out
             .key_metadata
             .ok_or(AnchorError::Missing("key metadata"))?;
@@ -115,10 +112,7 @@ impl Notary {
             .key_id(&self.key_id)
             .send()
             .await
-            .map_err(|e| AnchorError::Kms {
-                operation: "GetPublicKey",
-                source: Box::new(e),
-            })?;
+            .map_err(kms("GetPublicKey"))?;
         let der = out
             .public_key
             .ok_or(AnchorError::Missing("public key"))?
@@ -137,14 +131,29 @@ impl Notary {
             .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
             .send()
             .await
-            .map_err(|e| AnchorError::Kms {
-                operation: "Sign",
-                source: Box::new(e),
-            })?;
+            .map_err(kms("Sign"))?;
         Ok(out
             .signature
             .ok_or(AnchorError::Missing("signature"))?
             .into_inner())
+    }
+}
+
+fn kms<E: std::error::Error + Send + Sync + 'static>(
+    operation: &'static str,
+) -> impl FnOnce(E) -> AnchorError {
+    move |e| AnchorError::Kms {
+        operation,
+        source: Box::new(e),
+    }
+}
+
+fn s3<E: std::error::Error + Send + Sync + 'static>(
+    operation: &'static str,
+) -> impl FnOnce(E) -> AnchorError {
+    move |e| AnchorError::S3 {
+        operation,
+        source: Box::new(e),
     }
 }
 
@@ -158,10 +167,7 @@ pub async fn create_signing_key(sdk: &SdkConfig, description: &str) -> Result<St
         .description(description)
         .send()
         .await
-        .map_err(|e| AnchorError::Kms {
-            operation: "CreateKey",
-            source: Box::new(e),
-        })?;
+        .map_err(kms("CreateKey"))?;
     out.key_metadata
         .and_then(|m| m.arn)
         .ok_or(AnchorError::Missing("key ARN"))
@@ -230,10 +236,7 @@ impl CheckpointBucket {
                     .build(),
             );
         }
-        create.send().await.map_err(|e| AnchorError::S3 {
-            operation: "CreateBucket",
-            source: Box::new(e),
-        })?;
+        create.send().await.map_err(s3("CreateBucket"))?;
         use aws_sdk_s3::types::{
             DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
             ObjectLockRule,
@@ -257,10 +260,7 @@ impl CheckpointBucket {
             )
             .send()
             .await
-            .map_err(|e| AnchorError::S3 {
-                operation: "PutObjectLockConfiguration",
-                source: Box::new(e),
-            })?;
+            .map_err(s3("PutObjectLockConfiguration"))?;
         Ok(())
     }
 
@@ -284,10 +284,7 @@ impl CheckpointBucket {
             Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 412 => {
                 Ok(Put::AlreadyThere)
             }
-            Err(e) => Err(AnchorError::S3 {
-                operation: "PutObject",
-                source: Box::new(e),
-            }),
+            Err(e) => Err(s3("PutObject")(e)),
         }
     }
 
@@ -302,18 +299,24 @@ impl CheckpointBucket {
             .await
         {
             Ok(out) => {
-                let bytes = out.body.collect().await.map_err(|e| AnchorError::S3 {
-                    operation: "GetObject",
-                    source: Box::new(e),
-                })?;
+                let bytes = out.body.collect().await.map_err(s3("GetObject"))?;
                 Ok(Some(bytes.into_bytes().to_vec()))
             }
             Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(None),
-            Err(e) => Err(AnchorError::S3 {
-                operation: "GetObject",
-                source: Box::new(e),
-            }),
+            Err(e) => Err(s3("GetObject")(e)),
         }
+    }
+
+    /// The size of the newest checkpoint the bucket keeps, looking only at those
+    /// after `after` (a lower bound that saves listing them all); `None` if none.
+    /// Objects under the prefix that are not checkpoints are not counted.
+    pub async fn newest_checkpoint_size(
+        &self,
+        after: Option<u64>,
+    ) -> Result<Option<u64>, AnchorError> {
+        let start = after.map(checkpoint_object);
+        let keys = self.list_after(CHECKPOINT_PREFIX, start.as_deref()).await?;
+        Ok(keys.iter().filter_map(|k| checkpoint_size(k)).max())
     }
 
     /// Every object key under `prefix`, in order.
@@ -339,10 +342,7 @@ impl CheckpointBucket {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| AnchorError::S3 {
-                    operation: "ListObjectsV2",
-                    source: Box::new(e),
-                })?;
+                .map_err(s3("ListObjectsV2"))?;
             keys.extend(
                 out.contents()
                     .iter()

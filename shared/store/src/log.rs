@@ -285,7 +285,6 @@ impl LogStore {
     /// The entries at positions `from..to`, in order (what the table holds of them:
     /// the caller checks that none is missing).
     pub async fn entries_between(&self, from: u64, to: u64) -> Result<Vec<LogEntry>, StoreError> {
-        let size = to;
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -307,7 +306,7 @@ impl LogStore {
                         key: "pk=LEAF".into(),
                         source,
                     })?;
-                if leaf.entry.position >= size {
+                if leaf.entry.position >= to {
                     return Ok(out);
                 }
                 out.push(leaf.entry);
