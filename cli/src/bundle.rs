@@ -3,8 +3,9 @@
 //! AWS access at all.
 //!
 //! The bundle (`bundle.json`) holds the ticket's grants with their recorded chain
-//! heads and every audit event, the signed log's leaves up to now, and the newest
-//! signed checkpoints as the bucket keeps them; `public-key.vkey` is the key the
+//! heads and every audit event, the signed log's leaves up to now, the newest
+//! signed checkpoints as the bucket keeps them, and the ticket's notes as the ITSM
+//! gives them back (each of ticketbound's names a chain head and a checkpoint); `public-key.vkey` is the key the
 //! bucket keeps beside them, for reference only: a key inside a bundle certifies
 //! nothing, so `verify` takes the auditor's own (`--key`), and the newest checkpoint
 //! they fetched themselves (`--latest`), which the bundle must reach.
@@ -28,20 +29,38 @@ fn failed(e: impl std::error::Error + Send + Sync + 'static) -> CliError {
     CliError::Evidence(ticketbound_runtime::error_chain(&e))
 }
 
-/// Writes the bundle of `ticket` into `dir`.
-pub async fn write(ctx: &Context, ticket: &str, dir: &Path) -> Result<Bundle, CliError> {
+/// The bundle of `ticket`, as the tables, the bucket and the ITSM hold it now.
+///
+/// The ticket's notes are read first and the tables and the bucket after: whatever
+/// a note names (an event, a checkpoint) was written before the note, so it is in
+/// what is read later, and an event told to the ticket meanwhile is not mistaken for
+/// one deleted from the table.
+pub async fn assemble(ctx: &Context, ticket: &str) -> Result<Bundle, CliError> {
     let (log, bucket) = ctx.log()?;
-    let mut bundle = None;
+    let mut found = None;
     for t in crate::evidence::tickets(ticket)? {
-        let b = log_checkpoint::bundle::assemble(&ctx.store, &log, &bucket, &t)
-            .await
-            .map_err(failed)?;
-        if !b.grants.is_empty() {
-            bundle = Some(b);
+        if !ctx.store.grants_for_ticket(&t).await?.is_empty() {
+            found = Some(t);
             break;
         }
     }
-    let bundle = bundle.ok_or_else(|| CliError::NotFound(format!("grant for ticket {ticket}")))?;
+    let found = found.ok_or_else(|| CliError::NotFound(format!("grant for ticket {ticket}")))?;
+    // The ticket's own notes, read back from the ITSM: its witness of the chains and
+    // the log.
+    let notes = ticket_writeback::notes_of(&ctx.writeback()?, &found)
+        .await
+        .map_err(failed)?;
+    let mut bundle = log_checkpoint::bundle::assemble(&ctx.store, &log, &bucket, &found)
+        .await
+        .map_err(failed)?;
+    bundle.notes = notes;
+    Ok(bundle)
+}
+
+/// Writes the bundle of `ticket` into `dir`.
+pub async fn write(ctx: &Context, ticket: &str, dir: &Path) -> Result<Bundle, CliError> {
+    let bundle = assemble(ctx, ticket).await?;
+    let (_, bucket) = ctx.log()?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let file = dir.join(BUNDLE_FILE);
     let json = serde_json::to_vec_pretty(&bundle).map_err(|e| CliError::Evidence(e.to_string()))?;
@@ -62,6 +81,43 @@ pub async fn write(ctx: &Context, ticket: &str, dir: &Path) -> Result<Bundle, Cl
     Ok(bundle)
 }
 
+/// One line of what a verification established.
+pub fn verified_summary(v: &ticketbound_evidence::Verified, key: &PublicKey) -> String {
+    format!(
+        "ticket {}, {} grant(s), {} event(s), {} note(s) of the ticket agreeing with them{}, anchored in checkpoint {} of {} (signed {}, key {})",
+        v.ticket,
+        v.grants,
+        v.events,
+        v.notes_witnessed,
+        if v.notes_unwitnessed > 0 {
+            format!(
+                " ({} older note(s) name no chain head)",
+                v.notes_unwitnessed
+            )
+        } else {
+            String::new()
+        },
+        v.checkpoint.size,
+        v.checkpoint.origin,
+        v.checkpoint.time.to_rfc3339(),
+        &key.fingerprint()[..16]
+    ) + if v.notes_read_by_auditor {
+        "; the notes are the auditor's own read of the ticket"
+    } else {
+        "; the notes are the bundle's copy (bring your own read of the ticket with --notes)"
+    } + &v
+        .rollovers
+        .iter()
+        .map(|r| {
+            format!(
+                "; the key rolled over at checkpoint {} to key {}",
+                r.size,
+                &r.fingerprint[..16]
+            )
+        })
+        .collect::<String>()
+}
+
 /// The pinned key: a verifier key string, or a file holding one.
 pub fn pinned_key(key: &str) -> Result<PublicKey, CliError> {
     let text = if Path::new(key).is_file() {
@@ -78,6 +134,7 @@ pub fn verify(
     key: &PublicKey,
     ticket: &str,
     latest: Option<&Path>,
+    notes: Option<&Path>,
 ) -> Result<ticketbound_evidence::Verified, CliError> {
     let file = dir.join(BUNDLE_FILE);
     let bundle: Bundle = serde_json::from_slice(&std::fs::read(&file).map_err(io(&file))?)
@@ -85,10 +142,22 @@ pub fn verify(
     let latest = latest
         .map(|p| std::fs::read_to_string(p).map_err(io(p)))
         .transpose()?;
+    // The auditor's own read of the ticket's notes: a JSON array of their texts.
+    let notes: Option<Vec<String>> = notes
+        .map(|p| {
+            serde_json::from_slice(&std::fs::read(p).map_err(io(p))?).map_err(|e| {
+                CliError::Evidence(format!(
+                    "{}: a JSON array of the ticket's notes' texts: {e}",
+                    p.display()
+                ))
+            })
+        })
+        .transpose()?;
     let trust = Trust {
         key,
         ticket,
         latest: latest.as_deref(),
+        notes: notes.as_deref(),
     };
     verify_bundle(&bundle, &trust).map_err(|e| CliError::Evidence(e.to_string()))
 }

@@ -432,7 +432,13 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
          `ticketbound evidence jira#{key}` prints:\n"
     );
     let ctx = crate::context::Context::load(home).await?;
-    crate::evidence::run(&ctx, &format!("jira#{key}"), "md").await?;
+    crate::evidence::run(
+        &ctx,
+        &format!("jira#{key}"),
+        crate::evidence::Format::Md,
+        None,
+    )
+    .await?;
 
     // 10. The same evidence as a bundle, verified where the operator cannot help.
     verify_bundle_offline(home, &ctx, &format!("jira#{key}")).await?;
@@ -504,9 +510,7 @@ async fn refuse_a_forged_approval(
     Ok(())
 }
 
-/// Waits (up to 20 s) until the write-back has told the ticket of every step of the
-/// grant so far, and returns how many notes that is.
-/// 10. Writes the ticket's evidence bundle, fetches the bucket's newest checkpoint
+/// Step 10: writes the ticket's evidence bundle, fetches the bucket's newest checkpoint
 /// as an auditor would, and runs `ticketbound verify` in a network namespace of its
 /// own (`unshare -rn`: no route to AWS or anything else) against the key `local up`
 /// wrote out. The checkpointer signs on its schedule, so the newest events may need
@@ -524,14 +528,16 @@ async fn verify_bundle_offline(
     let (_, bucket) = ctx.log()?;
     let started = std::time::Instant::now();
     let verified = loop {
-        let bundle = crate::bundle::write(ctx, ticket, &dir).await?;
+        // As an auditor does it: the newest checkpoint first, then the bundle (whose
+        // log, read later, reaches it).
         let latest = log_checkpoint::bundle::newest_checkpoint(&bucket)
             .await
             .map_err(|e| CliError::Demo(ticketbound_runtime::error_chain(&e)))?
             .unwrap_or_default();
+        let bundle = crate::bundle::write(ctx, ticket, &dir).await?;
         std::fs::write(&latest_file, &latest)
             .map_err(|e| CliError::Demo(format!("{}: {e}", latest_file.display())))?;
-        match crate::bundle::verify(&dir, &key, ticket, Some(&latest_file)) {
+        match crate::bundle::verify(&dir, &key, ticket, Some(&latest_file), None) {
             Ok(v) => break (v, bundle),
             Err(e)
                 if started.elapsed() < std::time::Duration::from_secs(30)
@@ -586,9 +592,21 @@ async fn verify_bundle_offline(
         if unshared { " (unshare -rn)" } else { "" },
         said.trim()
     );
+    // The same, as a page people read (`evidence --format html --key …`).
+    let evidence = crate::evidence::build(ctx, ticket, Some(&key)).await?;
+    let report = dir.join("report.html");
+    std::fs::write(&report, crate::report::render(&evidence))
+        .map_err(|e| CliError::Demo(format!("{}: {e}", report.display())))?;
+    println!(
+        "    the report for people, one self-contained page with each grant's timeline: {} (verdict: {})",
+        report.display(),
+        evidence.verdict
+    );
     Ok(())
 }
 
+/// Waits (up to 20 s) until the write-back has told the ticket of every step of the
+/// grant so far, and returns how many notes that is.
 async fn wait_for_notes(store: &Store, id: GrantId) -> Result<usize, CliError> {
     for _ in 0..200 {
         let trail = store.audit_trail(id).await?;

@@ -17,74 +17,181 @@ use ticketbound_domain::{
     AuditAction, AuditEvent, Grant, GrantState, SourceSystem, Ticket, TicketKey, verify_chain,
 };
 
+use ticketbound_evidence::{PublicKey, Trust, verify_bundle};
+
 use crate::context::{Context, interactive};
 use crate::error::CliError;
 use crate::grants::json_error;
 
 #[derive(Debug, Serialize)]
-struct Evidence {
-    ticket: String,
-    generated_at: DateTime<Utc>,
-    verdict: &'static str,
-    grants: Vec<GrantEvidence>,
-    controls: &'static [Control],
-}
-
-#[derive(Debug, Serialize)]
-struct GrantEvidence {
-    grant_id: String,
-    state: GrantState,
-    identity: String,
-    owner: String,
-    target: String,
-    scope: String,
-    not_after: DateTime<Utc>,
-    timeline: Vec<Step>,
-    chain: Chain,
-    live: Live,
-    ticket_notes: Vec<String>,
-    dead_letters: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Step {
-    seq: u64,
-    at: DateTime<Utc>,
-    action: AuditAction,
-    actor: String,
-    summary: String,
-}
-
-#[derive(Debug, Serialize)]
-struct Chain {
-    verified: bool,
-    events: u64,
+pub(crate) struct Evidence {
+    pub ticket: String,
+    pub generated_at: DateTime<Utc>,
+    pub verdict: &'static str,
+    /// The signed log's verification against the pinned key (`--key`), if one was
+    /// given.
     #[serde(skip_serializing_if = "Option::is_none")]
-    head: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    break_at_seq: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem: Option<String>,
+    pub signed_log: Option<SignedLog>,
+    pub grants: Vec<GrantEvidence>,
+    pub controls: &'static [Control],
+}
+
+/// The verdict when every check holds.
+pub(crate) const CONSISTENT: &str = "consistent";
+
+#[derive(Debug, Serialize)]
+pub(crate) struct SignedLog {
+    pub verified: bool,
+    /// What was verified, or the first thing that failed.
+    pub summary: String,
 }
 
 #[derive(Debug, Serialize)]
-struct Live {
-    checked_at: DateTime<Utc>,
-    secret_exists: bool,
-    logins: Vec<String>,
-    can_log_in: bool,
-    expected: &'static str,
-    consistent: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem: Option<String>,
+pub(crate) struct GrantEvidence {
+    pub grant_id: String,
+    pub state: GrantState,
+    pub identity: String,
+    pub owner: String,
+    pub target: String,
+    pub scope: String,
+    pub not_after: DateTime<Utc>,
+    pub timeline: Vec<Step>,
+    /// The milestones of the timeline picture.
+    pub marks: Vec<Mark>,
+    pub chain: Chain,
+    pub live: Live,
+    pub ticket_notes: Vec<String>,
+    pub dead_letters: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
-struct Control {
-    framework: &'static str,
-    id: &'static str,
-    name: &'static str,
-    evidenced_by: &'static str,
+pub(crate) struct Step {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub action: AuditAction,
+    pub actor: String,
+    pub summary: String,
+}
+
+/// A milestone of a grant's life, as the timeline draws it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Milestone {
+    Requested,
+    Approved,
+    Denied,
+    Issued,
+    Rotated,
+    NotAfter,
+    Revoked,
+    /// Checked at the target after the revocation: nothing of the credential lives.
+    ProvenDead,
+    /// A step that failed (provisioning, a revocation attempt) or drift found.
+    Failed,
+}
+
+impl Milestone {
+    pub fn as_class(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Issued => "issued",
+            Self::Rotated => "rotated",
+            Self::NotAfter => "not-after",
+            Self::Revoked => "revoked",
+            Self::ProvenDead => "proven-dead",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Mark {
+    pub at: DateTime<Utc>,
+    pub milestone: Milestone,
+    pub label: String,
+}
+
+/// The milestones of `trail`, and the not-after time once a credential was issued.
+fn marks(grant: &Grant, trail: &[AuditEvent]) -> Vec<Mark> {
+    let mark = |at, milestone, label: &str| Mark {
+        at,
+        milestone,
+        label: label.to_owned(),
+    };
+    let mut out = Vec::new();
+    for e in trail {
+        let detail = |k: &str| e.details.get(k).map(String::as_str);
+        match e.action {
+            AuditAction::Requested => out.push(mark(e.at, Milestone::Requested, "requested")),
+            AuditAction::PolicyEvaluated if detail("decision") == Some("allow") => {
+                out.push(mark(e.at, Milestone::Approved, "approved"));
+            }
+            AuditAction::PolicyEvaluated => out.push(mark(e.at, Milestone::Denied, "denied")),
+            AuditAction::Provisioned => out.push(mark(e.at, Milestone::Issued, "issued")),
+            AuditAction::Rotated => out.push(mark(e.at, Milestone::Rotated, "rotated")),
+            AuditAction::Revoked => {
+                out.push(mark(e.at, Milestone::Revoked, "revoked"));
+                if detail("verified_at_target").is_some() {
+                    out.push(mark(
+                        e.at,
+                        Milestone::ProvenDead,
+                        "proven dead at the target",
+                    ));
+                }
+            }
+            AuditAction::ProvisioningFailed => {
+                out.push(mark(e.at, Milestone::Failed, "provisioning failed"));
+            }
+            AuditAction::RevocationFailed => {
+                out.push(mark(e.at, Milestone::Failed, "revocation attempt failed"));
+            }
+            AuditAction::DriftFound => out.push(mark(e.at, Milestone::Failed, "drift found")),
+            AuditAction::Rejected
+            | AuditAction::ProvisioningStarted
+            | AuditAction::RotationRefused
+            | AuditAction::RevocationStarted
+            | AuditAction::TicketUpdated
+            | AuditAction::TicketUpdateFailed => {}
+        }
+    }
+    if out.iter().any(|m| m.milestone == Milestone::Issued) {
+        out.push(mark(grant.not_after(), Milestone::NotAfter, "not after"));
+    }
+    out
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Chain {
+    pub verified: bool,
+    pub events: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_at_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Live {
+    pub checked_at: DateTime<Utc>,
+    pub secret_exists: bool,
+    pub logins: Vec<String>,
+    pub can_log_in: bool,
+    pub expected: &'static str,
+    pub consistent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Control {
+    pub framework: &'static str,
+    pub id: &'static str,
+    pub name: &'static str,
+    pub evidenced_by: &'static str,
 }
 
 const CONTROLS: &[Control] = &[
@@ -341,6 +448,7 @@ async fn grant_evidence(
                 summary: summary(e),
             })
             .collect(),
+        marks: marks(grant, &trail),
         chain,
         live: Live {
             checked_at: now,
@@ -362,12 +470,60 @@ async fn grant_evidence(
     })
 }
 
-pub async fn run(ctx: &Context, ticket: &str, format: &str) -> Result<(), CliError> {
-    if !matches!(format, "md" | "json") {
-        return Err(CliError::Event(format!(
-            "--format {format:?}: use md or json"
+/// How `evidence` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Md,
+    Json,
+    /// One self-contained HTML page (`report`).
+    Html,
+}
+
+pub async fn run(
+    ctx: &Context,
+    ticket: &str,
+    format: Format,
+    key: Option<&PublicKey>,
+) -> Result<(), CliError> {
+    let out = build(ctx, ticket, key).await?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(json_error)?
+        ),
+        Format::Md => print_markdown(&out),
+        Format::Html => print!("{}", crate::report::render(&out)),
+    }
+    if let Some(g) = out.grants.iter().find(|g| !g.chain.verified) {
+        return Err(CliError::Evidence(format!(
+            "the audit chain of grant {} breaks at event #{}: {}",
+            g.grant_id,
+            g.chain.break_at_seq.unwrap_or_default(),
+            g.chain.problem.clone().unwrap_or_default()
         )));
     }
+    if let Some(log) = out.signed_log.as_ref().filter(|l| !l.verified) {
+        return Err(CliError::Evidence(format!(
+            "the signed log does not verify: {}",
+            log.summary
+        )));
+    }
+    if let Some(g) = out.grants.iter().find(|g| !g.live.consistent) {
+        return Err(CliError::Evidence(format!(
+            "grant {}: {}",
+            g.grant_id,
+            g.live.problem.clone().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// The evidence of `ticket`, checked now (and its signed log against `key`, if given).
+pub(crate) async fn build(
+    ctx: &Context,
+    ticket: &str,
+    key: Option<&PublicKey>,
+) -> Result<Evidence, CliError> {
     let reconciler = ctx.reconciler()?;
     let writeback = ctx.writeback()?;
     let mut grants = Vec::new();
@@ -396,43 +552,60 @@ pub async fn run(ctx: &Context, ticket: &str, format: &str) -> Result<(), CliErr
         }
         evidence.push(grant_evidence(ctx, &reconciler, &writeback, grant).await?);
     }
+    let signed_log = match key {
+        Some(key) => Some(signed_log(ctx, ticket, &qualified, key).await?),
+        None => None,
+    };
     let broken = evidence.iter().find(|g| !g.chain.verified);
     let contradicted = evidence.iter().find(|g| !g.live.consistent);
+    let unsigned = signed_log.as_ref().filter(|l| !l.verified);
     let out = Evidence {
         ticket: qualified,
         generated_at: Utc::now(),
-        verdict: match (broken, contradicted) {
-            (Some(_), _) => "audit chain broken",
-            (None, Some(_)) => "live state contradicts the record",
-            (None, None) => "consistent",
+        verdict: match (broken, unsigned, contradicted) {
+            (Some(_), _, _) => "audit chain broken",
+            (None, Some(_), _) => "the signed log contradicts the record",
+            (None, None, Some(_)) => "live state contradicts the record",
+            (None, None, None) => CONSISTENT,
         },
+        signed_log,
         grants: evidence,
         controls: CONTROLS,
     };
-    if format == "json" {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(json_error)?
-        );
-    } else {
-        print_markdown(&out);
-    }
-    if let Some(g) = out.grants.iter().find(|g| !g.chain.verified) {
-        return Err(CliError::Evidence(format!(
-            "the audit chain of grant {} breaks at event #{}: {}",
-            g.grant_id,
-            g.chain.break_at_seq.unwrap_or_default(),
-            g.chain.problem.clone().unwrap_or_default()
-        )));
-    }
-    if let Some(g) = out.grants.iter().find(|g| !g.live.consistent) {
-        return Err(CliError::Evidence(format!(
-            "grant {}: {}",
-            g.grant_id,
-            g.live.problem.clone().unwrap_or_default()
-        )));
-    }
-    Ok(())
+    Ok(out)
+}
+
+/// The ticket's bundle, verified as `ticketbound verify` would, against the pinned key
+/// and the bucket's newest checkpoint.
+async fn signed_log(
+    ctx: &Context,
+    ticket: &str,
+    qualified: &str,
+    key: &PublicKey,
+) -> Result<SignedLog, CliError> {
+    // The newest checkpoint first, as an auditor fetches it: the log read after it
+    // reaches it (one signed in between would leave the bundle short of it).
+    let (_, bucket) = ctx.log()?;
+    let latest = log_checkpoint::bundle::newest_checkpoint(&bucket)
+        .await
+        .map_err(|e| CliError::Evidence(ticketbound_runtime::error_chain(&e)))?;
+    let bundle = crate::bundle::assemble(ctx, ticket).await?;
+    let trust = Trust {
+        key,
+        ticket: qualified,
+        latest: latest.as_deref(),
+        notes: None,
+    };
+    Ok(match verify_bundle(&bundle, &trust) {
+        Ok(v) => SignedLog {
+            verified: true,
+            summary: crate::bundle::verified_summary(&v, key),
+        },
+        Err(e) => SignedLog {
+            verified: false,
+            summary: e.to_string(),
+        },
+    })
 }
 
 fn print_markdown(e: &Evidence) {
@@ -443,6 +616,18 @@ fn print_markdown(e: &Evidence) {
         e.generated_at.format("%Y-%m-%d %H:%M:%S UTC"),
         e.verdict
     );
+    if let Some(log) = &e.signed_log {
+        println!();
+        println!(
+            "Signed log: {} {}",
+            if log.verified {
+                "**verified**:"
+            } else {
+                "**DOES NOT VERIFY**:"
+            },
+            log.summary
+        );
+    }
     for g in &e.grants {
         println!();
         println!("## Grant {} ({})", g.grant_id, g.state);

@@ -12,6 +12,7 @@ mod evidence;
 mod grants;
 mod identities;
 mod local;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,12 +56,18 @@ enum Command {
     },
     /// The verified timeline of one ticket's grants, their live state checked now, the
     /// notes the ticket received, and the controls it evidences. Exits non-zero when an
-    /// audit chain breaks or the live state contradicts the record.
+    /// audit chain breaks, the signed log does not verify (with `--key`) or the live
+    /// state contradicts the record.
     Evidence {
         /// The ticket: `jira#OPS-123`, `servicenow#CHG0031337`, or a bare key.
         ticket: String,
-        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
-        format: String,
+        /// `html`: one self-contained page with a timeline picture per grant.
+        #[arg(long, value_enum, default_value = "md")]
+        format: evidence::Format,
+        /// Also verify the ticket's signed log, as `verify` does, against this pinned
+        /// verifier key (or a file holding it) and the bucket's newest checkpoint.
+        #[arg(long)]
+        key: Option<String>,
         /// Instead, write the ticket's evidence bundle into this directory (grants,
         /// every audit event, the signed log, the newest checkpoints), for `verify`.
         #[arg(long)]
@@ -84,6 +91,11 @@ enum Command {
         /// an older checkpoint would verify.
         #[arg(long)]
         latest: std::path::PathBuf,
+        /// The ticket's notes as you read them from the ITSM yourself (a JSON array of
+        /// their texts): checked instead of the bundle's copy, which whoever built the
+        /// bundle chose.
+        #[arg(long)]
+        notes: Option<std::path::PathBuf>,
     },
     /// Prints the newest signed checkpoint of the log, as the bucket keeps it.
     Checkpoint,
@@ -297,47 +309,41 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Evidence {
             ticket,
-            format,
             bundle: Some(dir),
+            ..
         } => {
-            let _ = format;
             let ctx = context::Context::load(&cli.home).await?;
             let written = bundle::write(&ctx, &ticket, &dir).await?;
             println!(
-                "wrote {}: {} grant(s), {} leaves of the log, {} checkpoint(s)",
+                "wrote {}: {} grant(s), {} leaves of the log, {} checkpoint(s), {} note(s) of the ticket",
                 dir.join(bundle::BUNDLE_FILE).display(),
                 written.grants.len(),
                 written.log.len(),
-                written.checkpoints.len()
+                written.checkpoints.len(),
+                written.notes.len()
             );
             Ok(())
         }
         Command::Evidence {
             ticket,
             format,
+            key,
             bundle: None,
         } => {
+            let key = key.as_deref().map(bundle::pinned_key).transpose()?;
             let ctx = context::Context::load(&cli.home).await?;
-            evidence::run(&ctx, &ticket, &format).await
+            evidence::run(&ctx, &ticket, format, key.as_ref()).await
         }
         Command::Verify {
             dir,
             key,
             ticket,
             latest,
+            notes,
         } => {
             let key = bundle::pinned_key(&key)?;
-            let v = bundle::verify(&dir, &key, &ticket, Some(&latest))?;
-            println!(
-                "verified: ticket {}, {} grant(s), {} event(s), anchored in checkpoint {} of {} (signed {}, key {})",
-                v.ticket,
-                v.grants,
-                v.events,
-                v.checkpoint.size,
-                v.checkpoint.origin,
-                v.checkpoint.time.to_rfc3339(),
-                &key.fingerprint()[..16]
-            );
+            let v = bundle::verify(&dir, &key, &ticket, Some(&latest), notes.as_deref())?;
+            println!("verified: {}", bundle::verified_summary(&v, &key));
             eprintln!(
                 "the newest checkpoint is {} old: the evidence holds up to then",
                 humanize_age(chrono::Utc::now() - v.checkpoint.time)

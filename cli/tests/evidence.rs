@@ -76,6 +76,25 @@ async fn denied_grant(stack: &TestStack) -> (Grant, String) {
     (g, format!("generic#{key}"))
 }
 
+/// Sets detail `name` of event `seq` of `g` to `value` in the audit table, by hand,
+/// as an insider with write access would.
+async fn edit_detail(stack: &TestStack, g: &Grant, seq: u64, name: &str, value: &str) {
+    let (table, key) = audit_key(stack, g, seq);
+    stack
+        .dynamodb()
+        .update_item()
+        .table_name(&table)
+        .set_key(Some(
+            key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        ))
+        .update_expression("SET details.#name = :value")
+        .expression_attribute_names("#name", name)
+        .expression_attribute_values(":value", AttributeValue::S(value.into()))
+        .send()
+        .await
+        .unwrap();
+}
+
 fn audit_key(
     stack: &TestStack,
     g: &Grant,
@@ -124,18 +143,7 @@ async fn evidence_verifies_the_chain_and_names_where_an_edit_breaks_it() {
     );
 
     // Someone rewrites the policy decision in the audit table.
-    let ddb = stack.dynamodb();
-    let (table, key) = audit_key(&stack, &g, 2);
-    ddb.update_item()
-        .table_name(&table)
-        .set_key(Some(
-            key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        ))
-        .update_expression("SET details.decision = :allow")
-        .expression_attribute_values(":allow", AttributeValue::S("allow".into()))
-        .send()
-        .await
-        .unwrap();
+    edit_detail(&stack, &g, 2, "decision", "allow").await;
     let broken = ticketbound(&["evidence", &ticket, "--format", "md"]);
     assert!(!broken.status.success(), "an edited trail must not pass");
     let stderr = String::from_utf8_lossy(&broken.stderr);
@@ -228,15 +236,16 @@ async fn a_bundle_verifies_offline_and_an_edit_or_another_key_does_not() {
             latest.to_str().unwrap(),
         ])
     };
+    // As an auditor does it: the newest checkpoint first, then the bundle.
     let bundle_and_latest = || {
+        let newest = ticketbound(&["checkpoint"]);
+        std::fs::write(&latest, &newest.stdout).unwrap();
         let written = ticketbound(&["evidence", &ticket, "--bundle", dir.to_str().unwrap()]);
         assert!(
             written.status.success(),
             "{}",
             String::from_utf8_lossy(&written.stderr)
         );
-        let newest = ticketbound(&["checkpoint"]);
-        std::fs::write(&latest, &newest.stdout).unwrap();
     };
     // The host's checkpointer logs the grant's events from the audit stream and signs
     // on its schedule (every 2 s locally).
@@ -272,21 +281,10 @@ async fn a_bundle_verifies_offline_and_an_edit_or_another_key_does_not() {
     let refused = verify(&other);
     assert!(!refused.status.success());
     let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(why.contains("no signature of the pinned key"), "{why}");
+    assert!(why.contains("pinned key"), "{why}");
 
     // The policy decision rewritten in the table after it was logged.
-    let ddb = stack.dynamodb();
-    let (table, k) = audit_key(&stack, &g, 2);
-    ddb.update_item()
-        .table_name(&table)
-        .set_key(Some(
-            k.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        ))
-        .update_expression("SET details.decision = :allow")
-        .expression_attribute_values(":allow", AttributeValue::S("allow".into()))
-        .send()
-        .await
-        .unwrap();
+    edit_detail(&stack, &g, 2, "decision", "allow").await;
     bundle_and_latest();
     let broken = verify(&key);
     assert!(!broken.status.success(), "an edited trail must not verify");
@@ -306,4 +304,186 @@ fn another_key() -> Vec<u8> {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
     let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
     pair.public_key().as_der().unwrap().as_ref().to_vec()
+}
+
+/// A grant's whole life, dated within the last hour (the signed log refuses events
+/// logged long after they say they happened): requested, approved, issued, rotated,
+/// revoked at its not-after time and proven dead at the target. On the generic ITSM,
+/// so nothing else touches it; nothing of it lives at the target, as the record says.
+async fn ended_grant(stack: &TestStack) -> (Grant, String) {
+    let key = unique_key("RPT");
+    let start = Utc::now() - Duration::minutes(50);
+    let mut request = sample_request(start, Duration::minutes(40));
+    request.ticket.source = SourceSystem::Generic;
+    request.ticket.key = TicketKey::new(key.clone()).unwrap();
+    let mut g = Grant::approved(GrantId::from_ulid(ulid::Ulid::new()), request, start);
+    let at = |m: i64| start + Duration::minutes(m);
+    let steps = [
+        AuditRecord::new(at(0), Actor::itsm_user("priya"), AuditAction::Requested),
+        AuditRecord::new(
+            at(1),
+            Actor::component("itsm-intake"),
+            AuditAction::PolicyEvaluated,
+        )
+        .detail("decision", "allow")
+        .detail("policy_ids", "permit-approved-requests"),
+        AuditRecord::new(
+            at(2),
+            Actor::component("grant-provision"),
+            AuditAction::Provisioned,
+        )
+        .detail("principal", "tb_orders_etl_rpt"),
+        AuditRecord::new(
+            at(20),
+            Actor::component("secret-rotate"),
+            AuditAction::Rotated,
+        )
+        .detail("current_version", "v2"),
+        AuditRecord::new(
+            at(41),
+            Actor::component("grant-expire"),
+            AuditAction::Revoked,
+        )
+        .detail("trigger", "schedule")
+        .detail("verified_at_target", "login refused: role does not exist"),
+    ];
+    let events: Vec<_> = steps.into_iter().map(|r| g.record(r)).collect();
+    g.state = ticketbound_domain::GrantState::Revoked;
+    stack
+        .local_store()
+        .create_grant(&g, &events, None, Utc::now())
+        .await
+        .unwrap();
+    (g, format!("generic#{key}"))
+}
+
+/// How many pixels of `png` are `colour` (`#rrggbb`), give or take 3 per channel.
+fn pixels_of(png: &[u8], colour: &str) -> usize {
+    let want: Vec<u8> = (1..7)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&colour[i..i + 2], 16).unwrap())
+        .collect();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks(step)
+        .filter(|p| p.iter().zip(&want).all(|(a, b)| a.abs_diff(*b) <= 3))
+        .count()
+}
+
+/// Renders `html` in headless Chromium: its screenshot and its DOM as the browser
+/// built it.
+fn render_in_chromium(html: &std::path::Path) -> (Vec<u8>, String) {
+    let shot = html.with_extension("png");
+    let profile = html.with_extension("profile");
+    let chromium = |extra: &[&str]| {
+        let out = std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--window-size=1100,2400",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .expect("chromium runs (scripts/test installs Debian's chromium package)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    chromium(&[&format!("--screenshot={}", shot.display())]);
+    let dom = String::from_utf8_lossy(&chromium(&["--dump-dom"]).stdout).into_owned();
+    (std::fs::read(&shot).unwrap(), dom)
+}
+
+/// `evidence --format html --key`, opened in a real browser: the timeline is drawn
+/// (each milestone's mark is on the screen in its colour), the verdict is shown and
+/// the signed log verified. Then the record is edited in the table: the same page
+/// must not show it as good.
+#[tokio::test]
+async fn the_html_report_draws_the_timeline_and_shows_the_verdict_in_a_browser() {
+    use ticketbound_cli_colours::*;
+    let stack = TestStack::get().await;
+    let (g, ticket) = ended_grant(&stack).await;
+    let dir = tempdir(&g);
+    let html = dir.join("report.html");
+    let key_file = ticketbound_runtime::local::LocalLog::public_key_file(&stack.local);
+    let key = key_file.to_string_lossy().into_owned();
+    let report = || ticketbound(&["evidence", &ticket, "--format", "html", "--key", &key]);
+    // The checkpointer signs on its schedule (every 2 s locally).
+    let mut out = report();
+    for _ in 0..60 {
+        if out.status.success() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        out = report();
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = String::from_utf8(out.stdout).unwrap();
+    for external in ["src=", "href=", "url(", "@import", "<link", "<script"] {
+        assert!(
+            !page.contains(external),
+            "self-contained: {external} in the page"
+        );
+    }
+    std::fs::write(&html, &page).unwrap();
+    let (shot, dom) = render_in_chromium(&html);
+    assert!(dom.contains("Verdict: consistent"), "{dom}");
+    assert!(dom.contains("Verified."), "the signed log verified: {dom}");
+    for (what, colour) in [
+        ("requested", REQUESTED),
+        ("approved", APPROVED),
+        ("issued", ISSUED),
+        ("rotated", ROTATED),
+        ("not after", NOT_AFTER),
+        ("revoked", REVOKED),
+        ("proven dead", PROVEN_DEAD),
+        ("the good verdict", VERDICT_GOOD),
+    ] {
+        let n = pixels_of(&shot, colour);
+        assert!(n > 30, "{what} ({colour}) is not drawn: {n} pixels");
+    }
+    assert_eq!(pixels_of(&shot, VERDICT_BAD), 0);
+
+    // The policy decision rewritten in the table: the page says so, in red.
+    edit_detail(&stack, &g, 2, "policy_ids", "forged").await;
+    let out = report();
+    assert!(
+        !out.status.success(),
+        "an edited record must not report as good"
+    );
+    std::fs::write(&html, &out.stdout).unwrap();
+    let (shot, dom) = render_in_chromium(&html);
+    assert!(dom.contains("Verdict: audit chain broken"), "{dom}");
+    assert!(pixels_of(&shot, VERDICT_BAD) > 30);
+    assert_eq!(pixels_of(&shot, VERDICT_GOOD), 0);
+}
+
+/// The report's colours (as `cli/src/report.rs` draws them), spelt out here: the test
+/// reads the screen, not the code.
+mod ticketbound_cli_colours {
+    pub const REQUESTED: &str = "#6b7280";
+    pub const APPROVED: &str = "#2563eb";
+    pub const ISSUED: &str = "#16a34a";
+    pub const ROTATED: &str = "#7c3aed";
+    pub const NOT_AFTER: &str = "#ea580c";
+    pub const REVOKED: &str = "#dc2626";
+    pub const PROVEN_DEAD: &str = "#831843";
+    pub const VERDICT_GOOD: &str = "#0f766e";
+    pub const VERDICT_BAD: &str = "#b91c1c";
 }

@@ -113,6 +113,7 @@ pub fn writeback_env(stack: &LocalStack) -> Vec<(String, String)> {
     [
         (c::GRANTS_TABLE, stack.grants_table.clone()),
         (c::AUDIT_TABLE, stack.audit_table.clone()),
+        (c::LOG_TABLE, stack.log.table.clone()),
         (c::JIRA_URL, stack.jira_url()),
         (c::JIRA_CREDENTIALS, stack.itsm_credentials.jira.clone()),
         (c::SERVICENOW_URL, stack.servicenow_url()),

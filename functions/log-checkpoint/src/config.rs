@@ -6,6 +6,10 @@ pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, LOG_TABLE, RETENTION_DAYS
 
 /// The KMS key that signs checkpoints (its ARN): ECC_NIST_P256, SIGN_VERIFY.
 pub const LOG_KEY_ID: &str = "TICKETBOUND_LOG_KEY_ID";
+/// During a key rollover, the retiring key (its ARN): each checkpoint is signed by it
+/// and by the new `TICKETBOUND_LOG_KEY_ID`, so that an auditor who pinned the old key
+/// follows to the new one. Unset once a checkpoint signed by both is kept.
+pub const LOG_PREVIOUS_KEY_ID: &str = "TICKETBOUND_LOG_PREVIOUS_KEY_ID";
 /// The Object Lock bucket that keeps the checkpoints.
 pub const LOG_BUCKET: &str = "TICKETBOUND_LOG_BUCKET";
 /// The log's name: each checkpoint's origin line and the key's name in its signature.
@@ -27,6 +31,8 @@ pub const AWS_OPERATIONS: &[&str] = &[
     "dynamodb:BatchGetItem",
     "dynamodb:Query",
     "dynamodb:UpdateItem",
+    // The newest checkpoint's item, which the write-back reads.
+    "dynamodb:PutItem",
     "dynamodb:TransactWriteItems",
     "kms:DescribeKey",
     "kms:GetPublicKey",
@@ -44,6 +50,7 @@ pub const VARIABLES: &[&str] = &[
     RETENTION_DAYS,
     LOG_TABLE,
     LOG_KEY_ID,
+    LOG_PREVIOUS_KEY_ID,
     LOG_BUCKET,
     LOG_ORIGIN,
     CHECKPOINT_EVERY,
@@ -54,6 +61,8 @@ pub struct CheckpointConfig {
     pub store: StoreSettings,
     pub log_table: String,
     pub key_id: String,
+    /// The retiring key, during a rollover.
+    pub previous_key_id: Option<String>,
     pub bucket: String,
     pub origin: String,
     pub every: u64,
@@ -64,6 +73,16 @@ impl CheckpointConfig {
         let store = StoreSettings::read(&mut env);
         let log_table = ticketbound_store::LogStore::read_table(&mut env);
         let key_id: Option<String> = env.required(LOG_KEY_ID, "a KMS key ARN");
+        let previous_key_id: Option<String> =
+            env.optional(LOG_PREVIOUS_KEY_ID, "the retiring KMS key's ARN");
+        if previous_key_id.is_some() && previous_key_id == key_id {
+            env.problem(
+                LOG_PREVIOUS_KEY_ID,
+                VarProblem::Malformed {
+                    expected: "another key than TICKETBOUND_LOG_KEY_ID".to_owned(),
+                },
+            );
+        }
         let bucket: Option<String> = env.required(LOG_BUCKET, "an S3 bucket name");
         let origin: Option<String> = env.required(
             LOG_ORIGIN,
@@ -86,6 +105,7 @@ impl CheckpointConfig {
                 store,
                 log_table,
                 key_id,
+                previous_key_id,
                 bucket,
                 origin,
                 every: every.max(1),

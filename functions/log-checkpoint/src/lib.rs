@@ -30,10 +30,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ticketbound_anchor::{
     AnchorError, CheckpointBucket, Notary, PUBLIC_KEY_OBJECT, Put, checkpoint_object,
+    handover_object, key_object,
 };
 use ticketbound_domain::{AuditEvent, GrantId};
 use ticketbound_evidence::{
-    Checkpoint, Frontier, LogEntry, NoteError, PublicKey, SignedNote, verify_checkpoint,
+    Checkpoint, Frontier, LogEntry, NoteError, PublicKey, SignedNote, checkpoint_signers,
+    verify_checkpoint,
 };
 use ticketbound_runtime::{ConfigError, EnvReader};
 use ticketbound_store::stream::audit_from_image;
@@ -59,12 +61,31 @@ pub struct Deps {
     pub store: Store,
     pub log: LogStore,
     pub notary: Notary,
+    /// The retiring key, during a rollover: it signs each checkpoint too.
+    pub previous: Option<Notary>,
     pub bucket: CheckpointBucket,
     pub config: CheckpointConfig,
     /// Grant → ticket: a grant's ticket never changes, so one read per grant per
     /// warm instance.
     tickets: Mutex<HashMap<GrantId, String>>,
-    key: Mutex<Option<PublicKey>>,
+    keys: Mutex<Option<SigningKeys>>,
+}
+
+/// The public keys of the signing key and, during a rollover, the retiring one.
+#[derive(Debug, Clone)]
+struct SigningKeys {
+    current: PublicKey,
+    previous: Option<PublicKey>,
+}
+
+impl SigningKeys {
+    /// The keys a checkpoint kept in the bucket may be signed by: the current one, or
+    /// the retiring one (the checkpoints before the rollover).
+    fn accepted(&self) -> Vec<PublicKey> {
+        std::iter::once(self.current.clone())
+            .chain(self.previous.clone())
+            .collect()
+    }
 }
 
 impl Deps {
@@ -74,10 +95,14 @@ impl Deps {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
             log: LogStore::new(aws_sdk_dynamodb::Client::new(sdk), config.log_table.clone()),
             notary: Notary::new(sdk, config.key_id.clone()),
+            previous: config
+                .previous_key_id
+                .clone()
+                .map(|id| Notary::new(sdk, id)),
             bucket: CheckpointBucket::new(sdk, config.bucket.clone()),
             config,
             tickets: Mutex::new(HashMap::new()),
-            key: Mutex::new(None),
+            keys: Mutex::new(None),
         })
     }
 }
@@ -110,8 +135,12 @@ pub enum CheckpointError {
         stored: String,
         ours: String,
     },
-    #[error("the public key in the bucket is not the signing key's: a new key needs a rollover")]
-    KeyChanged,
+    #[error(
+        "checkpoint {size} in the bucket is signed by neither the signing key nor the retiring \
+         one: a new key needs a rollover (TICKETBOUND_LOG_PREVIOUS_KEY_ID set to the old key \
+         until a checkpoint signed by both is kept)"
+    )]
+    KeyChanged { size: u64 },
     #[error("KMS signed something its own public key does not verify")]
     SignatureDoesNotVerify(#[source] NoteError),
 }
@@ -309,25 +338,35 @@ pub async fn handle_schedule(deps: &Deps) -> Result<Option<u64>, CheckpointError
         .inspect_err(alarm_on)
 }
 
-async fn public_key(deps: &Deps) -> Result<PublicKey, CheckpointError> {
-    let mut cached = deps.key.lock().await;
+async fn signing_keys(deps: &Deps) -> Result<SigningKeys, CheckpointError> {
+    let mut cached = deps.keys.lock().await;
     if let Some(k) = cached.as_ref() {
         return Ok(k.clone());
     }
-    let key = deps.notary.public_key(&deps.config.origin).await?;
-    // Kept with the checkpoints, once: a different key there is a rollover this
-    // version does not do, not something to write over.
-    if deps
-        .bucket
-        .put_once(PUBLIC_KEY_OBJECT, key.der().to_vec())
-        .await?
-        == Put::AlreadyThere
-        && deps.bucket.get(PUBLIC_KEY_OBJECT).await?.as_deref() != Some(key.der())
-    {
-        return Err(CheckpointError::KeyChanged);
+    let current = deps.notary.public_key(&deps.config.origin).await?;
+    let previous = match &deps.previous {
+        Some(notary) => Some(notary.public_key(&deps.config.origin).await?),
+        None => None,
+    };
+    let keys = SigningKeys { current, previous };
+    *cached = Some(keys.clone());
+    Ok(keys)
+}
+
+/// Keeps the signing keys with the checkpoints, once each: the first key where it
+/// always was, and every key under `keys/` (what a bundle hands the verifier for
+/// rollovers). Called once the bucket's newest checkpoint verified under them, so a
+/// key swapped in without a rollover leaves nothing behind.
+async fn keep_keys(deps: &Deps, keys: &SigningKeys) -> Result<(), CheckpointError> {
+    deps.bucket
+        .put_once(PUBLIC_KEY_OBJECT, keys.current.der().to_vec())
+        .await?;
+    for key in keys.accepted() {
+        deps.bucket
+            .put_once(&key_object(&key), key.der().to_vec())
+            .await?;
     }
-    *cached = Some(key.clone());
-    Ok(key)
+    Ok(())
 }
 
 /// The tree's right edge at the last signed checkpoint, as the bucket keeps it (the
@@ -335,7 +374,7 @@ async fn public_key(deps: &Deps) -> Result<PublicKey, CheckpointError> {
 /// The checkpoint of `size` as the bucket keeps it, its signature verified.
 async fn stored_checkpoint(
     deps: &Deps,
-    key: &PublicKey,
+    keys: &SigningKeys,
     size: u64,
 ) -> Result<Checkpoint, CheckpointError> {
     let tampered = |why: &str| CheckpointError::LogTampered {
@@ -347,18 +386,26 @@ async fn stored_checkpoint(
         .await?
         .ok_or_else(|| tampered("no such object"))?;
     let note = String::from_utf8(note).map_err(|_| tampered("not text"))?;
-    verify_checkpoint(&note, key)
-        .map_err(|source| CheckpointError::BadStoredCheckpoint { size, source })
+    let (checkpoint, signers) = checkpoint_signers(&note, &keys.accepted())
+        .map_err(|source| CheckpointError::BadStoredCheckpoint { size, source })?;
+    if signers.is_empty() {
+        return Err(CheckpointError::KeyChanged { size });
+    }
+    Ok(checkpoint)
 }
 
-async fn signed_edge(deps: &Deps, key: &PublicKey, size: u64) -> Result<Frontier, CheckpointError> {
+async fn signed_edge(
+    deps: &Deps,
+    keys: &SigningKeys,
+    size: u64,
+) -> Result<Frontier, CheckpointError> {
     if size == 0 {
         return Ok(Frontier::default());
     }
     let tampered = |why: &str| CheckpointError::LogTampered {
         why: format!("checkpoint {size}: {why}"),
     };
-    let checkpoint = stored_checkpoint(deps, key, size).await?;
+    let checkpoint = stored_checkpoint(deps, keys, size).await?;
     let edge = deps
         .bucket
         .get(&frontier_object(size))
@@ -406,14 +453,21 @@ async fn sign_checkpoint(
         });
     }
     if size == base {
-        deps.log.record_signed(base).await?;
+        // Nothing new to sign; the head's signed size, if its record was lost, is made
+        // again. The newest checkpoint's item is written only with a root just signed
+        // (or read back signed), never with the head's unchecked one.
+        deps.log.record_signed(base, None).await?;
         return Ok(None);
     }
     deps.notary.check_key().await?;
-    let key = public_key(deps).await?;
+    if let Some(previous) = &deps.previous {
+        previous.check_key().await?;
+    }
+    let keys = signing_keys(deps).await?;
     // The root is rebuilt from what the operator cannot change (the newest signed
     // edge, in the bucket) and the leaves since; the head's own edge must agree.
-    let mut tree = signed_edge(deps, &key, base).await?;
+    let mut tree = signed_edge(deps, &keys, base).await?;
+    keep_keys(deps, &keys).await?;
     let leaves = deps.log.entries_between(base, size).await?;
     if leaves.len() as u64 != size - base {
         return Err(CheckpointError::LogTampered {
@@ -445,8 +499,19 @@ async fn sign_checkpoint(
     };
     let text = checkpoint.body();
     let signature = deps.notary.sign(&text).await?;
-    let note = SignedNote::signed(text, &key, signature).encode();
-    verify_checkpoint(&note, &key).map_err(CheckpointError::SignatureDoesNotVerify)?;
+    // During a rollover the retiring key signs first and the new one beside it: the
+    // link by which an auditor's trust passes from the one to the other.
+    let note = match (&deps.previous, &keys.previous) {
+        (Some(notary), Some(previous)) => {
+            let old = notary.sign(&text).await?;
+            SignedNote::signed(text, previous, old).cosign(&keys.current, signature)
+        }
+        _ => SignedNote::signed(text, &keys.current, signature),
+    }
+    .encode();
+    for key in keys.accepted() {
+        verify_checkpoint(&note, &key).map_err(CheckpointError::SignatureDoesNotVerify)?;
+    }
     let edge = serde_json::to_vec(&tree).unwrap_or_default();
     if deps.bucket.put_once(&frontier_object(size), edge).await? == Put::AlreadyThere {
         // A retry finds its own edge; another is a fork at this size.
@@ -463,6 +528,15 @@ async fn sign_checkpoint(
             });
         }
     }
+    if keys.previous.is_some() {
+        // Where every bundle finds it, however many checkpoints follow: kept before the
+        // checkpoint itself, so that a checkpoint signed by both is never kept without
+        // it (an operator ends the rollover once one is).
+        deps.bucket
+            .put_once(&handover_object(size), note.clone().into_bytes())
+            .await?;
+        tracing::warn!(size, new_key = %keys.current.fingerprint(), "key rollover: checkpoint signed by the retiring key and the new one");
+    }
     if deps
         .bucket
         .put_once(&checkpoint_object(size), note.into_bytes())
@@ -471,7 +545,7 @@ async fn sign_checkpoint(
     {
         // A retry after a lost answer finds its own checkpoint; anything else of this
         // size is a fork.
-        let stored = stored_checkpoint(deps, &key, size).await?;
+        let stored = stored_checkpoint(deps, &keys, size).await?;
         if stored.root != checkpoint.root {
             return Err(CheckpointError::Fork {
                 size,
@@ -480,7 +554,7 @@ async fn sign_checkpoint(
             });
         }
     }
-    deps.log.record_signed(size).await?;
+    deps.log.record_signed(size, Some(checkpoint.root)).await?;
     ticketbound_runtime::metrics::count(COMPONENT, "CheckpointsSigned", 1);
     tracing::info!(size, root = %checkpoint.root, "checkpoint signed and kept");
     Ok(Some(size))
@@ -491,9 +565,12 @@ pub mod bundle {
     //! hold (`ticketbound evidence --bundle`): whatever an insider did to the tables
     //! is in it as they left it; [`ticketbound_evidence::verify_bundle`] finds it.
 
-    use ticketbound_anchor::{AnchorError, CHECKPOINT_PREFIX, CheckpointBucket, checkpoint_object};
+    use ticketbound_anchor::{
+        AnchorError, CHECKPOINT_PREFIX, CheckpointBucket, HANDOVER_PREFIX, KEYS_PREFIX,
+        checkpoint_object,
+    };
     use ticketbound_domain::Ticket;
-    use ticketbound_evidence::{BUNDLE_FORMAT, Bundle, GrantEvidence};
+    use ticketbound_evidence::{BUNDLE_FORMAT, Bundle, GrantEvidence, PublicKey};
     use ticketbound_store::{LogStore, Store};
 
     use crate::CheckpointError;
@@ -520,12 +597,28 @@ pub mod bundle {
             }
         }
         grants.sort_by_key(|g| g.grant_id);
-        let keys = bucket.list(CHECKPOINT_PREFIX).await?;
+        let listed = bucket.list(CHECKPOINT_PREFIX).await?;
+        let newest = listed.len().saturating_sub(CHECKPOINTS_IN_BUNDLE);
+        // Every rollover's checkpoint too: the verifier follows the keys through them.
+        let handovers = bucket.list(HANDOVER_PREFIX).await?;
         let mut checkpoints = Vec::new();
-        let newest = keys.len().saturating_sub(CHECKPOINTS_IN_BUNDLE);
-        for key in &keys[newest..] {
+        for key in handovers.iter().chain(&listed[newest..]) {
             if let Some(note) = bucket.get(key).await? {
                 checkpoints.push(String::from_utf8_lossy(&note).into_owned());
+            }
+        }
+        // The keys, named by the log's origin as the checkpoints give it.
+        let origin = checkpoints
+            .last()
+            .and_then(|n| n.lines().next())
+            .unwrap_or_default()
+            .to_owned();
+        let mut keys = Vec::new();
+        for object in bucket.list(KEYS_PREFIX).await? {
+            if let Some(der) = bucket.get(&object).await?
+                && let Ok(key) = PublicKey::new(&origin, der)
+            {
+                keys.push(key.vkey());
             }
         }
         let head = log.head().await?;
@@ -535,6 +628,9 @@ pub mod bundle {
             checkpoints,
             log: log.entries(head.frontier.size).await?,
             grants,
+            // The ticket's notes are the ITSM's to give: the caller reads them back.
+            notes: Vec::new(),
+            keys,
         })
     }
 

@@ -22,6 +22,8 @@ const ORIGIN: &str = "ticketbound.test/log";
 struct Harness {
     stack: TestStack,
     tables: Tables,
+    log_table: String,
+    bucket_name: String,
     store: Store,
     log: LogStore,
     bucket: CheckpointBucket,
@@ -57,7 +59,7 @@ async fn harness() -> Harness {
             ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
             ("TICKETBOUND_LOG_TABLE", log_table.clone()),
             ("TICKETBOUND_LOG_KEY_ID", key_id.clone()),
-            ("TICKETBOUND_LOG_BUCKET", bucket_name),
+            ("TICKETBOUND_LOG_BUCKET", bucket_name.clone()),
             ("TICKETBOUND_LOG_ORIGIN", ORIGIN.to_owned()),
             ("TICKETBOUND_CHECKPOINT_EVERY", "1000".to_owned()),
         ]),
@@ -66,7 +68,9 @@ async fn harness() -> Harness {
     let audit_stream = StreamPoller::new(&stack.sdk, &tables.audit).await.unwrap();
     Harness {
         store: stack.local_store_for(&tables),
-        log: LogStore::new(stack.dynamodb(), log_table),
+        log: LogStore::new(stack.dynamodb(), log_table.clone()),
+        log_table,
+        bucket_name,
         stack,
         tables,
         bucket,
@@ -150,6 +154,23 @@ impl Harness {
         panic!("the audit stream gave nothing");
     }
 
+    /// The checkpointer as it would run with `key` signing and, during a rollover,
+    /// `previous` retiring.
+    fn deps_with(&self, key: &str, previous: Option<&str>) -> Deps {
+        let mut env = vec![
+            ("TICKETBOUND_GRANTS_TABLE", self.tables.grants.clone()),
+            ("TICKETBOUND_AUDIT_TABLE", self.tables.audit.clone()),
+            ("TICKETBOUND_LOG_TABLE", self.log_table.clone()),
+            ("TICKETBOUND_LOG_KEY_ID", key.to_owned()),
+            ("TICKETBOUND_LOG_BUCKET", self.bucket_name.clone()),
+            ("TICKETBOUND_LOG_ORIGIN", ORIGIN.to_owned()),
+        ];
+        if let Some(previous) = previous {
+            env.push(("TICKETBOUND_LOG_PREVIOUS_KEY_ID", previous.to_owned()));
+        }
+        Deps::from_env(&self.stack.sdk, EnvReader::from_map(env)).unwrap()
+    }
+
     async fn key(&self) -> PublicKey {
         Notary::new(&self.stack.sdk, self.key_id.clone())
             .public_key(ORIGIN)
@@ -174,6 +195,7 @@ impl Harness {
                 key: &key,
                 ticket: &ticket,
                 latest: latest.as_deref(),
+                notes: None,
             },
         )
     }
@@ -545,4 +567,116 @@ async fn nothing_is_signed_with_a_disabled_key() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A key rollover as an operator does it: a new key signs only once the retiring one
+/// signs beside it; an auditor who pinned either key follows; afterwards the retired
+/// key signs nothing, and a key swapped in without a rollover signs nothing either.
+#[tokio::test]
+async fn a_key_rollover_hands_over_and_a_swapped_key_signs_nothing() {
+    let mut h = harness().await;
+    let g = h.grant(&unique_key("LOG"), 2).await;
+    h.feed().await;
+    handle_schedule(&h.deps)
+        .await
+        .unwrap()
+        .expect("signed by the first key");
+    let old = h.key().await;
+    let new_id = ticketbound_anchor::create_signing_key(&h.stack.sdk, "the next key")
+        .await
+        .unwrap();
+    let more = |h: &Harness| {
+        let g = g.clone();
+        let store = h.store.clone();
+        async move {
+            let current = store.get_grant(g.id).await.unwrap().unwrap();
+            let mut next = current.noted(Utc::now());
+            let e = next.record(AuditRecord::new(
+                Utc::now(),
+                Actor::component("test"),
+                AuditAction::Rotated,
+            ));
+            store.save_grant(&next, &[e]).await.unwrap();
+        }
+    };
+
+    // Swapped in without a rollover (an insider's key, say): nothing is signed.
+    more(&h).await;
+    h.feed().await;
+    let swapped = h.deps_with(&new_id, None);
+    assert!(matches!(
+        handle_schedule(&swapped).await,
+        Err(CheckpointError::KeyChanged { .. })
+    ));
+    assert_eq!(
+        h.bucket
+            .list(ticketbound_anchor::KEYS_PREFIX)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the swapped key is not kept among the log's keys"
+    );
+
+    // The rollover: both sign, and the checkpoint is kept among the handovers.
+    let rolling = h.deps_with(&new_id, Some(&h.key_id));
+    let handover = handle_schedule(&rolling)
+        .await
+        .unwrap()
+        .expect("signed by both");
+    let note = h
+        .bucket
+        .get(&ticketbound_anchor::handover_object(handover))
+        .await
+        .unwrap()
+        .expect("the handover is kept");
+    let note = String::from_utf8(note).unwrap();
+    let new = Notary::new(&h.stack.sdk, new_id.clone())
+        .public_key(ORIGIN)
+        .await
+        .unwrap();
+    let (_, signers) =
+        ticketbound_evidence::checkpoint_signers(&note, &[old.clone(), new.clone()]).unwrap();
+    assert_eq!(signers, [0, 1]);
+
+    // Then the new key alone.
+    more(&h).await;
+    h.feed().await;
+    let after = h.deps_with(&new_id, None);
+    let newest = handle_schedule(&after)
+        .await
+        .unwrap()
+        .expect("signed by the new key");
+    assert!(newest > handover);
+
+    // An auditor who pinned the old key, and one who pinned the new, both verify.
+    let ticket = g.request.ticket.qualified_key();
+    let latest = bundle::newest_checkpoint(&h.bucket).await.unwrap();
+    let bundle = h.bundle(&g).await;
+    for pinned in [&old, &new] {
+        let v = verify_bundle(
+            &bundle,
+            &Trust {
+                key: pinned,
+                ticket: &ticket,
+                latest: latest.as_deref(),
+                notes: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(v.checkpoint.size, newest);
+        if pinned == &old {
+            assert_eq!(v.rollovers.len(), 1);
+            assert_eq!(v.rollovers[0].size, handover);
+            assert_eq!(v.rollovers[0].fingerprint, new.fingerprint());
+        }
+    }
+
+    // The retired key, configured again, signs nothing.
+    more(&h).await;
+    h.feed().await;
+    assert!(matches!(
+        handle_schedule(&h.deps_with(&h.key_id, None)).await,
+        Err(CheckpointError::KeyChanged { .. })
+    ));
 }

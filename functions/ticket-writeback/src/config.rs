@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
 use ticketbound_store::StoreSettings;
+pub use ticketbound_store::log::LOG_TABLE;
+use ticketbound_store::log::LogStore;
 pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
 
 pub const SERVICENOW_URL: &str = "TICKETBOUND_SERVICENOW_URL";
@@ -40,6 +42,7 @@ pub const VARIABLES: &[&str] = &[
     GRANTS_TABLE,
     AUDIT_TABLE,
     RETENTION_DAYS,
+    LOG_TABLE,
     SERVICENOW_URL,
     SERVICENOW_CREDENTIALS,
     SERVICENOW_REVOKED_STATE,
@@ -61,6 +64,8 @@ pub struct Endpoint {
 #[derive(Debug, Clone)]
 pub struct WritebackConfig {
     pub store: StoreSettings,
+    /// The signed log's table: each note names its newest checkpoint.
+    pub log_table: String,
     pub servicenow: Option<Endpoint>,
     /// The `state` value a ServiceNow record is set to when its grant is revoked.
     pub servicenow_revoked_state: Option<String>,
@@ -101,6 +106,7 @@ fn endpoint(
 impl WritebackConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let store = StoreSettings::read(&mut env);
+        let log_table = LogStore::read_table(&mut env);
         let servicenow = endpoint(&mut env, SERVICENOW_URL, SERVICENOW_CREDENTIALS);
         let servicenow_revoked_state: Option<String> =
             env.optional(SERVICENOW_REVOKED_STATE, "a ServiceNow state value");
@@ -111,13 +117,14 @@ impl WritebackConfig {
         let max_wait: u64 = env.or_default(MAX_WAIT_SECS, "a number of seconds", 20);
         let cache: u64 = env.or_default(SECRET_CACHE_SECS, "a number of seconds", 300);
         env.finish()?;
-        let Some(store) = store else {
+        let (Some(store), Some(log_table)) = (store, log_table) else {
             return Err(ConfigError {
                 problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
             });
         };
         Ok(Self {
             store,
+            log_table,
             servicenow,
             servicenow_revoked_state,
             jira,

@@ -35,10 +35,14 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::Utc;
 use serde::Serialize;
-use ticketbound_domain::{Actor, AuditAction, AuditEvent, AuditRecord, Grant, SourceSystem};
+use ticketbound_domain::{
+    Actor, AuditAction, AuditEvent, AuditRecord, Grant, SourceSystem, Ticket,
+};
+use ticketbound_evidence::Witness;
 use ticketbound_itsm::note::{self, Note, carries_marker};
 use ticketbound_itsm::outbound::{Jira, PostError, Posted, ServiceNow};
 use ticketbound_runtime::{ConfigError, EnvReader, ExposeSecret};
+use ticketbound_store::log::LogStore;
 use ticketbound_store::stream::audit_from_image;
 use ticketbound_store::{Store, StoreError, WritebackRecord, WritebackState};
 use ticketbound_vault::{SecretCache, VaultError};
@@ -52,6 +56,8 @@ pub const COMPONENT: &str = "ticket-writeback";
 #[derive(Debug)]
 pub struct Deps {
     pub store: Store,
+    /// The signed log's table, for the newest checkpoint each note names.
+    pub log: LogStore,
     pub secrets: SecretCache,
     pub config: WritebackConfig,
     servicenow: Mutex<Option<Arc<ServiceNow>>>,
@@ -61,8 +67,10 @@ pub struct Deps {
 impl Deps {
     pub fn from_env(sdk: &SdkConfig, env: EnvReader) -> Result<Self, ConfigError> {
         let config = WritebackConfig::from_env(env)?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),
+            store: Store::new(dynamodb.clone(), config.store.clone()),
+            log: LogStore::new(dynamodb, config.log_table.clone()),
             secrets: SecretCache::new(
                 aws_sdk_secretsmanager::Client::new(sdk),
                 config.secret_cache_ttl,
@@ -81,6 +89,8 @@ pub enum WritebackError {
     Store(#[from] StoreError),
     #[error("the ITSM credentials could not be read")]
     Credentials(#[from] VaultError),
+    #[error("the ticket's notes could not be read from the ITSM")]
+    ItsmUnreadable(#[source] PostError),
     #[error("the record is not an audit event")]
     Malformed(#[source] StoreError),
     /// The ITSM failed every attempt of this invocation in a way that may pass; the
@@ -181,7 +191,7 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
     let Some(grant) = deps.store.get_grant(event.grant_id).await? else {
         return Ok(skipped("the grant no longer exists"));
     };
-    let Some(note) = note::render(&grant, &event) else {
+    let Some(mut note) = note::render(&grant, &event) else {
         return Ok(skipped("nothing to tell"));
     };
     let ticket = &grant.request.ticket;
@@ -224,6 +234,14 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
             false
         }
     };
+    // The ticket witnesses the chain and the signed log as they are now: an insider who
+    // rewrites either later is contradicted by the ITSM (`ticketbound verify`).
+    let witness = Witness {
+        seq: event.seq,
+        chain_head: event.hash,
+        checkpoint: deps.log.newest_signed().await?,
+    };
+    note.lines.push(witness.line());
     match post_with_retries(deps, &grant, &event, &note, &mut claim.attempts, taken_over).await? {
         Ok(posted) => {
             let reference = posted.reference.clone();
@@ -453,13 +471,29 @@ pub async fn read_notes(deps: &Deps, grant: &Grant) -> Result<Vec<String>, Write
     }))
 }
 
+/// Every note `ticket` holds, ticketbound's and anyone's, as the ITSM gives them back
+/// (for the evidence bundle, where an ITSM that does not answer is an error, not an
+/// empty ticket).
+pub async fn notes_of(deps: &Deps, ticket: &Ticket) -> Result<Vec<String>, WritebackError> {
+    ticket_notes_of(deps, ticket)
+        .await?
+        .map_err(WritebackError::ItsmUnreadable)
+}
+
 /// The notes the ticket has now, or the ITSM's refusal to tell.
 async fn ticket_notes(
     deps: &Deps,
     grant: &Grant,
 ) -> Result<Result<Vec<String>, PostError>, WritebackError> {
-    let key = grant.request.ticket.key.as_str();
-    Ok(match grant.request.ticket.source {
+    ticket_notes_of(deps, &grant.request.ticket).await
+}
+
+async fn ticket_notes_of(
+    deps: &Deps,
+    ticket: &Ticket,
+) -> Result<Result<Vec<String>, PostError>, WritebackError> {
+    let key = ticket.key.as_str();
+    Ok(match ticket.source {
         SourceSystem::Servicenow => match servicenow(deps).await? {
             Ok(client) => client.work_notes(key).await,
             Err(e) => Err(e),

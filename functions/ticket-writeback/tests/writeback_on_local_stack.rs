@@ -25,6 +25,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 struct Harness {
     store: Store,
+    /// The signed log's table, as the checkpointer writes it.
+    log: ticketbound_store::LogStore,
     deps: Deps,
     audit_stream: StreamPoller,
     server: MockServer,
@@ -40,6 +42,14 @@ async fn harness() -> Harness {
 async fn harness_with(via_proxy: bool) -> Harness {
     let stack = TestStack::get().await;
     let tables = stack.fresh_tables().await.unwrap();
+    let log_table = format!("{}-log", tables.grants.trim_end_matches("-grants"));
+    ticketbound_store::schema::ensure_table(
+        &stack.dynamodb(),
+        &ticketbound_store::schema::LOG,
+        &log_table,
+    )
+    .await
+    .unwrap();
     let server = MockServer::start().await;
     let proxy = if via_proxy {
         Some(
@@ -70,6 +80,7 @@ async fn harness_with(via_proxy: bool) -> Harness {
         EnvReader::from_map([
             ("TICKETBOUND_GRANTS_TABLE", tables.grants.clone()),
             ("TICKETBOUND_AUDIT_TABLE", tables.audit.clone()),
+            ("TICKETBOUND_LOG_TABLE", log_table.clone()),
             ("TICKETBOUND_JIRA_URL", jira_url),
             ("TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID", jira_secret),
             ("TICKETBOUND_JIRA_REVOKED_TRANSITION_ID", "31".to_owned()),
@@ -87,6 +98,7 @@ async fn harness_with(via_proxy: bool) -> Harness {
     let audit_stream = StreamPoller::new(&stack.sdk, &tables.audit).await.unwrap();
     let store = stack.local_store_for(&tables);
     Harness {
+        log: ticketbound_store::LogStore::new(stack.dynamodb(), log_table),
         store,
         deps,
         audit_stream,
@@ -625,4 +637,76 @@ async fn an_audit_append_applied_without_an_answer_is_not_written_twice() {
     );
     assert!(ticketbound_domain::verify_chain(g.id, &trail, None).is_ok());
     h.server.verify().await;
+}
+
+/// Each note names its event's chain head and the newest signed checkpoint, so the
+/// ticket can later contradict a chain or a log rewritten in AWS.
+#[tokio::test]
+async fn each_note_witnesses_the_chain_head_and_the_newest_checkpoint() {
+    use ticketbound_evidence::{Hash, Witness, Witnessed};
+    let mut h = harness().await;
+    let key = unique_key("OPS");
+    let g = h.grant(SourceSystem::Jira, &key).await;
+    let comments = JiraComments::default();
+    comments.serve(&h.server, &key).await;
+
+    let batch = h.records().await;
+    let out = handle(&h.deps, batch).await;
+    assert!(out.batch_item_failures.is_empty(), "{out:?}");
+    let trail = h.trail(&g).await;
+    let texts = comments.texts();
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    let witness = Witness::find(&texts[0]).expect("a witness line").unwrap();
+    assert_eq!(
+        witness,
+        Witness {
+            seq: 2,
+            chain_head: trail[1].hash,
+            checkpoint: None
+        }
+    );
+
+    // The checkpointer signs; the next note names that checkpoint.
+    let signed = Witnessed {
+        size: 7,
+        root: Hash([9; 32]),
+    };
+    h.log
+        .record_signed(signed.size, Some(signed.root))
+        .await
+        .unwrap();
+    // An older checkpoint recorded late does not move it back.
+    h.log.record_signed(5, Some(Hash([1; 32]))).await.unwrap();
+    let current = h.store.get_grant(g.id).await.unwrap().unwrap();
+    let mut rotated = current.noted(Utc::now());
+    let e = rotated.record(
+        AuditRecord::new(
+            Utc::now(),
+            Actor::component("secret-rotate"),
+            AuditAction::Rotated,
+        )
+        .detail("current_version", "v2"),
+    );
+    h.store.save_grant(&rotated, &[e]).await.unwrap();
+    let batch = h.records().await;
+    let out = handle(&h.deps, batch).await;
+    assert!(out.batch_item_failures.is_empty(), "{out:?}");
+    let trail = h.trail(&g).await;
+    let rotated = trail
+        .iter()
+        .find(|e| e.action == AuditAction::Rotated)
+        .unwrap();
+    let texts = comments.texts();
+    let note = texts
+        .iter()
+        .find(|t| t.contains("credential rotated"))
+        .expect("the rotation's note");
+    assert_eq!(
+        Witness::find(note).unwrap().unwrap(),
+        Witness {
+            seq: rotated.seq,
+            chain_head: rotated.hash,
+            checkpoint: Some(signed)
+        }
+    );
 }

@@ -67,39 +67,106 @@ resource "aws_iam_role_policy" "scheduler" {
 }
 
 locals {
-  grants_index_arns = [for index in local.grants_index_names : "${aws_dynamodb_table.grants.arn}/index/${index}"]
+  # Who may write what on the grants table. Its items fall into three partition
+  # families (shared/store/src/items.rs, withdrawal.rs):
+  #   GRANT#<id>                  a grant (sk GRANT) and what lives beside it: its
+  #                               expiry trigger (EXPIRY), write-back records
+  #                               (WRITEBACK#<seq>), rotation records
+  #                               (ROTATION_PENDING#<token>), its revocation retry
+  #                               record (REVOCATION_RETRY);
+  #   DELIVERY#<source>#<id>      an ITSM delivery, remembered (the intake's alone);
+  #   TICKET#<source>#<key>       a ticket's withdrawal, remembered (the intake's alone).
+  # IAM sees only the partition key (dynamodb:LeadingKeys), never the sort key, so a
+  # role that writes any item of GRANT#<id> may write every item there, the grant
+  # record included; and every role that audits must write the grant record anyway
+  # (it holds the chain's head: Store::save_grant). What IAM can say is which
+  # families a role writes: every write below is conditioned on them. Reads are not
+  # (GetItem, Query, Scan stay on the whole table): they change nothing, and a read
+  # narrowed wrongly would fail in AWS only (moto enforces no condition).
+  #
+  # Three rules keep the conditions right:
+  # - A statement with a LeadingKeys condition holds only actions whose every request
+  #   names a partition key (GetItem, PutItem, UpdateItem, DeleteItem,
+  #   ConditionCheckItem, Query, BatchGetItem). Never Scan: it names none, and
+  #   ForAllValues over no value at all is true, so the condition would not hold it.
+  # - Never on an index: a Query on an index is authorised on the index ARN with the
+  #   index's partition key as LeadingKeys (a state, a ticket key), which no item
+  #   family pattern matches. Index statements stay separate and unconditioned.
+  # - TransactWriteItems is authorised per item, each with its own LeadingKeys: a
+  #   transaction that writes a grant, its trigger and a delivery record needs each
+  #   family allowed.
+  #
+  # The audit table's partition key is the bare grant id (a ULID): no family to tell
+  # apart, so its statements carry no condition. No role has UpdateItem or DeleteItem
+  # there; PutItem cannot be made to carry attribute_not_exists (IAM has no condition
+  # key for a condition expression), which is why the signed log logs every MODIFY.
+  # infra/DEPLOY.md ("What each role can still write, and what catches it") says what
+  # is left to each role, and the tests check it (tests/ticketbound.tftest.hcl).
 
   # What each function needs beyond logs, tracing, its DLQ and the key (common_statements).
   function_statements = {
     "itsm-intake" = concat(
       [
         {
-          # Grants, expiry triggers and delivery records: read, create and change
-          # (TransactWriteItems is authorised per item action).
-          Sid    = "GrantsTable"
-          Effect = "Allow"
-          Action = [
-            "dynamodb:GetItem",
-            "dynamodb:Query",
-            "dynamodb:PutItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:ConditionCheckItem",
-          ]
+          # Reads: a grant (Store::get_grant, after a known delivery, a duplicate or a
+          # conflict), a delivery record (find_delivery) and a withdrawal
+          # (Store::withdrawal), by key.
+          Sid      = "GrantsRead"
+          Effect   = "Allow"
+          Action   = ["dynamodb:GetItem"]
           Resource = [aws_dynamodb_table.grants.arn]
         },
         {
-          Sid      = "GrantsIndexes"
+          # A new grant and its expiry trigger (create_grant: two Puts in its
+          # transaction), a grant moved on by its ticket's end (advance -> save_grant:
+          # a Put, and a Delete of the expiry trigger when the grant ends there).
+          Sid      = "GrantRecordsWrite"
           Effect   = "Allow"
-          Action   = ["dynamodb:Query"]
-          Resource = local.grants_index_arns
+          Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+          Resource = [aws_dynamodb_table.grants.arn]
+          Condition = {
+            "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["GRANT#*"] }
+          }
         },
         {
-          # Audit events are only ever appended, in the grant's transaction.
+          # The delivery record, in the new grant's transaction (create_grant: a Put).
+          # No other role writes this family.
+          Sid      = "DeliveryRecordsWrite"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem"]
+          Resource = [aws_dynamodb_table.grants.arn]
+          Condition = {
+            "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["DELIVERY#*"] }
+          }
+        },
+        {
+          # A withdrawal remembered (record_withdrawal: PutItem), and checked absent in
+          # the new grant's transaction (create_grant: a ConditionCheck). No other role
+          # writes this family.
+          Sid      = "TicketWithdrawalsWrite"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:ConditionCheckItem"]
+          Resource = [aws_dynamodb_table.grants.arn]
+          Condition = {
+            "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["TICKET#*"] }
+          }
+        },
+        {
+          # The ticket's grants (grants_for_ticket), and no other index.
+          Sid      = "GrantsByTicket"
+          Effect   = "Allow"
+          Action   = ["dynamodb:Query"]
+          Resource = ["${aws_dynamodb_table.grants.arn}/index/by-ticket"]
+        },
+        {
+          # Audit events are only ever appended, in the grant's transaction (a Put);
+          # GetItem reads back the transaction's first event when DynamoDB cancelled
+          # it, to tell its own earlier success from a conflict (Store::transact).
           Sid    = "AuditTableAppend"
           Effect = "Allow"
           Action = [
             "dynamodb:PutItem",
-            "dynamodb:ConditionCheckItem",
+            "dynamodb:GetItem",
           ]
           Resource = [aws_dynamodb_table.audit.arn]
         },
@@ -135,26 +202,36 @@ locals {
     "grant-provision" = concat(
       [
         {
-          # The grant's moves (Approved -> Provisioning -> Active, or Failed) in
-          # versioned transactions, with its expiry trigger; the revocation retry
-          # record of a credential issued for a grant that ended (UpdateItem: told).
-          Sid    = "GrantsTable"
-          Effect = "Allow"
-          Action = [
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:ConditionCheckItem",
-          ]
+          # The grant (get_grant) and its revocation retry record
+          # (record_revocation_failure reads it first), by key.
+          Sid      = "GrantsRead"
+          Effect   = "Allow"
+          Action   = ["dynamodb:GetItem"]
           Resource = [aws_dynamodb_table.grants.arn]
         },
         {
+          # The grant's moves (Approved -> Provisioning -> Active, or Failed, or
+          # Revoked) in versioned transactions (advance, note -> save_grant: a Put, and
+          # a Delete of the expiry trigger when the grant ends); the revocation retry
+          # record of a credential issued for a grant that ended
+          # (record_revocation_failure: PutItem; mark_told: UpdateItem). All GRANT#<id>:
+          # no delivery record, no withdrawal, no ConditionCheck.
+          Sid      = "GrantRecordsWrite"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"]
+          Resource = [aws_dynamodb_table.grants.arn]
+          Condition = {
+            "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["GRANT#*"] }
+          }
+        },
+        {
+          # Appends in the grant's transactions; GetItem: the read-back of a cancelled
+          # transaction's first event (Store::transact).
           Sid    = "AuditTableAppend"
           Effect = "Allow"
           Action = [
             "dynamodb:PutItem",
-            "dynamodb:ConditionCheckItem",
+            "dynamodb:GetItem",
           ]
           Resource = [aws_dynamodb_table.audit.arn]
         },
@@ -256,32 +333,43 @@ locals {
     "grant-expire" = concat(
       [
         {
-          # The grant's moves (-> Revoking -> Revoked), its expiry trigger's removal,
-          # and the revocation retry record (UpdateItem: marking a failure told).
-          Sid    = "GrantsTable"
-          Effect = "Allow"
-          Action = [
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:ConditionCheckItem",
-          ]
+          # The grant (get_grant) and its revocation retry record (revocation_retry),
+          # by key.
+          Sid      = "GrantsRead"
+          Effect   = "Allow"
+          Action   = ["dynamodb:GetItem"]
           Resource = [aws_dynamodb_table.grants.arn]
         },
         {
-          # The sweep: overdue Active/Provisioning grants, waiting Revoking ones.
+          # The grant's moves (-> Revoking -> Revoked: advance, note -> save_grant, a
+          # Put and the expiry trigger's Delete), and the revocation retry record
+          # (record_revocation_failure: PutItem; mark_told: UpdateItem;
+          # clear_revocation_retry: DeleteItem). All GRANT#<id>: no delivery record,
+          # no withdrawal, no ConditionCheck.
+          Sid      = "GrantRecordsWrite"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"]
+          Resource = [aws_dynamodb_table.grants.arn]
+          Condition = {
+            "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["GRANT#*"] }
+          }
+        },
+        {
+          # The sweep: overdue Active/Provisioning grants, waiting Revoking ones
+          # (grants_due). On the index: no LeadingKeys condition (see above).
           Sid      = "GrantsByStateExpiry"
           Effect   = "Allow"
           Action   = ["dynamodb:Query"]
           Resource = ["${aws_dynamodb_table.grants.arn}/index/by-state-expiry"]
         },
         {
+          # Appends in the grant's transactions; GetItem: the read-back of a cancelled
+          # transaction's first event (Store::transact).
           Sid    = "AuditTableAppend"
           Effect = "Allow"
           Action = [
             "dynamodb:PutItem",
-            "dynamodb:ConditionCheckItem",
+            "dynamodb:GetItem",
           ]
           Resource = [aws_dynamodb_table.audit.arn]
         },
@@ -351,27 +439,39 @@ locals {
     "secret-rotate" = concat(
       [
         {
-          # The grant by key; its new version, conditioned on the one read (a Put in
-          # TransactWriteItems is authorised as PutItem). Saving a grant that has ended
-          # (auditing a refused rotation) deletes its expiry trigger in the same
-          # transaction: DeleteItem. No Query, no index.
-          Sid    = "GrantsTable"
-          Effect = "Allow"
-          Action = [
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:DeleteItem",
-          ]
+          # The grant by key (get_grant), and the digest createSecret recorded for a
+          # rotation token (pending_digest). No Query, no index.
+          Sid      = "GrantsRead"
+          Effect   = "Allow"
+          Action   = ["dynamodb:GetItem"]
           Resource = [aws_dynamodb_table.grants.arn]
         },
         {
-          # The head of the grant's audit chain (Query on the partition key, newest
-          # first, limit 1) and new events appended after it.
+          # The grant's new version, conditioned on the one read (advance, note,
+          # save_grant: a Put in TransactWriteItems is authorised as PutItem). Saving a
+          # grant that has ended (auditing a refused rotation, a late login revoked)
+          # deletes its expiry trigger in the same transaction: DeleteItem. The digest
+          # of a pending value (record_pending_digest: PutItem, ROTATION_PENDING#<token>
+          # beside the grant). All GRANT#<id>.
+          Sid      = "GrantRecordsWrite"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+          Resource = [aws_dynamodb_table.grants.arn]
+          Condition = {
+            "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["GRANT#*"] }
+          }
+        },
+        {
+          # The head of the grant's audit chain (latest_audit: Query on the partition
+          # key, newest first, limit 1), new events appended after it (a Put), and the
+          # read-back of a cancelled transaction's first event (Store::transact:
+          # GetItem).
           Sid    = "AuditTableAppend"
           Effect = "Allow"
           Action = [
             "dynamodb:Query",
             "dynamodb:PutItem",
+            "dynamodb:GetItem",
           ]
           Resource = [aws_dynamodb_table.audit.arn]
         },
@@ -411,29 +511,53 @@ locals {
     # records what it did in the grant's audit trail.
     "ticket-writeback" = [
       {
-        # The grant (GetItem); its write-back records (GetItem, PutItem; Query for the
-        # dead-letter ones); the grant's new version when the write-back is audited
-        # (PutItem in TransactWriteItems), which for a grant that has ended also
-        # deletes its expiry trigger in the same transaction (DeleteItem).
-        Sid    = "GrantsTable"
-        Effect = "Allow"
-        Action = [
-          "dynamodb:GetItem",
-          "dynamodb:PutItem",
-          "dynamodb:DeleteItem",
-          "dynamodb:Query",
-        ]
+        # The grant (get_grant) and its write-back record (Store::writeback, and after
+        # a refused claim), by key. Query: a grant's write-back records by partition
+        # (Store::dead_writebacks), which config::AWS_OPERATIONS declares; the handler
+        # does not call it today.
+        Sid      = "GrantsRead"
+        Effect   = "Allow"
+        Action   = ["dynamodb:GetItem", "dynamodb:Query"]
         Resource = [aws_dynamodb_table.grants.arn]
       },
       {
-        # The head of the grant's audit chain, and the write-back's own events after it.
+        # Its write-back records, claimed and settled (put_writeback: PutItem,
+        # WRITEBACK#<seq> beside the grant); the grant's new version when the
+        # write-back is audited (note -> save_grant: a Put), which for a grant that has
+        # ended also deletes its expiry trigger in the same transaction (a Delete). The
+        # records share the grant's partition, so this is write access to the grant
+        # record too, which auditing needs anyway. No delivery record, no withdrawal.
+        Sid      = "GrantRecordsWrite"
+        Effect   = "Allow"
+        Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+        Resource = [aws_dynamodb_table.grants.arn]
+        Condition = {
+          "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["GRANT#*"] }
+        }
+      },
+      {
+        # The write-back's own events, appended in the grant's transaction (a Put), and
+        # the read-back of a cancelled transaction's first event (Store::transact:
+        # GetItem). No Query: it never reads a chain (the grant holds its head).
         Sid    = "AuditTableAppend"
         Effect = "Allow"
         Action = [
-          "dynamodb:Query",
           "dynamodb:PutItem",
+          "dynamodb:GetItem",
         ]
         Resource = [aws_dynamodb_table.audit.arn]
+      },
+      {
+        # The newest signed checkpoint's size and root, which each note names so that
+        # the ticket witnesses the log: that one item of the log table and nothing
+        # else of it (its partition key is CHECKPOINT), read only.
+        Sid      = "SignedLogNewestCheckpoint"
+        Effect   = "Allow"
+        Action   = ["dynamodb:GetItem"]
+        Resource = [aws_dynamodb_table.log.arn]
+        Condition = {
+          "ForAllValues:StringEquals" = { "dynamodb:LeadingKeys" = ["CHECKPOINT"] }
+        }
       },
       {
         Sid      = "AuditStreamRead"
@@ -472,26 +596,38 @@ locals {
     "grant-reconcile" = concat(
       [
         {
-          # Scan (the parallel segments), the grant by key, its items by partition
-          # (Query), its new version and its expiry trigger's removal in one
-          # transaction (PutItem, DeleteItem).
-          Sid    = "GrantsTable"
-          Effect = "Allow"
-          Action = [
-            "dynamodb:Scan",
-            "dynamodb:GetItem",
-            "dynamodb:Query",
-            "dynamodb:PutItem",
-            "dynamodb:DeleteItem",
-          ]
+          # Reads: every grant record (scan_grants: Scan in parallel segments, which
+          # names no partition key and so must never share a LeadingKeys-conditioned
+          # statement), the grant by key (advance, note: GetItem). No Query: the
+          # reconciler reads no partition of the grants table.
+          Sid      = "GrantsRead"
+          Effect   = "Allow"
+          Action   = ["dynamodb:Scan", "dynamodb:GetItem"]
           Resource = [aws_dynamodb_table.grants.arn]
         },
         {
+          # The grant's new version when a finding is audited or an overdue grant is
+          # handed to revocation (advance, note -> save_grant: a Put), and its expiry
+          # trigger's removal in the same transaction when the grant has ended (a
+          # Delete). All GRANT#<id>.
+          Sid      = "GrantRecordsWrite"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+          Resource = [aws_dynamodb_table.grants.arn]
+          Condition = {
+            "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["GRANT#*"] }
+          }
+        },
+        {
+          # A grant's chain (audit_trail: Query), whether a finding was said already;
+          # the finding's event appended (a Put); the read-back of a cancelled
+          # transaction's first event (Store::transact: GetItem).
           Sid    = "AuditTableAppend"
           Effect = "Allow"
           Action = [
             "dynamodb:Query",
             "dynamodb:PutItem",
+            "dynamodb:GetItem",
           ]
           Resource = [aws_dynamodb_table.audit.arn]
         },
@@ -556,32 +692,64 @@ locals {
 
     # The signed log's only writer and signer: fed by the audit stream (a second
     # consumer beside ticket-writeback) and the checkpoint schedule. Nothing on the
-    # grants table but reading a grant (for its ticket), nothing on the audit table:
-    # the events come from the stream.
+    # grants table but reading a grant (for its ticket), nothing on the audit table but
+    # reading a chain's first event (for its ticket): the events come from the stream.
     "log-checkpoint" = [
       {
-        # The ticket of an event's grant, for its leaf.
+        # The ticket of an event's grant, for its leaf, when the grant's first event
+        # does not name it (get_grant).
         Sid      = "GrantsRead"
         Effect   = "Allow"
         Action   = ["dynamodb:GetItem"]
         Resource = [aws_dynamodb_table.grants.arn]
       },
       {
-        # The head (GetItem), whether events were logged before (BatchGetItem of their
-        # markers), the leaves since the last checkpoint (Query), the signed size
-        # recorded (UpdateItem), and each batch appended in conditional transactions of
-        # Puts only (TransactWriteItems, authorised per item: PutItem; a Put's own
-        # condition needs no ConditionCheckItem). No DeleteItem: a leaf is never removed.
-        Sid    = "LogTable"
+        # The ticket of an event's grant is its first event's (ticket_of ->
+        # audit_trail: Query on the grant's partition), for an event after the first
+        # whose grant the function has not seen since it started. Read only.
+        Sid      = "AuditTableRead"
+        Effect   = "Allow"
+        Action   = ["dynamodb:Query"]
+        Resource = [aws_dynamodb_table.audit.arn]
+      },
+      {
+        # The head and a leaf by key (head, leaf: GetItem), whether events were logged
+        # before (logged: BatchGetItem of their markers), the leaves since the last
+        # checkpoint (entries_between: Query on LEAF). Reads, unconditioned.
+        Sid    = "LogRead"
         Effect = "Allow"
         Action = [
           "dynamodb:GetItem",
           "dynamodb:BatchGetItem",
           "dynamodb:Query",
-          "dynamodb:UpdateItem",
-          "dynamodb:PutItem",
         ]
         Resource = [aws_dynamodb_table.log.arn]
+      },
+      {
+        # Each batch appended in conditional transactions of Puts only (append: a leaf
+        # LEAF/<position>, its marker EVENT#<grant>#<seq>#<hash>, the head HEAD;
+        # TransactWriteItems is authorised per item: PutItem, and a Put's own condition
+        # needs no ConditionCheckItem), and the newest checkpoint's item
+        # (record_signed: PutItem on CHECKPOINT). Those four families and no other. No
+        # DeleteItem: a leaf is never removed.
+        Sid      = "LogWrite"
+        Effect   = "Allow"
+        Action   = ["dynamodb:PutItem"]
+        Resource = [aws_dynamodb_table.log.arn]
+        Condition = {
+          "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["HEAD", "LEAF", "EVENT#*", "CHECKPOINT"] }
+        }
+      },
+      {
+        # The signed size recorded on the head (record_signed: UpdateItem), and on no
+        # other item: a leaf or marker is never updated in place.
+        Sid      = "LogHeadUpdate"
+        Effect   = "Allow"
+        Action   = ["dynamodb:UpdateItem"]
+        Resource = [aws_dynamodb_table.log.arn]
+        Condition = {
+          "ForAllValues:StringLike" = { "dynamodb:LeadingKeys" = ["HEAD"] }
+        }
       },
       {
         Sid      = "AuditStreamRead"
@@ -599,11 +767,12 @@ locals {
       {
         # The signing key: its state (a disabled or pending-deletion key is refused),
         # its public key (kept beside the checkpoints, and checked against every
-        # signature) and signing. Its key policy lets no other principal sign.
+        # signature) and signing. Its key policy lets no other principal sign. During
+        # a rollover, the retiring key's too: both sign each checkpoint.
         Sid      = "LogSigningKey"
         Effect   = "Allow"
         Action   = ["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"]
-        Resource = [aws_kms_key.log_signing.arn]
+        Resource = [for generation in var.log_signing_key_generations : aws_kms_key.log_signing[generation].arn]
       },
       {
         # Checkpoints, edges and the public key, each written once (If-None-Match: *)

@@ -364,6 +364,7 @@ locals {
       {
         TICKETBOUND_GRANTS_TABLE            = aws_dynamodb_table.grants.name
         TICKETBOUND_AUDIT_TABLE             = aws_dynamodb_table.audit.name
+        TICKETBOUND_LOG_TABLE               = aws_dynamodb_table.log.name
         TICKETBOUND_RETENTION_DAYS          = tostring(var.grant_retention_days)
         TICKETBOUND_WRITEBACK_ATTEMPTS      = tostring(var.writeback_attempts)
         TICKETBOUND_WRITEBACK_MAX_WAIT_SECS = tostring(var.writeback_max_wait_secs)
@@ -407,16 +408,22 @@ locals {
     )
 
     # functions/log-checkpoint/src/config.rs, exactly.
-    "log-checkpoint" = {
-      TICKETBOUND_GRANTS_TABLE   = aws_dynamodb_table.grants.name
-      TICKETBOUND_AUDIT_TABLE    = aws_dynamodb_table.audit.name
-      TICKETBOUND_RETENTION_DAYS = tostring(var.grant_retention_days)
-      TICKETBOUND_LOG_TABLE      = aws_dynamodb_table.log.name
-      # The signing key (ECC_NIST_P256, SIGN_VERIFY), by ARN.
-      TICKETBOUND_LOG_KEY_ID       = aws_kms_key.log_signing.arn
-      TICKETBOUND_LOG_BUCKET       = aws_s3_bucket.checkpoints.bucket
-      TICKETBOUND_LOG_ORIGIN       = local.log_origin
-      TICKETBOUND_CHECKPOINT_EVERY = tostring(var.checkpoint_every)
-    }
+    "log-checkpoint" = merge(
+      {
+        TICKETBOUND_GRANTS_TABLE   = aws_dynamodb_table.grants.name
+        TICKETBOUND_AUDIT_TABLE    = aws_dynamodb_table.audit.name
+        TICKETBOUND_RETENTION_DAYS = tostring(var.grant_retention_days)
+        TICKETBOUND_LOG_TABLE      = aws_dynamodb_table.log.name
+        # The signing key (ECC_NIST_P256, SIGN_VERIFY), by ARN.
+        TICKETBOUND_LOG_KEY_ID       = local.log_signing_key.arn
+        TICKETBOUND_LOG_BUCKET       = aws_s3_bucket.checkpoints.bucket
+        TICKETBOUND_LOG_ORIGIN       = local.log_origin
+        TICKETBOUND_CHECKPOINT_EVERY = tostring(var.checkpoint_every)
+      },
+      # During a rollover: the retiring key signs beside the new one.
+      local.log_signing_previous_key == null ? {} : {
+        TICKETBOUND_LOG_PREVIOUS_KEY_ID = local.log_signing_previous_key.arn
+      },
+    )
   }
 }

@@ -280,7 +280,12 @@ output "log_table_arn" {
 
 output "log_signing_key_arn" {
   description = "ARN of the KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs the checkpoints (TICKETBOUND_LOG_KEY_ID): only log-checkpoint's role may sign. Verifiers pin its public key (public-key.der in the bucket, or kms:GetPublicKey)."
-  value       = aws_kms_key.log_signing.arn
+  value       = local.log_signing_key.arn
+}
+
+output "log_signing_previous_key_arn" {
+  description = "During a key rollover (two log_signing_key_generations): ARN of the retiring key, which signs each checkpoint beside the new one (TICKETBOUND_LOG_PREVIOUS_KEY_ID); null otherwise."
+  value       = local.log_signing_previous_key == null ? null : local.log_signing_previous_key.arn
 }
 
 output "log_origin" {

@@ -5,9 +5,15 @@
 # ECDSA P-256 (C2SP signed note, signature type 0x02). Only the checkpointer's role may
 # sign: the account administers the key but is not given kms:Sign, and an explicit Deny
 # refuses kms:Sign to every other principal whatever IAM policies or grants allow.
+#
+# One key per generation (log_signing_key_generations): the last signs; during a
+# rollover the one before it signs beside it (TICKETBOUND_LOG_PREVIOUS_KEY_ID), so that
+# an auditor who pinned the old key follows to the new one. Dropping the old generation
+# from the list, once a checkpoint signed by both is kept, schedules its deletion.
 resource "aws_kms_key" "log_signing" {
-  #checkov:skip=CKV_AWS_7:Automatic rotation exists for symmetric encryption keys only; KMS refuses it for an asymmetric ECC_NIST_P256 SIGN_VERIFY key. Verifiers pin this key, so a new one is a deliberate rollover (a new key and log origin), not a rotation.
-  description              = "ticketbound (${var.name_prefix}): signs the signed log's checkpoints (log-checkpoint only)"
+  #checkov:skip=CKV_AWS_7:Automatic rotation exists for symmetric encryption keys only; KMS refuses it for an asymmetric ECC_NIST_P256 SIGN_VERIFY key. Verifiers pin this key, so a new one is a deliberate rollover (a new generation the old one signs beside), not a rotation.
+  for_each                 = toset(var.log_signing_key_generations)
+  description              = "ticketbound (${var.name_prefix}): signs the signed log's checkpoints, generation ${each.key} (log-checkpoint only)"
   customer_master_key_spec = "ECC_NIST_P256"
   key_usage                = "SIGN_VERIFY"
   enable_key_rotation      = false
@@ -16,12 +22,28 @@ resource "aws_kms_key" "log_signing" {
   tags                     = var.tags
 }
 
+# Deployed before keys had generations: the one key is generation "1".
+moved {
+  from = aws_kms_key.log_signing
+  to   = aws_kms_key.log_signing["1"]
+}
+
+# The alias names the key that signs now.
 resource "aws_kms_alias" "log_signing" {
   name          = "alias/${var.name_prefix}-log-signing"
-  target_key_id = aws_kms_key.log_signing.key_id
+  target_key_id = local.log_signing_key.key_id
 }
 
 locals {
+  log_signing_generations = var.log_signing_key_generations
+  # The signing key, and the retiring one during a rollover (null otherwise).
+  log_signing_key = aws_kms_key.log_signing[local.log_signing_generations[length(local.log_signing_generations) - 1]]
+  log_signing_previous_key = (
+    length(local.log_signing_generations) == 2
+    ? aws_kms_key.log_signing[local.log_signing_generations[0]]
+    : null
+  )
+
   log_checkpoint_role_arn = aws_iam_role.function["log-checkpoint"].arn
 
   log_signing_key_policy = jsonencode({

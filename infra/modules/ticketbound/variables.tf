@@ -772,6 +772,22 @@ variable "log_origin" {
   }
 }
 
+variable "log_signing_key_generations" {
+  description = "The signed log's signing keys, by generation name, oldest first: one (the key that signs), or two during a rollover (the first, retiring, signs each checkpoint beside the second, so that auditors who pinned it follow to the new one). To roll over, add a generation; once `ticketbound checkpoint` shows a checkpoint with two signatures, drop the old one (its key is scheduled for deletion; its public key stays in the bucket)."
+  type        = list(string)
+  default     = ["1"]
+
+  validation {
+    condition = (
+      length(var.log_signing_key_generations) >= 1 &&
+      length(var.log_signing_key_generations) <= 2 &&
+      length(distinct(var.log_signing_key_generations)) == length(var.log_signing_key_generations) &&
+      alltrue([for g in var.log_signing_key_generations : can(regex("^[a-z0-9-]{1,16}$", g))])
+    )
+    error_message = "log_signing_key_generations holds one or two distinct names of at most 16 lower-case letters, digits or '-'."
+  }
+}
+
 variable "checkpoint_every" {
   description = "How many events are logged past the last checkpoint before the next is signed (TICKETBOUND_CHECKPOINT_EVERY); the schedule signs one anyway, whatever the count."
   type        = number

@@ -18,8 +18,24 @@ use ticketbound_evidence::{NoteError, PublicKey};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Where the public key is kept beside the checkpoints (written once, with the first).
+/// Where the first signing key's public key is kept beside the checkpoints (written
+/// once, with the first checkpoint).
 pub const PUBLIC_KEY_OBJECT: &str = "public-key.der";
+/// The prefix of every signing key's public key, the first and each rollover's.
+pub const KEYS_PREFIX: &str = "keys/";
+/// The prefix of the checkpoints signed by two keys (a rollover), kept apart so that
+/// a bundle always carries them: they are how trust passes to the new key.
+pub const HANDOVER_PREFIX: &str = "handovers/";
+
+/// The object key of a signing key's DER public key (named by its SHA-256).
+pub fn key_object(key: &PublicKey) -> String {
+    format!("{KEYS_PREFIX}{}.der", key.fingerprint())
+}
+
+/// The object key of the rollover checkpoint of `size`.
+pub fn handover_object(size: u64) -> String {
+    format!("{HANDOVER_PREFIX}{size:020}")
+}
 /// The prefix of the checkpoints' object keys.
 pub const CHECKPOINT_PREFIX: &str = "checkpoints/";
 

@@ -236,6 +236,17 @@ impl SignedNote {
         }
     }
 
+    /// Adds `key`'s signature of the same text (a key rollover: the retiring key and
+    /// its successor both sign the first checkpoints of the new one).
+    pub fn cosign(mut self, key: &PublicKey, signature: Vec<u8>) -> Self {
+        self.signatures.push(NoteSignature {
+            name: key.name.clone(),
+            key_id: key.key_id(),
+            signature,
+        });
+        self
+    }
+
     pub fn encode(&self) -> String {
         let mut out = self.text.clone();
         out.push('\n');
@@ -322,6 +333,36 @@ impl SignedNote {
     }
 }
 
+/// The checkpoint of `note` and which of `keys` signed it (each index once; none is
+/// an empty list). A signature that claims the first key (the pinned one) and does
+/// not verify rejects the note: it was altered. One that claims another key and
+/// fails only does not count (its 4-byte key id may collide with a planted key's).
+pub fn checkpoint_signers(
+    note: &str,
+    keys: &[PublicKey],
+) -> Result<(Checkpoint, Vec<usize>), NoteError> {
+    let note = SignedNote::parse(note)?;
+    let mut signers = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        match note.verify(key) {
+            Ok(_) => signers.push(i),
+            Err(NoteError::NotSignedByPinnedKey { .. }) => {}
+            Err(_) if i > 0 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let checkpoint = Checkpoint::parse(&note.text)?;
+    if let Some(key) = keys.first()
+        && checkpoint.origin != key.name
+    {
+        return Err(NoteError::WrongOrigin {
+            expected: key.name.clone(),
+            found: checkpoint.origin,
+        });
+    }
+    Ok((checkpoint, signers))
+}
+
 /// Parses and verifies a signed checkpoint against the pinned key: the signature,
 /// then that the checkpoint is of the key's log.
 pub fn verify_checkpoint(note: &str, key: &PublicKey) -> Result<Checkpoint, NoteError> {
@@ -366,6 +407,20 @@ pub(crate) mod tests {
                 .sign(&SystemRandom::new(), text.as_bytes())
                 .unwrap();
             SignedNote::signed(text, &self.key, sig.as_ref().to_vec()).encode()
+        }
+
+        /// `checkpoint` signed by `self` and then `successor` (a key rollover).
+        pub(crate) fn sign_with(&self, successor: &TestSigner, checkpoint: &Checkpoint) -> String {
+            let text = checkpoint.body();
+            let sig = |pair: &EcdsaKeyPair| {
+                pair.sign(&SystemRandom::new(), text.as_bytes())
+                    .unwrap()
+                    .as_ref()
+                    .to_vec()
+            };
+            SignedNote::signed(text.clone(), &self.key, sig(&self.pair))
+                .cosign(&successor.key, sig(&successor.pair))
+                .encode()
         }
     }
 

@@ -14,10 +14,14 @@ pub mod checkpoint;
 pub mod log;
 pub mod merkle;
 pub mod verify;
+pub mod witness;
 
-pub use checkpoint::{Checkpoint, NoteError, PublicKey, SignedNote, verify_checkpoint};
+pub use checkpoint::{
+    Checkpoint, NoteError, PublicKey, SignedNote, checkpoint_signers, verify_checkpoint,
+};
 pub use log::LogEntry;
 pub use merkle::{Frontier, Hash};
 pub use verify::{
-    BUNDLE_FORMAT, Bundle, GrantEvidence, Trust, Verified, VerifyError, verify_bundle,
+    BUNDLE_FORMAT, Bundle, GrantEvidence, Rollover, Trust, Verified, VerifyError, verify_bundle,
 };
+pub use witness::{Witness, Witnessed};

@@ -13,7 +13,11 @@
 //!    happened and not before it (an event written into the table later, backdated or
 //!    dated ahead, is not);
 //! 5. every leaf that names the ticket is an event of the bundle: a grant deleted with
-//!    all its events, or a newest event cut off, is missing here.
+//!    all its events, or a newest event cut off, is missing here;
+//! 6. every note the ticket holds from ticketbound (as the ITSM gave them back) is of a
+//!    grant and an event of the bundle, names that event's chain head, and names a
+//!    checkpoint whose root the bundle's leaves hash to: the ITSM, which the AWS
+//!    operator cannot edit, witnesses the chain and the log as they were.
 //!
 //! An event rewritten in the table (hashes recomputed, as an insider with write access
 //! would) fails 4, or 2 if the log was rewritten to match.
@@ -24,9 +28,10 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use ticketbound_domain::{AuditEvent, ChainError, ChainHead, GrantId, verify_chain};
 
-use crate::checkpoint::{Checkpoint, NoteError, PublicKey, verify_checkpoint};
+use crate::checkpoint::{Checkpoint, NoteError, PublicKey, checkpoint_signers};
 use crate::log::LogEntry;
 use crate::merkle::{Frontier, Hash};
+use crate::witness::{NoteFormatError, Witness, note_marker};
 
 /// The longest an event may take from its write to the checkpointer's log: the audit
 /// stream delivers within seconds, and retries after a failed batch take minutes.
@@ -36,7 +41,7 @@ pub const MAX_LOGGING_DELAY: Duration = Duration::hours(1);
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// The bundle's format version.
-pub const BUNDLE_FORMAT: u32 = 1;
+pub const BUNDLE_FORMAT: u32 = 2;
 
 /// What `ticketbound evidence --bundle` writes (as `bundle.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +54,22 @@ pub struct Bundle {
     /// The log's leaves from position 0 on, at least up to the newest checkpoint.
     pub log: Vec<LogEntry>,
     pub grants: Vec<GrantEvidence>,
+    /// The ticket's notes as the ITSM gave them back (ticketbound's and anyone's).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Every signing key the bucket keeps (verifier key strings): what a rollover
+    /// hands over to. A key here certifies nothing by itself: only a checkpoint
+    /// signed by a key the pinned one vouches for can introduce it.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+/// A key rollover the verification followed: from the checkpoint of `size` on, the
+/// key of `fingerprint` (SHA-256 of its DER) signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollover {
+    pub size: u64,
+    pub fingerprint: String,
 }
 
 /// One grant of the ticket: its recorded chain head and every event.
@@ -68,11 +89,20 @@ pub struct Verified {
     pub checkpoints: usize,
     pub grants: usize,
     pub events: usize,
+    /// ticketbound's notes on the ticket that witness a chain head and checkpoint.
+    pub notes_witnessed: usize,
+    /// ticketbound's notes without a witness line (posted before notes had one).
+    pub notes_unwitnessed: usize,
+    /// The key rollovers after the pinned key, in order.
+    pub rollovers: Vec<Rollover>,
+    /// Whether the notes checked are the auditor's own read of the ticket (`true`)
+    /// or the bundle's copy.
+    pub notes_read_by_auditor: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum VerifyError {
-    #[error("bundle format {0} is not one this verifier reads (it reads {BUNDLE_FORMAT})")]
+    #[error("bundle format {0} is not one this verifier reads (it reads 1 to {BUNDLE_FORMAT})")]
     Format(u32),
     #[error("checkpoint {index} of the bundle: {source}")]
     Checkpoint {
@@ -89,6 +119,17 @@ pub enum VerifyError {
     },
     #[error("the bundle holds no checkpoint signed by the pinned key")]
     NoCheckpoint,
+    #[error("key {index} of the bundle: {source}")]
+    BundleKey {
+        index: usize,
+        #[source]
+        source: NoteError,
+    },
+    #[error(
+        "the checkpoint of size {size} is signed by no key trusted there (keys {trusted:?}): \
+         by a key retired at a rollover, or by another's"
+    )]
+    Unlinked { size: u64, trusted: Vec<String> },
     #[error("fork: two signed checkpoints of size {size} with roots {first} and {second}")]
     Fork {
         size: u64,
@@ -166,6 +207,55 @@ pub enum VerifyError {
         seq: u64,
         position: u64,
     },
+    #[error("note {index} of the ticket: {source}")]
+    NoteMalformed {
+        index: usize,
+        #[source]
+        source: NoteFormatError,
+    },
+    #[error(
+        "the ticket holds a note about grant {grant_id} (event {seq}), and the bundle has no \
+         such grant: it was deleted from the table"
+    )]
+    NoteOfMissingGrant { grant_id: GrantId, seq: u64 },
+    #[error(
+        "the ticket holds a note about event {seq} of grant {grant_id}, and the bundle has no \
+         such event: it was deleted from the table"
+    )]
+    NoteOfMissingEvent { grant_id: GrantId, seq: u64 },
+    #[error(
+        "the ticket's note about event {seq} of grant {grant_id} names chain head {noted}, and \
+         the bundle's event hashes to {recorded}: the chain was rewritten after the ticket was told"
+    )]
+    NoteContradictsChain {
+        grant_id: GrantId,
+        seq: u64,
+        noted: String,
+        recorded: String,
+    },
+    #[error(
+        "the ticket's note about event {seq} of grant {grant_id} names signed log root {noted} \
+         at {size} leaves, and the bundle's leaves hash to {computed}: the log was rewritten \
+         after the ticket was told"
+    )]
+    NoteContradictsLog {
+        grant_id: GrantId,
+        seq: u64,
+        size: u64,
+        noted: Hash,
+        computed: Hash,
+    },
+    #[error(
+        "the ticket's note about event {seq} of grant {grant_id} names a signed checkpoint of \
+         {size} leaves, past the newest one verified here ({newest}): fetch the newest \
+         checkpoint again; if it is still older, checkpoints were withheld"
+    )]
+    NoteAheadOfLog {
+        grant_id: GrantId,
+        seq: u64,
+        size: u64,
+        newest: u64,
+    },
 }
 
 /// What the auditor brings, and the bundle cannot choose.
@@ -180,12 +270,119 @@ pub struct Trust<'a> {
     /// built from older checkpoints only (before the events an insider deleted) would
     /// verify; [`Verified::checkpoint`]'s time says how fresh the anchor is.
     pub latest: Option<&'a str>,
+    /// The ticket's notes as the auditor read them from the ITSM themselves. Without
+    /// them the bundle's copy is used, which whoever built the bundle chose: against
+    /// an insider who also builds the bundle, only the auditor's own read witnesses.
+    pub notes: Option<&'a [String]>,
+}
+
+/// The bundle's checkpoints and the auditor's newest, each signed by a key the pinned
+/// one vouches for, by size; and the key rollovers on the way.
+///
+/// A rollover is a checkpoint signed by the retiring key and its successor: from there
+/// on the successor is trusted, and once a checkpoint is signed without the old key,
+/// the old key is retired (a checkpoint it signs alone later is refused, so a key
+/// that leaks after its retirement signs nothing that verifies). Trust passes between
+/// consecutive checkpoints only through a key both carry. Backwards, the same link
+/// vouches for the keys before the pinned one, so an auditor who pinned the newer
+/// key still verifies the older checkpoints.
+fn signed_checkpoints(
+    bundle: &Bundle,
+    trust: &Trust<'_>,
+) -> Result<(BTreeMap<u64, Checkpoint>, Vec<Rollover>), VerifyError> {
+    let mut keys = vec![trust.key.clone()];
+    for (index, vkey) in bundle.keys.iter().enumerate() {
+        let key = PublicKey::from_vkey(vkey)
+            .map_err(|source| VerifyError::BundleKey { index, source })?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let mut signed: BTreeMap<u64, (Checkpoint, BTreeSet<usize>)> = BTreeMap::new();
+    let notes = bundle
+        .checkpoints
+        .iter()
+        .enumerate()
+        .map(|(index, note)| (Some(index), note.as_str()))
+        .chain(trust.latest.map(|note| (None, note)));
+    for (index, note) in notes {
+        let failed = |source| match index {
+            Some(index) => VerifyError::Checkpoint { index, source },
+            None => VerifyError::Latest { source },
+        };
+        let (cp, signers) = checkpoint_signers(note, &keys).map_err(failed)?;
+        if signers.is_empty() {
+            return Err(failed(NoteError::NotSignedByPinnedKey {
+                name: trust.key.name().to_owned(),
+                key_id: trust.key.key_id(),
+            }));
+        }
+        match signed.get_mut(&cp.size) {
+            Some((other, _)) if other.root != cp.root => {
+                return Err(VerifyError::Fork {
+                    size: cp.size,
+                    first: other.root,
+                    second: cp.root,
+                });
+            }
+            // Copies of one checkpoint count only by the keys every copy carries: a
+            // second copy signed by a retired key must not keep that key alive.
+            Some((_, by)) => {
+                let theirs: BTreeSet<usize> = signers.into_iter().collect();
+                by.retain(|k| theirs.contains(k));
+            }
+            None => {
+                signed.insert(cp.size, (cp, signers.into_iter().collect()));
+            }
+        }
+    }
+    let order: Vec<(u64, &BTreeSet<usize>)> =
+        signed.iter().map(|(size, (_, by))| (*size, by)).collect();
+    let pinned = order
+        .iter()
+        .position(|(_, by)| by.contains(&0))
+        .ok_or(VerifyError::NoCheckpoint)?;
+    let unlinked = |size: u64, by: &BTreeSet<usize>| VerifyError::Unlinked {
+        size,
+        trusted: by
+            .iter()
+            .map(|k| keys[*k].fingerprint()[..16].to_owned())
+            .collect(),
+    };
+    let mut linked = order[pinned].1.clone();
+    for (size, by) in order[..pinned].iter().rev() {
+        if by.is_disjoint(&linked) {
+            return Err(unlinked(*size, &linked));
+        }
+        linked.extend(by.iter().copied());
+    }
+    let mut live = order[pinned].1.clone();
+    let mut rollovers = Vec::new();
+    for (size, by) in &order[pinned + 1..] {
+        if by.is_disjoint(&live) {
+            return Err(unlinked(*size, &live));
+        }
+        for new in by.difference(&live) {
+            rollovers.push(Rollover {
+                size: *size,
+                fingerprint: keys[*new].fingerprint(),
+            });
+        }
+        live = (*by).clone();
+    }
+    Ok((
+        signed
+            .into_iter()
+            .map(|(size, (cp, _))| (size, cp))
+            .collect(),
+        rollovers,
+    ))
 }
 
 /// Verifies `bundle`, offline, against what the auditor brings.
 pub fn verify_bundle(bundle: &Bundle, trust: &Trust<'_>) -> Result<Verified, VerifyError> {
-    let key = trust.key;
-    if bundle.format != BUNDLE_FORMAT {
+    // Format 1 had no notes and no keys: it verifies without them.
+    if !(1..=BUNDLE_FORMAT).contains(&bundle.format) {
         return Err(VerifyError::Format(bundle.format));
     }
     if bundle.ticket != trust.ticket {
@@ -194,51 +391,49 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust<'_>) -> Result<Verified, Ver
             found: bundle.ticket.clone(),
         });
     }
-    // 1. Signatures and forks, the auditor's own checkpoint among them.
-    let latest = trust
-        .latest
-        .map(|note| verify_checkpoint(note, key).map_err(|source| VerifyError::Latest { source }))
-        .transpose()?;
-    let mut signed: BTreeMap<u64, Checkpoint> = BTreeMap::new();
-    let notes = bundle.checkpoints.iter().map(|n| verify_checkpoint(n, key));
-    for (index, cp) in notes.enumerate() {
-        let cp = cp.map_err(|source| VerifyError::Checkpoint { index, source })?;
-        if let Some(other) = signed.get(&cp.size) {
-            if other.root != cp.root {
-                return Err(VerifyError::Fork {
-                    size: cp.size,
-                    first: other.root,
-                    second: cp.root,
-                });
-            }
-            continue;
-        }
-        signed.insert(cp.size, cp);
-    }
-    if let Some(latest) = &latest {
-        match signed.get(&latest.size) {
-            Some(cp) if cp.root != latest.root => {
-                return Err(VerifyError::Fork {
-                    size: latest.size,
-                    first: cp.root,
-                    second: latest.root,
-                });
-            }
-            _ => {
-                signed.insert(latest.size, latest.clone());
-            }
-        }
-    }
+    // 1. Signatures, key rollovers and forks, the auditor's own checkpoint among them.
+    let (signed, rollovers) = signed_checkpoints(bundle, trust)?;
     let newest = signed
         .values()
         .next_back()
         .cloned()
         .ok_or(VerifyError::NoCheckpoint)?;
 
+    // The ticket's notes from ticketbound, and what each witnesses (checked in 6).
+    let mut noted = Vec::new();
+    let mut unwitnessed = 0;
+    let notes = trust.notes.unwrap_or(&bundle.notes);
+    for (index, text) in notes.iter().enumerate() {
+        let malformed = |source| VerifyError::NoteMalformed { index, source };
+        let Some((grant_id, seq)) = note_marker(text) else {
+            continue;
+        };
+        match Witness::find(text) {
+            None => unwitnessed += 1,
+            Some(witness) => {
+                let witness = witness.map_err(malformed)?;
+                if witness.seq != seq {
+                    return Err(malformed(NoteFormatError(format!(
+                        "the witness names event {}, the marker event {seq}",
+                        witness.seq
+                    ))));
+                }
+                noted.push((grant_id, witness));
+            }
+        }
+    }
+    let mut roots_noted: BTreeMap<u64, Option<Hash>> = noted
+        .iter()
+        .filter_map(|(_, w)| w.checkpoint.map(|cp| (cp.size, None)))
+        .collect();
+
     // 2. The leaves against every signed root (one pass: the frontier's root at each
-    // signed size).
+    // signed size, and at each size a note names).
     let mut frontier = Frontier::default();
-    let check_root = |frontier: &Frontier| -> Result<(), VerifyError> {
+    let mut check_root = |frontier: &Frontier| -> Result<(), VerifyError> {
+        if let Some(root) = roots_noted.get_mut(&frontier.size) {
+            *root = Some(frontier.root());
+        }
         if let Some(cp) = signed.get(&frontier.size) {
             let computed = frontier.root();
             if computed != cp.root {
@@ -345,12 +540,56 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust<'_>) -> Result<Verified, Ver
         }
     }
 
+    // 6. The ticket's notes against the chains and the log.
+    for (grant_id, witness) in &noted {
+        let (grant_id, seq) = (*grant_id, witness.seq);
+        let Some(grant) = bundle.grants.iter().find(|g| g.grant_id == grant_id) else {
+            return Err(VerifyError::NoteOfMissingGrant { grant_id, seq });
+        };
+        let Some(event) = grant.events.iter().find(|e| e.seq == seq) else {
+            return Err(VerifyError::NoteOfMissingEvent { grant_id, seq });
+        };
+        if event.hash != witness.chain_head {
+            return Err(VerifyError::NoteContradictsChain {
+                grant_id,
+                seq,
+                noted: witness.chain_head.to_hex(),
+                recorded: event.hash.to_hex(),
+            });
+        }
+        if let Some(cp) = witness.checkpoint {
+            if cp.size > newest.size {
+                return Err(VerifyError::NoteAheadOfLog {
+                    grant_id,
+                    seq,
+                    size: cp.size,
+                    newest: newest.size,
+                });
+            }
+            // Every size up to the newest checkpoint's is in the log (2. checked it).
+            let computed = roots_noted.get(&cp.size).copied().flatten();
+            if computed != Some(cp.root) {
+                return Err(VerifyError::NoteContradictsLog {
+                    grant_id,
+                    seq,
+                    size: cp.size,
+                    noted: cp.root,
+                    computed: computed.unwrap_or(cp.root),
+                });
+            }
+        }
+    }
+
     Ok(Verified {
         ticket: bundle.ticket.clone(),
         checkpoints: signed.len(),
         checkpoint: newest,
         grants: bundle.grants.len(),
         events,
+        notes_witnessed: noted.len(),
+        notes_unwitnessed: unwitnessed,
+        rollovers,
+        notes_read_by_auditor: trust.notes.is_some(),
     })
 }
 
@@ -361,6 +600,7 @@ mod tests {
 
     use super::*;
     use crate::checkpoint::tests::TestSigner;
+    use crate::witness::Witnessed;
 
     const LOG: &str = "ticketbound.example/test";
     const TICKET: &str = "jira#OPS-7";
@@ -437,6 +677,7 @@ mod tests {
                 key: &self.signer.key,
                 ticket: TICKET,
                 latest: None,
+                notes: None,
             }
         }
     }
@@ -452,6 +693,15 @@ mod tests {
         }
         log.append("jira#OPS-8", &other.events[0]);
         let first = log.checkpoint(&signer);
+        let witnessed = Witnessed {
+            size: log.frontier.size,
+            root: log.frontier.root(),
+        };
+        // The ticket was told of a's events before any checkpoint, of b's after the
+        // first; a person's comment (no marker) is among them.
+        let mut notes: Vec<String> = a.events.iter().map(|e| note(e, None)).collect();
+        notes.push("Thanks, approved.".into());
+        notes.extend(b.events.iter().map(|e| note(e, Some(witnessed))));
         for e in b.events.iter().chain(&other.events[1..]) {
             log.append(
                 if e.grant_id == other.grant_id {
@@ -471,8 +721,46 @@ mod tests {
                 checkpoints: vec![first, second],
                 log: log.entries,
                 grants: vec![a, b],
+                notes,
+                keys: Vec::new(),
             },
         }
+    }
+
+    /// The note the write-back posts about `e`.
+    fn note(e: &AuditEvent, checkpoint: Option<Witnessed>) -> String {
+        let witness = Witness {
+            seq: e.seq,
+            chain_head: e.hash,
+            checkpoint,
+        };
+        format!(
+            "ticketbound: a step at {}\nA line.\n{}\n\nticketbound:{}:{}",
+            e.at,
+            witness.line(),
+            e.grant_id,
+            e.seq
+        )
+    }
+
+    /// Builds the log again after its first `keep` leaves from the bundle's grants (as
+    /// an insider who rewrote the tables would, for a verifier that trusted the
+    /// operator's signer) and signs it.
+    fn relog(w: &mut World, keep: usize) {
+        let mut log = Log::new();
+        for entry in &w.bundle.log[..keep] {
+            log.frontier.append(entry.leaf_hash());
+            log.entries.push(entry.clone());
+        }
+        for g in &w.bundle.grants {
+            for e in &g.events {
+                if !log.entries.iter().any(|l| l.event_hash == e.hash) {
+                    log.append(TICKET, e);
+                }
+            }
+        }
+        w.bundle.checkpoints = vec![log.checkpoint(&w.signer)];
+        w.bundle.log = log.entries;
     }
 
     fn reseal(g: &mut GrantEvidence, from: usize, change: impl Fn(&mut AuditRecord)) {
@@ -499,6 +787,235 @@ mod tests {
             (v.grants, v.events, v.checkpoints, v.checkpoint.size),
             (2, 5, 2, 7)
         );
+        assert_eq!((v.notes_witnessed, v.notes_unwitnessed), (5, 0));
+    }
+
+    /// The log as the world has it, checkpointed at `size` leaves by `sign`.
+    fn checkpoint_at(w: &World, size: usize, sign: impl Fn(&Checkpoint) -> String) -> String {
+        let mut frontier = Frontier::default();
+        for e in &w.bundle.log[..size] {
+            frontier.append(e.leaf_hash());
+        }
+        sign(&Checkpoint {
+            origin: LOG.into(),
+            size: size as u64,
+            root: frontier.root(),
+            time: t(100 + size as i64),
+        })
+    }
+
+    /// A rollover from the world's key to `next`: the first checkpoint (4) by the old
+    /// key, one (5) by both, then (6, 7) by the new key alone.
+    fn rolled_over(w: &mut World, next: &TestSigner) {
+        let first = w.bundle.checkpoints[0].clone();
+        let both = checkpoint_at(w, 5, |cp| w.signer.sign_with(next, cp));
+        let alone = checkpoint_at(w, 6, |cp| next.sign(cp));
+        let newest = checkpoint_at(w, 7, |cp| next.sign(cp));
+        w.bundle.checkpoints = vec![first, both, alone, newest];
+        w.bundle.keys = vec![w.signer.key.vkey(), next.key.vkey()];
+    }
+
+    #[test]
+    fn a_key_rollover_is_followed_from_either_key() {
+        let mut w = world();
+        let next = TestSigner::new(LOG);
+        rolled_over(&mut w, &next);
+        let v = verify_bundle(&w.bundle, &w.trust()).unwrap();
+        assert_eq!(
+            v.rollovers,
+            [Rollover {
+                size: 5,
+                fingerprint: next.key.fingerprint()
+            }]
+        );
+        // An auditor who pinned the new key verifies the older checkpoints too.
+        let trust = Trust {
+            key: &next.key,
+            ..w.trust()
+        };
+        assert_eq!(verify_bundle(&w.bundle, &trust).unwrap().checkpoint.size, 7);
+    }
+
+    /// The old key leaks after its retirement: what it signs alone is refused.
+    #[test]
+    fn a_checkpoint_signed_by_a_retired_key_is_refused() {
+        let mut w = world();
+        let next = TestSigner::new(LOG);
+        rolled_over(&mut w, &next);
+        // The retired key signs the newest checkpoint alone (as the auditor's newest,
+        // or in the bundle).
+        let leaked = checkpoint_at(&w, 7, |cp| w.signer.sign(cp));
+        w.bundle.checkpoints.pop();
+        let trust = Trust {
+            latest: Some(&leaked),
+            ..w.trust()
+        };
+        assert!(matches!(
+            verify_bundle(&w.bundle, &trust),
+            Err(VerifyError::Unlinked { size: 7, .. })
+        ));
+    }
+
+    /// The retired key signs a second copy of the newest honest checkpoint, to pass
+    /// trust on to a checkpoint of its own: a copy counts only by the keys every copy
+    /// carries.
+    #[test]
+    fn a_retired_key_cannot_ride_on_a_copy_of_an_honest_checkpoint() {
+        let mut w = world();
+        let next = TestSigner::new(LOG);
+        rolled_over(&mut w, &next);
+        w.bundle.checkpoints.pop();
+        let copy = checkpoint_at(&w, 6, |cp| w.signer.sign(cp));
+        let forged = checkpoint_at(&w, 7, |cp| w.signer.sign(cp));
+        w.bundle.checkpoints.push(copy);
+        w.bundle.checkpoints.push(forged);
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.trust()),
+            Err(VerifyError::Unlinked { size: 6, .. })
+        ));
+    }
+
+    /// A key the bundle names, which no trusted key handed over to, certifies nothing.
+    #[test]
+    fn a_new_key_without_a_handover_is_refused() {
+        let mut w = world();
+        let other = TestSigner::new(LOG);
+        let first = w.bundle.checkpoints[0].clone();
+        let newest = checkpoint_at(&w, 7, |cp| other.sign(cp));
+        w.bundle.checkpoints = vec![first, newest];
+        w.bundle.keys = vec![other.key.vkey()];
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.trust()),
+            Err(VerifyError::Unlinked { size: 7, .. })
+        ));
+        // Nor does it alone.
+        w.bundle.checkpoints.remove(0);
+        assert_eq!(
+            verify_bundle(&w.bundle, &w.trust()),
+            Err(VerifyError::NoCheckpoint)
+        );
+    }
+
+    /// Even an insider who also holds the signer (or acts before the next checkpoint)
+    /// cannot rewrite what the ticket was told.
+    #[test]
+    fn a_chain_and_log_rewritten_and_signed_again_is_named_by_the_ticket() {
+        let mut w = world();
+        reseal(&mut w.bundle.grants[0], 1, |r| {
+            r.details.insert("step".into(), "rewritten".into());
+        });
+        relog(&mut w, 0);
+        match verify_bundle(&w.bundle, &w.trust()) {
+            Err(VerifyError::NoteContradictsChain {
+                grant_id, seq: 2, ..
+            }) => {
+                assert_eq!(grant_id, w.bundle.grants[0].grant_id)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The insider who rewrote the chain also builds the bundle, without the notes:
+    /// the auditor's own read of the ticket still names the rewrite.
+    #[test]
+    fn notes_dropped_from_the_bundle_are_the_auditors_to_bring() {
+        let mut w = world();
+        let honest_notes = w.bundle.notes.clone();
+        reseal(&mut w.bundle.grants[0], 1, |r| {
+            r.details.insert("step".into(), "rewritten".into());
+        });
+        relog(&mut w, 0);
+        w.bundle.notes.clear();
+        let v = verify_bundle(&w.bundle, &w.trust()).unwrap();
+        assert!(!v.notes_read_by_auditor && v.notes_witnessed == 0);
+        let trust = Trust {
+            notes: Some(&honest_notes),
+            ..w.trust()
+        };
+        assert!(matches!(
+            verify_bundle(&w.bundle, &trust),
+            Err(VerifyError::NoteContradictsChain { seq: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_grant_deleted_and_the_log_signed_again_is_named_by_the_ticket() {
+        let mut w = world();
+        let gone = w.bundle.grants.remove(1).grant_id;
+        relog(&mut w, 4);
+        match verify_bundle(&w.bundle, &w.trust()) {
+            Err(VerifyError::NoteOfMissingGrant { grant_id, seq: 1 }) => {
+                assert_eq!(grant_id, gone)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_newest_event_deleted_and_the_log_signed_again_is_named_by_the_ticket() {
+        let mut w = world();
+        let g = &mut w.bundle.grants[1];
+        g.events.pop();
+        g.head = g.events[0].head();
+        relog(&mut w, 4);
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.trust()),
+            Err(VerifyError::NoteOfMissingEvent { seq: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_log_signed_again_with_the_chains_intact_is_named_by_the_ticket() {
+        let mut w = world();
+        // The other ticket's leaf removed from under the first checkpoint, which b's
+        // notes witnessed at 4 leaves.
+        let other = w.bundle.log[3].clone();
+        relog(&mut w, 0);
+        assert!(!w.bundle.log.iter().any(|e| e.grant_id == other.grant_id));
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.trust()),
+            Err(VerifyError::NoteContradictsLog { size: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn a_note_of_a_checkpoint_past_the_newest_is_named() {
+        let mut w = world();
+        w.bundle.checkpoints.truncate(1);
+        w.bundle.log.truncate(4);
+        w.bundle.grants.truncate(1);
+        let late = w.bundle.grants[0].events[2].clone();
+        w.bundle.notes = vec![note(
+            &late,
+            Some(Witnessed {
+                size: 7,
+                root: Hash([1; 32]),
+            }),
+        )];
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.trust()),
+            Err(VerifyError::NoteAheadOfLog {
+                size: 7,
+                newest: 4,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_mangled_note_is_named_and_an_old_one_is_counted() {
+        let mut w = world();
+        let first = w.bundle.grants[0].events[0].clone();
+        w.bundle.notes[0] = format!("ticketbound: old\n\nticketbound:{}:1", first.grant_id);
+        let v = verify_bundle(&w.bundle, &w.trust()).unwrap();
+        assert_eq!((v.notes_witnessed, v.notes_unwitnessed), (4, 1));
+        w.bundle.notes[1] = w.bundle.notes[1].replace("chain head ", "chain head 00");
+        // A person's comment with what only looks like a marker is not ticketbound's.
+        w.bundle.notes.push("ticketbound:please-extend".into());
+        assert!(matches!(
+            verify_bundle(&w.bundle, &w.trust()),
+            Err(VerifyError::NoteMalformed { index: 1, .. })
+        ));
     }
 
     #[test]
@@ -687,6 +1204,7 @@ mod tests {
         rolled.checkpoints.truncate(1);
         rolled.log.truncate(4);
         rolled.grants.truncate(1);
+        rolled.notes.truncate(3);
         // On its own word alone the cut bundle verifies: that is the gap.
         verify_bundle(&rolled, &w.trust()).unwrap();
         let trust = Trust {

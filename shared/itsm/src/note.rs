@@ -269,9 +269,12 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
         | AuditAction::TicketUpdated
         | AuditAction::TicketUpdateFailed => return None,
     };
+    // Record fields are written into the lines; one that held a new line would add a
+    // line of its own (a marker, or a witness line, that is not the note's).
+    let one_line = |text: String| text.replace(['\n', '\r'], " ");
     Some(Note {
-        headline,
-        lines,
+        headline: one_line(headline),
+        lines: lines.into_iter().map(one_line).collect(),
         marker: marker(&grant.id.to_string(), event.seq),
     })
 }

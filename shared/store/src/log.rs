@@ -8,7 +8,10 @@
 //! - `LEAF` / `<position>`: one [`LogEntry`] per position;
 //! - `EVENT#<grant>#<seq>#<hash>` / `LOGGED`: that this very event is logged, so a
 //!   redelivered stream record is not logged again (a rewritten event, whose hash
-//!   differs, is: that is how the verifier sees the rewrite).
+//!   differs, is: that is how the verifier sees the rewrite);
+//! - `CHECKPOINT` / `NEWEST`: the size and root of the newest checkpoint signed, which
+//!   the write-back copies into each note (its one read of this table: the ticket
+//!   then witnesses the log as it was).
 //!
 //! The leaves share one partition: a log grows by the audit events' rate, far below
 //! a partition's thousand writes a second.
@@ -16,12 +19,13 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 use ticketbound_domain::{Digest, GrantId};
-use ticketbound_evidence::{Frontier, LogEntry};
+use ticketbound_evidence::{Frontier, Hash, LogEntry, Witnessed};
 
 use crate::StoreError;
 use crate::items::Item;
@@ -33,11 +37,34 @@ pub const LOG_TABLE: &str = "TICKETBOUND_LOG_TABLE";
 const HEAD: &str = "HEAD";
 const LEAF: &str = "LEAF";
 const LOGGED: &str = "LOGGED";
+/// The partition key of the newest signed checkpoint's item: the only one the
+/// write-back's role may read (`dynamodb:LeadingKeys`).
+pub const NEWEST_CHECKPOINT_PK: &str = "CHECKPOINT";
+const NEWEST: &str = "NEWEST";
 /// One head and two items per entry in one `TransactWriteItems` of at most 100.
 const ENTRIES_PER_APPEND: usize = 49;
 
 /// An event as the log knows it: its grant, its place in the grant's chain, its hash.
 pub type EventRef = (GrantId, u64, Digest);
+
+/// A conditional write that found the table already as far or further on is done.
+fn forwards_only<E>(
+    result: Result<(), SdkError<E, HttpResponse>>,
+    operation: &'static str,
+) -> Result<(), StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(()) => Ok(()),
+        Err(SdkError::ServiceError(e))
+            if e.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(StoreError::dynamo(operation, e)),
+    }
+}
 
 fn marker_pk((grant, seq, hash): &EventRef) -> String {
     format!("EVENT#{grant}#{seq}#{}", hash.to_hex())
@@ -253,8 +280,10 @@ impl LogStore {
             .transpose()
     }
 
-    /// Records that a checkpoint of `size` is signed and kept (only ever forwards).
-    pub async fn record_signed(&self, size: u64) -> Result<(), StoreError> {
+    /// Records that a checkpoint of `size` is signed and kept (only ever forwards):
+    /// the head's signed size and, given its `root`, the item the write-back reads.
+    pub async fn record_signed(&self, size: u64, root: Option<Hash>) -> Result<(), StoreError> {
+        let n = AttributeValue::N(size.to_string());
         let result = self
             .client
             .update_item()
@@ -264,17 +293,57 @@ impl LogStore {
             // `size` is a DynamoDB function's name: it needs a placeholder.
             .condition_expression("attribute_exists(pk) AND signed_size < :s AND #size >= :s")
             .expression_attribute_names("#size", "size")
-            .expression_attribute_values(":s", AttributeValue::N(size.to_string()))
+            .expression_attribute_values(":s", n.clone())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Already recorded (by a retry, or a later checkpoint): nothing to move.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        forwards_only(result.map(|_| ()), "UpdateItem")?;
+        let Some(root) = root else {
+            return Ok(());
+        };
+        let mut item = key(NEWEST_CHECKPOINT_PK, NEWEST);
+        item.insert("size".into(), n.clone());
+        item.insert("root".into(), AttributeValue::S(root.to_hex()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR #size < :s")
+            .expression_attribute_names("#size", "size")
+            .expression_attribute_values(":s", n)
+            .send()
+            .await;
+        forwards_only(result.map(|_| ()), "PutItem")
+    }
+
+    /// The newest signed checkpoint as the checkpointer recorded it (`None` before the
+    /// first).
+    pub async fn newest_signed(&self) -> Result<Option<Witnessed>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(NEWEST_CHECKPOINT_PK, NEWEST)))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        #[derive(Deserialize)]
+        struct Newest {
+            size: u64,
+            root: Hash,
         }
+        let newest: Newest =
+            serde_dynamo::from_item(item).map_err(|source| StoreError::Malformed {
+                key: format!("pk={NEWEST_CHECKPOINT_PK}"),
+                source,
+            })?;
+        Ok(Some(Witnessed {
+            size: newest.size,
+            root: newest.root,
+        }))
     }
 
     /// The entries at positions `0..size`, in order.

@@ -509,6 +509,169 @@ run "no_function_role_may_write_the_identity_registry" {
   }
 }
 
+# "Fewer writers" (issue #17): the grants table holds three partition families,
+# GRANT#<id> (a grant and what lives beside it), DELIVERY#<source>#<id> and
+# TICKET#<source>#<key>. IAM sees only the partition key (dynamodb:LeadingKeys), so what
+# the policies can say is which families each role writes; every write on the table is
+# conditioned on them. moto enforces no condition: these runs are where it is checked.
+# infra/DEPLOY.md ("What each role can still write, and what catches it") says what is
+# left to each role.
+run "each_role_writes_only_its_item_families_of_the_grants_table" {
+  assert {
+    condition = {
+      for k, p in aws_iam_role_policy.function : k => {
+        for family in ["GRANT#*", "DELIVERY#*", "TICKET#*"] : family => join(" ", sort(distinct(flatten([
+          for s in jsondecode(p.policy).Statement : [
+            for a in flatten([s.Action]) : a
+            if contains(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete"], a)
+          ]
+          if s.Effect == "Allow" && contains(flatten([s.Resource]), aws_dynamodb_table.grants.arn) && contains(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], []), family)
+        ]))))
+      }
+      } == {
+      "itsm-intake" = {
+        "GRANT#*"    = "dynamodb:DeleteItem dynamodb:PutItem"
+        "DELIVERY#*" = "dynamodb:PutItem"
+        "TICKET#*"   = "dynamodb:ConditionCheckItem dynamodb:PutItem"
+      }
+      "grant-provision"  = { "GRANT#*" = "dynamodb:DeleteItem dynamodb:PutItem dynamodb:UpdateItem", "DELIVERY#*" = "", "TICKET#*" = "" }
+      "grant-expire"     = { "GRANT#*" = "dynamodb:DeleteItem dynamodb:PutItem dynamodb:UpdateItem", "DELIVERY#*" = "", "TICKET#*" = "" }
+      "secret-rotate"    = { "GRANT#*" = "dynamodb:DeleteItem dynamodb:PutItem", "DELIVERY#*" = "", "TICKET#*" = "" }
+      "ticket-writeback" = { "GRANT#*" = "dynamodb:DeleteItem dynamodb:PutItem", "DELIVERY#*" = "", "TICKET#*" = "" }
+      "grant-reconcile"  = { "GRANT#*" = "dynamodb:DeleteItem dynamodb:PutItem", "DELIVERY#*" = "", "TICKET#*" = "" }
+      "log-checkpoint"   = { "GRANT#*" = "", "DELIVERY#*" = "", "TICKET#*" = "" }
+    }
+    error_message = "on the grants table, by partition family: the intake creates grants (Put, Delete of the trigger), delivery records (Put) and withdrawals (Put, ConditionCheck); the provisioner and expirer write GRANT# items only (Put, Delete, Update for the retry record); the rotation, write-back and reconciler GRANT# items only (Put, Delete); the checkpointer nothing"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for k, p in aws_iam_role_policy.function : [
+        for s in jsondecode(p.policy).Statement : (
+          join(",", keys(try(s.Condition, {}))) == "ForAllValues:StringLike" &&
+          join(",", keys(try(s.Condition["ForAllValues:StringLike"], {}))) == "dynamodb:LeadingKeys" &&
+          length(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], [])) > 0 &&
+          length(setsubtract(toset(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], [])), toset(["GRANT#*", "DELIVERY#*", "TICKET#*"]))) == 0
+        )
+        if s.Effect == "Allow" && length(setintersection(
+          toset(flatten([s.Action])),
+          toset(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:UpdateTimeToLive", "dynamodb:RestoreTableToPointInTime"]),
+          )) > 0 && anytrue([
+          # The table's ARN, anything under it, or a wildcard pattern covering it.
+          for r in flatten([s.Resource]) : (
+            r == aws_dynamodb_table.grants.arn ||
+            startswith(r, "${aws_dynamodb_table.grants.arn}/") ||
+            (strcontains(r, "*") && startswith(aws_dynamodb_table.grants.arn, split("*", r)[0]))
+          )
+        ])
+      ]
+    ]))
+    error_message = "every function role statement that allows a write on the grants table (by its ARN or a pattern covering it) is conditioned on ForAllValues:StringLike dynamodb:LeadingKeys, and only on the table's families (GRANT#*, DELIVERY#*, TICKET#*): no unconditioned write, no table-level write"
+  }
+}
+
+run "no_role_but_the_intake_writes_delivery_records_or_withdrawals" {
+  assert {
+    condition = toset([
+      for k, p in aws_iam_role_policy.function : k
+      if anytrue([
+        for s in jsondecode(p.policy).Statement : s.Effect == "Allow" && contains(flatten([s.Resource]), aws_dynamodb_table.grants.arn) && (
+          length(setintersection(toset(flatten([s.Action])), toset(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"]))) > 0
+          ) && (
+          !can(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]) ||
+          contains(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], []), "DELIVERY#*") ||
+          contains(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], []), "TICKET#*")
+        )
+      ])
+    ]) == toset(["itsm-intake"])
+    error_message = "only the intake may write delivery records (DELIVERY#*, the redelivery guard) or withdrawals (TICKET#*, which refuse an approval delivered after its ticket's withdrawal); no other role has a write on the grants table that could reach them"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s.Sid
+      if contains(flatten([s.Action]), "dynamodb:ConditionCheckItem")
+    ] == ["TicketWithdrawalsWrite"]
+    error_message = "the intake's only ConditionCheck is the withdrawal check in a new grant's transaction (TICKET#*): nothing on the audit table, nothing on GRANT# items"
+  }
+  assert {
+    condition = toset([
+      for k, p in aws_iam_role_policy.function : k
+      if anytrue([for s in jsondecode(p.policy).Statement : s.Effect == "Allow" && contains(flatten([s.Action]), "dynamodb:ConditionCheckItem")])
+    ]) == toset(["itsm-intake"])
+    error_message = "no role but the intake has dynamodb:ConditionCheckItem (only create_grant has a ConditionCheck)"
+  }
+}
+
+run "leading_keys_conditions_hold_only_keyed_actions_on_tables" {
+  assert {
+    condition = alltrue(flatten([
+      for k, p in aws_iam_role_policy.function : [
+        for s in jsondecode(p.policy).Statement : (
+          length(setsubtract(toset(flatten([s.Action])), toset(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"]))) == 0 &&
+          alltrue([for r in flatten([s.Resource]) : contains([aws_dynamodb_table.grants.arn, aws_dynamodb_table.audit.arn, aws_dynamodb_table.identities.arn, aws_dynamodb_table.log.arn], r)])
+        )
+        if strcontains(jsonencode(try(s.Condition, {})), "dynamodb:LeadingKeys")
+      ]
+    ]))
+    error_message = "a statement conditioned on dynamodb:LeadingKeys holds only actions whose every request names a partition key (never Scan: ForAllValues over no key at all is true) and only table ARNs (never an index, where LeadingKeys is the index's key, or a stream)"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for k, p in aws_iam_role_policy.function : [
+        for s in jsondecode(p.policy).Statement : !contains(keys(s), "Condition")
+        if anytrue([for r in flatten([s.Resource]) : strcontains(r, ":table/") && (strcontains(r, "/index/") || strcontains(r, "/stream/"))])
+      ]
+    ]))
+    error_message = "statements on an index or a stream carry no condition: an index Query's LeadingKeys is the index's partition key (a ticket key, a state), which no item family matches"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for k, p in aws_iam_role_policy.function : [
+        for s in jsondecode(p.policy).Statement : !contains(keys(s), "Condition")
+        if contains(flatten([s.Action]), "dynamodb:Scan")
+      ]
+    ]))
+    error_message = "Scan (the reconciler's) is only ever in an unconditioned statement"
+  }
+}
+
+run "no_role_may_change_or_delete_an_audit_event" {
+  assert {
+    condition = {
+      for k, p in aws_iam_role_policy.function : k => join(" ", sort(distinct(flatten([
+        for s in jsondecode(p.policy).Statement : flatten([s.Action])
+        if s.Effect == "Allow" && contains(flatten([s.Resource]), aws_dynamodb_table.audit.arn)
+      ]))))
+      } == {
+      "itsm-intake"      = "dynamodb:GetItem dynamodb:PutItem"
+      "grant-provision"  = "dynamodb:GetItem dynamodb:PutItem"
+      "grant-expire"     = "dynamodb:GetItem dynamodb:PutItem"
+      "secret-rotate"    = "dynamodb:GetItem dynamodb:PutItem dynamodb:Query"
+      "ticket-writeback" = "dynamodb:GetItem dynamodb:PutItem"
+      "grant-reconcile"  = "dynamodb:GetItem dynamodb:PutItem dynamodb:Query"
+      "log-checkpoint"   = "dynamodb:Query"
+    }
+    error_message = "on the audit table: the six roles that audit append (PutItem) and read back their own event (GetItem); the rotation and the reconciler query chains; the checkpointer only queries (a chain's first event); nobody UpdateItem, DeleteItem or ConditionCheckItem"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for p in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(p).Statement : length(setintersection(
+          toset(flatten([s.Action])),
+          toset(["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:PartiQLInsert", "dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:UpdateTimeToLive", "dynamodb:RestoreTableToPointInTime"]),
+        )) == 0
+        if s.Effect == "Allow" && anytrue([
+          for r in flatten([s.Resource]) : (
+            r == aws_dynamodb_table.audit.arn ||
+            startswith(r, "${aws_dynamodb_table.audit.arn}/") ||
+            (strcontains(r, "*") && startswith(aws_dynamodb_table.audit.arn, split("*", r)[0]))
+          )
+        ])
+      ]
+    ]))
+    error_message = "no role policy allows UpdateItem, DeleteItem, BatchWriteItem, PartiQL writes or a table-level change on the audit table, by its ARN or a pattern covering it: an audit event can be added, or replaced by a Put (which the signed log logs as a second leaf), never deleted"
+  }
+}
+
 run "identities_seed_is_off_by_default" {
   command = plan
   assert {
@@ -946,31 +1109,50 @@ run "intake_policy_is_least_privilege" {
   assert {
     condition = {
       for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
-      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      s.Sid => {
+        actions      = toset(flatten([s.Action]))
+        resources    = toset(flatten([s.Resource]))
+        leading_keys = join(" ", sort(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], [])))
+      }
       if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
       } == {
-      GrantsTable = {
-        actions   = toset(["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      GrantsRead = {
+        actions      = toset(["dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = ""
       }
-      GrantsIndexes = {
-        actions = toset(["dynamodb:Query"])
-        resources = toset([
-          "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/index/by-ticket",
-          "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/index/by-owner",
-          "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/index/by-state-expiry",
-        ])
+      GrantRecordsWrite = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:DeleteItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "GRANT#*"
+      }
+      DeliveryRecordsWrite = {
+        actions      = toset(["dynamodb:PutItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "DELIVERY#*"
+      }
+      TicketWithdrawalsWrite = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "TICKET#*"
+      }
+      GrantsByTicket = {
+        actions      = toset(["dynamodb:Query"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/index/by-ticket"])
+        leading_keys = ""
       }
       AuditTableAppend = {
-        actions   = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        actions      = toset(["dynamodb:PutItem", "dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        leading_keys = ""
       }
       IdentitiesRead = {
-        actions   = toset(["dynamodb:GetItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+        actions      = toset(["dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+        leading_keys = ""
       }
     }
-    error_message = "DynamoDB: exactly these actions on exactly the table and index ARNs (no /index/*, no UpdateItem, audit append-only, the identity registry read only)"
+    error_message = "DynamoDB: exactly these actions on exactly the table and index ARNs (reads unconditioned; writes only on GRANT#, DELIVERY# and TICKET# partitions, each family with its own actions; Query on by-ticket only; no UpdateItem; audit append-only, with the read-back of its own event; the identity registry read only)"
   }
   assert {
     condition = {
@@ -1087,7 +1269,7 @@ run "kms_key_and_its_policy" {
   assert {
     condition = alltrue(flatten([
       for p in concat(values(aws_iam_role_policy.function)[*].policy, [aws_iam_role_policy.scheduler.policy]) : [
-        for s in jsondecode(p).Statement : alltrue([for r in flatten([s.Resource]) : contains([aws_kms_key.this.arn, aws_kms_key.log_signing.arn], r)])
+        for s in jsondecode(p).Statement : alltrue([for r in flatten([s.Resource]) : contains([aws_kms_key.this.arn, aws_kms_key.log_signing["1"].arn], r)])
         if anytrue([for a in flatten([s.Action]) : startswith(a, "kms:")])
       ]
     ]))
@@ -1937,31 +2119,45 @@ run "provision_policy_is_least_privilege" {
   assert {
     condition = {
       for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement :
-      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      s.Sid => {
+        actions      = toset(flatten([s.Action]))
+        resources    = toset(flatten([s.Resource]))
+        leading_keys = join(" ", sort(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], [])))
+      }
       if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
       } == {
-      GrantsTable = {
-        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      GrantsRead = {
+        actions      = toset(["dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = ""
+      }
+      GrantRecordsWrite = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "GRANT#*"
       }
       AuditTableAppend = {
-        actions   = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        actions      = toset(["dynamodb:PutItem", "dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        leading_keys = ""
       }
       IdentitiesRead = {
-        actions   = toset(["dynamodb:GetItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+        actions      = toset(["dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+        leading_keys = ""
       }
       GrantsStreamRead = {
-        actions   = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/stream/2025-01-01T00:00:00.000"])
+        actions      = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/stream/2025-01-01T00:00:00.000"])
+        leading_keys = ""
       }
       GrantsStreamList = {
-        actions   = toset(["dynamodb:ListStreams"])
-        resources = toset(["*"])
+        actions      = toset(["dynamodb:ListStreams"])
+        resources    = toset(["*"])
+        leading_keys = ""
       }
     }
-    error_message = "DynamoDB: the grants table (no Query, no UpdateItem), the audit table append-only, the identity registry read-only, the grants stream"
+    error_message = "DynamoDB: the grants table (GetItem; writes on GRANT# partitions only; no Query, no ConditionCheckItem), the audit table append-only with the read-back of its own event, the identity registry read-only, the grants stream"
   }
   assert {
     condition = {
@@ -2123,31 +2319,45 @@ run "expire_policy_is_least_privilege" {
   assert {
     condition = {
       for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
-      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      s.Sid => {
+        actions      = toset(flatten([s.Action]))
+        resources    = toset(flatten([s.Resource]))
+        leading_keys = join(" ", sort(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], [])))
+      }
       if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
       } == {
-      GrantsTable = {
-        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      GrantsRead = {
+        actions      = toset(["dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = ""
+      }
+      GrantRecordsWrite = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "GRANT#*"
       }
       GrantsByStateExpiry = {
-        actions   = toset(["dynamodb:Query"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/index/by-state-expiry"])
+        actions      = toset(["dynamodb:Query"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/index/by-state-expiry"])
+        leading_keys = ""
       }
       AuditTableAppend = {
-        actions   = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        actions      = toset(["dynamodb:PutItem", "dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        leading_keys = ""
       }
       GrantsStreamRead = {
-        actions   = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/stream/2025-01-01T00:00:00.000"])
+        actions      = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/stream/2025-01-01T00:00:00.000"])
+        leading_keys = ""
       }
       GrantsStreamList = {
-        actions   = toset(["dynamodb:ListStreams"])
-        resources = toset(["*"])
+        actions      = toset(["dynamodb:ListStreams"])
+        resources    = toset(["*"])
+        leading_keys = ""
       }
     }
-    error_message = "DynamoDB: the grants table, Query on by-state-expiry only, the audit table append-only, the grants stream"
+    error_message = "DynamoDB: the grants table (GetItem; writes on GRANT# partitions only; no ConditionCheckItem), Query on by-state-expiry only (unconditioned: an index), the audit table append-only with the read-back of its own event, the grants stream"
   }
   assert {
     condition = {
@@ -2459,19 +2669,30 @@ run "rotate_policy_is_least_privilege" {
   assert {
     condition = {
       for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement :
-      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      s.Sid => {
+        actions      = toset(flatten([s.Action]))
+        resources    = toset(flatten([s.Resource]))
+        leading_keys = join(" ", sort(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], [])))
+      }
       if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
       } == {
-      GrantsTable = {
-        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      GrantsRead = {
+        actions      = toset(["dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = ""
+      }
+      GrantRecordsWrite = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:DeleteItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "GRANT#*"
       }
       AuditTableAppend = {
-        actions   = toset(["dynamodb:Query", "dynamodb:PutItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        actions      = toset(["dynamodb:Query", "dynamodb:PutItem", "dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        leading_keys = ""
       }
     }
-    error_message = "DynamoDB: read and write the grant by key (DeleteItem: saving an ended grant deletes its expiry trigger in the same transaction), query and append to the audit table; no index, no stream, no UpdateItem"
+    error_message = "DynamoDB: read the grant by key, write GRANT# partitions only (DeleteItem: saving an ended grant deletes its expiry trigger in the same transaction), query, append to and read back the audit table; no index, no stream, no UpdateItem"
   }
   assert {
     condition = {
@@ -2953,6 +3174,7 @@ run "writeback_environment_without_an_itsm" {
     condition = aws_lambda_function.this["ticket-writeback"].environment[0].variables == tomap({
       TICKETBOUND_GRANTS_TABLE            = "ticketbound-grants"
       TICKETBOUND_AUDIT_TABLE             = "ticketbound-audit"
+      TICKETBOUND_LOG_TABLE               = "ticketbound-log"
       TICKETBOUND_RETENTION_DAYS          = "400"
       TICKETBOUND_WRITEBACK_ATTEMPTS      = "4"
       TICKETBOUND_WRITEBACK_MAX_WAIT_SECS = "20"
@@ -2978,6 +3200,7 @@ run "writeback_environment_is_what_the_code_reads" {
     condition = sort(keys(aws_lambda_function.this["ticket-writeback"].environment[0].variables)) == sort([
       "TICKETBOUND_GRANTS_TABLE",
       "TICKETBOUND_AUDIT_TABLE",
+      "TICKETBOUND_LOG_TABLE",
       "TICKETBOUND_RETENTION_DAYS",
       "TICKETBOUND_SERVICENOW_URL",
       "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID",
@@ -2989,12 +3212,13 @@ run "writeback_environment_is_what_the_code_reads" {
       "TICKETBOUND_WRITEBACK_MAX_WAIT_SECS",
       "TICKETBOUND_SECRET_CACHE_SECS",
     ])
-    error_message = "with everything set, the write-back's environment is exactly the twelve variables functions/ticket-writeback/src/config.rs reads"
+    error_message = "with everything set, the write-back's environment is exactly the thirteen variables functions/ticket-writeback/src/config.rs reads"
   }
   assert {
     condition = aws_lambda_function.this["ticket-writeback"].environment[0].variables == tomap({
       TICKETBOUND_GRANTS_TABLE                     = "ticketbound-grants"
       TICKETBOUND_AUDIT_TABLE                      = "ticketbound-audit"
+      TICKETBOUND_LOG_TABLE                        = "ticketbound-log"
       TICKETBOUND_RETENTION_DAYS                   = "400"
       TICKETBOUND_SERVICENOW_URL                   = "https://example.service-now.com"
       TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/servicenow-AbCdEf"
@@ -3119,27 +3343,45 @@ run "writeback_policy_is_least_privilege" {
   assert {
     condition = {
       for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
-      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      s.Sid => {
+        actions      = toset(flatten([s.Action]))
+        resources    = toset(flatten([s.Resource]))
+        leading_keys = join(" ", sort(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], [])))
+      }
       if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
       } == {
-      GrantsTable = {
-        actions   = toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      GrantsRead = {
+        actions      = toset(["dynamodb:GetItem", "dynamodb:Query"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = ""
+      }
+      GrantRecordsWrite = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:DeleteItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "GRANT#*"
       }
       AuditTableAppend = {
-        actions   = toset(["dynamodb:Query", "dynamodb:PutItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        actions      = toset(["dynamodb:PutItem", "dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        leading_keys = ""
+      }
+      SignedLogNewestCheckpoint = {
+        actions      = toset(["dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-log"])
+        leading_keys = "CHECKPOINT"
       }
       AuditStreamRead = {
-        actions   = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit/stream/2025-01-01T00:00:00.000"])
+        actions      = toset(["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit/stream/2025-01-01T00:00:00.000"])
+        leading_keys = ""
       }
       AuditStreamList = {
-        actions   = toset(["dynamodb:ListStreams"])
-        resources = toset(["*"])
+        actions      = toset(["dynamodb:ListStreams"])
+        resources    = toset(["*"])
+        leading_keys = ""
       }
     }
-    error_message = "DynamoDB: the grants table (grants, write-back records, audited grant updates), the audit table's chain head and appends, the audit stream; no index, no grants stream, no UpdateItem"
+    error_message = "DynamoDB: the grants table (reads; writes on GRANT# partitions only: write-back records, audited grant updates), the audit table's appends and the read-back of its own event (no Query), the log table's newest checkpoint item (read only), the audit stream; no index, no grants stream, no UpdateItem"
   }
   assert {
     condition = [
@@ -3516,23 +3758,35 @@ run "reconcile_policy_is_least_privilege" {
   assert {
     condition = {
       for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
-      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      s.Sid => {
+        actions      = toset(flatten([s.Action]))
+        resources    = toset(flatten([s.Resource]))
+        leading_keys = join(" ", sort(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], [])))
+      }
       if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
       } == {
-      GrantsTable = {
-        actions   = toset(["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+      GrantsRead = {
+        actions      = toset(["dynamodb:Scan", "dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = ""
+      }
+      GrantRecordsWrite = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:DeleteItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "GRANT#*"
       }
       AuditTableAppend = {
-        actions   = toset(["dynamodb:Query", "dynamodb:PutItem"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        actions      = toset(["dynamodb:Query", "dynamodb:PutItem", "dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        leading_keys = ""
       }
       IdentitiesScan = {
-        actions   = toset(["dynamodb:Scan"])
-        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+        actions      = toset(["dynamodb:Scan"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+        leading_keys = ""
       }
     }
-    error_message = "DynamoDB: scan, read and write the grants table, query and append to the audit table, scan the identity registry (read only); no index, no stream, no UpdateItem"
+    error_message = "DynamoDB: scan and read the grants table (unconditioned), write GRANT# partitions only (no Query), query, append to and read back the audit table, scan the identity registry (read only); no index, no stream, no UpdateItem"
   }
   assert {
     condition = {
@@ -3742,11 +3996,19 @@ run "no_function_role_but_the_checkpointer_may_write_the_log" {
       "grant-provision"  = ""
       "grant-expire"     = ""
       "secret-rotate"    = ""
-      "ticket-writeback" = ""
+      "ticket-writeback" = "dynamodb:GetItem"
       "grant-reconcile"  = ""
       "log-checkpoint"   = "dynamodb:BatchGetItem dynamodb:GetItem dynamodb:PutItem dynamodb:Query dynamodb:UpdateItem"
     }
-    error_message = "on the log table: log-checkpoint reads the head, markers and leaves, appends (PutItem in its transactions) and records the signed size (UpdateItem); no other function anything, and nobody DeleteItem"
+    error_message = "on the log table: log-checkpoint reads the head, markers and leaves, appends (PutItem in its transactions), records the signed size (UpdateItem) and the newest checkpoint (PutItem); ticket-writeback reads that one item; no other function anything, and nobody DeleteItem"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
+      try(s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], []) == ["CHECKPOINT"]
+      if contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
+    ])
+    error_message = "ticket-writeback may read only the newest checkpoint's item of the log table (dynamodb:LeadingKeys = CHECKPOINT), not its leaves or head"
   }
   assert {
     condition = alltrue(flatten([
@@ -3831,7 +4093,7 @@ run "log_checkpoint_follows_the_function_pattern" {
       output.checkpoint_function_name == "ticketbound-log-checkpoint" &&
       output.checkpoint_function_arn == aws_lambda_function.this["log-checkpoint"].arn &&
       output.checkpoint_role_arn == "arn:aws:iam::111122223333:role/ticketbound-log-checkpoint" &&
-      output.log_signing_key_arn == aws_kms_key.log_signing.arn &&
+      output.log_signing_key_arn == aws_kms_key.log_signing["1"].arn &&
       output.checkpoint_bucket_name == "ticketbound-checkpoints-111122223333" &&
       output.log_origin == "ticketbound/ticketbound"
     )
@@ -3870,9 +4132,24 @@ run "log_checkpoint_policy_is_least_privilege" {
         actions   = toset(["dynamodb:GetItem"])
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
       }
-      LogTable = {
+      AuditTableRead = {
         effect    = "Allow"
-        actions   = toset(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem"])
+        actions   = toset(["dynamodb:Query"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+      }
+      LogRead = {
+        effect    = "Allow"
+        actions   = toset(["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-log"])
+      }
+      LogWrite = {
+        effect    = "Allow"
+        actions   = toset(["dynamodb:PutItem"])
+        resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-log"])
+      }
+      LogHeadUpdate = {
+        effect    = "Allow"
+        actions   = toset(["dynamodb:UpdateItem"])
         resources = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-log"])
       }
       AuditStreamRead = {
@@ -3906,7 +4183,19 @@ run "log_checkpoint_policy_is_least_privilege" {
         resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-log-checkpoint-stream-dlq"])
       }
     }
-    error_message = "log-checkpoint: a grant read, the log table, the audit stream, the signing key, the bucket's objects, its DLQs and the module key; nothing on the audit table, no secret, no delete"
+    error_message = "log-checkpoint: a grant read, a chain read (the first event's ticket), the log table, the audit stream, the signing key, the bucket's objects, its DLQs and the module key; no write on the audit table, no secret, no delete"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["log-checkpoint"].policy).Statement :
+      s.Sid => join(" ", sort(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], [])))
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")]) && contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
+      } == {
+      LogRead       = ""
+      LogWrite      = "CHECKPOINT EVENT#* HEAD LEAF"
+      LogHeadUpdate = "HEAD"
+    }
+    error_message = "on the log table, log-checkpoint puts only the head, leaves, markers and the newest checkpoint's item, and updates only the head (dynamodb:LeadingKeys); its reads are unconditioned"
   }
   assert {
     condition = toset([
@@ -3918,7 +4207,7 @@ run "log_checkpoint_policy_is_least_privilege" {
   assert {
     condition = !anytrue(flatten([
       for p in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
-        for s in jsondecode(p).Statement : contains(flatten([s.Resource]), aws_kms_key.log_signing.arn)
+        for s in jsondecode(p).Statement : contains(flatten([s.Resource]), aws_kms_key.log_signing["1"].arn)
       ]
       if p != aws_iam_role_policy.function["log-checkpoint"].policy
     ]))
@@ -3929,10 +4218,10 @@ run "log_checkpoint_policy_is_least_privilege" {
 run "log_signing_key_and_its_policy" {
   assert {
     condition = (
-      aws_kms_key.log_signing.customer_master_key_spec == "ECC_NIST_P256" &&
-      aws_kms_key.log_signing.key_usage == "SIGN_VERIFY" &&
-      !aws_kms_key.log_signing.enable_key_rotation &&
-      aws_kms_key.log_signing.deletion_window_in_days == 30
+      aws_kms_key.log_signing["1"].customer_master_key_spec == "ECC_NIST_P256" &&
+      aws_kms_key.log_signing["1"].key_usage == "SIGN_VERIFY" &&
+      !aws_kms_key.log_signing["1"].enable_key_rotation &&
+      aws_kms_key.log_signing["1"].deletion_window_in_days == 30
     )
     error_message = "the signing key is ECC_NIST_P256 / SIGN_VERIFY (ECDSA P-256 checkpoints), not rotated (KMS cannot rotate asymmetric keys), 30 days before deletion"
   }
@@ -3941,19 +4230,19 @@ run "log_signing_key_and_its_policy" {
     error_message = "alias/<name_prefix>-log-signing"
   }
   assert {
-    condition     = toset([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s.Sid]) == toset(["AccountAdministers", "CheckpointerSigns", "OnlyTheCheckpointerSigns"])
+    condition     = toset([for s in jsondecode(aws_kms_key.log_signing["1"].policy).Statement : s.Sid]) == toset(["AccountAdministers", "CheckpointerSigns", "OnlyTheCheckpointerSigns"])
     error_message = "key policy: the account administers, the checkpointer signs, everybody else is denied signing"
   }
   assert {
     condition = (
-      one([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s.Principal.AWS if s.Sid == "AccountAdministers"]) == "arn:aws:iam::111122223333:root" &&
-      !contains(flatten([one([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s if s.Sid == "AccountAdministers"]).Action]), "kms:Sign")
+      one([for s in jsondecode(aws_kms_key.log_signing["1"].policy).Statement : s.Principal.AWS if s.Sid == "AccountAdministers"]) == "arn:aws:iam::111122223333:root" &&
+      !contains(flatten([one([for s in jsondecode(aws_kms_key.log_signing["1"].policy).Statement : s if s.Sid == "AccountAdministers"]).Action]), "kms:Sign")
     )
     error_message = "the account root administers the key but is not given kms:Sign (so no IAM policy can delegate it)"
   }
   assert {
     condition = alltrue(flatten([
-      for s in jsondecode(aws_kms_key.log_signing.policy).Statement : [
+      for s in jsondecode(aws_kms_key.log_signing["1"].policy).Statement : [
         for a in flatten([s.Action]) : !strcontains(a, "*")
       ]
     ]))
@@ -3961,17 +4250,17 @@ run "log_signing_key_and_its_policy" {
   }
   assert {
     condition = [
-      for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s.Principal.AWS
+      for s in jsondecode(aws_kms_key.log_signing["1"].policy).Statement : s.Principal.AWS
       if s.Effect == "Allow" && contains(flatten([s.Action]), "kms:Sign")
     ] == ["arn:aws:iam::111122223333:role/ticketbound-log-checkpoint"]
     error_message = "kms:Sign is allowed to the log-checkpoint role only"
   }
   assert {
-    condition     = toset(flatten([one([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s if s.Sid == "CheckpointerSigns"]).Action])) == toset(["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"])
+    condition     = toset(flatten([one([for s in jsondecode(aws_kms_key.log_signing["1"].policy).Statement : s if s.Sid == "CheckpointerSigns"]).Action])) == toset(["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"])
     error_message = "the checkpointer may sign, read the public key and describe the key, nothing more"
   }
   assert {
-    condition = one([for s in jsondecode(aws_kms_key.log_signing.policy).Statement : s if s.Sid == "OnlyTheCheckpointerSigns"]) == {
+    condition = one([for s in jsondecode(aws_kms_key.log_signing["1"].policy).Statement : s if s.Sid == "OnlyTheCheckpointerSigns"]) == {
       Sid       = "OnlyTheCheckpointerSigns"
       Effect    = "Deny"
       Principal = { AWS = "*" }
@@ -4186,4 +4475,51 @@ run "the_checkpointer_never_gives_an_audit_record_up" {
     )
     error_message = "a record the checkpointer's mapping gave up on would be an audit event missing from the signed log"
   }
+}
+
+# A key rollover: two generations, the first retiring. The checkpointer signs with the
+# second and, beside it, the first (TICKETBOUND_LOG_PREVIOUS_KEY_ID); its role may use
+# both; the alias names the new one. One generation again ends it.
+run "a_key_rollover_signs_with_both_generations" {
+  variables {
+    log_signing_key_generations = ["1", "2"]
+  }
+
+  assert {
+    condition     = length(aws_kms_key.log_signing) == 2
+    error_message = "two generations: two signing keys"
+  }
+  assert {
+    condition = (
+      contains(keys(aws_lambda_function.this["log-checkpoint"].environment[0].variables), "TICKETBOUND_LOG_PREVIOUS_KEY_ID") &&
+      output.log_signing_previous_key_arn != null
+    )
+    error_message = "during a rollover the checkpointer is given the retiring key (TICKETBOUND_LOG_PREVIOUS_KEY_ID), and it is an output"
+  }
+  assert {
+    condition = length(one([
+      for s in jsondecode(aws_iam_role_policy.function["log-checkpoint"].policy).Statement : s.Resource if s.Sid == "LogSigningKey"
+    ])) == 2
+    error_message = "during a rollover the checkpointer may sign with both generations"
+  }
+}
+
+run "one_key_generation_has_no_previous_key" {
+  assert {
+    condition = (
+      !contains(keys(aws_lambda_function.this["log-checkpoint"].environment[0].variables), "TICKETBOUND_LOG_PREVIOUS_KEY_ID") &&
+      output.log_signing_previous_key_arn == null
+    )
+    error_message = "outside a rollover the checkpointer has no previous key"
+  }
+}
+
+run "key_generations_are_one_or_two_distinct_names" {
+  command = plan
+
+  variables {
+    log_signing_key_generations = ["1", "1"]
+  }
+
+  expect_failures = [var.log_signing_key_generations]
 }
