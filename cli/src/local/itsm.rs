@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use ticketbound_runtime::ExposeSecret;
 use ticketbound_runtime::local::LocalStack;
-use ticketbound_vault::SecretCache;
+use ticketbound_secrets::SecretCache;
 use tokio::sync::Mutex;
 
 pub use super::jira_site::{JiraSite, WebhookTarget, people as jira_people};

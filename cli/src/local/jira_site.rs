@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use ticketbound_runtime::ExposeSecret;
-use ticketbound_vault::SecretCache;
+use ticketbound_secrets::SecretCache;
 use tokio::sync::Mutex;
 
 use super::itsm::{Answer, answer, jira_error, keep, query_value, secret_json};

@@ -605,7 +605,7 @@ async fn a_passing_fault_during_revocation_is_tried_again_at_once_not_deferred()
     let mut h = harness().await;
     let faults = FaultInjector::default();
     h.deps.enforcer.vault =
-        ticketbound_vault::Vault::new(faulty_secretsmanager(&h.stack.sdk, &faults));
+        ticketbound_secrets::Vault::new(faulty_secretsmanager(&h.stack.sdk, &faults));
     let (g, password) = active_grant(&h, Duration::hours(1)).await;
     let g = make_overdue(&h, &g).await;
     faults.fail("DeleteSecret", 1);

@@ -14,10 +14,10 @@ use ticketbound_domain::{
 };
 use ticketbound_runtime::{EnvReader, ExposeSecret};
 use ticketbound_schedule::schedule_name;
+use ticketbound_secrets::credentials::DatabaseSecret;
 use ticketbound_targets::principal_name;
 use ticketbound_testkit::streams::StreamPoller;
 use ticketbound_testkit::{PgFixture, TestStack, sample_grant};
-use ticketbound_vault::credentials::DatabaseSecret;
 
 const ROTATION_FUNCTION_ARN: &str =
     "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-secret-rotate";
@@ -501,8 +501,8 @@ async fn a_grant_of_the_retired_api_key_connector_is_never_issued() {
 fn inject_faults(h: &mut Harness, faults: &ticketbound_testkit::faults::FaultInjector) {
     use ticketbound_testkit::faults::{faulty_scheduler, faulty_secretsmanager};
     let sm = faulty_secretsmanager(&h.stack.sdk, faults);
-    h.deps.enforcer.vault = ticketbound_vault::Vault::new(sm.clone());
-    h.deps.enforcer.admin_secrets = ticketbound_vault::SecretCache::new(
+    h.deps.enforcer.vault = ticketbound_secrets::Vault::new(sm.clone());
+    h.deps.enforcer.admin_secrets = ticketbound_secrets::SecretCache::new(
         sm,
         std::time::Duration::ZERO,
         std::time::Duration::ZERO,

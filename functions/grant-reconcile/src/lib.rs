@@ -37,11 +37,11 @@ use ticketbound_domain::{
 };
 use ticketbound_enforce::{EnforceError, Enforcer, TargetConfig};
 use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_secrets::VaultError;
+use ticketbound_secrets::credentials::SecretInfo;
 use ticketbound_store::{AdvanceError, Registry, Store, StoreError};
 use ticketbound_targets::postgres::UnsafeScopeRole;
 use ticketbound_targets::principal_names;
-use ticketbound_vault::VaultError;
-use ticketbound_vault::credentials::SecretInfo;
 
 pub use config::ReconcileConfig;
 
@@ -469,7 +469,7 @@ async fn check_live(
 }
 
 /// The secret's resource policy must let the grant's workload read and deny everyone
-/// else (shared/vault `resource_policy`). Says what differs, if anything.
+/// else (shared/secrets `resource_policy`). Says what differs, if anything.
 async fn policy_drift(
     deps: &Deps,
     grant: &Grant,

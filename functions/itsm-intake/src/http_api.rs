@@ -23,7 +23,7 @@ use ticketbound_domain::SourceSystem;
 use ticketbound_itsm::auth::{self, AuthError};
 use ticketbound_itsm::{Inbound, generic, jira, servicenow};
 use ticketbound_runtime::ExposeSecret;
-use ticketbound_vault::VaultError;
+use ticketbound_secrets::VaultError;
 
 use crate::config::SenderAuth;
 use crate::intake::{self, DeliveryRef, IntakeError, Outcome};

@@ -12,8 +12,8 @@ use ticketbound_domain::{
 };
 use ticketbound_itsm::{InboundError, TicketEnd, TicketEnded};
 use ticketbound_policy::{PolicyDecision, PolicyEngine, PolicyError};
+use ticketbound_secrets::VaultError;
 use ticketbound_store::{AdvanceError, Delivery, RegistryError, StoreError};
-use ticketbound_vault::VaultError;
 
 use crate::config::TargetKinds;
 use crate::{COMPONENT, Deps};

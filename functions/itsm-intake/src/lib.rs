@@ -21,8 +21,8 @@ mod readback;
 use aws_config::SdkConfig;
 use ticketbound_policy::{PolicyEngine, PolicyError};
 use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_secrets::SecretCache;
 use ticketbound_store::{Registry, Store};
-use ticketbound_vault::SecretCache;
 
 pub use config::IntakeConfig;
 pub use event::{EventOutcome, IntakeEvent, IntakeResponse};

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::secretsmanager::SecretsManagerSecretRotationEvent;
 use chrono::{DateTime, Utc};
 use ticketbound_enforce::rotation::Step;
-use ticketbound_vault::VaultError;
-use ticketbound_vault::credentials::SecretInfo;
+use ticketbound_secrets::VaultError;
+use ticketbound_secrets::credentials::SecretInfo;
 
 use crate::{Deps, RotateError, handle};
 

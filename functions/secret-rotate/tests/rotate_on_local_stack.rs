@@ -13,12 +13,12 @@ use secret_rotate::{Deps, RotateError, handle};
 use ticketbound_domain::{AuditAction, EndCause, ExpiryTrigger, Grant, GrantEvent, GrantState};
 use ticketbound_enforce::rotation::{Refusal, Step};
 use ticketbound_runtime::EnvReader;
+use ticketbound_secrets::rotation::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use ticketbound_targets::{alternate_principal_name, principal_name};
 use ticketbound_testkit::TestStack;
 use ticketbound_testkit::issuing::{
     ALTERNATING_TARGET, IssuingFixture, SINGLE_USER_TARGET, make_overdue,
 };
-use ticketbound_vault::rotation::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 /// The rotation function moto knows (registered by `ticketbound local up`).
 const ROTATION_FUNCTION_ARN: &str =
@@ -600,7 +600,7 @@ async fn the_local_schedule_finds_a_secret_once_its_rotation_period_has_passed()
     let arn = g.credential.as_ref().unwrap().secret_arn.clone();
     let period = Duration::hours(i64::from(g.request.rotation_period.as_hours()));
     let listed =
-        |due: Vec<ticketbound_vault::credentials::SecretInfo>| due.iter().any(|s| s.arn == arn);
+        |due: Vec<ticketbound_secrets::credentials::SecretInfo>| due.iter().any(|s| s.arn == arn);
     assert!(!listed(emulator::due(&h.deps, Utc::now()).await.unwrap()));
     assert!(listed(
         emulator::due(&h.deps, Utc::now() + period + Duration::minutes(1))
@@ -626,7 +626,7 @@ async fn a_login_set_while_the_grant_is_revoked_does_not_survive() {
 
     // The administrator's secret is read right before the login is set: hold it there.
     let faults = FaultInjector::default();
-    h.deps.enforcer.admin_secrets = ticketbound_vault::SecretCache::new(
+    h.deps.enforcer.admin_secrets = ticketbound_secrets::SecretCache::new(
         faulty_secretsmanager(&h.stack.sdk, &faults),
         StdDuration::ZERO,
         StdDuration::ZERO,

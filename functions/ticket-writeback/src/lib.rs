@@ -42,10 +42,10 @@ use ticketbound_evidence::Witness;
 use ticketbound_itsm::note::{self, Note, carries_marker};
 use ticketbound_itsm::outbound::{Jira, PostError, Posted, ServiceNow};
 use ticketbound_runtime::{ConfigError, EnvReader, ExposeSecret};
+use ticketbound_secrets::{SecretCache, VaultError};
 use ticketbound_store::log::LogStore;
 use ticketbound_store::stream::audit_from_image;
 use ticketbound_store::{Store, StoreError, WritebackRecord, WritebackState};
-use ticketbound_vault::{SecretCache, VaultError};
 use tokio::sync::Mutex;
 
 pub use config::WritebackConfig;

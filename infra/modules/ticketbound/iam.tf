@@ -651,7 +651,7 @@ locals {
         {
           # Whether a credential secret exists (metadata only, never a value), as for
           # grant-expire: revoking an expired-but-live grant (the shared enforcer's
-          # revoke, shared/vault delete) describes the grant's secret before deleting
+          # revoke, shared/secrets delete) describes the grant's secret before deleting
           # it, and that secret may be gone while its login lives on. On a secret that
           # does not exist a tag condition would deny, and "absent" could not be told
           # from "forbidden".

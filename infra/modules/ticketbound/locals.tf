@@ -52,7 +52,7 @@ locals {
   expiry_schedule_arn_pattern = "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${local.schedule_group_name}/tb-expire-*"
 
   # Credential secrets are named ticketbound/<environment>/<identity>/<grant id>
-  # (shared/enforce, secret_name) and tagged managed-by=ticketbound (shared/vault,
+  # (shared/enforce, secret_name) and tagged managed-by=ticketbound (shared/secrets,
   # MANAGED_BY_TAG), whatever name_prefix is. IAM conditions rely on the tag.
   credential_secret_arn_pattern = "arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:ticketbound/*"
   managed_by_tag                = { key = "managed-by", value = "ticketbound" }
@@ -299,7 +299,7 @@ locals {
       TICKETBOUND_RETENTION_DAYS    = tostring(var.grant_retention_days)
       TICKETBOUND_TARGETS           = local.targets_json
       TICKETBOUND_SECRET_KMS_KEY_ID = aws_kms_key.this.arn
-      # The roles the credential secrets' resource policy does not deny (shared/vault
+      # The roles the credential secrets' resource policy does not deny (shared/secrets
       # resource_policy): rotation reads the current and pending values; these are
       # also the only roles that may change a credential secret (its value, stages,
       # rotation, policy, deletion): the reconciler revokes expired-but-live grants.

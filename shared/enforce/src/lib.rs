@@ -22,12 +22,12 @@ use serde::Deserialize;
 use ticketbound_domain::{ConnectorKind, CredentialRef, Environment, Grant};
 use ticketbound_runtime::{ExposeSecret, SecretString};
 use ticketbound_schedule::{ExpirySchedules, ScheduleError, ScheduleSettings};
+use ticketbound_secrets::credentials::{CredentialSecretSpec, DatabaseSecret, SecretInfo};
+use ticketbound_secrets::rotation::AWSCURRENT;
+use ticketbound_secrets::{SecretCache, Vault, VaultError};
 use ticketbound_targets::postgres::LiveRole;
 use ticketbound_targets::postgres::{OwnedObjects, PostgresTarget};
 use ticketbound_targets::{TargetError, outside_allow_list, principal_name};
-use ticketbound_vault::credentials::{CredentialSecretSpec, DatabaseSecret, SecretInfo};
-use ticketbound_vault::rotation::AWSCURRENT;
-use ticketbound_vault::{SecretCache, Vault, VaultError};
 
 /// How to reach and what may be granted at one target system.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -18,10 +18,10 @@ use std::str::FromStr;
 
 use ticketbound_domain::Grant;
 use ticketbound_runtime::{ExposeSecret, SecretString};
+use ticketbound_secrets::credentials::{DatabaseSecret, MANAGED_BY_TAG, SecretInfo};
+use ticketbound_secrets::rotation::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use ticketbound_targets::postgres;
 use ticketbound_targets::{TargetError, alternate_principal_name, principal_name};
-use ticketbound_vault::credentials::{DatabaseSecret, MANAGED_BY_TAG, SecretInfo};
-use ticketbound_vault::rotation::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 use crate::{EnforceError, Enforcer, RotationStrategy, TargetConfig};
 

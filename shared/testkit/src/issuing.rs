@@ -9,8 +9,8 @@ use ticketbound_domain::{
 };
 use ticketbound_enforce::{EnforceSettings, Enforcer, Targets};
 use ticketbound_schedule::{ExpirySchedules, ScheduleSettings, ScheduleTarget};
+use ticketbound_secrets::{SecretCache, Vault};
 use ticketbound_store::Store;
-use ticketbound_vault::{SecretCache, Vault};
 
 use crate::{PgFixture, TestStack, sample_grant};
 

@@ -6,6 +6,10 @@
 //! secret is picked up without a restart, and on demand when a signature fails to
 //! verify (at most once per `min_refresh`, so that a flood of bad signatures cannot
 //! turn into a flood of Secrets Manager calls).
+//!
+//! AWS Secrets Manager, not HashiCorp Vault (the crate was `ticketbound-vault`). Of
+//! ticketbound's crates it depends on `ticketbound-runtime` only: never on a function,
+//! and never on the local stack (`ticketbound-local`), since Lambdas link it.
 
 pub mod credentials;
 pub mod rotation;
