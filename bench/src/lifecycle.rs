@@ -3,7 +3,7 @@
 //! Whole lifecycles run through the local host (signed Jira approval → intake →
 //! provisioning from the grants stream → one rotation → expiry on its schedule →
 //! write-back of every step to the ticket), each function's calls counted at its SDK's
-//! HTTP client (`ticketbound_runtime::calls`, read from the host's `/local/meter`).
+//! HTTP client (`ticketbound_local::calls`, read from the host's `/local/meter`).
 //! The calls per grant are the difference over the run divided by the grants; the
 //! reconciler and the expiry sweep, whose cost is per deployment and hour, are shown
 //! per run instead.
@@ -15,9 +15,10 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value;
 use ticketbound_domain::{GrantId, GrantState};
+use ticketbound_local::RunningStack;
+use ticketbound_local::client::poll_grant;
+use ticketbound_local::jira_desk::TEST_PROJECT;
 use ticketbound_store::Store;
-use ticketbound_testkit::jira_desk::TEST_PROJECT;
-use ticketbound_testkit::{TestStack, poll_grant};
 
 /// Functions whose cost is per run (a schedule), not per grant.
 const PER_RUN: [&str; 2] = ["grant-reconcile", "grant-expire (sweep)"];
@@ -64,8 +65,9 @@ pub struct LifecycleCosts {
 
 pub const ASSUMPTIONS: &str = "us-east-1 list prices (2025); items of 1 KB or less (1 WRU per write, 2 per transactional item; 1 RRU per read or query page); each Lambda invocation billed 128 MB × 100 ms on arm64; Secrets Manager with a customer managed KMS key (1 KMS request per value read or written); the expiry schedule fires once per grant; stream reads by event source mappings are free; CloudWatch Logs, the secret's storage (shown apart: it grows with the lifetime) and free tiers not included";
 
-async fn meter(stack: &TestStack) -> BTreeMap<String, BTreeMap<String, u64>> {
-    let answer = match ticketbound_testkit::get(&stack.local.intake_url, "/local/meter").await {
+async fn meter(stack: &RunningStack) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let answer = match ticketbound_local::client::get(&stack.local.intake_url, "/local/meter").await
+    {
         Ok(a) if a.status == 200 => a,
         Ok(a) => panic!("the host's meter answered {}: {}", a.status, a.body),
         Err(e) => panic!("the host's meter did not answer: {e}"),
@@ -77,7 +79,7 @@ async fn meter(stack: &TestStack) -> BTreeMap<String, BTreeMap<String, u64>> {
 }
 
 /// One grant's whole life; `Err` says where it stopped.
-async fn one_lifecycle(stack: &TestStack, store: &Store, secret: &str) -> Result<(), String> {
+async fn one_lifecycle(stack: &RunningStack, store: &Store, secret: &str) -> Result<(), String> {
     // Raised and approved on the local Jira site; the intake reads it back there.
     let desk = stack.jira_desk().await;
     let (_, webhook) = desk
@@ -89,9 +91,12 @@ async fn one_lifecycle(stack: &TestStack, store: &Store, secret: &str) -> Result
         )
         .await;
     let body = serde_json::to_vec(&webhook).map_err(|e| e.to_string())?;
-    let headers =
-        ticketbound_testkit::jira_webhook_headers(secret, &body, &ulid::Ulid::new().to_string());
-    let answer = ticketbound_testkit::post(&stack.local.intake_url, "/jira", &headers, &body)
+    let headers = ticketbound_local::client::jira_webhook_headers(
+        secret,
+        &body,
+        &ulid::Ulid::new().to_string(),
+    );
+    let answer = ticketbound_local::client::post(&stack.local.intake_url, "/jira", &headers, &body)
         .await
         .map_err(|e| format!("intake: {e}"))?;
     let id: GrantId = answer.json()["grant_id"]
@@ -104,7 +109,7 @@ async fn one_lifecycle(stack: &TestStack, store: &Store, secret: &str) -> Result
     if active.is_none_or(|g| g.state != GrantState::Active) {
         return Err(format!("grant {id} was not provisioned within 15 s"));
     }
-    let rotated = ticketbound_testkit::post(
+    let rotated = ticketbound_local::client::post(
         &stack.local.intake_url,
         &format!("/local/rotate/{id}"),
         &[],
@@ -200,7 +205,7 @@ fn cost_of(call: &str, n: f64, items: Option<f64>) -> (&'static str, f64) {
     }
 }
 
-pub async fn measure(stack: &TestStack, grants: usize) -> LifecycleCosts {
+pub async fn measure(stack: &RunningStack, grants: usize) -> LifecycleCosts {
     let store = stack.local_store();
     let secret = stack.secret_value(&stack.local.webhook_secrets.jira).await;
     let before = meter(stack).await;

@@ -16,7 +16,6 @@
 //! asserted: machines are noisy).
 
 mod lifecycle;
-mod runtime_api;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,9 +25,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 use serde_json::{Value, json};
-use ticketbound_testkit::{TestStack, fixture_json};
+use ticketbound_local::RunningStack;
+use ticketbound_local::fixtures::fixture_json;
 
-use runtime_api::RuntimeApi;
+use ticketbound_local::runtime_api::{self, RuntimeApi};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -232,9 +232,11 @@ fn cold_event(function: &str) -> Value {
         }
         // A stream record none of them acts on (a REMOVE by someone other than TTL).
         "grant-provision" | "ticket-writeback" => {
-            let text = String::from_utf8(ticketbound_testkit::fixture("dynamodb/ttl-remove.json"))
-                .unwrap_or_default()
-                .replace("GRANT_ID_PLACEHOLDER", &ulid::Ulid::new().to_string());
+            let text = String::from_utf8(ticketbound_local::fixtures::fixture(
+                "dynamodb/ttl-remove.json",
+            ))
+            .unwrap_or_default()
+            .replace("GRANT_ID_PLACEHOLDER", &ulid::Ulid::new().to_string());
             serde_json::from_str(&text).unwrap_or(Value::Null)
         }
         // The sweep: three queries of the grants table.
@@ -313,7 +315,7 @@ async fn measure_function(
 /// own Runtime API, all at once; latency is from hand-out to answer.
 async fn intake_latency(
     args: &Args,
-    stack: &TestStack,
+    stack: &RunningStack,
     instances: usize,
     read_back: bool,
 ) -> Latency {
@@ -346,7 +348,7 @@ async fn intake_latency(
     for _ in 0..per * instances {
         let (_, webhook) = desk
             .approved(
-                ticketbound_testkit::jira_desk::TEST_PROJECT,
+                ticketbound_local::jira_desk::TEST_PROJECT,
                 chrono::Utc::now(),
                 chrono::Duration::hours(2),
                 |_| {},
@@ -435,7 +437,7 @@ fn verdict(over: &[&str]) -> String {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let stack = TestStack::get().await;
+    let stack = RunningStack::get().await;
     eprintln!(
         "bench: cold starts ({} each), warm invocations, package sizes…",
         args.starts

@@ -4,12 +4,13 @@
 
 use std::path::Path;
 
+use ticketbound_local::stack::LocalStack;
 use ticketbound_runtime::EnvReader;
-use ticketbound_runtime::local::LocalStack;
 use ticketbound_store::{Registry, Store};
 
 use crate::error::CliError;
-use crate::local::{host, targets};
+use crate::local::host;
+use ticketbound_local::targets;
 
 #[derive(Debug)]
 pub struct Context {
@@ -44,7 +45,7 @@ impl Context {
                 vars,
             });
         }
-        let stack = LocalStack::read(&home.join(ticketbound_runtime::local::FILE_NAME))?;
+        let stack = LocalStack::read(&home.join(ticketbound_local::stack::FILE_NAME))?;
         let sdk = stack.sdk_config().await;
         let mut vars = host::writeback_env(&stack);
         vars.push((
@@ -60,7 +61,7 @@ impl Context {
             targets::SCHEDULE_GROUP.to_owned(),
         ));
         vars.extend(host::checkpoint_env(&stack));
-        let local = ticketbound_testkit::TestStack {
+        let local = ticketbound_local::RunningStack {
             sdk: sdk.clone(),
             local: stack.clone(),
         };

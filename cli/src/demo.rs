@@ -20,12 +20,12 @@ use std::path::Path;
 use chrono::{Duration, Utc};
 use serde_json::Value;
 use ticketbound_domain::{GrantId, SourceSystem, Ticket, TicketKey, verify_chain};
-use ticketbound_runtime::local::LocalStack;
-use ticketbound_store::Store;
-use ticketbound_testkit::jira_desk::{
+use ticketbound_local::client::{HttpAnswer, poll_grant};
+use ticketbound_local::jira_desk::{
     APPROVERS_FIELD, DANA, DEMO_PROJECT, JiraDesk, LI, MALLORY, PRIYA, account_id, request_fields,
 };
-use ticketbound_testkit::{HttpAnswer, poll_grant};
+use ticketbound_local::stack::LocalStack;
+use ticketbound_store::Store;
 
 use crate::error::CliError;
 
@@ -38,8 +38,9 @@ impl Jira<'_> {
     /// Sends a webhook as Jira's sender does: signed body, delivery id header.
     async fn send(&self, body: &Value, delivery: &str) -> Result<HttpAnswer, CliError> {
         let bytes = serde_json::to_vec(body).map_err(|e| CliError::Demo(e.to_string()))?;
-        let headers = ticketbound_testkit::jira_webhook_headers(&self.secret, &bytes, delivery);
-        ticketbound_testkit::post(&self.stack.intake_url, "/jira", &headers, &bytes)
+        let headers =
+            ticketbound_local::client::jira_webhook_headers(&self.secret, &bytes, delivery);
+        ticketbound_local::client::post(&self.stack.intake_url, "/jira", &headers, &bytes)
             .await
             .map_err(|e| {
                 CliError::Demo(format!(
@@ -97,7 +98,7 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     let stack = crate::local::up(home, Default::default()).await?;
     crate::local::print(&stack, home);
 
-    let tk = ticketbound_testkit::TestStack {
+    let tk = ticketbound_local::RunningStack {
         sdk: stack.sdk_config().await,
         local: stack.clone(),
     };
@@ -520,8 +521,8 @@ async fn verify_bundle_offline(
     ctx: &crate::context::Context,
     ticket: &str,
 ) -> Result<(), CliError> {
-    let stack = LocalStack::read(&home.join(ticketbound_runtime::local::FILE_NAME))?;
-    let key_file = ticketbound_runtime::local::LocalLog::public_key_file(&stack);
+    let stack = LocalStack::read(&home.join(ticketbound_local::stack::FILE_NAME))?;
+    let key_file = ticketbound_local::stack::LocalLog::public_key_file(&stack);
     let key = crate::bundle::pinned_key(&key_file.to_string_lossy())?;
     let dir = stack.home().join("evidence").join(ticket.replace('#', "-"));
     let latest_file = dir.join("latest-checkpoint");

@@ -1,7 +1,7 @@
-use ticketbound_runtime::local::LocalStackError;
+use ticketbound_local::stack::LocalStackError;
 use ticketbound_store::StoreError;
 
-use crate::local::LocalError;
+use ticketbound_local::process::LocalError;
 
 /// Everything the CLI can fail with; each keeps its cause for the report.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum CliError {
     #[error("the check failed: {0}")]
     Check(String),
     #[error("the rotation did not complete")]
-    Rotation(#[source] Box<secret_rotate::emulator::EmulatorError>),
+    Rotation(#[source] Box<ticketbound_local::rotation::EmulatorError<secret_rotate::RotateError>>),
     #[error("the function failed")]
     Function(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("an event source mapping's filter criteria are not valid JSON")]

@@ -258,7 +258,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Local {
             action: LocalAction::Up { aws_via, itsm_via },
         } => {
-            let detour = ticketbound_runtime::local::Detour {
+            let detour = ticketbound_local::stack::Detour {
                 aws: aws_via,
                 itsm: itsm_via,
             };
@@ -275,8 +275,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Local {
             action: LocalAction::Host { port },
         } => {
-            let file = cli.home.join(ticketbound_runtime::local::FILE_NAME);
-            let stack = ticketbound_runtime::local::LocalStack::read(&file)?;
+            let file = cli.home.join(ticketbound_local::stack::FILE_NAME);
+            let stack = ticketbound_local::stack::LocalStack::read(&file)?;
             local::host::run(stack, port).await
         }
         Command::Local {
@@ -285,8 +285,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Local {
             action: LocalAction::Env { function },
         } => {
-            let file = cli.home.join(ticketbound_runtime::local::FILE_NAME);
-            let stack = ticketbound_runtime::local::LocalStack::read(&file)?;
+            let file = cli.home.join(ticketbound_local::stack::FILE_NAME);
+            let stack = ticketbound_local::stack::LocalStack::read(&file)?;
             let env = local::function_env(&stack, &function).ok_or_else(|| {
                 CliError::NotFound(format!("function {function:?} (see functions/)"))
             })?;
@@ -391,8 +391,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             check_targets(&ctx, json).await
         }
         Command::Rotate { grant_id } => {
-            let file = cli.home.join(ticketbound_runtime::local::FILE_NAME);
-            let stack = ticketbound_runtime::local::LocalStack::read(&file)?;
+            let file = cli.home.join(ticketbound_local::stack::FILE_NAME);
+            let stack = ticketbound_local::stack::LocalStack::read(&file)?;
             let done = local::rotation::rotate_grant(&stack, grant_id).await?;
             println!(
                 "rotated grant {grant_id}: secret {} now at version {} ({} attempt(s), {} ms)",

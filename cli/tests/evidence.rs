@@ -221,7 +221,7 @@ async fn a_bundle_verifies_offline_and_an_edit_or_another_key_does_not() {
     let stack = TestStack::get().await;
     let (g, ticket) = denied_grant(&stack).await;
     let dir = tempdir(&g);
-    let key_file = ticketbound_runtime::local::LocalLog::public_key_file(&stack.local);
+    let key_file = ticketbound_local::stack::LocalLog::public_key_file(&stack.local);
     let key = key_file.to_string_lossy().into_owned();
     let latest = dir.join("latest-checkpoint");
     let verify = |key: &str| {
@@ -417,7 +417,7 @@ async fn the_html_report_draws_the_timeline_and_shows_the_verdict_in_a_browser()
     let (g, ticket) = ended_grant(&stack).await;
     let dir = tempdir(&g);
     let html = dir.join("report.html");
-    let key_file = ticketbound_runtime::local::LocalLog::public_key_file(&stack.local);
+    let key_file = ticketbound_local::stack::LocalLog::public_key_file(&stack.local);
     let key = key_file.to_string_lossy().into_owned();
     let report = || ticketbound(&["evidence", &ticket, "--format", "html", "--key", &key]);
     // The checkpointer signs on its schedule (every 2 s locally).

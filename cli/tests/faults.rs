@@ -34,7 +34,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use ticketbound_domain::{AuditAction, AuditEvent, Grant, GrantId, GrantState, verify_chain};
-use ticketbound_runtime::local::{FILE_NAME, LocalStack};
+use ticketbound_local::stack::{FILE_NAME, LocalStack};
 use ticketbound_testkit::jira_desk::{self, DANA, JiraDesk, LI, PRIYA};
 use ticketbound_testkit::proxy::{FaultRates, FaultyProxy, Upstream};
 use ticketbound_testkit::{TestStack, jira_webhook_headers};
@@ -155,10 +155,10 @@ impl Harness {
         up(&exe, &home, Some((&aws, &itsm)));
         let local = read_stack(&home);
         itsm.set_upstream(addr_of(&local.intake_url));
-        let stack = TestStack {
+        let stack = TestStack(ticketbound_local::RunningStack {
             sdk: local.sdk_config().await,
             local: local.clone(),
-        };
+        });
         let secret = stack.secret_value(&local.webhook_secrets.jira).await;
         let desk = stack.jira_desk().await;
         Self {

@@ -9,27 +9,29 @@
 //!   would send it to the on-failure destination), loudly.
 //!
 //! - The expiry function, on every trigger AWS would fire (see `triggers`).
+//!
+//! This is the wiring (which function, on which stream, with which dependencies and
+//! environment); the machinery that stands in for Lambda and its event sources is
+//! `ticketbound_local::host` and `ticketbound_local::triggers`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use chrono::Utc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use itsm_intake::{Deps, IntakeEvent, IntakeResponse};
-use serde_json::{Map, Value, json};
+use serde_json::json;
+use ticketbound_local::host::{
+    FUNCTION_URL_MAX_BODY, feed_stream, function_url_event, json_response, plain,
+};
+use ticketbound_local::itsm::{ItsmStandIn, WebhookTarget};
+use ticketbound_local::process::LocalError;
+use ticketbound_local::stack::LocalStack;
+use ticketbound_local::{meter, targets};
 use ticketbound_runtime::EnvReader;
-use ticketbound_runtime::local::LocalStack;
-
-use super::meter;
-use super::process::LocalError;
-
-/// Lambda Function URLs accept request bodies up to 6 MB.
-const FUNCTION_URL_MAX_BODY: usize = 6 * 1024 * 1024;
 
 /// The environment a deployed intake would have, pointed at the local stack.
 pub fn intake_env(stack: &LocalStack) -> Vec<(String, String)> {
@@ -54,7 +56,7 @@ pub fn intake_env(stack: &LocalStack) -> Vec<(String, String)> {
             stack.itsm_credentials.jira_reader.clone(),
         ),
         (c::SENDER_ONLY, "servicenow,generic".to_owned()),
-        (c::TARGETS, super::targets::targets_json(stack)),
+        (c::TARGETS, targets::targets_json(stack)),
         // The fixtures' integration, in moto's account.
         (c::EVENTBRIDGE_SOURCES, "com.example.itsm".to_owned()),
         (c::EVENTBRIDGE_ACCOUNT, "123456789012".to_owned()),
@@ -80,7 +82,6 @@ pub async fn intake_deps(stack: &LocalStack) -> Result<Deps, crate::CliError> {
 
 /// The environment a deployed provisioner would have, pointed at the local stack.
 pub fn provision_env(stack: &LocalStack) -> Vec<(String, String)> {
-    use super::targets;
     use grant_provision::config as c;
     [
         (c::GRANTS_TABLE, stack.grants_table.clone()),
@@ -153,6 +154,7 @@ async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
         |batch| async { Ok(ticket_writeback::handle(&deps, batch).await.into()) },
     )
     .await
+    .map_err(crate::CliError::Filter)
 }
 
 /// Events logged past the last checkpoint before the local checkpointer signs
@@ -212,6 +214,7 @@ async fn run_checkpointer(stack: LocalStack) -> Result<(), crate::CliError> {
         |batch| async { Ok(log_checkpoint::handle_stream(&deps, batch).await.into()) },
     )
     .await
+    .map_err(crate::CliError::Filter)
 }
 
 /// Feeds the grants table's stream to the provisioner, forever.
@@ -240,191 +243,12 @@ async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
         },
     )
     .await
-}
-
-/// The filter criteria of a function's event source mapping (its `STREAM_FILTERS`).
-pub fn stream_filters(text: &str) -> Result<Vec<Value>, crate::CliError> {
-    serde_json::from_str(text).map_err(crate::CliError::Filter)
-}
-
-/// Feeds `table`'s stream to `handle` as Lambda's event source mapping does: only the
-/// records its `filters` pass, batches in order, what the answer reports as failed
-/// delivered again (after a pause), a record that keeps failing given up after ten
-/// attempts, loudly; a whole-batch error redelivers the batch.
-async fn feed_stream<F, Fut>(
-    sdk: &aws_config::SdkConfig,
-    stack: &LocalStack,
-    table: &str,
-    function: &str,
-    filters: &str,
-    handle: F,
-) -> Result<(), crate::CliError>
-where
-    F: Fn(aws_lambda_events::event::dynamodb::Event) -> Fut,
-    Fut: std::future::Future<
-            Output = Result<aws_lambda_events::event::streams::DynamoDbEventResponse, String>,
-        >,
-{
-    let mut poller = open_stream(sdk, table).await;
-    poller.checkpoint_to(stream_checkpoint(stack, function));
-    poller.filter(stream_filters(filters)?);
-    let mut backoff = super::triggers::IdleBackoff::default();
-    loop {
-        let batch = match poller.next_batch().await {
-            Ok(Some(batch)) => {
-                backoff.after(true);
-                batch
-            }
-            Ok(None) => {
-                tokio::time::sleep(backoff.after(false)).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, table, "reading the stream failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let n = batch.records.len();
-        meter::invoked(function, 1);
-        match handle(batch).await {
-            Ok(response) => {
-                let retrying = !response.batch_item_failures.is_empty();
-                for dropped in poller.complete(n, &response) {
-                    tracing::error!(record = %dropped["eventID"], function, "kept failing on a record; given up (AWS: on-failure destination)");
-                }
-                if retrying {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, function, "failed the whole batch; redelivering");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        }
-    }
-}
-
-/// Where `consumer`'s position in its stream is kept between hosts (beside the
-/// description), as an event source mapping keeps its checkpoint.
-pub fn stream_checkpoint(stack: &LocalStack, consumer: &str) -> std::path::PathBuf {
-    stack.home().join(format!("stream-{consumer}.json"))
-}
-
-/// A poller on `table`'s stream, trying until the table answers: an event source
-/// mapping does not give up because one DescribeTable failed.
-pub async fn open_stream(
-    sdk: &aws_config::SdkConfig,
-    table: &str,
-) -> ticketbound_testkit::streams::StreamPoller {
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        match ticketbound_testkit::streams::StreamPoller::new(sdk, table).await {
-            Ok(poller) => return poller,
-            // A table that is not there is a broken stack, not a passing fault: loud.
-            Err(e) if attempt.is_multiple_of(10) => {
-                tracing::error!(error = %ticketbound_runtime::error_chain(&e), table, attempt, "still cannot open the stream; trying again");
-            }
-            Err(e) => {
-                tracing::warn!(error = %ticketbound_runtime::error_chain(&e), table, attempt, "could not open the stream; trying again");
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-}
-
-/// Lambda's rule for Function URLs: text-like content arrives as text, anything else
-/// base64-encoded.
-fn is_text(content_type: Option<&str>) -> bool {
-    let Some(ct) = content_type else { return false };
-    let media = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    media.starts_with("text/")
-        || media.ends_with("+json")
-        || media.ends_with("+xml")
-        || matches!(
-            media.as_str(),
-            "application/json"
-                | "application/xml"
-                | "application/javascript"
-                | "application/x-www-form-urlencoded"
-        )
-}
-
-/// The Function URL event for one HTTP request.
-pub fn function_url_event(
-    parts: &http::request::Parts,
-    body: &[u8],
-    peer: SocketAddr,
-    port: u16,
-) -> Value {
-    let mut headers = Map::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        // Lambda joins repeated headers with commas.
-        match headers.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&value);
-            }
-            _ => {
-                headers.insert(name.as_str().to_owned(), Value::String(value));
-            }
-        }
-    }
-    let content_type = parts
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok());
-    let (body, encoded) = match std::str::from_utf8(body) {
-        Ok(text) if is_text(content_type) => (text.to_owned(), false),
-        _ => (base64::engine::general_purpose::STANDARD.encode(body), true),
-    };
-    let now = Utc::now();
-    let path = parts.uri.path();
-    json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": parts.uri.query().unwrap_or(""),
-        "headers": headers,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "local",
-            "domainName": format!("127.0.0.1:{port}"),
-            "domainPrefix": "local",
-            "http": {
-                "method": parts.method.as_str(),
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": peer.ip().to_string(),
-                "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
-            },
-            "requestId": ulid::Ulid::new().to_string(),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
-            "timeEpoch": now.timestamp_millis(),
-        },
-        "body": body,
-        "isBase64Encoded": encoded,
-    })
-}
-
-fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(text.to_owned())));
-    *r.status_mut() = status;
-    r
+    .map_err(crate::CliError::Filter)
 }
 
 async fn serve(
     deps: Arc<Deps>,
-    itsm: Arc<super::itsm::ItsmStandIn>,
+    itsm: Arc<ItsmStandIn>,
     rotate: Arc<secret_rotate::Deps>,
     peer: SocketAddr,
     port: u16,
@@ -517,16 +341,6 @@ async fn serve_local(
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let mut out = Response::new(Full::new(Bytes::from(body.to_string())));
-    *out.status_mut() = status;
-    out.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    out
-}
-
 /// The Jira project whose webhooks the local Jira site delivers to the local intake.
 pub const JIRA_DEMO_PROJECT: &str = "OPS";
 
@@ -537,12 +351,12 @@ pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
     // The Jira site delivers its webhooks for the demo's project to this host's
     // intake, signed as a Jira administrator would configure it; other projects'
     // (the tests') are kept, not delivered.
-    let webhook = super::itsm::WebhookTarget {
+    let webhook = WebhookTarget {
         url: format!("http://127.0.0.1:{port}/jira"),
         secret_id: stack.webhook_secrets.jira.clone(),
         projects: vec![JIRA_DEMO_PROJECT.to_owned()],
     };
-    let itsm = Arc::new(super::itsm::ItsmStandIn::new(&stack, Some(webhook)).await);
+    let itsm = Arc::new(ItsmStandIn::new(&stack, Some(webhook)).await);
     let deps = Arc::new(intake_deps(&stack).await?);
     let rotate = Arc::new(super::rotation::rotate_deps_counted(&stack).await?);
     let writeback_stack = stack.clone();

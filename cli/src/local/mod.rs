@@ -13,24 +13,18 @@
 //! `down` stops exactly what `up` recorded in `local.json`.
 
 pub mod host;
-pub mod itsm;
-pub mod jira_site;
-pub mod meter;
-mod moto;
-mod postgres;
-mod process;
 pub mod rotation;
-pub mod targets;
 mod triggers;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ticketbound_runtime::local::{
+use ticketbound_local::stack::{
     Detour, FILE_NAME, ItsmCredentials, LocalPostgres, LocalProcesses, LocalStack, REGION,
     WebhookSecrets,
 };
+use ticketbound_local::{itsm, moto, postgres, process, targets};
 use ticketbound_store::{StoreError, schema};
 
 pub use process::LocalError;
@@ -156,7 +150,7 @@ async fn ensure_log_anchor(
         .public_key(&stack.log.origin)
         .await
         .map_err(anchor_error)?;
-    let file = ticketbound_runtime::local::LocalLog::public_key_file(stack);
+    let file = ticketbound_local::stack::LocalLog::public_key_file(stack);
     std::fs::write(&file, key.vkey()).map_err(|source| LocalError::Io { path: file, source })?;
     Ok(())
 }

@@ -1,16 +1,26 @@
 //! Secrets Manager's rotation schedule on the local stack: the host rotates each
 //! managed secret whose interval has passed, and `ticketbound rotate <grant id>`
-//! rotates one now. Both go through `secret_rotate::emulator`, which stages the
-//! version and invokes the rotation function's four steps as Secrets Manager does.
+//! rotates one now. Both go through `ticketbound_local::rotation`, which stages the
+//! version and invokes the rotation function's four steps as Secrets Manager does;
+//! the function it invokes is `secret-rotate`'s handler, wired here.
 
 use chrono::Utc;
-use secret_rotate::Deps;
-use secret_rotate::emulator::{self, RetryPolicy, Rotation};
+use secret_rotate::{Deps, RotateError};
 use ticketbound_domain::GrantId;
+use ticketbound_local::rotation::{self as emulator, RetryPolicy, Rotation, RotationFunction};
+use ticketbound_local::stack::LocalStack;
+use ticketbound_local::{meter, targets};
 use ticketbound_runtime::EnvReader;
-use ticketbound_runtime::local::LocalStack;
 
-use super::targets;
+/// `secret-rotate` with `deps`, as Secrets Manager invokes it.
+pub fn function(deps: &Deps) -> impl RotationFunction<Error = RotateError> + '_ {
+    emulator::Function::new(
+        &deps.enforcer.vault,
+        &deps.store,
+        |event| secret_rotate::handle(deps, event),
+        RotateError::is_refusal,
+    )
+}
 
 /// The environment a deployed rotation function would have, pointed at the local stack.
 pub fn rotate_env(stack: &LocalStack) -> Vec<(String, String)> {
@@ -33,7 +43,7 @@ pub async fn rotate_deps(stack: &LocalStack) -> Result<Deps, crate::CliError> {
 /// The rotation function as the host runs it: its calls counted (`meter`).
 pub async fn rotate_deps_counted(stack: &LocalStack) -> Result<Deps, crate::CliError> {
     let sdk = stack
-        .function_sdk_config(&super::meter::counts("secret-rotate"))
+        .function_sdk_config(&meter::counts("secret-rotate"))
         .await;
     Deps::from_env(&sdk, EnvReader::from_map(rotate_env(stack))).map_err(crate::CliError::Config)
 }
@@ -56,23 +66,27 @@ pub async fn rotate_grant_with(deps: &Deps, id: GrantId) -> Result<Rotation, cra
             grant.state
         )));
     };
-    let rotation = emulator::rotate(deps, &credential.secret_arn, RetryPolicy::default())
-        .await
-        .map_err(|e| crate::CliError::Rotation(Box::new(e)))?;
+    let rotation = emulator::rotate(
+        &function(deps),
+        &credential.secret_arn,
+        RetryPolicy::default(),
+    )
+    .await
+    .map_err(|e| crate::CliError::Rotation(Box::new(e)))?;
     count_invocations(&rotation);
     Ok(rotation)
 }
 
 /// Secrets Manager invokes the function once per step: four per attempt.
 fn count_invocations(rotation: &Rotation) {
-    super::meter::invoked("secret-rotate", 4 * u64::from(rotation.attempts));
+    meter::invoked("secret-rotate", 4 * u64::from(rotation.attempts));
 }
 
 /// Rotates every managed secret that is due (the host calls this periodically).
 /// `schedule` looks for what is due, as Secrets Manager does itself; `function` runs
 /// the rotation.
 pub async fn rotate_due(schedule: &Deps, function: &Deps) {
-    let due = match emulator::due(schedule, Utc::now()).await {
+    let due = match emulator::due(&schedule.enforcer.vault, &schedule.store, Utc::now()).await {
         Ok(due) => due,
         Err(e) => {
             tracing::warn!(error = %ticketbound_runtime::error_chain(&e), "could not list the secrets due for rotation");
@@ -80,7 +94,13 @@ pub async fn rotate_due(schedule: &Deps, function: &Deps) {
         }
     };
     for secret in due {
-        match emulator::rotate(function, &secret.arn, RetryPolicy::default()).await {
+        match emulator::rotate(
+            &self::function(function),
+            &secret.arn,
+            RetryPolicy::default(),
+        )
+        .await
+        {
             Ok(r) => {
                 count_invocations(&r);
                 tracing::info!(secret = %r.secret_arn, version = %r.token, attempts = r.attempts, "rotated on schedule")

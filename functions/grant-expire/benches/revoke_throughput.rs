@@ -9,7 +9,7 @@
 //! transaction and never gives memory back, so one table of 1,000 grants measures
 //! moto's copying (1.4 grants/s at 100, and worse after), and one emulator for the
 //! whole run reached all 24 GB of this machine at 650 grants. Each round therefore
-//! gets a moto server of its own (`testkit::emulator`), started before its clock
+//! gets a moto server of its own (`ticketbound_local::emulator`), started before its clock
 //! starts and stopped after; PostgreSQL is the local stack's throughout. The
 //! revocation time is summed over the rounds; setting grants up is not measured.
 
@@ -27,7 +27,7 @@ use chrono::Duration;
 use futures::StreamExt;
 use grant_expire::{ExpireEvent, handle, stream_response};
 use ticketbound_domain::GrantState;
-use ticketbound_testkit::emulator::{PrivateEmulator, cpu_seconds};
+use ticketbound_local::emulator::{PrivateEmulator, cpu_seconds};
 use ticketbound_testkit::streams::{StreamPoller, TtlMarks};
 
 #[tokio::main]
@@ -126,7 +126,7 @@ struct Round {
 async fn revoke_round(n: usize) -> Round {
     let shared = ticketbound_testkit::TestStack::get().await;
     let emulator = PrivateEmulator::start(&shared).await.unwrap();
-    let h = common::harness_on(emulator.stack.clone()).await;
+    let h = common::harness_on(emulator.stack.clone().into()).await;
 
     let started = Instant::now();
     let grants: Vec<_> = futures::stream::iter(0..n)

@@ -28,7 +28,7 @@ struct Harness {
     pg: PgFixture,
     poller: StreamPoller,
     group: String,
-    counts: ticketbound_runtime::calls::CallCounts,
+    counts: ticketbound_local::calls::CallCounts,
 }
 
 /// A harness whose target is administered with `admin_dsn` (default: the local
@@ -89,7 +89,7 @@ async fn harness(admin_dsn: Option<String>, max_attempts: u32) -> Harness {
         ),
     ]);
     // The function's own calls are counted, to check them against its role.
-    let counts = ticketbound_runtime::calls::CallCounts::new();
+    let counts = ticketbound_local::calls::CallCounts::new();
     let sdk = stack.local.function_sdk_config(&counts).await;
     let deps = Deps::from_env(&sdk, env).unwrap();
     let poller = StreamPoller::new(&stack.sdk, &tables.grants).await.unwrap();

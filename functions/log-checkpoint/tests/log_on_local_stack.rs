@@ -30,7 +30,7 @@ struct Harness {
     key_id: String,
     deps: Deps,
     /// The checkpointer's own AWS calls, counted at its SDK's HTTP client.
-    counts: ticketbound_runtime::calls::CallCounts,
+    counts: ticketbound_local::calls::CallCounts,
     audit_stream: StreamPoller,
 }
 
@@ -50,7 +50,7 @@ async fn harness() -> Harness {
     );
     let bucket = CheckpointBucket::new(&stack.sdk, bucket_name.clone());
     bucket.ensure(1).await.unwrap();
-    let counts = ticketbound_runtime::calls::CallCounts::new();
+    let counts = ticketbound_local::calls::CallCounts::new();
     let function_sdk = stack.local.function_sdk_config(&counts).await;
     let deps = Deps::from_env(
         &function_sdk,

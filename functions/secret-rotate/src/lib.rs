@@ -18,7 +18,6 @@
 //! that Secrets Manager repeats records nothing twice.
 
 pub mod config;
-pub mod emulator;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::secretsmanager::SecretsManagerSecretRotationEvent;

@@ -8,10 +8,12 @@
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{Duration, Utc};
-use secret_rotate::emulator::{self, RetryPolicy, step_event};
 use secret_rotate::{Deps, RotateError, handle};
 use ticketbound_domain::{AuditAction, EndCause, ExpiryTrigger, Grant, GrantEvent, GrantState};
 use ticketbound_enforce::rotation::{Refusal, Step};
+use ticketbound_local::rotation::{
+    self as emulator, EmulatorError, RetryPolicy, Rotation, step_event,
+};
 use ticketbound_runtime::EnvReader;
 use ticketbound_secrets::rotation::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use ticketbound_targets::{alternate_principal_name, principal_name};
@@ -24,12 +26,27 @@ use ticketbound_testkit::issuing::{
 const ROTATION_FUNCTION_ARN: &str =
     "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-secret-rotate";
 
+/// Secrets Manager's rotation of `arn` with the function under test.
+async fn rotate(
+    deps: &Deps,
+    arn: &str,
+    retry: RetryPolicy,
+) -> Result<Rotation, EmulatorError<RotateError>> {
+    let function = emulator::Function::new(
+        &deps.enforcer.vault,
+        &deps.store,
+        |event| handle(deps, event),
+        RotateError::is_refusal,
+    );
+    emulator::rotate(&function, arn, retry).await
+}
+
 struct Harness {
     stack: TestStack,
     deps: Deps,
     fixture: IssuingFixture,
     /// Every AWS call the function under test made.
-    counts: ticketbound_runtime::calls::CallCounts,
+    counts: ticketbound_local::calls::CallCounts,
 }
 
 async fn harness() -> Harness {
@@ -37,7 +54,7 @@ async fn harness() -> Harness {
     let tables = stack.fresh_tables().await.unwrap();
     let fixture = stack.issuing_fixture(Some(ROTATION_FUNCTION_ARN)).await;
     // The function's own calls are counted, to check them against its role.
-    let counts = ticketbound_runtime::calls::CallCounts::new();
+    let counts = ticketbound_local::calls::CallCounts::new();
     let sdk = stack.local.function_sdk_config(&counts).await;
     let deps = Deps::from_env(
         &sdk,
@@ -165,7 +182,7 @@ async fn alternating_users_keep_the_previous_login_working_until_the_next_rotati
     let (_, first_version) = h.labels(&arn).await;
 
     let started = Instant::now();
-    let rotation = emulator::rotate(&h.deps, &arn, quick()).await.unwrap();
+    let rotation = rotate(&h.deps, &arn, quick()).await.unwrap();
     println!(
         "one full rotation (4 steps, moto + PostgreSQL): {} ms",
         started.elapsed().as_millis()
@@ -218,7 +235,7 @@ async fn alternating_users_keep_the_previous_login_working_until_the_next_rotati
 
     // The next rotation goes back to the first login, with a new password: its old
     // password is refused, the one rotated a moment ago still works.
-    let second = emulator::rotate(&h.deps, &arn, quick()).await.unwrap();
+    let second = rotate(&h.deps, &arn, quick()).await.unwrap();
     let (user2, password2) = h.stack.credential(&arn).await;
     assert_eq!(user2, primary);
     // (Compared without printing: a failed assert_ne would show the values.)
@@ -231,7 +248,7 @@ async fn alternating_users_keep_the_previous_login_working_until_the_next_rotati
     assert_eq!(h.rotations_audited(&g).await.len(), 2);
 
     // And the third back to the alternate login, whose previous password dies.
-    emulator::rotate(&h.deps, &arn, quick()).await.unwrap();
+    rotate(&h.deps, &arn, quick()).await.unwrap();
     let (user3, password3) = h.stack.credential(&arn).await;
     assert_eq!(user3, alternate);
     assert!(password3 != password && password3 != first_password);
@@ -250,7 +267,7 @@ async fn a_single_user_rotation_refuses_the_old_password_at_once() {
     let h = harness().await;
     let (g, first_password) = h.active(SINGLE_USER_TARGET).await;
     let arn = g.credential.as_ref().unwrap().secret_arn.clone();
-    emulator::rotate(&h.deps, &arn, quick()).await.unwrap();
+    rotate(&h.deps, &arn, quick()).await.unwrap();
 
     let (user, password) = h.stack.credential(&arn).await;
     assert_eq!(user, principal_name(&g));
@@ -356,11 +373,11 @@ async fn a_failing_target_is_retried_and_a_pending_version_left_behind_does_not_
 
     // The target is unreachable: every attempt fails in setSecret, nothing changes.
     set_admin(broken).await;
-    let failed = emulator::rotate(&h.deps, &arn, quick()).await.unwrap_err();
+    let failed = rotate(&h.deps, &arn, quick()).await.unwrap_err();
     assert!(
         matches!(
             failed,
-            emulator::EmulatorError::Failed {
+            EmulatorError::Failed {
                 step: "setSecret",
                 attempts: 3,
                 ..
@@ -376,7 +393,7 @@ async fn a_failing_target_is_retried_and_a_pending_version_left_behind_does_not_
     // Mended, the next rotation (a new token; the failed one's pending version is
     // still there) completes.
     set_admin(dsn).await;
-    emulator::rotate(&h.deps, &arn, quick()).await.unwrap();
+    rotate(&h.deps, &arn, quick()).await.unwrap();
     let (user, password) = h.stack.credential(&arn).await;
     assert_eq!(user, alternate_principal_name(&g));
     assert!(h.logs_in(&user, &password).await);
@@ -392,8 +409,8 @@ async fn a_grant_past_its_time_is_not_rotated_but_handed_to_revocation() {
     let before = h.labels(&arn).await;
     make_overdue(&h.deps.store, &g).await;
 
-    let refused = emulator::rotate(&h.deps, &arn, quick()).await.unwrap_err();
-    let emulator::EmulatorError::Failed { attempts, last, .. } = refused else {
+    let refused = rotate(&h.deps, &arn, quick()).await.unwrap_err();
+    let EmulatorError::Failed { attempts, last, .. } = refused else {
         panic!("{refused:?}")
     };
     assert_eq!(attempts, 1, "a refusal is final");
@@ -601,11 +618,19 @@ async fn the_local_schedule_finds_a_secret_once_its_rotation_period_has_passed()
     let period = Duration::hours(i64::from(g.request.rotation_period.as_hours()));
     let listed =
         |due: Vec<ticketbound_secrets::credentials::SecretInfo>| due.iter().any(|s| s.arn == arn);
-    assert!(!listed(emulator::due(&h.deps, Utc::now()).await.unwrap()));
-    assert!(listed(
-        emulator::due(&h.deps, Utc::now() + period + Duration::minutes(1))
+    assert!(!listed(
+        emulator::due(&h.deps.enforcer.vault, &h.deps.store, Utc::now())
             .await
             .unwrap()
+    ));
+    assert!(listed(
+        emulator::due(
+            &h.deps.enforcer.vault,
+            &h.deps.store,
+            Utc::now() + period + Duration::minutes(1)
+        )
+        .await
+        .unwrap()
     ));
 }
 

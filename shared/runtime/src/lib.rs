@@ -3,12 +3,13 @@
 //! AWS SDK configuration, and the type that keeps secret values out of logs.
 //!
 //! This crate knows nothing of the domain or of any one AWS service; functions and
-//! the CLI depend on it, never the other way round.
+//! the CLI depend on it, never the other way round. Every Lambda links it, so it holds
+//! only what production needs: nothing of the local stack (its description, the moto
+//! launcher, the AWS call meter are `ticketbound-local`'s, which the local stack plugs
+//! in through the SDK configuration's HTTP client, a seam the SDK already has).
 
 pub mod aws;
-pub mod calls;
 pub mod config;
-pub mod local;
 pub mod logging;
 pub mod metrics;
 pub mod secret;

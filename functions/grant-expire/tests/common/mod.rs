@@ -16,7 +16,7 @@ pub struct Harness {
     /// The target, and an issuer that makes credentials the way the provisioner does.
     pub fixture: IssuingFixture,
     /// Every AWS call the function under test made.
-    pub counts: ticketbound_runtime::calls::CallCounts,
+    pub counts: ticketbound_local::calls::CallCounts,
 }
 
 pub async fn harness() -> Harness {
@@ -53,7 +53,7 @@ pub async fn harness_with(
     env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     // The function's own calls are counted, so a test can check them against what
     // its role allows (config::AWS_OPERATIONS).
-    let counts = ticketbound_runtime::calls::CallCounts::new();
+    let counts = ticketbound_local::calls::CallCounts::new();
     let sdk = stack.local.function_sdk_config(&counts).await;
     let deps = Deps::from_env(&sdk, EnvReader::from_map(env)).unwrap();
     Harness {

@@ -1,5 +1,5 @@
 //! What each function of the local host has cost: its AWS calls, counted at its SDK's
-//! HTTP client (`ticketbound_runtime::calls`), and its invocations. Only the functions'
+//! HTTP client ([`crate::calls`]), and its invocations. Only the functions'
 //! own calls count: what the host does in AWS's place (stream polling by the event
 //! source mapping, Scheduler firing and deleting schedules, TTL deletions, Secrets
 //! Manager choosing which secret is due) uses a configuration that is not counted,
@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use ticketbound_runtime::calls::CallCounts;
+use crate::calls::CallCounts;
 
 /// The key under which a function's invocations are counted.
 pub const INVOCATIONS: &str = "Lambda.Invocations";

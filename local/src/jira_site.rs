@@ -14,7 +14,7 @@
 //!   them approve and declined when one declines, and the issue then moves to
 //!   "Approved" or "Declined" on its own, as JSM's workflow does;
 //! - people and their groups, from the checked-in directory, with API tokens kept in the
-//!   local Secrets Manager (`ticketbound_runtime::local::ITSM_PEOPLE`).
+//!   local Secrets Manager (`crate::stack::ITSM_PEOPLE`).
 //!
 //! Not a Jira: no JQL, no screens or field configuration, no permissions beyond
 //! "ticketbound's reader may only read, its write-back may comment and transition, a
@@ -36,7 +36,7 @@ use ticketbound_runtime::ExposeSecret;
 use ticketbound_secrets::SecretCache;
 use tokio::sync::Mutex;
 
-use super::itsm::{Answer, answer, jira_error, keep, query_value, secret_json};
+use crate::itsm::{Answer, answer, jira_error, keep, query_value, secret_json};
 
 /// A person of the stand-in's directory.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,7 +56,7 @@ pub fn people() -> Vec<Person> {
     struct Directory {
         jira: Vec<Person>,
     }
-    serde_json::from_str::<Directory>(ticketbound_runtime::local::ITSM_PEOPLE)
+    serde_json::from_str::<Directory>(crate::stack::ITSM_PEOPLE)
         .map(|d| d.jira)
         .unwrap_or_default()
 }
@@ -221,7 +221,7 @@ impl JiraSite {
     pub fn new(
         file: PathBuf,
         secrets: Arc<SecretCache>,
-        credentials: &ticketbound_runtime::local::ItsmCredentials,
+        credentials: &crate::stack::ItsmCredentials,
         webhook: Option<WebhookTarget>,
     ) -> Self {
         let state = std::fs::read(&file)

@@ -400,7 +400,7 @@ impl LocalStack {
             Some(via) => self.sdk_config_at(via).await,
             None => self.sdk_config().await,
         };
-        match crate::aws::amazon_trust_https_client() {
+        match ticketbound_runtime::aws::amazon_trust_https_client() {
             Ok(client) => config
                 .into_builder()
                 .http_client(counts.wrap(client))

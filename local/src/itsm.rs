@@ -1,6 +1,6 @@
 //! The ITSM side of the local stack, served by the function host under `/itsm/jira`
 //! and `/itsm/servicenow`:
-//! - Jira ([`super::jira_site`]): a site that keeps its issues, approvals and people,
+//! - Jira ([`crate::jira_site`]): a site that keeps its issues, approvals and people,
 //!   and emits signed webhooks, kept in `.ticketbound/jira.json`;
 //! - ServiceNow: a stand-in for the parts of the Table API the write-back and the
 //!   evidence use (OAuth client credentials, records found by number, work notes,
@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::stack::LocalStack;
 use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::Full;
@@ -18,11 +19,10 @@ use hyper::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use ticketbound_runtime::ExposeSecret;
-use ticketbound_runtime::local::LocalStack;
 use ticketbound_secrets::SecretCache;
 use tokio::sync::Mutex;
 
-pub use super::jira_site::{JiraSite, WebhookTarget, people as jira_people};
+pub use crate::jira_site::{JiraSite, WebhookTarget, people as jira_people};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Received {

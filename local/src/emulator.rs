@@ -11,12 +11,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::TestStack;
+use crate::client::RunningStack;
 
-/// A running moto server of one's own and a [`TestStack`] aimed at it.
+/// A running moto server of one's own and a [`RunningStack`] aimed at it.
 #[derive(Debug)]
 pub struct PrivateEmulator {
-    pub stack: TestStack,
+    pub stack: RunningStack,
     child: Child,
 }
 
@@ -38,7 +38,7 @@ pub enum EmulatorError {
 
 impl PrivateEmulator {
     /// Starts moto beside the local stack's (same virtualenv, same release).
-    pub async fn start(shared: &TestStack) -> Result<Self, EmulatorError> {
+    pub async fn start(shared: &RunningStack) -> Result<Self, EmulatorError> {
         let home = shared
             .local
             .processes
@@ -50,7 +50,7 @@ impl PrivateEmulator {
         // The launcher `local up` wrote: moto with its DynamoDB requests serialised.
         let script = home
             .join("venv")
-            .join(ticketbound_runtime::local::MOTO_SERVER_SCRIPT_NAME);
+            .join(crate::stack::MOTO_SERVER_SCRIPT_NAME);
         if !python.is_file() || !script.is_file() {
             return Err(EmulatorError::NotInstalled(script));
         }
@@ -87,7 +87,7 @@ impl PrivateEmulator {
         local.aws_endpoint = format!("http://127.0.0.1:{port}");
         let sdk = local.sdk_config().await;
         Ok(Self {
-            stack: TestStack { local, sdk },
+            stack: RunningStack { local, sdk },
             child,
         })
     }

@@ -3,11 +3,11 @@
 //! grants may be given), the administrator
 //! secret, and the expiry schedule group.
 
+use crate::stack::LocalStack;
 use aws_sdk_scheduler::error::ProvideErrorMetadata;
 use serde_json::json;
-use ticketbound_runtime::local::LocalStack;
 
-use super::process::LocalError;
+use crate::process::LocalError;
 
 /// The Secrets Manager id of the local `orders-db` administrator's connection string.
 pub const ORDERS_DB_ADMIN_SECRET: &str = "ticketbound/local/targets/orders-db";

@@ -6,15 +6,15 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ticketbound_runtime::local::{
-    LocalProcesses, LocalStack, MOTO_SERVER_SCRIPT, MOTO_SERVER_SCRIPT_NAME,
-};
+use crate::stack::{LocalProcesses, LocalStack, MOTO_SERVER_SCRIPT, MOTO_SERVER_SCRIPT_NAME};
 
-use super::process::{self, LocalError};
+use crate::process::{self, LocalError};
 
 /// The moto release the tests were written against.
 pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.1";
 
+/// A running moto server.
+#[derive(Debug)]
 pub struct Moto {
     pub endpoint: String,
     pub pid: u32,

@@ -10,12 +10,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ticketbound_runtime::local::{LocalProcesses, LocalStack};
+use crate::stack::{LocalProcesses, LocalStack};
 
-use super::process::{self, LocalError};
+use crate::process::{self, LocalError};
 
 const OS_USER: &str = "postgres";
 
+/// A running PostgreSQL cluster of the local stack.
 pub struct Postgres {
     pub port: u16,
     pub data_dir: PathBuf,
@@ -25,6 +26,17 @@ pub struct Postgres {
     pub ca_file: PathBuf,
     /// ticketbound's administrator's password (local only, made per cluster).
     pub admin_password: String,
+}
+
+// By hand: the administrator's password is never printed.
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("port", &self.port)
+            .field("data_dir", &self.data_dir)
+            .field("os_user", &self.os_user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The CA and the server certificate of a fresh cluster: the server's files go into
@@ -93,7 +105,7 @@ fn make_tls_material(
             "# ticketbound's administrator must use TLS (as a verify-full target).\n\
              local all {admin} reject\n\
              hostnossl all {admin} all reject\n{rules}",
-            admin = super::targets::ADMIN_ROLE
+            admin = crate::targets::ADMIN_ROLE
         ),
     )
     .map_err(io)?;

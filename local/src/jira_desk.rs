@@ -8,7 +8,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use crate::{HttpAnswer, TestStack, call, jira_approval};
+use crate::client::{HttpAnswer, RunningStack, call};
+use crate::fixtures::jira_approval;
 
 /// The project whose webhooks the local site does not deliver on its own (the
 /// tests deliver them to intakes of their own).
@@ -27,8 +28,7 @@ pub const MALLORY: &str = "mallory.finch@example.com";
 
 /// The accountId of a person of the local directory.
 pub fn account_id(email: &str) -> String {
-    let directory: Value =
-        serde_json::from_str(ticketbound_runtime::local::ITSM_PEOPLE).unwrap_or(Value::Null);
+    let directory: Value = serde_json::from_str(crate::stack::ITSM_PEOPLE).unwrap_or(Value::Null);
     directory["jira"]
         .as_array()
         .into_iter()
@@ -68,7 +68,7 @@ pub struct JiraDesk {
     tokens: Value,
 }
 
-impl TestStack {
+impl RunningStack {
     /// The local Jira site.
     pub async fn jira_desk(&self) -> JiraDesk {
         let tokens = self
