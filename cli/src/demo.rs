@@ -16,6 +16,7 @@
 //! on the ticket (in the local Jira stand-in).
 
 use std::path::Path;
+use ticketbound_domain::Detail;
 
 use chrono::{Duration, Utc};
 use serde_json::Value;
@@ -119,12 +120,13 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         .grant_with_trail(id)
         .await?
         .ok_or_else(|| CliError::Demo(format!("grant {id} cannot be read back")))?;
-    let detail = |action: ticketbound_domain::AuditAction, name: &str| {
+    let detail = |action: ticketbound_domain::AuditAction, name: Detail| {
         trail
             .iter()
             .find(|e| e.action == action)
-            .and_then(|e| e.details.get(name).cloned())
+            .and_then(|e| e.detail(name))
             .unwrap_or_default()
+            .to_owned()
     };
     println!(
         "\n1. {PRIYA} raised {key} on the Jira site at {}; {DANA} and {LI} approved it; the site sent its signed webhook to {}/jira",
@@ -135,16 +137,19 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         "   the intake read the approval back from Jira with its read-only account (verified against: {}); grant {id}: {}, policy {} (policy set {}…)",
         detail(
             ticketbound_domain::AuditAction::Requested,
-            "verified_against"
+            Detail::VerifiedAgainst
         ),
-        detail(ticketbound_domain::AuditAction::PolicyEvaluated, "decision"),
         detail(
             ticketbound_domain::AuditAction::PolicyEvaluated,
-            "policy_ids"
+            Detail::Decision
+        ),
+        detail(
+            ticketbound_domain::AuditAction::PolicyEvaluated,
+            Detail::PolicyIds
         ),
         &detail(
             ticketbound_domain::AuditAction::PolicyEvaluated,
-            "policy_set_sha256"
+            Detail::PolicySetSha256
         )
         .get(..12)
         .unwrap_or_default()
@@ -386,24 +391,23 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
         );
         for e in &trail {
             let about = [
-                "verified_against",
-                "approved_by",
-                "decision",
-                "policy_ids",
-                "reasons",
-                "trigger",
-                "principal",
-                "expiry_schedule",
-                "rotation",
-                "current_version",
-                "login",
-                "roles_dropped",
-                "sessions_terminated",
+                Detail::VerifiedAgainst,
+                Detail::ApprovedBy,
+                Detail::Decision,
+                Detail::PolicyIds,
+                Detail::Reasons,
+                Detail::Trigger,
+                Detail::Principal,
+                Detail::ExpirySchedule,
+                Detail::Rotation,
+                Detail::CurrentVersion,
+                Detail::Login,
+                Detail::RolesDropped,
+                Detail::SessionsTerminated,
             ]
             .iter()
             .filter_map(|k| {
-                e.details
-                    .get(*k)
+                e.detail(*k)
                     .filter(|v| !v.is_empty())
                     .map(|v| format!("{k}={v}"))
             })

@@ -13,6 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use ticketbound_domain::Detail;
 use ticketbound_domain::{
     AuditAction, AuditEvent, Grant, GrantState, SourceSystem, Ticket, TicketKey, verify_chain,
 };
@@ -122,10 +123,10 @@ fn marks(grant: &Grant, trail: &[AuditEvent]) -> Vec<Mark> {
     };
     let mut out = Vec::new();
     for e in trail {
-        let detail = |k: &str| e.details.get(k).map(String::as_str);
+        let detail = |k: Detail| e.detail(k);
         match e.action {
             AuditAction::Requested => out.push(mark(e.at, Milestone::Requested, "requested")),
-            AuditAction::PolicyEvaluated if detail("decision") == Some("allow") => {
+            AuditAction::PolicyEvaluated if detail(Detail::Decision) == Some("allow") => {
                 out.push(mark(e.at, Milestone::Approved, "approved"));
             }
             AuditAction::PolicyEvaluated => out.push(mark(e.at, Milestone::Denied, "denied")),
@@ -133,7 +134,7 @@ fn marks(grant: &Grant, trail: &[AuditEvent]) -> Vec<Mark> {
             AuditAction::Rotated => out.push(mark(e.at, Milestone::Rotated, "rotated")),
             AuditAction::Revoked => {
                 out.push(mark(e.at, Milestone::Revoked, "revoked"));
-                if detail("verified_at_target").is_some() {
+                if detail(Detail::VerifiedAtTarget).is_some() {
                     out.push(mark(
                         e.at,
                         Milestone::ProvenDead,
@@ -284,75 +285,70 @@ pub(crate) fn tickets(key: &str) -> Result<Vec<Ticket>, CliError> {
 }
 
 fn summary(e: &AuditEvent) -> String {
-    let d = |k: &str| e.details.get(k).cloned().unwrap_or_default();
+    let d = |k: Detail| e.detail(k).unwrap_or_default().to_owned();
     match e.action {
         AuditAction::Requested => {
             // Grants recorded before read-back carry no verification detail: they
             // were believed on the sender's word.
-            let verified = match e.details.get("verified_against").map(String::as_str) {
+            let verified = match e.detail(Detail::VerifiedAgainst) {
                 Some("itsm_api") => "read back from the ITSM's API",
                 _ => "on the sender's signature only (not read back from the ITSM)",
             };
             format!(
                 "access requested, approval {verified}; approved by {}",
-                d("approved_by")
+                d(Detail::ApprovedBy)
             )
         }
         AuditAction::PolicyEvaluated => format!(
             "policy decision: {} (policies: {}; policy set sha256 {}){}",
-            d("decision"),
-            d("policy_ids"),
-            e.details
-                .get("policy_set_sha256")
-                .map_or("not recorded", String::as_str),
-            e.details
-                .get("reasons")
+            d(Detail::Decision),
+            d(Detail::PolicyIds),
+            e.detail(Detail::PolicySetSha256).unwrap_or("not recorded"),
+            e.detail(Detail::Reasons)
                 .filter(|r| !r.is_empty())
                 .map(|r| format!("; {r}"))
                 .unwrap_or_default()
         ),
         AuditAction::Provisioned => format!(
             "provisioned login {} with secret {}; rotation {}",
-            d("principal"),
-            d("secret_arn"),
-            d("rotation")
+            d(Detail::Principal),
+            d(Detail::SecretArn),
+            d(Detail::Rotation)
         ),
         AuditAction::Rotated => format!(
             "rotated: version {} current (was {}), login {}",
-            d("current_version"),
-            d("previous_version"),
-            d("login")
+            d(Detail::CurrentVersion),
+            d(Detail::PreviousVersion),
+            d(Detail::Login)
         ),
         AuditAction::RevocationStarted | AuditAction::Revoked => format!(
             "{} (trigger: {}){}{}",
             e.action,
-            d("trigger"),
-            e.details
-                .get("roles_dropped")
+            d(Detail::Trigger),
+            e.detail(Detail::RolesDropped)
                 .map(|r| format!(
                     "; logins dropped {r}, sessions terminated {}",
-                    d("sessions_terminated")
+                    d(Detail::SessionsTerminated)
                 ))
                 .unwrap_or_default(),
-            e.details
-                .get("verified_at_target")
+            e.detail(Detail::VerifiedAtTarget)
                 .map(|v| format!("; verified at the target: {v}"))
                 .unwrap_or_default()
         ),
         AuditAction::TicketUpdated => format!(
             "ticket told of event #{} ({}) in {} as {}",
-            d("about_seq"),
-            d("about"),
-            d("system"),
-            d("reference")
+            d(Detail::AboutSeq),
+            d(Detail::About),
+            d(Detail::System),
+            d(Detail::Reference)
         ),
         AuditAction::TicketUpdateFailed => format!(
             "ticket NOT told of event #{} ({}): {}",
-            d("about_seq"),
-            d("about"),
-            d("reason")
+            d(Detail::AboutSeq),
+            d(Detail::About),
+            d(Detail::Reason)
         ),
-        AuditAction::DriftFound => format!("drift: {} {}", d("kind"), d("finding")),
+        AuditAction::DriftFound => format!("drift: {} {}", d(Detail::Kind), d(Detail::Finding)),
         _ => e
             .details
             .iter()

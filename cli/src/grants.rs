@@ -21,7 +21,7 @@ pub async fn list(
         (None, Some(state)) => ctx.store.grants_due(state, None).await?,
         (None, None) => {
             let mut all = Vec::new();
-            for state in GrantState::ALL {
+            for state in <GrantState as strum::IntoEnumIterator>::iter() {
                 all.extend(ctx.store.grants_due(state, None).await?);
             }
             all

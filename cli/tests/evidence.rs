@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Output;
+use ticketbound_domain::Detail;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
@@ -59,8 +60,8 @@ async fn denied_grant(stack: &TestStack) -> (Grant, String) {
                 Actor::component("itsm-intake"),
                 AuditAction::PolicyEvaluated,
             )
-            .detail("decision", "deny")
-            .detail("policy_ids", "prod-two-approvers"),
+            .detail(Detail::Decision, "deny")
+            .detail(Detail::PolicyIds, "prod-two-approvers"),
         ),
         g.record(AuditRecord::new(
             Utc::now(),
@@ -325,27 +326,30 @@ async fn ended_grant(stack: &TestStack) -> (Grant, String) {
             Actor::component("itsm-intake"),
             AuditAction::PolicyEvaluated,
         )
-        .detail("decision", "allow")
-        .detail("policy_ids", "permit-approved-requests"),
+        .detail(Detail::Decision, "allow")
+        .detail(Detail::PolicyIds, "permit-approved-requests"),
         AuditRecord::new(
             at(2),
             Actor::component("grant-provision"),
             AuditAction::Provisioned,
         )
-        .detail("principal", "tb_orders_etl_rpt"),
+        .detail(Detail::Principal, "tb_orders_etl_rpt"),
         AuditRecord::new(
             at(20),
             Actor::component("secret-rotate"),
             AuditAction::Rotated,
         )
-        .detail("current_version", "v2"),
+        .detail(Detail::CurrentVersion, "v2"),
         AuditRecord::new(
             at(41),
             Actor::component("grant-expire"),
             AuditAction::Revoked,
         )
-        .detail("trigger", "schedule")
-        .detail("verified_at_target", "login refused: role does not exist"),
+        .detail(Detail::Trigger, "schedule")
+        .detail(
+            Detail::VerifiedAtTarget,
+            "login refused: role does not exist",
+        ),
     ];
     let events: Vec<_> = steps.into_iter().map(|r| g.record(r)).collect();
     g.state = ticketbound_domain::GrantState::Revoked;

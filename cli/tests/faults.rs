@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
+use ticketbound_domain::Detail;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
@@ -568,7 +569,12 @@ async fn invariants(harness: &Harness, lifecycles: &[Lifecycle]) -> Vec<String> 
             .filter(|e| e.action == AuditAction::TicketUpdated)
         {
             *told
-                .entry(e.details.get("about_seq").cloned().unwrap_or_default())
+                .entry(
+                    e.details
+                        .get(Detail::AboutSeq.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                )
                 .or_default() += 1;
         }
         for (seq, n) in told.into_iter().filter(|(_, n)| *n > 1) {
@@ -706,7 +712,7 @@ async fn timeline(harness: &Harness, id: GrantId, due: DateTime<Utc>) -> Value {
                 "action": e.action.as_str(),
                 "at_s": (e.at - due).num_milliseconds() as f64 / 1e3,
                 "by": e.actor.id,
-                "trigger": e.details.get("trigger"),
+                "trigger": e.details.get(Detail::Trigger.as_str()),
             })
         })
         .collect()

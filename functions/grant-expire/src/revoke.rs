@@ -1,6 +1,7 @@
 //! Revoking one grant, idempotently, whichever trigger asks.
 
 use chrono::{DateTime, Duration, Utc};
+use ticketbound_domain::Detail;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, EndCause, ExpiryTrigger, Grant, GrantEvent, GrantId,
     GrantState, LifecycleRules, Transition,
@@ -74,7 +75,7 @@ async fn advance(
     grant: Grant,
     event: &GrantEvent,
     at: DateTime<Utc>,
-    details: &[(&'static str, String)],
+    details: &[(Detail, String)],
 ) -> Result<(Grant, bool), ExpireError> {
     let record = |next: &Grant, t: &Transition| {
         let action = match t.to {
@@ -83,7 +84,7 @@ async fn advance(
         };
         AuditRecord::new(at, Actor::component(COMPONENT), action)
             .states(Some(t.from), Some(t.to))
-            .detail("trigger", trigger_name(next.end_cause))
+            .detail(Detail::Trigger, trigger_name(next.end_cause))
             .details(details)
     };
     let (grant, t) = deps
@@ -141,12 +142,12 @@ async fn defer(
                     AuditAction::RevocationFailed,
                 )
                 .states(Some(g.state), Some(g.state))
-                .detail("reason", &reason)
-                .detail("retryable", error.is_retryable())
-                .detail("attempt", attempt)
-                .detail("failing_since", &first_failed_at);
+                .detail(Detail::Reason, &reason)
+                .detail(Detail::Retryable, error.is_retryable())
+                .detail(Detail::Attempt, attempt)
+                .detail(Detail::FailingSince, &first_failed_at);
                 if escalated {
-                    r = r.detail("escalated", "true");
+                    r = r.detail(Detail::Escalated, "true");
                 }
                 r
             })
@@ -220,9 +221,9 @@ async fn revoke_after_end(
         Err(e) => return defer(deps, &grant, ExpireError::from(e), now).await,
     };
     let mut details = revocation.details();
-    details.push(("failed_attempts", retry.attempts.to_string()));
+    details.push((Detail::FailedAttempts, retry.attempts.to_string()));
     details.push((
-        "late_credential",
+        Detail::LateCredential,
         "made after the grant ended; revoked on retry".to_owned(),
     ));
     deps.store
@@ -292,8 +293,8 @@ pub async fn revoke_grant(
     };
     let mut details = revocation.details();
     if let Some(r) = &retry {
-        details.push(("failed_attempts", r.attempts.to_string()));
-        details.push(("failing_since", r.first_failed_at.to_rfc3339()));
+        details.push((Detail::FailedAttempts, r.attempts.to_string()));
+        details.push((Detail::FailingSince, r.first_failed_at.to_rfc3339()));
     }
     let (grant, changed) = advance(
         deps,

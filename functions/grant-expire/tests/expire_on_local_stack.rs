@@ -11,6 +11,7 @@ use chrono::{Duration, Utc};
 use common::{Harness, active_grant, harness, make_overdue};
 use grant_expire::{ExpireEvent, ExpireResponse, handle};
 use serde_json::json;
+use ticketbound_domain::Detail;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, Grant, GrantEvent, GrantState, LifecycleRules, verify_chain,
 };
@@ -75,8 +76,8 @@ async fn assert_revoked(h: &Harness, g: &Grant, password: &str, trigger: &str) {
         (1, 1),
         "revoked once: {trail:#?}"
     );
-    assert_eq!(started[0].details["trigger"], trigger);
-    assert_eq!(revoked[0].details["trigger"], trigger);
+    assert_eq!(started[0].details[Detail::Trigger.as_str()], trigger);
+    assert_eq!(revoked[0].details[Detail::Trigger.as_str()], trigger);
 }
 
 async fn run(h: &Harness, event: ExpireEvent) -> ExpireResponse {
@@ -158,7 +159,7 @@ async fn a_withdrawal_alone_revokes() {
             AuditAction::RevocationStarted,
         )
         .states(Some(t.from), Some(t.to))
-        .detail("trigger", "ticket_withdrawn"),
+        .detail(Detail::Trigger, "ticket_withdrawn"),
     );
     h.deps.store.save_grant(&next, &[e]).await.unwrap();
     // The stream carries that MODIFY; read it as Lambda would get it.
@@ -462,8 +463,8 @@ async fn a_failing_revocation_is_told_once_escalated_once_and_holds_nothing_back
         2,
         "{attempts} failures, told twice: {failures:#?}"
     );
-    assert!(!failures[0].details.contains_key("escalated"));
-    assert_eq!(failures[1].details["escalated"], "true");
+    assert!(failures[0].detail(Detail::Escalated).is_none());
+    assert_eq!(failures[1].details[Detail::Escalated.as_str()], "true");
     let headlines: Vec<_> = failures
         .iter()
         .filter_map(|e| ticketbound_itsm::note::render(&stored, e))
@@ -497,7 +498,10 @@ async fn a_failing_revocation_is_told_once_escalated_once_and_holds_nothing_back
         .iter()
         .find(|e| e.action == AuditAction::Revoked)
         .unwrap();
-    assert_eq!(revoked.details["failed_attempts"], attempts.to_string());
+    assert_eq!(
+        revoked.details[Detail::FailedAttempts.as_str()],
+        attempts.to_string()
+    );
     assert!(
         h.deps
             .store
@@ -557,7 +561,7 @@ async fn a_retry_revokes_what_an_ended_grant_still_holds_and_only_then() {
     let trail = h.deps.store.audit_trail(g.id).await.unwrap();
     let last = trail.last().unwrap();
     assert_eq!(last.action, AuditAction::Revoked);
-    assert!(last.details.contains_key("late_credential"), "{last:?}");
+    assert!(last.detail(Detail::LateCredential).is_some(), "{last:?}");
     verify_chain(g.id, &trail, None).unwrap();
 }
 
@@ -588,9 +592,9 @@ async fn a_grant_of_the_retired_api_key_connector_still_ends_on_time() {
         .iter()
         .find(|e| e.action == AuditAction::Revoked)
         .expect("a revoked event");
-    assert_eq!(revoked.details["secret_deleted"], "true");
+    assert_eq!(revoked.details[Detail::SecretDeleted.as_str()], "true");
     assert!(
-        !revoked.details.contains_key("verified_at_target"),
+        revoked.detail(Detail::VerifiedAtTarget).is_none(),
         "nothing was verified at a target: {revoked:?}"
     );
 }

@@ -1,6 +1,7 @@
 //! Provisioning one grant, idempotently.
 
 use chrono::{DateTime, Utc};
+use ticketbound_domain::Detail;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, Effect, Grant, GrantEvent, GrantId, GrantState,
     LifecycleRules, Transition, TransitionError,
@@ -68,7 +69,7 @@ async fn advance(
     event: &GrantEvent,
     action: impl Fn(&Transition) -> AuditAction,
     at: DateTime<Utc>,
-    details: &[(&str, String)],
+    details: &[(Detail, String)],
 ) -> Result<(Grant, Transition), ProvisionError> {
     let rules = LifecycleRules {
         max_provisioning_attempts: deps.config.max_provisioning_attempts,
@@ -110,7 +111,7 @@ pub async fn provision_grant(
         &GrantEvent::ProvisioningStarted,
         end_action,
         now,
-        &[("attempt", attempt)],
+        &[(Detail::Attempt, attempt)],
     )
     .await?;
     if grant.state != GrantState::Provisioning {
@@ -186,8 +187,8 @@ pub async fn provision_grant(
                 |_| AuditAction::ProvisioningFailed,
                 Utc::now(),
                 &[
-                    ("reason", reason.clone()),
-                    ("retryable", retryable.to_string()),
+                    (Detail::Reason, reason.clone()),
+                    (Detail::Retryable, retryable.to_string()),
                 ],
             )
             .await?;
@@ -287,10 +288,13 @@ async fn undo_late_issue(
         return Ok(Provisioned::Ended(state));
     }
     let mut notes = revoked.details();
-    notes.push(("revoked_by", COMPONENT.to_owned()));
-    notes.push(("late_credential", made.late_credential("revoked at once")));
+    notes.push((Detail::RevokedBy, COMPONENT.to_owned()));
+    notes.push((
+        Detail::LateCredential,
+        made.late_credential("revoked at once"),
+    ));
     if let Made::MaybeSomething { issue_error } = made {
-        notes.push(("issue_error", issue_error.to_owned()));
+        notes.push((Detail::IssueError, issue_error.to_owned()));
     }
     tracing::warn!(grant_id = %ended.id, "credential issued for a grant that had ended; revoked");
     deps.store
@@ -334,9 +338,9 @@ async fn hand_to_retry(
                     AuditAction::RevocationFailed,
                 )
                 .states(Some(g.state), Some(g.state))
-                .detail("reason", &reason)
+                .detail(Detail::Reason, &reason)
                 .detail(
-                    "late_credential",
+                    Detail::LateCredential,
                     made.late_credential("its revocation is retried"),
                 )
             })
@@ -363,7 +367,7 @@ async fn finish_revocation(
     now: DateTime<Utc>,
 ) -> Result<Provisioned, ProvisionError> {
     let mut notes = deps.enforcer.revoke(&grant).await?.details();
-    notes.push(("revoked_by", COMPONENT.to_owned()));
+    notes.push((Detail::RevokedBy, COMPONENT.to_owned()));
     let (grant, _) = advance(
         deps,
         grant,

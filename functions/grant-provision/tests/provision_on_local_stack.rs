@@ -9,6 +9,7 @@ use aws_lambda_events::event::dynamodb::Event;
 use chrono::{Duration, Utc};
 use grant_provision::{Deps, handle, secret_name};
 use serde_json::json;
+use ticketbound_domain::Detail;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, Grant, GrantState, Permission, Scope, SystemId, verify_chain,
 };
@@ -684,7 +685,7 @@ async fn an_issue_that_fails_for_a_grant_ended_meanwhile_leaves_no_working_login
     assert!(
         trail
             .iter()
-            .any(|e| e.action == AuditAction::Revoked && e.details.contains_key("late_credential")),
+            .any(|e| e.action == AuditAction::Revoked && e.detail(Detail::LateCredential).is_some()),
         "the trail (and so the ticket) says what happened: {trail:#?}"
     );
     verify_chain(grant.id, &trail, None).unwrap();
@@ -790,7 +791,7 @@ async fn withdrawal_during_issue(fail_undo: bool) {
             trail
                 .iter()
                 .any(|e| e.action == AuditAction::RevocationFailed
-                    && e.details.contains_key("late_credential")),
+                    && e.detail(Detail::LateCredential).is_some()),
             "{trail:#?}"
         );
     } else {
@@ -827,7 +828,7 @@ async fn withdrawal_during_issue(fail_undo: bool) {
     assert!(
         trail
             .iter()
-            .any(|e| e.action == AuditAction::Revoked && e.details.contains_key("late_credential")),
+            .any(|e| e.action == AuditAction::Revoked && e.detail(Detail::LateCredential).is_some()),
         "the trail (and so the ticket) says what happened"
     );
     verify_chain(grant.id, &trail, None).unwrap();

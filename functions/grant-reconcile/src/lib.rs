@@ -27,6 +27,7 @@
 pub mod config;
 
 use std::collections::{BTreeMap, BTreeSet};
+use ticketbound_domain::Detail;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
@@ -554,7 +555,7 @@ async fn check_ended(
                             AuditAction::RevocationStarted,
                         )
                         .states(Some(t.from), Some(t.to))
-                        .detail("trigger", "sweep")
+                        .detail(Detail::Trigger, "sweep")
                     },
                 )
                 .await?;
@@ -581,8 +582,8 @@ async fn record(
         .rev()
         .take_while(|e| e.action == AuditAction::DriftFound)
         .any(|e| {
-            e.details.get("kind").map(String::as_str) == Some(finding.kind.as_str())
-                && e.details.get("subject") == Some(&finding.subject)
+            e.detail(Detail::Kind) == Some(finding.kind.as_str())
+                && e.details.get(Detail::Subject.as_str()) == Some(&finding.subject)
         });
     if said && finding.remediation.is_none() {
         return Ok(());
@@ -591,11 +592,11 @@ async fn record(
         .note(grant.id, now, |g| {
             let mut r = AuditRecord::new(now, Actor::component(COMPONENT), AuditAction::DriftFound)
                 .states(Some(g.state), Some(g.state))
-                .detail("kind", finding.kind.as_str())
-                .detail("subject", &finding.subject)
-                .detail("finding", &finding.detail);
+                .detail(Detail::Kind, finding.kind.as_str())
+                .detail(Detail::Subject, &finding.subject)
+                .detail(Detail::Finding, &finding.detail);
             if let Some(done) = &finding.remediation {
-                r = r.detail("remediation", done);
+                r = r.detail(Detail::Remediation, done);
             }
             r
         })

@@ -7,6 +7,7 @@
 
 use chrono::{Duration, Utc};
 use grant_reconcile::{Deps, FindingKind, ReconcileReport, reconcile};
+use ticketbound_domain::Detail;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, Grant, GrantEvent, GrantState, LifecycleRules,
 };
@@ -183,7 +184,7 @@ async fn a_membership_granted_on_the_side_is_scope_drift() {
         drift[0].detail
     );
     let recorded = h.drift_events(&g).await;
-    assert_eq!(recorded[0].details["kind"], "scope_drift");
+    assert_eq!(recorded[0].details[Detail::Kind.as_str()], "scope_drift");
 }
 
 /// Records the grant Revoked without touching the target: the failure this project
@@ -261,7 +262,7 @@ async fn a_revoked_grant_whose_login_survived_is_found_and_revoked() {
     );
     let recorded = h.drift_events(&g).await;
     assert_eq!(recorded.len(), 1);
-    assert!(recorded[0].details["remediation"].contains("revoked"));
+    assert!(recorded[0].details[Detail::Remediation.as_str()].contains("revoked"));
     let stored = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
     assert_eq!(stored.state, GrantState::Revoked);
 

@@ -1,6 +1,7 @@
 //! What the intake does with an interpreted event, whatever transport brought it.
 
 use std::collections::BTreeMap;
+use ticketbound_domain::Detail;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -217,34 +218,43 @@ fn requested_record(
         Actor::itsm_user(request.requester.as_str()),
         AuditAction::Requested,
     )
-    .detail("ticket", request.ticket.qualified_key())
-    .detail("verified_against", request.verification.as_str())
-    .detail("approved_by", approvers.join("; "))
-    .detail("identity", &request.identity.name)
-    .detail("identity_kind", request.identity.kind.as_str())
-    .detail("owner", &request.identity.owner)
-    .detail("workload_principal", &request.identity.workload_principal)
-    .detail("target", &request.target.system_id)
-    .detail("connector", request.target.connector.as_str())
-    .detail("environment", request.target.environment)
-    .detail("scope", &request.scope)
-    .detail("not_after", request.not_after.to_rfc3339())
-    .detail("justification", &request.justification)
-    .detail("revocation_trigger", request.revocation_trigger.as_str())
-    .detail("rotation_period_hours", request.rotation_period.as_hours())
+    .detail(Detail::Ticket, request.ticket.qualified_key())
+    .detail(Detail::VerifiedAgainst, request.verification.as_str())
+    .detail(Detail::ApprovedBy, approvers.join("; "))
+    .detail(Detail::Identity, &request.identity.name)
+    .detail(Detail::IdentityKind, request.identity.kind.as_str())
+    .detail(Detail::Owner, &request.identity.owner)
     .detail(
-        "delivery",
+        Detail::WorkloadPrincipal,
+        &request.identity.workload_principal,
+    )
+    .detail(Detail::Target, &request.target.system_id)
+    .detail(Detail::Connector, request.target.connector.as_str())
+    .detail(Detail::Environment, request.target.environment)
+    .detail(Detail::Scope, &request.scope)
+    .detail(Detail::NotAfter, request.not_after.to_rfc3339())
+    .detail(Detail::Justification, &request.justification)
+    .detail(
+        Detail::RevocationTrigger,
+        request.revocation_trigger.as_str(),
+    )
+    .detail(
+        Detail::RotationPeriodHours,
+        request.rotation_period.as_hours(),
+    )
+    .detail(
+        Detail::Delivery,
         format!("{}:{}", delivery.integration, delivery.id),
     );
     if let Some(link) = &request.ticket.link {
-        record = record.detail("ticket_link", link);
+        record = record.detail(Detail::TicketLink, link);
     }
     if let Some(creator) = &request.creator {
-        record = record.detail("creator", creator.as_str());
+        record = record.detail(Detail::Creator, creator.as_str());
     }
     if let Some(w) = request.change_window {
         record = record.detail(
-            "change_window",
+            Detail::ChangeWindow,
             format!("{} to {}", w.start.to_rfc3339(), w.end.to_rfc3339()),
         );
     }
@@ -370,10 +380,13 @@ pub async fn accept_approval(
         AuditAction::PolicyEvaluated,
     )
     .states(None, Some(grant.state))
-    .detail("decision", if decision.allowed { "allow" } else { "deny" })
-    .detail("policy_set_sha256", &decision.policy_set_sha256)
-    .detail("policy_ids", decision.policy_ids.join(", "))
-    .detail("reasons", decision.reasons.join("; "));
+    .detail(
+        Detail::Decision,
+        if decision.allowed { "allow" } else { "deny" },
+    )
+    .detail(Detail::PolicySetSha256, &decision.policy_set_sha256)
+    .detail(Detail::PolicyIds, decision.policy_ids.join(", "))
+    .detail(Detail::Reasons, decision.reasons.join("; "));
     let events: Vec<AuditEvent> = vec![grant.record(requested), grant.record(evaluated)];
     let record = Delivery {
         source_system: delivery.integration.to_owned(),
@@ -474,9 +487,9 @@ pub async fn end_ticket(
             };
             let mut r = AuditRecord::new(now, Actor::itsm_user(&ended.actor), action)
                 .states(Some(t.from), Some(t.to))
-                .detail("trigger", cause);
+                .detail(Detail::Trigger, cause);
             if let Some(reason) = &ended.reason {
-                r = r.detail("reason", reason);
+                r = r.detail(Detail::Reason, reason);
             }
             r
         };

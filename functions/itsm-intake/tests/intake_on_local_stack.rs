@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
 use itsm_intake::{Deps, IntakeEvent, IntakeResponse, handle};
 use serde_json::{Value, json};
+use ticketbound_domain::Detail;
 use ticketbound_domain::{GrantState, verify_chain};
 use ticketbound_itsm::auth;
 use ticketbound_runtime::EnvReader;
@@ -222,9 +223,12 @@ async fn a_signed_jira_approval_is_recorded_as_an_approved_grant_with_its_eviden
     verify_chain(grant.id, &trail, Some(&grant.audit_head)).unwrap();
     assert_eq!(trail.len(), 2);
     assert_eq!(trail[0].actor.id, "priya.raman@example.com");
-    assert!(trail[0].details["approved_by"].contains("dana.okafor@example.com"));
-    assert_eq!(trail[1].details["decision"], "allow");
-    assert_eq!(trail[1].details["policy_ids"], "permit-approved-requests");
+    assert!(trail[0].details[Detail::ApprovedBy.as_str()].contains("dana.okafor@example.com"));
+    assert_eq!(trail[1].details[Detail::Decision.as_str()], "allow");
+    assert_eq!(
+        trail[1].details[Detail::PolicyIds.as_str()],
+        "permit-approved-requests"
+    );
     assert_eq!(
         item_counts(&h).await,
         (3, 2),
@@ -488,8 +492,11 @@ async fn a_policy_denial_is_recorded_as_a_rejected_grant_with_its_reasons() {
         ["prod access needs at least two approvers"]
     );
     let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
-    assert_eq!(trail[1].details["decision"], "deny");
-    assert_eq!(trail[1].details["policy_ids"], "prod-two-approvers");
+    assert_eq!(trail[1].details[Detail::Decision.as_str()], "deny");
+    assert_eq!(
+        trail[1].details[Detail::PolicyIds.as_str()],
+        "prod-two-approvers"
+    );
     assert_eq!(
         item_counts(&h).await,
         (2, 2),
@@ -519,7 +526,7 @@ async fn a_cancelled_ticket_ends_its_grants_once() {
     let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
     verify_chain(grant.id, &trail, Some(&grant.audit_head)).unwrap();
     let last = trail.last().unwrap();
-    assert_eq!(last.details["trigger"], "ticket_withdrawn");
+    assert_eq!(last.details[Detail::Trigger.as_str()], "ticket_withdrawn");
     assert_eq!(last.actor.id, "priya.raman@example.com");
 
     let (status, out) = send(&h, jira_event(&jira_cancellation(Utc::now(), &key), "d-3")).await;

@@ -10,6 +10,7 @@ use aws_lambda_events::encodings::Body;
 use chrono::{Duration, Utc};
 use itsm_intake::{Deps, IntakeEvent, IntakeResponse, handle};
 use serde_json::{Value, json};
+use ticketbound_domain::Detail;
 use ticketbound_domain::{AuditAction, Verification};
 use ticketbound_itsm::auth;
 use ticketbound_runtime::EnvReader;
@@ -145,13 +146,16 @@ async fn an_approval_the_itsm_holds_is_recorded_as_verified() {
         .iter()
         .find(|e| e.action == AuditAction::Requested)
         .unwrap();
-    assert_eq!(requested.details["verified_against"], "itsm_api");
+    assert_eq!(
+        requested.details[Detail::VerifiedAgainst.as_str()],
+        "itsm_api"
+    );
     let evaluated = trail
         .iter()
         .find(|e| e.action == AuditAction::PolicyEvaluated)
         .unwrap();
     assert_eq!(
-        evaluated.details["policy_set_sha256"],
+        evaluated.details[Detail::PolicySetSha256.as_str()],
         h.deps.policy.policy_set_sha256()
     );
 }

@@ -22,6 +22,7 @@
 pub mod config;
 
 use std::collections::HashMap;
+use ticketbound_domain::Detail;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::dynamodb::Event;
@@ -217,7 +218,10 @@ async fn ticket_of(deps: &Deps, event: &AuditEvent) -> Result<String, Checkpoint
             .into_iter()
             .find(|e| e.seq == 1)
     };
-    let ticket = match first.as_ref().and_then(|e| e.details.get("ticket")) {
+    let ticket = match first
+        .as_ref()
+        .and_then(|e| e.details.get(Detail::Ticket.as_str()))
+    {
         Some(t) => t.clone(),
         None => match deps.store.get_grant(grant).await? {
             Some(g) if first.is_some() => g.request.ticket.qualified_key(),

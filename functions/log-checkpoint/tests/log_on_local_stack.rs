@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration as StdDuration;
+use ticketbound_domain::Detail;
 
 use chrono::{Duration, Utc};
 use log_checkpoint::{CheckpointError, Deps, bundle, handle_schedule, handle_stream};
@@ -94,14 +95,14 @@ impl Harness {
                     Actor::itsm_user("priya"),
                     AuditAction::Requested,
                 )
-                .detail("ticket", g.request.ticket.qualified_key()),
+                .detail(Detail::Ticket, g.request.ticket.qualified_key()),
             ),
         ];
         for i in 1..steps {
             events.push(
                 g.record(
                     AuditRecord::new(Utc::now(), Actor::component("test"), AuditAction::Rotated)
-                        .detail("step", i),
+                        .detail(Detail::Step, i),
                 ),
             );
         }

@@ -23,6 +23,7 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::secretsmanager::SecretsManagerSecretRotationEvent;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use ticketbound_domain::Detail;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, ExpiryTrigger, Grant, GrantEvent, GrantId, GrantState,
     LifecycleRules, Transition,
@@ -205,9 +206,9 @@ pub async fn handle(
                 tracing::warn!(state = %ended.state, revocation = ?revocation, "the grant ended during setSecret; its logins revoked");
                 if ended.state.is_terminal() {
                     let mut details = revocation.details();
-                    details.push(("revoked_by", COMPONENT.to_owned()));
+                    details.push((Detail::RevokedBy, COMPONENT.to_owned()));
                     details.push((
-                        "late_credential",
+                        Detail::LateCredential,
                         "set by a rotation while the grant ended; revoked at once".to_owned(),
                     ));
                     deps.store
@@ -268,16 +269,16 @@ async fn record_rotation(
         };
         let mut r = AuditRecord::new(now, Actor::component(COMPONENT), action)
             .states(Some(t.from), Some(t.to))
-            .detail("secret_arn", &request.secret.arn)
-            .detail("current_version", &finished.current_version);
+            .detail(Detail::SecretArn, &request.secret.arn)
+            .detail(Detail::CurrentVersion, &finished.current_version);
         if let Some(previous) = &finished.previous_version {
-            r = r.detail("previous_version", previous);
+            r = r.detail(Detail::PreviousVersion, previous);
         }
         if let Some(login) = &finished.login {
-            r = r.detail("login", login);
+            r = r.detail(Detail::Login, login);
         }
         if t.to != GrantState::Active {
-            r = r.detail("trigger", "rotation_after_expiry");
+            r = r.detail(Detail::Trigger, "rotation_after_expiry");
         }
         r
     };
@@ -317,10 +318,10 @@ async fn refuse(
             AuditAction::RotationRefused,
         )
         .states(Some(from), Some(to))
-        .detail("step", step.as_str())
-        .detail("token", &request.token)
-        .detail("secret_arn", &request.secret.arn)
-        .detail("reason", why)
+        .detail(Detail::Step, step.as_str())
+        .detail(Detail::Token, &request.token)
+        .detail(Detail::SecretArn, &request.secret.arn)
+        .detail(Detail::Reason, why)
     };
 
     let handed_to_revocation = if state == GrantState::Active && expired {
@@ -333,7 +334,7 @@ async fn refuse(
                 },
                 now,
                 &LifecycleRules::default(),
-                |_, t| record(t.from, t.to).detail("trigger", "rotation_after_expiry"),
+                |_, t| record(t.from, t.to).detail(Detail::Trigger, "rotation_after_expiry"),
             )
             .await?;
         stored.state == GrantState::Revoking
@@ -341,7 +342,7 @@ async fn refuse(
         let latest = deps.store.latest_audit(grant_id).await?;
         let already_said = latest.is_some_and(|e| {
             e.action == AuditAction::RotationRefused
-                && e.details.get("token") == Some(&request.token)
+                && e.details.get(Detail::Token.as_str()) == Some(&request.token)
         });
         if !already_said {
             let mut next = grant.noted(now);

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration as StdDuration, Instant};
+use ticketbound_domain::Detail;
 
 use chrono::{Duration, Utc};
 use secret_rotate::{Deps, RotateError, handle};
@@ -227,9 +228,15 @@ async fn alternating_users_keep_the_previous_login_working_until_the_next_rotati
     assert!(stored.last_rotated_at.is_some());
     let audited = h.rotations_audited(&g).await;
     assert_eq!(audited.len(), 1);
-    assert_eq!(audited[0].details["current_version"], rotation.token);
-    assert_eq!(audited[0].details["previous_version"], first_version);
-    assert_eq!(audited[0].details["login"], alternate);
+    assert_eq!(
+        audited[0].details[Detail::CurrentVersion.as_str()],
+        rotation.token
+    );
+    assert_eq!(
+        audited[0].details[Detail::PreviousVersion.as_str()],
+        first_version
+    );
+    assert_eq!(audited[0].details[Detail::Login.as_str()], alternate);
     let trail = serde_json::to_string(&h.deps.store.audit_trail(g.id).await.unwrap()).unwrap();
     assert!(!trail.contains(&password) && !trail.contains(&first_password));
 
@@ -700,7 +707,7 @@ async fn a_login_set_while_the_grant_is_revoked_does_not_survive() {
     assert!(
         trail
             .iter()
-            .any(|e| e.action == AuditAction::Revoked && e.details.contains_key("late_credential")),
+            .any(|e| e.action == AuditAction::Revoked && e.detail(Detail::LateCredential).is_some()),
         "{trail:#?}"
     );
     ticketbound_domain::verify_chain(g.id, &trail, None).unwrap();

@@ -29,6 +29,7 @@ pub mod config;
 
 use std::sync::Arc;
 use std::time::Duration;
+use ticketbound_domain::Detail;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
@@ -278,12 +279,12 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
                         AuditAction::TicketUpdateFailed,
                     )
                     .states(Some(g.state), Some(g.state))
-                    .detail("system", system)
-                    .detail("ticket", &ticket.key)
-                    .detail("about_seq", event.seq)
-                    .detail("about", event.action)
-                    .detail("attempts", attempts)
-                    .detail("reason", &reason)
+                    .detail(Detail::System, system)
+                    .detail(Detail::Ticket, &ticket.key)
+                    .detail(Detail::AboutSeq, event.seq)
+                    .detail(Detail::About, event.action)
+                    .detail(Detail::Attempts, attempts)
+                    .detail(Detail::Reason, &reason)
                 })
                 .await?;
             Ok(Outcome::DeadLettered { reason })
@@ -310,11 +311,11 @@ async fn settle_done(
                 AuditAction::TicketUpdated,
             )
             .states(Some(g.state), Some(g.state))
-            .detail("system", &record.system)
-            .detail("ticket", &record.ticket)
-            .detail("reference", &reference)
-            .detail("about_seq", event.seq)
-            .detail("about", event.action)
+            .detail(Detail::System, &record.system)
+            .detail(Detail::Ticket, &record.ticket)
+            .detail(Detail::Reference, &reference)
+            .detail(Detail::AboutSeq, event.seq)
+            .detail(Detail::About, event.action)
         })
         .await?;
     Ok(())

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration as StdDuration, Instant};
+use ticketbound_domain::Detail;
 
 use aws_lambda_events::event::dynamodb::Event;
 use chrono::{Duration, Utc};
@@ -124,8 +125,8 @@ impl Harness {
                 Actor::component("itsm-intake"),
                 AuditAction::PolicyEvaluated,
             )
-            .detail("decision", "allow")
-            .detail("policy_ids", "permit-approved-requests"),
+            .detail(Detail::Decision, "allow")
+            .detail(Detail::PolicyIds, "permit-approved-requests"),
         );
         self.store
             .create_grant(&g, &[requested, evaluated], None, Utc::now())
@@ -350,8 +351,11 @@ async fn a_redelivered_audit_record_posts_once() {
         .filter(|e| e.action == AuditAction::TicketUpdated)
         .collect();
     assert_eq!(updates.len(), 1);
-    assert_eq!(updates[0].details["reference"], "10042");
-    assert_eq!(updates[0].details["about"], "policy_evaluated");
+    assert_eq!(updates[0].details[Detail::Reference.as_str()], "10042");
+    assert_eq!(
+        updates[0].details[Detail::About.as_str()],
+        "policy_evaluated"
+    );
     let more = h.records().await;
     let outcomes = handle(&h.deps, more).await.outcomes;
     assert!(
@@ -456,7 +460,7 @@ async fn a_401_goes_to_the_dead_letter_record_and_later_records_still_post() {
         .into_iter()
         .find(|e| e.action == AuditAction::TicketUpdateFailed)
         .expect("the failure is audited");
-    assert!(failed.details["reason"].contains("401"));
+    assert!(failed.details[Detail::Reason.as_str()].contains("401"));
     assert!(
         h.trail(&fine)
             .await
@@ -521,9 +525,9 @@ async fn servicenow_gets_a_work_note_through_oauth_and_its_state_on_revocation()
             Actor::component("grant-expire"),
             AuditAction::Revoked,
         )
-        .detail("trigger", "ticket_withdrawn")
-        .detail("roles_dropped", "tb_orders_etl_x")
-        .detail("sessions_terminated", 1),
+        .detail(Detail::Trigger, "ticket_withdrawn")
+        .detail(Detail::RolesDropped, "tb_orders_etl_x")
+        .detail(Detail::SessionsTerminated, 1),
     );
     h.store.save_grant(&revoked, &[e]).await.unwrap();
     let batch = h.records().await;
@@ -685,7 +689,7 @@ async fn each_note_witnesses_the_chain_head_and_the_newest_checkpoint() {
             Actor::component("secret-rotate"),
             AuditAction::Rotated,
         )
-        .detail("current_version", "v2"),
+        .detail(Detail::CurrentVersion, "v2"),
     );
     h.store.save_grant(&rotated, &[e]).await.unwrap();
     let batch = h.records().await;

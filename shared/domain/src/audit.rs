@@ -93,8 +93,21 @@ impl ChainHead {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ActorKind {
     /// A person or integration user in the ITSM (requester, approver, the webhook user).
     ItsmUser,
@@ -108,12 +121,7 @@ pub enum ActorKind {
 
 impl ActorKind {
     pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::ItsmUser => "itsm_user",
-            Self::Component => "component",
-            Self::Operator => "operator",
-            Self::AwsService => "aws_service",
-        }
+        self.into()
     }
 }
 
@@ -148,8 +156,21 @@ impl Actor {
 }
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum AuditAction {
     Requested,
     PolicyEvaluated,
@@ -170,28 +191,173 @@ pub enum AuditAction {
 
 impl AuditAction {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Requested => "requested",
-            Self::PolicyEvaluated => "policy_evaluated",
-            Self::Rejected => "rejected",
-            Self::ProvisioningStarted => "provisioning_started",
-            Self::Provisioned => "provisioned",
-            Self::ProvisioningFailed => "provisioning_failed",
-            Self::Rotated => "rotated",
-            Self::RotationRefused => "rotation_refused",
-            Self::RevocationStarted => "revocation_started",
-            Self::Revoked => "revoked",
-            Self::RevocationFailed => "revocation_failed",
-            Self::TicketUpdated => "ticket_updated",
-            Self::TicketUpdateFailed => "ticket_update_failed",
-            Self::DriftFound => "drift_found",
-        }
+        self.into()
     }
 }
 
 impl fmt::Display for AuditAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The name of one detail of an audit event. Every writer, the ticket notes and the
+/// evidence name a detail by its variant, so a detail cannot be renamed in one place
+/// and quietly read as absent in another. The string (`snake_case` of the variant) is
+/// what the chain hashes: a variant's string never changes once events carry it. Events
+/// read back keep any key they were written with (older events, other versions).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+    strum::Display,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum Detail {
+    /// Write-back: the action of the event a note was about.
+    About,
+    /// Write-back: the sequence number of the event a note was about.
+    AboutSeq,
+    /// Who approved, as the ITSM names them, `; `-separated.
+    ApprovedBy,
+    /// Which attempt this is (of a revocation, a provisioning, a write-back).
+    Attempt,
+    /// How many attempts were made.
+    Attempts,
+    /// The ticket's change window, as approved.
+    ChangeWindow,
+    /// The target's connector kind.
+    Connector,
+    /// Who created the ticket.
+    Creator,
+    /// Rotation: the secret's version now current.
+    CurrentVersion,
+    /// The policy's decision (`allow` or `deny`).
+    Decision,
+    /// The inbound delivery (`integration:id`) that brought the approval.
+    Delivery,
+    /// The target's environment.
+    Environment,
+    /// Set when a failure was escalated (once).
+    Escalated,
+    /// The grant's not-after time, as set on the credential.
+    ExpiresAt,
+    /// The expiry schedule's name.
+    ExpirySchedule,
+    /// How many attempts failed before this one.
+    FailedAttempts,
+    /// When the failure began.
+    FailingSince,
+    /// Reconciliation: what differs between the record and the target.
+    Finding,
+    /// The identity's name.
+    Identity,
+    /// The identity's kind.
+    IdentityKind,
+    /// Provisioning: why the issue at the target failed (it may have done something).
+    IssueError,
+    /// The requester's justification.
+    Justification,
+    /// Reconciliation: the kind of finding.
+    Kind,
+    /// A credential made after the grant ended, and what was done about it.
+    LateCredential,
+    /// The login at the target.
+    Login,
+    /// Revocation: logins left disabled instead of dropped, and why.
+    LoginsKeptDisabled,
+    /// Revocation: members taken out of the grant's roles.
+    MembersRemoved,
+    /// The grant's not-after time, as requested.
+    NotAfter,
+    /// Free text (a reconciliation note, a write-back note).
+    Note,
+    /// Revocation: how many of the grantee's objects were dropped.
+    ObjectsDropped,
+    /// Revocation: objects kept, owned by the quarantine role.
+    ObjectsQuarantined,
+    /// Who answers for the identity.
+    Owner,
+    /// The policies that decided.
+    PolicyIds,
+    /// The SHA-256 of the policy set that decided.
+    PolicySetSha256,
+    /// Rotation: the secret's version before.
+    PreviousVersion,
+    /// The workload principal allowed to read the secret.
+    Principal,
+    /// Why (a refusal, a failure, a revocation).
+    Reason,
+    /// The policy's reasons.
+    Reasons,
+    /// Write-back: the ITSM's reference of the note posted.
+    Reference,
+    /// Reconciliation: what was done about a finding.
+    Remediation,
+    /// Whether a retry can help.
+    Retryable,
+    /// What ends the grant (its not-after time, the ticket's closure).
+    RevocationTrigger,
+    /// The component that revoked.
+    RevokedBy,
+    /// Revocation: the login roles dropped at the target.
+    RolesDropped,
+    /// Whether and how often the credential rotates.
+    Rotation,
+    /// The rotation period requested.
+    RotationPeriodHours,
+    /// Revocation: whether the expiry schedule was deleted.
+    ScheduleDeleted,
+    /// The scope granted.
+    Scope,
+    /// The Secrets Manager secret's ARN (never its value).
+    SecretArn,
+    /// Revocation: whether the secret was deleted (or its name, once deleted).
+    SecretDeleted,
+    /// Revocation: how many of the grantee's sessions were ended.
+    SessionsTerminated,
+    /// Rotation: the step of Secrets Manager's protocol.
+    Step,
+    /// Reconciliation: what the finding is about.
+    Subject,
+    /// Write-back: the ITSM written to.
+    System,
+    /// The target system.
+    Target,
+    /// Revocation: a clean-up at the target that failed, and why.
+    TargetCleanupFailed,
+    /// Revocation: the target's role kept disabled, and why.
+    TargetRoleKeptDisabled,
+    /// Revocation: the target's role removed.
+    TargetRoleRemoved,
+    /// The ticket (`source#key`).
+    Ticket,
+    /// Where a person opens the ticket.
+    TicketLink,
+    /// Rotation: the rotation's token (its client request token).
+    Token,
+    /// What set off a revocation.
+    Trigger,
+    /// What the approval was verified against (the ITSM's read-back, or the sender).
+    VerifiedAgainst,
+    /// Revocation: the target's receipt that the credential is refused.
+    VerifiedAtTarget,
+    /// The workload principal requested.
+    WorkloadPrincipal,
+}
+
+impl Detail {
+    /// The key as events carry it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -225,18 +391,19 @@ impl AuditRecord {
     }
 
     /// Adds a detail. Never pass a secret value here: details are shown on tickets.
-    pub fn detail(mut self, key: &str, value: impl fmt::Display) -> Self {
-        self.details.insert(key.to_owned(), value.to_string());
+    pub fn detail(mut self, key: Detail, value: impl fmt::Display) -> Self {
+        self.details
+            .insert(key.as_str().to_owned(), value.to_string());
         self
     }
 
     /// [`Self::detail`] for each pair (what an effect reports it did).
-    pub fn details<'a, K: AsRef<str> + 'a, V: fmt::Display + 'a>(
+    pub fn details<'a, V: fmt::Display + 'a>(
         mut self,
-        pairs: impl IntoIterator<Item = &'a (K, V)>,
+        pairs: impl IntoIterator<Item = &'a (Detail, V)>,
     ) -> Self {
         for (k, v) in pairs {
-            self.details.insert(k.as_ref().to_owned(), v.to_string());
+            self.details.insert(k.as_str().to_owned(), v.to_string());
         }
         self
     }
@@ -262,6 +429,11 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// The detail `key`, if the event carries it.
+    pub fn detail(&self, key: Detail) -> Option<&str> {
+        self.details.get(key.as_str()).map(String::as_str)
+    }
+
     /// Seals `record` as the event after `head` in `grant_id`'s chain.
     pub fn seal(grant_id: GrantId, head: &ChainHead, record: AuditRecord) -> Self {
         let mut event = Self {

@@ -58,8 +58,21 @@ impl fmt::Debug for GrantId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum GrantState {
     Approved,
     Provisioning,
@@ -71,47 +84,19 @@ pub enum GrantState {
 }
 
 impl GrantState {
-    pub const ALL: [GrantState; 7] = [
-        Self::Approved,
-        Self::Provisioning,
-        Self::Active,
-        Self::Revoking,
-        Self::Revoked,
-        Self::Rejected,
-        Self::Failed,
-    ];
-
     /// No event moves a grant out of a terminal state.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Revoked | Self::Rejected)
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approved => "approved",
-            Self::Provisioning => "provisioning",
-            Self::Active => "active",
-            Self::Revoking => "revoking",
-            Self::Revoked => "revoked",
-            Self::Rejected => "rejected",
-            Self::Failed => "failed",
-        }
+        self.into()
     }
 }
 
 impl fmt::Display for GrantState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for GrantState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| format!("unknown grant state {s:?}"))
     }
 }
 

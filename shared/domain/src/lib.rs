@@ -14,7 +14,7 @@ pub mod request;
 
 pub use audit::{
     Actor, ActorKind, AuditAction, AuditEvent, AuditRecord, ChainError, ChainErrorKind, ChainHead,
-    Digest, verify_chain,
+    Detail, Digest, verify_chain,
 };
 pub use grant::{
     CredentialRef, Effect, EndCause, EventKind, ExpiryTrigger, Grant, GrantEvent, GrantId,

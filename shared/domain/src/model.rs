@@ -184,8 +184,23 @@ checked_string!(
 );
 
 /// The ITSM a ticket lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum SourceSystem {
     Servicenow,
     Jira,
@@ -194,11 +209,7 @@ pub enum SourceSystem {
 
 impl SourceSystem {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Servicenow => "servicenow",
-            Self::Jira => "jira",
-            Self::Generic => "generic",
-        }
+        self.into()
     }
 }
 
@@ -226,8 +237,21 @@ impl Ticket {
 }
 
 /// What kind of non-human identity is being granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum IdentityKind {
     ServiceAccount,
     ApiKey,
@@ -239,14 +263,7 @@ pub enum IdentityKind {
 
 impl IdentityKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ServiceAccount => "service_account",
-            Self::ApiKey => "api_key",
-            Self::Token => "token",
-            Self::DatabaseCredential => "database_credential",
-            Self::Certificate => "certificate",
-            Self::DelegatedAccess => "delegated_access",
-        }
+        self.into()
     }
 }
 
@@ -263,8 +280,21 @@ pub struct Identity {
 }
 
 /// How ticketbound enforces at the target system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ConnectorKind {
     /// A LOGIN role in PostgreSQL with memberships in the scope's roles.
     Postgres,
@@ -277,10 +307,7 @@ pub enum ConnectorKind {
 
 impl ConnectorKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgres",
-            Self::GeneratedApiKey => "generated_api_key",
-        }
+        self.into()
     }
 
     /// True for a kind no target may be configured with any more: grants of it are
@@ -362,8 +389,23 @@ pub struct Capabilities {
 }
 
 /// Where the target runs. Policies treat production more strictly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Environment {
     Prod,
     NonProd,
@@ -371,10 +413,7 @@ pub enum Environment {
 
 impl Environment {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Prod => "prod",
-            Self::NonProd => "non-prod",
-        }
+        self.into()
     }
 }
 
@@ -472,8 +511,21 @@ impl Approval {
 }
 
 /// What ends the grant besides its not-after time, which always does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RevocationTrigger {
     /// Only the not-after time (or a withdrawal of the ticket) ends it.
     NotAfter,
@@ -483,10 +535,7 @@ pub enum RevocationTrigger {
 
 impl RevocationTrigger {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotAfter => "not_after",
-            Self::NotAfterOrTicketClosed => "not_after_or_ticket_closed",
-        }
+        self.into()
     }
 }
 
@@ -566,8 +615,22 @@ pub struct AccessRequest {
 /// Whether an approval was read back from the ITSM's own API or believed on the
 /// sender's word (a generic sender has no API to ask; an operator may choose to trust
 /// it, and every grant says so).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Verification {
     /// The status, fields and approvals were read back from the ITSM's API with
     /// ticketbound's own credentials, and agreed with the event.
@@ -580,10 +643,7 @@ pub enum Verification {
 
 impl Verification {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ItsmApi => "itsm_api",
-            Self::SenderOnly => "sender_only",
-        }
+        self.into()
     }
 }
 

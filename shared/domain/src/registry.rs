@@ -116,8 +116,20 @@ impl RegisteredIdentity {
 }
 
 /// Whether an entry may still be granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum IdentityStatus {
     Active,
     /// No new grant; grants still live run to their end.
@@ -126,10 +138,7 @@ pub enum IdentityStatus {
 
 impl IdentityStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Retired => "retired",
-        }
+        self.into()
     }
 }
 
@@ -147,8 +156,21 @@ pub struct RegistryEntry {
 }
 
 /// What a change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RegistryAction {
     Registered,
     Updated,
@@ -157,11 +179,7 @@ pub enum RegistryAction {
 
 impl RegistryAction {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Registered => "registered",
-            Self::Updated => "updated",
-            Self::Retired => "retired",
-        }
+        self.into()
     }
 }
 

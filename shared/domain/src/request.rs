@@ -164,45 +164,17 @@ impl Problems {
     }
 }
 
-fn one_of<T: Copy>(value: &str, choices: &[(&str, T)]) -> Result<T, ValueError> {
-    choices
-        .iter()
-        .find(|(name, _)| *name == value)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-            ValueError(format!("must be one of {}", names.join(", ")))
-        })
+/// `value` as one of `T`'s variants, by the string each is written as; the error lists
+/// them all.
+fn one_of<T>(value: &str) -> Result<T, ValueError>
+where
+    T: std::str::FromStr + strum::IntoEnumIterator + Into<&'static str>,
+{
+    value.parse().map_err(|_| {
+        let names: Vec<&'static str> = T::iter().map(Into::into).collect();
+        ValueError(format!("must be one of {}", names.join(", ")))
+    })
 }
-
-const SOURCES: &[(&str, SourceSystem)] = &[
-    ("servicenow", SourceSystem::Servicenow),
-    ("jira", SourceSystem::Jira),
-    ("generic", SourceSystem::Generic),
-];
-const KINDS: &[(&str, IdentityKind)] = &[
-    ("service_account", IdentityKind::ServiceAccount),
-    ("api_key", IdentityKind::ApiKey),
-    ("token", IdentityKind::Token),
-    ("database_credential", IdentityKind::DatabaseCredential),
-    ("certificate", IdentityKind::Certificate),
-    ("delegated_access", IdentityKind::DelegatedAccess),
-];
-const CONNECTORS: &[(&str, ConnectorKind)] = &[
-    ("postgres", ConnectorKind::Postgres),
-    ("generated_api_key", ConnectorKind::GeneratedApiKey),
-];
-const ENVIRONMENTS: &[(&str, Environment)] = &[
-    ("prod", Environment::Prod),
-    ("non-prod", Environment::NonProd),
-];
-const TRIGGERS: &[(&str, RevocationTrigger)] = &[
-    ("not_after", RevocationTrigger::NotAfter),
-    (
-        "not_after_or_ticket_closed",
-        RevocationTrigger::NotAfterOrTicketClosed,
-    ),
-];
 
 /// What ticketbound's configuration says of a target: how it is reached and which
 /// environment it is in. A request names its target; these come from here.
@@ -235,10 +207,10 @@ impl RequestDraft {
     pub fn validate(&self, now: DateTime<Utc>) -> Result<AccessRequest, ValidationErrors> {
         self.check(now, None, |p, _, claimed| {
             let connector = p.required("target.connector", claimed.connector, |v| {
-                one_of(v, CONNECTORS)
+                one_of::<ConnectorKind>(v)
             });
             let environment = p.required("target.environment", claimed.environment, |v| {
-                one_of(v, ENVIRONMENTS)
+                one_of::<Environment>(v)
             });
             Some(TargetFacts {
                 connector: connector?,
@@ -311,7 +283,7 @@ impl RequestDraft {
         let mut p = Problems::default();
 
         let source = p.required("ticket.source", self.ticket.source.as_deref(), |v| {
-            one_of(v, SOURCES)
+            one_of::<SourceSystem>(v)
         });
         let key = p.required("ticket.key", self.ticket.key.as_deref(), |v| {
             TicketKey::new(v)
@@ -408,7 +380,7 @@ impl RequestDraft {
         let trigger = p.required(
             "revocation_trigger",
             self.revocation_trigger.as_deref(),
-            |v| one_of(v, TRIGGERS),
+            one_of::<RevocationTrigger>,
         );
         let rotation = p.check(
             "rotation_period_hours",
@@ -478,7 +450,7 @@ impl RequestDraft {
     /// Fixtures and re-read records: every identity field required, as given.
     fn identity_as_given(&self, p: &mut Problems) -> IdentityParts {
         let kind = p.required("identity.kind", self.identity.kind.as_deref(), |v| {
-            one_of(v, KINDS)
+            one_of::<IdentityKind>(v)
         });
         let name = p.required("identity.name", self.identity.name.as_deref(), |v| {
             IdentityName::new(v)

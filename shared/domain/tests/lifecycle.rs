@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
+use ticketbound_domain::Detail;
 use ticketbound_domain::*;
 
 fn now() -> DateTime<Utc> {
@@ -378,8 +379,8 @@ fn chain_of(len: usize, details: &[String]) -> (Grant, Vec<AuditEvent>) {
             )
             .states(Some(GrantState::Active), Some(GrantState::Active));
             record = record
-                .detail("n", i)
-                .detail("note", &details[i % details.len()]);
+                .detail(Detail::Attempt, i)
+                .detail(Detail::Note, &details[i % details.len()]);
             g.record(record)
         })
         .collect();

@@ -17,6 +17,7 @@ pub mod rotation;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
+use ticketbound_domain::Detail;
 
 use serde::Deserialize;
 use ticketbound_domain::{ConnectorKind, CredentialRef, Environment, Grant};
@@ -286,7 +287,7 @@ impl FromStr for RecoveryDays {
 #[derive(Debug, Clone)]
 pub struct Issued {
     pub credential: CredentialRef,
-    pub details: Vec<(&'static str, String)>,
+    pub details: Vec<(Detail, String)>,
 }
 
 /// What a revocation removed.
@@ -310,29 +311,32 @@ pub struct Revocation {
 }
 
 impl Revocation {
-    pub fn details(&self) -> Vec<(&'static str, String)> {
+    pub fn details(&self) -> Vec<(Detail, String)> {
         let mut d = vec![
-            ("secret_deleted", self.secret_deleted.to_string()),
-            ("schedule_deleted", self.schedule_deleted.to_string()),
-            ("sessions_terminated", self.sessions_terminated.to_string()),
+            (Detail::SecretDeleted, self.secret_deleted.to_string()),
+            (Detail::ScheduleDeleted, self.schedule_deleted.to_string()),
+            (
+                Detail::SessionsTerminated,
+                self.sessions_terminated.to_string(),
+            ),
         ];
         if !self.roles_dropped.is_empty() {
-            d.push(("roles_dropped", self.roles_dropped.join(",")));
+            d.push((Detail::RolesDropped, self.roles_dropped.join(",")));
         }
         if self.objects_dropped > 0 {
-            d.push(("objects_dropped", self.objects_dropped.to_string()));
+            d.push((Detail::ObjectsDropped, self.objects_dropped.to_string()));
         }
         if !self.quarantined.is_empty() {
-            d.push(("objects_quarantined", self.quarantined.join(",")));
+            d.push((Detail::ObjectsQuarantined, self.quarantined.join(",")));
         }
         if !self.kept_disabled.is_empty() {
-            d.push(("logins_kept_disabled", self.kept_disabled.join("; ")));
+            d.push((Detail::LoginsKeptDisabled, self.kept_disabled.join("; ")));
         }
         if !self.members_removed.is_empty() {
-            d.push(("members_removed", self.members_removed.join(",")));
+            d.push((Detail::MembersRemoved, self.members_removed.join(",")));
         }
         if let Some(receipt) = &self.receipt {
-            d.push(("verified_at_target", receipt.clone()));
+            d.push((Detail::VerifiedAtTarget, receipt.clone()));
         }
         d
     }
@@ -583,13 +587,13 @@ impl Enforcer {
 
         Ok(Issued {
             details: vec![
-                ("secret_arn", arn.clone()),
-                ("principal", principal.clone()),
-                ("target", grant.request.target.system_id.to_string()),
-                ("scope", grant.request.scope.to_string()),
-                ("expires_at", grant.not_after().to_rfc3339()),
-                ("expiry_schedule", schedule),
-                ("rotation", rotation),
+                (Detail::SecretArn, arn.clone()),
+                (Detail::Principal, principal.clone()),
+                (Detail::Target, grant.request.target.system_id.to_string()),
+                (Detail::Scope, grant.request.scope.to_string()),
+                (Detail::ExpiresAt, grant.not_after().to_rfc3339()),
+                (Detail::ExpirySchedule, schedule),
+                (Detail::Rotation, rotation),
             ],
             credential: CredentialRef {
                 secret_arn: arn,
@@ -693,28 +697,25 @@ impl Enforcer {
     /// secret (so nobody can read the value) always, then the role at the target. A
     /// target that cannot be reached is noted, not fatal: the grant never became
     /// Active, and the reconciler finds a login role that survived.
-    pub async fn discard(
-        &self,
-        grant: &Grant,
-    ) -> Result<Vec<(&'static str, String)>, EnforceError> {
+    pub async fn discard(&self, grant: &Grant) -> Result<Vec<(Detail, String)>, EnforceError> {
         self.schedules.delete(grant.id).await?;
         self.vault.delete(&secret_name(grant), true, 0).await?;
-        let mut notes = vec![("secret_deleted", secret_name(grant))];
+        let mut notes = vec![(Detail::SecretDeleted, secret_name(grant))];
         let principal = principal_name(grant);
         let dropped = self.revoke_at_target(grant).await;
         {
             match dropped {
                 Ok(Some(r)) if r.kept_disabled.is_empty() => {
-                    notes.push(("target_role_removed", principal))
+                    notes.push((Detail::TargetRoleRemoved, principal))
                 }
                 Ok(Some(r)) => {
-                    notes.push(("target_role_kept_disabled", r.kept_disabled.join("; ")))
+                    notes.push((Detail::TargetRoleKeptDisabled, r.kept_disabled.join("; ")))
                 }
                 Ok(None) => {}
                 Err(e) => {
                     let why = ticketbound_runtime::error_chain(&e);
                     tracing::warn!(grant_id = %grant.id, role = %principal, error = %why, "target cleanup failed; the reconciler will find the role");
-                    notes.push(("target_cleanup_failed", why));
+                    notes.push((Detail::TargetCleanupFailed, why));
                 }
             }
         }

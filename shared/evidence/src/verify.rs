@@ -596,7 +596,7 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust<'_>) -> Result<Verified, Ver
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Utc};
-    use ticketbound_domain::{Actor, AuditAction, AuditRecord};
+    use ticketbound_domain::{Actor, AuditAction, AuditRecord, Detail};
 
     use super::*;
     use crate::checkpoint::tests::TestSigner;
@@ -616,7 +616,7 @@ mod tests {
         for i in 0..events {
             let record =
                 AuditRecord::new(t(i as i64), Actor::component("test"), AuditAction::Rotated)
-                    .detail("step", i);
+                    .detail(Detail::Step, i);
             let e = AuditEvent::seal(grant_id, &head, record);
             head = e.head();
             out.push(e);

@@ -6,6 +6,7 @@
 //! and why it was revoked. Each ends with a marker line naming the grant and the audit
 //! event, by which the write-back recognises a note it already posted.
 
+use ticketbound_domain::Detail;
 use ticketbound_domain::{AuditAction, AuditEvent, Grant};
 
 /// A note for a ticket: a headline and lines of plain text.
@@ -78,7 +79,7 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
         return None;
     }
     let r = &grant.request;
-    let detail = |k: &str| event.details.get(k).filter(|v| !v.is_empty()).cloned();
+    let detail = |k: Detail| event.detail(k).filter(|v| !v.is_empty()).map(str::to_owned);
     let at = event.at.format("%Y-%m-%d %H:%M:%S UTC");
     let what = format!(
         "{} ({}) at {} [{}], scope {}",
@@ -125,8 +126,8 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
                 );
             }
             lines.push(format!("Access: {what}, {until}."));
-            let policies = detail("policy_ids").unwrap_or_else(|| "none".into());
-            match detail("decision").as_deref() {
+            let policies = detail(Detail::PolicyIds).unwrap_or_else(|| "none".into());
+            match detail(Detail::Decision).as_deref() {
                 Some("allow") => {
                     lines.push(format!("Policy decision: allowed (policies: {policies})."));
                     format!("ticketbound: access approved by policy at {at}")
@@ -134,7 +135,7 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
                 _ => {
                     lines.push(format!(
                         "Policy decision: denied (policies: {policies}): {}.",
-                        detail("reasons").unwrap_or_else(|| "no reason given".into())
+                        detail(Detail::Reasons).unwrap_or_else(|| "no reason given".into())
                     ));
                     format!("ticketbound: access denied by policy at {at}; nothing was created")
                 }
@@ -149,10 +150,10 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
                 "Created: {what}, {until}; owner {}.",
                 r.identity.owner
             ));
-            if let Some(principal) = detail("principal") {
+            if let Some(principal) = detail(Detail::Principal) {
                 lines.push(format!("Login at the target: {principal}."));
             }
-            if let Some(arn) = detail("secret_arn")
+            if let Some(arn) = detail(Detail::SecretArn)
                 .or_else(|| grant.credential.as_ref().map(|c| c.secret_arn.clone()))
             {
                 lines.push(format!(
@@ -160,10 +161,10 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
                     r.identity.workload_principal
                 ));
             }
-            if let Some(rotation) = detail("rotation") {
+            if let Some(rotation) = detail(Detail::Rotation) {
                 lines.push(format!("Rotation: {rotation}."));
             }
-            if let Some(schedule) = detail("expiry_schedule") {
+            if let Some(schedule) = detail(Detail::ExpirySchedule) {
                 lines.push(format!(
                     "Revocation scheduled at the not-after time ({schedule})."
                 ));
@@ -173,7 +174,7 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
         AuditAction::ProvisioningFailed => {
             lines.push(format!(
                 "Reason: {}.",
-                detail("reason").unwrap_or_else(|| "not recorded".into())
+                detail(Detail::Reason).unwrap_or_else(|| "not recorded".into())
             ));
             lines.push("Anything partly made has been removed.".into());
             format!("ticketbound: the credential could not be issued ({at})")
@@ -181,12 +182,12 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
         AuditAction::Rotated => {
             lines.push(format!(
                 "Secret version {} is now current{}.",
-                detail("current_version").unwrap_or_default(),
-                detail("previous_version")
+                detail(Detail::CurrentVersion).unwrap_or_default(),
+                detail(Detail::PreviousVersion)
                     .map(|p| format!(", replacing {p}"))
                     .unwrap_or_default()
             ));
-            if let Some(login) = detail("login") {
+            if let Some(login) = detail(Detail::Login) {
                 lines.push(format!("Login now in use: {login}."));
             }
             lines.push(format!("The grant stays {until}."));
@@ -195,71 +196,77 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
         AuditAction::RotationRefused => {
             lines.push(format!(
                 "Reason: {}.",
-                detail("reason").unwrap_or_else(|| "the grant is not live".into())
+                detail(Detail::Reason).unwrap_or_else(|| "the grant is not live".into())
             ));
             format!("ticketbound: rotation refused at {at}")
         }
         AuditAction::RevocationStarted => {
-            lines.push(format!("Cause: {}.", cause(detail("trigger").as_deref())));
+            lines.push(format!(
+                "Cause: {}.",
+                cause(detail(Detail::Trigger).as_deref())
+            ));
             format!("ticketbound: revocation started at {at}")
         }
         AuditAction::Revoked => {
-            lines.push(format!("Cause: {}.", cause(detail("trigger").as_deref())));
-            if let Some(roles) = detail("roles_dropped") {
+            lines.push(format!(
+                "Cause: {}.",
+                cause(detail(Detail::Trigger).as_deref())
+            ));
+            if let Some(roles) = detail(Detail::RolesDropped) {
                 lines.push(format!("Logins dropped at the target: {roles}."));
             }
-            if let Some(n) = detail("sessions_terminated") {
+            if let Some(n) = detail(Detail::SessionsTerminated) {
                 lines.push(format!("Open sessions terminated: {n}."));
             }
-            if let Some(n) = detail("objects_dropped") {
+            if let Some(n) = detail(Detail::ObjectsDropped) {
                 lines.push(format!("Objects the credential had made, dropped: {n}."));
             }
-            if let Some(kept) = detail("objects_quarantined") {
+            if let Some(kept) = detail(Detail::ObjectsQuarantined) {
                 lines.push(format!("Objects others depend on, kept disarmed (no grant, no SECURITY DEFINER): {kept}."));
             }
-            if let Some(kept) = detail("logins_kept_disabled") {
+            if let Some(kept) = detail(Detail::LoginsKeptDisabled) {
                 lines.push(format!(
                     "Logins that cannot be dropped yet, kept unable to log in or act: {kept}."
                 ));
             }
-            if let Some(late) = detail("late_credential") {
+            if let Some(late) = detail(Detail::LateCredential) {
                 lines.push(format!("A credential {late}."));
             }
-            if detail("secret_deleted").as_deref() == Some("true") {
+            if detail(Detail::SecretDeleted).as_deref() == Some("true") {
                 lines.push("The secret was deleted from AWS Secrets Manager.".into());
             }
-            if let Some(n) = detail("failed_attempts") {
+            if let Some(n) = detail(Detail::FailedAttempts) {
                 lines.push(format!("It succeeded after {n} failed attempts."));
             }
-            if let Some(receipt) = detail("verified_at_target") {
+            if let Some(receipt) = detail(Detail::VerifiedAtTarget) {
                 lines.push(format!("Checked at the target afterwards: {receipt}."));
             }
             format!("ticketbound: access revoked at {at}")
         }
-        AuditAction::RevocationFailed if detail("escalated").is_some() => {
+        AuditAction::RevocationFailed if detail(Detail::Escalated).is_some() => {
             lines.push(format!(
                 "It has kept failing since {} ({} attempts); last reason: {}. Escalated to the operators; retries go on, and this ticket hears again when it succeeds.",
-                detail("failing_since").unwrap_or_default(),
-                detail("attempt").unwrap_or_default(),
-                detail("reason").unwrap_or_default()
+                detail(Detail::FailingSince).unwrap_or_default(),
+                detail(Detail::Attempt).unwrap_or_default(),
+                detail(Detail::Reason).unwrap_or_default()
             ));
             format!("ticketbound: revocation escalated at {at}")
         }
         AuditAction::RevocationFailed => {
             lines.push(format!(
                 "Reason: {}. It is retried with backoff until it succeeds; the grant is not recorded revoked before then, and this ticket hears again only when it succeeds or is escalated.",
-                detail("reason").unwrap_or_default()
+                detail(Detail::Reason).unwrap_or_default()
             ));
             format!("ticketbound: a revocation attempt failed at {at}")
         }
         AuditAction::DriftFound => {
             lines.push(format!(
                 "{}.",
-                detail("finding")
-                    .or_else(|| detail("note"))
+                detail(Detail::Finding)
+                    .or_else(|| detail(Detail::Note))
                     .unwrap_or_else(|| "recorded and live state differ".into())
             ));
-            if let Some(done) = detail("remediation") {
+            if let Some(done) = detail(Detail::Remediation) {
                 lines.push(format!("Remediation: {done}."));
             }
             format!("ticketbound: drift found at {at}")

@@ -200,7 +200,7 @@ fn describe_key(item: &Item) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use ticketbound_domain::{Actor, AuditAction, AuditRecord, RequestDraft};
+    use ticketbound_domain::{Actor, AuditAction, AuditRecord, Detail, RequestDraft};
 
     fn grant() -> Grant {
         let now = Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap();
@@ -216,7 +216,7 @@ mod tests {
         let mut g = grant();
         let event = g.record(
             AuditRecord::new(g.created_at, Actor::component("t"), AuditAction::Requested)
-                .detail("k", "v"),
+                .detail(Detail::Note, "v"),
         );
         let item = grant_to_item(&g, Duration::days(400)).unwrap();
         assert_eq!(item["state"], AttributeValue::S("approved".into()));

@@ -6,6 +6,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
+use ticketbound_domain::Detail;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, ChainErrorKind, CredentialRef, Grant, GrantEvent, GrantState,
     LifecycleRules, verify_chain,
@@ -341,7 +342,7 @@ async fn an_audit_item_edited_in_the_table_breaks_verification() {
                 Actor::component("policy"),
                 AuditAction::PolicyEvaluated,
             )
-            .detail("decision", "allow"),
+            .detail(Detail::Decision, "allow"),
         ),
     );
     store

@@ -4,6 +4,7 @@
 
 use chrono::{Duration, Utc};
 use serde_json::json;
+use ticketbound_domain::Detail;
 use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, Grant, GrantEvent, LifecycleRules, Permission, Scope, SystemId,
 };
@@ -179,7 +180,7 @@ pub async fn make_overdue(store: &Store, g: &Grant) -> Grant {
             Actor::operator("test-clock"),
             AuditAction::DriftFound,
         )
-        .detail("note", "clock moved past not-after"),
+        .detail(Detail::Note, "clock moved past not-after"),
     );
     ok(store.save_grant(&late, &[e]).await);
     late

@@ -442,6 +442,8 @@ pub mod sdk {
     pub struct Workspace {
         /// Workspace crate → (its directory, its normal dependencies).
         crates: BTreeMap<String, (PathBuf, BTreeSet<String>)>,
+        /// Workspace crate → its dev-dependencies.
+        dev_dependencies: BTreeMap<String, BTreeSet<String>>,
         /// SDK crate → its operations, snake case.
         operations: BTreeMap<String, BTreeSet<String>>,
     }
@@ -498,6 +500,7 @@ pub mod sdk {
                 .filter_map(|m| m.as_str())
                 .collect();
             let mut crates = BTreeMap::new();
+            let mut dev_dependencies = BTreeMap::new();
             let mut operations = BTreeMap::new();
             for package in meta["packages"].as_array().into_iter().flatten() {
                 let name = package["name"].as_str().unwrap_or_default().to_owned();
@@ -507,14 +510,18 @@ pub mod sdk {
                     .unwrap_or_default();
                 let id = package["id"].as_str().unwrap_or_default();
                 if members.contains(id) {
-                    let deps = package["dependencies"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|d| d["kind"].is_null())
-                        .filter_map(|d| d["name"].as_str().map(str::to_owned))
-                        .collect();
-                    crates.insert(name, (dir, deps));
+                    // `kind` is null for a normal dependency, "dev" or "build" otherwise.
+                    let deps_of = |kind: Option<&str>| -> BTreeSet<String> {
+                        package["dependencies"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|d| d["kind"].as_str() == kind)
+                            .filter_map(|d| d["name"].as_str().map(str::to_owned))
+                            .collect()
+                    };
+                    dev_dependencies.insert(name.clone(), deps_of(Some("dev")));
+                    crates.insert(name, (dir, deps_of(None)));
                 } else if SERVICES.iter().any(|(c, _)| *c == name) {
                     let ops: BTreeSet<String> = std::fs::read_dir(dir.join("src/operation"))
                         .map_err(|e| format!("{name}: {e}"))?
@@ -525,7 +532,36 @@ pub mod sdk {
                     operations.entry(name).or_insert(ops);
                 }
             }
-            Ok(Self { crates, operations })
+            Ok(Self {
+                crates,
+                dev_dependencies,
+                operations,
+            })
+        }
+
+        /// The workspace crates whose manifest lies in a folder below `dir`.
+        pub fn crates_under(&self, dir: &Path) -> BTreeSet<String> {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            self.crates
+                .iter()
+                .filter(|(_, (at, _))| at.starts_with(&dir) && at != &dir)
+                .map(|(name, _)| name.clone())
+                .collect()
+        }
+
+        /// Whether `krate` names `dependency` in its `[dependencies]` (the platform's
+        /// included), as opposed to its dev- or build-dependencies.
+        pub fn depends_on(&self, krate: &str, dependency: &str) -> bool {
+            self.crates
+                .get(krate)
+                .is_some_and(|(_, deps)| deps.contains(dependency))
+        }
+
+        /// Whether `krate` names `dependency` in its `[dev-dependencies]`.
+        pub fn dev_depends_on(&self, krate: &str, dependency: &str) -> bool {
+            self.dev_dependencies
+                .get(krate)
+                .is_some_and(|deps| deps.contains(dependency))
         }
 
         /// The workspace crates `krate` links (itself included).

@@ -2,7 +2,8 @@
 //! a variable the code reads that its Lambda is not given (or one given that no code
 //! reads), a table whose keys, indexes, stream or TTL attribute differ from
 //! `shared/store/src/schema.rs`, or a policy statement with a wildcard action, each
-//! fails here, naming what differs.
+//! fails here, naming what differs. So does a Lambda that links the local stack or the
+//! testkit.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -406,4 +407,54 @@ fn the_operation_scan_sees_real_calls() {
     assert!(checkpointer.contains("kms:Sign"), "{checkpointer:?}");
     assert!(checkpointer.contains("s3:PutObject"), "{checkpointer:?}");
     assert!(!writeback.contains("kms:Sign"), "{writeback:?}");
+}
+
+/// No Lambda links the local stack or the testkit: for every package under
+/// `functions/`, the closure of its normal dependencies (not dev, not build; for the
+/// host platform, from `cargo metadata`) holds neither `ticketbound-local` nor
+/// `ticketbound-testkit`. The local stack links no function (the functions' tests take
+/// it as a dev-dependency), and the CLI and the benchmarks have the testkit as a
+/// dev-dependency at most.
+#[test]
+fn no_lambda_links_the_local_stack_or_the_testkit() {
+    const LOCAL: &str = "ticketbound-local";
+    const TESTKIT: &str = "ticketbound-testkit";
+    let workspace = infra_check::sdk::Workspace::read(&repo()).unwrap_or_else(|e| panic!("{e}"));
+    let functions = workspace.crates_under(&repo().join("functions"));
+    assert_eq!(
+        functions,
+        function_crates(),
+        "cargo metadata and functions/ disagree on the function crates"
+    );
+    let mut problems = Vec::new();
+    for function in &functions {
+        let linked = workspace.linked(function);
+        for forbidden in [LOCAL, TESTKIT] {
+            if linked.contains(forbidden) {
+                problems.push(format!(
+                    "{function} links {forbidden} (through its [dependencies]; a test may take it as a dev-dependency)"
+                ));
+            }
+        }
+    }
+    let local = workspace.linked(LOCAL);
+    for function in functions.intersection(&local) {
+        problems.push(format!("{LOCAL} links the function {function}"));
+    }
+    for tool in ["ticketbound", "bench"] {
+        assert!(
+            !workspace.linked(tool).is_empty(),
+            "no workspace crate named {tool}"
+        );
+        if workspace.depends_on(tool, TESTKIT) {
+            problems.push(format!(
+                "{tool} has {TESTKIT} in [dependencies]; only a dev-dependency may name it"
+            ));
+        }
+    }
+    assert!(
+        workspace.dev_depends_on("ticketbound", TESTKIT),
+        "the CLI's tests use {TESTKIT} as a dev-dependency"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
