@@ -438,18 +438,61 @@ fn verdict(over: &[&str]) -> String {
 async fn main() {
     let args = Args::parse();
     let stack = RunningStack::get().await;
+    let (functions, floor_median) = measure_functions(&args).await;
+    let intake = measure_intake(&args, &stack).await;
+    let lifecycle = measure_lifecycles(&args, &stack).await;
+    let expiry = last_expiry_figures();
+
+    print_function_table(&functions);
+    print_intake_latency(&intake);
+    let cpu = criterion_intake_us("verify_parse_policy");
+    print_intake_cpu(cpu);
+    if let Some(c) = &lifecycle {
+        lifecycle::print(c);
+    }
+    print_expiry(expiry.as_ref());
+    print_budgets(floor_median);
+
+    write_report(&Report {
+        at: chrono::Utc::now(),
+        machine: format!(
+            "{} cores",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
+        starts: args.starts,
+        functions,
+        intake_latency: intake,
+        intake_cpu_per_event_us: cpu,
+        lifecycle,
+        expiry,
+        arm64: ARM64,
+        budgets: json!({
+            "cold_start_ratio": COLD_START_RATIO,
+            "peak_rss_mb": RSS_BUDGET_MB,
+            "zip_mb": ZIP_BUDGET_MB,
+        }),
+    });
+}
+
+/// Why there are no arm64 figures.
+const ARM64: &str = "not built: this machine's toolchain has no aarch64 standard library and rustup cannot fetch one (only package registries are reachable); the zips above are x86_64";
+
+/// Cold starts, warm invocations and package sizes of every function and of the floor,
+/// each function's init compared with the floor's. Returns the figures by function
+/// (the floor among them) and the floor's cold start median.
+async fn measure_functions(args: &Args) -> (BTreeMap<String, FunctionFigures>, f64) {
     eprintln!(
         "bench: cold starts ({} each), warm invocations, package sizes…",
         args.starts
     );
-    let floor = measure_function(&args, FLOOR, None).await;
+    let floor = measure_function(args, FLOOR, None).await;
     let floor_median = floor.cold_start.median_ms;
     let mut functions = BTreeMap::new();
     for function in FUNCTIONS {
         eprintln!("bench: {function}");
         functions.insert(
             function.to_owned(),
-            measure_function(&args, function, Some(floor_median)).await,
+            measure_function(args, function, Some(floor_median)).await,
         );
     }
     let floor_init = floor.init.median_ms.max(0.001);
@@ -457,29 +500,66 @@ async fn main() {
     for f in functions.values_mut() {
         f.init_ratio = f.init.median_ms / floor_init;
     }
+    (functions, floor_median)
+}
+
+/// Intake latency at each level of concurrency asked for, then once more with one
+/// instance and no read-back.
+async fn measure_intake(args: &Args, stack: &RunningStack) -> Vec<Latency> {
     let mut intake = Vec::new();
     for &n in &args.senders {
         eprintln!("bench: intake latency with {n} instance(s)");
-        intake.push(intake_latency(&args, &stack, n, true).await);
+        intake.push(intake_latency(args, stack, n, true).await);
     }
     // The same approvals without the read-back, one instance: what reading each one
     // back from the (local) Jira costs.
     eprintln!("bench: intake latency with 1 instance, without the read-back");
-    intake.push(intake_latency(&args, &stack, 1, false).await);
+    intake.push(intake_latency(args, stack, 1, false).await);
+    intake
+}
 
-    let lifecycle = if args.lifecycles > 0 {
-        eprintln!(
-            "bench: {} whole grant lifecycles through the local host, counting AWS calls",
-            args.lifecycles
-        );
-        Some(lifecycle::measure(&stack, args.lifecycles).await)
-    } else {
-        None
-    };
-    let expiry: Option<Value> = std::fs::read("target/bench/expiry.json")
+/// AWS calls per grant over whole lifecycles through the local host, unless skipped.
+async fn measure_lifecycles(
+    args: &Args,
+    stack: &RunningStack,
+) -> Option<lifecycle::LifecycleCosts> {
+    if args.lifecycles == 0 {
+        return None;
+    }
+    eprintln!(
+        "bench: {} whole grant lifecycles through the local host, counting AWS calls",
+        args.lifecycles
+    );
+    Some(lifecycle::measure(stack, args.lifecycles).await)
+}
+
+/// The expiry benchmark's last figures, if it has run.
+fn last_expiry_figures() -> Option<Value> {
+    std::fs::read("target/bench/expiry.json")
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
 
+/// Which budgets a function misses (the floor is the yardstick, not measured).
+fn over_budget(f: &FunctionFigures, name: &str) -> Vec<&'static str> {
+    if name == FLOOR {
+        return Vec::new();
+    }
+    let mut over = Vec::new();
+    if f.cold_start_ratio > COLD_START_RATIO {
+        over.push("cold start");
+    }
+    if f.peak_rss_cold_mb.max(f.peak_rss_warm_mb) >= RSS_BUDGET_MB {
+        over.push("RSS");
+    }
+    if f.zip_mb.is_some_and(|z| z >= ZIP_BUDGET_MB) {
+        over.push("zip");
+    }
+    over
+}
+
+/// One line per function: its figures and the budgets it misses.
+fn print_function_table(functions: &BTreeMap<String, FunctionFigures>) {
     println!();
     println!(
         "{:<17} {:>9} {:>8} {:>7} {:>8} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8} {:>7}",
@@ -496,24 +576,7 @@ async fn main() {
         "binary",
         "zip"
     );
-    // Which budgets a function misses (the floor is the yardstick, not measured).
-    let over = |f: &FunctionFigures, name: &str| -> Vec<&str> {
-        if name == FLOOR {
-            return Vec::new();
-        }
-        let mut over = Vec::new();
-        if f.cold_start_ratio > COLD_START_RATIO {
-            over.push("cold start");
-        }
-        if f.peak_rss_cold_mb.max(f.peak_rss_warm_mb) >= RSS_BUDGET_MB {
-            over.push("RSS");
-        }
-        if f.zip_mb.is_some_and(|z| z >= ZIP_BUDGET_MB) {
-            over.push("zip");
-        }
-        over
-    };
-    for (name, f) in &functions {
+    for (name, f) in functions {
         println!(
             "{:<17} {:>7.1}ms {:>6.1}ms {:>5.1}ms {:>6.1}ms {:>6.2}× {:>6.2}× {:>7.1}MB {:>7.1}MB {:>6.2}ms {:>6.2}MB {:>5.2}MB  {}",
             name,
@@ -528,14 +591,18 @@ async fn main() {
             f.warm.median_ms,
             f.bootstrap_mb.unwrap_or(0.0),
             f.zip_mb.unwrap_or(0.0),
-            verdict(&over(f, name)),
+            verdict(&over_budget(f, name)),
         );
     }
+}
+
+/// The intake's latency at each level, and what the read-back adds.
+fn print_intake_latency(intake: &[Latency]) {
     println!();
     println!(
         "intake latency (signed Jira approvals, each a new grant in DynamoDB; read back from the local Jira site unless said):"
     );
-    for l in &intake {
+    for l in intake {
         println!(
             "  {:>2} instance(s){}: p50 {:>6.1} ms, p99 {:>6.1} ms, {:>6.1} approvals/s ({} of {} accepted)",
             l.instances,
@@ -559,7 +626,10 @@ async fn main() {
             with - without
         );
     }
-    let cpu = criterion_intake_us("verify_parse_policy");
+}
+
+/// The intake's CPU per event as criterion last measured it (`cpu`, µs), by step.
+fn print_intake_cpu(cpu: Option<f64>) {
     match cpu {
         Some(us) => {
             let step = |name| criterion_intake_us(name).unwrap_or(f64::NAN);
@@ -575,10 +645,11 @@ async fn main() {
             "intake CPU per event: not measured in this run (run `cargo bench -p itsm-intake --bench intake_pipeline`)"
         ),
     }
-    if let Some(c) = &lifecycle {
-        lifecycle::print(c);
-    }
-    match &expiry {
+}
+
+/// The expiry benchmark's last figures, or how to get them.
+fn print_expiry(expiry: Option<&Value>) {
+    match expiry {
         Some(e) => println!(
             "expiry throughput (target/bench/expiry.json, {}): {} grants revoked through stream batches at {:.1} grants/s",
             e["at"].as_str().unwrap_or("?"),
@@ -589,8 +660,11 @@ async fn main() {
             "expiry throughput: not measured in this run (scripts/bench --expiry, or `cargo bench -p grant-expire --bench revoke_throughput`)"
         ),
     }
-    let arm64 = "not built: this machine's toolchain has no aarch64 standard library and rustup cannot fetch one (only package registries are reachable); the zips above are x86_64";
-    println!("arm64 packages: {arm64}");
+}
+
+/// The arm64 note and the budgets each figure is held to.
+fn print_budgets(floor_median: f64) {
+    println!("arm64 packages: {ARM64}");
     println!(
         "budgets: cold start ≤ {COLD_START_RATIO}× the floor's median ({floor_median:.1} ms here), peak RSS < {RSS_BUDGET_MB} MB, zip < {ZIP_BUDGET_MB} MB"
     );
@@ -598,29 +672,13 @@ async fn main() {
         "  cold start = init (the function's start-up; init× compares it with the floor's) + the first event's own work, \
          which for most functions is real calls to the local stack (moto: 1–3 ms each) that the floor does not make"
     );
+}
 
-    let report = Report {
-        at: chrono::Utc::now(),
-        machine: format!(
-            "{} cores",
-            std::thread::available_parallelism().map_or(0, |n| n.get())
-        ),
-        starts: args.starts,
-        functions,
-        intake_latency: intake,
-        intake_cpu_per_event_us: cpu,
-        lifecycle,
-        expiry,
-        arm64,
-        budgets: json!({
-            "cold_start_ratio": COLD_START_RATIO,
-            "peak_rss_mb": RSS_BUDGET_MB,
-            "zip_mb": ZIP_BUDGET_MB,
-        }),
-    };
+/// The figures as JSON in `target/bench/<time>.json` and `target/bench/latest.json`.
+fn write_report(report: &Report) {
     let dir = PathBuf::from("target/bench");
     let _ = std::fs::create_dir_all(&dir);
-    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    let json = serde_json::to_string_pretty(report).unwrap_or_default();
     let stamped = dir.join(format!("{}.json", report.at.format("%Y%m%dT%H%M%SZ")));
     for path in [stamped, dir.join("latest.json")] {
         if let Err(e) = std::fs::write(&path, &json) {

@@ -16,11 +16,13 @@
 //! on the ticket (in the local Jira stand-in).
 
 use std::path::Path;
-use ticketbound_domain::Detail;
 
 use chrono::{Duration, Utc};
 use serde_json::Value;
-use ticketbound_domain::{GrantId, SourceSystem, Ticket, TicketKey, verify_chain};
+use ticketbound_domain::{
+    AuditAction, AuditEvent, CredentialRef, Detail, EndCause, Grant, GrantId, GrantState,
+    SourceSystem, Ticket, TicketKey, verify_chain,
+};
 use ticketbound_local::client::{HttpAnswer, poll_grant};
 use ticketbound_local::jira_desk::{
     APPROVERS_FIELD, DANA, DEMO_PROJECT, JiraDesk, LI, MALLORY, PRIYA, account_id, request_fields,
@@ -94,425 +96,572 @@ async fn raise_and_approve(
     Ok((key, webhook))
 }
 
+/// Runs the demo: the local stack up, then each step in turn.
 pub async fn run(home: &Path) -> Result<(), CliError> {
     println!("== ticketbound demo ==\n");
     let stack = crate::local::up(home, Default::default()).await?;
     crate::local::print(&stack, home);
+    let demo = Demo::connect(&stack).await;
 
-    let tk = ticketbound_local::RunningStack {
-        sdk: stack.sdk_config().await,
-        local: stack.clone(),
-    };
-    let store = tk.local_store();
-    // The demo plays Jira, so it signs with the webhook secret Jira would hold.
-    let jira = Jira {
-        stack: &stack,
-        secret: tk.secret_value(&stack.webhook_secrets.jira).await,
-    };
-
-    let desk = tk.jira_desk().await;
-
-    // 1. On the Jira site, Priya raises an access request; Dana and Li (DBAs)
-    //    approve it; the site moves it to Approved and sends its webhook.
-    let (key, approval) = raise_and_approve(&desk, Duration::hours(6), &[DANA, LI], |_| {}).await?;
-    let id = grant_of(&store, &key).await?;
-    let (_, trail) = store
-        .grant_with_trail(id)
-        .await?
-        .ok_or_else(|| CliError::Demo(format!("grant {id} cannot be read back")))?;
-    let detail = |action: ticketbound_domain::AuditAction, name: Detail| {
-        trail
-            .iter()
-            .find(|e| e.action == action)
-            .and_then(|e| e.detail(name))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    println!(
-        "\n1. {PRIYA} raised {key} on the Jira site at {}; {DANA} and {LI} approved it; the site sent its signed webhook to {}/jira",
-        desk.url(),
-        stack.intake_url
-    );
-    println!(
-        "   the intake read the approval back from Jira with its read-only account (verified against: {}); grant {id}: {}, policy {} (policy set {}…)",
-        detail(
-            ticketbound_domain::AuditAction::Requested,
-            Detail::VerifiedAgainst
-        ),
-        detail(
-            ticketbound_domain::AuditAction::PolicyEvaluated,
-            Detail::Decision
-        ),
-        detail(
-            ticketbound_domain::AuditAction::PolicyEvaluated,
-            Detail::PolicyIds
-        ),
-        &detail(
-            ticketbound_domain::AuditAction::PolicyEvaluated,
-            Detail::PolicySetSha256
-        )
-        .get(..12)
-        .unwrap_or_default()
-    );
-
-    // 2. Jira delivers it again: nothing is written twice.
-    let again = jira.send(&approval, &ulid::Ulid::new().to_string()).await?;
-    println!(
-        "\n2. the same webhook delivered again: {} {} (same grant: {})",
-        again.status,
-        again.json()["outcome"],
-        again.json()["grant_id"].as_str() == Some(id.to_string().as_str())
-    );
-
-    refuse_a_foreign_principal(&jira, &desk).await?;
-    refuse_a_forged_approval(&jira, &desk, &approval).await?;
-
-    // 3. The grants stream feeds the provisioner: the credential is made.
-    let grant = wait_until_settled(&store, id).await?;
-    let credential = grant.credential.clone().ok_or_else(|| {
-        CliError::Demo(format!(
-            "grant {id} was not provisioned: {} ({})",
-            grant.state,
-            grant.last_error.clone().unwrap_or_default()
-        ))
-    })?;
-    println!(
-        "\n3. provisioned from the grants stream: grant is {}; login role {} at {}, scope {}",
-        grant.state, credential.principal_name, grant.request.target.system_id, grant.request.scope
-    );
-    println!("   secret {}", credential.secret_arn);
-    let sm = tk.secretsmanager();
-    let described = sm
-        .describe_secret()
-        .secret_id(&credential.secret_arn)
-        .send()
-        .await
-        .map_err(|e| CliError::Demo(format!("DescribeSecret failed: {e}")))?;
-    let tags: Vec<String> = described
-        .tags()
-        .iter()
-        .map(|t| {
-            format!(
-                "{}={}",
-                t.key().unwrap_or_default(),
-                t.value().unwrap_or_default()
-            )
-        })
-        .collect();
-    println!("   tags {}", tags.join(", "));
-    // The workload reads its credential and uses it; the value is never printed.
-    let value = tk.secret_value(&credential.secret_arn).await;
-    let secret: Value = serde_json::from_str(&value)
-        .map_err(|e| CliError::Demo(format!("the secret is not JSON: {e}")))?;
-    let db = tk
-        .pg_login(
-            secret["username"].as_str().unwrap_or_default(),
-            secret["password"].as_str().unwrap_or_default(),
-        )
-        .await
-        .map_err(|e| CliError::Demo(format!("the issued credential does not log in: {e}")))?;
-    let rows = db
-        .query("SELECT count(*) FROM orders.orders", &[])
-        .await
-        .map_err(|e| CliError::Demo(format!("the credential cannot read its scope: {e}")))?;
-    let n: i64 = rows.first().map_or(0, |r| r.get(0));
-    let payments = match db.query("SELECT * FROM orders.payments", &[]).await {
-        Ok(_) => "ALLOWED (scope violated!)".to_owned(),
-        Err(e) => format!("refused ({})", e.code().map_or("?", |c| c.code())),
-    };
-    println!(
-        "   as the workload: logged in; orders.orders -> {n} rows; orders.payments -> {payments}"
-    );
-
-    // 3b. Rotation, as Secrets Manager runs it on the secret's schedule (here: now).
-    let rotation = crate::local::rotation::rotate_grant(&stack, id).await?;
-    let rotated: Value = serde_json::from_str(&tk.secret_value(&credential.secret_arn).await)
-        .map_err(|e| CliError::Demo(format!("the rotated secret is not JSON: {e}")))?;
-    let login = |v: &Value| {
-        (
-            v["username"].as_str().unwrap_or_default().to_owned(),
-            v["password"].as_str().unwrap_or_default().to_owned(),
-        )
-    };
-    let (old_user, old_pass) = login(&secret);
-    let (new_user, new_pass) = login(&rotated);
-    let verdict = |ok: bool| if ok { "works" } else { "refused" };
-    println!(
-        "\n3b. rotated (createSecret, setSecret, testSecret, finishSecret) in {} ms: AWSCURRENT is now version {}",
-        rotation.elapsed.as_millis(),
-        rotation.token
-    );
-    println!(
-        "   alternating users: new login {new_user} {}; the previous login {old_user} still {} until the next rotation",
-        verdict(tk.pg_login(&new_user, &new_pass).await.is_ok()),
-        verdict(tk.pg_login(&old_user, &old_pass).await.is_ok()),
-    );
-
-    // 4. Another request names Dana and Mallory as approvers. Mallory is no DBA: her
-    //    approval does not count, and prod needs two that do.
-    let (denied_key, _) = raise_and_approve(&desk, Duration::hours(6), &[DANA, MALLORY], |f| {
-        f[APPROVERS_FIELD] = serde_json::json!([
-            { "accountId": account_id(DANA) },
-            { "accountId": account_id(MALLORY) }
-        ]);
-    })
-    .await?;
-    let denied_id = grant_of(&store, &denied_key).await?;
-    let denied = wait_for_state(
-        &store,
-        denied_id,
-        ticketbound_domain::GrantState::Rejected,
-        50,
-    )
-    .await?;
-    let not_counted: Vec<String> = denied
-        .request
-        .approvals
-        .iter()
-        .filter_map(|a| a.discounted.clone())
-        .collect();
-    println!(
-        "\n4. {denied_key}, approved by {DANA} and {MALLORY}: {}; {}; reasons: {}",
-        denied.state,
-        not_counted.join("; "),
-        denied.rejection_reasons.join("; ")
-    );
-
-    // 5. A request whose scope holds a wildcard is refused, naming the field, and
-    //    nothing is written.
-    let (_, broken) = raise_and_approve(&desk, Duration::hours(6), &[DANA, LI], |f| {
-        f["customfield_10208"] = serde_json::json!(["orders_reader", "*"]);
-    })
-    .await?;
-    let refused = jira.send(&broken, &ulid::Ulid::new().to_string()).await?;
-    println!(
-        "\n5. a request whose scope holds a wildcard, approved on the site: {} {}",
-        refused.status,
-        refused.json()["errors"]
-    );
-
-    // 6. Priya cancels the first ticket on the site: its webhook revokes the grant.
-    let cancelled = desk.transition(PRIYA, &key, "41").await;
-    println!(
-        "\n6. {PRIYA} cancelled {key} on the Jira site ({}); its webhook went to the intake",
-        cancelled.status
-    );
-    let ended = wait_for_state(&store, id, ticketbound_domain::GrantState::Revoked, 100).await?;
-    let relogin = tk
-        .pg_login(
-            secret["username"].as_str().unwrap_or_default(),
-            secret["password"].as_str().unwrap_or_default(),
-        )
-        .await;
-    let rotated_login = tk.pg_login(&new_user, &new_pass).await;
-    let open_session = db.query("SELECT 1", &[]).await;
-    println!(
-        "   grant-expire revoked it ({}); both logins -> {}; the session opened in step 3 -> {}",
-        ended.state,
-        if relogin.is_err() && rotated_login.is_err() {
-            "refused"
-        } else {
-            "STILL WORK (bug)"
-        },
-        if open_session.is_err() {
-            "terminated"
-        } else {
-            "STILL OPEN (bug)"
-        }
-    );
-
-    // 7. A grant that lives 8 seconds dies on time, by its schedule.
-    let (short_key, _) =
-        raise_and_approve(&desk, Duration::seconds(8), &[DANA, LI], |_| {}).await?;
-    let short_id = grant_of(&store, &short_key).await?;
-    let live = wait_until_settled(&store, short_id).await?;
-    let short_secret: Value = match &live.credential {
-        Some(c) => serde_json::from_str(&tk.secret_value(&c.secret_arn).await)
-            .map_err(|e| CliError::Demo(format!("the secret is not JSON: {e}")))?,
-        None => {
-            return Err(CliError::Demo(format!(
-                "grant {short_id} was not provisioned: {:?}",
-                live.last_error
-            )));
-        }
-    };
-    let (user, pass) = (
-        short_secret["username"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        short_secret["password"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    );
-    let works = tk.pg_login(&user, &pass).await.is_ok();
-    println!(
-        "\n7. {short_key} approved for 8 seconds: provisioned, login {}; waiting for its not-after time {}",
-        if works { "works" } else { "FAILS (bug)" },
-        live.not_after().format("%H:%M:%S%.3f")
-    );
-    let revoked = wait_for_state(
-        &store,
-        short_id,
-        ticketbound_domain::GrantState::Revoked,
-        150,
-    )
-    .await?;
-    let refused_after = Utc::now() - live.not_after();
-    println!(
-        "   revoked by {}; login {} {} ms after the not-after time",
-        revoked.end_cause.map_or(
-            "nothing recorded (bug)",
-            ticketbound_domain::EndCause::describe
-        ),
-        if tk.pg_login(&user, &pass).await.is_err() {
-            "refused"
-        } else {
-            "STILL WORKS (bug)"
-        },
-        refused_after.num_milliseconds()
-    );
-
-    // 8. The evidence, as an auditor reads it.
-    println!("\n8. evidence");
-    for grant_id in [id, denied_id, short_id] {
-        let (grant, trail) = store
-            .grant_with_trail(grant_id)
-            .await?
-            .ok_or_else(|| CliError::Demo(format!("grant {grant_id} cannot be read back")))?;
-        let head = verify_chain(grant_id, &trail, Some(&grant.audit_head))
-            .map_err(|e| CliError::Demo(format!("the audit chain does not verify: {e}")))?;
-        println!(
-            "   grant {grant_id} ({}, {}): {}",
-            grant.request.ticket.qualified_key(),
-            grant.request.identity.name,
-            grant.state
-        );
-        for e in &trail {
-            let about = [
-                Detail::VerifiedAgainst,
-                Detail::ApprovedBy,
-                Detail::Decision,
-                Detail::PolicyIds,
-                Detail::Reasons,
-                Detail::Trigger,
-                Detail::Principal,
-                Detail::ExpirySchedule,
-                Detail::Rotation,
-                Detail::CurrentVersion,
-                Detail::Login,
-                Detail::RolesDropped,
-                Detail::SessionsTerminated,
-            ]
-            .iter()
-            .filter_map(|k| {
-                e.detail(*k)
-                    .filter(|v| !v.is_empty())
-                    .map(|v| format!("{k}={v}"))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-            println!(
-                "     #{} {} {:<18} by {:<28} {}",
-                e.seq,
-                e.at.format("%H:%M:%S"),
-                e.action.as_str(),
-                e.actor.id,
-                about
-            );
-        }
-        println!(
-            "     chain verified: {} events, head {}…",
-            head.seq,
-            &head.hash.to_hex()[..16]
-        );
-    }
-
-    // 9. What the auditor gets for the first ticket: the verified timeline, the live
-    //    state checked now, and the notes the ticket received from the write-back.
-    let notes = wait_for_notes(&store, id).await?;
-    println!(
-        "\n9. the write-back told {key} of each step ({notes} notes in the Jira stand-in); \
-         `ticketbound evidence jira#{key}` prints:\n"
-    );
-    let ctx = crate::context::Context::load(home).await?;
-    crate::evidence::run(
-        &ctx,
-        &format!("jira#{key}"),
-        crate::evidence::Format::Md,
-        None,
-    )
-    .await?;
-
-    // 10. The same evidence as a bundle, verified where the operator cannot help.
-    verify_bundle_offline(home, &ctx, &format!("jira#{key}")).await?;
+    let first = demo.approve_on_jira().await?;
+    demo.redeliver(&first).await?;
+    demo.refuse_a_foreign_principal().await?;
+    demo.refuse_a_forged_approval(&first.webhook).await?;
+    let issued = demo.provision_and_use(first.id).await?;
+    let rotated = demo.rotate(first.id, &issued).await?;
+    let denied = demo.deny_an_approver_without_authority().await?;
+    demo.refuse_a_wildcard_scope().await?;
+    demo.cancel_the_ticket(&first, issued, &rotated).await?;
+    let short = demo.expire_on_time().await?;
+    demo.print_audit_chains(&[first.id, denied, short]).await?;
+    let ctx = demo.print_ticket_evidence(home, &first).await?;
+    verify_bundle_offline(home, &ctx, &format!("jira#{}", first.key)).await?;
 
     println!("\ndemo finished; `cargo run -p ticketbound -- local down` stops the local stack");
     Ok(())
 }
 
-/// 2b. A requester puts a workload principal of their own in the request: the
-/// principal comes from the identity registry, so the approval is refused, naming
-/// the field, and nothing is made.
-async fn refuse_a_foreign_principal(jira: &Jira<'_>, desk: &JiraDesk) -> Result<(), CliError> {
-    let (key, webhook) = raise_and_approve(desk, Duration::hours(6), &[DANA, LI], |f| {
-        f["customfield_10204"] = "arn:aws:iam::999999999999:role/someone-elses".into();
-    })
-    .await?;
-    let answer = jira.send(&webhook, &ulid::Ulid::new().to_string()).await?;
-    let out = answer.json();
-    let error = &out["errors"][0];
-    if answer.status != 400 || error["field"] != "identity.workload_principal" {
-        return Err(CliError::Demo(format!(
-            "an approval naming a foreign workload principal was not refused: {} {out}",
-            answer.status
-        )));
-    }
-    println!(
-        "\n2b. {key} names a workload principal of the requester's choosing: intake answered {}, {}: {}",
-        answer.status,
-        error["field"].as_str().unwrap_or_default(),
-        error["problem"].as_str().unwrap_or_default()
-    );
-    Ok(())
+/// What every step uses: the running stack, its store, the Jira site and the
+/// webhook sender the demo plays.
+struct Demo<'a> {
+    stack: &'a LocalStack,
+    tk: ticketbound_local::RunningStack,
+    store: Store,
+    jira: Jira<'a>,
+    desk: JiraDesk,
 }
 
-/// 2c. Whoever holds the webhook key signs an approval of a ticket Jira has not
-/// approved (here: the approved ticket's webhook, its key swapped for one only Dana
-/// has approved so far). The signature is valid; Jira disagrees; nothing is made.
-async fn refuse_a_forged_approval(
-    jira: &Jira<'_>,
-    desk: &JiraDesk,
-    genuine: &Value,
-) -> Result<(), CliError> {
-    let pending = desk
-        .raise(
-            PRIYA,
-            DEMO_PROJECT,
-            &request_fields(Utc::now(), Duration::hours(6), &[DANA, LI]),
+/// The first ticket, approved in step 1 and followed to the end.
+struct Approved {
+    key: String,
+    /// The site's webhook for the approval, which steps 2 and 2c send again.
+    webhook: Value,
+    id: GrantId,
+}
+
+/// A login read from a grant's secret. Deliberately neither `Debug` nor `Display`:
+/// the password is never printed.
+struct Login {
+    user: String,
+    password: String,
+}
+
+impl Login {
+    /// The login in a secret's JSON value; `what` names the secret in the error.
+    fn parse(value: &str, what: &str) -> Result<Self, CliError> {
+        let secret: Value = serde_json::from_str(value)
+            .map_err(|e| CliError::Demo(format!("{what} is not JSON: {e}")))?;
+        let field = |name: &str| secret[name].as_str().unwrap_or_default().to_owned();
+        Ok(Self {
+            user: field("username"),
+            password: field("password"),
+        })
+    }
+}
+
+/// A session of the workload's, asked later whether it still answers (`true` if it
+/// does). Boxed because the CLI links no PostgreSQL client type of its own.
+type SessionCheck = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+/// What step 3 issued and the workload used.
+struct Issued {
+    credential: CredentialRef,
+    login: Login,
+    /// The session the workload opened with `login`.
+    session_answers: SessionCheck,
+}
+
+impl Demo<'_> {
+    async fn connect(stack: &LocalStack) -> Demo<'_> {
+        let tk = ticketbound_local::RunningStack {
+            sdk: stack.sdk_config().await,
+            local: stack.clone(),
+        };
+        let store = tk.local_store();
+        // The demo plays Jira, so it signs with the webhook secret Jira would hold.
+        let jira = Jira {
+            stack,
+            secret: tk.secret_value(&stack.webhook_secrets.jira).await,
+        };
+        let desk = tk.jira_desk().await;
+        Demo {
+            stack,
+            tk,
+            store,
+            jira,
+            desk,
+        }
+    }
+
+    /// Whether `login` logs in to the target now.
+    async fn logs_in(&self, login: &Login) -> bool {
+        self.tk.pg_login(&login.user, &login.password).await.is_ok()
+    }
+
+    /// 1. On the Jira site, Priya raises an access request; Dana and Li (DBAs)
+    ///    approve it; the site moves it to Approved and sends its webhook.
+    async fn approve_on_jira(&self) -> Result<Approved, CliError> {
+        let (key, webhook) =
+            raise_and_approve(&self.desk, Duration::hours(6), &[DANA, LI], |_| {}).await?;
+        let id = grant_of(&self.store, &key).await?;
+        let (_, trail) = self
+            .store
+            .grant_with_trail(id)
+            .await?
+            .ok_or_else(|| CliError::Demo(format!("grant {id} cannot be read back")))?;
+        let detail = |action, name| detail_of(&trail, action, name);
+        println!(
+            "\n1. {PRIYA} raised {key} on the Jira site at {}; {DANA} and {LI} approved it; the site sent its signed webhook to {}/jira",
+            self.desk.url(),
+            self.stack.intake_url
+        );
+        println!(
+            "   the intake read the approval back from Jira with its read-only account (verified against: {}); grant {id}: {}, policy {} (policy set {}…)",
+            detail(AuditAction::Requested, Detail::VerifiedAgainst),
+            detail(AuditAction::PolicyEvaluated, Detail::Decision),
+            detail(AuditAction::PolicyEvaluated, Detail::PolicyIds),
+            &detail(AuditAction::PolicyEvaluated, Detail::PolicySetSha256)
+                .get(..12)
+                .unwrap_or_default()
+        );
+        Ok(Approved { key, webhook, id })
+    }
+
+    /// 2. Jira delivers it again: nothing is written twice.
+    async fn redeliver(&self, first: &Approved) -> Result<(), CliError> {
+        let again = self
+            .jira
+            .send(&first.webhook, &ulid::Ulid::new().to_string())
+            .await?;
+        let out = again.json();
+        let same = out["grant_id"].as_str() == Some(first.id.to_string().as_str());
+        println!(
+            "\n2. the same webhook delivered again: intake answered {}, {}; {}",
+            again.status,
+            out["outcome"].as_str().unwrap_or("no outcome given"),
+            if same {
+                "the same grant, nothing written twice"
+            } else {
+                "NOT THE SAME GRANT (bug)"
+            }
+        );
+        Ok(())
+    }
+
+    /// 2b. A requester puts a workload principal of their own in the request: the
+    /// principal comes from the identity registry, so the approval is refused, naming
+    /// the field, and nothing is made.
+    async fn refuse_a_foreign_principal(&self) -> Result<(), CliError> {
+        let (key, webhook) = raise_and_approve(&self.desk, Duration::hours(6), &[DANA, LI], |f| {
+            f["customfield_10204"] = "arn:aws:iam::999999999999:role/someone-elses".into();
+        })
+        .await?;
+        let answer = self
+            .jira
+            .send(&webhook, &ulid::Ulid::new().to_string())
+            .await?;
+        let out = answer.json();
+        let error = &out["errors"][0];
+        if answer.status != 400 || error["field"] != "identity.workload_principal" {
+            return Err(CliError::Demo(format!(
+                "an approval naming a foreign workload principal was not refused: {} {out}",
+                answer.status
+            )));
+        }
+        println!(
+            "\n2b. {key} names a workload principal of the requester's choosing: intake answered {}, {}: {}",
+            answer.status,
+            error["field"].as_str().unwrap_or_default(),
+            error["problem"].as_str().unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// 2c. Whoever holds the webhook key signs an approval of a ticket Jira has not
+    /// approved (here: the approved ticket's webhook, its key swapped for one only Dana
+    /// has approved so far). The signature is valid; Jira disagrees; nothing is made.
+    async fn refuse_a_forged_approval(&self, genuine: &Value) -> Result<(), CliError> {
+        let pending = self
+            .desk
+            .raise(
+                PRIYA,
+                DEMO_PROJECT,
+                &request_fields(Utc::now(), Duration::hours(6), &[DANA, LI]),
+            )
+            .await;
+        self.desk.decide(DANA, &pending, "approve").await;
+        let mut forged = genuine.clone();
+        forged["issue"]["key"] = pending.clone().into();
+        let answer = self
+            .jira
+            .send(&forged, &ulid::Ulid::new().to_string())
+            .await?;
+        let out = answer.json();
+        let errors = out["errors"].as_array().cloned().unwrap_or_default();
+        let Some(error) = errors.iter().find(|e| e["field"] == "ticket.status") else {
+            return Err(CliError::Demo(format!(
+                "a forged approval was not refused: {} {out}",
+                answer.status
+            )));
+        };
+        println!(
+            "\n2c. a validly signed webhook claiming {pending} is approved (Jira still waits for {LI}): intake answered {} with {} problems, among them {}: {}",
+            answer.status,
+            errors.len(),
+            error["field"].as_str().unwrap_or_default(),
+            error["problem"].as_str().unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// 3. The grants stream feeds the provisioner: the credential is made, and the
+    ///    workload reads it and uses it within its scope.
+    async fn provision_and_use(&self, id: GrantId) -> Result<Issued, CliError> {
+        let grant = wait_until_settled(&self.store, id).await?;
+        let credential = grant
+            .credential
+            .clone()
+            .ok_or_else(|| not_provisioned(&grant))?;
+        println!(
+            "\n3. provisioned from the grants stream: grant is {}; login role {} at {}, scope {}",
+            grant.state,
+            credential.principal_name,
+            grant.request.target.system_id,
+            grant.request.scope
+        );
+        println!("   secret {}", credential.secret_arn);
+        let described = self
+            .tk
+            .secretsmanager()
+            .describe_secret()
+            .secret_id(&credential.secret_arn)
+            .send()
+            .await
+            .map_err(|e| CliError::Demo(format!("DescribeSecret failed: {e}")))?;
+        let tags: Vec<String> = described
+            .tags()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}={}",
+                    t.key().unwrap_or_default(),
+                    t.value().unwrap_or_default()
+                )
+            })
+            .collect();
+        println!("   tags {}", tags.join(", "));
+        // The workload reads its credential and uses it; the value is never printed.
+        let login = Login::parse(
+            &self.tk.secret_value(&credential.secret_arn).await,
+            "the secret",
+        )?;
+        let db = self
+            .tk
+            .pg_login(&login.user, &login.password)
+            .await
+            .map_err(|e| CliError::Demo(format!("the issued credential does not log in: {e}")))?;
+        let rows = db
+            .query("SELECT count(*) FROM orders.orders", &[])
+            .await
+            .map_err(|e| CliError::Demo(format!("the credential cannot read its scope: {e}")))?;
+        let n: i64 = rows.first().map_or(0, |r| r.get(0));
+        let payments = match db.query("SELECT * FROM orders.payments", &[]).await {
+            Ok(_) => "ALLOWED (scope violated!)".to_owned(),
+            Err(e) => format!("refused ({})", e.code().map_or("?", |c| c.code())),
+        };
+        println!(
+            "   as the workload: logged in; orders.orders -> {n} rows; orders.payments -> {payments}"
+        );
+        Ok(Issued {
+            credential,
+            login,
+            session_answers: Box::pin(async move { db.query("SELECT 1", &[]).await.is_ok() }),
+        })
+    }
+
+    /// 3b. Rotation, as Secrets Manager runs it on the secret's schedule (here: now).
+    ///     Returns the new login.
+    async fn rotate(&self, id: GrantId, issued: &Issued) -> Result<Login, CliError> {
+        let rotation = crate::local::rotation::rotate_grant(self.stack, id).await?;
+        let rotated = Login::parse(
+            &self.tk.secret_value(&issued.credential.secret_arn).await,
+            "the rotated secret",
+        )?;
+        let verdict = |ok: bool| if ok { "works" } else { "refused" };
+        println!(
+            "\n3b. rotated (createSecret, setSecret, testSecret, finishSecret) in {} ms: AWSCURRENT is now version {}",
+            rotation.elapsed.as_millis(),
+            rotation.token
+        );
+        println!(
+            "   alternating users: new login {} {}; the previous login {} still {} until the next rotation",
+            rotated.user,
+            verdict(self.logs_in(&rotated).await),
+            issued.login.user,
+            verdict(self.logs_in(&issued.login).await),
+        );
+        Ok(rotated)
+    }
+
+    /// 4. Another request names Dana and Mallory as approvers. Mallory is no DBA: her
+    ///    approval does not count, and prod needs two that do. Returns the rejected
+    ///    grant.
+    async fn deny_an_approver_without_authority(&self) -> Result<GrantId, CliError> {
+        let (key, _) = raise_and_approve(&self.desk, Duration::hours(6), &[DANA, MALLORY], |f| {
+            f[APPROVERS_FIELD] = serde_json::json!([
+                { "accountId": account_id(DANA) },
+                { "accountId": account_id(MALLORY) }
+            ]);
+        })
+        .await?;
+        let id = grant_of(&self.store, &key).await?;
+        let denied = wait_for_state(&self.store, id, GrantState::Rejected, 50).await?;
+        let not_counted: Vec<String> = denied
+            .request
+            .approvals
+            .iter()
+            .filter_map(|a| a.discounted.clone())
+            .collect();
+        println!(
+            "\n4. {key}, approved by {DANA} and {MALLORY}: {}; {}; reasons: {}",
+            denied.state,
+            not_counted.join("; "),
+            denied.rejection_reasons.join("; ")
+        );
+        Ok(id)
+    }
+
+    /// 5. A request whose scope holds a wildcard is refused, naming the field, and
+    ///    nothing is written.
+    async fn refuse_a_wildcard_scope(&self) -> Result<(), CliError> {
+        let (_, broken) = raise_and_approve(&self.desk, Duration::hours(6), &[DANA, LI], |f| {
+            f["customfield_10208"] = serde_json::json!(["orders_reader", "*"]);
+        })
+        .await?;
+        let refused = self
+            .jira
+            .send(&broken, &ulid::Ulid::new().to_string())
+            .await?;
+        println!(
+            "\n5. a request whose scope holds a wildcard, approved on the site: intake answered {}, {}",
+            refused.status,
+            field_problems(&refused.json()["errors"])
+        );
+        Ok(())
+    }
+
+    /// 6. Priya cancels the first ticket on the site: its webhook revokes the grant,
+    ///    both of its logins stop working and the workload's open session ends.
+    async fn cancel_the_ticket(
+        &self,
+        first: &Approved,
+        issued: Issued,
+        rotated: &Login,
+    ) -> Result<(), CliError> {
+        let key = &first.key;
+        let cancelled = self.desk.transition(PRIYA, key, "41").await;
+        println!(
+            "\n6. {PRIYA} cancelled {key} on the Jira site ({}); its webhook went to the intake",
+            cancelled.status
+        );
+        let ended = wait_for_state(&self.store, first.id, GrantState::Revoked, 100).await?;
+        let first_login_works = self.logs_in(&issued.login).await;
+        let rotated_login_works = self.logs_in(rotated).await;
+        let session_answers = issued.session_answers.await;
+        println!(
+            "   grant-expire revoked it ({}); both logins -> {}; the session opened in step 3 -> {}",
+            ended.state,
+            if !first_login_works && !rotated_login_works {
+                "refused"
+            } else {
+                "STILL WORK (bug)"
+            },
+            if session_answers {
+                "STILL OPEN (bug)"
+            } else {
+                "terminated"
+            }
+        );
+        Ok(())
+    }
+
+    /// 7. A grant that lives 8 seconds dies on time, by its schedule. Returns it.
+    async fn expire_on_time(&self) -> Result<GrantId, CliError> {
+        let (key, _) =
+            raise_and_approve(&self.desk, Duration::seconds(8), &[DANA, LI], |_| {}).await?;
+        let id = grant_of(&self.store, &key).await?;
+        let live = wait_until_settled(&self.store, id).await?;
+        let Some(credential) = &live.credential else {
+            return Err(not_provisioned(&live));
+        };
+        let login = Login::parse(
+            &self.tk.secret_value(&credential.secret_arn).await,
+            "the secret",
+        )?;
+        println!(
+            "\n7. {key} approved for 8 seconds: provisioned, login {}; waiting for its not-after time {}",
+            if self.logs_in(&login).await {
+                "works"
+            } else {
+                "FAILS (bug)"
+            },
+            live.not_after().format("%H:%M:%S%.3f")
+        );
+        let revoked = wait_for_state(&self.store, id, GrantState::Revoked, 150).await?;
+        let refused_after = Utc::now() - live.not_after();
+        println!(
+            "   revoked by {}; login {} {} ms after the not-after time",
+            revoked
+                .end_cause
+                .map_or("nothing recorded (bug)", EndCause::describe),
+            if self.logs_in(&login).await {
+                "STILL WORKS (bug)"
+            } else {
+                "refused"
+            },
+            refused_after.num_milliseconds()
+        );
+        Ok(id)
+    }
+
+    /// 8. The evidence, as an auditor reads it: each grant's audit trail, its chain
+    ///    verified.
+    async fn print_audit_chains(&self, grants: &[GrantId]) -> Result<(), CliError> {
+        println!("\n8. evidence");
+        for &grant_id in grants {
+            let (grant, trail) = self
+                .store
+                .grant_with_trail(grant_id)
+                .await?
+                .ok_or_else(|| CliError::Demo(format!("grant {grant_id} cannot be read back")))?;
+            let head = verify_chain(grant_id, &trail, Some(&grant.audit_head))
+                .map_err(|e| CliError::Demo(format!("the audit chain does not verify: {e}")))?;
+            println!(
+                "   grant {grant_id} ({}, {}): {}",
+                grant.request.ticket.qualified_key(),
+                grant.request.identity.name,
+                grant.state
+            );
+            for e in &trail {
+                println!(
+                    "     #{} {} {:<18} by {:<28} {}",
+                    e.seq,
+                    e.at.format("%H:%M:%S"),
+                    e.action.as_str(),
+                    e.actor.id,
+                    about(e)
+                );
+            }
+            println!(
+                "     chain verified: {} events, head {}…",
+                head.seq,
+                &head.hash.to_hex()[..16]
+            );
+        }
+        Ok(())
+    }
+
+    /// 9. What the auditor gets for the first ticket: the verified timeline, the live
+    ///    state checked now, and the notes the ticket received from the write-back.
+    ///    Returns the context step 10 reads the evidence with.
+    async fn print_ticket_evidence(
+        &self,
+        home: &Path,
+        first: &Approved,
+    ) -> Result<crate::context::Context, CliError> {
+        let key = &first.key;
+        let notes = wait_for_notes(&self.store, first.id).await?;
+        println!(
+            "\n9. the write-back told {key} of each step ({notes} notes in the Jira stand-in); \
+             `ticketbound evidence jira#{key}` prints:\n"
+        );
+        let ctx = crate::context::Context::load(home).await?;
+        crate::evidence::run(
+            &ctx,
+            &format!("jira#{key}"),
+            crate::evidence::Format::Md,
+            None,
         )
-        .await;
-    desk.decide(DANA, &pending, "approve").await;
-    let mut forged = genuine.clone();
-    forged["issue"]["key"] = pending.clone().into();
-    let answer = jira.send(&forged, &ulid::Ulid::new().to_string()).await?;
-    let out = answer.json();
-    let errors = out["errors"].as_array().cloned().unwrap_or_default();
-    let Some(error) = errors.iter().find(|e| e["field"] == "ticket.status") else {
-        return Err(CliError::Demo(format!(
-            "a forged approval was not refused: {} {out}",
-            answer.status
-        )));
-    };
-    println!(
-        "\n2c. a validly signed webhook claiming {pending} is approved (Jira still waits for {LI}): intake answered {} with {} problems, among them {}: {}",
-        answer.status,
-        errors.len(),
-        error["field"].as_str().unwrap_or_default(),
-        error["problem"].as_str().unwrap_or_default()
-    );
-    Ok(())
+        .await?;
+        Ok(ctx)
+    }
+}
+
+/// The value of detail `name` on the first event of `action` in `trail` (empty if none).
+fn detail_of(trail: &[AuditEvent], action: AuditAction, name: Detail) -> String {
+    trail
+        .iter()
+        .find(|e| e.action == action)
+        .and_then(|e| e.detail(name))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The details of an audit event step 8 shows, as `name=value` pairs.
+fn about(e: &AuditEvent) -> String {
+    [
+        Detail::VerifiedAgainst,
+        Detail::ApprovedBy,
+        Detail::Decision,
+        Detail::PolicyIds,
+        Detail::Reasons,
+        Detail::Trigger,
+        Detail::Principal,
+        Detail::ExpirySchedule,
+        Detail::Rotation,
+        Detail::CurrentVersion,
+        Detail::Login,
+        Detail::RolesDropped,
+        Detail::SessionsTerminated,
+    ]
+    .iter()
+    .filter_map(|k| {
+        e.detail(*k)
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("{k}={v}"))
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// The intake's `errors` (`[{field, problem}]`) in words: `field: problem; …`.
+fn field_problems(errors: &Value) -> String {
+    let listed: Vec<String> = errors
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["field"].as_str().unwrap_or("(no field)"),
+                e["problem"].as_str().unwrap_or("(no problem given)")
+            )
+        })
+        .collect();
+    if listed.is_empty() {
+        "with no problems named".to_owned()
+    } else {
+        listed.join("; ")
+    }
+}
+
+/// The error for a grant that settled without a credential, saying in words what it
+/// is now and why.
+fn not_provisioned(grant: &Grant) -> CliError {
+    CliError::Demo(format!(
+        "grant {} was not provisioned: it is {}, {}",
+        grant.id,
+        grant.state,
+        grant
+            .last_error
+            .as_deref()
+            .filter(|e| !e.is_empty())
+            .map_or_else(
+                || "with no error recorded".to_owned(),
+                |e| format!("because {e}")
+            )
+    ))
 }
 
 /// Step 10: writes the ticket's evidence bundle, fetches the bucket's newest checkpoint

@@ -43,7 +43,7 @@ use ticketbound_store::Store;
 use ticketbound_store::stream::{StreamItem, classify, grant_from_image};
 
 pub use config::ExpireConfig;
-pub use revoke::{ExpireError, Revoked, revoke_grant};
+pub use revoke::{ExpireError, RevokeOutcome, revoke_grant};
 
 /// Component name in audit events and metrics.
 pub const COMPONENT: &str = "grant-expire";
@@ -167,8 +167,8 @@ async fn revoke_many(
     let mut response = ExpireResponse::default();
     for (id, item, result) in results {
         match result {
-            Ok(Revoked::Now) => response.revoked.push(id.to_string()),
-            Ok(Revoked::Deferred { .. }) => response.deferred.push(id.to_string()),
+            Ok(RevokeOutcome::Now) => response.revoked.push(id.to_string()),
+            Ok(RevokeOutcome::Deferred { .. }) => response.deferred.push(id.to_string()),
             Ok(_) => response.already_done += 1,
             Err(e) => {
                 tracing::error!(grant_id = %id, error = %ticketbound_runtime::error_chain(&e), retryable = e.is_retryable(), "revocation failed");

@@ -39,7 +39,7 @@ impl ExpireError {
 
 /// What a trigger achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revoked {
+pub enum RevokeOutcome {
     /// This call revoked it.
     Now,
     /// Another trigger got there first, or the grant ended otherwise.
@@ -106,7 +106,7 @@ async fn defer(
     grant: &Grant,
     error: ExpireError,
     now: DateTime<Utc>,
-) -> Result<Revoked, ExpireError> {
+) -> Result<RevokeOutcome, ExpireError> {
     let reason = ticketbound_runtime::error_chain(&error);
     let can_schedule = deps.enforcer.schedules.can_create();
     let retry_max = deps.config.retry_max;
@@ -168,7 +168,7 @@ async fn defer(
             .await
             .map_err(EnforceError::from)?;
     }
-    Ok(Revoked::Deferred { attempt })
+    Ok(RevokeOutcome::Deferred { attempt })
 }
 
 /// The waits before revoking again at once when the last try failed on a passing
@@ -215,7 +215,7 @@ async fn revoke_after_end(
     grant: Grant,
     retry: ticketbound_store::RevocationRetry,
     now: DateTime<Utc>,
-) -> Result<Revoked, ExpireError> {
+) -> Result<RevokeOutcome, ExpireError> {
     let revocation = match revoke_at_target(deps, &grant).await {
         Ok(r) => r,
         Err(e) => return defer(deps, &grant, ExpireError::from(e), now).await,
@@ -236,7 +236,7 @@ async fn revoke_after_end(
     if let Err(e) = deps.store.clear_revocation_retry(grant.id).await {
         tracing::warn!(grant_id = %grant.id, error = %e, "could not clear the retry record");
     }
-    Ok(Revoked::Now)
+    Ok(RevokeOutcome::Now)
 }
 
 /// Revokes grant `id` for `trigger` at `now`.
@@ -245,9 +245,9 @@ pub async fn revoke_grant(
     id: GrantId,
     trigger: ExpiryTriggerOrEnd,
     now: DateTime<Utc>,
-) -> Result<Revoked, ExpireError> {
+) -> Result<RevokeOutcome, ExpireError> {
     let Some(grant) = deps.store.get_grant(id).await? else {
-        return Ok(Revoked::Missing);
+        return Ok(RevokeOutcome::Missing);
     };
     if grant.state.is_terminal() {
         if trigger == ExpiryTriggerOrEnd::Retry
@@ -255,30 +255,30 @@ pub async fn revoke_grant(
         {
             return revoke_after_end(deps, grant, retry, now).await;
         }
-        return Ok(Revoked::AlreadyDone(grant.state));
+        return Ok(RevokeOutcome::AlreadyDone(grant.state));
     }
     let was_revoking = grant.state == GrantState::Revoking;
     let grant = match (grant.state, trigger) {
         (GrantState::Revoking, _) => grant,
         (_, ExpiryTriggerOrEnd::AlreadyEnding | ExpiryTriggerOrEnd::Retry) => {
-            return Ok(Revoked::AlreadyDone(grant.state));
+            return Ok(RevokeOutcome::AlreadyDone(grant.state));
         }
         (_, ExpiryTriggerOrEnd::Expiry(t)) => {
             if now + EARLY_TOLERANCE < grant.not_after() {
                 tracing::warn!(grant_id = %id, trigger = ?t, not_after = %grant.not_after(), "expiry trigger before the not-after time; ignored");
-                return Ok(Revoked::NotDue);
+                return Ok(RevokeOutcome::NotDue);
             }
             let (grant, _) =
                 advance(deps, grant, &GrantEvent::Expired { trigger: t }, now, &[]).await?;
             if grant.state.is_terminal() {
                 // Nothing was ever issued (it was still Approved).
-                return Ok(Revoked::Now);
+                return Ok(RevokeOutcome::Now);
             }
             grant
         }
     };
     if grant.state != GrantState::Revoking {
-        return Ok(Revoked::AlreadyDone(grant.state));
+        return Ok(RevokeOutcome::AlreadyDone(grant.state));
     }
 
     // Only a grant already Revoking before this call may have failed before.
@@ -312,8 +312,8 @@ pub async fn revoke_grant(
         let _ = deps.enforcer.schedules.delete_retry(id, r.attempts).await;
     }
     Ok(if changed {
-        Revoked::Now
+        RevokeOutcome::Now
     } else {
-        Revoked::AlreadyDone(grant.state)
+        RevokeOutcome::AlreadyDone(grant.state)
     })
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use ticketbound_domain::{ConnectorKind, Grant};
 use ticketbound_runtime::SecretString;
 
-use ticketbound_targets::postgres::{LiveRole, PostgresTarget, Revoked, UnsafeScopeRole};
+use ticketbound_targets::postgres::{LiveRole, PostgresTarget, RevocationReceipt, UnsafeScopeRole};
 
 use crate::{EnforceError, Enforcer, TargetConfig};
 
@@ -131,7 +131,7 @@ impl Enforcer {
     pub(crate) async fn revoke_at_target(
         &self,
         grant: &Grant,
-    ) -> Result<Option<Revoked>, EnforceError> {
+    ) -> Result<Option<RevocationReceipt>, EnforceError> {
         if grant.request.target.connector.is_retired() {
             return Ok(None);
         }
@@ -188,7 +188,7 @@ impl Connector {
     }
 
     /// Kills everything of the grant at the target, with the receipt.
-    pub(crate) async fn revoke(&self, grant: &Grant) -> Result<Revoked, EnforceError> {
+    pub(crate) async fn revoke(&self, grant: &Grant) -> Result<RevocationReceipt, EnforceError> {
         Ok(match self {
             Self::Postgres(t) => t.revoke(grant).await?,
         })

@@ -343,7 +343,7 @@ impl Revocation {
 }
 
 /// The receipt's words: what the target showed after the revocation.
-fn receipt(revoked: &ticketbound_targets::postgres::Revoked) -> String {
+fn receipt(revoked: &ticketbound_targets::postgres::RevocationReceipt) -> String {
     format!(
         "logins remaining {}, sessions remaining {}, objects owned remaining {}",
         revoked.logins_remaining, revoked.sessions_remaining, revoked.objects_owned_remaining

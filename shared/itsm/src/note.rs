@@ -78,199 +78,26 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
     if !is_noteworthy(event.action) {
         return None;
     }
-    let r = &grant.request;
-    let detail = |k: Detail| event.detail(k).filter(|v| !v.is_empty()).map(str::to_owned);
-    let at = event.at.format("%Y-%m-%d %H:%M:%S UTC");
-    let what = format!(
-        "{} ({}) at {} [{}], scope {}",
-        r.identity.name,
-        r.identity.kind.as_str(),
-        r.target.system_id,
-        r.target.environment,
-        r.scope
-    );
-    let until = format!(
-        "valid until {}",
-        grant.not_after().format("%Y-%m-%d %H:%M:%S UTC")
-    );
+    let facts = Facts::of(grant, event);
     let mut lines = Vec::new();
     let headline = match event.action {
-        AuditAction::PolicyEvaluated => {
-            let approvers = r
-                .approvals
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{} ({})",
-                        a.approver,
-                        a.approved_at.format("%Y-%m-%d %H:%M UTC")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            lines.push(format!(
-                "Requested by {}; approved by {approvers}.",
-                r.requester
-            ));
-            // Why an approval the ticket holds did not count, so the approvers know
-            // what to do (approve again after a change; ask someone with authority).
-            for approval in &r.approvals {
-                if let Some(why) = &approval.discounted {
-                    lines.push(format!("Not counted: {why}."));
-                }
-            }
-            if r.verification == ticketbound_domain::Verification::SenderOnly {
-                lines.push(
-                    "The approval was taken on the sender's signature; it was not read back from the ITSM."
-                        .to_owned(),
-                );
-            }
-            lines.push(format!("Access: {what}, {until}."));
-            let policies = detail(Detail::PolicyIds).unwrap_or_else(|| "none".into());
-            match detail(Detail::Decision).as_deref() {
-                Some("allow") => {
-                    lines.push(format!("Policy decision: allowed (policies: {policies})."));
-                    format!("ticketbound: access approved by policy at {at}")
-                }
-                _ => {
-                    lines.push(format!(
-                        "Policy decision: denied (policies: {policies}): {}.",
-                        detail(Detail::Reasons).unwrap_or_else(|| "no reason given".into())
-                    ));
-                    format!("ticketbound: access denied by policy at {at}; nothing was created")
-                }
-            }
+        // The decision on the request.
+        AuditAction::PolicyEvaluated => policy_evaluated(&facts, &mut lines),
+        AuditAction::Rejected => rejected(&facts, &mut lines),
+        // The credential's issue and rotation.
+        AuditAction::Provisioned => provisioned(&facts, &mut lines),
+        AuditAction::ProvisioningFailed => provisioning_failed(&facts, &mut lines),
+        AuditAction::Rotated => rotated(&facts, &mut lines),
+        AuditAction::RotationRefused => rotation_refused(&facts, &mut lines),
+        // Its revocation.
+        AuditAction::RevocationStarted => revocation_started(&facts, &mut lines),
+        AuditAction::Revoked => revoked(&facts, &mut lines),
+        AuditAction::RevocationFailed if facts.detail(Detail::Escalated).is_some() => {
+            revocation_escalated(&facts, &mut lines)
         }
-        AuditAction::Rejected => {
-            lines.push(format!("Access: {what}."));
-            format!("ticketbound: request rejected at {at}; nothing was created")
-        }
-        AuditAction::Provisioned => {
-            lines.push(format!(
-                "Created: {what}, {until}; owner {}.",
-                r.identity.owner
-            ));
-            if let Some(principal) = detail(Detail::Principal) {
-                lines.push(format!("Login at the target: {principal}."));
-            }
-            if let Some(arn) = detail(Detail::SecretArn)
-                .or_else(|| grant.credential.as_ref().map(|c| c.secret_arn.clone()))
-            {
-                lines.push(format!(
-                    "Credential held in AWS Secrets Manager: {arn} (readable only by {}).",
-                    r.identity.workload_principal
-                ));
-            }
-            if let Some(rotation) = detail(Detail::Rotation) {
-                lines.push(format!("Rotation: {rotation}."));
-            }
-            if let Some(schedule) = detail(Detail::ExpirySchedule) {
-                lines.push(format!(
-                    "Revocation scheduled at the not-after time ({schedule})."
-                ));
-            }
-            format!("ticketbound: credential issued at {at}")
-        }
-        AuditAction::ProvisioningFailed => {
-            lines.push(format!(
-                "Reason: {}.",
-                detail(Detail::Reason).unwrap_or_else(|| "not recorded".into())
-            ));
-            lines.push("Anything partly made has been removed.".into());
-            format!("ticketbound: the credential could not be issued ({at})")
-        }
-        AuditAction::Rotated => {
-            lines.push(format!(
-                "Secret version {} is now current{}.",
-                detail(Detail::CurrentVersion).unwrap_or_default(),
-                detail(Detail::PreviousVersion)
-                    .map(|p| format!(", replacing {p}"))
-                    .unwrap_or_default()
-            ));
-            if let Some(login) = detail(Detail::Login) {
-                lines.push(format!("Login now in use: {login}."));
-            }
-            lines.push(format!("The grant stays {until}."));
-            format!("ticketbound: credential rotated at {at}")
-        }
-        AuditAction::RotationRefused => {
-            lines.push(format!(
-                "Reason: {}.",
-                detail(Detail::Reason).unwrap_or_else(|| "the grant is not live".into())
-            ));
-            format!("ticketbound: rotation refused at {at}")
-        }
-        AuditAction::RevocationStarted => {
-            lines.push(format!(
-                "Cause: {}.",
-                cause(detail(Detail::Trigger).as_deref())
-            ));
-            format!("ticketbound: revocation started at {at}")
-        }
-        AuditAction::Revoked => {
-            lines.push(format!(
-                "Cause: {}.",
-                cause(detail(Detail::Trigger).as_deref())
-            ));
-            if let Some(roles) = detail(Detail::RolesDropped) {
-                lines.push(format!("Logins dropped at the target: {roles}."));
-            }
-            if let Some(n) = detail(Detail::SessionsTerminated) {
-                lines.push(format!("Open sessions terminated: {n}."));
-            }
-            if let Some(n) = detail(Detail::ObjectsDropped) {
-                lines.push(format!("Objects the credential had made, dropped: {n}."));
-            }
-            if let Some(kept) = detail(Detail::ObjectsQuarantined) {
-                lines.push(format!("Objects others depend on, kept disarmed (no grant, no SECURITY DEFINER): {kept}."));
-            }
-            if let Some(kept) = detail(Detail::LoginsKeptDisabled) {
-                lines.push(format!(
-                    "Logins that cannot be dropped yet, kept unable to log in or act: {kept}."
-                ));
-            }
-            if let Some(late) = detail(Detail::LateCredential) {
-                lines.push(format!("A credential {late}."));
-            }
-            if detail(Detail::SecretDeleted).as_deref() == Some("true") {
-                lines.push("The secret was deleted from AWS Secrets Manager.".into());
-            }
-            if let Some(n) = detail(Detail::FailedAttempts) {
-                lines.push(format!("It succeeded after {n} failed attempts."));
-            }
-            if let Some(receipt) = detail(Detail::VerifiedAtTarget) {
-                lines.push(format!("Checked at the target afterwards: {receipt}."));
-            }
-            format!("ticketbound: access revoked at {at}")
-        }
-        AuditAction::RevocationFailed if detail(Detail::Escalated).is_some() => {
-            lines.push(format!(
-                "It has kept failing since {} ({} attempts); last reason: {}. Escalated to the operators; retries go on, and this ticket hears again when it succeeds.",
-                detail(Detail::FailingSince).unwrap_or_default(),
-                detail(Detail::Attempt).unwrap_or_default(),
-                detail(Detail::Reason).unwrap_or_default()
-            ));
-            format!("ticketbound: revocation escalated at {at}")
-        }
-        AuditAction::RevocationFailed => {
-            lines.push(format!(
-                "Reason: {}. It is retried with backoff until it succeeds; the grant is not recorded revoked before then, and this ticket hears again only when it succeeds or is escalated.",
-                detail(Detail::Reason).unwrap_or_default()
-            ));
-            format!("ticketbound: a revocation attempt failed at {at}")
-        }
-        AuditAction::DriftFound => {
-            lines.push(format!(
-                "{}.",
-                detail(Detail::Finding)
-                    .or_else(|| detail(Detail::Note))
-                    .unwrap_or_else(|| "recorded and live state differ".into())
-            ));
-            if let Some(done) = detail(Detail::Remediation) {
-                lines.push(format!("Remediation: {done}."));
-            }
-            format!("ticketbound: drift found at {at}")
-        }
+        AuditAction::RevocationFailed => revocation_failed(&facts, &mut lines),
+        // What the reconciler found.
+        AuditAction::DriftFound => drift_found(&facts, &mut lines),
         AuditAction::Requested
         | AuditAction::ProvisioningStarted
         | AuditAction::TicketUpdated
@@ -284,6 +111,252 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
         lines: lines.into_iter().map(one_line).collect(),
         marker: marker(&grant.id.to_string(), event.seq),
     })
+}
+
+/// What the notes are written from: the grant, the event, and the words several
+/// notes share.
+struct Facts<'a> {
+    grant: &'a Grant,
+    event: &'a AuditEvent,
+    /// When the event happened.
+    at: String,
+    /// The access: identity, target and scope.
+    what: String,
+    /// `valid until <not-after time>`.
+    until: String,
+}
+
+impl<'a> Facts<'a> {
+    fn of(grant: &'a Grant, event: &'a AuditEvent) -> Self {
+        let r = &grant.request;
+        Self {
+            grant,
+            event,
+            at: event.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            what: format!(
+                "{} ({}) at {} [{}], scope {}",
+                r.identity.name,
+                r.identity.kind.as_str(),
+                r.target.system_id,
+                r.target.environment,
+                r.scope
+            ),
+            until: format!(
+                "valid until {}",
+                grant.not_after().format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+        }
+    }
+
+    /// The event's detail `k`, unless absent or empty.
+    fn detail(&self, k: Detail) -> Option<String> {
+        self.event
+            .detail(k)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+// Each of the following writes one kind of note: it pushes the note's lines and
+// returns its headline.
+
+fn policy_evaluated(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    let r = &f.grant.request;
+    let at = &f.at;
+    let approvers = r
+        .approvals
+        .iter()
+        .map(|a| {
+            format!(
+                "{} ({})",
+                a.approver,
+                a.approved_at.format("%Y-%m-%d %H:%M UTC")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    lines.push(format!(
+        "Requested by {}; approved by {approvers}.",
+        r.requester
+    ));
+    // Why an approval the ticket holds did not count, so the approvers know
+    // what to do (approve again after a change; ask someone with authority).
+    for approval in &r.approvals {
+        if let Some(why) = &approval.discounted {
+            lines.push(format!("Not counted: {why}."));
+        }
+    }
+    if r.verification == ticketbound_domain::Verification::SenderOnly {
+        lines.push(
+            "The approval was taken on the sender's signature; it was not read back from the ITSM."
+                .to_owned(),
+        );
+    }
+    lines.push(format!("Access: {}, {}.", f.what, f.until));
+    let policies = f.detail(Detail::PolicyIds).unwrap_or_else(|| "none".into());
+    match f.detail(Detail::Decision).as_deref() {
+        Some("allow") => {
+            lines.push(format!("Policy decision: allowed (policies: {policies})."));
+            format!("ticketbound: access approved by policy at {at}")
+        }
+        _ => {
+            lines.push(format!(
+                "Policy decision: denied (policies: {policies}): {}.",
+                f.detail(Detail::Reasons)
+                    .unwrap_or_else(|| "no reason given".into())
+            ));
+            format!("ticketbound: access denied by policy at {at}; nothing was created")
+        }
+    }
+}
+
+fn rejected(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    lines.push(format!("Access: {}.", f.what));
+    format!(
+        "ticketbound: request rejected at {}; nothing was created",
+        f.at
+    )
+}
+
+fn provisioned(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    let r = &f.grant.request;
+    lines.push(format!(
+        "Created: {}, {}; owner {}.",
+        f.what, f.until, r.identity.owner
+    ));
+    if let Some(principal) = f.detail(Detail::Principal) {
+        lines.push(format!("Login at the target: {principal}."));
+    }
+    if let Some(arn) = f
+        .detail(Detail::SecretArn)
+        .or_else(|| f.grant.credential.as_ref().map(|c| c.secret_arn.clone()))
+    {
+        lines.push(format!(
+            "Credential held in AWS Secrets Manager: {arn} (readable only by {}).",
+            r.identity.workload_principal
+        ));
+    }
+    if let Some(rotation) = f.detail(Detail::Rotation) {
+        lines.push(format!("Rotation: {rotation}."));
+    }
+    if let Some(schedule) = f.detail(Detail::ExpirySchedule) {
+        lines.push(format!(
+            "Revocation scheduled at the not-after time ({schedule})."
+        ));
+    }
+    format!("ticketbound: credential issued at {}", f.at)
+}
+
+fn provisioning_failed(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    lines.push(format!(
+        "Reason: {}.",
+        f.detail(Detail::Reason)
+            .unwrap_or_else(|| "not recorded".into())
+    ));
+    lines.push("Anything partly made has been removed.".into());
+    format!("ticketbound: the credential could not be issued ({})", f.at)
+}
+
+fn rotated(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    lines.push(format!(
+        "Secret version {} is now current{}.",
+        f.detail(Detail::CurrentVersion).unwrap_or_default(),
+        f.detail(Detail::PreviousVersion)
+            .map(|p| format!(", replacing {p}"))
+            .unwrap_or_default()
+    ));
+    if let Some(login) = f.detail(Detail::Login) {
+        lines.push(format!("Login now in use: {login}."));
+    }
+    lines.push(format!("The grant stays {}.", f.until));
+    format!("ticketbound: credential rotated at {}", f.at)
+}
+
+fn rotation_refused(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    lines.push(format!(
+        "Reason: {}.",
+        f.detail(Detail::Reason)
+            .unwrap_or_else(|| "the grant is not live".into())
+    ));
+    format!("ticketbound: rotation refused at {}", f.at)
+}
+
+fn revocation_started(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    lines.push(format!(
+        "Cause: {}.",
+        cause(f.detail(Detail::Trigger).as_deref())
+    ));
+    format!("ticketbound: revocation started at {}", f.at)
+}
+
+fn revoked(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    lines.push(format!(
+        "Cause: {}.",
+        cause(f.detail(Detail::Trigger).as_deref())
+    ));
+    if let Some(roles) = f.detail(Detail::RolesDropped) {
+        lines.push(format!("Logins dropped at the target: {roles}."));
+    }
+    if let Some(n) = f.detail(Detail::SessionsTerminated) {
+        lines.push(format!("Open sessions terminated: {n}."));
+    }
+    if let Some(n) = f.detail(Detail::ObjectsDropped) {
+        lines.push(format!("Objects the credential had made, dropped: {n}."));
+    }
+    if let Some(kept) = f.detail(Detail::ObjectsQuarantined) {
+        lines.push(format!(
+            "Objects others depend on, kept disarmed (no grant, no SECURITY DEFINER): {kept}."
+        ));
+    }
+    if let Some(kept) = f.detail(Detail::LoginsKeptDisabled) {
+        lines.push(format!(
+            "Logins that cannot be dropped yet, kept unable to log in or act: {kept}."
+        ));
+    }
+    if let Some(late) = f.detail(Detail::LateCredential) {
+        lines.push(format!("A credential {late}."));
+    }
+    if f.detail(Detail::SecretDeleted).as_deref() == Some("true") {
+        lines.push("The secret was deleted from AWS Secrets Manager.".into());
+    }
+    if let Some(n) = f.detail(Detail::FailedAttempts) {
+        lines.push(format!("It succeeded after {n} failed attempts."));
+    }
+    if let Some(receipt) = f.detail(Detail::VerifiedAtTarget) {
+        lines.push(format!("Checked at the target afterwards: {receipt}."));
+    }
+    format!("ticketbound: access revoked at {}", f.at)
+}
+
+fn revocation_escalated(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    lines.push(format!(
+        "It has kept failing since {} ({} attempts); last reason: {}. Escalated to the operators; retries go on, and this ticket hears again when it succeeds.",
+        f.detail(Detail::FailingSince).unwrap_or_default(),
+        f.detail(Detail::Attempt).unwrap_or_default(),
+        f.detail(Detail::Reason).unwrap_or_default()
+    ));
+    format!("ticketbound: revocation escalated at {}", f.at)
+}
+
+fn revocation_failed(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    lines.push(format!(
+        "Reason: {}. It is retried with backoff until it succeeds; the grant is not recorded revoked before then, and this ticket hears again only when it succeeds or is escalated.",
+        f.detail(Detail::Reason).unwrap_or_default()
+    ));
+    format!("ticketbound: a revocation attempt failed at {}", f.at)
+}
+
+fn drift_found(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    lines.push(format!(
+        "{}.",
+        f.detail(Detail::Finding)
+            .or_else(|| f.detail(Detail::Note))
+            .unwrap_or_else(|| "recorded and live state differ".into())
+    ));
+    if let Some(done) = f.detail(Detail::Remediation) {
+        lines.push(format!("Remediation: {done}."));
+    }
+    format!("ticketbound: drift found at {}", f.at)
 }
 
 fn cause(trigger: Option<&str>) -> &'static str {

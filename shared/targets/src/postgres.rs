@@ -95,7 +95,7 @@ pub struct LiveRole {
 
 /// What a revocation did, and what the target showed afterwards: the receipt.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Revoked {
+pub struct RevocationReceipt {
     /// The grant's logins that existed and were dropped (none on a repetition).
     pub dropped: Vec<String>,
     pub sessions_terminated: i64,
@@ -353,7 +353,7 @@ impl PostgresTarget {
     /// gone, the roles dropped; then checks that nothing of it is left and says so in
     /// the receipt. Repeating it is harmless, and so is running it beside another
     /// revocation or an issue of the same grant (they wait for each other).
-    pub async fn revoke(&self, grant: &Grant) -> Result<Revoked, TargetError> {
+    pub async fn revoke(&self, grant: &Grant) -> Result<RevocationReceipt, TargetError> {
         let client = self.connect().await?;
         client
             .execute(
@@ -373,8 +373,12 @@ impl PostgresTarget {
         result
     }
 
-    async fn revoke_locked(&self, client: &Client, grant: &Grant) -> Result<Revoked, TargetError> {
-        let mut done = Revoked::default();
+    async fn revoke_locked(
+        &self,
+        client: &Client,
+        grant: &Grant,
+    ) -> Result<RevocationReceipt, TargetError> {
+        let mut done = RevocationReceipt::default();
         let logins = principal_names(grant);
         for login in &logins {
             let exists = client
@@ -464,7 +468,7 @@ impl PostgresTarget {
         client: &Client,
         grant: &Grant,
         logins: &[String],
-        done: &mut Revoked,
+        done: &mut RevocationReceipt,
     ) -> Result<(), TargetError> {
         let after = client
             .query_one(
@@ -502,7 +506,7 @@ impl PostgresTarget {
         client: &Client,
         database: &str,
         login: &str,
-        done: &mut Revoked,
+        done: &mut RevocationReceipt,
     ) -> Result<(), TargetError> {
         let owned: i64 = client
             .query_one(
