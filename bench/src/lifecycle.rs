@@ -24,7 +24,7 @@ use ticketbound_store::Store;
 const PER_RUN: [&str; 2] = ["grant-reconcile", "grant-expire (sweep)"];
 
 /// us-east-1 list prices (USD) the cost is derived from, as published by AWS in
-/// 2025; the README's table says the same.
+/// 2025; docs/benchmarks.md's table says the same.
 pub mod prices {
     /// Lambda, per request.
     pub const LAMBDA_REQUEST: f64 = 0.20 / 1e6;

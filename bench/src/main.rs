@@ -67,7 +67,7 @@ const FUNCTIONS: [&str; 6] = [
 ];
 const FLOOR: &str = "hello-lambda";
 
-/// Budgets (README): cold start within this many times the floor's median; peak RSS
+/// Budgets (docs/benchmarks.md): cold start within this many times the floor's median; peak RSS
 /// and zip size under these.
 const COLD_START_RATIO: f64 = 2.5;
 const RSS_BUDGET_MB: f64 = 20.0;
@@ -325,9 +325,9 @@ async fn intake_latency(
         .unwrap_or_else(|e| panic!("fresh tables: {e}"));
     let mut env = function_env("itsm-intake");
     for (k, v) in env.iter_mut() {
-        if k == "TICKETBOUND_GRANTS_TABLE" {
+        if k == ticketbound_runtime::vars::GRANTS_TABLE {
             v.clone_from(&tables.grants);
-        } else if k == "TICKETBOUND_AUDIT_TABLE" {
+        } else if k == ticketbound_runtime::vars::AUDIT_TABLE {
             v.clone_from(&tables.audit);
         }
     }

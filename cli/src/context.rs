@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use ticketbound_local::stack::LocalStack;
-use ticketbound_runtime::EnvReader;
+use ticketbound_runtime::{EnvReader, vars};
 use ticketbound_store::{Registry, Store};
 
 use crate::error::CliError;
@@ -27,14 +27,13 @@ impl Context {
         if std::env::var_os(ticketbound_store::GRANTS_TABLE).is_some() {
             let sdk = ticketbound_runtime::aws::sdk_config_from_chain().await;
             let vars: Vec<(String, String)> = std::env::vars()
-                .filter(|(k, _)| k.starts_with("TICKETBOUND_"))
+                .filter(|(k, _)| k.starts_with(vars::PREFIX))
                 .collect();
             let mut env = EnvReader::from_map(vars.clone());
             let settings = ticketbound_store::StoreSettings::read(&mut env);
-            env.finish().map_err(CliError::Config)?;
-            let Some(settings) = settings else {
-                return Err(CliError::NotFound("TICKETBOUND_GRANTS_TABLE".into()));
-            };
+            let settings = env
+                .finish_with("the CLI's tables", || settings)
+                .map_err(CliError::Config)?;
             let registry = std::env::var(ticketbound_store::IDENTITIES_TABLE)
                 .ok()
                 .map(|table| Registry::new(aws_sdk_dynamodb::Client::new(&sdk), table));
@@ -48,16 +47,13 @@ impl Context {
         let stack = LocalStack::read(&home.join(ticketbound_local::stack::FILE_NAME))?;
         let sdk = stack.sdk_config().await;
         let mut vars = host::writeback_env(&stack);
-        vars.push((
-            "TICKETBOUND_TARGETS".to_owned(),
-            targets::targets_json(&stack),
-        ));
+        vars.push((vars::TARGETS.to_owned(), targets::targets_json(&stack)));
         vars.push((
             ticketbound_store::IDENTITIES_TABLE.to_owned(),
             stack.identities_table.clone(),
         ));
         vars.push((
-            "TICKETBOUND_SCHEDULE_GROUP".to_owned(),
+            vars::SCHEDULE_GROUP.to_owned(),
             targets::SCHEDULE_GROUP.to_owned(),
         ));
         vars.extend(host::checkpoint_env(&stack));

@@ -32,7 +32,7 @@ struct Cli {
     #[arg(
         long,
         global = true,
-        env = "TICKETBOUND_HOME",
+        env = ticketbound_runtime::vars::HOME,
         default_value = ".ticketbound"
     )]
     home: PathBuf,

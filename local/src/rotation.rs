@@ -18,7 +18,7 @@ use aws_lambda_events::event::secretsmanager::SecretsManagerSecretRotationEvent;
 use chrono::{DateTime, Utc};
 use ticketbound_enforce::rotation::Step;
 use ticketbound_secrets::credentials::SecretInfo;
-use ticketbound_secrets::{Vault, VaultError};
+use ticketbound_secrets::{SecretsError, SecretsManager};
 use ticketbound_store::Store;
 
 /// A rotation function as Secrets Manager sees it: invoked once per step with the
@@ -29,7 +29,7 @@ pub trait RotationFunction {
 
     /// Secrets Manager (emulated) as the function reaches it: where versions are
     /// staged and rotation rules kept.
-    fn vault(&self) -> &Vault;
+    fn secrets_manager(&self) -> &SecretsManager;
 
     /// The grants, whose rotation period decides when a secret is due.
     fn store(&self) -> &Store;
@@ -47,16 +47,21 @@ pub trait RotationFunction {
 /// A [`RotationFunction`] made of its parts: the Secrets Manager and the grants it
 /// reaches, a closure that invokes it, and its test for a refusal.
 pub struct Function<'a, I, E> {
-    vault: &'a Vault,
+    secrets_manager: &'a SecretsManager,
     store: &'a Store,
     invoke: I,
     is_refusal: fn(&E) -> bool,
 }
 
 impl<'a, I, E> Function<'a, I, E> {
-    pub fn new(vault: &'a Vault, store: &'a Store, invoke: I, is_refusal: fn(&E) -> bool) -> Self {
+    pub fn new(
+        secrets_manager: &'a SecretsManager,
+        store: &'a Store,
+        invoke: I,
+        is_refusal: fn(&E) -> bool,
+    ) -> Self {
         Self {
-            vault,
+            secrets_manager,
             store,
             invoke,
             is_refusal,
@@ -78,8 +83,8 @@ where
 {
     type Error = E;
 
-    fn vault(&self) -> &Vault {
-        self.vault
+    fn secrets_manager(&self) -> &SecretsManager {
+        self.secrets_manager
     }
 
     fn store(&self) -> &Store {
@@ -131,7 +136,7 @@ pub enum EmulatorError<E: std::error::Error + 'static> {
     #[error("secret {0} has no rotation function configured")]
     NoRotationFunction(String),
     #[error("Secrets Manager (emulated) failed")]
-    Vault(#[from] VaultError),
+    SecretsManager(#[from] SecretsError),
     #[error("rotation of {secret_arn} failed in {step} after {attempts} attempt(s)")]
     Failed {
         secret_arn: String,
@@ -160,8 +165,8 @@ pub async fn rotate<F: RotationFunction>(
     retry: RetryPolicy,
 ) -> Result<Rotation, EmulatorError<F::Error>> {
     let started = Instant::now();
-    let vault = function.vault();
-    let info = vault
+    let secrets_manager = function.secrets_manager();
+    let info = secrets_manager
         .describe(secret_id)
         .await?
         .ok_or_else(|| EmulatorError::NoSuchSecret(secret_id.to_owned()))?;
@@ -176,7 +181,7 @@ pub async fn rotate<F: RotationFunction>(
     let days = interval(function.store(), &info)
         .await
         .map_or(1, |i| ((i.num_hours() + 23) / 24).max(1));
-    vault
+    secrets_manager
         .begin_rotation(&info.arn, &token, &function_arn, days)
         .await?;
 
@@ -222,16 +227,16 @@ async fn run_steps<F: RotationFunction>(
     Ok(())
 }
 
-/// The managed secrets of `vault` whose rotation is due at `now`: a rotation
+/// The managed secrets of `secrets_manager` whose rotation is due at `now`: a rotation
 /// function is configured, and the interval has passed since the last rotation (or
 /// since the secret was made).
 pub async fn due(
-    vault: &Vault,
+    secrets_manager: &SecretsManager,
     store: &Store,
     now: DateTime<Utc>,
-) -> Result<Vec<SecretInfo>, VaultError> {
+) -> Result<Vec<SecretInfo>, SecretsError> {
     let mut due = Vec::new();
-    for secret in vault.list_managed().await? {
+    for secret in secrets_manager.list_managed().await? {
         let since = secret.last_rotated.or(secret.created);
         if secret.rotation_function_arn.is_none() {
             continue;

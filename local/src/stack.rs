@@ -366,7 +366,7 @@ impl LocalStack {
     /// Finds the description: `$TICKETBOUND_LOCAL_FILE`, else `.ticketbound/local.json`
     /// in `start` or the nearest directory above it that has one.
     pub fn discover(start: &Path) -> Result<Self, LocalStackError> {
-        let path = match std::env::var_os("TICKETBOUND_LOCAL_FILE") {
+        let path = match std::env::var_os(ticketbound_runtime::vars::LOCAL_FILE) {
             Some(p) => PathBuf::from(p),
             None => start
                 .ancestors()

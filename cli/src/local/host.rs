@@ -116,14 +116,17 @@ pub fn writeback_env(stack: &LocalStack) -> Vec<(String, String)> {
         (c::AUDIT_TABLE, stack.audit_table.clone()),
         (c::LOG_TABLE, stack.log.table.clone()),
         (c::JIRA_URL, stack.jira_url()),
-        (c::JIRA_CREDENTIALS, stack.itsm_credentials.jira.clone()),
+        (
+            c::JIRA_CREDENTIALS_SECRET_ID,
+            stack.itsm_credentials.jira.clone(),
+        ),
         (c::SERVICENOW_URL, stack.servicenow_url()),
         (
-            c::SERVICENOW_CREDENTIALS,
+            c::SERVICENOW_CREDENTIALS_SECRET_ID,
             stack.itsm_credentials.servicenow.clone(),
         ),
         (c::SERVICENOW_REVOKED_STATE, "3".to_owned()),
-        (c::MAX_WAIT_SECS, "5".to_owned()),
+        (c::WRITEBACK_MAX_WAIT_SECS, "5".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -15,7 +15,7 @@ use ticketbound_runtime::EnvReader;
 /// `secret-rotate` with `deps`, as Secrets Manager invokes it.
 pub fn function(deps: &Deps) -> impl RotationFunction<Error = RotateError> + '_ {
     emulator::Function::new(
-        &deps.enforcer.vault,
+        &deps.enforcer.secrets_manager,
         &deps.store,
         |event| secret_rotate::handle(deps, event),
         RotateError::is_refusal,
@@ -86,7 +86,13 @@ fn count_invocations(rotation: &Rotation) {
 /// `schedule` looks for what is due, as Secrets Manager does itself; `function` runs
 /// the rotation.
 pub async fn rotate_due(schedule: &Deps, function: &Deps) {
-    let due = match emulator::due(&schedule.enforcer.vault, &schedule.store, Utc::now()).await {
+    let due = match emulator::due(
+        &schedule.enforcer.secrets_manager,
+        &schedule.store,
+        Utc::now(),
+    )
+    .await
+    {
         Ok(due) => due,
         Err(e) => {
             tracing::warn!(error = %ticketbound_runtime::error_chain(&e), "could not list the secrets due for rotation");

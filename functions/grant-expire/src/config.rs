@@ -1,20 +1,15 @@
 //! The expiry function's configuration, from environment variables.
 
-use ticketbound_enforce::{EnforceSettings, RecoveryDays, Targets};
-use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
-use ticketbound_schedule::ScheduleSettings;
-use ticketbound_store::StoreSettings;
-pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
-
-pub const TARGETS: &str = "TICKETBOUND_TARGETS";
-pub use ticketbound_schedule::{
-    EXPIRY_FUNCTION_ARN, SCHEDULE_DLQ_ARN, SCHEDULE_GROUP, SCHEDULER_ROLE_ARN,
+use ticketbound_enforce::{EnforceRole, EnforceSettings};
+pub use ticketbound_runtime::vars::{
+    AUDIT_TABLE, EXPIRY_FUNCTION_ARN, GRANTS_TABLE, RETENTION_DAYS, REVOCATION_ESCALATE_AFTER_SECS,
+    REVOCATION_RETRY_MAX_SECS, REVOKE_CONCURRENCY, SCHEDULE_DLQ_ARN, SCHEDULE_GROUP,
+    SCHEDULER_ROLE_ARN, SECRET_CACHE_SECS, SECRET_RECOVERY_DAYS, TARGETS,
 };
-pub const SECRET_RECOVERY_DAYS: &str = "TICKETBOUND_SECRET_RECOVERY_DAYS";
-pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
-pub const REVOKE_CONCURRENCY: &str = "TICKETBOUND_REVOKE_CONCURRENCY";
-pub const REVOCATION_ESCALATE_AFTER_SECS: &str = "TICKETBOUND_REVOCATION_ESCALATE_AFTER_SECS";
-pub const REVOCATION_RETRY_MAX_SECS: &str = "TICKETBOUND_REVOCATION_RETRY_MAX_SECS";
+use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_schedule::{ScheduleSettings, ScheduleUse};
+use ticketbound_secrets::SecretCache;
+use ticketbound_store::StoreSettings;
 
 /// The grants-stream records the event source mapping gives the expiry function (its
 /// filter criteria, as `infra/modules/ticketbound/locals.tf` sets them and the local
@@ -83,41 +78,25 @@ pub struct ExpireConfig {
 impl ExpireConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let store = StoreSettings::read(&mut env);
-        let targets: Option<Targets> =
-            env.required(TARGETS, "a JSON map of target systems (see the README)");
+        let enforce = EnforceSettings::read(&mut env, EnforceRole::Revokes);
         // Without a target, failed revocations are retried by the event source and
         // the sweep instead of a schedule of their own.
-        let schedules = ScheduleSettings::read(&mut env, false);
-        let recovery: Option<RecoveryDays> = env.optional(
-            SECRET_RECOVERY_DAYS,
-            "a number of days from 7 to 30 (unset: delete at once)",
-        );
-        let cache: u64 = env.or_default(SECRET_CACHE_SECS, "a number of seconds", 300);
+        let schedules = ScheduleSettings::read(&mut env, ScheduleUse::RetriesIfTargeted);
+        let secret_cache_ttl = SecretCache::read_ttl(&mut env);
         let concurrency: usize = env.or_default(REVOKE_CONCURRENCY, "a whole number", 8);
         let escalate: i64 =
             env.or_default(REVOCATION_ESCALATE_AFTER_SECS, "a number of seconds", 900);
         let retry_max: u64 = env.or_default(REVOCATION_RETRY_MAX_SECS, "a number of seconds", 300);
-        env.finish()?;
-        let (Some(store), Some(targets)) = (store, targets) else {
-            // finish() reported each; this only keeps the types honest.
-            return Err(ConfigError {
-                problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
-            });
-        };
-        Ok(Self {
-            store,
-            enforce: EnforceSettings {
-                targets,
-                kms_key_id: None,
-                admin_principals: Vec::new(),
-                rotation_function_arn: None,
-                recovery_window_days: recovery.map(|r| r.0),
-            },
-            schedules,
-            secret_cache_ttl: std::time::Duration::from_secs(cache),
-            concurrency: concurrency.max(1),
-            escalate_after: chrono::Duration::seconds(escalate.max(0)),
-            retry_max: std::time::Duration::from_secs(retry_max.max(1)),
+        env.finish_with("the expiry function's configuration", || {
+            Some(Self {
+                store: store?,
+                enforce: enforce?,
+                schedules,
+                secret_cache_ttl,
+                concurrency: concurrency.max(1),
+                escalate_after: chrono::Duration::seconds(escalate.max(0)),
+                retry_max: std::time::Duration::from_secs(retry_max.max(1)),
+            })
         })
     }
 }

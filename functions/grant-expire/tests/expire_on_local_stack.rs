@@ -50,7 +50,7 @@ async fn assert_revoked(h: &Harness, g: &Grant, password: &str, trigger: &str) {
     assert!(
         h.fixture
             .issuer
-            .vault
+            .secrets_manager
             .describe(&ticketbound_enforce::secret_name(g))
             .await
             .unwrap()
@@ -580,7 +580,7 @@ async fn a_grant_of_the_retired_api_key_connector_still_ends_on_time() {
     assert!(
         h.deps
             .enforcer
-            .vault
+            .secrets_manager
             .describe(&ticketbound_enforce::secret_name(&g))
             .await
             .unwrap()
@@ -608,8 +608,8 @@ async fn a_passing_fault_during_revocation_is_tried_again_at_once_not_deferred()
     use ticketbound_testkit::faults::{FaultInjector, faulty_secretsmanager};
     let mut h = harness().await;
     let faults = FaultInjector::default();
-    h.deps.enforcer.vault =
-        ticketbound_secrets::Vault::new(faulty_secretsmanager(&h.stack.sdk, &faults));
+    h.deps.enforcer.secrets_manager =
+        ticketbound_secrets::SecretsManager::new(faulty_secretsmanager(&h.stack.sdk, &faults));
     let (g, password) = active_grant(&h, Duration::hours(1)).await;
     let g = make_overdue(&h, &g).await;
     faults.fail("DeleteSecret", 1);

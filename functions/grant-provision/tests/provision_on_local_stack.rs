@@ -479,7 +479,7 @@ async fn a_grant_of_the_retired_api_key_connector_is_never_issued() {
     assert!(
         h.deps
             .enforcer
-            .vault
+            .secrets_manager
             .describe(&secret_name(&grant))
             .await
             .unwrap()
@@ -502,7 +502,7 @@ async fn a_grant_of_the_retired_api_key_connector_is_never_issued() {
 fn inject_faults(h: &mut Harness, faults: &ticketbound_testkit::faults::FaultInjector) {
     use ticketbound_testkit::faults::{faulty_scheduler, faulty_secretsmanager};
     let sm = faulty_secretsmanager(&h.stack.sdk, faults);
-    h.deps.enforcer.vault = ticketbound_secrets::Vault::new(sm.clone());
+    h.deps.enforcer.secrets_manager = ticketbound_secrets::SecretsManager::new(sm.clone());
     h.deps.enforcer.admin_secrets = ticketbound_secrets::SecretCache::new(
         sm,
         std::time::Duration::ZERO,

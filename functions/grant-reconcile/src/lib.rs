@@ -38,7 +38,7 @@ use ticketbound_domain::{
 };
 use ticketbound_enforce::{EnforceError, Enforcer, TargetConfig};
 use ticketbound_runtime::{ConfigError, EnvReader};
-use ticketbound_secrets::VaultError;
+use ticketbound_secrets::SecretsError;
 use ticketbound_secrets::credentials::SecretInfo;
 use ticketbound_store::{AdvanceError, Registry, Store, StoreError};
 use ticketbound_targets::postgres::UnsafeScopeRole;
@@ -149,7 +149,7 @@ pub enum ReconcileError {
     #[error("the grants could not be read")]
     Store(#[from] StoreError),
     #[error("the managed secrets could not be listed")]
-    Vault(#[from] VaultError),
+    SecretsManager(#[from] SecretsError),
     #[error("a target could not be inspected")]
     Enforce(#[from] EnforceError),
     #[error("a grant could not be moved on")]
@@ -170,7 +170,7 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
     let started = std::time::Instant::now();
     let now = Utc::now();
     let grants = deps.store.scan_grants(deps.config.segments).await?;
-    let secrets = deps.enforcer.vault.list_managed().await?;
+    let secrets = deps.enforcer.secrets_manager.list_managed().await?;
     let logins = deps.enforcer.managed_logins().await?;
     let unsafe_roles = deps.enforcer.unsafe_scope_roles().await?;
     // Only entries whose chains verify count as registered; the others are reported.
@@ -476,7 +476,7 @@ async fn policy_drift(
     grant: &Grant,
     arn: &str,
 ) -> Result<Option<String>, ReconcileError> {
-    let Some(text) = deps.enforcer.vault.policy(arn).await? else {
+    let Some(text) = deps.enforcer.secrets_manager.policy(arn).await? else {
         return Ok(Some("the secret has no resource policy".into()));
     };
     let policy: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();

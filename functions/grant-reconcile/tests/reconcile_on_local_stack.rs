@@ -254,7 +254,7 @@ async fn a_revoked_grant_whose_login_survived_is_found_and_revoked() {
     assert!(
         h.deps
             .enforcer
-            .vault
+            .secrets_manager
             .describe(&secret)
             .await
             .unwrap()

@@ -11,7 +11,8 @@ use ticketbound_domain::{ConnectorKind, Environment, SourceSystem, SystemId, Tar
 use ticketbound_itsm::jira::JiraMapping;
 use ticketbound_itsm::readback::ApproverRule;
 use ticketbound_itsm::servicenow::ServiceNowMapping;
-use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
+use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_secrets::SecretCache;
 use ticketbound_store::StoreSettings;
 
 /// A JSON value in an environment variable.
@@ -254,26 +255,15 @@ pub struct IntakeConfig {
     pub secret_min_refresh: std::time::Duration,
 }
 
-pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, IDENTITIES_TABLE, RETENTION_DAYS};
-/// The same variable the functions that enforce read; the intake takes only each
-/// target's connector from it (the rest, administrator secrets included, it ignores).
-pub const TARGETS: &str = "TICKETBOUND_TARGETS";
-pub const POLICY_DIR: &str = "TICKETBOUND_POLICY_DIR";
-pub const JIRA_SECRET_ID: &str = "TICKETBOUND_JIRA_SECRET_ID";
-pub const JIRA_MAPPING: &str = "TICKETBOUND_JIRA_MAPPING";
-pub const JIRA_API_URL: &str = "TICKETBOUND_JIRA_API_URL";
-pub const JIRA_READ_SECRET_ID: &str = "TICKETBOUND_JIRA_READ_SECRET_ID";
-pub const SENDER_ONLY: &str = "TICKETBOUND_SENDER_ONLY";
-pub const SERVICENOW_SECRET_ID: &str = "TICKETBOUND_SERVICENOW_SECRET_ID";
-pub const SERVICENOW_AUTH: &str = "TICKETBOUND_SERVICENOW_AUTH";
-pub const SERVICENOW_MAPPING: &str = "TICKETBOUND_SERVICENOW_MAPPING";
-pub const GENERIC_SECRET_ID: &str = "TICKETBOUND_GENERIC_SECRET_ID";
-pub const EVENTBRIDGE_SOURCES: &str = "TICKETBOUND_EVENTBRIDGE_SOURCES";
-pub const EVENTBRIDGE_ACCOUNT: &str = "TICKETBOUND_EVENTBRIDGE_ACCOUNT";
-pub const REPLAY_WINDOW_SECS: &str = "TICKETBOUND_REPLAY_WINDOW_SECS";
-pub const DELIVERY_TTL_HOURS: &str = "TICKETBOUND_DELIVERY_TTL_HOURS";
-pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
-pub const SECRET_MIN_REFRESH_SECS: &str = "TICKETBOUND_SECRET_MIN_REFRESH_SECS";
+// The intake takes only each target's connector, environment and approver rule from
+// `TICKETBOUND_TARGETS` (the rest, administrator secrets included, it ignores).
+pub use ticketbound_runtime::vars::{
+    AUDIT_TABLE, DELIVERY_TTL_HOURS, EVENTBRIDGE_ACCOUNT, EVENTBRIDGE_SOURCES, GENERIC_SECRET_ID,
+    GRANTS_TABLE, IDENTITIES_TABLE, JIRA_API_URL, JIRA_MAPPING, JIRA_READ_SECRET_ID,
+    JIRA_SECRET_ID, POLICY_DIR, REPLAY_WINDOW_SECS, RETENTION_DAYS, SECRET_CACHE_SECS,
+    SECRET_MIN_REFRESH_SECS, SENDER_ONLY, SERVICENOW_AUTH, SERVICENOW_MAPPING,
+    SERVICENOW_SECRET_ID, TARGETS,
+};
 
 /// Every AWS operation this function calls (`service:Operation`, as IAM names it):
 /// its role must allow each (checked against Terraform by `tests/infra-check`, and
@@ -320,31 +310,22 @@ impl IntakeConfig {
         let identities_table = ticketbound_store::Registry::read_table(&mut env);
         let targets: Option<TargetKinds> = env.required(
             TARGETS,
-            "a JSON map of target systems, each with its connector (see the README)",
+            "a JSON map of target systems, each with its connector (docs/configuration.md)",
         );
         let policy_dir = env.optional::<PathBuf>(POLICY_DIR, "a directory");
         let jira_secret: Option<String> =
             env.optional(JIRA_SECRET_ID, "a Secrets Manager secret id or ARN");
         let jira_mapping: Json<JiraMapping> = env.or_default(
             JIRA_MAPPING,
-            "a JSON Jira mapping (see the README)",
+            "a JSON Jira mapping (docs/itsm-setup.md)",
             Json(JiraMapping::default()),
         );
-        let jira_api: Option<String> = env.optional(JIRA_API_URL, "the Jira site's https URL");
-        let jira_reader: Option<String> =
-            env.optional(JIRA_READ_SECRET_ID, "a Secrets Manager secret id or ARN");
-        let read_back = match (jira_api, jira_reader) {
-            (Some(url), Some(secret_id)) => Some(ReadBack { url, secret_id }),
-            (None, None) => None,
-            (Some(_), None) => {
-                env.problem(JIRA_READ_SECRET_ID, VarProblem::Missing);
-                None
-            }
-            (None, Some(_)) => {
-                env.problem(JIRA_API_URL, VarProblem::Missing);
-                None
-            }
-        };
+        let read_back = env
+            .both_or_neither(
+                (JIRA_API_URL, "the Jira site's https URL"),
+                (JIRA_READ_SECRET_ID, "a Secrets Manager secret id or ARN"),
+            )
+            .map(|(url, secret_id)| ReadBack { url, secret_id });
         let sender_only: SenderOnly = env.or_default(
             SENDER_ONLY,
             "a comma-separated list of jira, servicenow, generic",
@@ -355,71 +336,55 @@ impl IntakeConfig {
         let sn_auth = env.or_default(SERVICENOW_AUTH, "hmac or bearer", SenderAuth::Hmac);
         let sn_mapping: Json<ServiceNowMapping> = env.or_default(
             SERVICENOW_MAPPING,
-            "a JSON ServiceNow mapping (see the README)",
+            "a JSON ServiceNow mapping (docs/itsm-setup.md)",
             Json(ServiceNowMapping::default()),
         );
         let generic_secret_id =
             env.optional(GENERIC_SECRET_ID, "a Secrets Manager secret id or ARN");
-        let eb_sources: Option<SourceList> = env.optional(
-            EVENTBRIDGE_SOURCES,
-            "a comma-separated list of EventBridge source values (none starting with aws.)",
-        );
-        let eb_account: Option<AccountId> =
-            env.optional(EVENTBRIDGE_ACCOUNT, "a 12-digit AWS account id");
-        let eventbridge = match (eb_sources, eb_account) {
-            (Some(sources), Some(account)) => Some(EventBridgeSettings {
-                sources: sources.0,
-                account: account.0,
-            }),
-            (None, None) => None,
-            // Half a configuration would either refuse everything or check less
-            // than it seems to.
-            (Some(_), None) => {
-                env.problem(EVENTBRIDGE_ACCOUNT, VarProblem::Missing);
-                None
-            }
-            (None, Some(_)) => {
-                env.problem(EVENTBRIDGE_SOURCES, VarProblem::Missing);
-                None
-            }
-        };
+        let eventbridge = env
+            .both_or_neither(
+                (
+                    EVENTBRIDGE_SOURCES,
+                    "a comma-separated list of EventBridge source values (none starting with aws.)",
+                ),
+                (EVENTBRIDGE_ACCOUNT, "a 12-digit AWS account id"),
+            )
+            .map(
+                |(sources, account): (SourceList, AccountId)| EventBridgeSettings {
+                    sources: sources.0,
+                    account: account.0,
+                },
+            );
         let window: i64 = env.or_default(REPLAY_WINDOW_SECS, "a number of seconds", 300);
         let delivery_hours: i64 = env.or_default(DELIVERY_TTL_HOURS, "a number of hours", 72);
-        let cache_secs: u64 = env.or_default(SECRET_CACHE_SECS, "a number of seconds", 300);
+        let secret_cache_ttl = SecretCache::read_ttl(&mut env);
         let min_refresh_secs: u64 =
             env.or_default(SECRET_MIN_REFRESH_SECS, "a number of seconds", 30);
 
-        env.finish()?;
-        let (Some(store), Some(identities_table), Some(targets)) =
-            (store, identities_table, targets)
-        else {
-            // finish() has reported them; this only keeps the types honest.
-            return Err(ConfigError {
-                problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
-            });
-        };
-        Ok(Self {
-            store,
-            identities_table,
-            targets,
-            policy_dir,
-            jira: jira_secret.map(|secret_id| JiraSettings {
-                secret_id,
-                mapping: jira_mapping.0,
-                read_back,
-            }),
-            servicenow: sn_secret.map(|secret_id| ServiceNowSettings {
-                secret_id,
-                auth: sn_auth,
-                mapping: sn_mapping.0,
-            }),
-            generic_secret_id,
-            sender_only,
-            eventbridge,
-            replay_window: Duration::seconds(window),
-            delivery_ttl: Duration::hours(delivery_hours),
-            secret_cache_ttl: std::time::Duration::from_secs(cache_secs),
-            secret_min_refresh: std::time::Duration::from_secs(min_refresh_secs),
+        env.finish_with("the intake's configuration", || {
+            Some(Self {
+                store: store?,
+                identities_table: identities_table?,
+                targets: targets?,
+                policy_dir,
+                jira: jira_secret.map(|secret_id| JiraSettings {
+                    secret_id,
+                    mapping: jira_mapping.0,
+                    read_back,
+                }),
+                servicenow: sn_secret.map(|secret_id| ServiceNowSettings {
+                    secret_id,
+                    auth: sn_auth,
+                    mapping: sn_mapping.0,
+                }),
+                generic_secret_id,
+                sender_only,
+                eventbridge,
+                replay_window: Duration::seconds(window),
+                delivery_ttl: Duration::hours(delivery_hours),
+                secret_cache_ttl,
+                secret_min_refresh: std::time::Duration::from_secs(min_refresh_secs),
+            })
         })
     }
 }

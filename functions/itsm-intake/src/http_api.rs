@@ -23,7 +23,7 @@ use ticketbound_domain::SourceSystem;
 use ticketbound_itsm::auth::{self, AuthError};
 use ticketbound_itsm::{Inbound, generic, jira, servicenow};
 use ticketbound_runtime::ExposeSecret;
-use ticketbound_secrets::VaultError;
+use ticketbound_secrets::SecretsError;
 
 use crate::config::SenderAuth;
 use crate::intake::{self, DeliveryRef, IntakeError, Outcome};
@@ -89,7 +89,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 enum AuthFailure {
     Rejected(AuthError),
     NotConfigured,
-    Secret(VaultError),
+    Secret(SecretsError),
 }
 
 /// Checks the sender with the integration's secret; a mismatch is tried once more
@@ -245,7 +245,7 @@ pub async fn handle(deps: &Deps, request: ApiGatewayV2httpRequest) -> ApiGateway
             return error(401, "unauthorized");
         }
         Err(AuthFailure::NotConfigured) => return error(404, "this integration is not configured"),
-        Err(AuthFailure::Secret(e)) => return failure_response(&IntakeError::Vault(e)),
+        Err(AuthFailure::Secret(e)) => return failure_response(&IntakeError::SecretsManager(e)),
     }
     if !is_json(&request.headers) {
         return error(415, "the body must be application/json");

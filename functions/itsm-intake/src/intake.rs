@@ -13,7 +13,7 @@ use ticketbound_domain::{
 };
 use ticketbound_itsm::{InboundError, TicketEnd, TicketEnded};
 use ticketbound_policy::{PolicyDecision, PolicyEngine, PolicyError};
-use ticketbound_secrets::VaultError;
+use ticketbound_secrets::SecretsError;
 use ticketbound_store::{AdvanceError, Delivery, RegistryError, StoreError};
 
 use crate::config::TargetKinds;
@@ -56,7 +56,7 @@ pub enum IntakeError {
     #[error("the store failed")]
     Store(#[from] StoreError),
     #[error("a configuration secret could not be read")]
-    Vault(#[from] VaultError),
+    SecretsManager(#[from] SecretsError),
     #[error("the policies could not be evaluated")]
     Policy(#[from] PolicyError),
     #[error("a grant could not take the ticket's end")]
@@ -73,7 +73,7 @@ impl IntakeError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Store(e) => e.is_retryable(),
-            Self::Vault(e) => e.is_retryable(),
+            Self::SecretsManager(e) => e.is_retryable(),
             Self::Advance(e) => e.is_retryable(),
             Self::Registry(e) => e.is_retryable(),
             // Unavailable or throttled: nothing was decided, and the sender's retry

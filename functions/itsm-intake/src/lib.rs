@@ -93,7 +93,7 @@ impl From<IntakeError> for lambda_runtime::Diagnostic {
     fn from(e: IntakeError) -> Self {
         let error_type = match &e {
             IntakeError::Store(_) => "StoreFailed",
-            IntakeError::Vault(_) => "SecretUnavailable",
+            IntakeError::SecretsManager(_) => "SecretUnavailable",
             IntakeError::Policy(_) => "PolicyFailed",
             IntakeError::Advance(_) => "GrantNotAdvanced",
             IntakeError::Registry(_) => "RegistryUnavailable",

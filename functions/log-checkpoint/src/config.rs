@@ -2,21 +2,13 @@
 
 use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
 use ticketbound_store::StoreSettings;
-pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, LOG_TABLE, RETENTION_DAYS};
-
-/// The KMS key that signs checkpoints (its ARN): ECC_NIST_P256, SIGN_VERIFY.
-pub const LOG_KEY_ID: &str = "TICKETBOUND_LOG_KEY_ID";
-/// During a key rollover, the retiring key (its ARN): each checkpoint is signed by it
-/// and by the new `TICKETBOUND_LOG_KEY_ID`, so that an auditor who pinned the old key
-/// follows to the new one. Unset once a checkpoint signed by both is kept.
-pub const LOG_PREVIOUS_KEY_ID: &str = "TICKETBOUND_LOG_PREVIOUS_KEY_ID";
-/// The Object Lock bucket that keeps the checkpoints.
-pub const LOG_BUCKET: &str = "TICKETBOUND_LOG_BUCKET";
-/// The log's name: each checkpoint's origin line and the key's name in its signature.
-pub const LOG_ORIGIN: &str = "TICKETBOUND_LOG_ORIGIN";
-/// A checkpoint is signed once this many events are logged past the last one (and on
-/// the schedule, whatever the count).
-pub const CHECKPOINT_EVERY: &str = "TICKETBOUND_CHECKPOINT_EVERY";
+// The KMS key that signs checkpoints (ECC_NIST_P256, SIGN_VERIFY) and, during a
+// rollover, the retiring one that signs beside it; the Object Lock bucket; the log's
+// name; how many events past the last checkpoint make another (docs/configuration.md).
+pub use ticketbound_runtime::vars::{
+    AUDIT_TABLE, CHECKPOINT_EVERY, GRANTS_TABLE, LOG_BUCKET, LOG_KEY_ID, LOG_ORIGIN,
+    LOG_PREVIOUS_KEY_ID, LOG_TABLE, RETENTION_DAYS,
+};
 
 /// The audit-stream records the event source mapping gives the checkpointer (its
 /// filter criteria, as `infra/modules/ticketbound/locals.tf` sets them and the local
@@ -99,21 +91,16 @@ impl CheckpointConfig {
                 },
             );
         }
-        env.finish()?;
-        match (store, log_table, key_id, bucket, origin) {
-            (Some(store), Some(log_table), Some(key_id), Some(bucket), Some(origin)) => Ok(Self {
-                store,
-                log_table,
-                key_id,
+        env.finish_with("the checkpointer's configuration", || {
+            Some(Self {
+                store: store?,
+                log_table: log_table?,
+                key_id: key_id?,
                 previous_key_id,
-                bucket,
-                origin,
+                bucket: bucket?,
+                origin: origin?,
                 every: every.max(1),
-            }),
-            // finish() has reported them; this only keeps the types honest.
-            _ => Err(ConfigError {
-                problems: vec![(LOG_TABLE.to_owned(), VarProblem::Missing)],
-            }),
-        }
+            })
+        })
     }
 }

@@ -1,12 +1,12 @@
 //! The rotation function's configuration, from environment variables.
 
-use ticketbound_enforce::{EnforceSettings, Targets};
-use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
+use ticketbound_enforce::{EnforceRole, EnforceSettings};
+pub use ticketbound_runtime::vars::{
+    AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS, SECRET_CACHE_SECS, TARGETS,
+};
+use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_secrets::SecretCache;
 use ticketbound_store::StoreSettings;
-pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
-
-pub const TARGETS: &str = "TICKETBOUND_TARGETS";
-pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
 
 /// Every AWS operation this function calls (`service:Operation`, as IAM names it):
 /// its role must allow each (checked against Terraform by `tests/infra-check`, and
@@ -46,26 +46,14 @@ pub struct RotateConfig {
 impl RotateConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let store = StoreSettings::read(&mut env);
-        let targets: Option<Targets> =
-            env.required(TARGETS, "a JSON map of target systems (see the README)");
-        let cache: u64 = env.or_default(SECRET_CACHE_SECS, "a number of seconds", 300);
-        env.finish()?;
-        let (Some(store), Some(targets)) = (store, targets) else {
-            // finish() reported each; this only keeps the types honest.
-            return Err(ConfigError {
-                problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
-            });
-        };
-        Ok(Self {
-            store,
-            enforce: EnforceSettings {
-                targets,
-                kms_key_id: None,
-                admin_principals: Vec::new(),
-                rotation_function_arn: None,
-                recovery_window_days: None,
-            },
-            secret_cache_ttl: std::time::Duration::from_secs(cache),
+        let enforce = EnforceSettings::read(&mut env, EnforceRole::Rotates);
+        let secret_cache_ttl = SecretCache::read_ttl(&mut env);
+        env.finish_with("the rotation function's configuration", || {
+            Some(Self {
+                store: store?,
+                enforce: enforce?,
+                secret_cache_ttl,
+            })
         })
     }
 }

@@ -34,7 +34,7 @@ async fn rotate(
     retry: RetryPolicy,
 ) -> Result<Rotation, EmulatorError<RotateError>> {
     let function = emulator::Function::new(
-        &deps.enforcer.vault,
+        &deps.enforcer.secrets_manager,
         &deps.store,
         |event| handle(deps, event),
         RotateError::is_refusal,
@@ -92,7 +92,7 @@ impl Harness {
         let info = self
             .deps
             .enforcer
-            .vault
+            .secrets_manager
             .describe(arn)
             .await
             .unwrap()
@@ -139,7 +139,7 @@ impl Harness {
         let token = uuid_token();
         self.fixture
             .issuer
-            .vault
+            .secrets_manager
             .begin_rotation(arn, &token, ROTATION_FUNCTION_ARN, 1)
             .await
             .unwrap();
@@ -626,13 +626,13 @@ async fn the_local_schedule_finds_a_secret_once_its_rotation_period_has_passed()
     let listed =
         |due: Vec<ticketbound_secrets::credentials::SecretInfo>| due.iter().any(|s| s.arn == arn);
     assert!(!listed(
-        emulator::due(&h.deps.enforcer.vault, &h.deps.store, Utc::now())
+        emulator::due(&h.deps.enforcer.secrets_manager, &h.deps.store, Utc::now())
             .await
             .unwrap()
     ));
     assert!(listed(
         emulator::due(
-            &h.deps.enforcer.vault,
+            &h.deps.enforcer.secrets_manager,
             &h.deps.store,
             Utc::now() + period + Duration::minutes(1)
         )

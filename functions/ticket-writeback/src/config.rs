@@ -3,21 +3,15 @@
 
 use std::time::Duration;
 
-use ticketbound_runtime::{ConfigError, EnvReader, VarProblem};
+pub use ticketbound_runtime::vars::{
+    AUDIT_TABLE, GRANTS_TABLE, JIRA_CREDENTIALS_SECRET_ID, JIRA_REVOKED_TRANSITION_ID, JIRA_URL,
+    LOG_TABLE, RETENTION_DAYS, SECRET_CACHE_SECS, SERVICENOW_CREDENTIALS_SECRET_ID,
+    SERVICENOW_REVOKED_STATE, SERVICENOW_URL, WRITEBACK_ATTEMPTS, WRITEBACK_MAX_WAIT_SECS,
+};
+use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_secrets::SecretCache;
 use ticketbound_store::StoreSettings;
-pub use ticketbound_store::log::LOG_TABLE;
 use ticketbound_store::log::LogStore;
-pub use ticketbound_store::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
-
-pub const SERVICENOW_URL: &str = "TICKETBOUND_SERVICENOW_URL";
-pub const SERVICENOW_CREDENTIALS: &str = "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID";
-pub const SERVICENOW_REVOKED_STATE: &str = "TICKETBOUND_SERVICENOW_REVOKED_STATE";
-pub const JIRA_URL: &str = "TICKETBOUND_JIRA_URL";
-pub const JIRA_CREDENTIALS: &str = "TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID";
-pub const JIRA_REVOKED_TRANSITION: &str = "TICKETBOUND_JIRA_REVOKED_TRANSITION_ID";
-pub const ATTEMPTS: &str = "TICKETBOUND_WRITEBACK_ATTEMPTS";
-pub const MAX_WAIT_SECS: &str = "TICKETBOUND_WRITEBACK_MAX_WAIT_SECS";
-pub const SECRET_CACHE_SECS: &str = "TICKETBOUND_SECRET_CACHE_SECS";
 
 /// The audit-stream records the event source mapping gives the write-back (its
 /// filter criteria, as `infra/modules/ticketbound/locals.tf` sets them and the local
@@ -44,13 +38,13 @@ pub const VARIABLES: &[&str] = &[
     RETENTION_DAYS,
     LOG_TABLE,
     SERVICENOW_URL,
-    SERVICENOW_CREDENTIALS,
+    SERVICENOW_CREDENTIALS_SECRET_ID,
     SERVICENOW_REVOKED_STATE,
     JIRA_URL,
-    JIRA_CREDENTIALS,
-    JIRA_REVOKED_TRANSITION,
-    ATTEMPTS,
-    MAX_WAIT_SECS,
+    JIRA_CREDENTIALS_SECRET_ID,
+    JIRA_REVOKED_TRANSITION_ID,
+    WRITEBACK_ATTEMPTS,
+    WRITEBACK_MAX_WAIT_SECS,
     SECRET_CACHE_SECS,
 ];
 
@@ -84,54 +78,41 @@ fn endpoint(
     url_var: &'static str,
     secret_var: &'static str,
 ) -> Option<Endpoint> {
-    let url: Option<String> = env.optional(url_var, "an https:// base URL");
-    let secret: Option<String> = env.optional(secret_var, "a Secrets Manager secret id");
-    match (url, secret) {
-        (Some(url), Some(credentials_secret_id)) => Some(Endpoint {
-            url,
-            credentials_secret_id,
-        }),
-        (None, None) => None,
-        (Some(_), None) => {
-            env.problem(secret_var, VarProblem::Missing);
-            None
-        }
-        (None, Some(_)) => {
-            env.problem(url_var, VarProblem::Missing);
-            None
-        }
-    }
+    env.both_or_neither(
+        (url_var, "an https:// base URL"),
+        (secret_var, "a Secrets Manager secret id"),
+    )
+    .map(|(url, credentials_secret_id)| Endpoint {
+        url,
+        credentials_secret_id,
+    })
 }
 
 impl WritebackConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let store = StoreSettings::read(&mut env);
         let log_table = LogStore::read_table(&mut env);
-        let servicenow = endpoint(&mut env, SERVICENOW_URL, SERVICENOW_CREDENTIALS);
+        let servicenow = endpoint(&mut env, SERVICENOW_URL, SERVICENOW_CREDENTIALS_SECRET_ID);
         let servicenow_revoked_state: Option<String> =
             env.optional(SERVICENOW_REVOKED_STATE, "a ServiceNow state value");
-        let jira = endpoint(&mut env, JIRA_URL, JIRA_CREDENTIALS);
+        let jira = endpoint(&mut env, JIRA_URL, JIRA_CREDENTIALS_SECRET_ID);
         let jira_revoked_transition: Option<String> =
-            env.optional(JIRA_REVOKED_TRANSITION, "a Jira transition id");
-        let attempts: u32 = env.or_default(ATTEMPTS, "a whole number from 1", 4);
-        let max_wait: u64 = env.or_default(MAX_WAIT_SECS, "a number of seconds", 20);
-        let cache: u64 = env.or_default(SECRET_CACHE_SECS, "a number of seconds", 300);
-        env.finish()?;
-        let (Some(store), Some(log_table)) = (store, log_table) else {
-            return Err(ConfigError {
-                problems: vec![(GRANTS_TABLE.to_owned(), VarProblem::Missing)],
-            });
-        };
-        Ok(Self {
-            store,
-            log_table,
-            servicenow,
-            servicenow_revoked_state,
-            jira,
-            jira_revoked_transition,
-            attempts: attempts.max(1),
-            max_wait: Duration::from_secs(max_wait),
-            secret_cache_ttl: Duration::from_secs(cache),
+            env.optional(JIRA_REVOKED_TRANSITION_ID, "a Jira transition id");
+        let attempts: u32 = env.or_default(WRITEBACK_ATTEMPTS, "a whole number from 1", 4);
+        let max_wait: u64 = env.or_default(WRITEBACK_MAX_WAIT_SECS, "a number of seconds", 20);
+        let secret_cache_ttl = SecretCache::read_ttl(&mut env);
+        env.finish_with("the write-back's configuration", || {
+            Some(Self {
+                store: store?,
+                log_table: log_table?,
+                servicenow,
+                servicenow_revoked_state,
+                jira,
+                jira_revoked_transition,
+                attempts: attempts.max(1),
+                max_wait: Duration::from_secs(max_wait),
+                secret_cache_ttl,
+            })
         })
     }
 }

@@ -43,7 +43,7 @@ use ticketbound_evidence::Witness;
 use ticketbound_itsm::note::{self, Note, carries_marker};
 use ticketbound_itsm::outbound::{Jira, PostError, Posted, ServiceNow};
 use ticketbound_runtime::{ConfigError, EnvReader, ExposeSecret};
-use ticketbound_secrets::{SecretCache, VaultError};
+use ticketbound_secrets::{SecretCache, SecretsError};
 use ticketbound_store::log::LogStore;
 use ticketbound_store::stream::audit_from_image;
 use ticketbound_store::{Store, StoreError, WritebackRecord, WritebackState};
@@ -89,7 +89,7 @@ pub enum WritebackError {
     #[error("the store failed")]
     Store(#[from] StoreError),
     #[error("the ITSM credentials could not be read")]
-    Credentials(#[from] VaultError),
+    Credentials(#[from] SecretsError),
     #[error("the ticket's notes could not be read from the ITSM")]
     ItsmUnreadable(#[source] PostError),
     #[error("the record is not an audit event")]

@@ -21,11 +21,11 @@ use ticketbound_domain::Detail;
 
 use serde::Deserialize;
 use ticketbound_domain::{ConnectorKind, CredentialRef, Environment, Grant};
-use ticketbound_runtime::{ExposeSecret, SecretString};
+use ticketbound_runtime::{EnvReader, ExposeSecret, SecretString, vars};
 use ticketbound_schedule::{ExpirySchedules, ScheduleError, ScheduleSettings};
 use ticketbound_secrets::credentials::{CredentialSecretSpec, DatabaseSecret, SecretInfo};
 use ticketbound_secrets::rotation::AWSCURRENT;
-use ticketbound_secrets::{SecretCache, Vault, VaultError};
+use ticketbound_secrets::{SecretCache, SecretsError, SecretsManager};
 use ticketbound_targets::postgres::LiveRole;
 use ticketbound_targets::postgres::{OwnedObjects, PostgresTarget};
 use ticketbound_targets::{TargetError, outside_allow_list, principal_name};
@@ -134,6 +134,16 @@ pub enum RotationStrategy {
 #[serde(transparent)]
 pub struct Targets(pub BTreeMap<String, TargetConfig>);
 
+impl Targets {
+    /// Reads `TICKETBOUND_TARGETS`, which every function that reaches a target needs.
+    pub fn read(env: &mut EnvReader) -> Option<Self> {
+        env.required(
+            vars::TARGETS,
+            "a JSON map of target systems (docs/configuration.md)",
+        )
+    }
+}
+
 impl FromStr for Targets {
     type Err = serde_json::Error;
     /// Each target read on its own, so that an error names it; one of a retired
@@ -169,7 +179,7 @@ impl FromStr for Targets {
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {
     #[error("Secrets Manager failed")]
-    Vault(#[from] VaultError),
+    SecretsManager(#[from] SecretsError),
     #[error("the target failed")]
     Target(#[from] TargetError),
     #[error("EventBridge Scheduler failed")]
@@ -225,7 +235,7 @@ impl EnforceError {
     /// at once only holds back what waits behind it.
     pub fn is_passing_aws_fault(&self) -> bool {
         match self {
-            Self::Vault(e) => e.is_retryable(),
+            Self::SecretsManager(e) => e.is_retryable(),
             Self::Schedule(e) => e.is_retryable(),
             _ => false,
         }
@@ -233,7 +243,7 @@ impl EnforceError {
 
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Vault(e) => e.is_retryable(),
+            Self::SecretsManager(e) => e.is_retryable(),
             Self::Target(e) => e.is_retryable(),
             Self::Schedule(e) => e.is_retryable(),
             // The grants table: its errors are retryable or not, but a retried step
@@ -266,6 +276,93 @@ pub struct EnforceSettings {
     /// How many days a deleted credential secret can be recovered; `None` forces
     /// deletion at once (the default: a revoked credential has nothing to recover).
     pub recovery_window_days: Option<i64>,
+}
+
+/// What a function does at the targets, which decides what of [`EnforceSettings`] it
+/// reads from its environment (and so which variables its Lambda is given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnforceRole {
+    /// Issues credentials: their secrets' KMS key, who keeps access to them, and the
+    /// rotation function turned on for them.
+    Issues,
+    /// Revokes credentials, and so deletes their secrets (with a recovery window, if
+    /// one is configured).
+    Revokes,
+    /// Rotates credentials: the targets alone.
+    Rotates,
+}
+
+impl EnforceRole {
+    /// The variables [`EnforceSettings::read`] reads for this role (each function's
+    /// `config::VARIABLES` lists them, for the infrastructure check).
+    pub const fn variables(self) -> &'static [&'static str] {
+        match self {
+            Self::Issues => &[
+                vars::TARGETS,
+                vars::SECRET_KMS_KEY_ID,
+                vars::SECRET_ADMIN_PRINCIPALS,
+                vars::ROTATION_FUNCTION_ARN,
+            ],
+            Self::Revokes => &[vars::TARGETS, vars::SECRET_RECOVERY_DAYS],
+            Self::Rotates => &[vars::TARGETS],
+        }
+    }
+}
+
+/// A comma-separated list (empty items dropped).
+#[derive(Debug, Clone, Default)]
+struct CommaList(Vec<String>);
+
+impl FromStr for CommaList {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+}
+
+impl EnforceSettings {
+    /// Reads the settings a function in `role` needs; what it does not need keeps its
+    /// default. Problems are recorded in `env` (its `finish` reports them); `None`
+    /// then.
+    pub fn read(env: &mut EnvReader, role: EnforceRole) -> Option<Self> {
+        let targets = Targets::read(env);
+        let mut settings = Self {
+            targets: Targets(BTreeMap::new()),
+            kms_key_id: None,
+            admin_principals: Vec::new(),
+            rotation_function_arn: None,
+            recovery_window_days: None,
+        };
+        match role {
+            EnforceRole::Issues => {
+                settings.kms_key_id = env.optional(vars::SECRET_KMS_KEY_ID, "a KMS key id or ARN");
+                let admins: CommaList = env.or_default(
+                    vars::SECRET_ADMIN_PRINCIPALS,
+                    "comma-separated IAM ARNs",
+                    CommaList::default(),
+                );
+                settings.admin_principals = admins.0;
+                settings.rotation_function_arn =
+                    env.optional(vars::ROTATION_FUNCTION_ARN, "a Lambda ARN");
+            }
+            EnforceRole::Revokes => {
+                let recovery: Option<RecoveryDays> = env.optional(
+                    vars::SECRET_RECOVERY_DAYS,
+                    "a number of days from 7 to 30 (unset: delete at once)",
+                );
+                settings.recovery_window_days = recovery.map(|r| r.0);
+            }
+            EnforceRole::Rotates => {}
+        }
+        settings.targets = targets?;
+        Some(settings)
+    }
 }
 
 /// `TICKETBOUND_SECRET_RECOVERY_DAYS`: between 7 and 30, as Secrets Manager's
@@ -361,7 +458,7 @@ pub fn secret_name(grant: &Grant) -> String {
 /// The lifecycle's effects, with the clients they use.
 #[derive(Debug)]
 pub struct Enforcer {
-    pub vault: Vault,
+    pub secrets_manager: SecretsManager,
     /// Target administrator credentials (connection strings), cached.
     pub admin_secrets: SecretCache,
     pub schedules: ExpirySchedules,
@@ -404,7 +501,7 @@ impl Enforcer {
     ) -> Self {
         let secrets = aws_sdk_secretsmanager::Client::new(sdk);
         Self {
-            vault: Vault::new(secrets.clone()),
+            secrets_manager: SecretsManager::new(secrets.clone()),
             admin_secrets: SecretCache::new(secrets, admin_secret_ttl, std::time::Duration::ZERO),
             schedules: ExpirySchedules::new(aws_sdk_scheduler::Client::new(sdk), schedules),
             settings,
@@ -537,7 +634,7 @@ impl Enforcer {
 
         let principal = principal_name(grant);
         let spec = self.spec(grant);
-        let (arn, password, rotation_on) = match self.vault.describe(&spec.name).await? {
+        let (arn, password, rotation_on) = match self.secrets_manager.describe(&spec.name).await? {
             Some(info) if info.deleted => {
                 return Err(EnforceError::SecretPendingDeletion(info.name));
             }
@@ -548,15 +645,15 @@ impl Enforcer {
                 return Err(EnforceError::ForeignSecretValue(info.arn));
             }
             Some(info) => {
-                let value = self.vault.read(&info.arn).await?;
+                let value = self.secrets_manager.read(&info.arn).await?;
                 let password = DatabaseSecret::from_secret(&value)
                     .map(|s| SecretString::from(s.password))
                     .ok_or_else(|| EnforceError::UnreadableSecret(info.arn.clone()))?;
-                self.vault.put_policy(&info.arn, &spec).await?;
+                self.secrets_manager.put_policy(&info.arn, &spec).await?;
                 (info.arn, password, info.rotation_enabled)
             }
             None => {
-                let password = self.vault.random_password().await?;
+                let password = self.secrets_manager.random_password().await?;
                 let value = DatabaseSecret {
                     engine: "postgres".into(),
                     host: host.clone(),
@@ -566,7 +663,10 @@ impl Enforcer {
                     dbname: dbname.clone(),
                 }
                 .to_secret();
-                let arn = self.vault.create_credential(&spec, &value).await?;
+                let arn = self
+                    .secrets_manager
+                    .create_credential(&spec, &value)
+                    .await?;
                 (arn, password, false)
             }
         };
@@ -577,7 +677,9 @@ impl Enforcer {
         let rotation = match &self.settings.rotation_function_arn {
             Some(function) => {
                 if !rotation_on {
-                    self.vault.enable_rotation(&arn, function, hours).await?;
+                    self.secrets_manager
+                        .enable_rotation(&arn, function, hours)
+                        .await?;
                 }
                 format!("every {hours} hours")
             }
@@ -623,8 +725,8 @@ impl Enforcer {
             .as_ref()
             .map_or_else(|| secret_name(grant), |c| c.secret_arn.clone());
         done.secret_deleted = match self.settings.recovery_window_days {
-            None => self.vault.delete(&secret, true, 0).await?,
-            Some(days) => self.vault.delete(&secret, false, days).await?,
+            None => self.secrets_manager.delete(&secret, true, 0).await?,
+            Some(days) => self.secrets_manager.delete(&secret, false, days).await?,
         };
         done.schedule_deleted = self.schedules.delete(grant.id).await?;
         tracing::info!(grant_id = %grant.id, revocation = ?done, "credential revoked");
@@ -677,7 +779,7 @@ impl Enforcer {
             .as_ref()
             .map_or_else(|| secret_name(grant), |c| c.secret_arn.clone());
         let secret = self
-            .vault
+            .secrets_manager
             .describe(&secret_id)
             .await?
             .filter(|s| !s.deleted);
@@ -699,7 +801,9 @@ impl Enforcer {
     /// Active, and the reconciler finds a login role that survived.
     pub async fn discard(&self, grant: &Grant) -> Result<Vec<(Detail, String)>, EnforceError> {
         self.schedules.delete(grant.id).await?;
-        self.vault.delete(&secret_name(grant), true, 0).await?;
+        self.secrets_manager
+            .delete(&secret_name(grant), true, 0)
+            .await?;
         let mut notes = vec![(Detail::SecretDeleted, secret_name(grant))];
         let principal = principal_name(grant);
         let dropped = self.revoke_at_target(grant).await;

@@ -181,7 +181,7 @@ impl Enforcer {
         secret_id: &str,
         token: &str,
     ) -> Result<RotationRequest, EnforceError> {
-        let Some(secret) = self.vault.describe(secret_id).await? else {
+        let Some(secret) = self.secrets_manager.describe(secret_id).await? else {
             return Err(Refusal::NoSuchSecret(secret_id.to_owned()).into());
         };
         if secret.deleted {
@@ -237,14 +237,14 @@ impl Enforcer {
         let arn = &request.secret.arn;
         let current = self.current_value(&request.secret).await?;
         let pending = self
-            .vault
+            .secrets_manager
             .read_version(arn, &request.token, AWSPENDING)
             .await?;
         let target = self.target(grant)?;
         if let Some(pending) = pending
             && pending.expose_secret() != current.expose_secret()
             && !self
-                .vault
+                .secrets_manager
                 .another_version_holds(arn, &request.token, &pending)
                 .await?
         {
@@ -255,7 +255,7 @@ impl Enforcer {
             });
         }
 
-        let password = self.vault.random_password().await?;
+        let password = self.secrets_manager.random_password().await?;
         let TargetConfig::Postgres {
             host,
             port,
@@ -281,7 +281,9 @@ impl Enforcer {
             .record(grant, &request.token, &pending_digest(&value))
             .await
             .map_err(EnforceError::Witness)?;
-        self.vault.put_pending(arn, &request.token, &value).await?;
+        self.secrets_manager
+            .put_pending(arn, &request.token, &value)
+            .await?;
         Ok(Created { fresh: true, login })
     }
 
@@ -347,7 +349,7 @@ impl Enforcer {
         let current = request.secret.version_with(AWSCURRENT).map(str::to_owned);
         let moved = current.as_deref() != Some(token);
         let previous = if moved {
-            self.vault
+            self.secrets_manager
                 .move_stage(arn, AWSCURRENT, Some(token), current.as_deref())
                 .await?;
             current
@@ -359,11 +361,11 @@ impl Enforcer {
             .stages(token)
             .is_some_and(|s| s.contains(AWSPENDING))
         {
-            self.vault
+            self.secrets_manager
                 .move_stage(arn, AWSPENDING, None, Some(token))
                 .await?;
         }
-        let value = self.vault.read(arn).await?;
+        let value = self.secrets_manager.read(arn).await?;
         Ok(Finished {
             previous_version: previous,
             current_version: token.to_owned(),
@@ -375,7 +377,7 @@ impl Enforcer {
     async fn current_value(&self, secret: &SecretInfo) -> Result<SecretString, EnforceError> {
         let unreadable = || EnforceError::UnreadableSecret(secret.arn.clone());
         let version = secret.version_with(AWSCURRENT).ok_or_else(unreadable)?;
-        self.vault
+        self.secrets_manager
             .read_version(&secret.arn, version, AWSCURRENT)
             .await?
             .ok_or_else(unreadable)
@@ -399,7 +401,7 @@ impl Enforcer {
             AWSPENDING
         };
         Ok(self
-            .vault
+            .secrets_manager
             .read_version(arn, &request.token, stage)
             .await?
             .ok_or_else(|| Refusal::PendingMissing {

@@ -1,7 +1,7 @@
 //! ServiceNow outbound REST (a business rule or a Flow REST step) for a change_request
 //! or sc_req_item. ServiceNow defines no payload for this, so the body is the record's
 //! fields as the business rule serialises them (see `docs/servicenow-business-rule.js`
-//! in the README), and which field holds what is configuration.
+//! and docs/itsm-setup.md), and which field holds what is configuration.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -5,15 +5,21 @@
 //! Problems name the variable and what was expected, never the value: a malformed
 //! value may be a secret pasted into the wrong variable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 /// What is wrong with one variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VarProblem {
     Missing,
-    Malformed { expected: String },
+    Malformed {
+        expected: String,
+    },
+    /// A read came back empty without recording why: a bug in the code that reads,
+    /// reported rather than hidden behind a made-up variable.
+    Unreported,
 }
 
 /// Every variable that is missing or malformed.
@@ -34,6 +40,9 @@ impl fmt::Display for ConfigError {
                 VarProblem::Malformed { expected } => {
                     write!(f, "{name} is malformed (expected {expected})")?;
                 }
+                VarProblem::Unreported => {
+                    write!(f, "{name} came back empty without a reason (a bug)")?;
+                }
             }
         }
         Ok(())
@@ -45,6 +54,20 @@ impl fmt::Display for ConfigError {
 pub struct EnvReader {
     source: Option<HashMap<String, String>>,
     problems: Vec<(String, VarProblem)>,
+    /// Every name asked for, when [`variables_read`] wants to know.
+    asked: Option<Arc<Mutex<BTreeSet<String>>>>,
+}
+
+/// The names a configuration reads: `read` runs on an empty environment and every
+/// variable it asks for is collected. This is how `tests/infra-check` proves each
+/// function's `config::VARIABLES` (what Terraform gives its Lambda) is exactly what
+/// its code reads.
+pub fn variables_read<T>(read: impl FnOnce(EnvReader) -> T) -> BTreeSet<String> {
+    let asked = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut env = EnvReader::from_map(Vec::<(String, String)>::new());
+    env.asked = Some(Arc::clone(&asked));
+    let _ = read(env);
+    asked.lock().map(|names| names.clone()).unwrap_or_default()
 }
 
 impl EnvReader {
@@ -53,6 +76,7 @@ impl EnvReader {
         Self {
             source: None,
             problems: Vec::new(),
+            asked: None,
         }
     }
 
@@ -67,10 +91,14 @@ impl EnvReader {
                     .collect(),
             ),
             problems: Vec::new(),
+            asked: None,
         }
     }
 
     fn raw(&self, name: &str) -> Option<String> {
+        if let Some(Ok(mut asked)) = self.asked.as_ref().map(|a| a.lock()) {
+            asked.insert(name.to_owned());
+        }
         let value = match &self.source {
             Some(map) => map.get(name).cloned(),
             None => std::env::var(name).ok(),
@@ -119,6 +147,31 @@ impl EnvReader {
         }
     }
 
+    /// Two variables that only mean something together (an ITSM's URL and its
+    /// credentials, say): both set, or neither. One without the other is reported
+    /// as its partner missing, since half a configuration would either refuse
+    /// everything or check less than it seems to.
+    pub fn both_or_neither<A: FromStr, B: FromStr>(
+        &mut self,
+        (a, a_expected): (&str, &str),
+        (b, b_expected): (&str, &str),
+    ) -> Option<(A, B)> {
+        let first: Option<A> = self.optional(a, a_expected);
+        let second: Option<B> = self.optional(b, b_expected);
+        let (a_set, b_set) = (self.raw(a).is_some(), self.raw(b).is_some());
+        match (first, second) {
+            (Some(x), Some(y)) => Some((x, y)),
+            _ => {
+                if a_set && !b_set {
+                    self.problem(b, VarProblem::Missing);
+                } else if b_set && !a_set {
+                    self.problem(a, VarProblem::Missing);
+                }
+                None
+            }
+        }
+    }
+
     /// Records a problem the reader found itself (a variable that must come with
     /// another, say).
     pub fn problem(&mut self, name: &str, problem: VarProblem) {
@@ -134,6 +187,21 @@ impl EnvReader {
                 problems: self.problems,
             })
         }
+    }
+
+    /// Ends reading, then builds the configuration from what was read. `build`
+    /// unwraps the reads' `Option`s, which are all `Some` once nothing was reported (a
+    /// required read that comes back empty always records why), so a function's
+    /// configuration needs no fallback of its own for the case that cannot happen.
+    pub fn finish_with<T>(
+        self,
+        what: &str,
+        build: impl FnOnce() -> Option<T>,
+    ) -> Result<T, ConfigError> {
+        self.finish()?;
+        build().ok_or_else(|| ConfigError {
+            problems: vec![(what.to_owned(), VarProblem::Unreported)],
+        })
     }
 }
 
@@ -163,6 +231,68 @@ mod tests {
             err.to_string(),
             "configuration is incomplete: TICKETBOUND_MAX_ATTEMPTS is malformed (expected a whole number); \
              TICKETBOUND_SECRET_ARN is not set; TICKETBOUND_GRANTS_TABLE is not set"
+        );
+    }
+
+    #[test]
+    fn finish_with_builds_once_every_read_was_good() {
+        let mut env = EnvReader::from_map([("TICKETBOUND_OK", "3")]);
+        let ok: Option<u32> = env.required("TICKETBOUND_OK", "a number");
+        assert_eq!(env.finish_with("the sample", || Some(ok? + 1)), Ok(4));
+
+        let mut env = EnvReader::from_map([("TICKETBOUND_OK", "3")]);
+        let missing: Option<u32> = env.required("TICKETBOUND_SECRET_ARN", "an ARN");
+        let err = env.finish_with("the sample", || missing).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration is incomplete: TICKETBOUND_SECRET_ARN is not set"
+        );
+
+        // A read that comes back empty without saying why is named, not hidden.
+        let env = EnvReader::from_map([("TICKETBOUND_OK", "3")]);
+        let err = env.finish_with("the sample", || None::<u32>).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration is incomplete: the sample came back empty without a reason (a bug)"
+        );
+    }
+
+    #[test]
+    fn both_or_neither_reports_the_missing_partner_only() {
+        let url = ("TICKETBOUND_JIRA_URL", "a URL");
+        let secret = ("TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID", "a secret id");
+        let mut env = EnvReader::from_map([("TICKETBOUND_JIRA_URL", "https://x")]);
+        assert_eq!(env.both_or_neither::<String, String>(url, secret), None);
+        assert_eq!(
+            env.finish().unwrap_err().to_string(),
+            "configuration is incomplete: TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID is not set"
+        );
+
+        let mut env = EnvReader::from_map(Vec::<(String, String)>::new());
+        assert_eq!(env.both_or_neither::<String, String>(url, secret), None);
+        assert_eq!(env.finish(), Ok(()));
+
+        let mut env = EnvReader::from_map([
+            ("TICKETBOUND_JIRA_URL", "https://x"),
+            ("TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID", "s"),
+        ]);
+        assert_eq!(
+            env.both_or_neither::<String, String>(url, secret),
+            Some(("https://x".to_owned(), "s".to_owned()))
+        );
+        assert_eq!(env.finish(), Ok(()));
+    }
+
+    #[test]
+    fn variables_read_names_what_was_asked_for() {
+        let names = variables_read(|mut env| {
+            let _: Option<u32> = env.required("TICKETBOUND_OK", "a number");
+            let _: u16 = env.or_default("TICKETBOUND_PORT", "a port", 8080);
+            env.finish()
+        });
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["TICKETBOUND_OK", "TICKETBOUND_PORT"]
         );
     }
 

@@ -1,6 +1,7 @@
 //! What every ticketbound process does at start-up, in one place: tracing set up the
 //! way Lambda asks for it, typed configuration from environment variables, the one
-//! AWS SDK configuration, and the type that keeps secret values out of logs.
+//! AWS SDK configuration, the type that keeps secret values out of logs, and the
+//! names and meanings of every `TICKETBOUND_*` variable ([`vars`]).
 //!
 //! This crate knows nothing of the domain or of any one AWS service; functions and
 //! the CLI depend on it, never the other way round. Every Lambda links it, so it holds
@@ -13,8 +14,9 @@ pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod secret;
+pub mod vars;
 
-pub use config::{ConfigError, EnvReader, VarProblem};
+pub use config::{ConfigError, EnvReader, VarProblem, variables_read};
 pub use logging::{LogFormat, LogSettings, LoggingError};
 pub use secret::{ExposeSecret, SecretString};
 

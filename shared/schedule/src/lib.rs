@@ -79,41 +79,65 @@ pub struct ScheduleSettings {
     pub target: Option<ScheduleTarget>,
 }
 
-/// The variables that configure schedules, read by every function that makes or
-/// removes them (one definition; the functions list them for the infrastructure
-/// check).
-pub const EXPIRY_FUNCTION_ARN: &str = "TICKETBOUND_EXPIRY_FUNCTION_ARN";
-pub const SCHEDULER_ROLE_ARN: &str = "TICKETBOUND_SCHEDULER_ROLE_ARN";
-pub const SCHEDULE_GROUP: &str = "TICKETBOUND_SCHEDULE_GROUP";
-pub const SCHEDULE_DLQ_ARN: &str = "TICKETBOUND_SCHEDULE_DLQ_ARN";
+pub use ticketbound_runtime::vars::{
+    EXPIRY_FUNCTION_ARN, SCHEDULE_DLQ_ARN, SCHEDULE_GROUP, SCHEDULER_ROLE_ARN,
+};
+
+/// What a function does with expiry schedules, which decides what of
+/// [`ScheduleSettings`] it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleUse {
+    /// Makes every grant's expiry schedule: the target is required.
+    Creates,
+    /// Makes retry schedules when a target is configured (both its ARNs), and leaves
+    /// retries to its other triggers when not.
+    RetriesIfTargeted,
+    /// Only finds and deletes schedules: the group alone.
+    Deletes,
+}
+
+impl ScheduleUse {
+    /// The variables [`ScheduleSettings::read`] reads for this use (each function's
+    /// `config::VARIABLES` lists them, for the infrastructure check).
+    pub const fn variables(self) -> &'static [&'static str] {
+        match self {
+            Self::Creates | Self::RetriesIfTargeted => &[
+                SCHEDULE_GROUP,
+                EXPIRY_FUNCTION_ARN,
+                SCHEDULER_ROLE_ARN,
+                SCHEDULE_DLQ_ARN,
+            ],
+            Self::Deletes => &[SCHEDULE_GROUP],
+        }
+    }
+}
 
 impl ScheduleSettings {
-    pub const VARIABLES: [&str; 4] = [
-        EXPIRY_FUNCTION_ARN,
-        SCHEDULER_ROLE_ARN,
-        SCHEDULE_GROUP,
-        SCHEDULE_DLQ_ARN,
-    ];
-
-    /// Reads the group and the target schedules invoke. With `target_required`, a
-    /// missing target is recorded in `env` (and reported by its `finish`); without,
-    /// the target is there only when both its ARNs are.
-    pub fn read(env: &mut ticketbound_runtime::EnvReader, target_required: bool) -> Self {
+    /// Reads the group and, for a use that makes schedules, the target they invoke.
+    /// With [`ScheduleUse::Creates`] a missing target is recorded in `env` (and
+    /// reported by its `finish`); with `RetriesIfTargeted` the target is there only
+    /// when both its ARNs are.
+    pub fn read(env: &mut ticketbound_runtime::EnvReader, use_: ScheduleUse) -> Self {
         let group: String = env.or_default(
             SCHEDULE_GROUP,
             "a schedule group name",
             "ticketbound".to_owned(),
         );
-        let (arn, role_arn): (Option<String>, Option<String>) = if target_required {
-            (
+        let (arn, role_arn): (Option<String>, Option<String>) = match use_ {
+            ScheduleUse::Creates => (
                 env.required(EXPIRY_FUNCTION_ARN, "a Lambda ARN"),
                 env.required(SCHEDULER_ROLE_ARN, "an IAM role ARN"),
-            )
-        } else {
-            (
+            ),
+            ScheduleUse::RetriesIfTargeted => (
                 env.optional(EXPIRY_FUNCTION_ARN, "a Lambda ARN"),
                 env.optional(SCHEDULER_ROLE_ARN, "an IAM role ARN"),
-            )
+            ),
+            ScheduleUse::Deletes => {
+                return Self {
+                    group,
+                    target: None,
+                };
+            }
         };
         let dead_letter_arn = env.optional(SCHEDULE_DLQ_ARN, "an SQS queue ARN");
         let target = match (arn, role_arn) {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ticketbound_runtime::{ExposeSecret, SecretString};
 
-use crate::VaultError;
+use crate::SecretsError;
 
 /// The tag that marks a secret as ticketbound's (IAM conditions and the reconciler
 /// rely on it).
@@ -174,10 +174,10 @@ fn to_utc(t: &aws_sdk_secretsmanager::primitives::DateTime) -> Option<DateTime<U
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
-impl crate::Vault {
+impl crate::SecretsManager {
     /// A random password from Secrets Manager, without characters that need quoting
     /// in a connection string.
-    pub async fn random_password(&self) -> Result<SecretString, VaultError> {
+    pub async fn random_password(&self) -> Result<SecretString, SecretsError> {
         let out = self
             .client
             .get_random_password()
@@ -185,7 +185,7 @@ impl crate::Vault {
             .exclude_characters("\"'\\/@:;`$ ")
             .send()
             .await
-            .map_err(|e| VaultError::call("GetRandomPassword", "-", e))?;
+            .map_err(|e| SecretsError::call("GetRandomPassword", "-", e))?;
         Ok(SecretString::from(
             out.random_password().unwrap_or_default(),
         ))
@@ -193,7 +193,7 @@ impl crate::Vault {
 
     /// The secret named `name`, if it exists (a secret scheduled for deletion counts,
     /// with `deleted` set).
-    pub async fn describe(&self, name: &str) -> Result<Option<SecretInfo>, VaultError> {
+    pub async fn describe(&self, name: &str) -> Result<Option<SecretInfo>, SecretsError> {
         match self.client.describe_secret().secret_id(name).send().await {
             Ok(out) => Ok(Some(SecretInfo {
                 versions: out
@@ -229,8 +229,8 @@ impl crate::Vault {
                 rotation_enabled: out.rotation_enabled().unwrap_or(false),
                 deleted: out.deleted_date().is_some(),
             })),
-            Err(e) => match VaultError::call("DescribeSecret", name, e) {
-                VaultError::NotFound(_) => Ok(None),
+            Err(e) => match SecretsError::call("DescribeSecret", name, e) {
+                SecretsError::NotFound(_) => Ok(None),
                 other => Err(other),
             },
         }
@@ -238,7 +238,7 @@ impl crate::Vault {
 
     /// The current value of a secret (its AWSCURRENT version, asked for by name: an
     /// unlabelled read is AWSCURRENT in AWS, but not in every emulator mid-rotation).
-    pub async fn read(&self, secret_id: &str) -> Result<SecretString, VaultError> {
+    pub async fn read(&self, secret_id: &str) -> Result<SecretString, SecretsError> {
         let out = self
             .client
             .get_secret_value()
@@ -246,10 +246,10 @@ impl crate::Vault {
             .version_stage(crate::rotation::AWSCURRENT)
             .send()
             .await
-            .map_err(|e| VaultError::call("GetSecretValue", secret_id, e))?;
+            .map_err(|e| SecretsError::call("GetSecretValue", secret_id, e))?;
         out.secret_string()
             .map(SecretString::from)
-            .ok_or_else(|| VaultError::NotAString(secret_id.to_owned()))
+            .ok_or_else(|| SecretsError::NotAString(secret_id.to_owned()))
     }
 
     /// Creates the credential secret with `value` and its resource policy. Returns the
@@ -258,7 +258,7 @@ impl crate::Vault {
         &self,
         spec: &CredentialSecretSpec,
         value: &SecretString,
-    ) -> Result<String, VaultError> {
+    ) -> Result<String, SecretsError> {
         let mut request = self
             .client
             .create_secret()
@@ -281,7 +281,7 @@ impl crate::Vault {
         let out = request
             .send()
             .await
-            .map_err(|e| VaultError::call("CreateSecret", &spec.name, e))?;
+            .map_err(|e| SecretsError::call("CreateSecret", &spec.name, e))?;
         let arn = out.arn().unwrap_or_default().to_owned();
         self.put_policy(&arn, spec).await?;
         Ok(arn)
@@ -292,26 +292,26 @@ impl crate::Vault {
         &self,
         arn: &str,
         spec: &CredentialSecretSpec,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), SecretsError> {
         self.client
             .put_resource_policy()
             .secret_id(arn)
             .resource_policy(resource_policy(spec))
             .send()
             .await
-            .map_err(|e| VaultError::call("PutResourcePolicy", arn, e))?;
+            .map_err(|e| SecretsError::call("PutResourcePolicy", arn, e))?;
         Ok(())
     }
 
     /// The resource policy in force, for the reconciler and tests.
-    pub async fn policy(&self, arn: &str) -> Result<Option<String>, VaultError> {
+    pub async fn policy(&self, arn: &str) -> Result<Option<String>, SecretsError> {
         let out = self
             .client
             .get_resource_policy()
             .secret_id(arn)
             .send()
             .await
-            .map_err(|e| VaultError::call("GetResourcePolicy", arn, e))?;
+            .map_err(|e| SecretsError::call("GetResourcePolicy", arn, e))?;
         Ok(out.resource_policy().map(str::to_owned))
     }
 
@@ -323,7 +323,7 @@ impl crate::Vault {
         arn: &str,
         rotation_function_arn: &str,
         hours: u32,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), SecretsError> {
         self.client
             .rotate_secret()
             .secret_id(arn)
@@ -332,7 +332,7 @@ impl crate::Vault {
             .rotate_immediately(false)
             .send()
             .await
-            .map_err(|e| VaultError::call("RotateSecret", arn, e))?;
+            .map_err(|e| SecretsError::call("RotateSecret", arn, e))?;
         Ok(())
     }
 
@@ -346,7 +346,7 @@ impl crate::Vault {
         secret_id: &str,
         force: bool,
         recovery_days: i64,
-    ) -> Result<bool, VaultError> {
+    ) -> Result<bool, SecretsError> {
         match self.describe(secret_id).await? {
             None => return Ok(false),
             Some(info) if info.deleted && !force => return Ok(false),
@@ -360,8 +360,8 @@ impl crate::Vault {
         };
         match request.send().await {
             Ok(_) => Ok(true),
-            Err(e) => match VaultError::call("DeleteSecret", secret_id, e) {
-                VaultError::NotFound(_) => Ok(false),
+            Err(e) => match SecretsError::call("DeleteSecret", secret_id, e) {
+                SecretsError::NotFound(_) => Ok(false),
                 other => Err(other),
             },
         }

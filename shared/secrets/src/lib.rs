@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
-use ticketbound_runtime::{ExposeSecret, SecretString};
+use ticketbound_runtime::{EnvReader, ExposeSecret, SecretString, vars};
 use tokio::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
-pub enum VaultError {
+pub enum SecretsError {
     #[error("secret {0} does not exist")]
     NotFound(String),
     #[error("secret {0} has no string value")]
@@ -40,7 +40,7 @@ pub enum VaultError {
     },
 }
 
-impl VaultError {
+impl SecretsError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -77,11 +77,11 @@ impl VaultError {
 
 /// Secrets Manager for the credentials ticketbound issues (see [`credentials`]).
 #[derive(Debug, Clone)]
-pub struct Vault {
+pub struct SecretsManager {
     client: Client,
 }
 
-impl Vault {
+impl SecretsManager {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
@@ -94,7 +94,7 @@ struct Entry {
 
 /// Configuration secrets, cached.
 pub struct SecretCache {
-    vault: Vault,
+    secrets_manager: SecretsManager,
     ttl: Duration,
     min_refresh: Duration,
     entries: Mutex<HashMap<String, Entry>>,
@@ -110,11 +110,17 @@ impl std::fmt::Debug for SecretCache {
 }
 
 impl SecretCache {
+    /// Reads how long a value is served from memory (`TICKETBOUND_SECRET_CACHE_SECS`,
+    /// 300 seconds unless set), for every function that keeps a cache.
+    pub fn read_ttl(env: &mut EnvReader) -> Duration {
+        Duration::from_secs(env.or_default(vars::SECRET_CACHE_SECS, "a number of seconds", 300))
+    }
+
     /// `ttl`: how long a value is served before it is fetched again; `min_refresh`:
     /// how soon a forced refresh may follow the last fetch.
     pub fn new(client: Client, ttl: Duration, min_refresh: Duration) -> Self {
         Self {
-            vault: Vault::new(client),
+            secrets_manager: SecretsManager::new(client),
             ttl,
             min_refresh,
             entries: Mutex::new(HashMap::new()),
@@ -122,7 +128,7 @@ impl SecretCache {
     }
 
     /// The secret's current string value.
-    pub async fn get(&self, secret_id: &str) -> Result<SecretString, VaultError> {
+    pub async fn get(&self, secret_id: &str) -> Result<SecretString, SecretsError> {
         {
             let entries = self.entries.lock().await;
             if let Some(e) = entries.get(secret_id)
@@ -136,7 +142,7 @@ impl SecretCache {
 
     /// Fetches the value again if the cached one is older than `min_refresh`, and
     /// returns it only if it changed: the caller retries its check with it.
-    pub async fn refresh(&self, secret_id: &str) -> Result<Option<SecretString>, VaultError> {
+    pub async fn refresh(&self, secret_id: &str) -> Result<Option<SecretString>, SecretsError> {
         let previous = {
             let entries = self.entries.lock().await;
             match entries.get(secret_id) {
@@ -150,8 +156,8 @@ impl SecretCache {
         Ok(changed.then_some(fresh))
     }
 
-    async fn fetch(&self, secret_id: &str) -> Result<SecretString, VaultError> {
-        let value = self.vault.read(secret_id).await?;
+    async fn fetch(&self, secret_id: &str) -> Result<SecretString, SecretsError> {
+        let value = self.secrets_manager.read(secret_id).await?;
         tracing::debug!(secret_id, "fetched configuration secret");
         self.entries.lock().await.insert(
             secret_id.to_owned(),

@@ -9,7 +9,7 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, RotationRulesT
 use ticketbound_runtime::{ExposeSecret, SecretString};
 
 use crate::credentials::{MANAGED_BY_TAG, SecretInfo};
-use crate::{Vault, VaultError};
+use crate::{SecretsError, SecretsManager};
 
 pub const AWSCURRENT: &str = "AWSCURRENT";
 pub const AWSPENDING: &str = "AWSPENDING";
@@ -30,7 +30,7 @@ pub fn rules_every(hours: u32) -> RotationRulesType {
     }
 }
 
-impl Vault {
+impl SecretsManager {
     /// The value of version `version_id` if it carries `stage` and has a value; `None`
     /// when it has none yet (a version Secrets Manager staged for a rotation that has
     /// not been given its value).
@@ -39,7 +39,7 @@ impl Vault {
         secret_id: &str,
         version_id: &str,
         stage: &str,
-    ) -> Result<Option<SecretString>, VaultError> {
+    ) -> Result<Option<SecretString>, SecretsError> {
         let sent = self
             .client
             .get_secret_value()
@@ -50,9 +50,9 @@ impl Vault {
             .await;
         match sent {
             Ok(out) => Ok(out.secret_string().map(SecretString::from)),
-            Err(e) => match VaultError::call("GetSecretValue", secret_id, e) {
+            Err(e) => match SecretsError::call("GetSecretValue", secret_id, e) {
                 // Also what AWS answers for a staged version without a value yet.
-                VaultError::NotFound(_) => Ok(None),
+                SecretsError::NotFound(_) => Ok(None),
                 other => Err(other),
             },
         }
@@ -65,7 +65,7 @@ impl Vault {
         secret_id: &str,
         version_id: &str,
         value: &SecretString,
-    ) -> Result<bool, VaultError> {
+    ) -> Result<bool, SecretsError> {
         let mut next: Option<String> = None;
         loop {
             let out = self
@@ -76,7 +76,7 @@ impl Vault {
                 .set_next_token(next.take())
                 .send()
                 .await
-                .map_err(|e| VaultError::call("ListSecretVersionIds", secret_id, e))?;
+                .map_err(|e| SecretsError::call("ListSecretVersionIds", secret_id, e))?;
             for other in out.versions().iter().filter_map(|v| v.version_id()) {
                 if other == version_id {
                     continue;
@@ -90,8 +90,8 @@ impl Vault {
                     .await;
                 let held = match read {
                     Ok(v) => v.secret_string().map(str::to_owned),
-                    Err(e) => match VaultError::call("GetSecretValue", secret_id, e) {
-                        VaultError::NotFound(_) => None,
+                    Err(e) => match SecretsError::call("GetSecretValue", secret_id, e) {
+                        SecretsError::NotFound(_) => None,
                         e => return Err(e),
                     },
                 };
@@ -114,7 +114,7 @@ impl Vault {
         secret_id: &str,
         token: &str,
         value: &SecretString,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), SecretsError> {
         self.client
             .put_secret_value()
             .secret_id(secret_id)
@@ -123,7 +123,7 @@ impl Vault {
             .version_stages(AWSPENDING)
             .send()
             .await
-            .map_err(|e| VaultError::call("PutSecretValue", secret_id, e))?;
+            .map_err(|e| SecretsError::call("PutSecretValue", secret_id, e))?;
         Ok(())
     }
 
@@ -136,7 +136,7 @@ impl Vault {
         stage: &str,
         to: Option<&str>,
         from: Option<&str>,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), SecretsError> {
         self.client
             .update_secret_version_stage()
             .secret_id(secret_id)
@@ -145,13 +145,13 @@ impl Vault {
             .set_remove_from_version_id(from.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| VaultError::call("UpdateSecretVersionStage", secret_id, e))?;
+            .map_err(|e| SecretsError::call("UpdateSecretVersionStage", secret_id, e))?;
         Ok(())
     }
 
     /// Every secret tagged `managed-by=ticketbound`, page by page, with its versions and
     /// rotation settings.
-    pub async fn list_managed(&self) -> Result<Vec<SecretInfo>, VaultError> {
+    pub async fn list_managed(&self) -> Result<Vec<SecretInfo>, SecretsError> {
         let mut found = Vec::new();
         let mut next: Option<String> = None;
         loop {
@@ -175,7 +175,7 @@ impl Vault {
                 .set_next_token(next.take())
                 .send()
                 .await
-                .map_err(|e| VaultError::call("ListSecrets", "-", e))?;
+                .map_err(|e| SecretsError::call("ListSecrets", "-", e))?;
             for entry in out.secret_list() {
                 let Some(arn) = entry.arn() else { continue };
                 // ListSecrets leaves out what DescribeSecret says of versions and
@@ -204,7 +204,7 @@ impl Vault {
         token: &str,
         rotation_function_arn: &str,
         every_days: i64,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), SecretsError> {
         self.client
             .rotate_secret()
             .secret_id(secret_id)
@@ -219,7 +219,7 @@ impl Vault {
             .rotate_immediately(false)
             .send()
             .await
-            .map_err(|e| VaultError::call("RotateSecret", secret_id, e))?;
+            .map_err(|e| SecretsError::call("RotateSecret", secret_id, e))?;
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ use crate::items::Item;
 use crate::store::build_error;
 
 /// The variable naming the table.
-pub const LOG_TABLE: &str = "TICKETBOUND_LOG_TABLE";
+pub use ticketbound_runtime::vars::LOG_TABLE;
 
 const HEAD: &str = "HEAD";
 const LEAF: &str = "LEAF";

@@ -25,7 +25,7 @@ use crate::items::{self, Item};
 use crate::store::build_error;
 
 /// The variable naming the table.
-pub const IDENTITIES_TABLE: &str = "TICKETBOUND_IDENTITIES_TABLE";
+pub use ticketbound_runtime::vars::IDENTITIES_TABLE;
 
 const ENTRY: &str = "ENTRY";
 /// Two items (the entry and its event) per identity in one `TransactWriteItems`.

@@ -37,9 +37,7 @@ pub struct StoreSettings {
 }
 
 /// The variables every function that uses the store reads.
-pub const GRANTS_TABLE: &str = "TICKETBOUND_GRANTS_TABLE";
-pub const AUDIT_TABLE: &str = "TICKETBOUND_AUDIT_TABLE";
-pub const RETENTION_DAYS: &str = "TICKETBOUND_RETENTION_DAYS";
+pub use ticketbound_runtime::vars::{AUDIT_TABLE, GRANTS_TABLE, RETENTION_DAYS};
 
 impl StoreSettings {
     pub const VARIABLES: [&str; 3] = [GRANTS_TABLE, AUDIT_TABLE, RETENTION_DAYS];

@@ -10,7 +10,7 @@ use ticketbound_domain::{
 };
 use ticketbound_enforce::{EnforceSettings, Enforcer, Targets};
 use ticketbound_schedule::{ExpirySchedules, ScheduleSettings, ScheduleTarget};
-use ticketbound_secrets::{SecretCache, Vault};
+use ticketbound_secrets::{SecretCache, SecretsManager};
 use ticketbound_store::Store;
 
 use crate::{PgFixture, TestStack, sample_grant};
@@ -72,7 +72,7 @@ impl TestStack {
         };
         let secrets = aws_sdk_secretsmanager::Client::new(&self.sdk);
         let issuer = Enforcer {
-            vault: Vault::new(secrets.clone()),
+            secrets_manager: SecretsManager::new(secrets.clone()),
             admin_secrets: SecretCache::new(
                 secrets,
                 std::time::Duration::ZERO,

@@ -458,3 +458,307 @@ fn no_lambda_links_the_local_stack_or_the_testkit() {
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The functions in the order of a grant's life, as the configuration reference lists
+/// its readers.
+const LIFECYCLE_ORDER: &[&str] = &[
+    "itsm-intake",
+    "grant-provision",
+    "grant-expire",
+    "secret-rotate",
+    "ticket-writeback",
+    "grant-reconcile",
+    "log-checkpoint",
+];
+
+/// What each function's `from_env` asks its environment for, run on an empty one.
+fn variables_read_by_function() -> BTreeMap<&'static str, BTreeSet<String>> {
+    use ticketbound_runtime::variables_read;
+    BTreeMap::from([
+        (
+            "itsm-intake",
+            variables_read(itsm_intake::config::IntakeConfig::from_env),
+        ),
+        (
+            "grant-provision",
+            variables_read(grant_provision::config::ProvisionConfig::from_env),
+        ),
+        (
+            "grant-expire",
+            variables_read(grant_expire::config::ExpireConfig::from_env),
+        ),
+        (
+            "grant-reconcile",
+            variables_read(grant_reconcile::config::ReconcileConfig::from_env),
+        ),
+        (
+            "secret-rotate",
+            variables_read(secret_rotate::config::RotateConfig::from_env),
+        ),
+        (
+            "ticket-writeback",
+            variables_read(ticket_writeback::config::WritebackConfig::from_env),
+        ),
+        (
+            "log-checkpoint",
+            variables_read(log_checkpoint::config::CheckpointConfig::from_env),
+        ),
+    ])
+}
+
+/// A function's `config::VARIABLES` (what Terraform gives its Lambda, by the tests
+/// above) is exactly what its configuration code reads: a variable read but not
+/// listed would never be set in AWS (its default would silently hold), one listed but
+/// not read is configuration that does nothing.
+#[test]
+fn each_function_lists_exactly_the_variables_its_code_reads() {
+    let listed = variables_by_function();
+    let read = variables_read_by_function();
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        read.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        LIFECYCLE_ORDER.iter().copied().collect::<BTreeSet<_>>(),
+        listed.keys().copied().collect::<BTreeSet<_>>()
+    );
+    let mut problems = Vec::new();
+    for (function, names) in &listed {
+        let names: BTreeSet<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        for unlisted in read[function].difference(&names) {
+            problems.push(format!(
+                "{function} reads {unlisted}, which its config::VARIABLES does not list"
+            ));
+        }
+        for unread in names.difference(&read[function]) {
+            problems.push(format!(
+                "{function} lists {unread} in config::VARIABLES, but its from_env never reads it"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// One table of the configuration reference, generated from the registry.
+fn reference_table(
+    rows: &[ticketbound_runtime::vars::Variable],
+    readers_of: impl Fn(&str) -> Vec<String>,
+) -> String {
+    let mut table =
+        String::from("| variable | read by | meaning, default |\n| --- | --- | --- |\n");
+    for row in rows {
+        let mut readers = readers_of(row.name);
+        readers.extend(row.also_read_by.iter().map(|r| (*r).to_owned()));
+        table.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            row.name,
+            readers.join(", "),
+            row.meaning
+        ));
+    }
+    table
+}
+
+/// `docs/configuration.md` with its two tables as the registry
+/// (`shared/runtime/src/vars.rs`) and the functions' `config::VARIABLES` make them.
+fn configuration_reference(current: &str) -> Result<String, String> {
+    use ticketbound_runtime::vars;
+    let listed = variables_by_function();
+    let readers_of = |name: &str| -> Vec<String> {
+        LIFECYCLE_ORDER
+            .iter()
+            .filter(|f| listed[*f].contains(&name))
+            .map(|f| (*f).to_owned())
+            .collect()
+    };
+    let mut text = current.to_owned();
+    for (marker, table) in [
+        ("functions", reference_table(vars::FUNCTIONS, readers_of)),
+        ("local", reference_table(vars::LOCAL, |_| Vec::new())),
+    ] {
+        let begin = format!("<!-- generated: {marker} -->\n");
+        let end = format!("<!-- end: {marker} -->");
+        let (Some(from), Some(to)) = (text.find(&begin), text.find(&end)) else {
+            return Err(format!(
+                "docs/configuration.md has no {begin:?} … {end:?} block"
+            ));
+        };
+        text.replace_range(from + begin.len()..to, &table);
+    }
+    Ok(text)
+}
+
+/// The configuration reference is generated from the registry, in which every
+/// variable is defined once: a variable without a meaning, a row of the docs for a
+/// variable nothing reads, or readers that drift from `config::VARIABLES`, each
+/// fails here. `BLESS=1` rewrites the docs from the registry.
+#[test]
+fn the_configuration_reference_is_the_registry() {
+    use ticketbound_runtime::vars;
+    let path = repo().join("docs/configuration.md");
+    let current = std::fs::read_to_string(&path).unwrap();
+    let expected = configuration_reference(&current).unwrap_or_else(|e| panic!("{e}"));
+    let blessed = std::env::var_os("BLESS").is_some();
+    if blessed && current != expected {
+        std::fs::write(&path, &expected).unwrap();
+    }
+    assert!(
+        blessed || current == expected,
+        "docs/configuration.md is not what shared/runtime/src/vars.rs and the functions' \
+         config::VARIABLES make; run `BLESS=1 cargo test -p infra-check --test \
+         infra_matches_code the_configuration_reference` and review the diff"
+    );
+
+    // Every registered variable has a reader, and a function variable is read by a
+    // function (a local one by none).
+    let listed = variables_by_function();
+    let read_by_functions: BTreeSet<&str> =
+        listed.values().flat_map(|v| v.iter().copied()).collect();
+    let mut problems = Vec::new();
+    for row in vars::FUNCTIONS {
+        if !read_by_functions.contains(row.name) {
+            problems.push(format!(
+                "{} is a function variable no function reads",
+                row.name
+            ));
+        }
+    }
+    for row in vars::LOCAL {
+        if read_by_functions.contains(row.name) {
+            problems.push(format!(
+                "{} is read by a function but registered as local",
+                row.name
+            ));
+        }
+        if row.also_read_by.is_empty() {
+            problems.push(format!("{} names no reader", row.name));
+        }
+    }
+    for name in &read_by_functions {
+        if !vars::FUNCTIONS.iter().any(|row| row.name == *name) {
+            problems.push(format!(
+                "{name} is read by a function but not in vars::FUNCTIONS"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The files that may name a variable, and whether a string literal of a name is
+/// allowed in them (only the registry and the tests spell one out).
+fn files_naming_variables() -> Vec<(PathBuf, bool)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(
+                    name.as_str(),
+                    "target" | ".terraform" | "node_modules" | ".git"
+                ) {
+                    walk(&path, out);
+                }
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let repo = repo();
+    let mut files = Vec::new();
+    for dir in [
+        "shared",
+        "functions",
+        "cli",
+        "local",
+        "bench",
+        "scripts",
+        ".ci",
+        "infra",
+        "docs",
+    ] {
+        walk(&repo.join(dir), &mut files);
+    }
+    for top in ["README.md", "CONTRIBUTING.md"] {
+        files.push(repo.join(top));
+    }
+    let registry = repo.join("shared/runtime/src/vars.rs");
+    files
+        .into_iter()
+        .filter(|p| {
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
+            matches!(
+                ext,
+                "rs" | "md" | "tf" | "tftest.hcl" | "hcl" | "json" | "sh" | "py"
+            ) || p
+                .parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|d| d == "scripts" || d == ".ci")
+        })
+        .map(|p| {
+            let in_src = p.components().any(|c| c.as_os_str() == "src");
+            let literal_allowed = p == registry || !in_src;
+            (p, literal_allowed)
+        })
+        .collect()
+}
+
+/// Every `TICKETBOUND_*` name the code, the scripts, Terraform and the docs mention is
+/// a registered one (a typo or a stale name in a message or a page fails here), and
+/// code names a variable through its constant in `ticketbound_runtime::vars`, never a
+/// string literal of its own (tests and their `#[cfg(test)]` modules may: their
+/// samples are not configuration).
+#[test]
+fn variables_are_named_through_the_registry() {
+    use ticketbound_runtime::vars;
+    let registered: BTreeSet<&str> = vars::FUNCTIONS
+        .iter()
+        .chain(vars::LOCAL)
+        .map(|row| row.name)
+        .collect();
+    let mut problems = Vec::new();
+    for (path, literal_allowed) in files_naming_variables() {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let shown = path
+            .strip_prefix(repo())
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let is_rust = path.extension().is_some_and(|e| e == "rs");
+        // A Rust file's tests may use sample names; only what comes before them counts.
+        let text = if is_rust && !literal_allowed {
+            text.split("#[cfg(test)]").next().unwrap_or_default()
+        } else if is_rust && (shown.contains("/tests/") || shown.contains("/benches/")) {
+            continue;
+        } else {
+            text.as_str()
+        };
+        for (at, _) in text.match_indices(vars::PREFIX) {
+            let rest = &text[at + vars::PREFIX.len()..];
+            let tail: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let tail = tail.trim_end_matches('_');
+            let line = text[..at].lines().count().max(1);
+            if !tail.is_empty() {
+                let name = format!("{}{tail}", vars::PREFIX);
+                if !registered.contains(name.as_str()) {
+                    problems.push(format!(
+                        "{shown}:{line}: {name} is not a registered variable"
+                    ));
+                }
+            }
+            if !literal_allowed && text[..at].ends_with('"') {
+                problems.push(format!(
+                    "{shown}:{line}: a string literal spells out a variable's name; use its constant in ticketbound_runtime::vars"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
