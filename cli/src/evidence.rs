@@ -663,15 +663,19 @@ fn print_markdown(e: &Evidence) {
         }
         println!();
         println!(
-            "Live state at {}: secret {}, logins {:?}, a login works: {}. Expected: {}. {}",
+            "Live state at {}: secret {}, logins {}, a login works: {}. Expected: {}. {}",
             g.live.checked_at.format("%H:%M:%S UTC"),
             if g.live.secret_exists {
                 "present"
             } else {
                 "absent"
             },
-            g.live.logins,
-            g.live.can_log_in,
+            if g.live.logins.is_empty() {
+                "none".to_owned()
+            } else {
+                g.live.logins.join(", ")
+            },
+            if g.live.can_log_in { "yes" } else { "no" },
             g.live.expected,
             match &g.live.problem {
                 None => "**Consistent with the record.**".to_owned(),

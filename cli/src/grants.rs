@@ -96,7 +96,7 @@ pub async fn show(ctx: &Context, id: GrantId, json: bool) -> Result<(), CliError
             println!("  rotated     {}", at.to_rfc3339());
         }
         if let Some(cause) = grant.end_cause {
-            println!("  ended       {cause:?}");
+            println!("  ended       by {}", cause.describe());
         }
         println!("  audit trail");
         for e in &trail {
