@@ -11,7 +11,7 @@ use ticketbound_domain::{ConnectorKind, Environment, SourceSystem, SystemId, Tar
 use ticketbound_itsm::jira::JiraMapping;
 use ticketbound_itsm::readback::ApproverRule;
 use ticketbound_itsm::servicenow::ServiceNowMapping;
-use ticketbound_runtime::{ConfigError, EnvReader};
+use ticketbound_runtime::{CommaList, ConfigError, EnvReader};
 use ticketbound_secrets::SecretCache;
 use ticketbound_store::StoreSettings;
 
@@ -74,15 +74,10 @@ pub struct SenderOnly(pub BTreeSet<SourceSystem>);
 impl FromStr for SenderOnly {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        s.split(',')
-            .map(str::trim)
-            .filter(|x| !x.is_empty())
-            .map(|x| match x {
-                "jira" => Ok(SourceSystem::Jira),
-                "servicenow" => Ok(SourceSystem::Servicenow),
-                "generic" => Ok(SourceSystem::Generic),
-                _ => Err(()),
-            })
+        let Ok(CommaList(items)) = s.parse();
+        items
+            .iter()
+            .map(|x| x.parse::<SourceSystem>().map_err(|_| ()))
             .collect::<Result<_, ()>>()
             .map(Self)
     }
@@ -199,12 +194,7 @@ pub struct SourceList(pub Vec<String>);
 impl FromStr for SourceList {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        let sources: Vec<String> = s
-            .split(',')
-            .map(str::trim)
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let Ok(CommaList(sources)) = s.parse();
         // `aws.` sources are AWS services' own; none is an ITSM.
         if sources.is_empty() || sources.iter().any(|x| x.starts_with("aws.")) {
             return Err(());

@@ -21,7 +21,7 @@ use ticketbound_domain::Detail;
 
 use serde::Deserialize;
 use ticketbound_domain::{ConnectorKind, CredentialRef, Environment, Grant};
-use ticketbound_runtime::{EnvReader, ExposeSecret, SecretString, vars};
+use ticketbound_runtime::{CommaList, EnvReader, ExposeSecret, SecretString, vars};
 use ticketbound_schedule::{ExpirySchedules, ScheduleError, ScheduleSettings};
 use ticketbound_secrets::credentials::{CredentialSecretSpec, DatabaseSecret, SecretInfo};
 use ticketbound_secrets::rotation::AWSCURRENT;
@@ -292,76 +292,42 @@ pub enum EnforceRole {
     Rotates,
 }
 
-impl EnforceRole {
-    /// The variables [`EnforceSettings::read`] reads for this role (each function's
-    /// `config::VARIABLES` lists them, for the infrastructure check).
-    pub const fn variables(self) -> &'static [&'static str] {
-        match self {
-            Self::Issues => &[
-                vars::TARGETS,
-                vars::SECRET_KMS_KEY_ID,
-                vars::SECRET_ADMIN_PRINCIPALS,
-                vars::ROTATION_FUNCTION_ARN,
-            ],
-            Self::Revokes => &[vars::TARGETS, vars::SECRET_RECOVERY_DAYS],
-            Self::Rotates => &[vars::TARGETS],
-        }
-    }
-}
-
-/// A comma-separated list (empty items dropped).
-#[derive(Debug, Clone, Default)]
-struct CommaList(Vec<String>);
-
-impl FromStr for CommaList {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(
-            s.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        ))
-    }
-}
-
 impl EnforceSettings {
     /// Reads the settings a function in `role` needs; what it does not need keeps its
     /// default. Problems are recorded in `env` (its `finish` reports them); `None`
     /// then.
     pub fn read(env: &mut EnvReader, role: EnforceRole) -> Option<Self> {
         let targets = Targets::read(env);
-        let mut settings = Self {
-            targets: Targets(BTreeMap::new()),
-            kms_key_id: None,
-            admin_principals: Vec::new(),
-            rotation_function_arn: None,
-            recovery_window_days: None,
-        };
+        let (mut kms_key_id, mut admin_principals, mut rotation_function_arn) =
+            (None, Vec::new(), None);
+        let mut recovery_window_days = None;
         match role {
             EnforceRole::Issues => {
-                settings.kms_key_id = env.optional(vars::SECRET_KMS_KEY_ID, "a KMS key id or ARN");
+                kms_key_id = env.optional(vars::SECRET_KMS_KEY_ID, "a KMS key id or ARN");
                 let admins: CommaList = env.or_default(
                     vars::SECRET_ADMIN_PRINCIPALS,
                     "comma-separated IAM ARNs",
                     CommaList::default(),
                 );
-                settings.admin_principals = admins.0;
-                settings.rotation_function_arn =
-                    env.optional(vars::ROTATION_FUNCTION_ARN, "a Lambda ARN");
+                admin_principals = admins.0;
+                rotation_function_arn = env.optional(vars::ROTATION_FUNCTION_ARN, "a Lambda ARN");
             }
             EnforceRole::Revokes => {
                 let recovery: Option<RecoveryDays> = env.optional(
                     vars::SECRET_RECOVERY_DAYS,
                     "a number of days from 7 to 30 (unset: delete at once)",
                 );
-                settings.recovery_window_days = recovery.map(|r| r.0);
+                recovery_window_days = recovery.map(|r| r.0);
             }
             EnforceRole::Rotates => {}
         }
-        settings.targets = targets?;
-        Some(settings)
+        Some(Self {
+            targets: targets?,
+            kms_key_id,
+            admin_principals,
+            rotation_function_arn,
+            recovery_window_days,
+        })
     }
 }
 

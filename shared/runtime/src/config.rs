@@ -22,6 +22,24 @@ pub enum VarProblem {
     Unreported,
 }
 
+/// A comma-separated list, as several variables take one: items trimmed, empty ones
+/// dropped. Types that need more (known values, a rule) parse it and check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommaList(pub Vec<String>);
+
+impl FromStr for CommaList {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+}
+
 /// Every variable that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -156,17 +174,17 @@ impl EnvReader {
         (a, a_expected): (&str, &str),
         (b, b_expected): (&str, &str),
     ) -> Option<(A, B)> {
-        let first: Option<A> = self.optional(a, a_expected);
-        let second: Option<B> = self.optional(b, b_expected);
-        let (a_set, b_set) = (self.raw(a).is_some(), self.raw(b).is_some());
+        let first = self.raw(a).map(|raw| self.parse::<A>(a, &raw, a_expected));
+        let second = self.raw(b).map(|raw| self.parse::<B>(b, &raw, b_expected));
         match (first, second) {
-            (Some(x), Some(y)) => Some((x, y)),
-            _ => {
-                if a_set && !b_set {
-                    self.problem(b, VarProblem::Missing);
-                } else if b_set && !a_set {
-                    self.problem(a, VarProblem::Missing);
-                }
+            (Some(x), Some(y)) => Some((x?, y?)),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.problem(b, VarProblem::Missing);
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(a, VarProblem::Missing);
                 None
             }
         }

@@ -16,7 +16,7 @@ pub mod metrics;
 pub mod secret;
 pub mod vars;
 
-pub use config::{ConfigError, EnvReader, VarProblem, variables_read};
+pub use config::{CommaList, ConfigError, EnvReader, VarProblem, variables_read};
 pub use logging::{LogFormat, LogSettings, LoggingError};
 pub use secret::{ExposeSecret, SecretString};
 

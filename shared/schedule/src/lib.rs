@@ -96,22 +96,6 @@ pub enum ScheduleUse {
     Deletes,
 }
 
-impl ScheduleUse {
-    /// The variables [`ScheduleSettings::read`] reads for this use (each function's
-    /// `config::VARIABLES` lists them, for the infrastructure check).
-    pub const fn variables(self) -> &'static [&'static str] {
-        match self {
-            Self::Creates | Self::RetriesIfTargeted => &[
-                SCHEDULE_GROUP,
-                EXPIRY_FUNCTION_ARN,
-                SCHEDULER_ROLE_ARN,
-                SCHEDULE_DLQ_ARN,
-            ],
-            Self::Deletes => &[SCHEDULE_GROUP],
-        }
-    }
-}
-
 impl ScheduleSettings {
     /// Reads the group and, for a use that makes schedules, the target they invoke.
     /// With [`ScheduleUse::Creates`] a missing target is recorded in `env` (and

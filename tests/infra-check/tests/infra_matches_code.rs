@@ -21,18 +21,66 @@ fn module() -> Module {
     Module::read(&repo().join("infra/modules/ticketbound")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// What each function crate reads from its environment (its `config::VARIABLES`).
-/// A new function crate must be added here; the first test says so.
-fn variables_by_function() -> BTreeMap<&'static str, &'static [&'static str]> {
+/// Each function crate's configuration: the variables it lists (its
+/// `config::VARIABLES`, what Terraform must give its Lambda) and what its `from_env`
+/// asks for, run on an empty environment. A new function crate must be added here;
+/// the first test says so.
+type ReadVariables = fn() -> BTreeSet<String>;
+fn function_configs() -> BTreeMap<&'static str, (&'static [&'static str], ReadVariables)> {
+    use ticketbound_runtime::variables_read;
     BTreeMap::from([
-        ("itsm-intake", itsm_intake::config::VARIABLES),
-        ("grant-provision", grant_provision::config::VARIABLES),
-        ("grant-expire", grant_expire::config::VARIABLES),
-        ("grant-reconcile", grant_reconcile::config::VARIABLES),
-        ("secret-rotate", secret_rotate::config::VARIABLES),
-        ("ticket-writeback", ticket_writeback::config::VARIABLES),
-        ("log-checkpoint", log_checkpoint::config::VARIABLES),
+        (
+            "itsm-intake",
+            (
+                itsm_intake::config::VARIABLES,
+                (|| variables_read(itsm_intake::config::IntakeConfig::from_env)) as ReadVariables,
+            ),
+        ),
+        (
+            "grant-provision",
+            (grant_provision::config::VARIABLES, || {
+                variables_read(grant_provision::config::ProvisionConfig::from_env)
+            }),
+        ),
+        (
+            "grant-expire",
+            (grant_expire::config::VARIABLES, || {
+                variables_read(grant_expire::config::ExpireConfig::from_env)
+            }),
+        ),
+        (
+            "grant-reconcile",
+            (grant_reconcile::config::VARIABLES, || {
+                variables_read(grant_reconcile::config::ReconcileConfig::from_env)
+            }),
+        ),
+        (
+            "secret-rotate",
+            (secret_rotate::config::VARIABLES, || {
+                variables_read(secret_rotate::config::RotateConfig::from_env)
+            }),
+        ),
+        (
+            "ticket-writeback",
+            (ticket_writeback::config::VARIABLES, || {
+                variables_read(ticket_writeback::config::WritebackConfig::from_env)
+            }),
+        ),
+        (
+            "log-checkpoint",
+            (log_checkpoint::config::VARIABLES, || {
+                variables_read(log_checkpoint::config::CheckpointConfig::from_env)
+            }),
+        ),
     ])
+}
+
+/// What each function crate reads from its environment (its `config::VARIABLES`).
+fn variables_by_function() -> BTreeMap<&'static str, &'static [&'static str]> {
+    function_configs()
+        .into_iter()
+        .map(|(function, (listed, _))| (function, listed))
+        .collect()
 }
 
 /// Variables a function reads but the module deliberately leaves unset, and why.
@@ -471,66 +519,27 @@ const LIFECYCLE_ORDER: &[&str] = &[
     "log-checkpoint",
 ];
 
-/// What each function's `from_env` asks its environment for, run on an empty one.
-fn variables_read_by_function() -> BTreeMap<&'static str, BTreeSet<String>> {
-    use ticketbound_runtime::variables_read;
-    BTreeMap::from([
-        (
-            "itsm-intake",
-            variables_read(itsm_intake::config::IntakeConfig::from_env),
-        ),
-        (
-            "grant-provision",
-            variables_read(grant_provision::config::ProvisionConfig::from_env),
-        ),
-        (
-            "grant-expire",
-            variables_read(grant_expire::config::ExpireConfig::from_env),
-        ),
-        (
-            "grant-reconcile",
-            variables_read(grant_reconcile::config::ReconcileConfig::from_env),
-        ),
-        (
-            "secret-rotate",
-            variables_read(secret_rotate::config::RotateConfig::from_env),
-        ),
-        (
-            "ticket-writeback",
-            variables_read(ticket_writeback::config::WritebackConfig::from_env),
-        ),
-        (
-            "log-checkpoint",
-            variables_read(log_checkpoint::config::CheckpointConfig::from_env),
-        ),
-    ])
-}
-
 /// A function's `config::VARIABLES` (what Terraform gives its Lambda, by the tests
 /// above) is exactly what its configuration code reads: a variable read but not
 /// listed would never be set in AWS (its default would silently hold), one listed but
 /// not read is configuration that does nothing.
 #[test]
 fn each_function_lists_exactly_the_variables_its_code_reads() {
-    let listed = variables_by_function();
-    let read = variables_read_by_function();
-    assert_eq!(
-        listed.keys().collect::<Vec<_>>(),
-        read.keys().collect::<Vec<_>>()
-    );
+    let configs = function_configs();
     assert_eq!(
         LIFECYCLE_ORDER.iter().copied().collect::<BTreeSet<_>>(),
-        listed.keys().copied().collect::<BTreeSet<_>>()
+        configs.keys().copied().collect::<BTreeSet<_>>()
     );
     let mut problems = Vec::new();
-    for (function, names) in &listed {
+    for (function, (names, read_variables)) in &configs {
         let names: BTreeSet<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        for unlisted in read[function].difference(&names) {
+        let read = read_variables();
+        for unlisted in read.difference(&names) {
             problems.push(format!(
                 "{function} reads {unlisted}, which its config::VARIABLES does not list"
             ));
         }
-        for unread in names.difference(&read[function]) {
+        for unread in names.difference(&read) {
             problems.push(format!(
                 "{function} lists {unread} in config::VARIABLES, but its from_env never reads it"
             ));
