@@ -446,6 +446,59 @@ pub mod sdk {
         dev_dependencies: BTreeMap<String, BTreeSet<String>>,
         /// SDK crate → its operations, snake case.
         operations: BTreeMap<String, BTreeSet<String>>,
+        /// The workspace's targets that `cargo test` skips (`test = false`):
+        /// (crate, target, root source file).
+        untested_targets: Vec<(String, String, PathBuf)>,
+    }
+
+    /// `file` and the module files its `mod name;` items declare, recursively (the
+    /// `name.rs` or `name/mod.rs` beside a crate root or a `mod.rs`, under `stem/`
+    /// beside any other file), as rustc resolves them.
+    fn module_files(file: &Path, is_root: bool, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        out.push(file.to_path_buf());
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let base = if is_root || stem == "mod" {
+            dir.to_path_buf()
+        } else {
+            dir.join(stem)
+        };
+        // `#[path = "…"]` on the line before a `mod` names its file outright.
+        let mut path_attribute: Option<PathBuf> = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(path) = line
+                .strip_prefix("#[path = \"")
+                .and_then(|p| p.strip_suffix("\"]"))
+            {
+                path_attribute = Some(dir.join(path));
+                continue;
+            }
+            let named = path_attribute.take();
+            let Some(rest) = line
+                .strip_prefix("mod ")
+                .or_else(|| line.strip_prefix("pub mod "))
+            else {
+                continue;
+            };
+            // An inline module (`mod x {`) is in this file's text already.
+            let Some(name) = rest.strip_suffix(';') else {
+                continue;
+            };
+            let flat = base.join(format!("{name}.rs"));
+            let found = if let Some(named) = named {
+                named
+            } else if flat.exists() {
+                flat
+            } else {
+                base.join(name).join("mod.rs")
+            };
+            module_files(&found, false, out)?;
+        }
+        Ok(())
     }
 
     fn pascal(snake: &str) -> String {
@@ -502,6 +555,7 @@ pub mod sdk {
             let mut crates = BTreeMap::new();
             let mut dev_dependencies = BTreeMap::new();
             let mut operations = BTreeMap::new();
+            let mut untested_targets = Vec::new();
             for package in meta["packages"].as_array().into_iter().flatten() {
                 let name = package["name"].as_str().unwrap_or_default().to_owned();
                 let dir = Path::new(package["manifest_path"].as_str().unwrap_or_default())
@@ -521,6 +575,15 @@ pub mod sdk {
                             .collect()
                     };
                     dev_dependencies.insert(name.clone(), deps_of(Some("dev")));
+                    for target in package["targets"].as_array().into_iter().flatten() {
+                        if target["test"].as_bool() == Some(false) {
+                            untested_targets.push((
+                                name.clone(),
+                                target["name"].as_str().unwrap_or_default().to_owned(),
+                                PathBuf::from(target["src_path"].as_str().unwrap_or_default()),
+                            ));
+                        }
+                    }
                     crates.insert(name, (dir, deps_of(None)));
                 } else if SERVICES.iter().any(|(c, _)| *c == name) {
                     let ops: BTreeSet<String> = std::fs::read_dir(dir.join("src/operation"))
@@ -536,7 +599,22 @@ pub mod sdk {
                 crates,
                 dev_dependencies,
                 operations,
+                untested_targets,
             })
+        }
+
+        /// The targets `cargo test` skips (`test = false` in their manifest), each with
+        /// the source files it compiles: its root and the files its `mod name;` items
+        /// name, followed down.
+        pub fn untested_targets(&self) -> Result<Vec<(String, String, Vec<PathBuf>)>, String> {
+            self.untested_targets
+                .iter()
+                .map(|(krate, target, root)| {
+                    let mut files = Vec::new();
+                    module_files(root, true, &mut files)?;
+                    Ok((krate.clone(), target.clone(), files))
+                })
+                .collect()
         }
 
         /// The workspace crates whose manifest lies in a folder below `dir`.

@@ -457,6 +457,40 @@ fn the_operation_scan_sees_real_calls() {
     assert!(!writeback.contains("kms:Sign"), "{writeback:?}");
 }
 
+/// A target that `cargo test` skips (`test = false`: the functions' `main.rs`, the
+/// benchmark harnesses) holds no test, so that skipping it cannot silently drop one.
+/// The skips keep the test build from linking a test harness of each binary, about
+/// 50 MB apiece that tested nothing.
+#[test]
+fn no_test_is_written_where_cargo_test_skips_it() {
+    let workspace = infra_check::sdk::Workspace::read(&repo()).unwrap_or_else(|e| panic!("{e}"));
+    let skipped = workspace
+        .untested_targets()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: BTreeSet<&str> = skipped.iter().map(|(_, t, _)| t.as_str()).collect();
+    for function in function_crates() {
+        assert!(
+            names.contains(function.as_str()),
+            "{function}'s binary is tested by `cargo test` (or not found): {names:?}"
+        );
+    }
+    let mut problems = Vec::new();
+    for (krate, target, files) in &skipped {
+        for file in files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for marker in ["#[test]", "#[tokio::test", "#[cfg(test)]"] {
+                if text.contains(marker) {
+                    problems.push(format!(
+                        "{krate}'s target {target} has `test = false`, but {} holds {marker}",
+                        file.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// No Lambda links the local stack or the testkit: for every package under
 /// `functions/`, the closure of its normal dependencies (not dev, not build; for the
 /// host platform, from `cargo metadata`) holds neither `ticketbound-local` nor
@@ -615,7 +649,7 @@ fn the_configuration_reference_is_the_registry() {
         blessed || current == expected,
         "docs/configuration.md is not what shared/runtime/src/vars.rs and the functions' \
          config::VARIABLES make; run `BLESS=1 cargo test -p infra-check --test \
-         infra_matches_code the_configuration_reference` and review the diff"
+         integration the_configuration_reference` and review the diff"
     );
 
     // Every registered variable has a reader, and a function variable is read by a

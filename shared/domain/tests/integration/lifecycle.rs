@@ -14,7 +14,7 @@ fn now() -> DateTime<Utc> {
 
 fn request() -> AccessRequest {
     let draft: RequestDraft = serde_json::from_str(include_str!(
-        "../../../tests/fixtures/generic/approved-request.json"
+        "../../../../tests/fixtures/generic/approved-request.json"
     ))
     .unwrap();
     draft.validate(now()).unwrap()

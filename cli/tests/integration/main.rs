@@ -1,0 +1,6 @@
+//! One test binary for the crate's integration tests: each is a module, so that the
+//! workspace links one executable per crate rather than one per file.
+
+mod evidence;
+mod faults;
+mod function_url;
