@@ -16,9 +16,13 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
+/// The key under which the microseconds spent waiting for AWS's answers add up (from
+/// each request sent to its answer, retries included).
+pub const WAITED_MICROS: &str = "waited for AWS (µs)";
+
 /// Calls by `Service.Operation` (e.g. `DynamoDB.TransactWriteItems`); a key ending in
 /// ` items` counts the items of the batch and transaction calls, which is what their
-/// capacity is charged by.
+/// capacity is charged by; [`WAITED_MICROS`] is the time spent waiting on them.
 #[derive(Debug, Clone, Default)]
 pub struct CallCounts(Arc<Mutex<BTreeMap<String, u64>>>);
 
@@ -91,7 +95,15 @@ struct CountingConnector {
 impl HttpConnector for CountingConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         self.counts.record(&request);
-        self.inner.call(request)
+        let started = std::time::Instant::now();
+        let answer = self.inner.call(request);
+        let counts = self.counts.clone();
+        HttpConnectorFuture::new(async move {
+            let answered = answer.await;
+            let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            counts.add(WAITED_MICROS, waited);
+            answered
+        })
     }
 }
 

@@ -16,7 +16,8 @@ use serde_json::{Map, Value, json};
 
 use crate::meter;
 use crate::stack::LocalStack;
-use crate::streams::StreamPoller;
+use crate::streams::{StreamError, StreamPoller};
+use crate::triggers::{Activity, ActivityWatch, IdleBackoff};
 
 /// Lambda Function URLs accept request bodies up to 6 MB.
 pub const FUNCTION_URL_MAX_BODY: usize = 6 * 1024 * 1024;
@@ -29,14 +30,15 @@ pub fn stream_filters(text: &str) -> Result<Vec<Value>, serde_json::Error> {
 /// Feeds `table`'s stream to `handle` as Lambda's event source mapping does: only the
 /// records its `filters` pass, batches in order, what the answer reports as failed
 /// delivered again (after a pause), a record that keeps failing given up after ten
-/// attempts, loudly; a whole-batch error redelivers the batch. Returns only when
-/// `filters` are not JSON.
+/// attempts, loudly; a whole-batch error redelivers the batch. An idle poller backs
+/// off and wakes on `activity`. Returns only when `filters` are not JSON.
 pub async fn feed_stream<F, Fut>(
     sdk: &aws_config::SdkConfig,
     stack: &LocalStack,
     table: &str,
     function: &str,
     filters: &str,
+    activity: &Activity,
     handle: F,
 ) -> Result<(), serde_json::Error>
 where
@@ -48,15 +50,16 @@ where
     let mut poller = open_stream(sdk, table).await;
     poller.checkpoint_to(stream_checkpoint(stack, function));
     poller.filter(stream_filters(filters)?);
-    let mut backoff = crate::triggers::IdleBackoff::default();
+    let mut backoff = IdleBackoff::default();
+    let mut watch = activity.watch();
     loop {
-        let batch = match poller.next_batch().await {
+        let batch = match next_batch_noting(&mut poller, activity).await {
             Ok(Some(batch)) => {
                 backoff.after(true);
                 batch
             }
             Ok(None) => {
-                tokio::time::sleep(backoff.after(false)).await;
+                idle_wait(&mut watch, &mut backoff).await;
                 continue;
             }
             Err(e) => {
@@ -82,6 +85,28 @@ where
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// The poller's next batch, noting on `activity` that the table was written to when
+/// the poll read any record (one the filters drop included).
+pub async fn next_batch_noting(
+    poller: &mut StreamPoller,
+    activity: &Activity,
+) -> Result<Option<aws_lambda_events::event::dynamodb::Event>, StreamError> {
+    let before = poller.records_read();
+    let batch = poller.next_batch().await;
+    if poller.records_read() > before {
+        activity.note();
+    }
+    batch
+}
+
+/// An idle poller's wait: the back-off's, cut short (and the back-off started over)
+/// when something happens.
+pub async fn idle_wait(watch: &mut ActivityWatch, backoff: &mut IdleBackoff) {
+    if watch.sleep(backoff.after(false)).await {
+        backoff.after(true);
     }
 }
 

@@ -170,6 +170,9 @@ pub struct StreamPoller {
     checkpoint: Option<PathBuf>,
     /// The position last written there: an idle poll (every 200 ms) writes nothing.
     saved: Option<BTreeMap<String, Resume>>,
+    /// Records read from the stream so far, filtered out or not: what tells the host
+    /// that the table was written to (see [`crate::triggers::Activity`]).
+    records_read: u64,
     pub batch_size: usize,
     pub max_attempts: u32,
 }
@@ -200,6 +203,7 @@ impl StreamPoller {
             ttl_marks: None,
             filters: Vec::new(),
             pending: VecDeque::new(),
+            records_read: 0,
             batch_size: 100,
             max_attempts: 10,
         })
@@ -332,6 +336,7 @@ impl StreamPoller {
                 .await
                 .map_err(|e| StreamError::Call("GetRecords", Box::new(e)))?;
             let mut last = after;
+            self.records_read += out.records().len() as u64;
             for r in out.records() {
                 if let Some(seq) = r.dynamodb().and_then(|d| d.sequence_number()) {
                     last = Some(seq.to_owned());
@@ -412,6 +417,11 @@ impl StreamPoller {
         }
         self.save_checkpoint();
         dropped
+    }
+
+    /// Records read from the stream so far, whether or not the filters passed them.
+    pub fn records_read(&self) -> u64 {
+        self.records_read
     }
 
     /// Records waiting for (re)delivery.

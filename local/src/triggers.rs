@@ -4,9 +4,15 @@
 //! retried, deleted after success), and the back-off of every polling loop. Which
 //! function each trigger invokes is the caller's wiring (the CLI's function host);
 //! this crate depends on no function.
+//!
+//! An idle host costs little: each loop backs off when it finds nothing, up to
+//! [`IDLE_MAX`] (TTL and the signing schedule up to a minute), and wakes early when
+//! something happens ([`Activity`]: a request to the host, a stream record read, a
+//! schedule fired). No loop sleeps past the next thing it knows is due.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -17,11 +23,65 @@ use crate::targets;
 
 /// How often the emulated triggers look for work while there is some.
 pub const TICK: StdDuration = StdDuration::from_millis(200);
-/// The longest an idle trigger waits before it looks again (a due schedule is never
-/// waited past): an idle local stack stays near idle.
-pub const IDLE_MAX: StdDuration = StdDuration::from_millis(3200);
-/// How often DynamoDB TTL is emulated (AWS deletes within days; nothing is precise).
+/// The longest an idle poller waits before it looks again (a due schedule is never
+/// waited past, and [`Activity`] wakes it at once): what a write that does not pass
+/// through the host (a test's, another process's) may wait to be seen.
+pub const IDLE_MAX: StdDuration = StdDuration::from_millis(12_800);
+/// The shortest time between two emulated TTL scans (AWS deletes within days;
+/// nothing is precise): a burst of writes is scanned once.
 pub const TTL_EVERY: StdDuration = StdDuration::from_secs(2);
+/// The longest an idle TTL emulation or signing schedule waits when nothing happens
+/// and nothing is due.
+pub const QUIET_MAX: StdDuration = StdDuration::from_secs(60);
+
+/// What the host has seen happen, for the loops that wait on it: each note wakes every
+/// loop waiting in [`ActivityWatch::sleep`]. A poller that reads records from a
+/// stream notes it (so the TTL emulation of a table that was written to looks again,
+/// and the other consumers of the stream poll at once), as do a request to the host
+/// and a schedule fired. Clones share one count.
+#[derive(Debug, Clone)]
+pub struct Activity(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
+
+impl Activity {
+    /// Something happened: every waiting loop wakes.
+    pub fn note(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A waiter that sees what is noted from now on.
+    pub fn watch(&self) -> ActivityWatch {
+        ActivityWatch(self.0.subscribe())
+    }
+}
+
+/// One loop's view of [`Activity`].
+#[derive(Debug)]
+pub struct ActivityWatch(tokio::sync::watch::Receiver<u64>);
+
+impl ActivityWatch {
+    /// Waits `wait`, or less if something was noted since this watch last woke (a
+    /// note while the loop was busy is not missed); true when woken early.
+    pub async fn sleep(&mut self, wait: StdDuration) -> bool {
+        tokio::select! {
+            changed = self.0.changed() => {
+                if changed.is_err() {
+                    // Nobody can note any more: only the time is left to wait for.
+                    tokio::time::sleep(wait).await;
+                    return false;
+                }
+                self.0.borrow_and_update();
+                true
+            }
+            () = tokio::time::sleep(wait) => false,
+        }
+    }
+}
 
 /// How long a polling loop waits: [`TICK`] after a round that found work, then twice
 /// as long after each idle round, up to [`IDLE_MAX`].
@@ -49,26 +109,45 @@ impl IdleBackoff {
 const SCHEDULE_ATTEMPTS: u32 = 20;
 
 /// DynamoDB TTL: deletes items whose `expires_at` has passed (AWS does it within days;
-/// here at once, which only makes the backstop arrive earlier).
-pub async fn expire_ttl(ddb: &aws_sdk_dynamodb::Client, table: &str, marks: &TtlMarks) {
-    let now = Utc::now().timestamp().to_string();
-    let due = ddb
+/// here at once, which only makes the backstop arrive earlier). Returns when the
+/// earliest item still to expire is due (`None`: none is), so that the caller need
+/// not scan again before then unless the table is written to.
+pub async fn expire_ttl(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    marks: &TtlMarks,
+) -> Option<chrono::DateTime<Utc>> {
+    let now_secs = Utc::now().timestamp();
+    let now = now_secs.to_string();
+    let expiring = ddb
         .scan()
         .table_name(table)
-        .filter_expression("expires_at <= :now")
-        .expression_attribute_values(":now", AttributeValue::N(now.clone()))
-        .projection_expression("pk, sk")
+        .filter_expression("attribute_exists(expires_at)")
+        .projection_expression("pk, sk, expires_at")
         .into_paginator()
         .items()
         .send()
         .collect::<Vec<_>>()
         .await;
-    for item in due.into_iter().flatten() {
+    let mut next_due: Option<i64> = None;
+    for item in expiring.into_iter().flatten() {
         let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
             (item.get("pk"), item.get("sk"))
         else {
             continue;
         };
+        // TTL ignores an attribute that is not a number of seconds.
+        let Some(at) = item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        if at > now_secs {
+            next_due = Some(next_due.map_or(at, |n| n.min(at)));
+            continue;
+        }
         if let Ok(mut m) = marks.lock() {
             m.insert(format!("{pk}|{sk}"));
         }
@@ -87,6 +166,18 @@ pub async fn expire_ttl(ddb: &aws_sdk_dynamodb::Client, table: &str, marks: &Ttl
             m.remove(&format!("{pk}|{sk}"));
         }
     }
+    next_due.and_then(|at| chrono::DateTime::from_timestamp(at, 0))
+}
+
+/// How long the TTL emulation may wait after a scan: until the next item is due, at
+/// least [`TTL_EVERY`], at most [`QUIET_MAX`].
+pub fn ttl_wait(next_due: Option<chrono::DateTime<Utc>>) -> StdDuration {
+    let until = match next_due {
+        // Already past (the scan was a moment ago): as soon as may be.
+        Some(at) => (at - Utc::now()).to_std().unwrap_or_default(),
+        None => QUIET_MAX,
+    };
+    until.clamp(TTL_EVERY, QUIET_MAX)
 }
 
 /// `at(2026-11-29T18:00:01)` in UTC.

@@ -30,6 +30,7 @@ use ticketbound_local::host::{
 use ticketbound_local::itsm::{ItsmStandIn, WebhookTarget};
 use ticketbound_local::process::LocalError;
 use ticketbound_local::stack::LocalStack;
+use ticketbound_local::triggers::{Activity, QUIET_MAX};
 use ticketbound_local::{meter, targets};
 use ticketbound_runtime::EnvReader;
 
@@ -135,7 +136,7 @@ pub fn writeback_env(stack: &LocalStack) -> Vec<(String, String)> {
 
 /// Feeds the audit table's stream to the write-back, forever (as its event source
 /// mapping would: INSERTs in order, partial-batch failures redelivered).
-async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
+async fn run_writeback(stack: LocalStack, activity: Activity) -> Result<(), crate::CliError> {
     // The event source mapping reads the stream; the function's own calls are counted.
     let sdk = stack.sdk_config().await;
     let counted = stack
@@ -154,6 +155,7 @@ async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
         &stack.audit_table,
         "ticket-writeback",
         ticket_writeback::config::STREAM_FILTERS,
+        &activity,
         |batch| async { Ok(ticket_writeback::handle(&deps, batch).await.into()) },
     )
     .await
@@ -163,8 +165,9 @@ async fn run_writeback(stack: LocalStack) -> Result<(), crate::CliError> {
 /// Events logged past the last checkpoint before the local checkpointer signs
 /// another (a deployment's default is 64; the schedule signs the rest).
 pub const LOCAL_CHECKPOINT_EVERY: u64 = 16;
-/// How often the local schedule asks the checkpointer to sign what is unsigned (a
-/// deployment's: every 5 minutes).
+/// How soon after something happens the local schedule asks the checkpointer to sign
+/// what is unsigned (a deployment's schedule: every 5 minutes); with nothing
+/// happening, once a minute.
 pub const LOCAL_CHECKPOINT_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The environment a deployed checkpointer would have, pointed at the local stack.
@@ -186,7 +189,7 @@ pub fn checkpoint_env(stack: &LocalStack) -> Vec<(String, String)> {
 
 /// Feeds the audit table's stream to the checkpointer (its second consumer, beside
 /// the write-back), and invokes it on its schedule, forever.
-async fn run_checkpointer(stack: LocalStack) -> Result<(), crate::CliError> {
+async fn run_checkpointer(stack: LocalStack, activity: Activity) -> Result<(), crate::CliError> {
     let sdk = stack.sdk_config().await;
     let counted = stack
         .function_sdk_config(&meter::counts("log-checkpoint"))
@@ -200,9 +203,14 @@ async fn run_checkpointer(stack: LocalStack) -> Result<(), crate::CliError> {
         stack.audit_table, stack.log.bucket
     );
     let scheduled = std::sync::Arc::clone(&deps);
+    let mut watch = activity.watch();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(LOCAL_CHECKPOINT_PERIOD).await;
+            // Quiet costs nothing: the schedule runs a moment after something happened
+            // (what was logged meanwhile is signed together), else once a minute.
+            if watch.sleep(QUIET_MAX).await {
+                tokio::time::sleep(LOCAL_CHECKPOINT_PERIOD).await;
+            }
             if let Err(e) = log_checkpoint::handle_schedule(&scheduled).await {
                 tracing::error!(error = %ticketbound_runtime::error_chain(&e), "the scheduled checkpoint failed");
             }
@@ -214,6 +222,7 @@ async fn run_checkpointer(stack: LocalStack) -> Result<(), crate::CliError> {
         &stack.audit_table,
         "log-checkpoint",
         log_checkpoint::config::STREAM_FILTERS,
+        &activity,
         |batch| async { Ok(log_checkpoint::handle_stream(&deps, batch).await.into()) },
     )
     .await
@@ -221,7 +230,7 @@ async fn run_checkpointer(stack: LocalStack) -> Result<(), crate::CliError> {
 }
 
 /// Feeds the grants table's stream to the provisioner, forever.
-async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
+async fn run_provisioner(stack: LocalStack, activity: Activity) -> Result<(), crate::CliError> {
     let sdk = stack.sdk_config().await;
     let counted = stack
         .function_sdk_config(&meter::counts("grant-provision"))
@@ -239,6 +248,7 @@ async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
         &stack.grants_table,
         "grant-provision",
         grant_provision::config::STREAM_FILTERS,
+        &activity,
         |batch| async {
             grant_provision::handle(&deps, batch)
                 .await
@@ -252,7 +262,7 @@ async fn run_provisioner(stack: LocalStack) -> Result<(), crate::CliError> {
 async fn serve(
     deps: Arc<Deps>,
     itsm: Arc<ItsmStandIn>,
-    rotate: Arc<secret_rotate::Deps>,
+    rotate: Arc<super::rotation::RotationWiring>,
     peer: SocketAddr,
     port: u16,
     req: Request<Incoming>,
@@ -316,7 +326,7 @@ async fn serve(
 /// and `POST /local/rotate/<grant id>` (rotate that grant's credential now, as its
 /// rotation schedule would, with the host's counted rotation function).
 async fn serve_local(
-    rotate: &secret_rotate::Deps,
+    rotate: &super::rotation::RotationWiring,
     method: &http::Method,
     route: &str,
 ) -> Response<Full<Bytes>> {
@@ -361,28 +371,34 @@ pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
     };
     let itsm = Arc::new(ItsmStandIn::new(&stack, Some(webhook)).await);
     let deps = Arc::new(intake_deps(&stack).await?);
-    let rotate = Arc::new(super::rotation::rotate_deps_counted(&stack).await?);
+    let rotate = Arc::new(super::rotation::RotationWiring::counted(&stack).await?);
+    // What wakes the idle loops: each request served here, each stream record read.
+    let activity = Activity::default();
     let writeback_stack = stack.clone();
+    let writeback_activity = activity.clone();
     tokio::spawn(async move {
-        if let Err(e) = run_writeback(writeback_stack).await {
+        if let Err(e) = run_writeback(writeback_stack, writeback_activity).await {
             tracing::error!(error = %e, "the write-back stopped");
         }
     });
     let checkpointer_stack = stack.clone();
+    let checkpointer_activity = activity.clone();
     tokio::spawn(async move {
-        if let Err(e) = run_checkpointer(checkpointer_stack).await {
+        if let Err(e) = run_checkpointer(checkpointer_stack, checkpointer_activity).await {
             tracing::error!(error = %e, "the checkpointer stopped");
         }
     });
     let provisioner_stack = stack.clone();
+    let provisioner_activity = activity.clone();
     tokio::spawn(async move {
-        if let Err(e) = run_provisioner(provisioner_stack).await {
+        if let Err(e) = run_provisioner(provisioner_stack, provisioner_activity).await {
             tracing::error!(error = %e, "the provisioner stopped");
         }
     });
     let expiry_stack = stack.clone();
+    let expiry_activity = activity.clone();
     tokio::spawn(async move {
-        if let Err(e) = super::triggers::run(expiry_stack).await {
+        if let Err(e) = super::triggers::run(expiry_stack, expiry_activity).await {
             tracing::error!(error = %e, "the expiry triggers stopped");
         }
     });
@@ -407,8 +423,12 @@ pub async fn run(stack: LocalStack, port: u16) -> Result<(), crate::CliError> {
         let deps = Arc::clone(&deps);
         let itsm = Arc::clone(&itsm);
         let rotate = Arc::clone(&rotate);
+        let activity = activity.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
+                // A request is likely to write (an approval, a note, a rotation):
+                // the pollers look at once rather than at the end of their back-off.
+                activity.note();
                 serve(
                     Arc::clone(&deps),
                     Arc::clone(&itsm),

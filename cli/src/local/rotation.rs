@@ -12,14 +12,44 @@ use ticketbound_local::stack::LocalStack;
 use ticketbound_local::{meter, targets};
 use ticketbound_runtime::EnvReader;
 
-/// `secret-rotate` with `deps`, as Secrets Manager invokes it.
-pub fn function(deps: &Deps) -> impl RotationFunction<Error = RotateError> + '_ {
+/// `secret-rotate` with `wiring.function`, as Secrets Manager invokes it: what
+/// Secrets Manager itself does around the steps (describing the secret, staging the
+/// version, reading the rotation period) goes through `wiring.secrets_manager`, so
+/// that a meter on the function's clients counts only the function's own calls.
+pub fn function(wiring: &RotationWiring) -> impl RotationFunction<Error = RotateError> + '_ {
     emulator::Function::new(
-        &deps.enforcer.secrets_manager,
-        &deps.store,
-        |event| secret_rotate::handle(deps, event),
+        &wiring.secrets_manager.enforcer.secrets_manager,
+        &wiring.secrets_manager.store,
+        |event| secret_rotate::handle(&wiring.function, event),
         RotateError::is_refusal,
     )
+}
+
+/// The rotation function and, beside it, the clients Secrets Manager's own side of
+/// rotation uses (never the function's: see [`function`]).
+#[derive(Debug)]
+pub struct RotationWiring {
+    pub secrets_manager: Deps,
+    pub function: Deps,
+}
+
+impl RotationWiring {
+    /// Both sides on the same clients, none counted (`ticketbound rotate`).
+    pub async fn uncounted(stack: &LocalStack) -> Result<Self, crate::CliError> {
+        Ok(Self {
+            secrets_manager: rotate_deps(stack).await?,
+            function: rotate_deps(stack).await?,
+        })
+    }
+
+    /// As the host runs it: the function's calls counted (`meter`), Secrets
+    /// Manager's not.
+    pub async fn counted(stack: &LocalStack) -> Result<Self, crate::CliError> {
+        Ok(Self {
+            secrets_manager: rotate_deps(stack).await?,
+            function: rotate_deps_counted(stack).await?,
+        })
+    }
 }
 
 /// The environment a deployed rotation function would have, pointed at the local stack.
@@ -50,12 +80,16 @@ pub async fn rotate_deps_counted(stack: &LocalStack) -> Result<Deps, crate::CliE
 
 /// Rotates grant `id`'s credential now.
 pub async fn rotate_grant(stack: &LocalStack, id: GrantId) -> Result<Rotation, crate::CliError> {
-    rotate_grant_with(&rotate_deps(stack).await?, id).await
+    rotate_grant_with(&RotationWiring::uncounted(stack).await?, id).await
 }
 
-/// Rotates grant `id`'s credential now, with `deps`.
-pub async fn rotate_grant_with(deps: &Deps, id: GrantId) -> Result<Rotation, crate::CliError> {
-    let grant = deps
+/// Rotates grant `id`'s credential now, with `wiring`.
+pub async fn rotate_grant_with(
+    wiring: &RotationWiring,
+    id: GrantId,
+) -> Result<Rotation, crate::CliError> {
+    let grant = wiring
+        .secrets_manager
         .store
         .get_grant(id)
         .await?
@@ -67,7 +101,7 @@ pub async fn rotate_grant_with(deps: &Deps, id: GrantId) -> Result<Rotation, cra
         )));
     };
     let rotation = emulator::rotate(
-        &function(deps),
+        &function(wiring),
         &credential.secret_arn,
         RetryPolicy::default(),
     )
@@ -82,13 +116,12 @@ fn count_invocations(rotation: &Rotation) {
     meter::invoked("secret-rotate", 4 * u64::from(rotation.attempts));
 }
 
-/// Rotates every managed secret that is due (the host calls this periodically).
-/// `schedule` looks for what is due, as Secrets Manager does itself; `function` runs
-/// the rotation.
-pub async fn rotate_due(schedule: &Deps, function: &Deps) {
+/// Rotates every managed secret that is due (the host calls this periodically):
+/// what is due is looked for as Secrets Manager does itself, with its clients.
+pub async fn rotate_due(wiring: &RotationWiring) {
     let due = match emulator::due(
-        &schedule.enforcer.secrets_manager,
-        &schedule.store,
+        &wiring.secrets_manager.enforcer.secrets_manager,
+        &wiring.secrets_manager.store,
         Utc::now(),
     )
     .await
@@ -100,13 +133,7 @@ pub async fn rotate_due(schedule: &Deps, function: &Deps) {
         }
     };
     for secret in due {
-        match emulator::rotate(
-            &self::function(function),
-            &secret.arn,
-            RetryPolicy::default(),
-        )
-        .await
-        {
+        match emulator::rotate(&self::function(wiring), &secret.arn, RetryPolicy::default()).await {
             Ok(r) => {
                 count_invocations(&r);
                 tracing::info!(secret = %r.secret_arn, version = %r.token, attempts = r.attempts, "rotated on schedule")

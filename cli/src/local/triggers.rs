@@ -11,11 +11,13 @@ use std::time::Duration as StdDuration;
 
 use chrono::Utc;
 use grant_expire::{Deps, ExpireEvent};
-use ticketbound_local::host::{open_stream, stream_checkpoint, stream_filters};
+use ticketbound_local::host::{
+    idle_wait, next_batch_noting, open_stream, stream_checkpoint, stream_filters,
+};
 use ticketbound_local::stack::LocalStack;
 use ticketbound_local::streams::{StreamPoller, TtlMarks};
 use ticketbound_local::triggers::{
-    IdleBackoff, KnownSchedules, TICK, TTL_EVERY, expire_ttl, fire_schedules,
+    Activity, IdleBackoff, KnownSchedules, TICK, TTL_EVERY, expire_ttl, fire_schedules, ttl_wait,
 };
 use ticketbound_local::{meter, targets};
 use ticketbound_runtime::EnvReader;
@@ -23,7 +25,10 @@ use ticketbound_runtime::EnvReader;
 /// How often the sweep runs (AWS: a schedule, every few minutes).
 const SWEEP_EVERY: StdDuration = StdDuration::from_secs(15);
 /// How often the reconciler runs (AWS: its schedule, every 15 minutes by default).
-const RECONCILE_EVERY: StdDuration = StdDuration::from_secs(60);
+/// Each run reads every grant and every login of the stack, so it is most of what an
+/// idle stack costs; `ticketbound local invoke grant-reconcile --event <file of {}>` runs it
+/// at once.
+const RECONCILE_EVERY: StdDuration = StdDuration::from_secs(300);
 /// How often the rotation schedule of each managed secret is looked at.
 const ROTATION_CHECK_EVERY: StdDuration = StdDuration::from_secs(30);
 pub fn expire_env(stack: &LocalStack) -> Vec<(String, String)> {
@@ -60,7 +65,7 @@ pub fn reconcile_env(stack: &LocalStack) -> Vec<(String, String)> {
 }
 
 /// Runs every emulated trigger until the process ends.
-pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
+pub async fn run(stack: LocalStack, activity: Activity) -> Result<(), crate::CliError> {
     // What the host does in AWS's place is not counted; the functions' calls are.
     let sdk = stack.sdk_config().await;
     let counted = |function: &'static str| {
@@ -95,8 +100,7 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
 
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let scheduler = aws_sdk_scheduler::Client::new(&sdk);
-    let rotation_schedule = super::rotation::rotate_deps(&stack).await?;
-    let rotate = super::rotation::rotate_deps_counted(&stack).await?;
+    let rotation = super::rotation::RotationWiring::counted(&stack).await?;
     let reconciler = grant_reconcile::Deps::from_env(
         &counted("grant-reconcile").await,
         EnvReader::from_map(reconcile_env(&stack)),
@@ -126,24 +130,35 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
     triggers.spawn(async move {
         loop {
             tokio::time::sleep(ROTATION_CHECK_EVERY).await;
-            super::rotation::rotate_due(&rotation_schedule, &rotate).await;
+            super::rotation::rotate_due(&rotation).await;
         }
     });
     let table = stack.grants_table.clone();
+    let mut ttl_watch = activity.watch();
     triggers.spawn(async move {
         loop {
-            expire_ttl(&ddb, &table, &marks).await;
-            tokio::time::sleep(TTL_EVERY).await;
+            // Scan again when the next item is due, or soon after the table was
+            // written to (the grants stream's pollers note it); not every few seconds.
+            let next_due = expire_ttl(&ddb, &table, &marks).await;
+            if ttl_watch.sleep(ttl_wait(next_due)).await {
+                tokio::time::sleep(TTL_EVERY).await;
+            }
         }
     });
     let stream_deps = Arc::clone(&deps);
+    let stream_activity = activity.clone();
     triggers.spawn(async move {
         let mut backoff = IdleBackoff::default();
+        let mut watch = stream_activity.watch();
         loop {
-            let worked = deliver_stream(&stream_deps, &mut poller).await;
-            tokio::time::sleep(backoff.after(worked)).await;
+            if deliver_stream(&stream_deps, &mut poller, &stream_activity).await {
+                tokio::time::sleep(backoff.after(true)).await;
+            } else {
+                idle_wait(&mut watch, &mut backoff).await;
+            }
         }
     });
+    let mut schedule_watch = activity.watch();
     triggers.spawn(async move {
         let mut attempts = std::collections::HashMap::new();
         let mut known = KnownSchedules::default();
@@ -161,13 +176,20 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
         };
         loop {
             let round = fire_schedules(&invoke, &scheduler, &mut attempts, &mut known).await;
+            if round.fired {
+                activity.note();
+            }
             let mut wait = backoff.after(round.fired);
             // Never past the next due schedule.
             if let Some(next) = round.next_due {
                 let until = (next - Utc::now()).to_std().unwrap_or_default();
                 wait = wait.min(until.max(TICK));
             }
-            tokio::time::sleep(wait).await;
+            // A schedule is created by a function the host runs, after a write it
+            // notes: look at once then.
+            if schedule_watch.sleep(wait).await {
+                backoff.after(true);
+            }
         }
     });
     triggers.spawn(async move {
@@ -191,8 +213,8 @@ pub async fn run(stack: LocalStack) -> Result<(), crate::CliError> {
 }
 
 /// Delivers one batch, if there is one; true when there was.
-async fn deliver_stream(deps: &Deps, poller: &mut StreamPoller) -> bool {
-    let batch = match poller.next_batch().await {
+async fn deliver_stream(deps: &Deps, poller: &mut StreamPoller, activity: &Activity) -> bool {
+    let batch = match next_batch_noting(poller, activity).await {
         Ok(Some(b)) => b,
         Ok(None) => return false,
         Err(e) => {

@@ -16,6 +16,21 @@
 //! finishSecret records the rotation on the grant (last-rotated time and the version
 //! now current) with an audit event naming the versions, never a value. A finishSecret
 //! that Secrets Manager repeats records nothing twice.
+//!
+//! **What one rotation asks AWS.** Secrets Manager invokes the four steps of a token
+//! one after another, usually in one warm instance. createSecret reads everything
+//! (the secret's description and stages, the grant, the current value); the later
+//! steps of the same token in the same instance use what it learned ([`Memo`])
+//! instead of asking again, wherever nothing but this rotation could have changed
+//! it: the description (the token's stages and the version now current), the grant
+//! as last read, the pending value createSecret stored and recorded, and its login.
+//! What another party can change is still read where it matters: the grant again
+//! after setSecret gave the target the password (a revocation may have run
+//! meanwhile) and before finishSecret records the rotation; the pending value as
+//! Secrets Manager holds it, by testSecret's login. A step that fails forgets the
+//! memo, so the retry Secrets Manager starts reads everything again; a cold instance
+//! has no memo and reads everything. 13 calls for one rotation instead of 21
+//! (`scripts/bench` prints them).
 
 pub mod config;
 
@@ -28,8 +43,9 @@ use ticketbound_domain::{
     Actor, AuditAction, AuditRecord, ExpiryTrigger, Grant, GrantEvent, GrantId, GrantState,
     LifecycleRules, Transition,
 };
-use ticketbound_enforce::rotation::{Refusal, RotationRequest, Step};
+use ticketbound_enforce::rotation::{Known, Refusal, RotationRequest, Step};
 use ticketbound_enforce::{EnforceError, Enforcer};
+use ticketbound_runtime::SecretString;
 use ticketbound_runtime::{ConfigError, EnvReader};
 use ticketbound_schedule::ScheduleSettings;
 use ticketbound_store::{AdvanceError, Store, StoreError};
@@ -44,6 +60,49 @@ pub struct Deps {
     pub store: Store,
     pub enforcer: Enforcer,
     pub config: RotateConfig,
+    /// What the steps of the rotation in progress learned (one token at a time).
+    memo: std::sync::Mutex<Option<Memo>>,
+}
+
+/// What the earlier steps of one rotation token learned in this instance (see the
+/// crate's documentation). It holds the pending value between the steps, as the
+/// process holds any credential it uses; `Debug` never shows it.
+#[derive(Debug, Clone)]
+pub struct Memo {
+    /// The rotation event's secret id and token.
+    secret_id: String,
+    token: String,
+    request: RotationRequest,
+    grant: Grant,
+    pending: Option<SecretString>,
+    login: Option<String>,
+}
+
+impl Memo {
+    fn known(&self) -> Known<'_> {
+        Known {
+            pending: self.pending.as_ref(),
+            login: self.login.as_deref(),
+        }
+    }
+}
+
+impl Deps {
+    /// What the earlier steps of `token` learned here, if they ran here.
+    fn recall(&self, secret_id: &str, token: &str) -> Option<Memo> {
+        self.memo
+            .lock()
+            .ok()?
+            .as_ref()
+            .filter(|m| m.secret_id == secret_id && m.token == token)
+            .cloned()
+    }
+
+    fn remember(&self, memo: Option<Memo>) {
+        if let Ok(mut slot) = self.memo.lock() {
+            *slot = memo;
+        }
+    }
 }
 
 impl Deps {
@@ -62,6 +121,7 @@ impl Deps {
                 config.secret_cache_ttl,
             ),
             config,
+            memo: std::sync::Mutex::new(None),
         })
     }
 }
@@ -139,8 +199,31 @@ pub async fn handle(
     deps: &Deps,
     event: SecretsManagerSecretRotationEvent,
 ) -> Result<StepDone, RotateError> {
-    let now = Utc::now();
     let step: Step = event.step.parse().map_err(RotateError::Refused)?;
+    // A rotation (re)starts at createSecret: it reads everything afresh.
+    let memo = match step {
+        Step::CreateSecret => None,
+        _ => deps.recall(&event.secret_id, &event.client_request_token),
+    };
+    let done = run_step(deps, &event, step, memo).await;
+    if done.is_err() {
+        // Whatever this step learned or assumed may be wrong now: the retry reads.
+        deps.remember(None);
+    }
+    done
+}
+
+/// The rotation request and the grant: from `memo` when an earlier step of the same
+/// token learned them here, else from Secrets Manager and the grants table.
+/// The second value is true when they came from the memo.
+async fn request_and_grant(
+    deps: &Deps,
+    event: &SecretsManagerSecretRotationEvent,
+    memo: Option<Memo>,
+) -> Result<(Memo, bool), RotateError> {
+    if let Some(memo) = memo {
+        return Ok((memo, true));
+    }
     let request = deps
         .enforcer
         .rotation_request(&event.secret_id, &event.client_request_token)
@@ -154,6 +237,37 @@ pub async fn handle(
         .get_grant(grant_id)
         .await?
         .ok_or(RotateError::UnknownGrant(grant_id))?;
+    let memo = Memo {
+        secret_id: event.secret_id.clone(),
+        token: event.client_request_token.clone(),
+        request,
+        grant,
+        pending: None,
+        login: None,
+    };
+    Ok((memo, false))
+}
+
+async fn run_step(
+    deps: &Deps,
+    event: &SecretsManagerSecretRotationEvent,
+    step: Step,
+    memo: Option<Memo>,
+) -> Result<StepDone, RotateError> {
+    let now = Utc::now();
+    let (mut memo, recalled) = request_and_grant(deps, event, memo).await?;
+    // finishSecret records the rotation: it decides on the grant as stored now, not
+    // as an earlier step saw it.
+    if step == Step::FinishSecret && recalled {
+        memo.grant = deps
+            .store
+            .get_grant(memo.grant.id)
+            .await?
+            .ok_or(RotateError::UnknownGrant(memo.grant.id))?;
+    }
+    let grant = memo.grant.clone();
+    let grant_id = grant.id;
+    let request = memo.request.clone();
     if let Some(credential) = &grant.credential
         && credential.secret_arn != request.secret.arn
     {
@@ -186,44 +300,24 @@ pub async fn handle(
                 .await
                 .map_err(failed)?;
             tracing::info!(fresh = created.fresh, login = ?created.login, "pending version ready");
+            memo.pending = Some(created.value);
+            memo.login = created.login;
             created.fresh
         }
         Step::SetSecret => {
             deps.enforcer
-                .set_pending(&grant, &request, &Witness(&deps.store))
+                .set_pending(&grant, &request, &Witness(&deps.store), &memo.known())
                 .await
                 .map_err(failed)?;
             // The grant may have ended while the login was set (an alternating-users
             // rotation may just have made its second login, after a revocation that
             // looked for it): a login made for an ended grant is killed at once.
-            if let Some(ended) = deps
-                .store
-                .get_grant(grant_id)
-                .await?
-                .filter(|g| g.state != GrantState::Active)
-            {
-                let revocation = deps.enforcer.revoke(&ended).await.map_err(failed)?;
-                tracing::warn!(state = %ended.state, revocation = ?revocation, "the grant ended during setSecret; its logins revoked");
-                if ended.state.is_terminal() {
-                    let mut details = revocation.details();
-                    details.push((Detail::RevokedBy, COMPONENT.to_owned()));
-                    details.push((
-                        Detail::LateCredential,
-                        "set by a rotation while the grant ended; revoked at once".to_owned(),
-                    ));
-                    deps.store
-                        .note(grant_id, Utc::now(), |g| {
-                            AuditRecord::new(
-                                Utc::now(),
-                                Actor::component(COMPONENT),
-                                AuditAction::Revoked,
-                            )
-                            .states(Some(g.state), Some(g.state))
-                            .details(&details)
-                        })
-                        .await?;
+            match deps.store.get_grant(grant_id).await? {
+                Some(ended) if ended.state != GrantState::Active => {
+                    return Err(revoke_late_login(deps, ended, step, &request, now).await?);
                 }
-                return Err(refuse(deps, ended, step, &request, now).await?);
+                Some(stored) => memo.grant = stored,
+                None => {}
             }
             true
         }
@@ -237,17 +331,66 @@ pub async fn handle(
         Step::FinishSecret => {
             let finished = deps
                 .enforcer
-                .finish_rotation(&grant, &request)
+                .finish_rotation(&grant, &request, &memo.known())
                 .await
                 .map_err(failed)?;
-            record_rotation(deps, grant, &request, &finished, now).await?
+            let changed = record_rotation(deps, grant, &request, &finished, now).await?;
+            // The rotation is over: nothing of it is needed again.
+            deps.remember(None);
+            return Ok(StepDone {
+                step: step.as_str(),
+                grant_id: grant_id.to_string(),
+                changed,
+            });
         }
     };
+    deps.remember(Some(memo));
     Ok(StepDone {
         step: step.as_str(),
         grant_id: grant_id.to_string(),
         changed,
     })
+}
+
+/// A login setSecret made or set for a grant that ended meanwhile: revoked at once
+/// (and the revocation audited on a terminal grant), then the step refused.
+async fn revoke_late_login(
+    deps: &Deps,
+    ended: Grant,
+    step: Step,
+    request: &RotationRequest,
+    now: DateTime<Utc>,
+) -> Result<RotateError, RotateError> {
+    let grant_id = ended.id;
+    let revocation = deps.enforcer.revoke(&ended).await.map_err(|source| {
+        ticketbound_runtime::metrics::count(COMPONENT, "RotationStepFailures", 1);
+        RotateError::Step {
+            step: step.as_str(),
+            grant_id,
+            source,
+        }
+    })?;
+    tracing::warn!(state = %ended.state, revocation = ?revocation, "the grant ended during setSecret; its logins revoked");
+    if ended.state.is_terminal() {
+        let mut details = revocation.details();
+        details.push((Detail::RevokedBy, COMPONENT.to_owned()));
+        details.push((
+            Detail::LateCredential,
+            "set by a rotation while the grant ended; revoked at once".to_owned(),
+        ));
+        deps.store
+            .note(grant_id, Utc::now(), |g| {
+                AuditRecord::new(
+                    Utc::now(),
+                    Actor::component(COMPONENT),
+                    AuditAction::Revoked,
+                )
+                .states(Some(g.state), Some(g.state))
+                .details(&details)
+            })
+            .await?;
+    }
+    refuse(deps, ended, step, request, now).await
 }
 
 /// Records a completed rotation on the grant; a repeated finishSecret records nothing.

@@ -146,6 +146,27 @@ impl Harness {
         token
     }
 
+    /// What someone who can write the secret does: stores, as the pending value of
+    /// `token`, the grant's other login with a password they chose (returned).
+    async fn plant_pending(&self, g: &Grant, arn: &str, token: &str) -> String {
+        let mut planted: serde_json::Value =
+            serde_json::from_str(&self.stack.secret_value(arn).await).unwrap();
+        let chosen = format!("attacker-{}", ulid::Ulid::new());
+        planted["username"] = alternate_principal_name(g).into();
+        planted["password"] = chosen.clone().into();
+        self.stack
+            .secretsmanager()
+            .put_secret_value()
+            .secret_id(arn)
+            .client_request_token(token)
+            .secret_string(planted.to_string())
+            .version_stages(AWSPENDING)
+            .send()
+            .await
+            .unwrap();
+        chosen
+    }
+
     async fn step(&self, step: Step, arn: &str, token: &str) -> Result<(), RotateError> {
         handle(&self.deps, step_event(step, arn, token))
             .await
@@ -724,21 +745,7 @@ async fn a_pending_value_ticketbound_did_not_write_never_reaches_the_target() {
     let arn = g.credential.as_ref().unwrap().secret_arn.clone();
     let token = h.begin(&arn).await;
     let (user, _) = h.stack.credential(&arn).await;
-    let mut planted: serde_json::Value =
-        serde_json::from_str(&h.stack.secret_value(&arn).await).unwrap();
-    let chosen = format!("attacker-{}", ulid::Ulid::new());
-    planted["username"] = alternate_principal_name(&g).into();
-    planted["password"] = chosen.clone().into();
-    h.stack
-        .secretsmanager()
-        .put_secret_value()
-        .secret_id(&arn)
-        .client_request_token(&token)
-        .secret_string(planted.to_string())
-        .version_stages(AWSPENDING)
-        .send()
-        .await
-        .unwrap();
+    let chosen = h.plant_pending(&g, &arn, &token).await;
 
     for step in [Step::CreateSecret, Step::SetSecret] {
         let refused = h.step(step, &arn, &token).await.unwrap_err();
@@ -758,4 +765,133 @@ async fn a_pending_value_ticketbound_did_not_write_never_reaches_the_target() {
         "the credential in use still works"
     );
     assert!(h.rotations_audited(&g).await.is_empty());
+}
+
+/// The function's own AWS calls, by `Service.Operation`, without the item counts and
+/// the time waited.
+fn own_calls(
+    counts: &ticketbound_local::calls::CallCounts,
+) -> std::collections::BTreeMap<String, u64> {
+    counts
+        .snapshot()
+        .into_iter()
+        .filter(|(k, _)| !k.contains(' '))
+        .collect()
+}
+
+/// One rotation, its four steps in one warm instance as Secrets Manager invokes them,
+/// asks AWS at most 14 times: the later steps use what createSecret learned (the
+/// secret's stages, the grant, the pending value and its login) and read only what
+/// someone else may have changed. A cold instance (a fresh memo) reads everything.
+#[tokio::test]
+async fn one_warm_rotation_makes_at_most_fourteen_aws_calls() {
+    let h = harness().await;
+    let (g, _) = h.active(ALTERNATING_TARGET).await;
+    let arn = g.credential.as_ref().unwrap().secret_arn.clone();
+    let token = h.begin(&arn).await;
+    let before = own_calls(&h.counts);
+    for step in Step::ALL {
+        h.step(step, &arn, &token).await.unwrap();
+    }
+    let after = own_calls(&h.counts);
+    let made: std::collections::BTreeMap<&str, u64> = after
+        .iter()
+        .map(|(k, n)| (k.as_str(), n - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let total: u64 = made.values().sum();
+    println!("one rotation: {total} AWS calls: {made:?}");
+    assert!(total <= 14, "{total} calls: {made:?}");
+    assert_eq!(
+        made.get("SecretsManager.DescribeSecret"),
+        Some(&1),
+        "{made:?}"
+    );
+    // It rotated: the new credential is current and works.
+    h.assert_settled(&arn).await;
+    let (user, password) = h.stack.credential(&arn).await;
+    assert!(h.logs_in(&user, &password).await);
+    assert_eq!(h.rotations_audited(&g).await.len(), 1);
+}
+
+/// Someone who can write the secret replaces the pending value after createSecret
+/// stored it (the warm instance no longer reads it back for setSecret): the target
+/// gets ticketbound's value, not theirs; testSecret, which logs in with what Secrets
+/// Manager holds, fails; the rotation does not finish, and its retry refuses the
+/// foreign value.
+#[tokio::test]
+async fn a_pending_value_replaced_after_create_secret_is_never_made_current() {
+    let h = harness().await;
+    let (g, old_password) = h.active(ALTERNATING_TARGET).await;
+    let arn = g.credential.as_ref().unwrap().secret_arn.clone();
+    let (user, _) = h.stack.credential(&arn).await;
+    let token = h.begin(&arn).await;
+    h.step(Step::CreateSecret, &arn, &token).await.unwrap();
+    let chosen = h.plant_pending(&g, &arn, &token).await;
+
+    h.step(Step::SetSecret, &arn, &token).await.unwrap();
+    assert!(
+        !h.logs_in(&alternate_principal_name(&g), &chosen).await,
+        "the planted password never reaches the target"
+    );
+    let failed = h.step(Step::TestSecret, &arn, &token).await.unwrap_err();
+    assert!(!failed.is_refusal(), "{failed:?}");
+    // Secrets Manager starts the rotation again: the foreign value is refused.
+    let refused = h.step(Step::CreateSecret, &arn, &token).await.unwrap_err();
+    assert!(
+        ticketbound_runtime::error_chain(&refused)
+            .contains("pending value ticketbound did not write"),
+        "{refused:?}"
+    );
+    assert!(
+        h.logs_in(&user, &old_password).await,
+        "the credential in use still works"
+    );
+    assert_ne!(
+        h.labels(&arn).await.1,
+        token,
+        "the planted version is not current"
+    );
+    assert!(h.rotations_audited(&g).await.is_empty());
+}
+
+/// The grant is withdrawn and revoked between testSecret and finishSecret, in a warm
+/// instance that learned the grant Active: finishSecret reads the grant again before
+/// it records anything and refuses.
+#[tokio::test]
+async fn a_grant_revoked_before_finish_secret_is_not_recorded_as_rotated() {
+    let h = harness().await;
+    let (g, _) = h.active(ALTERNATING_TARGET).await;
+    let arn = g.credential.as_ref().unwrap().secret_arn.clone();
+    let token = h.begin(&arn).await;
+    for step in [Step::CreateSecret, Step::SetSecret, Step::TestSecret] {
+        h.step(step, &arn, &token).await.unwrap();
+    }
+    let stored = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
+    let (revoked, _) = ticketbound_testkit::issuing::withdraw_and_revoke(
+        &h.deps.store,
+        stored,
+        Some(&h.deps.enforcer),
+    )
+    .await;
+    assert_eq!(revoked.state, GrantState::Revoked);
+
+    let refused = h.step(Step::FinishSecret, &arn, &token).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            RotateError::GrantNotLive {
+                state: GrantState::Revoked,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(h.rotations_audited(&g).await.is_empty());
+    let stored = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Revoked);
+    assert_eq!(
+        stored.last_rotated_at, revoked.last_rotated_at,
+        "the revoked grant records no rotation"
+    );
 }

@@ -9,6 +9,10 @@
 //! event is claimed before the post and settled after it: a redelivered record finds
 //! it settled and posts nothing; one that finds it only claimed (the last attempt died
 //! around the post) looks for the note's marker on the ticket before posting again.
+//! The claim is a conditional put whose refusal carries the record in the way, and the
+//! settlement is written in one transaction with the audit event that tells of it:
+//! with the grant's read, two DynamoDB calls and the audit event per note (the newest
+//! signed checkpoint each note names is read at most every few seconds).
 //!
 //! **Failures.** 429 and 5xx (and unreachable) are retried with backoff, honouring
 //! Retry-After; a 401/403 is retried once with credentials read again (they may have
@@ -39,14 +43,14 @@ use serde::Serialize;
 use ticketbound_domain::{
     Actor, AuditAction, AuditEvent, AuditRecord, Grant, SourceSystem, Ticket,
 };
-use ticketbound_evidence::Witness;
+use ticketbound_evidence::{Witness, Witnessed};
 use ticketbound_itsm::note::{self, Note, carries_marker};
 use ticketbound_itsm::outbound::{Jira, PostError, Posted, ServiceNow};
 use ticketbound_runtime::{ConfigError, EnvReader, ExposeSecret};
 use ticketbound_secrets::{SecretCache, SecretsError};
 use ticketbound_store::log::LogStore;
 use ticketbound_store::stream::audit_from_image;
-use ticketbound_store::{Store, StoreError, WritebackRecord, WritebackState};
+use ticketbound_store::{Claim, Store, StoreError, WritebackRecord, WritebackState};
 use tokio::sync::Mutex;
 
 pub use config::WritebackConfig;
@@ -63,6 +67,35 @@ pub struct Deps {
     pub config: WritebackConfig,
     servicenow: Mutex<Option<Arc<ServiceNow>>>,
     jira: Mutex<Option<Arc<Jira>>>,
+    /// The newest signed checkpoint as last read, and when: the notes of one batch
+    /// (and of the batches of the next few seconds) name it without reading it again.
+    newest_signed: std::sync::Mutex<Option<(std::time::Instant, Option<Witnessed>)>>,
+    /// How long one read of it serves ([`CHECKPOINT_READ_SERVES`]).
+    pub checkpoint_read_serves: Duration,
+}
+
+/// How long a read of the newest signed checkpoint serves the notes that follow. Any
+/// checkpoint the log has signed is a valid witness (`ticketbound verify` checks the
+/// note against the log, which only grows); a newer one only covers more.
+pub const CHECKPOINT_READ_SERVES: Duration = Duration::from_secs(5);
+
+impl Deps {
+    /// The newest signed checkpoint, read at most every `checkpoint_read_serves`.
+    async fn newest_signed(&self) -> Result<Option<Witnessed>, StoreError> {
+        let fresh = self.newest_signed.lock().ok().and_then(|slot| {
+            slot.as_ref()
+                .filter(|(at, _)| at.elapsed() < self.checkpoint_read_serves)
+                .map(|(_, w)| *w)
+        });
+        if let Some(witnessed) = fresh {
+            return Ok(witnessed);
+        }
+        let witnessed = self.log.newest_signed().await?;
+        if let Ok(mut slot) = self.newest_signed.lock() {
+            *slot = Some((std::time::Instant::now(), witnessed));
+        }
+        Ok(witnessed)
+    }
 }
 
 impl Deps {
@@ -80,6 +113,8 @@ impl Deps {
             config,
             servicenow: Mutex::new(None),
             jira: Mutex::new(None),
+            newest_signed: std::sync::Mutex::new(None),
+            checkpoint_read_serves: CHECKPOINT_READ_SERVES,
         })
     }
 }
@@ -220,19 +255,14 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
         claimed_by: Some(ulid::Ulid::new().to_string()),
         updated_at: Utc::now(),
     };
-    let taken_over = match deps.store.writeback(grant.id, event.seq).await? {
-        Some(r) if r.state != WritebackState::Posting => return Ok(Outcome::AlreadyDone),
+    let taken_over = match deps.store.claim_writeback(&grant, &claim).await? {
+        Claim::Ours => false,
+        Claim::Held(r) if r.state != WritebackState::Posting => return Ok(Outcome::AlreadyDone),
         // The last attempt claimed it and died: the note may have got there, so the
         // ticket is asked before anything is posted.
-        Some(r) => {
+        Claim::Held(r) => {
             claim = r;
             true
-        }
-        None => {
-            if !deps.store.put_writeback(&grant, &claim, true).await? {
-                return Ok(Outcome::AlreadyDone);
-            }
-            false
         }
     };
     // The ticket witnesses the chain and the signed log as they are now: an insider who
@@ -240,7 +270,7 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
     let witness = Witness {
         seq: event.seq,
         chain_head: event.hash,
-        checkpoint: deps.log.newest_signed().await?,
+        checkpoint: deps.newest_signed().await?,
     };
     note.lines.push(witness.line());
     match post_with_retries(deps, &grant, &event, &note, &mut claim.attempts, taken_over).await? {
@@ -256,7 +286,7 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
             // Kept as the claim, with its attempts: the redelivery takes it over,
             // reads the ticket first and counts on from here.
             claim.updated_at = Utc::now();
-            deps.store.put_writeback(&grant, &claim, false).await?;
+            deps.store.put_writeback(&grant, &claim).await?;
             Err(WritebackError::ItsmFailing {
                 attempts: claim.attempts,
                 source: e,
@@ -269,10 +299,10 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
             claim.state = WritebackState::Dead;
             claim.reason = Some(reason.clone());
             claim.updated_at = Utc::now();
-            deps.store.put_writeback(&grant, &claim, false).await?;
             let attempts = claim.attempts;
+            // The dead-letter record and the audit event that says so, together.
             deps.store
-                .note(grant.id, Utc::now(), |g| {
+                .settle_writeback(&grant, &claim, Utc::now(), |g| {
                     AuditRecord::new(
                         Utc::now(),
                         Actor::component(COMPONENT),
@@ -302,9 +332,9 @@ async fn settle_done(
     record.state = WritebackState::Done;
     record.reference = Some(reference.clone());
     record.updated_at = Utc::now();
-    deps.store.put_writeback(grant, &record, false).await?;
+    // The record says done exactly when the trail says the ticket was told.
     deps.store
-        .note(grant.id, Utc::now(), |g| {
+        .settle_writeback(grant, &record, Utc::now(), |g| {
             AuditRecord::new(
                 Utc::now(),
                 Actor::component(COMPONENT),

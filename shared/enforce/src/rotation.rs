@@ -154,12 +154,27 @@ pub struct RotationRequest {
 }
 
 /// What createSecret did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Created {
     /// False when an earlier attempt had already stored the pending value.
     pub fresh: bool,
     /// The login the pending value is for (database targets).
     pub login: Option<String>,
+    /// The pending value now stored at the token: written by this call, or an earlier
+    /// attempt's that the witness recorded. A caller that keeps it for the later steps
+    /// of the same token (see [`Known`]) need not read it back.
+    pub value: SecretString,
+}
+
+/// What an earlier step of the same rotation token in this process learned and a
+/// later step may use instead of asking again: the pending value createSecret stored
+/// (and recorded with the witness) and the login it is for. Secrets Manager changes
+/// neither between the steps of one token; anything that went wrong in between makes
+/// a step fail, and the caller forgets what it knew and starts from the secret again.
+#[derive(Debug, Clone, Default)]
+pub struct Known<'a> {
+    pub pending: Option<&'a SecretString>,
+    pub login: Option<&'a str>,
 }
 
 /// What finishSecret left: one AWSCURRENT (the token) and one AWSPREVIOUS.
@@ -252,6 +267,7 @@ impl Enforcer {
             return Ok(Created {
                 fresh: false,
                 login: login_of(target, &pending),
+                value: pending,
             });
         }
 
@@ -284,20 +300,33 @@ impl Enforcer {
         self.secrets_manager
             .put_pending(arn, &request.token, &value)
             .await?;
-        Ok(Created { fresh: true, login })
+        Ok(Created {
+            fresh: true,
+            login,
+            value,
+        })
     }
 
     /// setSecret: gives the target the pending credential, if `witness` recorded it
     /// (else [`Refusal::ForeignPending`]). Repeating it sets the same password again.
+    /// With the value createSecret stored in this process (`known.pending`), neither
+    /// the secret nor the witness is asked again: it is the value the witness recorded.
     pub async fn set_pending(
         &self,
         grant: &Grant,
         request: &RotationRequest,
         witness: &impl PendingWitness,
+        known: &Known<'_>,
     ) -> Result<(), EnforceError> {
         let target = self.target(grant)?;
-        let value = self.pending_value(request).await?;
-        ensure_witnessed(grant, request, witness, &value).await?;
+        let value = match known.pending {
+            Some(value) => value.clone(),
+            None => {
+                let value = self.pending_value(request).await?;
+                ensure_witnessed(grant, request, witness, &value).await?;
+                value
+            }
+        };
         let pending = DatabaseSecret::from_secret(&value)
             .ok_or_else(|| EnforceError::UnreadableSecret(request.secret.arn.clone()))?;
         self.issuing_connector(target)
@@ -338,11 +367,14 @@ impl Enforcer {
         Ok(())
     }
 
-    /// finishSecret: makes the token AWSCURRENT and removes AWSPENDING from it.
+    /// finishSecret: makes the token AWSCURRENT and removes AWSPENDING from it. The
+    /// login now current is `known.login` when createSecret said it in this process,
+    /// else read from the secret.
     pub async fn finish_rotation(
         &self,
         grant: &Grant,
         request: &RotationRequest,
+        known: &Known<'_>,
     ) -> Result<Finished, EnforceError> {
         let arn = &request.secret.arn;
         let token = request.token.as_str();
@@ -365,11 +397,14 @@ impl Enforcer {
                 .move_stage(arn, AWSPENDING, None, Some(token))
                 .await?;
         }
-        let value = self.secrets_manager.read(arn).await?;
+        let login = match known.login {
+            Some(login) => Some(login.to_owned()),
+            None => login_of(self.target(grant)?, &self.secrets_manager.read(arn).await?),
+        };
         Ok(Finished {
             previous_version: previous,
             current_version: token.to_owned(),
-            login: login_of(self.target(grant)?, &value),
+            login,
             moved,
         })
     }

@@ -33,4 +33,4 @@ pub use store::{
     AUDIT_TABLE, AdvanceError, GRANTS_TABLE, RETENTION_DAYS, Store, StoreSettings, Tables,
 };
 pub use withdrawal::TicketWithdrawal;
-pub use writeback::{WritebackRecord, WritebackState};
+pub use writeback::{Claim, WritebackRecord, WritebackState};

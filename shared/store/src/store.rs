@@ -92,9 +92,9 @@ impl AdvanceError {
 }
 
 /// One write of a transaction, with the conflict it signals when its condition fails.
-struct Write {
-    item: TransactWriteItem,
-    on_conflict: StoreError,
+pub(crate) struct Write {
+    pub(crate) item: TransactWriteItem,
+    pub(crate) on_conflict: StoreError,
 }
 
 impl Store {
@@ -164,6 +164,18 @@ impl Store {
     /// anyone else changed the grant in between. When the grant has ended, its expiry
     /// trigger is removed in the same transaction.
     pub async fn save_grant(&self, grant: &Grant, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.save_grant_with(grant, events, Vec::new()).await
+    }
+
+    /// [`Store::save_grant`] with more writes in the same transaction (beside the
+    /// grant, in its table: a write-back record settled with the event that tells of
+    /// it).
+    pub(crate) async fn save_grant_with(
+        &self,
+        grant: &Grant,
+        events: &[AuditEvent],
+        also: Vec<Write>,
+    ) -> Result<(), StoreError> {
         let expected = grant.version.saturating_sub(1);
         let mut writes = vec![Write {
             item: self.put(
@@ -191,6 +203,7 @@ impl Store {
                 },
             });
         }
+        writes.extend(also);
         writes.extend(self.audit_writes(events)?);
         self.transact(writes, events.first()).await
     }

@@ -6,6 +6,10 @@
 //! after it. A redelivery finds `done`/`dead` and does nothing; one that finds
 //! `posting` knows a post may have happened before the previous attempt died, and asks
 //! the ticket before posting again.
+//!
+//! On the happy path a note costs two calls here: the claim (a conditional put, whose
+//! failure returns the record that holds the place, so nothing is read first) and the
+//! settlement, written in one transaction with the audit event that tells of it.
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -62,6 +66,16 @@ fn sk(seq: u64) -> String {
     format!("WRITEBACK#{seq:010}")
 }
 
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The place is this attempt's (also when the SDK retried a claim that had been
+    /// applied but whose answer was lost).
+    Ours,
+    /// Another attempt's record holds it, as it stands.
+    Held(WritebackRecord),
+}
+
 impl Store {
     /// The write-back record of audit event `seq` of grant `id`, if there is one.
     pub async fn writeback(
@@ -75,63 +89,138 @@ impl Store {
             .map(|i| i.record))
     }
 
-    /// Writes `record` for `grant`: as a claim (only if none exists yet) or as a
-    /// settlement (always). A claim returns true when the record there is this
-    /// attempt's own (`record.claimed_by`), also when the SDK retried a claim that had
-    /// been applied but whose answer was lost; false when another attempt holds it.
+    /// Writes `record` for `grant` over whatever is there (a claim kept with its
+    /// attempts for the redelivery).
     pub async fn put_writeback(
         &self,
         grant: &Grant,
         record: &WritebackRecord,
-        claim: bool,
-    ) -> Result<bool, StoreError> {
-        let item = serde_dynamo::to_item(WritebackItem {
-            pk: grant_pk(record.grant_id),
-            sk: sk(record.seq),
-            expires_at: (grant.not_after() + self.settings.retention).timestamp(),
-            record: record.clone(),
-        })
-        .map_err(StoreError::Mapping)?;
-        let mut put = self
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.settings.tables.grants)
+            .set_item(Some(self.writeback_item(grant, record)?))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Claims the place of `record` (a `posting` record with its `claimed_by`) unless
+    /// a record is there already, in one conditional put: when one is, the answer
+    /// carries it (read only from an emulator that does not return it).
+    pub async fn claim_writeback(
+        &self,
+        grant: &Grant,
+        record: &WritebackRecord,
+    ) -> Result<Claim, StoreError> {
+        let put = self
             .client
             .put_item()
             .table_name(&self.settings.tables.grants)
-            .set_item(Some(item));
-        if claim {
-            put = put
-                .condition_expression("attribute_not_exists(pk)")
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-        }
+            .set_item(Some(self.writeback_item(grant, record)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         match put.send().await {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Claim::Ours),
             Err(SdkError::ServiceError(service))
-                if claim && service.err().is_conditional_check_failed_exception() =>
+                if service.err().is_conditional_check_failed_exception() =>
             {
-                let PutItemError::ConditionalCheckFailedException(failed) = service.err() else {
-                    return Ok(false);
+                let returned = match service.err() {
+                    PutItemError::ConditionalCheckFailedException(failed) => failed.item().cloned(),
+                    _ => None,
                 };
-                let holder = match failed.item() {
+                let holder = match returned {
                     Some(old) => Some(
-                        serde_dynamo::from_item::<_, WritebackItem>(old.clone())
+                        serde_dynamo::from_item::<_, WritebackItem>(old)
                             .map(|i| i.record)
                             .map_err(|source| StoreError::Malformed {
                                 key: format!("{}/{}", grant_pk(record.grant_id), sk(record.seq)),
                                 source,
                             })?,
                     ),
-                    // Not every DynamoDB (or emulator) returns the item: read it.
                     None => self.writeback(record.grant_id, record.seq).await?,
                 };
-                Ok(holder.is_some_and(|h| {
-                    h.state == WritebackState::Posting
-                        && h.claimed_by.is_some()
-                        && h.claimed_by == record.claimed_by
-                }))
+                Ok(match holder {
+                    Some(h)
+                        if h.state == WritebackState::Posting
+                            && h.claimed_by.is_some()
+                            && h.claimed_by == record.claimed_by =>
+                    {
+                        Claim::Ours
+                    }
+                    Some(h) => Claim::Held(h),
+                    // Gone between the put and the read (TTL): nobody holds it now.
+                    None => Claim::Ours,
+                })
             }
             Err(e) => Err(StoreError::dynamo("PutItem", e)),
         }
+    }
+
+    fn writeback_item(
+        &self,
+        grant: &Grant,
+        record: &WritebackRecord,
+    ) -> Result<std::collections::HashMap<String, AttributeValue>, StoreError> {
+        serde_dynamo::to_item(WritebackItem {
+            pk: grant_pk(record.grant_id),
+            sk: sk(record.seq),
+            expires_at: (grant.not_after() + self.settings.retention).timestamp(),
+            record: record.clone(),
+        })
+        .map_err(StoreError::Mapping)
+    }
+
+    /// Settles `record` and adds the audit event `audit` makes to the grant's trail,
+    /// in one transaction, so that the record says `done` exactly when the trail says
+    /// the ticket was told. The first try writes over `grant` as the caller last read
+    /// it (no read); when another writer got in between, the grant is read again.
+    /// Returns the event as sealed, or `None` when the grant no longer exists.
+    pub async fn settle_writeback(
+        &self,
+        grant: &Grant,
+        record: &WritebackRecord,
+        at: DateTime<Utc>,
+        audit: impl Fn(&Grant) -> AuditRecord,
+    ) -> Result<Option<AuditEvent>, StoreError> {
+        let mut current = Some(grant.clone());
+        for _ in 0..5 {
+            let Some(grant) = current.take() else {
+                return Ok(None);
+            };
+            let mut next = grant.noted(at);
+            let event = next.record(audit(&grant));
+            let settle = crate::store::Write {
+                item: aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .put(
+                        aws_sdk_dynamodb::types::Put::builder()
+                            .table_name(&self.settings.tables.grants)
+                            .set_item(Some(self.writeback_item(&grant, record)?))
+                            .build()
+                            .map_err(|e| crate::store::build_error("TransactWriteItems", e))?,
+                    )
+                    .build(),
+                on_conflict: StoreError::StaleVersion {
+                    id: grant.id,
+                    expected: grant.version,
+                },
+            };
+            match self
+                .save_grant_with(&next, std::slice::from_ref(&event), vec![settle])
+                .await
+            {
+                Ok(()) => return Ok(Some(event)),
+                Err(StoreError::StaleVersion { .. } | StoreError::AuditEventExists { .. }) => {
+                    current = self.get_grant(grant.id).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::StaleVersion {
+            id: grant.id,
+            expected: 0,
+        })
     }
 
     /// Every dead-letter write-back record of grant `id`.
