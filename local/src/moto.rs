@@ -11,6 +11,8 @@ use crate::stack::{LocalProcesses, LocalStack, MOTO_SERVER_SCRIPT, MOTO_SERVER_S
 use crate::process::{self, LocalError};
 
 /// The moto release the tests were written against.
+// scripts/test reads this line (to install the virtualenv while the build runs):
+// keep it one line of this shape.
 pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.1";
 
 /// A running moto server.
