@@ -780,11 +780,13 @@ fn own_calls(
 }
 
 /// One rotation, its four steps in one warm instance as Secrets Manager invokes them,
-/// asks AWS at most 14 times: the later steps use what createSecret learned (the
+/// asks AWS at most 15 times (14 where the target's administrator secret is cached,
+/// as in a deployed instance; this harness reads it every time): the later steps use what createSecret learned (the
 /// secret's stages, the grant, the pending value and its login) and read only what
-/// someone else may have changed. A cold instance (a fresh memo) reads everything.
+/// someone else may have changed (the grant, before setSecret and after it, and
+/// before finishSecret). A cold instance (a fresh memo) reads everything. Warm: the
 #[tokio::test]
-async fn one_warm_rotation_makes_at_most_fourteen_aws_calls() {
+async fn one_warm_rotation_makes_at_most_fifteen_aws_calls() {
     let h = harness().await;
     let (g, _) = h.active(ALTERNATING_TARGET).await;
     let arn = g.credential.as_ref().unwrap().secret_arn.clone();
@@ -801,7 +803,7 @@ async fn one_warm_rotation_makes_at_most_fourteen_aws_calls() {
         .collect();
     let total: u64 = made.values().sum();
     println!("one rotation: {total} AWS calls: {made:?}");
-    assert!(total <= 14, "{total} calls: {made:?}");
+    assert!(total <= 15, "{total} calls: {made:?}");
     assert_eq!(
         made.get("SecretsManager.DescribeSecret"),
         Some(&1),
@@ -894,4 +896,47 @@ async fn a_grant_revoked_before_finish_secret_is_not_recorded_as_rotated() {
         stored.last_rotated_at, revoked.last_rotated_at,
         "the revoked grant records no rotation"
     );
+}
+
+/// The grant is withdrawn and revoked between createSecret and setSecret, in a warm
+/// instance that learned it Active: setSecret reads the grant before it gives the
+/// target anything, refuses, and no second login is made.
+#[tokio::test]
+async fn a_grant_revoked_before_set_secret_gets_no_login_from_a_warm_instance() {
+    let h = harness().await;
+    let (g, _) = h.active(ALTERNATING_TARGET).await;
+    let arn = g.credential.as_ref().unwrap().secret_arn.clone();
+    let token = h.begin(&arn).await;
+    h.step(Step::CreateSecret, &arn, &token).await.unwrap();
+    let stored = h.deps.store.get_grant(g.id).await.unwrap().unwrap();
+    ticketbound_testkit::issuing::withdraw_and_revoke(
+        &h.deps.store,
+        stored,
+        Some(&h.deps.enforcer),
+    )
+    .await;
+
+    let refused = h.step(Step::SetSecret, &arn, &token).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            RotateError::GrantNotLive {
+                state: GrantState::Revoked,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let logins: i64 = h
+        .stack
+        .pg_admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
+            &[&vec![principal_name(&g), alternate_principal_name(&g)]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logins, 0, "no login of the revoked grant exists");
 }

@@ -258,6 +258,7 @@ async fn write_back(deps: &Deps, record: &EventRecord) -> Result<Outcome, Writeb
     let taken_over = match deps.store.claim_writeback(&grant, &claim).await? {
         Claim::Ours => false,
         Claim::Held(r) if r.state != WritebackState::Posting => return Ok(Outcome::AlreadyDone),
+        Claim::Gone => return Ok(Outcome::AlreadyDone),
         // The last attempt claimed it and died: the note may have got there, so the
         // ticket is asked before anything is posted.
         Claim::Held(r) => {

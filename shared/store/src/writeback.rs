@@ -74,6 +74,9 @@ pub enum Claim {
     Ours,
     /// Another attempt's record holds it, as it stands.
     Held(WritebackRecord),
+    /// A record refused the claim and was gone when read (TTL removed it): the event
+    /// was handled long ago; nothing is posted.
+    Gone,
 }
 
 impl Store {
@@ -150,8 +153,7 @@ impl Store {
                         Claim::Ours
                     }
                     Some(h) => Claim::Held(h),
-                    // Gone between the put and the read (TTL): nobody holds it now.
-                    None => Claim::Ours,
+                    None => Claim::Gone,
                 })
             }
             Err(e) => Err(StoreError::dynamo("PutItem", e)),
