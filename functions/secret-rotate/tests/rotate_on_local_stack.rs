@@ -713,16 +713,7 @@ async fn a_login_set_while_the_grant_is_revoked_does_not_survive() {
         answer.is_err(),
         "setSecret does not report success: {answer:?}"
     );
-    let logins: i64 = stack
-        .pg_admin()
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
-            &[&vec![principal_name(&g), alternate_principal_name(&g)]],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let logins = logins_of(&stack, &g).await;
     assert_eq!(logins, 0, "the login setSecret made was revoked at once");
     let trail = deps.store.audit_trail(g.id).await.unwrap();
     assert!(
@@ -927,16 +918,20 @@ async fn a_grant_revoked_before_set_secret_gets_no_login_from_a_warm_instance() 
         ),
         "{refused:?}"
     );
-    let logins: i64 = h
-        .stack
+    let logins = logins_of(&h.stack, &g).await;
+    assert_eq!(logins, 0, "no login of the revoked grant exists");
+}
+
+/// How many of `g`'s two logins exist at the target.
+async fn logins_of(stack: &TestStack, g: &Grant) -> i64 {
+    stack
         .pg_admin()
         .await
         .query_one(
             "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
-            &[&vec![principal_name(&g), alternate_principal_name(&g)]],
+            &[&vec![principal_name(g), alternate_principal_name(g)]],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(logins, 0, "no login of the revoked grant exists");
+        .get(0)
 }

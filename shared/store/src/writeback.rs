@@ -186,43 +186,24 @@ impl Store {
         at: DateTime<Utc>,
         audit: impl Fn(&Grant) -> AuditRecord,
     ) -> Result<Option<AuditEvent>, StoreError> {
-        let mut current = Some(grant.clone());
-        for _ in 0..5 {
-            let Some(grant) = current.take() else {
-                return Ok(None);
-            };
-            let mut next = grant.noted(at);
-            let event = next.record(audit(&grant));
-            let settle = crate::store::Write {
+        self.note_with(Some(grant.clone()), grant.id, at, audit, |grant| {
+            let put = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.settings.tables.grants)
+                .set_item(Some(self.writeback_item(grant, record)?))
+                .build()
+                .map_err(|e| crate::store::build_error("TransactWriteItems", e))?;
+            Ok(vec![crate::store::Write {
                 item: aws_sdk_dynamodb::types::TransactWriteItem::builder()
-                    .put(
-                        aws_sdk_dynamodb::types::Put::builder()
-                            .table_name(&self.settings.tables.grants)
-                            .set_item(Some(self.writeback_item(&grant, record)?))
-                            .build()
-                            .map_err(|e| crate::store::build_error("TransactWriteItems", e))?,
-                    )
+                    .put(put)
                     .build(),
+                // Unconditional: it cannot be what failed the transaction.
                 on_conflict: StoreError::StaleVersion {
                     id: grant.id,
                     expected: grant.version,
                 },
-            };
-            match self
-                .save_grant_with(&next, std::slice::from_ref(&event), vec![settle])
-                .await
-            {
-                Ok(()) => return Ok(Some(event)),
-                Err(StoreError::StaleVersion { .. } | StoreError::AuditEventExists { .. }) => {
-                    current = self.get_grant(grant.id).await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::StaleVersion {
-            id: grant.id,
-            expected: 0,
+            }])
         })
+        .await
     }
 
     /// Every dead-letter write-back record of grant `id`.
@@ -262,16 +243,38 @@ impl Store {
         at: DateTime<Utc>,
         record: impl Fn(&Grant) -> AuditRecord,
     ) -> Result<Option<AuditEvent>, StoreError> {
+        self.note_with(None, id, at, record, |_| Ok(Vec::new()))
+            .await
+    }
+
+    /// [`Store::note`] over `first` (the grant as the caller last read it; read here
+    /// when `None`, and again whenever another writer got in between), with the writes
+    /// `also` makes for the grant in the same transaction.
+    async fn note_with(
+        &self,
+        first: Option<Grant>,
+        id: GrantId,
+        at: DateTime<Utc>,
+        record: impl Fn(&Grant) -> AuditRecord,
+        also: impl Fn(&Grant) -> Result<Vec<crate::store::Write>, StoreError>,
+    ) -> Result<Option<AuditEvent>, StoreError> {
+        let mut current = match first {
+            Some(grant) => Some(grant),
+            None => self.get_grant(id).await?,
+        };
         for _ in 0..5 {
-            let Some(grant) = self.get_grant(id).await? else {
+            let Some(grant) = current.take() else {
                 return Ok(None);
             };
             let mut next = grant.noted(at);
             let event = next.record(record(&grant));
-            match self.save_grant(&next, std::slice::from_ref(&event)).await {
+            match self
+                .save_grant_with(&next, std::slice::from_ref(&event), also(&grant)?)
+                .await
+            {
                 Ok(()) => return Ok(Some(event)),
                 Err(StoreError::StaleVersion { .. } | StoreError::AuditEventExists { .. }) => {
-                    continue;
+                    current = self.get_grant(id).await?;
                 }
                 Err(e) => return Err(e),
             }
