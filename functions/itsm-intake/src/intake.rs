@@ -328,7 +328,7 @@ pub async fn accept_approval(
         draft,
         &deps.config.targets,
         registration,
-        &deps.policy,
+        deps.policy.get()?,
         now,
         checked.verification,
         &checked.discounted,

@@ -19,7 +19,7 @@ mod intake;
 mod readback;
 
 use aws_config::SdkConfig;
-use ticketbound_policy::{PolicyEngine, PolicyError};
+use ticketbound_policy::{PendingEngine, PolicyEngine, PolicyError};
 use ticketbound_runtime::{ConfigError, EnvReader};
 use ticketbound_secrets::SecretCache;
 use ticketbound_store::{Registry, Store};
@@ -38,7 +38,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct Deps {
     pub store: Store,
     pub registry: Registry,
-    pub policy: PolicyEngine,
+    /// The policies, possibly still loading (see [`PendingEngine`]).
+    pub policy: PendingEngine,
     pub secrets: SecretCache,
     pub config: IntakeConfig,
 }
@@ -55,9 +56,12 @@ impl Deps {
     /// Reads the configuration from `env` and builds the clients from `sdk`.
     pub fn from_env(sdk: &SdkConfig, env: EnvReader) -> Result<Self, StartupError> {
         let config = IntakeConfig::from_env(env)?;
+        // An operator's policies are validated before the intake serves (a broken set
+        // fails the start); the shipped ones, validated by the policy crate's tests,
+        // are parsed beside the first approval's network calls.
         let policy = match &config.policy_dir {
-            Some(dir) => PolicyEngine::from_dir(dir)?,
-            None => PolicyEngine::with_defaults()?,
+            Some(dir) => PendingEngine::ready(PolicyEngine::from_dir(dir)?),
+            None => PendingEngine::defaults_in_background(),
         };
         Ok(Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.store.clone()),

@@ -48,6 +48,8 @@ struct Harness {
     fixture: IssuingFixture,
     /// Every AWS call the function under test made.
     counts: ticketbound_local::calls::CallCounts,
+    /// The function's SDK configuration (its calls are counted).
+    sdk: aws_config::SdkConfig,
 }
 
 async fn harness() -> Harness {
@@ -73,6 +75,7 @@ async fn harness() -> Harness {
         deps,
         fixture,
         counts,
+        sdk,
     }
 }
 
@@ -771,16 +774,33 @@ fn own_calls(
 }
 
 /// One rotation, its four steps in one warm instance as Secrets Manager invokes them,
-/// asks AWS at most 15 times (14 where the target's administrator secret is cached,
-/// as in a deployed instance; this harness reads it every time): the later steps use what createSecret learned (the
+/// asks AWS at most 14 times: the later steps use what createSecret learned (the
 /// secret's stages, the grant, the pending value and its login) and read only what
 /// someone else may have changed (the grant, before setSecret and after it, and
-/// before finishSecret). A cold instance (a fresh memo) reads everything. Warm: the
+/// before finishSecret). The instance is warm as a deployed one is after its first
+/// rotation: the target's administrator secret is in its cache (300 s, the deployed
+/// default), so the measured rotation is the second one of this instance. (A later
+/// rotation of the same secret costs two calls more here and not on AWS: moto gives
+/// the version RotateSecret stages a value, an old one, which createSecret must then
+/// compare with every version's; AWS stages it empty.)
 #[tokio::test]
-async fn one_warm_rotation_makes_at_most_fifteen_aws_calls() {
-    let h = harness().await;
+async fn one_warm_rotation_makes_at_most_fourteen_aws_calls() {
+    let mut h = harness().await;
+    h.deps.enforcer.admin_secrets = ticketbound_secrets::SecretCache::new(
+        aws_sdk_secretsmanager::Client::new(&h.sdk),
+        StdDuration::from_secs(300),
+        StdDuration::ZERO,
+    );
     let (g, _) = h.active(ALTERNATING_TARGET).await;
     let arn = g.credential.as_ref().unwrap().secret_arn.clone();
+    // Another grant of the same target warms the instance (and its cache of the
+    // target's administrator secret), as the grants a deployed instance serves do.
+    let (other, _) = h.active(ALTERNATING_TARGET).await;
+    let other_arn = other.credential.as_ref().unwrap().secret_arn.clone();
+    let warm_up = h.begin(&other_arn).await;
+    for step in Step::ALL {
+        h.step(step, &other_arn, &warm_up).await.unwrap();
+    }
     let token = h.begin(&arn).await;
     let before = own_calls(&h.counts);
     for step in Step::ALL {
@@ -793,12 +813,18 @@ async fn one_warm_rotation_makes_at_most_fifteen_aws_calls() {
         .filter(|(_, n)| *n > 0)
         .collect();
     let total: u64 = made.values().sum();
-    println!("one rotation: {total} AWS calls: {made:?}");
-    assert!(total <= 15, "{total} calls: {made:?}");
+    println!("one warm rotation: {total} AWS calls: {made:?}");
+    assert!(total <= 14, "{total} calls: {made:?}");
     assert_eq!(
         made.get("SecretsManager.DescribeSecret"),
         Some(&1),
         "{made:?}"
+    );
+    assert_eq!(
+        made.get("SecretsManager.GetSecretValue"),
+        Some(&3),
+        "the current value and the pending version (createSecret), the pending value \
+         testSecret logs in with; not the administrator's secret again: {made:?}"
     );
     // It rotated: the new credential is current and works.
     h.assert_settled(&arn).await;

@@ -8,6 +8,14 @@
 //! own instead. Every policy must carry an `@id`, which decisions name, and should
 //! carry a `@reason`, which denials quote.
 //!
+//! An operator's policies are validated strictly against the schema when they are
+//! loaded, so that a broken policy fails the deployment, not the first approval. The
+//! compiled-in defaults are validated by this crate's tests instead (and every
+//! context [`PolicyFacts`] builds is checked against the schema there), so a function
+//! starting with them parses neither the schema nor validates again: parsing the
+//! schema alone was more than half of the intake's start-up. [`PendingEngine`] parses
+//! them on a thread of its own while the first event's network calls run.
+//!
 //! Evaluation fails closed: a policy that errors while evaluating (which Cedar would
 //! otherwise skip) turns the decision into a deny that says so.
 //!
@@ -16,6 +24,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, EntityId, EntityTypeName, EntityUid, Policy, PolicyId,
@@ -61,6 +71,18 @@ pub enum PolicyError {
     },
     #[error("could not build the evaluation request: {0}")]
     Request(String),
+    #[error("the policies loaded at start-up are not available: {0}")]
+    Unavailable(String),
+}
+
+/// Whether a policy set is checked against the schema as it is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checking {
+    /// An operator's policies: the schema is parsed, the policies are validated in
+    /// strict mode, and each request is validated against the schema.
+    Strict,
+    /// The compiled-in defaults, which the tests validate: parsed only.
+    Shipped,
 }
 
 /// What policies see of a request. Built from a validated request by
@@ -232,7 +254,10 @@ pub struct PolicyDecision {
 #[derive(Debug)]
 pub struct PolicyEngine {
     policies: PolicySet,
-    schema: Schema,
+    /// Present for policies loaded with [`Checking::Strict`]: requests are validated
+    /// against it. The shipped defaults have none (their contexts are checked by the
+    /// tests, and a context a policy does not expect makes it error, which denies).
+    schema: Option<Schema>,
     reasons: HashMap<PolicyId, String>,
     action: EntityUid,
     authorizer: Authorizer,
@@ -240,9 +265,16 @@ pub struct PolicyEngine {
 }
 
 impl PolicyEngine {
-    /// The default policies compiled into the binary.
+    /// The default policies compiled into the binary, parsed without the schema
+    /// (this crate's tests validate them and the contexts against it).
     pub fn with_defaults() -> Result<Self, PolicyError> {
-        Self::from_sources(&[("default.cedar".to_owned(), DEFAULT_POLICIES.to_owned())])
+        Self::load(&Self::default_sources(), Checking::Shipped)
+    }
+
+    /// The default policies as `(file name, text)`, as [`PolicyEngine::from_sources`]
+    /// takes them (to validate them strictly).
+    pub fn default_sources() -> [(String, String); 1] {
+        [("default.cedar".to_owned(), DEFAULT_POLICIES.to_owned())]
     }
 
     /// Every `*.cedar` file in `dir`, in name order, instead of the defaults.
@@ -287,8 +319,10 @@ impl PolicyEngine {
 
     /// Policies from `(file name, text)` pairs, validated against the schema.
     pub fn from_sources(sources: &[(String, String)]) -> Result<Self, PolicyError> {
-        let (schema, _warnings) =
-            Schema::from_cedarschema_str(SCHEMA).map_err(|e| PolicyError::Schema(Box::new(e)))?;
+        Self::load(sources, Checking::Strict)
+    }
+
+    fn load(sources: &[(String, String)], checking: Checking) -> Result<Self, PolicyError> {
         let mut policies = PolicySet::new();
         let mut reasons = HashMap::new();
         for (file, text) in sources {
@@ -310,14 +344,23 @@ impl PolicyEngine {
                     .map_err(|_| PolicyError::DuplicateId(id.to_string()))?;
             }
         }
-        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-        if !validation.validation_passed() {
-            let problems: Vec<String> = validation
-                .validation_errors()
-                .map(|e| e.to_string())
-                .collect();
-            return Err(PolicyError::Invalid(problems.join("; ")));
-        }
+        let schema = match checking {
+            Checking::Shipped => None,
+            Checking::Strict => {
+                let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA)
+                    .map_err(|e| PolicyError::Schema(Box::new(e)))?;
+                let validation =
+                    Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+                if !validation.validation_passed() {
+                    let problems: Vec<String> = validation
+                        .validation_errors()
+                        .map(|e| e.to_string())
+                        .collect();
+                    return Err(PolicyError::Invalid(problems.join("; ")));
+                }
+                Some(schema)
+            }
+        };
         let action =
             EntityUid::from_str(ACTION).map_err(|e| PolicyError::Request(e.to_string()))?;
         let mut digest = Sha256::new();
@@ -360,7 +403,7 @@ impl PolicyEngine {
             self.action.clone(),
             uid("Ticketbound::Target", &facts.target_system)?,
             facts.context()?,
-            Some(&self.schema),
+            self.schema.as_ref(),
         )
         .map_err(|e| PolicyError::Request(e.to_string()))?;
         let response = self
@@ -424,4 +467,72 @@ impl PolicyEngine {
     ) -> Result<PolicyDecision, PolicyError> {
         self.evaluate(&PolicyFacts::from_request(request, now))
     }
+}
+
+/// A policy engine that may still be loading: what a function holds from start-up.
+///
+/// An operator's policies are loaded (and validated) before the function serves, so
+/// that a broken policy set fails the start. The compiled-in defaults, which the tests
+/// validate, are parsed on a thread of their own: the intake's first approval makes
+/// its network calls (the webhook secret, the delivery record, the read-back, the
+/// registry) before it evaluates anything, and the parse (about 1.5 ms) runs beside
+/// them instead of before the first `next`. [`PendingEngine::get`] waits for it when
+/// it is not done yet.
+#[derive(Debug)]
+pub struct PendingEngine {
+    loaded: OnceLock<Result<PolicyEngine, String>>,
+    loading: Mutex<Option<JoinHandle<Result<PolicyEngine, PolicyError>>>>,
+}
+
+impl PendingEngine {
+    /// An engine already loaded.
+    pub fn ready(engine: PolicyEngine) -> Self {
+        Self {
+            loaded: OnceLock::from(Ok(engine)),
+            loading: Mutex::new(None),
+        }
+    }
+
+    /// The compiled-in defaults ([`PolicyEngine::with_defaults`]), parsed on a thread
+    /// started here.
+    pub fn defaults_in_background() -> Self {
+        Self {
+            loaded: OnceLock::new(),
+            loading: Mutex::new(Some(std::thread::spawn(PolicyEngine::with_defaults))),
+        }
+    }
+
+    /// The engine, once it is loaded (this waits for the loading thread, a blocking
+    /// wait of at most the parse's remaining time, on the first call only). Every
+    /// call after a failed load fails the same way: the function denies nothing and
+    /// allows nothing without its policies.
+    pub fn get(&self) -> Result<&PolicyEngine, PolicyError> {
+        let loaded = self.loaded.get_or_init(|| {
+            let thread = match self.loading.lock() {
+                Ok(mut loading) => loading.take(),
+                Err(poisoned) => poisoned.into_inner().take(),
+            };
+            match thread.map(JoinHandle::join) {
+                Some(Ok(Ok(engine))) => Ok(engine),
+                Some(Ok(Err(e))) => Err(error_chain(&e)),
+                Some(Err(_)) => Err("the thread loading the policies panicked".to_owned()),
+                None => Err("no policies were loaded".to_owned()),
+            }
+        });
+        loaded
+            .as_ref()
+            .map_err(|why| PolicyError::Unavailable(why.clone()))
+    }
+}
+
+/// `e` and its sources, for an error that must be kept as text.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -251,3 +251,82 @@ forbid (principal, action, resource) unless { context.capabilities.kills_session
     assert!(!decision.allowed);
     assert_eq!(decision.policy_ids, ["sessions-must-die"]);
 }
+
+/// The defaults are loaded at start-up without the schema (parsing it was most of the
+/// intake's start-up): this is where they are validated instead. They pass strict
+/// validation, and the strictly loaded set has the same hash, so decisions name the
+/// same policy set whichever way it was loaded.
+#[test]
+fn the_shipped_policies_pass_strict_validation_against_the_schema() {
+    let strict = PolicyEngine::from_sources(&PolicyEngine::default_sources())
+        .unwrap_or_else(|e| panic!("the shipped policies do not validate: {e}"));
+    assert_eq!(strict.policy_set_sha256(), engine().policy_set_sha256());
+    let mut shipped: Vec<String> = engine().policy_ids().collect();
+    let mut checked: Vec<String> = strict.policy_ids().collect();
+    shipped.sort();
+    checked.sort();
+    assert_eq!(shipped, checked);
+}
+
+/// Facts with every optional field set, and with none: the strictly loaded engine
+/// checks each context against the schema (an attribute it does not declare, or of
+/// another type, is an error), and the shipped engine decides as it does.
+#[test]
+fn every_context_the_facts_build_matches_the_schema_and_decides_alike() {
+    let strict = PolicyEngine::from_sources(&PolicyEngine::default_sources()).unwrap();
+    let shipped = engine();
+    let mut variants = Vec::new();
+    let all = {
+        let mut f = facts();
+        f.creator = Some("someone.else".into());
+        f.owner = Some("team-payments".into());
+        f
+    };
+    assert!(all.change_window_start.is_some() && all.change_window_end.is_some());
+    variants.push(all.clone());
+    let mut none = all.clone();
+    none.creator = None;
+    none.owner = None;
+    none.change_window_start = None;
+    none.change_window_end = None;
+    variants.push(none);
+    let mut denied = all.clone();
+    denied.approvers = vec![denied.requester.clone()];
+    denied.scope.push("superuser".into());
+    variants.push(denied);
+    let mut non_prod = all;
+    non_prod.environment = "non-prod".into();
+    non_prod.kills_sessions = false;
+    variants.push(non_prod);
+    for f in &variants {
+        let checked = strict
+            .evaluate(f)
+            .unwrap_or_else(|e| panic!("the context does not match the schema: {e}: {f:?}"));
+        assert_eq!(shipped.evaluate(f).unwrap(), checked, "{f:?}");
+    }
+}
+
+/// What a function holds from start-up: the defaults, parsed on their own thread,
+/// decide as the engine loaded in place; an engine handed over loaded is served as is.
+#[test]
+fn the_defaults_loaded_in_the_background_decide_as_the_defaults() {
+    let pending = ticketbound_policy::PendingEngine::defaults_in_background();
+    let engine = pending.get().unwrap();
+    assert_eq!(engine.evaluate(&facts()).unwrap(), defaults_decision());
+    // A second call serves the same engine.
+    assert!(std::ptr::eq(engine, pending.get().unwrap()));
+    let ready = ticketbound_policy::PendingEngine::ready(engine_with_no_permit());
+    assert!(!ready.get().unwrap().evaluate(&facts()).unwrap().allowed);
+}
+
+fn defaults_decision() -> ticketbound_policy::PolicyDecision {
+    engine().evaluate(&facts()).unwrap()
+}
+
+fn engine_with_no_permit() -> PolicyEngine {
+    PolicyEngine::from_sources(&[(
+        "forbid.cedar".into(),
+        r#"@id("nothing") forbid (principal, action, resource);"#.into(),
+    )])
+    .unwrap()
+}

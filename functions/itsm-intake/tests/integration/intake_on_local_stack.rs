@@ -39,6 +39,18 @@ const TARGETS: &str = r#"{
 
 async fn harness_with(extra: &[(&str, &str)]) -> Harness {
     let stack = TestStack::get().await;
+    let (vars, jira_secret_id) = intake_env(&stack, extra).await;
+    let deps = Deps::from_env(&stack.sdk, EnvReader::from_map(vars)).unwrap();
+    Harness {
+        stack,
+        deps,
+        jira_secret_id,
+    }
+}
+
+/// The intake's environment on fresh tables and secrets, with `extra` added; and the
+/// Jira webhook secret's id.
+async fn intake_env(stack: &TestStack, extra: &[(&str, &str)]) -> (Vec<(String, String)>, String) {
     let tables = stack.fresh_tables().await.unwrap();
     let registry = stack.seeded_registry().await;
     let jira_secret_id = stack.create_secret("jira", JIRA_SECRET).await;
@@ -78,12 +90,7 @@ async fn harness_with(extra: &[(&str, &str)]) -> Harness {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    let deps = Deps::from_env(&stack.sdk, EnvReader::from_map(vars)).unwrap();
-    Harness {
-        stack,
-        deps,
-        jira_secret_id,
-    }
+    (vars, jira_secret_id)
 }
 
 async fn harness() -> Harness {
@@ -786,6 +793,33 @@ forbid (principal, action, resource == Ticketbound::Target::"orders-db");"#,
     assert_eq!(out["state"], "rejected");
     assert_eq!(out["reasons"], json!(["orders-db is frozen for the audit"]));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// An operator's policy that does not match the schema (a context attribute the
+/// schema does not declare, which Cedar would otherwise only see as an error while
+/// evaluating) stops the intake at start-up: it never serves, rather than serving
+/// with policies it cannot apply. The shipped policies are not checked here but in
+/// the policy crate's tests; an operator's are, every time.
+#[tokio::test]
+async fn an_operators_policy_that_does_not_match_the_schema_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!("tb-intake-bad-policies-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.cedar"),
+        r#"@id("permit") permit (principal, action, resource);
+@id("typo") forbid (principal, action, resource) when { context.enviroment == "prod" };"#,
+    )
+    .unwrap();
+    let stack = TestStack::get().await;
+    let (vars, _) = intake_env(&stack, &[("TICKETBOUND_POLICY_DIR", dir.to_str().unwrap())]).await;
+    let started = Deps::from_env(&stack.sdk, EnvReader::from_map(vars));
+    std::fs::remove_dir_all(dir).unwrap();
+    match started {
+        Err(itsm_intake::StartupError::Policy(ticketbound_policy::PolicyError::Invalid(why))) => {
+            assert!(why.contains("enviroment"), "{why}");
+        }
+        other => panic!("a policy the schema refuses must stop the start: {other:?}"),
+    }
 }
 
 /// The attacker's late approval: the ticket is cancelled before its approval is

@@ -156,7 +156,7 @@ async fn an_approval_the_itsm_holds_is_recorded_as_verified() {
         .unwrap();
     assert_eq!(
         evaluated.details[Detail::PolicySetSha256.as_str()],
-        h.deps.policy.policy_set_sha256()
+        h.deps.policy.get().unwrap().policy_set_sha256()
     );
 }
 

@@ -1,5 +1,9 @@
 # The module's security-relevant settings, planned and "applied" against a mocked AWS
-# provider: no account, no credentials, nothing created.
+# provider: no account, no credentials, nothing created. Each run costs about a
+# second (a plan, or a plan and an apply): the checks of one configuration (the
+# file's variables) share a run, one per part of the module, each check named in
+# its own comment and error message; a run of its own sets variables or expects a
+# failure.
 
 mock_provider "aws" {
   mock_data "aws_caller_identity" {
@@ -308,7 +312,8 @@ variables {
   package_dir = "tests/fixtures/package"
 }
 
-run "grants_table_matches_the_schema" {
+run "tables_and_who_may_write_them" {
+  # grants_table_matches_the_schema
   assert {
     condition     = aws_dynamodb_table.grants.name == "ticketbound-grants"
     error_message = "grants table name"
@@ -355,9 +360,8 @@ run "grants_table_matches_the_schema" {
     condition     = aws_dynamodb_table.grants.billing_mode == "PAY_PER_REQUEST" && aws_dynamodb_table.grants.deletion_protection_enabled
     error_message = "grants table: on-demand billing and deletion protection by default"
   }
-}
 
-run "audit_table_matches_the_schema" {
+  # audit_table_matches_the_schema
   assert {
     condition     = aws_dynamodb_table.audit.hash_key == "grant_id" && aws_dynamodb_table.audit.range_key == "seq"
     error_message = "audit keys must be grant_id (hash) and seq (range)"
@@ -390,9 +394,8 @@ run "audit_table_matches_the_schema" {
     condition     = output.grants_table_stream_arn == aws_dynamodb_table.grants.stream_arn && output.audit_table_stream_arn == aws_dynamodb_table.audit.stream_arn
     error_message = "both stream ARNs are outputs"
   }
-}
 
-run "identities_table_matches_the_schema" {
+  # identities_table_matches_the_schema
   assert {
     condition     = aws_dynamodb_table.identities.name == "ticketbound-identities"
     error_message = "identities table name: <name_prefix>-identities"
@@ -433,9 +436,8 @@ run "identities_table_matches_the_schema" {
     condition     = output.identities_table_name == "ticketbound-identities" && output.identities_table_arn == "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"
     error_message = "the identities table's name and ARN are outputs"
   }
-}
 
-run "identities_table_reaches_the_intake_the_provisioner_and_the_reconciler_only" {
+  # identities_table_reaches_the_intake_the_provisioner_and_the_reconciler_only
   assert {
     condition     = aws_lambda_function.this["itsm-intake"].environment[0].variables["TICKETBOUND_IDENTITIES_TABLE"] == aws_dynamodb_table.identities.name
     error_message = "the intake is given the identities table (TICKETBOUND_IDENTITIES_TABLE)"
@@ -450,12 +452,11 @@ run "identities_table_reaches_the_intake_the_provisioner_and_the_reconciler_only
     ]) == toset(["itsm-intake", "grant-provision", "grant-reconcile"])
     error_message = "only the intake, the provisioner (right before it issues) and the reconciler read the identity registry"
   }
-}
 
-# The registry says which principals may be granted what: whoever may write it may
-# register a principal. Operators do, through the CLI; no function may, above all not
-# the internet-facing intake.
-run "no_function_role_may_write_the_identity_registry" {
+  # no_function_role_may_write_the_identity_registry
+  # The registry says which principals may be granted what: whoever may write it may
+  # register a principal. Operators do, through the CLI; no function may, above all not
+  # the internet-facing intake.
   assert {
     condition = {
       for k, p in aws_iam_role_policy.function : k => join(" ", sort(distinct(flatten([
@@ -507,16 +508,15 @@ run "no_function_role_may_write_the_identity_registry" {
     ])
     error_message = "the scheduler role has nothing on the identities table"
   }
-}
 
-# "Fewer writers" (issue #17): the grants table holds three partition families,
-# GRANT#<id> (a grant and what lives beside it), DELIVERY#<source>#<id> and
-# TICKET#<source>#<key>. IAM sees only the partition key (dynamodb:LeadingKeys), so what
-# the policies can say is which families each role writes; every write on the table is
-# conditioned on them. moto enforces no condition: these runs are where it is checked.
-# infra/DEPLOY.md ("What each role can still write, and what catches it") says what is
-# left to each role.
-run "each_role_writes_only_its_item_families_of_the_grants_table" {
+  # each_role_writes_only_its_item_families_of_the_grants_table
+  # "Fewer writers" (issue #17): the grants table holds three partition families,
+  # GRANT#<id> (a grant and what lives beside it), DELIVERY#<source>#<id> and
+  # TICKET#<source>#<key>. IAM sees only the partition key (dynamodb:LeadingKeys), so what
+  # the policies can say is which families each role writes; every write on the table is
+  # conditioned on them. moto enforces no condition: these runs are where it is checked.
+  # infra/DEPLOY.md ("What each role can still write, and what catches it") says what is
+  # left to each role.
   assert {
     condition = {
       for k, p in aws_iam_role_policy.function : k => {
@@ -567,9 +567,8 @@ run "each_role_writes_only_its_item_families_of_the_grants_table" {
     ]))
     error_message = "every function role statement that allows a write on the grants table (by its ARN or a pattern covering it) is conditioned on ForAllValues:StringLike dynamodb:LeadingKeys, and only on the table's families (GRANT#*, DELIVERY#*, TICKET#*): no unconditioned write, no table-level write"
   }
-}
 
-run "no_role_but_the_intake_writes_delivery_records_or_withdrawals" {
+  # no_role_but_the_intake_writes_delivery_records_or_withdrawals
   assert {
     condition = toset([
       for k, p in aws_iam_role_policy.function : k
@@ -599,9 +598,8 @@ run "no_role_but_the_intake_writes_delivery_records_or_withdrawals" {
     ]) == toset(["itsm-intake"])
     error_message = "no role but the intake has dynamodb:ConditionCheckItem (only create_grant has a ConditionCheck)"
   }
-}
 
-run "leading_keys_conditions_hold_only_keyed_actions_on_tables" {
+  # leading_keys_conditions_hold_only_keyed_actions_on_tables
   assert {
     condition = alltrue(flatten([
       for k, p in aws_iam_role_policy.function : [
@@ -632,9 +630,8 @@ run "leading_keys_conditions_hold_only_keyed_actions_on_tables" {
     ]))
     error_message = "Scan (the reconciler's) is only ever in an unconditioned statement"
   }
-}
 
-run "no_role_may_change_or_delete_an_audit_event" {
+  # no_role_may_change_or_delete_an_audit_event
   assert {
     condition = {
       for k, p in aws_iam_role_policy.function : k => join(" ", sort(distinct(flatten([
@@ -670,6 +667,129 @@ run "no_role_may_change_or_delete_an_audit_event" {
     ]))
     error_message = "no role policy allows UpdateItem, DeleteItem, BatchWriteItem, PartiQL writes or a table-level change on the audit table, by its ARN or a pattern covering it: an audit event can be added, or replaced by a Put (which the signed log logs as a second leaf), never deleted"
   }
+
+  # log_table_matches_the_schema
+  assert {
+    condition     = aws_dynamodb_table.log.name == "ticketbound-log"
+    error_message = "log table name: <name_prefix>-log"
+  }
+  assert {
+    condition     = aws_dynamodb_table.log.hash_key == "pk" && aws_dynamodb_table.log.range_key == "sk"
+    error_message = "log keys must be pk (hash) and sk (range)"
+  }
+  assert {
+    condition     = { for a in aws_dynamodb_table.log.attribute : a.name => a.type } == { pk = "S", sk = "S" }
+    error_message = "log attribute definitions differ from shared/store/src/schema.rs (LOG)"
+  }
+  assert {
+    condition     = length(aws_dynamodb_table.log.global_secondary_index) == 0 && length(aws_dynamodb_table.log.local_secondary_index) == 0
+    error_message = "the log table has no indexes"
+  }
+  assert {
+    condition     = !coalesce(aws_dynamodb_table.log.stream_enabled, false)
+    error_message = "the log table has no stream: nothing may react to it but the verifier"
+  }
+  assert {
+    condition     = length(aws_dynamodb_table.log.ttl) == 0 || !try(aws_dynamodb_table.log.ttl[0].enabled, false)
+    error_message = "the log table must have no TTL: a leaf is never removed"
+  }
+  assert {
+    condition = (
+      aws_dynamodb_table.log.point_in_time_recovery[0].enabled &&
+      aws_dynamodb_table.log.server_side_encryption[0].enabled &&
+      aws_dynamodb_table.log.server_side_encryption[0].kms_key_arn == aws_kms_key.this.arn &&
+      aws_dynamodb_table.log.billing_mode == "PAY_PER_REQUEST" &&
+      aws_dynamodb_table.log.deletion_protection_enabled
+    )
+    error_message = "log table: point-in-time recovery, the module's KMS key, on-demand billing, deletion protection by default"
+  }
+  assert {
+    condition     = output.log_table_name == "ticketbound-log" && output.log_table_arn == "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-log"
+    error_message = "the log table's name and ARN are outputs"
+  }
+
+  # no_function_role_but_the_checkpointer_may_write_the_log
+  # Whoever may write the log table may append leaves; the checkpointer alone does (the
+  # same guard as the identity registry's, for the log table).
+  assert {
+    condition = {
+      for k, p in aws_iam_role_policy.function : k => join(" ", sort(distinct(flatten([
+        for s in jsondecode(p.policy).Statement : flatten([s.Action])
+        if s.Effect == "Allow" && contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
+      ]))))
+      } == {
+      "itsm-intake"      = ""
+      "grant-provision"  = ""
+      "grant-expire"     = ""
+      "secret-rotate"    = ""
+      "ticket-writeback" = "dynamodb:GetItem"
+      "grant-reconcile"  = ""
+      "log-checkpoint"   = "dynamodb:BatchGetItem dynamodb:GetItem dynamodb:PutItem dynamodb:Query dynamodb:UpdateItem"
+    }
+    error_message = "on the log table: log-checkpoint reads the head, markers and leaves, appends (PutItem in its transactions), records the signed size (UpdateItem) and the newest checkpoint (PutItem); ticket-writeback reads that one item; no other function anything, and nobody DeleteItem"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
+      try(s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], []) == ["CHECKPOINT"]
+      if contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
+    ])
+    error_message = "ticket-writeback may read only the newest checkpoint's item of the log table (dynamodb:LeadingKeys = CHECKPOINT), not its leaves or head"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for k, p in aws_iam_role_policy.function : [
+        for s in jsondecode(p.policy).Statement : length(setintersection(
+          toset(flatten([s.Action])),
+          toset(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:RestoreTableToPointInTime"]),
+        )) == 0
+        if k != "log-checkpoint" && s.Effect == "Allow" && anytrue([
+          # The table's ARN, anything under it, or a wildcard pattern covering it.
+          for r in flatten([s.Resource]) : (
+            r == aws_dynamodb_table.log.arn ||
+            startswith(r, "${aws_dynamodb_table.log.arn}/") ||
+            (strcontains(r, "*") && startswith(aws_dynamodb_table.log.arn, split("*", r)[0]))
+          )
+        ])
+      ]
+    ]))
+    error_message = "no function role policy but log-checkpoint's allows a write on the log table, by its ARN or by a wildcard covering it"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for p in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(p).Statement : !anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
+        if s.Effect == "Allow" && anytrue([for r in flatten([s.Resource]) : strcontains(r, ":table/ticketbound-log") && r != aws_dynamodb_table.log.arn])
+      ]
+    ]))
+    error_message = "no role policy names the log table's indexes, stream or a pattern over it"
+  }
+  assert {
+    condition = !anytrue([
+      for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
+    ])
+    error_message = "the scheduler role has nothing on the log table"
+  }
+
+  # no_role_policy_grants_a_wildcard_action
+  assert {
+    condition = alltrue(flatten([
+      for policy in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(policy).Statement : [
+          for a in flatten([s.Action]) : a != "*" && !endswith(a, ":*") && !startswith(a, "*")
+        ]
+      ]
+    ]))
+    error_message = "no \"*\" action (nor service:*) in any role policy"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for policy in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
+        for s in jsondecode(policy).Statement : !contains(keys(s), "NotAction") && !contains(keys(s), "NotResource")
+      ]
+    ]))
+    error_message = "no NotAction or NotResource anywhere"
+  }
 }
 
 run "identities_seed_is_off_by_default" {
@@ -704,7 +824,8 @@ run "rejects_an_identities_file_that_does_not_exist" {
   expect_failures = [var.identities_file]
 }
 
-run "intake_function_configuration" {
+run "intake_function_url_and_events" {
+  # intake_function_configuration
   assert {
     condition     = aws_lambda_function.this["itsm-intake"].function_name == "ticketbound-itsm-intake"
     error_message = "the intake is named <name_prefix>-itsm-intake"
@@ -754,9 +875,8 @@ run "intake_function_configuration" {
     condition     = aws_sqs_queue.function_dlq["itsm-intake"].kms_master_key_id == aws_kms_key.this.arn && aws_sqs_queue.events_dlq.kms_master_key_id == aws_kms_key.this.arn
     error_message = "both DLQs are encrypted with the module key"
   }
-}
 
-run "intake_environment_is_what_the_code_reads" {
+  # intake_environment_is_what_the_code_reads
   assert {
     condition = sort(keys(aws_lambda_function.this["itsm-intake"].environment[0].variables)) == sort([
       "TICKETBOUND_GRANTS_TABLE",
@@ -796,6 +916,217 @@ run "intake_environment_is_what_the_code_reads" {
       TICKETBOUND_EVENTBRIDGE_ACCOUNT     = "111122223333"
     })
     error_message = "the intake's environment values (defaults match config.rs)"
+  }
+
+  # function_url_is_unauthenticated_at_aws_and_output
+  assert {
+    condition     = aws_lambda_function_url.this["itsm-intake"].authorization_type == "NONE"
+    error_message = "ITSM webhooks cannot sign SigV4: the URL is NONE and the intake checks HMAC itself"
+  }
+  assert {
+    condition     = aws_lambda_function_url.this["itsm-intake"].function_name == aws_lambda_function.this["itsm-intake"].function_name
+    error_message = "the URL belongs to the intake"
+  }
+  assert {
+    condition     = output.intake_function_url == aws_lambda_function_url.this["itsm-intake"].function_url
+    error_message = "the function URL is an output"
+  }
+
+  # intake_policy_is_least_privilege
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
+      alltrue([for a in flatten([s.Action]) : a != "*" && !endswith(a, ":*") && !startswith(a, "*")])
+    ])
+    error_message = "no wildcard action"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s.Effect == "Allow" && !contains(keys(s), "NotAction") && !contains(keys(s), "NotResource")
+    ])
+    error_message = "only plain Allow statements"
+  }
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s.Sid if contains(flatten([s.Resource]), "*")
+    ] == ["XRayTracing"]
+    error_message = "\"*\" is a resource only for X-Ray, which has no resource-level permissions"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s.Action if s.Sid == "XRayTracing"
+    ])) == toset(["xray:PutTraceSegments", "xray:PutTelemetryRecords"])
+    error_message = "the \"*\" statement holds only the two X-Ray actions"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
+      s.Sid => {
+        actions      = toset(flatten([s.Action]))
+        resources    = toset(flatten([s.Resource]))
+        leading_keys = join(" ", sort(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], [])))
+      }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
+      } == {
+      GrantsRead = {
+        actions      = toset(["dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = ""
+      }
+      GrantRecordsWrite = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:DeleteItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "GRANT#*"
+      }
+      DeliveryRecordsWrite = {
+        actions      = toset(["dynamodb:PutItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "DELIVERY#*"
+      }
+      TicketWithdrawalsWrite = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
+        leading_keys = "TICKET#*"
+      }
+      GrantsByTicket = {
+        actions      = toset(["dynamodb:Query"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/index/by-ticket"])
+        leading_keys = ""
+      }
+      AuditTableAppend = {
+        actions      = toset(["dynamodb:PutItem", "dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
+        leading_keys = ""
+      }
+      IdentitiesRead = {
+        actions      = toset(["dynamodb:GetItem"])
+        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
+        leading_keys = ""
+      }
+    }
+    error_message = "DynamoDB: exactly these actions on exactly the table and index ARNs (reads unconditioned; writes only on GRANT#, DELIVERY# and TICKET# partitions, each family with its own actions; Query on by-ticket only; no UpdateItem; audit append-only, with the read-back of its own event; the identity registry read only)"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "secretsmanager:")])
+      } == {
+      WebhookSecrets = {
+        actions = toset(["secretsmanager:GetSecretValue"])
+        resources = toset([
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/generic-AbCdEf",
+        ])
+      }
+    }
+    error_message = "Secrets Manager: GetSecretValue on the three webhook secrets only"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
+      if anytrue([for a in flatten([s.Action]) : startswith(a, "kms:") || startswith(a, "logs:") || startswith(a, "sqs:")])
+      } == {
+      ModuleKey = {
+        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
+        resources = toset([aws_kms_key.this.arn])
+      }
+      OwnLogGroup = {
+        actions = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
+        resources = toset([
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-itsm-intake",
+          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-itsm-intake:*",
+        ])
+      }
+      OwnDeadLetterQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-itsm-intake-dlq"])
+      }
+    }
+    error_message = "KMS, logs and SQS: only the module key, the intake's log group and its DLQ"
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : [for a in flatten([s.Action]) : split(":", a)[0]]
+    ])) == toset(["dynamodb", "secretsmanager", "kms", "logs", "xray", "sqs"])
+    error_message = "no service beyond DynamoDB, Secrets Manager, KMS, Logs, X-Ray and SQS"
+  }
+  assert {
+    condition = jsondecode(aws_iam_role.function["itsm-intake"].assume_role_policy).Statement == [{
+      Effect = "Allow", Principal = { Service = "lambda.amazonaws.com" }, Action = "sts:AssumeRole"
+    }]
+    error_message = "only Lambda assumes the intake's role"
+  }
+
+  # webhook_secrets
+  assert {
+    condition     = toset([for s in aws_secretsmanager_secret.webhook : s.name]) == toset(["ticketbound/webhook/jira", "ticketbound/webhook/servicenow", "ticketbound/webhook/generic"])
+    error_message = "three webhook secrets named <name_prefix>/webhook/<integration>"
+  }
+  assert {
+    condition     = alltrue([for s in aws_secretsmanager_secret.webhook : s.kms_key_id == aws_kms_key.this.arn])
+    error_message = "the webhook secrets are encrypted with the module key"
+  }
+  assert {
+    condition = (
+      output.jira_webhook_secret_arn == aws_secretsmanager_secret.webhook["jira"].arn &&
+      output.servicenow_webhook_secret_arn == aws_secretsmanager_secret.webhook["servicenow"].arn &&
+      output.generic_webhook_secret_arn == aws_secretsmanager_secret.webhook["generic"].arn
+    )
+    error_message = "the secret ARNs are outputs"
+  }
+
+  # eventbridge_delivers_to_the_intake_with_retries_and_a_dlq
+  assert {
+    condition     = aws_cloudwatch_event_bus.itsm.name == "ticketbound-itsm" && aws_cloudwatch_event_bus.itsm.kms_key_identifier == aws_kms_key.this.arn
+    error_message = "the bus is <name_prefix>-itsm, encrypted with the module key"
+  }
+  assert {
+    condition = {
+      for k, r in aws_cloudwatch_event_rule.intake : k => jsondecode(r.event_pattern)
+      } == {
+      "access-request-approved"  = { source = ["com.example.itsm"], "detail-type" = ["Access Request Approved"] }
+      "access-request-withdrawn" = { source = ["com.example.itsm"], "detail-type" = ["Access Request Withdrawn"] }
+    }
+    error_message = "one rule per detail-type the intake understands, from the configured sources"
+  }
+  assert {
+    condition     = alltrue([for r in aws_cloudwatch_event_rule.intake : r.event_bus_name == aws_cloudwatch_event_bus.itsm.name])
+    error_message = "the rules are on the ticketbound bus"
+  }
+  assert {
+    condition = alltrue([
+      for t in aws_cloudwatch_event_target.intake :
+      t.arn == aws_lambda_function.this["itsm-intake"].arn &&
+      t.retry_policy[0].maximum_event_age_in_seconds == 3600 &&
+      t.retry_policy[0].maximum_retry_attempts == 10 &&
+      t.dead_letter_config[0].arn == aws_sqs_queue.events_dlq.arn
+    ])
+    error_message = "targets: the intake, retried for an hour (10 attempts), then the events DLQ"
+  }
+  assert {
+    condition = {
+      for k, p in aws_lambda_permission.eventbridge : k => [p.principal, p.action, p.source_arn]
+      } == {
+      for k, r in aws_cloudwatch_event_rule.intake : k => ["events.amazonaws.com", "lambda:InvokeFunction", r.arn]
+    }
+    error_message = "EventBridge may invoke the intake only from these rules"
+  }
+  assert {
+    condition = jsondecode(aws_sqs_queue_policy.events_dlq.policy).Statement == [{
+      Sid       = "EventBridgeRulesDeadLetter"
+      Effect    = "Allow"
+      Principal = { Service = "events.amazonaws.com" }
+      Action    = "sqs:SendMessage"
+      Resource  = aws_sqs_queue.events_dlq.arn
+      Condition = { ArnEquals = { "aws:SourceArn" = [
+        "arn:aws:events:eu-west-1:111122223333:rule/ticketbound-itsm/ticketbound-access-request-approved",
+        "arn:aws:events:eu-west-1:111122223333:rule/ticketbound-itsm/ticketbound-access-request-withdrawn",
+      ] } }
+    }]
+    error_message = "only the intake rules may send to the events DLQ"
   }
 }
 
@@ -1065,151 +1396,8 @@ run "rejects_a_target_approvers_rule_naming_nobody" {
   expect_failures = [var.targets]
 }
 
-run "function_url_is_unauthenticated_at_aws_and_output" {
-  assert {
-    condition     = aws_lambda_function_url.this["itsm-intake"].authorization_type == "NONE"
-    error_message = "ITSM webhooks cannot sign SigV4: the URL is NONE and the intake checks HMAC itself"
-  }
-  assert {
-    condition     = aws_lambda_function_url.this["itsm-intake"].function_name == aws_lambda_function.this["itsm-intake"].function_name
-    error_message = "the URL belongs to the intake"
-  }
-  assert {
-    condition     = output.intake_function_url == aws_lambda_function_url.this["itsm-intake"].function_url
-    error_message = "the function URL is an output"
-  }
-}
-
-run "intake_policy_is_least_privilege" {
-  assert {
-    condition = alltrue([
-      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
-      alltrue([for a in flatten([s.Action]) : a != "*" && !endswith(a, ":*") && !startswith(a, "*")])
-    ])
-    error_message = "no wildcard action"
-  }
-  assert {
-    condition = alltrue([
-      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s.Effect == "Allow" && !contains(keys(s), "NotAction") && !contains(keys(s), "NotResource")
-    ])
-    error_message = "only plain Allow statements"
-  }
-  assert {
-    condition = [
-      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s.Sid if contains(flatten([s.Resource]), "*")
-    ] == ["XRayTracing"]
-    error_message = "\"*\" is a resource only for X-Ray, which has no resource-level permissions"
-  }
-  assert {
-    condition = toset(flatten([
-      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s.Action if s.Sid == "XRayTracing"
-    ])) == toset(["xray:PutTraceSegments", "xray:PutTelemetryRecords"])
-    error_message = "the \"*\" statement holds only the two X-Ray actions"
-  }
-  assert {
-    condition = {
-      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
-      s.Sid => {
-        actions      = toset(flatten([s.Action]))
-        resources    = toset(flatten([s.Resource]))
-        leading_keys = join(" ", sort(try(s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], [])))
-      }
-      if anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
-      } == {
-      GrantsRead = {
-        actions      = toset(["dynamodb:GetItem"])
-        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
-        leading_keys = ""
-      }
-      GrantRecordsWrite = {
-        actions      = toset(["dynamodb:PutItem", "dynamodb:DeleteItem"])
-        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
-        leading_keys = "GRANT#*"
-      }
-      DeliveryRecordsWrite = {
-        actions      = toset(["dynamodb:PutItem"])
-        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
-        leading_keys = "DELIVERY#*"
-      }
-      TicketWithdrawalsWrite = {
-        actions      = toset(["dynamodb:PutItem", "dynamodb:ConditionCheckItem"])
-        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants"])
-        leading_keys = "TICKET#*"
-      }
-      GrantsByTicket = {
-        actions      = toset(["dynamodb:Query"])
-        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-grants/index/by-ticket"])
-        leading_keys = ""
-      }
-      AuditTableAppend = {
-        actions      = toset(["dynamodb:PutItem", "dynamodb:GetItem"])
-        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-audit"])
-        leading_keys = ""
-      }
-      IdentitiesRead = {
-        actions      = toset(["dynamodb:GetItem"])
-        resources    = toset(["arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-identities"])
-        leading_keys = ""
-      }
-    }
-    error_message = "DynamoDB: exactly these actions on exactly the table and index ARNs (reads unconditioned; writes only on GRANT#, DELIVERY# and TICKET# partitions, each family with its own actions; Query on by-ticket only; no UpdateItem; audit append-only, with the read-back of its own event; the identity registry read only)"
-  }
-  assert {
-    condition = {
-      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
-      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
-      if anytrue([for a in flatten([s.Action]) : startswith(a, "secretsmanager:")])
-      } == {
-      WebhookSecrets = {
-        actions = toset(["secretsmanager:GetSecretValue"])
-        resources = toset([
-          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/jira-AbCdEf",
-          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/servicenow-AbCdEf",
-          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/webhook/generic-AbCdEf",
-        ])
-      }
-    }
-    error_message = "Secrets Manager: GetSecretValue on the three webhook secrets only"
-  }
-  assert {
-    condition = {
-      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement :
-      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
-      if anytrue([for a in flatten([s.Action]) : startswith(a, "kms:") || startswith(a, "logs:") || startswith(a, "sqs:")])
-      } == {
-      ModuleKey = {
-        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
-        resources = toset([aws_kms_key.this.arn])
-      }
-      OwnLogGroup = {
-        actions = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
-        resources = toset([
-          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-itsm-intake",
-          "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/ticketbound-itsm-intake:*",
-        ])
-      }
-      OwnDeadLetterQueue = {
-        actions   = toset(["sqs:SendMessage"])
-        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-itsm-intake-dlq"])
-      }
-    }
-    error_message = "KMS, logs and SQS: only the module key, the intake's log group and its DLQ"
-  }
-  assert {
-    condition = toset(flatten([
-      for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : [for a in flatten([s.Action]) : split(":", a)[0]]
-    ])) == toset(["dynamodb", "secretsmanager", "kms", "logs", "xray", "sqs"])
-    error_message = "no service beyond DynamoDB, Secrets Manager, KMS, Logs, X-Ray and SQS"
-  }
-  assert {
-    condition = jsondecode(aws_iam_role.function["itsm-intake"].assume_role_policy).Statement == [{
-      Effect = "Allow", Principal = { Service = "lambda.amazonaws.com" }, Action = "sts:AssumeRole"
-    }]
-    error_message = "only Lambda assumes the intake's role"
-  }
-}
-
-run "kms_key_and_its_policy" {
+run "key_alarms_streams_and_scheduler" {
+  # kms_key_and_its_policy
   assert {
     condition     = aws_kms_key.this.enable_key_rotation && aws_kms_key.this.deletion_window_in_days == 30
     error_message = "the key rotates, and waits 30 days before deletion by default"
@@ -1291,76 +1479,293 @@ run "kms_key_and_its_policy" {
     condition     = one([for s in jsondecode(aws_kms_key.this.policy).Statement : s if s.Sid == "EventBridgeInThisAccount"]).Condition.StringEquals["aws:SourceAccount"] == "111122223333"
     error_message = "EventBridge may use the key on behalf of this account only"
   }
-}
 
-run "webhook_secrets" {
+  # alarms_without_a_topic
   assert {
-    condition     = toset([for s in aws_secretsmanager_secret.webhook : s.name]) == toset(["ticketbound/webhook/jira", "ticketbound/webhook/servicenow", "ticketbound/webhook/generic"])
-    error_message = "three webhook secrets named <name_prefix>/webhook/<integration>"
-  }
-  assert {
-    condition     = alltrue([for s in aws_secretsmanager_secret.webhook : s.kms_key_id == aws_kms_key.this.arn])
-    error_message = "the webhook secrets are encrypted with the module key"
-  }
-  assert {
-    condition = (
-      output.jira_webhook_secret_arn == aws_secretsmanager_secret.webhook["jira"].arn &&
-      output.servicenow_webhook_secret_arn == aws_secretsmanager_secret.webhook["servicenow"].arn &&
-      output.generic_webhook_secret_arn == aws_secretsmanager_secret.webhook["generic"].arn
-    )
-    error_message = "the secret ARNs are outputs"
-  }
-}
-
-run "eventbridge_delivers_to_the_intake_with_retries_and_a_dlq" {
-  assert {
-    condition     = aws_cloudwatch_event_bus.itsm.name == "ticketbound-itsm" && aws_cloudwatch_event_bus.itsm.kms_key_identifier == aws_kms_key.this.arn
-    error_message = "the bus is <name_prefix>-itsm, encrypted with the module key"
-  }
-  assert {
-    condition = {
-      for k, r in aws_cloudwatch_event_rule.intake : k => jsondecode(r.event_pattern)
-      } == {
-      "access-request-approved"  = { source = ["com.example.itsm"], "detail-type" = ["Access Request Approved"] }
-      "access-request-withdrawn" = { source = ["com.example.itsm"], "detail-type" = ["Access Request Withdrawn"] }
-    }
-    error_message = "one rule per detail-type the intake understands, from the configured sources"
-  }
-  assert {
-    condition     = alltrue([for r in aws_cloudwatch_event_rule.intake : r.event_bus_name == aws_cloudwatch_event_bus.itsm.name])
-    error_message = "the rules are on the ticketbound bus"
+    condition = toset(concat(
+      [for a in aws_cloudwatch_metric_alarm.function_errors : a.alarm_name],
+      [for a in aws_cloudwatch_metric_alarm.function_throttles : a.alarm_name],
+      [for a in aws_cloudwatch_metric_alarm.dlq_messages : a.alarm_name],
+      [aws_cloudwatch_metric_alarm.revocation_failures.alarm_name],
+      [aws_cloudwatch_metric_alarm.revocation_escalations.alarm_name],
+      [aws_cloudwatch_metric_alarm.writeback_failures.alarm_name],
+      [aws_cloudwatch_metric_alarm.drift_findings.alarm_name],
+      )) == toset([
+      "ticketbound-itsm-intake-errors",
+      "ticketbound-itsm-intake-throttles",
+      "ticketbound-itsm-intake-dlq-messages",
+      "ticketbound-itsm-events-dlq-messages",
+      "ticketbound-grant-provision-errors",
+      "ticketbound-grant-provision-throttles",
+      "ticketbound-grant-provision-dlq-messages",
+      "ticketbound-grant-provision-stream-dlq-messages",
+      "ticketbound-grant-expire-errors",
+      "ticketbound-grant-expire-throttles",
+      "ticketbound-grant-expire-dlq-messages",
+      "ticketbound-grant-expire-stream-dlq-messages",
+      "ticketbound-grant-expire-revocation-failures",
+      "ticketbound-grant-expire-revocation-escalations",
+      "ticketbound-secret-rotate-errors",
+      "ticketbound-secret-rotate-throttles",
+      "ticketbound-secret-rotate-dlq-messages",
+      "ticketbound-ticket-writeback-errors",
+      "ticketbound-ticket-writeback-throttles",
+      "ticketbound-ticket-writeback-dlq-messages",
+      "ticketbound-ticket-writeback-stream-dlq-messages",
+      "ticketbound-ticket-writeback-writeback-failures",
+      "ticketbound-grant-reconcile-errors",
+      "ticketbound-grant-reconcile-throttles",
+      "ticketbound-grant-reconcile-dlq-messages",
+      "ticketbound-grant-reconcile-drift-findings",
+      "ticketbound-log-checkpoint-errors",
+      "ticketbound-log-checkpoint-throttles",
+      "ticketbound-log-checkpoint-dlq-messages",
+      "ticketbound-log-checkpoint-stream-dlq-messages",
+      "ticketbound-expiry-schedules-dlq-messages",
+    ])
+    error_message = "errors and throttles of each function, a message count alarm per DLQ, revocation failures and escalations, write-back failures, drift findings; nothing for functions that do not exist"
   }
   assert {
     condition = alltrue([
-      for t in aws_cloudwatch_event_target.intake :
-      t.arn == aws_lambda_function.this["itsm-intake"].arn &&
-      t.retry_policy[0].maximum_event_age_in_seconds == 3600 &&
-      t.retry_policy[0].maximum_retry_attempts == 10 &&
-      t.dead_letter_config[0].arn == aws_sqs_queue.events_dlq.arn
+      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures, aws_cloudwatch_metric_alarm.writeback_failures, aws_cloudwatch_metric_alarm.drift_findings]) :
+      a.threshold == 0 && a.comparison_operator == "GreaterThanThreshold" && length(a.alarm_actions) == 0
     ])
-    error_message = "targets: the intake, retried for an hour (10 attempts), then the events DLQ"
+    error_message = "alarms fire on anything above zero; no actions without a topic"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.revocation_escalations.namespace == "ticketbound" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.metric_name == "RevocationEscalations" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.dimensions == aws_cloudwatch_metric_alarm.revocation_failures.dimensions &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.period == 300 &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.evaluation_periods == 1 &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.threshold == 1 &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.comparison_operator == "GreaterThanOrEqualToThreshold" &&
+      aws_cloudwatch_metric_alarm.revocation_escalations.treat_missing_data == "notBreaching" &&
+      length(aws_cloudwatch_metric_alarm.revocation_escalations.alarm_actions) == 0
+    )
+    error_message = "revocation escalations: grant-expire's embedded metric in RevocationFailures' namespace and dimension, any escalation (>= 1 in 5 minutes) fires; no actions without a topic"
+  }
+  assert {
+    condition = toset([for a in aws_cloudwatch_metric_alarm.dlq_messages : a.dimensions.QueueName]) == toset(concat(
+      [for q in aws_sqs_queue.function_dlq : q.name],
+      [for q in aws_sqs_queue.stream_dlq : q.name],
+      [aws_sqs_queue.events_dlq.name, aws_sqs_queue.schedule_dlq.name],
+    ))
+    error_message = "the DLQ alarms watch the real queue names, every queue"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.revocation_failures.namespace == "ticketbound" &&
+      aws_cloudwatch_metric_alarm.revocation_failures.metric_name == "RevocationFailures" &&
+      aws_cloudwatch_metric_alarm.revocation_failures.dimensions == tomap({ function = "grant-expire" }) &&
+      aws_cloudwatch_metric_alarm.revocation_failures.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.revocation_failures.period == 300
+    )
+    error_message = "revocation failures: the embedded metric shared/runtime/src/metrics.rs emits (namespace ticketbound, dimension function), summed over 5 minutes"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.writeback_failures.namespace == "ticketbound" &&
+      aws_cloudwatch_metric_alarm.writeback_failures.metric_name == "WritebackFailures" &&
+      aws_cloudwatch_metric_alarm.writeback_failures.dimensions == tomap({ function = "ticket-writeback" }) &&
+      aws_cloudwatch_metric_alarm.writeback_failures.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.writeback_failures.period == 300
+    )
+    error_message = "write-back failures: ticket-writeback's embedded metric (namespace ticketbound, dimension function), summed over 5 minutes"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.drift_findings.namespace == "ticketbound" &&
+      aws_cloudwatch_metric_alarm.drift_findings.metric_name == "DriftFindings" &&
+      aws_cloudwatch_metric_alarm.drift_findings.dimensions == tomap({ function = "grant-reconcile" }) &&
+      aws_cloudwatch_metric_alarm.drift_findings.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.drift_findings.period == 900 &&
+      aws_cloudwatch_metric_alarm.drift_findings.evaluation_periods == 1 &&
+      aws_cloudwatch_metric_alarm.drift_findings.treat_missing_data == "notBreaching"
+    )
+    error_message = "drift findings: grant-reconcile's embedded metric (namespace ticketbound, dimension function), summed over 15 minutes, any finding fires"
+  }
+  assert {
+    condition = toset([for a in aws_cloudwatch_metric_alarm.dlq_messages : a.dimensions.QueueName if strcontains(a.dimensions.QueueName, "ticket-writeback") || strcontains(a.dimensions.QueueName, "grant-reconcile")]) == toset([
+      "ticketbound-ticket-writeback-dlq",
+      "ticketbound-ticket-writeback-stream-dlq",
+      "ticketbound-grant-reconcile-dlq",
+    ])
+    error_message = "the new functions' DLQs (ticket-writeback: async and audit stream; grant-reconcile: async) are watched"
+  }
+
+  # grants_stream_mappings
+  assert {
+    condition = [
+      for f in aws_lambda_event_source_mapping.grants_stream["grant-provision"].filter_criteria[0].filter : jsondecode(f.pattern)
+      ] == [{
+        eventName = ["INSERT"]
+        dynamodb = {
+          Keys     = { sk = { S = ["GRANT"] } }
+          NewImage = { state = { S = ["approved"] } }
+        }
+    }]
+    error_message = "grant-provision gets the inserts of Approved grants only"
+  }
+  assert {
+    condition     = length(aws_lambda_event_source_mapping.grants_stream["grant-expire"].filter_criteria[0].filter) == 2
+    error_message = "grant-expire has two filters"
+  }
+  assert {
+    condition = one([
+      for f in aws_lambda_event_source_mapping.grants_stream["grant-expire"].filter_criteria[0].filter : jsondecode(f.pattern) if jsondecode(f.pattern).eventName == ["REMOVE"]
+      ]) == {
+      eventName    = ["REMOVE"]
+      userIdentity = { type = ["Service"], principalId = ["dynamodb.amazonaws.com"] }
+      dynamodb     = { Keys = { sk = { S = ["EXPIRY"] } } }
+    }
+    error_message = "grant-expire gets the TTL removals (by DynamoDB itself) of expiry triggers"
+  }
+  assert {
+    condition = one([
+      for f in aws_lambda_event_source_mapping.grants_stream["grant-expire"].filter_criteria[0].filter : jsondecode(f.pattern) if jsondecode(f.pattern).eventName == ["MODIFY"]
+      ]) == {
+      eventName = ["MODIFY"]
+      dynamodb = {
+        Keys     = { sk = { S = ["GRANT"] } }
+        NewImage = { state = { S = ["revoking"] } }
+      }
+    }
+    error_message = "grant-expire gets the grants' moves to Revoking"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      aws_lambda_event_source_mapping.grants_stream[k].function_response_types == toset(["ReportBatchItemFailures"]) &&
+      aws_lambda_event_source_mapping.grants_stream[k].bisect_batch_on_function_error &&
+      aws_lambda_event_source_mapping.grants_stream[k].destination_config[0].on_failure[0].destination_arn == aws_sqs_queue.stream_dlq[k].arn
+    ])
+    error_message = "partial batch failures reported, failing batches split, given-up batches to the function's stream DLQ"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire"] :
+      aws_lambda_event_source_mapping.grants_stream[k].event_source_arn == aws_dynamodb_table.grants.stream_arn &&
+      aws_lambda_event_source_mapping.grants_stream[k].function_name == aws_lambda_function.this[k].arn &&
+      aws_lambda_event_source_mapping.grants_stream[k].starting_position == "LATEST" &&
+      aws_lambda_event_source_mapping.grants_stream[k].batch_size == 10 &&
+      aws_lambda_event_source_mapping.grants_stream[k].maximum_retry_attempts == 10 &&
+      aws_lambda_event_source_mapping.grants_stream[k].maximum_record_age_in_seconds == 3600
+    ])
+    error_message = "both read the grants stream from LATEST, 10 records a batch, 10 retries, records at most an hour old"
+  }
+  assert {
+    condition     = keys(aws_lambda_event_source_mapping.grants_stream) == ["grant-expire", "grant-provision"]
+    error_message = "only grant-provision and grant-expire consume the grants stream (not the intake, the write-back or the reconciler)"
+  }
+
+  # audit_stream_mapping
+  assert {
+    condition = [
+      for f in aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].filter_criteria[0].filter : jsondecode(f.pattern)
+    ] == [{ eventName = ["INSERT"] }]
+    error_message = "ticket-writeback gets the audit stream's INSERTs (new audit events) only"
+  }
+  assert {
+    condition = (
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].function_response_types == toset(["ReportBatchItemFailures"]) &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].bisect_batch_on_function_error &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].maximum_retry_attempts == 10 &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].maximum_record_age_in_seconds == 3600
+    )
+    error_message = "partial batch failures reported, failing batches split, 10 retries, records at most an hour old"
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].destination_config[0].on_failure[0].destination_arn == aws_sqs_queue.stream_dlq["ticket-writeback"].arn
+    error_message = "given-up batches are described in ticket-writeback's stream DLQ"
+  }
+  assert {
+    condition = (
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].event_source_arn == aws_dynamodb_table.audit.stream_arn &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].function_name == aws_lambda_function.this["ticket-writeback"].arn &&
+      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].starting_position == "LATEST"
+    )
+    error_message = "ticket-writeback reads the audit table's stream from LATEST, as the grants stream consumers do"
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 5
+    error_message = "5 audit events a batch with the defaults: what fits in 900 s when the ITSM fails every attempt (4 x 30 s + 3 x 20 s each)"
+  }
+  assert {
+    condition     = keys(aws_lambda_event_source_mapping.audit_stream) == ["log-checkpoint", "ticket-writeback"]
+    error_message = "ticket-writeback and log-checkpoint, and nothing else, consume the audit stream"
+  }
+
+  # scheduler_role_group_and_sweep
+  assert {
+    condition     = aws_scheduler_schedule_group.this.name == "ticketbound"
+    error_message = "the schedule group is <name_prefix>"
+  }
+  assert {
+    condition = jsondecode(aws_iam_role.scheduler.assume_role_policy).Statement == [{
+      Effect    = "Allow"
+      Principal = { Service = "scheduler.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = "111122223333" } }
+    }]
+    error_message = "only EventBridge Scheduler, on behalf of this account, assumes the scheduler role"
   }
   assert {
     condition = {
-      for k, p in aws_lambda_permission.eventbridge : k => [p.principal, p.action, p.source_arn]
+      for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement :
+      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
       } == {
-      for k, r in aws_cloudwatch_event_rule.intake : k => ["events.amazonaws.com", "lambda:InvokeFunction", r.arn]
+      InvokeGrantExpire = {
+        actions   = toset(["lambda:InvokeFunction"])
+        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"])
+      }
+      InvokeGrantReconcile = {
+        actions   = toset(["lambda:InvokeFunction"])
+        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-reconcile"])
+      }
+      InvokeLogCheckpoint = {
+        actions   = toset(["lambda:InvokeFunction"])
+        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-log-checkpoint"])
+      }
+      ScheduleDeadLetterQueue = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq"])
+      }
+      ScheduleDeadLetterQueueKey = {
+        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
+        resources = toset([aws_kms_key.this.arn])
+      }
     }
-    error_message = "EventBridge may invoke the intake only from these rules"
+    error_message = "the scheduler role invokes grant-expire, grant-reconcile and log-checkpoint only, and sends to the schedules' (encrypted) DLQ"
   }
   assert {
-    condition = jsondecode(aws_sqs_queue_policy.events_dlq.policy).Statement == [{
-      Sid       = "EventBridgeRulesDeadLetter"
-      Effect    = "Allow"
-      Principal = { Service = "events.amazonaws.com" }
-      Action    = "sqs:SendMessage"
-      Resource  = aws_sqs_queue.events_dlq.arn
-      Condition = { ArnEquals = { "aws:SourceArn" = [
-        "arn:aws:events:eu-west-1:111122223333:rule/ticketbound-itsm/ticketbound-access-request-approved",
-        "arn:aws:events:eu-west-1:111122223333:rule/ticketbound-itsm/ticketbound-access-request-withdrawn",
-      ] } }
-    }]
-    error_message = "only the intake rules may send to the events DLQ"
+    condition     = one([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Condition if s.Sid == "ScheduleDeadLetterQueueKey"]) == { StringEquals = { "kms:ViaService" = "sqs.eu-west-1.amazonaws.com" } }
+    error_message = "the scheduler role uses the key only through SQS"
+  }
+  assert {
+    condition = (
+      aws_scheduler_schedule.sweep.name == "ticketbound-sweep" &&
+      aws_scheduler_schedule.sweep.group_name == "ticketbound" &&
+      aws_scheduler_schedule.sweep.schedule_expression == "rate(5 minutes)" &&
+      aws_scheduler_schedule.sweep.flexible_time_window[0].mode == "OFF"
+    )
+    error_message = "the sweep runs every 5 minutes in the group, on time"
+  }
+  assert {
+    condition     = jsondecode(aws_scheduler_schedule.sweep.target[0].input) == { sweep = true }
+    error_message = "the sweep's input is {\"sweep\": true} (functions/grant-expire ExpireEvent)"
+  }
+  assert {
+    condition = (
+      aws_scheduler_schedule.sweep.target[0].arn == aws_lambda_function.this["grant-expire"].arn &&
+      aws_scheduler_schedule.sweep.target[0].role_arn == aws_iam_role.scheduler.arn &&
+      aws_scheduler_schedule.sweep.target[0].dead_letter_config[0].arn == aws_sqs_queue.schedule_dlq.arn &&
+      aws_scheduler_schedule.sweep.target[0].retry_policy[0].maximum_retry_attempts == 3 &&
+      aws_scheduler_schedule.sweep.target[0].retry_policy[0].maximum_event_age_in_seconds == 300
+    )
+    error_message = "the sweep invokes grant-expire as the scheduler role, retries within its interval, then the schedules' DLQ"
   }
 }
 
@@ -1481,123 +1886,6 @@ run "rejects_a_publisher_with_a_wildcard" {
     sender_only_systems   = ["generic"]
   }
   expect_failures = [var.itsm_event_publishers]
-}
-
-run "alarms_without_a_topic" {
-  assert {
-    condition = toset(concat(
-      [for a in aws_cloudwatch_metric_alarm.function_errors : a.alarm_name],
-      [for a in aws_cloudwatch_metric_alarm.function_throttles : a.alarm_name],
-      [for a in aws_cloudwatch_metric_alarm.dlq_messages : a.alarm_name],
-      [aws_cloudwatch_metric_alarm.revocation_failures.alarm_name],
-      [aws_cloudwatch_metric_alarm.revocation_escalations.alarm_name],
-      [aws_cloudwatch_metric_alarm.writeback_failures.alarm_name],
-      [aws_cloudwatch_metric_alarm.drift_findings.alarm_name],
-      )) == toset([
-      "ticketbound-itsm-intake-errors",
-      "ticketbound-itsm-intake-throttles",
-      "ticketbound-itsm-intake-dlq-messages",
-      "ticketbound-itsm-events-dlq-messages",
-      "ticketbound-grant-provision-errors",
-      "ticketbound-grant-provision-throttles",
-      "ticketbound-grant-provision-dlq-messages",
-      "ticketbound-grant-provision-stream-dlq-messages",
-      "ticketbound-grant-expire-errors",
-      "ticketbound-grant-expire-throttles",
-      "ticketbound-grant-expire-dlq-messages",
-      "ticketbound-grant-expire-stream-dlq-messages",
-      "ticketbound-grant-expire-revocation-failures",
-      "ticketbound-grant-expire-revocation-escalations",
-      "ticketbound-secret-rotate-errors",
-      "ticketbound-secret-rotate-throttles",
-      "ticketbound-secret-rotate-dlq-messages",
-      "ticketbound-ticket-writeback-errors",
-      "ticketbound-ticket-writeback-throttles",
-      "ticketbound-ticket-writeback-dlq-messages",
-      "ticketbound-ticket-writeback-stream-dlq-messages",
-      "ticketbound-ticket-writeback-writeback-failures",
-      "ticketbound-grant-reconcile-errors",
-      "ticketbound-grant-reconcile-throttles",
-      "ticketbound-grant-reconcile-dlq-messages",
-      "ticketbound-grant-reconcile-drift-findings",
-      "ticketbound-log-checkpoint-errors",
-      "ticketbound-log-checkpoint-throttles",
-      "ticketbound-log-checkpoint-dlq-messages",
-      "ticketbound-log-checkpoint-stream-dlq-messages",
-      "ticketbound-expiry-schedules-dlq-messages",
-    ])
-    error_message = "errors and throttles of each function, a message count alarm per DLQ, revocation failures and escalations, write-back failures, drift findings; nothing for functions that do not exist"
-  }
-  assert {
-    condition = alltrue([
-      for a in concat(values(aws_cloudwatch_metric_alarm.function_errors), values(aws_cloudwatch_metric_alarm.function_throttles), values(aws_cloudwatch_metric_alarm.dlq_messages), [aws_cloudwatch_metric_alarm.revocation_failures, aws_cloudwatch_metric_alarm.writeback_failures, aws_cloudwatch_metric_alarm.drift_findings]) :
-      a.threshold == 0 && a.comparison_operator == "GreaterThanThreshold" && length(a.alarm_actions) == 0
-    ])
-    error_message = "alarms fire on anything above zero; no actions without a topic"
-  }
-  assert {
-    condition = (
-      aws_cloudwatch_metric_alarm.revocation_escalations.namespace == "ticketbound" &&
-      aws_cloudwatch_metric_alarm.revocation_escalations.metric_name == "RevocationEscalations" &&
-      aws_cloudwatch_metric_alarm.revocation_escalations.dimensions == aws_cloudwatch_metric_alarm.revocation_failures.dimensions &&
-      aws_cloudwatch_metric_alarm.revocation_escalations.statistic == "Sum" &&
-      aws_cloudwatch_metric_alarm.revocation_escalations.period == 300 &&
-      aws_cloudwatch_metric_alarm.revocation_escalations.evaluation_periods == 1 &&
-      aws_cloudwatch_metric_alarm.revocation_escalations.threshold == 1 &&
-      aws_cloudwatch_metric_alarm.revocation_escalations.comparison_operator == "GreaterThanOrEqualToThreshold" &&
-      aws_cloudwatch_metric_alarm.revocation_escalations.treat_missing_data == "notBreaching" &&
-      length(aws_cloudwatch_metric_alarm.revocation_escalations.alarm_actions) == 0
-    )
-    error_message = "revocation escalations: grant-expire's embedded metric in RevocationFailures' namespace and dimension, any escalation (>= 1 in 5 minutes) fires; no actions without a topic"
-  }
-  assert {
-    condition = toset([for a in aws_cloudwatch_metric_alarm.dlq_messages : a.dimensions.QueueName]) == toset(concat(
-      [for q in aws_sqs_queue.function_dlq : q.name],
-      [for q in aws_sqs_queue.stream_dlq : q.name],
-      [aws_sqs_queue.events_dlq.name, aws_sqs_queue.schedule_dlq.name],
-    ))
-    error_message = "the DLQ alarms watch the real queue names, every queue"
-  }
-  assert {
-    condition = (
-      aws_cloudwatch_metric_alarm.revocation_failures.namespace == "ticketbound" &&
-      aws_cloudwatch_metric_alarm.revocation_failures.metric_name == "RevocationFailures" &&
-      aws_cloudwatch_metric_alarm.revocation_failures.dimensions == tomap({ function = "grant-expire" }) &&
-      aws_cloudwatch_metric_alarm.revocation_failures.statistic == "Sum" &&
-      aws_cloudwatch_metric_alarm.revocation_failures.period == 300
-    )
-    error_message = "revocation failures: the embedded metric shared/runtime/src/metrics.rs emits (namespace ticketbound, dimension function), summed over 5 minutes"
-  }
-  assert {
-    condition = (
-      aws_cloudwatch_metric_alarm.writeback_failures.namespace == "ticketbound" &&
-      aws_cloudwatch_metric_alarm.writeback_failures.metric_name == "WritebackFailures" &&
-      aws_cloudwatch_metric_alarm.writeback_failures.dimensions == tomap({ function = "ticket-writeback" }) &&
-      aws_cloudwatch_metric_alarm.writeback_failures.statistic == "Sum" &&
-      aws_cloudwatch_metric_alarm.writeback_failures.period == 300
-    )
-    error_message = "write-back failures: ticket-writeback's embedded metric (namespace ticketbound, dimension function), summed over 5 minutes"
-  }
-  assert {
-    condition = (
-      aws_cloudwatch_metric_alarm.drift_findings.namespace == "ticketbound" &&
-      aws_cloudwatch_metric_alarm.drift_findings.metric_name == "DriftFindings" &&
-      aws_cloudwatch_metric_alarm.drift_findings.dimensions == tomap({ function = "grant-reconcile" }) &&
-      aws_cloudwatch_metric_alarm.drift_findings.statistic == "Sum" &&
-      aws_cloudwatch_metric_alarm.drift_findings.period == 900 &&
-      aws_cloudwatch_metric_alarm.drift_findings.evaluation_periods == 1 &&
-      aws_cloudwatch_metric_alarm.drift_findings.treat_missing_data == "notBreaching"
-    )
-    error_message = "drift findings: grant-reconcile's embedded metric (namespace ticketbound, dimension function), summed over 15 minutes, any finding fires"
-  }
-  assert {
-    condition = toset([for a in aws_cloudwatch_metric_alarm.dlq_messages : a.dimensions.QueueName if strcontains(a.dimensions.QueueName, "ticket-writeback") || strcontains(a.dimensions.QueueName, "grant-reconcile")]) == toset([
-      "ticketbound-ticket-writeback-dlq",
-      "ticketbound-ticket-writeback-stream-dlq",
-      "ticketbound-grant-reconcile-dlq",
-    ])
-    error_message = "the new functions' DLQs (ticket-writeback: async and audit stream; grant-reconcile: async) are watched"
-  }
 }
 
 run "alarms_notify_the_topic" {
@@ -1739,7 +2027,8 @@ run "rejects_a_mapping_that_is_not_json" {
 
 # --- grant-provision and grant-expire ---------------------------------------------
 
-run "grant_functions_follow_the_intake_pattern" {
+run "provision_and_expire" {
+  # grant_functions_follow_the_intake_pattern
   assert {
     condition = alltrue([
       for k in ["grant-provision", "grant-expire"] :
@@ -1803,9 +2092,8 @@ run "grant_functions_follow_the_intake_pattern" {
     )
     error_message = "the new functions, the schedule group, the scheduler role, the sweep and the new DLQs are outputs"
   }
-}
 
-run "provision_environment_is_what_the_code_reads" {
+  # provision_environment_is_what_the_code_reads
   assert {
     condition = sort(keys(aws_lambda_function.this["grant-provision"].environment[0].variables)) == sort([
       "TICKETBOUND_GRANTS_TABLE",
@@ -1869,9 +2157,8 @@ run "provision_environment_is_what_the_code_reads" {
     )
     error_message = "only the roles that change credential secrets (provision, expire, rotate, reconcile) escape the resource policy's denies; never the internet-facing intake"
   }
-}
 
-run "expire_environment_is_what_the_code_reads" {
+  # expire_environment_is_what_the_code_reads
   assert {
     condition = sort(keys(aws_lambda_function.this["grant-expire"].environment[0].variables)) == sort([
       "TICKETBOUND_GRANTS_TABLE",
@@ -1915,189 +2202,8 @@ run "expire_environment_is_what_the_code_reads" {
     )
     error_message = "grant-expire's retry schedules invoke grant-expire itself (its ARN, built from names), as the scheduler role, in the module's schedule group"
   }
-}
 
-run "optional_settings_reach_the_environment_and_the_policy" {
-  variables {
-    secret_recovery_window_days = 7
-    max_provisioning_attempts   = 3
-    revoke_concurrency          = 4
-    target_admin_secret_arns = [
-      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf",
-      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl",
-    ]
-    targets = {
-      orders = {
-        connector       = "postgres"
-        environment     = "prod"
-        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
-        host            = "orders.db.internal"
-        port            = 5432
-        dbname          = "orders"
-        allowed_roles   = ["orders_read", "orders_write"]
-        ca_file         = "/opt/rds-global-bundle.pem"
-      }
-      ledger = {
-        connector       = "postgres"
-        environment     = "prod"
-        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl"
-        host            = "ledger.db.internal"
-        port            = 6432
-        dbname          = "ledger"
-        allowed_roles   = ["ledger_read"]
-        ca_file         = "/opt/rds-global-bundle.pem"
-      }
-    }
-  }
-  assert {
-    condition = (
-      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "7" &&
-      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "7"
-    )
-    error_message = "TICKETBOUND_SECRET_RECOVERY_DAYS follows secret_recovery_window_days (grant-expire and grant-reconcile, which both delete credential secrets)"
-  }
-  assert {
-    condition = (
-      aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_MAX_PROVISIONING_ATTEMPTS"] == "3" &&
-      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_REVOKE_CONCURRENCY"] == "4"
-    )
-    error_message = "max_provisioning_attempts and revoke_concurrency reach the environment"
-  }
-  assert {
-    condition = alltrue([
-      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
-      jsondecode(aws_lambda_function.this[k].environment[0].variables["TICKETBOUND_TARGETS"]) == {
-        orders = {
-          connector       = "postgres"
-          environment     = "prod"
-          admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
-          host            = "orders.db.internal"
-          port            = 5432
-          dbname          = "orders"
-          allowed_roles   = ["orders_read", "orders_write"]
-          ca_file         = "/opt/rds-global-bundle.pem"
-        }
-        ledger = {
-          connector       = "postgres"
-          environment     = "prod"
-          admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl"
-          host            = "ledger.db.internal"
-          port            = 6432
-          dbname          = "ledger"
-          allowed_roles   = ["ledger_read"]
-          ca_file         = "/opt/rds-global-bundle.pem"
-        }
-      }
-    ])
-    error_message = "TICKETBOUND_TARGETS is the targets map as JSON, every target with its own settings"
-  }
-  assert {
-    condition = alltrue([
-      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
-      [for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : { actions = s.Action, resources = s.Resource } if s.Sid == "TargetAdminSecrets"] == [{
-        actions                                                                          = ["secretsmanager:GetSecretValue"]
-        resources = [
-          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf",
-          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl",
-        ]
-      }]
-    ])
-    error_message = "the four target-facing functions may read the target admin secrets, and only GetSecretValue"
-  }
-  assert {
-    condition     = length([for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement : s if s.Sid == "TargetAdminSecrets"]) == 0 && length([for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s if s.Sid == "TargetAdminSecrets"]) == 0
-    error_message = "the intake and the write-back never read a target admin secret"
-  }
-}
-
-run "grants_stream_mappings" {
-  assert {
-    condition = [
-      for f in aws_lambda_event_source_mapping.grants_stream["grant-provision"].filter_criteria[0].filter : jsondecode(f.pattern)
-      ] == [{
-        eventName = ["INSERT"]
-        dynamodb = {
-          Keys     = { sk = { S = ["GRANT"] } }
-          NewImage = { state = { S = ["approved"] } }
-        }
-    }]
-    error_message = "grant-provision gets the inserts of Approved grants only"
-  }
-  assert {
-    condition     = length(aws_lambda_event_source_mapping.grants_stream["grant-expire"].filter_criteria[0].filter) == 2
-    error_message = "grant-expire has two filters"
-  }
-  assert {
-    condition = one([
-      for f in aws_lambda_event_source_mapping.grants_stream["grant-expire"].filter_criteria[0].filter : jsondecode(f.pattern) if jsondecode(f.pattern).eventName == ["REMOVE"]
-      ]) == {
-      eventName    = ["REMOVE"]
-      userIdentity = { type = ["Service"], principalId = ["dynamodb.amazonaws.com"] }
-      dynamodb     = { Keys = { sk = { S = ["EXPIRY"] } } }
-    }
-    error_message = "grant-expire gets the TTL removals (by DynamoDB itself) of expiry triggers"
-  }
-  assert {
-    condition = one([
-      for f in aws_lambda_event_source_mapping.grants_stream["grant-expire"].filter_criteria[0].filter : jsondecode(f.pattern) if jsondecode(f.pattern).eventName == ["MODIFY"]
-      ]) == {
-      eventName = ["MODIFY"]
-      dynamodb = {
-        Keys     = { sk = { S = ["GRANT"] } }
-        NewImage = { state = { S = ["revoking"] } }
-      }
-    }
-    error_message = "grant-expire gets the grants' moves to Revoking"
-  }
-  assert {
-    condition = alltrue([
-      for k in ["grant-provision", "grant-expire"] :
-      aws_lambda_event_source_mapping.grants_stream[k].function_response_types == toset(["ReportBatchItemFailures"]) &&
-      aws_lambda_event_source_mapping.grants_stream[k].bisect_batch_on_function_error &&
-      aws_lambda_event_source_mapping.grants_stream[k].destination_config[0].on_failure[0].destination_arn == aws_sqs_queue.stream_dlq[k].arn
-    ])
-    error_message = "partial batch failures reported, failing batches split, given-up batches to the function's stream DLQ"
-  }
-  assert {
-    condition = alltrue([
-      for k in ["grant-provision", "grant-expire"] :
-      aws_lambda_event_source_mapping.grants_stream[k].event_source_arn == aws_dynamodb_table.grants.stream_arn &&
-      aws_lambda_event_source_mapping.grants_stream[k].function_name == aws_lambda_function.this[k].arn &&
-      aws_lambda_event_source_mapping.grants_stream[k].starting_position == "LATEST" &&
-      aws_lambda_event_source_mapping.grants_stream[k].batch_size == 10 &&
-      aws_lambda_event_source_mapping.grants_stream[k].maximum_retry_attempts == 10 &&
-      aws_lambda_event_source_mapping.grants_stream[k].maximum_record_age_in_seconds == 3600
-    ])
-    error_message = "both read the grants stream from LATEST, 10 records a batch, 10 retries, records at most an hour old"
-  }
-  assert {
-    condition     = keys(aws_lambda_event_source_mapping.grants_stream) == ["grant-expire", "grant-provision"]
-    error_message = "only grant-provision and grant-expire consume the grants stream (not the intake, the write-back or the reconciler)"
-  }
-}
-
-run "no_role_policy_grants_a_wildcard_action" {
-  assert {
-    condition = alltrue(flatten([
-      for policy in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
-        for s in jsondecode(policy).Statement : [
-          for a in flatten([s.Action]) : a != "*" && !endswith(a, ":*") && !startswith(a, "*")
-        ]
-      ]
-    ]))
-    error_message = "no \"*\" action (nor service:*) in any role policy"
-  }
-  assert {
-    condition = alltrue(flatten([
-      for policy in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
-        for s in jsondecode(policy).Statement : !contains(keys(s), "NotAction") && !contains(keys(s), "NotResource")
-      ]
-    ]))
-    error_message = "no NotAction or NotResource anywhere"
-  }
-}
-
-run "provision_policy_is_least_privilege" {
+  # provision_policy_is_least_privilege
   assert {
     condition = toset([
       for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : s.Sid if contains(flatten([s.Resource]), "*")
@@ -2307,9 +2413,8 @@ run "provision_policy_is_least_privilege" {
     ])) == aws_lambda_function.this["secret-rotate"].arn
     error_message = "the provisioner's lambda:InvokeFunction names the module's secret-rotate function"
   }
-}
 
-run "expire_policy_is_least_privilege" {
+  # expire_policy_is_least_privilege
   assert {
     condition = toset([
       for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement : s.Sid if contains(flatten([s.Resource]), "*")
@@ -2423,13 +2528,12 @@ run "expire_policy_is_least_privilege" {
     ])) == toset(["dynamodb", "secretsmanager", "scheduler", "iam", "kms", "logs", "xray", "sqs"])
     error_message = "no service beyond DynamoDB, Secrets Manager, Scheduler, IAM (PassRole of the scheduler role), KMS, Logs, X-Ray and SQS (no lambda)"
   }
-}
 
-# A failed revocation is recorded once and retried by a one-time schedule grant-expire
-# creates itself (tb-expire-<grant id>-r<attempt>, beside the grant's expiry schedule
-# tb-expire-<grant id>), invoking grant-expire as the scheduler role; a grant that keeps
-# failing is escalated once (RevocationEscalations).
-run "expire_creates_only_retry_schedules_and_passes_only_the_scheduler_role" {
+  # expire_creates_only_retry_schedules_and_passes_only_the_scheduler_role
+  # A failed revocation is recorded once and retried by a one-time schedule grant-expire
+  # creates itself (tb-expire-<grant id>-r<attempt>, beside the grant's expiry schedule
+  # tb-expire-<grant id>), invoking grant-expire as the scheduler role; a grant that keeps
+  # failing is escalated once (RevocationEscalations).
   assert {
     condition = [
       for s in jsondecode(aws_iam_role_policy.function["grant-expire"].policy).Statement :
@@ -2500,6 +2604,99 @@ run "expire_creates_only_retry_schedules_and_passes_only_the_scheduler_role" {
   }
 }
 
+run "optional_settings_reach_the_environment_and_the_policy" {
+  variables {
+    secret_recovery_window_days = 7
+    max_provisioning_attempts   = 3
+    revoke_concurrency          = 4
+    target_admin_secret_arns = [
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf",
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl",
+    ]
+    targets = {
+      orders = {
+        connector       = "postgres"
+        environment     = "prod"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+        host            = "orders.db.internal"
+        port            = 5432
+        dbname          = "orders"
+        allowed_roles   = ["orders_read", "orders_write"]
+        ca_file         = "/opt/rds-global-bundle.pem"
+      }
+      ledger = {
+        connector       = "postgres"
+        environment     = "prod"
+        admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl"
+        host            = "ledger.db.internal"
+        port            = 6432
+        dbname          = "ledger"
+        allowed_roles   = ["ledger_read"]
+        ca_file         = "/opt/rds-global-bundle.pem"
+      }
+    }
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "7" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "7"
+    )
+    error_message = "TICKETBOUND_SECRET_RECOVERY_DAYS follows secret_recovery_window_days (grant-expire and grant-reconcile, which both delete credential secrets)"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_MAX_PROVISIONING_ATTEMPTS"] == "3" &&
+      aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_REVOKE_CONCURRENCY"] == "4"
+    )
+    error_message = "max_provisioning_attempts and revoke_concurrency reach the environment"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
+      jsondecode(aws_lambda_function.this[k].environment[0].variables["TICKETBOUND_TARGETS"]) == {
+        orders = {
+          connector       = "postgres"
+          environment     = "prod"
+          admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"
+          host            = "orders.db.internal"
+          port            = 5432
+          dbname          = "orders"
+          allowed_roles   = ["orders_read", "orders_write"]
+          ca_file         = "/opt/rds-global-bundle.pem"
+        }
+        ledger = {
+          connector       = "postgres"
+          environment     = "prod"
+          admin_secret_id = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl"
+          host            = "ledger.db.internal"
+          port            = 6432
+          dbname          = "ledger"
+          allowed_roles   = ["ledger_read"]
+          ca_file         = "/opt/rds-global-bundle.pem"
+        }
+      }
+    ])
+    error_message = "TICKETBOUND_TARGETS is the targets map as JSON, every target with its own settings"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["grant-provision", "grant-expire", "secret-rotate", "grant-reconcile"] :
+      [for s in jsondecode(aws_iam_role_policy.function[k].policy).Statement : { actions = s.Action, resources = s.Resource } if s.Sid == "TargetAdminSecrets"] == [{
+        actions                                                                          = ["secretsmanager:GetSecretValue"]
+        resources = [
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf",
+          "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/ledger/admin-GhIjKl",
+        ]
+      }]
+    ])
+    error_message = "the four target-facing functions may read the target admin secrets, and only GetSecretValue"
+  }
+  assert {
+    condition     = length([for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement : s if s.Sid == "TargetAdminSecrets"]) == 0 && length([for s in jsondecode(aws_iam_role_policy.function["itsm-intake"].policy).Statement : s if s.Sid == "TargetAdminSecrets"]) == 0
+    error_message = "the intake and the write-back never read a target admin secret"
+  }
+}
+
 run "revocation_retry_settings_reach_the_environment" {
   variables {
     revocation_retry_max_seconds      = 60
@@ -2546,7 +2743,8 @@ run "rejects_revocation_retry_settings_above_their_range" {
 
 # --- secret-rotate ------------------------------------------------------------------
 
-run "secret_rotate_follows_the_function_pattern" {
+run "secret_rotate" {
+  # secret_rotate_follows_the_function_pattern
   assert {
     condition = (
       aws_lambda_function.this["secret-rotate"].function_name == "ticketbound-secret-rotate" &&
@@ -2609,9 +2807,8 @@ run "secret_rotate_follows_the_function_pattern" {
     )
     error_message = "the function's name and ARN, its role and its DLQ are outputs"
   }
-}
 
-run "secret_rotate_environment_is_what_the_code_reads" {
+  # secret_rotate_environment_is_what_the_code_reads
   assert {
     condition = aws_lambda_function.this["secret-rotate"].environment[0].variables == tomap({
       TICKETBOUND_GRANTS_TABLE      = "ticketbound-grants"
@@ -2622,9 +2819,8 @@ run "secret_rotate_environment_is_what_the_code_reads" {
     })
     error_message = "secret-rotate's environment is exactly what functions/secret-rotate/src/config.rs reads"
   }
-}
 
-run "secret_rotate_is_invoked_by_secrets_manager_of_this_account_only" {
+  # secret_rotate_is_invoked_by_secrets_manager_of_this_account_only
   assert {
     condition = (
       aws_lambda_permission.secrets_manager_rotation.principal == "secretsmanager.amazonaws.com" &&
@@ -2645,9 +2841,8 @@ run "secret_rotate_is_invoked_by_secrets_manager_of_this_account_only" {
     condition     = length([for p in aws_lambda_permission.eventbridge : p if p.function_name == aws_lambda_function.this["secret-rotate"].function_name]) == 0
     error_message = "nothing else may invoke secret-rotate"
   }
-}
 
-run "rotate_policy_is_least_privilege" {
+  # rotate_policy_is_least_privilege
   assert {
     condition = alltrue([
       for s in jsondecode(aws_iam_role_policy.function["secret-rotate"].policy).Statement :
@@ -2819,77 +3014,6 @@ run "rotate_reads_the_target_admin_secrets_when_listed" {
   assert {
     condition     = aws_lambda_function.this["secret-rotate"].environment[0].variables["TICKETBOUND_SECRET_CACHE_SECS"] == "120"
     error_message = "TICKETBOUND_SECRET_CACHE_SECS follows target_admin_secret_cache_secs"
-  }
-}
-
-run "scheduler_role_group_and_sweep" {
-  assert {
-    condition     = aws_scheduler_schedule_group.this.name == "ticketbound"
-    error_message = "the schedule group is <name_prefix>"
-  }
-  assert {
-    condition = jsondecode(aws_iam_role.scheduler.assume_role_policy).Statement == [{
-      Effect    = "Allow"
-      Principal = { Service = "scheduler.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-      Condition = { StringEquals = { "aws:SourceAccount" = "111122223333" } }
-    }]
-    error_message = "only EventBridge Scheduler, on behalf of this account, assumes the scheduler role"
-  }
-  assert {
-    condition = {
-      for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement :
-      s.Sid => { actions = toset(flatten([s.Action])), resources = toset(flatten([s.Resource])) }
-      } == {
-      InvokeGrantExpire = {
-        actions   = toset(["lambda:InvokeFunction"])
-        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"])
-      }
-      InvokeGrantReconcile = {
-        actions   = toset(["lambda:InvokeFunction"])
-        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-reconcile"])
-      }
-      InvokeLogCheckpoint = {
-        actions   = toset(["lambda:InvokeFunction"])
-        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-log-checkpoint"])
-      }
-      ScheduleDeadLetterQueue = {
-        actions   = toset(["sqs:SendMessage"])
-        resources = toset(["arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq"])
-      }
-      ScheduleDeadLetterQueueKey = {
-        actions   = toset(["kms:Decrypt", "kms:GenerateDataKey"])
-        resources = toset([aws_kms_key.this.arn])
-      }
-    }
-    error_message = "the scheduler role invokes grant-expire, grant-reconcile and log-checkpoint only, and sends to the schedules' (encrypted) DLQ"
-  }
-  assert {
-    condition     = one([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Condition if s.Sid == "ScheduleDeadLetterQueueKey"]) == { StringEquals = { "kms:ViaService" = "sqs.eu-west-1.amazonaws.com" } }
-    error_message = "the scheduler role uses the key only through SQS"
-  }
-  assert {
-    condition = (
-      aws_scheduler_schedule.sweep.name == "ticketbound-sweep" &&
-      aws_scheduler_schedule.sweep.group_name == "ticketbound" &&
-      aws_scheduler_schedule.sweep.schedule_expression == "rate(5 minutes)" &&
-      aws_scheduler_schedule.sweep.flexible_time_window[0].mode == "OFF"
-    )
-    error_message = "the sweep runs every 5 minutes in the group, on time"
-  }
-  assert {
-    condition     = jsondecode(aws_scheduler_schedule.sweep.target[0].input) == { sweep = true }
-    error_message = "the sweep's input is {\"sweep\": true} (functions/grant-expire ExpireEvent)"
-  }
-  assert {
-    condition = (
-      aws_scheduler_schedule.sweep.target[0].arn == aws_lambda_function.this["grant-expire"].arn &&
-      aws_scheduler_schedule.sweep.target[0].role_arn == aws_iam_role.scheduler.arn &&
-      aws_scheduler_schedule.sweep.target[0].dead_letter_config[0].arn == aws_sqs_queue.schedule_dlq.arn &&
-      aws_scheduler_schedule.sweep.target[0].retry_policy[0].maximum_retry_attempts == 3 &&
-      aws_scheduler_schedule.sweep.target[0].retry_policy[0].maximum_event_age_in_seconds == 300
-    )
-    error_message = "the sweep invokes grant-expire as the scheduler role, retries within its interval, then the schedules' DLQ"
   }
 }
 
@@ -3107,7 +3231,8 @@ run "rejects_the_managed_by_tag_on_module_resources" {
 
 # --- ticket-writeback ---------------------------------------------------------------
 
-run "writeback_follows_the_function_pattern" {
+run "writeback" {
+  # writeback_follows_the_function_pattern
   assert {
     condition = (
       aws_lambda_function.this["ticket-writeback"].function_name == "ticketbound-ticket-writeback" &&
@@ -3167,9 +3292,8 @@ run "writeback_follows_the_function_pattern" {
     )
     error_message = "the function's name and ARN, its role and its DLQs are outputs"
   }
-}
 
-run "writeback_environment_without_an_itsm" {
+  # writeback_environment_without_an_itsm
   assert {
     condition = aws_lambda_function.this["ticket-writeback"].environment[0].variables == tomap({
       TICKETBOUND_GRANTS_TABLE            = "ticketbound-grants"
@@ -3182,145 +3306,8 @@ run "writeback_environment_without_an_itsm" {
     })
     error_message = "with no ITSM URL the write-back gets no URL, credentials secret, revoked state or transition (the code takes no empty value and wants URL and secret together)"
   }
-}
 
-run "writeback_environment_is_what_the_code_reads" {
-  variables {
-    servicenow_instance_url    = "https://example.service-now.com"
-    servicenow_revoked_state   = "3"
-    jira_site_url              = "https://example.atlassian.net"
-    jira_revoked_transition_id = "31"
-    writeback_attempts         = 5
-    writeback_max_wait_secs    = 30
-    secret_cache_secs          = 120
-    # Both ITSMs in use, neither read back.
-    sender_only_systems = ["jira", "servicenow"]
-  }
-  assert {
-    condition = sort(keys(aws_lambda_function.this["ticket-writeback"].environment[0].variables)) == sort([
-      "TICKETBOUND_GRANTS_TABLE",
-      "TICKETBOUND_AUDIT_TABLE",
-      "TICKETBOUND_LOG_TABLE",
-      "TICKETBOUND_RETENTION_DAYS",
-      "TICKETBOUND_SERVICENOW_URL",
-      "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID",
-      "TICKETBOUND_SERVICENOW_REVOKED_STATE",
-      "TICKETBOUND_JIRA_URL",
-      "TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID",
-      "TICKETBOUND_JIRA_REVOKED_TRANSITION_ID",
-      "TICKETBOUND_WRITEBACK_ATTEMPTS",
-      "TICKETBOUND_WRITEBACK_MAX_WAIT_SECS",
-      "TICKETBOUND_SECRET_CACHE_SECS",
-    ])
-    error_message = "with everything set, the write-back's environment is exactly the thirteen variables functions/ticket-writeback/src/config.rs reads"
-  }
-  assert {
-    condition = aws_lambda_function.this["ticket-writeback"].environment[0].variables == tomap({
-      TICKETBOUND_GRANTS_TABLE                     = "ticketbound-grants"
-      TICKETBOUND_AUDIT_TABLE                      = "ticketbound-audit"
-      TICKETBOUND_LOG_TABLE                        = "ticketbound-log"
-      TICKETBOUND_RETENTION_DAYS                   = "400"
-      TICKETBOUND_SERVICENOW_URL                   = "https://example.service-now.com"
-      TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/servicenow-AbCdEf"
-      TICKETBOUND_SERVICENOW_REVOKED_STATE         = "3"
-      TICKETBOUND_JIRA_URL                         = "https://example.atlassian.net"
-      TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID       = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/jira-AbCdEf"
-      TICKETBOUND_JIRA_REVOKED_TRANSITION_ID       = "31"
-      TICKETBOUND_WRITEBACK_ATTEMPTS               = "5"
-      TICKETBOUND_WRITEBACK_MAX_WAIT_SECS          = "30"
-      TICKETBOUND_SECRET_CACHE_SECS                = "120"
-    })
-    error_message = "each ITSM's URL with its own API credentials secret; the revoked state, transition, attempts, wait and cache follow their variables"
-  }
-}
-
-run "writeback_environment_with_one_itsm" {
-  variables {
-    jira_site_url       = "https://example.atlassian.net"
-    sender_only_systems = ["jira"]
-  }
-  assert {
-    condition = (
-      aws_lambda_function.this["ticket-writeback"].environment[0].variables["TICKETBOUND_JIRA_URL"] == "https://example.atlassian.net" &&
-      aws_lambda_function.this["ticket-writeback"].environment[0].variables["TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID"] == aws_secretsmanager_secret.itsm_api["jira"].arn
-    )
-    error_message = "the Jira URL comes with the Jira API credentials secret"
-  }
-  assert {
-    condition = length(setintersection(keys(aws_lambda_function.this["ticket-writeback"].environment[0].variables), [
-      "TICKETBOUND_SERVICENOW_URL",
-      "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID",
-      "TICKETBOUND_SERVICENOW_REVOKED_STATE",
-      "TICKETBOUND_JIRA_REVOKED_TRANSITION_ID",
-    ])) == 0
-    error_message = "no ServiceNow setting without a ServiceNow URL, no transition unless set"
-  }
-}
-
-run "audit_stream_mapping" {
-  assert {
-    condition = [
-      for f in aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].filter_criteria[0].filter : jsondecode(f.pattern)
-    ] == [{ eventName = ["INSERT"] }]
-    error_message = "ticket-writeback gets the audit stream's INSERTs (new audit events) only"
-  }
-  assert {
-    condition = (
-      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].function_response_types == toset(["ReportBatchItemFailures"]) &&
-      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].bisect_batch_on_function_error &&
-      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].maximum_retry_attempts == 10 &&
-      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].maximum_record_age_in_seconds == 3600
-    )
-    error_message = "partial batch failures reported, failing batches split, 10 retries, records at most an hour old"
-  }
-  assert {
-    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].destination_config[0].on_failure[0].destination_arn == aws_sqs_queue.stream_dlq["ticket-writeback"].arn
-    error_message = "given-up batches are described in ticket-writeback's stream DLQ"
-  }
-  assert {
-    condition = (
-      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].event_source_arn == aws_dynamodb_table.audit.stream_arn &&
-      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].function_name == aws_lambda_function.this["ticket-writeback"].arn &&
-      aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].starting_position == "LATEST"
-    )
-    error_message = "ticket-writeback reads the audit table's stream from LATEST, as the grants stream consumers do"
-  }
-  assert {
-    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 5
-    error_message = "5 audit events a batch with the defaults: what fits in 900 s when the ITSM fails every attempt (4 x 30 s + 3 x 20 s each)"
-  }
-  assert {
-    condition     = keys(aws_lambda_event_source_mapping.audit_stream) == ["log-checkpoint", "ticket-writeback"]
-    error_message = "ticket-writeback and log-checkpoint, and nothing else, consume the audit stream"
-  }
-}
-
-run "writeback_batch_size_fits_the_timeout" {
-  command = plan
-  variables {
-    writeback_timeout       = 120
-    writeback_attempts      = 2
-    writeback_max_wait_secs = 10
-  }
-  assert {
-    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 1
-    error_message = "a note that may take 70 s leaves room for 1 in 120 s"
-  }
-}
-
-run "writeback_batch_size_is_at_least_one_and_at_most_ten" {
-  command = plan
-  variables {
-    writeback_timeout  = 60
-    writeback_attempts = 10
-  }
-  assert {
-    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 1
-    error_message = "never less than one record a batch"
-  }
-}
-
-run "writeback_policy_is_least_privilege" {
+  # writeback_policy_is_least_privilege
   assert {
     condition = alltrue([
       for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
@@ -3439,9 +3426,8 @@ run "writeback_policy_is_least_privilege" {
     ])) == toset(["dynamodb", "secretsmanager", "kms", "logs", "xray", "sqs"])
     error_message = "no service beyond DynamoDB, Secrets Manager, KMS, Logs, X-Ray and SQS (no scheduler, no iam, no lambda)"
   }
-}
 
-run "itsm_api_secrets" {
+  # itsm_api_secrets
   assert {
     condition     = { for k, s in aws_secretsmanager_secret.itsm_api : k => s.name } == { jira = "ticketbound/itsm-api/jira", servicenow = "ticketbound/itsm-api/servicenow" }
     error_message = "two ITSM API credentials secrets named <name_prefix>/itsm-api/<itsm>"
@@ -3482,6 +3468,104 @@ run "itsm_api_secrets" {
   }
 }
 
+run "writeback_environment_is_what_the_code_reads" {
+  variables {
+    servicenow_instance_url    = "https://example.service-now.com"
+    servicenow_revoked_state   = "3"
+    jira_site_url              = "https://example.atlassian.net"
+    jira_revoked_transition_id = "31"
+    writeback_attempts         = 5
+    writeback_max_wait_secs    = 30
+    secret_cache_secs          = 120
+    # Both ITSMs in use, neither read back.
+    sender_only_systems = ["jira", "servicenow"]
+  }
+  assert {
+    condition = sort(keys(aws_lambda_function.this["ticket-writeback"].environment[0].variables)) == sort([
+      "TICKETBOUND_GRANTS_TABLE",
+      "TICKETBOUND_AUDIT_TABLE",
+      "TICKETBOUND_LOG_TABLE",
+      "TICKETBOUND_RETENTION_DAYS",
+      "TICKETBOUND_SERVICENOW_URL",
+      "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID",
+      "TICKETBOUND_SERVICENOW_REVOKED_STATE",
+      "TICKETBOUND_JIRA_URL",
+      "TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID",
+      "TICKETBOUND_JIRA_REVOKED_TRANSITION_ID",
+      "TICKETBOUND_WRITEBACK_ATTEMPTS",
+      "TICKETBOUND_WRITEBACK_MAX_WAIT_SECS",
+      "TICKETBOUND_SECRET_CACHE_SECS",
+    ])
+    error_message = "with everything set, the write-back's environment is exactly the thirteen variables functions/ticket-writeback/src/config.rs reads"
+  }
+  assert {
+    condition = aws_lambda_function.this["ticket-writeback"].environment[0].variables == tomap({
+      TICKETBOUND_GRANTS_TABLE                     = "ticketbound-grants"
+      TICKETBOUND_AUDIT_TABLE                      = "ticketbound-audit"
+      TICKETBOUND_LOG_TABLE                        = "ticketbound-log"
+      TICKETBOUND_RETENTION_DAYS                   = "400"
+      TICKETBOUND_SERVICENOW_URL                   = "https://example.service-now.com"
+      TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/servicenow-AbCdEf"
+      TICKETBOUND_SERVICENOW_REVOKED_STATE         = "3"
+      TICKETBOUND_JIRA_URL                         = "https://example.atlassian.net"
+      TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID       = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ticketbound/itsm-api/jira-AbCdEf"
+      TICKETBOUND_JIRA_REVOKED_TRANSITION_ID       = "31"
+      TICKETBOUND_WRITEBACK_ATTEMPTS               = "5"
+      TICKETBOUND_WRITEBACK_MAX_WAIT_SECS          = "30"
+      TICKETBOUND_SECRET_CACHE_SECS                = "120"
+    })
+    error_message = "each ITSM's URL with its own API credentials secret; the revoked state, transition, attempts, wait and cache follow their variables"
+  }
+}
+
+run "writeback_environment_with_one_itsm" {
+  variables {
+    jira_site_url       = "https://example.atlassian.net"
+    sender_only_systems = ["jira"]
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["ticket-writeback"].environment[0].variables["TICKETBOUND_JIRA_URL"] == "https://example.atlassian.net" &&
+      aws_lambda_function.this["ticket-writeback"].environment[0].variables["TICKETBOUND_JIRA_CREDENTIALS_SECRET_ID"] == aws_secretsmanager_secret.itsm_api["jira"].arn
+    )
+    error_message = "the Jira URL comes with the Jira API credentials secret"
+  }
+  assert {
+    condition = length(setintersection(keys(aws_lambda_function.this["ticket-writeback"].environment[0].variables), [
+      "TICKETBOUND_SERVICENOW_URL",
+      "TICKETBOUND_SERVICENOW_CREDENTIALS_SECRET_ID",
+      "TICKETBOUND_SERVICENOW_REVOKED_STATE",
+      "TICKETBOUND_JIRA_REVOKED_TRANSITION_ID",
+    ])) == 0
+    error_message = "no ServiceNow setting without a ServiceNow URL, no transition unless set"
+  }
+}
+
+run "writeback_batch_size_fits_the_timeout" {
+  command = plan
+  variables {
+    writeback_timeout       = 120
+    writeback_attempts      = 2
+    writeback_max_wait_secs = 10
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 1
+    error_message = "a note that may take 70 s leaves room for 1 in 120 s"
+  }
+}
+
+run "writeback_batch_size_is_at_least_one_and_at_most_ten" {
+  command = plan
+  variables {
+    writeback_timeout  = 60
+    writeback_attempts = 10
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 1
+    error_message = "never less than one record a batch"
+  }
+}
+
 run "rejects_an_itsm_url_that_is_not_https" {
   command = plan
   variables {
@@ -3511,7 +3595,8 @@ run "rejects_no_writeback_attempt" {
 
 # --- grant-reconcile ----------------------------------------------------------------
 
-run "reconcile_follows_the_function_pattern" {
+run "reconcile" {
+  # reconcile_follows_the_function_pattern
   assert {
     condition = (
       aws_lambda_function.this["grant-reconcile"].function_name == "ticketbound-grant-reconcile" &&
@@ -3574,9 +3659,8 @@ run "reconcile_follows_the_function_pattern" {
     )
     error_message = "the function's name and ARN, its role, its DLQ and its schedule are outputs"
   }
-}
 
-run "reconcile_environment_is_what_the_code_reads" {
+  # reconcile_environment_is_what_the_code_reads
   assert {
     condition = aws_lambda_function.this["grant-reconcile"].environment[0].variables == tomap({
       TICKETBOUND_GRANTS_TABLE         = "ticketbound-grants"
@@ -3592,45 +3676,8 @@ run "reconcile_environment_is_what_the_code_reads" {
     })
     error_message = "grant-reconcile's environment is what its config reads (no recovery window unless set, as grant-expire)"
   }
-}
 
-run "reconcile_settings_reach_the_environment" {
-  variables {
-    reconcile_remediate            = false
-    reconcile_segments             = 8
-    rotation_grace_hours           = 6
-    secret_recovery_window_days    = 14
-    target_admin_secret_cache_secs = 60
-  }
-  assert {
-    condition = sort(keys(aws_lambda_function.this["grant-reconcile"].environment[0].variables)) == sort([
-      "TICKETBOUND_GRANTS_TABLE",
-      "TICKETBOUND_AUDIT_TABLE",
-      "TICKETBOUND_RETENTION_DAYS",
-      "TICKETBOUND_IDENTITIES_TABLE",
-      "TICKETBOUND_TARGETS",
-      "TICKETBOUND_SCHEDULE_GROUP",
-      "TICKETBOUND_SECRET_CACHE_SECS",
-      "TICKETBOUND_SECRET_RECOVERY_DAYS",
-      "TICKETBOUND_RECONCILE_REMEDIATE",
-      "TICKETBOUND_RECONCILE_SEGMENTS",
-      "TICKETBOUND_ROTATION_GRACE_HOURS",
-    ])
-    error_message = "with a recovery window, grant-reconcile's environment is exactly the eleven variables it reads"
-  }
-  assert {
-    condition = (
-      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_RECONCILE_REMEDIATE"] == "false" &&
-      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_RECONCILE_SEGMENTS"] == "8" &&
-      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_ROTATION_GRACE_HOURS"] == "6" &&
-      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "14" &&
-      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SECRET_CACHE_SECS"] == "60"
-    )
-    error_message = "remediate (rendered true/false), segments, grace, recovery window and the admin secret cache follow their variables"
-  }
-}
-
-run "reconcile_schedule" {
+  # reconcile_schedule
   assert {
     condition = (
       aws_scheduler_schedule.reconcile.name == "ticketbound-reconcile" &&
@@ -3665,42 +3712,11 @@ run "reconcile_schedule" {
     condition     = contains(flatten([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Resource if contains(flatten([s.Action]), "lambda:InvokeFunction")]), aws_scheduler_schedule.reconcile.target[0].arn)
     error_message = "the scheduler role may invoke the schedule's target"
   }
-}
 
-run "reconcile_schedule_follows_its_variable" {
-  command = plan
-  variables {
-    reconcile_schedule_expression = "rate(1 hour)"
-  }
-  assert {
-    condition     = aws_scheduler_schedule.reconcile.schedule_expression == "rate(1 hour)" && aws_scheduler_schedule.reconcile.target[0].retry_policy[0].maximum_event_age_in_seconds == 3600
-    error_message = "the expression and the retry window follow reconcile_schedule_expression"
-  }
-}
-
-run "reconcile_schedule_takes_cron" {
-  command = plan
-  variables {
-    reconcile_schedule_expression = "cron(0 * * * ? *)"
-  }
-  assert {
-    condition     = aws_scheduler_schedule.reconcile.schedule_expression == "cron(0 * * * ? *)" && aws_scheduler_schedule.reconcile.target[0].retry_policy[0].maximum_event_age_in_seconds == 3600
-    error_message = "a cron() expression is taken as is, retried for at most an hour"
-  }
-}
-
-run "rejects_a_reconcile_schedule_that_is_not_recurring" {
-  command = plan
-  variables {
-    reconcile_schedule_expression = "at(2030-01-01T00:00:00)"
-  }
-  expect_failures = [var.reconcile_schedule_expression]
-}
-
-# The expiry schedules' permissions cover the whole group, where the sweep and reconcile
-# schedules live too: an explicit Deny keeps the grant functions from deleting or
-# changing them (which would silently stop the sweep or the reconciliation).
-run "grant_functions_never_touch_the_recurring_schedules" {
+  # grant_functions_never_touch_the_recurring_schedules
+  # The expiry schedules' permissions cover the whole group, where the sweep and reconcile
+  # schedules live too: an explicit Deny keeps the grant functions from deleting or
+  # changing them (which would silently stop the sweep or the reconciliation).
   assert {
     condition = alltrue([
       for k in ["grant-provision", "grant-expire", "grant-reconcile"] : anytrue([
@@ -3734,9 +3750,8 @@ run "grant_functions_never_touch_the_recurring_schedules" {
     ]) == toset(["grant-provision", "grant-expire", "grant-reconcile"])
     error_message = "the guard is in exactly the policies of the functions that manage expiry schedules"
   }
-}
 
-run "reconcile_policy_is_least_privilege" {
+  # reconcile_policy_is_least_privilege
   assert {
     condition = alltrue([
       for s in jsondecode(aws_iam_role_policy.function["grant-reconcile"].policy).Statement :
@@ -3908,6 +3923,72 @@ run "reconcile_policy_is_least_privilege" {
   }
 }
 
+run "reconcile_settings_reach_the_environment" {
+  variables {
+    reconcile_remediate            = false
+    reconcile_segments             = 8
+    rotation_grace_hours           = 6
+    secret_recovery_window_days    = 14
+    target_admin_secret_cache_secs = 60
+  }
+  assert {
+    condition = sort(keys(aws_lambda_function.this["grant-reconcile"].environment[0].variables)) == sort([
+      "TICKETBOUND_GRANTS_TABLE",
+      "TICKETBOUND_AUDIT_TABLE",
+      "TICKETBOUND_RETENTION_DAYS",
+      "TICKETBOUND_IDENTITIES_TABLE",
+      "TICKETBOUND_TARGETS",
+      "TICKETBOUND_SCHEDULE_GROUP",
+      "TICKETBOUND_SECRET_CACHE_SECS",
+      "TICKETBOUND_SECRET_RECOVERY_DAYS",
+      "TICKETBOUND_RECONCILE_REMEDIATE",
+      "TICKETBOUND_RECONCILE_SEGMENTS",
+      "TICKETBOUND_ROTATION_GRACE_HOURS",
+    ])
+    error_message = "with a recovery window, grant-reconcile's environment is exactly the eleven variables it reads"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_RECONCILE_REMEDIATE"] == "false" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_RECONCILE_SEGMENTS"] == "8" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_ROTATION_GRACE_HOURS"] == "6" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SECRET_RECOVERY_DAYS"] == "14" &&
+      aws_lambda_function.this["grant-reconcile"].environment[0].variables["TICKETBOUND_SECRET_CACHE_SECS"] == "60"
+    )
+    error_message = "remediate (rendered true/false), segments, grace, recovery window and the admin secret cache follow their variables"
+  }
+}
+
+run "reconcile_schedule_follows_its_variable" {
+  command = plan
+  variables {
+    reconcile_schedule_expression = "rate(1 hour)"
+  }
+  assert {
+    condition     = aws_scheduler_schedule.reconcile.schedule_expression == "rate(1 hour)" && aws_scheduler_schedule.reconcile.target[0].retry_policy[0].maximum_event_age_in_seconds == 3600
+    error_message = "the expression and the retry window follow reconcile_schedule_expression"
+  }
+}
+
+run "reconcile_schedule_takes_cron" {
+  command = plan
+  variables {
+    reconcile_schedule_expression = "cron(0 * * * ? *)"
+  }
+  assert {
+    condition     = aws_scheduler_schedule.reconcile.schedule_expression == "cron(0 * * * ? *)" && aws_scheduler_schedule.reconcile.target[0].retry_policy[0].maximum_event_age_in_seconds == 3600
+    error_message = "a cron() expression is taken as is, retried for at most an hour"
+  }
+}
+
+run "rejects_a_reconcile_schedule_that_is_not_recurring" {
+  command = plan
+  variables {
+    reconcile_schedule_expression = "at(2030-01-01T00:00:00)"
+  }
+  expect_failures = [var.reconcile_schedule_expression]
+}
+
 run "reconcile_reads_the_target_admin_secrets_when_listed" {
   variables {
     target_admin_secret_arns = ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:db/orders/admin-AbCdEf"]
@@ -3941,112 +4022,8 @@ run "rejects_no_reconcile_segment" {
 
 # --- log-checkpoint and the signed log -----------------------------------------------
 
-run "log_table_matches_the_schema" {
-  assert {
-    condition     = aws_dynamodb_table.log.name == "ticketbound-log"
-    error_message = "log table name: <name_prefix>-log"
-  }
-  assert {
-    condition     = aws_dynamodb_table.log.hash_key == "pk" && aws_dynamodb_table.log.range_key == "sk"
-    error_message = "log keys must be pk (hash) and sk (range)"
-  }
-  assert {
-    condition     = { for a in aws_dynamodb_table.log.attribute : a.name => a.type } == { pk = "S", sk = "S" }
-    error_message = "log attribute definitions differ from shared/store/src/schema.rs (LOG)"
-  }
-  assert {
-    condition     = length(aws_dynamodb_table.log.global_secondary_index) == 0 && length(aws_dynamodb_table.log.local_secondary_index) == 0
-    error_message = "the log table has no indexes"
-  }
-  assert {
-    condition     = !coalesce(aws_dynamodb_table.log.stream_enabled, false)
-    error_message = "the log table has no stream: nothing may react to it but the verifier"
-  }
-  assert {
-    condition     = length(aws_dynamodb_table.log.ttl) == 0 || !try(aws_dynamodb_table.log.ttl[0].enabled, false)
-    error_message = "the log table must have no TTL: a leaf is never removed"
-  }
-  assert {
-    condition = (
-      aws_dynamodb_table.log.point_in_time_recovery[0].enabled &&
-      aws_dynamodb_table.log.server_side_encryption[0].enabled &&
-      aws_dynamodb_table.log.server_side_encryption[0].kms_key_arn == aws_kms_key.this.arn &&
-      aws_dynamodb_table.log.billing_mode == "PAY_PER_REQUEST" &&
-      aws_dynamodb_table.log.deletion_protection_enabled
-    )
-    error_message = "log table: point-in-time recovery, the module's KMS key, on-demand billing, deletion protection by default"
-  }
-  assert {
-    condition     = output.log_table_name == "ticketbound-log" && output.log_table_arn == "arn:aws:dynamodb:eu-west-1:111122223333:table/ticketbound-log"
-    error_message = "the log table's name and ARN are outputs"
-  }
-}
-
-# Whoever may write the log table may append leaves; the checkpointer alone does (the
-# same guard as the identity registry's, for the log table).
-run "no_function_role_but_the_checkpointer_may_write_the_log" {
-  assert {
-    condition = {
-      for k, p in aws_iam_role_policy.function : k => join(" ", sort(distinct(flatten([
-        for s in jsondecode(p.policy).Statement : flatten([s.Action])
-        if s.Effect == "Allow" && contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
-      ]))))
-      } == {
-      "itsm-intake"      = ""
-      "grant-provision"  = ""
-      "grant-expire"     = ""
-      "secret-rotate"    = ""
-      "ticket-writeback" = "dynamodb:GetItem"
-      "grant-reconcile"  = ""
-      "log-checkpoint"   = "dynamodb:BatchGetItem dynamodb:GetItem dynamodb:PutItem dynamodb:Query dynamodb:UpdateItem"
-    }
-    error_message = "on the log table: log-checkpoint reads the head, markers and leaves, appends (PutItem in its transactions), records the signed size (UpdateItem) and the newest checkpoint (PutItem); ticket-writeback reads that one item; no other function anything, and nobody DeleteItem"
-  }
-  assert {
-    condition = alltrue([
-      for s in jsondecode(aws_iam_role_policy.function["ticket-writeback"].policy).Statement :
-      try(s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"], []) == ["CHECKPOINT"]
-      if contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
-    ])
-    error_message = "ticket-writeback may read only the newest checkpoint's item of the log table (dynamodb:LeadingKeys = CHECKPOINT), not its leaves or head"
-  }
-  assert {
-    condition = alltrue(flatten([
-      for k, p in aws_iam_role_policy.function : [
-        for s in jsondecode(p.policy).Statement : length(setintersection(
-          toset(flatten([s.Action])),
-          toset(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:DeleteTable", "dynamodb:UpdateTable", "dynamodb:RestoreTableToPointInTime"]),
-        )) == 0
-        if k != "log-checkpoint" && s.Effect == "Allow" && anytrue([
-          # The table's ARN, anything under it, or a wildcard pattern covering it.
-          for r in flatten([s.Resource]) : (
-            r == aws_dynamodb_table.log.arn ||
-            startswith(r, "${aws_dynamodb_table.log.arn}/") ||
-            (strcontains(r, "*") && startswith(aws_dynamodb_table.log.arn, split("*", r)[0]))
-          )
-        ])
-      ]
-    ]))
-    error_message = "no function role policy but log-checkpoint's allows a write on the log table, by its ARN or by a wildcard covering it"
-  }
-  assert {
-    condition = alltrue(flatten([
-      for p in concat([for p in aws_iam_role_policy.function : p.policy], [aws_iam_role_policy.scheduler.policy]) : [
-        for s in jsondecode(p).Statement : !anytrue([for a in flatten([s.Action]) : startswith(a, "dynamodb:")])
-        if s.Effect == "Allow" && anytrue([for r in flatten([s.Resource]) : strcontains(r, ":table/ticketbound-log") && r != aws_dynamodb_table.log.arn])
-      ]
-    ]))
-    error_message = "no role policy names the log table's indexes, stream or a pattern over it"
-  }
-  assert {
-    condition = !anytrue([
-      for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : contains(flatten([s.Resource]), aws_dynamodb_table.log.arn)
-    ])
-    error_message = "the scheduler role has nothing on the log table"
-  }
-}
-
-run "log_checkpoint_follows_the_function_pattern" {
+run "log_checkpoint" {
+  # log_checkpoint_follows_the_function_pattern
   assert {
     condition = (
       aws_lambda_function.this["log-checkpoint"].function_name == "ticketbound-log-checkpoint" &&
@@ -4099,9 +4076,8 @@ run "log_checkpoint_follows_the_function_pattern" {
     )
     error_message = "the checkpointer's function, role, key, bucket and origin are outputs"
   }
-}
 
-run "log_checkpoint_policy_is_least_privilege" {
+  # log_checkpoint_policy_is_least_privilege
   assert {
     condition = {
       for s in jsondecode(aws_iam_role_policy.function["log-checkpoint"].policy).Statement :
@@ -4213,9 +4189,8 @@ run "log_checkpoint_policy_is_least_privilege" {
     ]))
     error_message = "no other role names the log signing key"
   }
-}
 
-run "log_signing_key_and_its_policy" {
+  # log_signing_key_and_its_policy
   assert {
     condition = (
       aws_kms_key.log_signing["1"].customer_master_key_spec == "ECC_NIST_P256" &&
@@ -4270,9 +4245,8 @@ run "log_signing_key_and_its_policy" {
     }
     error_message = "an explicit Deny of kms:Sign to every principal that is not the log-checkpoint role, whatever IAM or a grant allows"
   }
-}
 
-run "checkpoint_bucket_is_locked" {
+  # checkpoint_bucket_is_locked
   assert {
     condition     = aws_s3_bucket.checkpoints.bucket == "ticketbound-checkpoints-111122223333" && aws_s3_bucket.checkpoints.object_lock_enabled && !aws_s3_bucket.checkpoints.force_destroy
     error_message = "the checkpoints bucket is <name_prefix>-checkpoints-<account>, created with Object Lock, never force-destroyed"
@@ -4337,20 +4311,8 @@ run "checkpoint_bucket_is_locked" {
     ])
     error_message = "nobody but the checkpointer puts an object"
   }
-}
 
-run "checkpoint_retention_follows_its_variable" {
-  command = plan
-  variables {
-    checkpoint_retention_days = 3653
-  }
-  assert {
-    condition     = aws_s3_bucket_object_lock_configuration.checkpoints.rule[0].default_retention[0].days == 3653
-    error_message = "checkpoint_retention_days sets the default retention"
-  }
-}
-
-run "audit_stream_has_the_checkpointer" {
+  # audit_stream_has_the_checkpointer
   assert {
     condition = [
       for f in aws_lambda_event_source_mapping.audit_stream["log-checkpoint"].filter_criteria[0].filter : jsondecode(f.pattern)
@@ -4375,9 +4337,8 @@ run "audit_stream_has_the_checkpointer" {
     condition     = aws_lambda_event_source_mapping.audit_stream["ticket-writeback"].batch_size == 5
     error_message = "ticket-writeback keeps its own batch size"
   }
-}
 
-run "checkpoint_schedule" {
+  # checkpoint_schedule
   assert {
     condition = (
       aws_scheduler_schedule.checkpoint.name == "ticketbound-checkpoint" &&
@@ -4400,6 +4361,56 @@ run "checkpoint_schedule" {
   assert {
     condition     = output.checkpoint_schedule_arn == "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/ticketbound-checkpoint"
     error_message = "the checkpoint schedule's ARN is an output"
+  }
+
+  # checkpoint_alarms
+  assert {
+    condition = {
+      for k, a in aws_cloudwatch_metric_alarm.checkpoint : a.alarm_name => a.metric_name
+      if a.namespace == "ticketbound" && a.dimensions == tomap({ function = "log-checkpoint" }) && a.statistic == "Sum" && a.threshold == 1 && a.comparison_operator == "GreaterThanOrEqualToThreshold" && a.treat_missing_data == "notBreaching"
+      } == {
+      "ticketbound-log-checkpoint-log-tampered"        = "LogTampered"
+      "ticketbound-log-checkpoint-checkpoint-fork"     = "CheckpointFork"
+      "ticketbound-log-checkpoint-checkpoint-failures" = "CheckpointFailures"
+    }
+    error_message = "LogTampered, CheckpointFork and CheckpointFailures each alarm at 1 (namespace ticketbound, function = log-checkpoint)"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.checkpoint_late.alarm_name == "ticketbound-log-checkpoint-checkpoint-late" &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.namespace == "AWS/Lambda" &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.metric_name == "Invocations" &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.dimensions == tomap({ FunctionName = "ticketbound-log-checkpoint" }) &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.period == 3600 &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.threshold == 1 &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.comparison_operator == "LessThanThreshold" &&
+      aws_cloudwatch_metric_alarm.checkpoint_late.treat_missing_data == "breaching"
+    )
+    error_message = "checkpoint late: no invocation of log-checkpoint in an hour (the schedule runs it every 5 minutes however quiet the system), missing data breaching"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.function_errors["log-checkpoint"].alarm_name == "ticketbound-log-checkpoint-errors"
+    error_message = "a failing run is the function's Errors alarm"
+  }
+
+  # one_key_generation_has_no_previous_key
+  assert {
+    condition = (
+      !contains(keys(aws_lambda_function.this["log-checkpoint"].environment[0].variables), "TICKETBOUND_LOG_PREVIOUS_KEY_ID") &&
+      output.log_signing_previous_key_arn == null
+    )
+    error_message = "outside a rollover the checkpointer has no previous key"
+  }
+}
+
+run "checkpoint_retention_follows_its_variable" {
+  command = plan
+  variables {
+    checkpoint_retention_days = 3653
+  }
+  assert {
+    condition     = aws_s3_bucket_object_lock_configuration.checkpoints.rule[0].default_retention[0].days == 3653
+    error_message = "checkpoint_retention_days sets the default retention"
   }
 }
 
@@ -4434,37 +4445,6 @@ run "rejects_a_log_origin_with_a_space_or_plus" {
   expect_failures = [var.log_origin]
 }
 
-run "checkpoint_alarms" {
-  assert {
-    condition = {
-      for k, a in aws_cloudwatch_metric_alarm.checkpoint : a.alarm_name => a.metric_name
-      if a.namespace == "ticketbound" && a.dimensions == tomap({ function = "log-checkpoint" }) && a.statistic == "Sum" && a.threshold == 1 && a.comparison_operator == "GreaterThanOrEqualToThreshold" && a.treat_missing_data == "notBreaching"
-      } == {
-      "ticketbound-log-checkpoint-log-tampered"        = "LogTampered"
-      "ticketbound-log-checkpoint-checkpoint-fork"     = "CheckpointFork"
-      "ticketbound-log-checkpoint-checkpoint-failures" = "CheckpointFailures"
-    }
-    error_message = "LogTampered, CheckpointFork and CheckpointFailures each alarm at 1 (namespace ticketbound, function = log-checkpoint)"
-  }
-  assert {
-    condition = (
-      aws_cloudwatch_metric_alarm.checkpoint_late.alarm_name == "ticketbound-log-checkpoint-checkpoint-late" &&
-      aws_cloudwatch_metric_alarm.checkpoint_late.namespace == "AWS/Lambda" &&
-      aws_cloudwatch_metric_alarm.checkpoint_late.metric_name == "Invocations" &&
-      aws_cloudwatch_metric_alarm.checkpoint_late.dimensions == tomap({ FunctionName = "ticketbound-log-checkpoint" }) &&
-      aws_cloudwatch_metric_alarm.checkpoint_late.period == 3600 &&
-      aws_cloudwatch_metric_alarm.checkpoint_late.threshold == 1 &&
-      aws_cloudwatch_metric_alarm.checkpoint_late.comparison_operator == "LessThanThreshold" &&
-      aws_cloudwatch_metric_alarm.checkpoint_late.treat_missing_data == "breaching"
-    )
-    error_message = "checkpoint late: no invocation of log-checkpoint in an hour (the schedule runs it every 5 minutes however quiet the system), missing data breaching"
-  }
-  assert {
-    condition     = aws_cloudwatch_metric_alarm.function_errors["log-checkpoint"].alarm_name == "ticketbound-log-checkpoint-errors"
-    error_message = "a failing run is the function's Errors alarm"
-  }
-}
-
 run "the_checkpointer_never_gives_an_audit_record_up" {
   command = plan
 
@@ -4479,7 +4459,7 @@ run "the_checkpointer_never_gives_an_audit_record_up" {
 
 # A key rollover: two generations, the first retiring. The checkpointer signs with the
 # second and, beside it, the first (TICKETBOUND_LOG_PREVIOUS_KEY_ID); its role may use
-# both; the alias names the new one. One generation again ends it.
+# both; the alias names the new one (log_checkpoint checks one generation alone).
 run "a_key_rollover_signs_with_both_generations" {
   variables {
     log_signing_key_generations = ["1", "2"]
@@ -4501,16 +4481,6 @@ run "a_key_rollover_signs_with_both_generations" {
       for s in jsondecode(aws_iam_role_policy.function["log-checkpoint"].policy).Statement : s.Resource if s.Sid == "LogSigningKey"
     ])) == 2
     error_message = "during a rollover the checkpointer may sign with both generations"
-  }
-}
-
-run "one_key_generation_has_no_previous_key" {
-  assert {
-    condition = (
-      !contains(keys(aws_lambda_function.this["log-checkpoint"].environment[0].variables), "TICKETBOUND_LOG_PREVIOUS_KEY_ID") &&
-      output.log_signing_previous_key_arn == null
-    )
-    error_message = "outside a rollover the checkpointer has no previous key"
   }
 }
 
