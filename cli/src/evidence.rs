@@ -149,7 +149,10 @@ fn marks(grant: &Grant, trail: &[AuditEvent]) -> Vec<Mark> {
                 out.push(mark(e.at, Milestone::Failed, "revocation attempt failed"));
             }
             AuditAction::DriftFound => out.push(mark(e.at, Milestone::Failed, "drift found")),
+            // The deferral to the change window's start is in the trail; the issue
+            // that follows it is the milestone.
             AuditAction::Rejected
+            | AuditAction::ProvisioningDeferred
             | AuditAction::ProvisioningStarted
             | AuditAction::RotationRefused
             | AuditAction::RevocationStarted

@@ -22,6 +22,9 @@ pub const SCHEDULE_GROUP: &str = "ticketbound";
 /// Stand-ins for ARNs that exist only in AWS: the local stack fires schedules itself.
 pub const EXPIRY_FUNCTION_ARN: &str =
     "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-expire";
+/// What change window start schedules invoke (the host runs grant-provision for them).
+pub const PROVISION_FUNCTION_ARN: &str =
+    "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-provision";
 pub const SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ticketbound-scheduler";
 /// The rotation function moto knows (a stand-in; the local stack drives rotations).
 pub const ROTATION_FUNCTION_NAME: &str = "ticketbound-secret-rotate";

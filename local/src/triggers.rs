@@ -200,19 +200,22 @@ pub struct ScheduleRound {
 
 /// Each schedule's time and input as last read, by name and last modification: a
 /// schedule is read once (GetSchedule), not at every look, unless it changes.
-/// A schedule as last read: its last modification, when it is due, its input.
+/// A schedule as last read: its last modification, when it is due, what it invokes
+/// and with what input.
 #[derive(Debug)]
 struct KnownSchedule {
     modified: Option<aws_sdk_scheduler::primitives::DateTime>,
     at: Option<chrono::DateTime<Utc>>,
+    target: String,
     input: String,
 }
 
 #[derive(Debug, Default)]
 pub struct KnownSchedules(std::collections::HashMap<String, KnownSchedule>);
 
-/// One look at the schedule group: `invoke` runs each due schedule's target with the
-/// schedule's input (its error, if any, is what Scheduler logs before it retries).
+/// One look at the schedule group: `invoke` runs each due schedule's target (its
+/// ARN, the first argument) with the schedule's input (its error, if any, is what
+/// Scheduler logs before it retries).
 pub async fn fire_schedules<F, Fut>(
     invoke: F,
     scheduler: &aws_sdk_scheduler::Client,
@@ -220,7 +223,7 @@ pub async fn fire_schedules<F, Fut>(
     known: &mut KnownSchedules,
 ) -> ScheduleRound
 where
-    F: Fn(String) -> Fut,
+    F: Fn(String, String) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     let idle = ScheduleRound {
@@ -262,20 +265,30 @@ where
                 .map(|t| t.input().unwrap_or("{}"))
                 .unwrap_or("{}")
                 .to_owned();
+            let target = schedule
+                .target()
+                .map(|t| t.arn().to_owned())
+                .unwrap_or_default();
             known.0.insert(
                 name.to_owned(),
                 KnownSchedule {
                     modified,
                     at,
+                    target,
                     input,
                 },
             );
         }
-        let Some(KnownSchedule { at, input, .. }) = known.0.get(name) else {
+        let Some(KnownSchedule {
+            at, target, input, ..
+        }) = known.0.get(name)
+        else {
             continue;
         };
         match at {
-            Some(t) if *t <= Utc::now() => due.push((name.to_owned(), input.clone())),
+            Some(t) if *t <= Utc::now() => {
+                due.push((name.to_owned(), target.clone(), input.clone()))
+            }
             Some(t) => next_due = Some(next_due.map_or(*t, |n: chrono::DateTime<Utc>| n.min(*t))),
             None => {}
         }
@@ -288,7 +301,7 @@ where
     let invoke = &invoke;
     let fired = futures::future::join_all(
         due.into_iter()
-            .map(|(name, input)| async move { (name, invoke(input).await) }),
+            .map(|(name, target, input)| async move { (name, invoke(target, input).await) }),
     )
     .await;
     for (name, outcome) in fired {
@@ -297,11 +310,11 @@ where
         match outcome {
             Ok(()) => {}
             Err(e) if *tries < SCHEDULE_ATTEMPTS => {
-                tracing::warn!(schedule = name, attempt = *tries, error = %e, "scheduled expiry failed; Scheduler retries");
+                tracing::warn!(schedule = name, attempt = *tries, error = %e, "a schedule's target failed; Scheduler retries");
                 continue;
             }
             Err(e) => {
-                tracing::error!(schedule = name, error = %e, "scheduled expiry kept failing; given up (AWS: dead-letter queue)")
+                tracing::error!(schedule = name, error = %e, "a schedule's target kept failing; given up (AWS: dead-letter queue)")
             }
         }
         attempts.remove(&name);

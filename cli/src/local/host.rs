@@ -94,6 +94,10 @@ pub fn provision_env(stack: &LocalStack) -> Vec<(String, String)> {
             targets::EXPIRY_FUNCTION_ARN.to_owned(),
         ),
         (
+            c::PROVISION_FUNCTION_ARN,
+            targets::PROVISION_FUNCTION_ARN.to_owned(),
+        ),
+        (
             c::SCHEDULER_ROLE_ARN,
             targets::SCHEDULER_ROLE_ARN.to_owned(),
         ),

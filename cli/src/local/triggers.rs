@@ -1,7 +1,8 @@
 //! The triggers AWS would fire and moto does not, wired to the functions: DynamoDB TTL
 //! deletions (with TTL's stream identity), due EventBridge Scheduler one-time
 //! schedules, the periodic sweep, and the grants stream feeding the expiry function.
-//! Each calls `grant_expire::handle` with the event exactly as AWS shapes it; the
+//! Each calls `grant_expire::handle` with the event exactly as AWS shapes it (a change
+//! window's start schedule, `grant_provision::handle_event`); the
 //! machinery itself is `ticketbound_local::triggers`. Secrets Manager's rotation
 //! schedule is kept here too (see `rotation`).
 
@@ -79,6 +80,13 @@ pub async fn run(stack: LocalStack, activity: Activity) -> Result<(), crate::Cli
         )
         .map_err(crate::CliError::Config)?,
     );
+    // The start schedules' provisioner: another instance of grant-provision, as Lambda
+    // would run one for the schedule beside the stream's.
+    let starter = grant_provision::Deps::from_env(
+        &counted("grant-provision").await,
+        EnvReader::from_map(super::host::provision_env(&stack)),
+    )
+    .map_err(crate::CliError::Config)?;
     let sweeper = Deps::from_env(
         &counted(meter::EXPIRE_SWEEP).await,
         EnvReader::from_map(expire_env(&stack)),
@@ -164,7 +172,20 @@ pub async fn run(stack: LocalStack, activity: Activity) -> Result<(), crate::Cli
         let mut known = KnownSchedules::default();
         let mut backoff = IdleBackoff::default();
         let deps = &*deps;
-        let invoke = move |input: String| async move {
+        let starter = &starter;
+        let invoke = move |target: String, input: String| async move {
+            if target == targets::PROVISION_FUNCTION_ARN {
+                meter::invoked("grant-provision", 1);
+                return match serde_json::from_str::<grant_provision::ProvisionEvent>(&input) {
+                    Ok(event) => grant_provision::handle_event(starter, event)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(format!(
+                        "the schedule's input is not a provisioner's event: {e}"
+                    )),
+                };
+            }
             meter::invoked("grant-expire", 1);
             match serde_json::from_str::<ExpireEvent>(&input) {
                 Ok(event) => grant_expire::handle(deps, event)

@@ -122,6 +122,160 @@ async fn a_jira_approval_becomes_a_working_credential() {
     );
 }
 
+/// A Jira request approved for a change window that begins 35 seconds later (past the
+/// provisioner's 30 s of waiting in place), on the local stack end to end (the site's
+/// webhook, the intake, the provisioner on the stream deferring it, the host firing the
+/// start schedule as Scheduler would): before the start the grant waits and no login
+/// exists at the database; from the start its credential works.
+#[tokio::test]
+async fn a_jira_approval_for_a_later_change_window_works_from_its_start_only() {
+    let stack = TestStack::get().await;
+    let desk = stack.jira_desk().await;
+    let start = Utc::now() + Duration::seconds(35);
+    let jira_time = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+    let (key, _) = desk
+        .approved(DEMO_PROJECT, Utc::now(), Duration::hours(2), |fields| {
+            fields["customfield_10213"] = jira_time(start).into();
+        })
+        .await;
+    let store = stack.local_store();
+    let ticket = Ticket {
+        source: SourceSystem::Jira,
+        key: TicketKey::new(&key).unwrap(),
+        link: None,
+    };
+    let deferred = poll_grant_of(&store, &ticket, |g| g.deferred_until.is_some()).await;
+    assert_eq!(
+        deferred.state,
+        GrantState::Approved,
+        "{:?}",
+        deferred.last_error
+    );
+    assert!(Utc::now() < start, "the test is too slow to see the wait");
+    let login = ticketbound_targets::principal_name(&deferred);
+    let logins = || async {
+        let admin = stack.pg_admin().await;
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+                &[&login],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    assert_eq!(logins().await, 0, "no login before the window's start");
+
+    let grant = poll_grant(&store, deferred.id, 600, |g| {
+        !matches!(g.state, GrantState::Approved | GrantState::Provisioning)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(grant.state, GrantState::Active, "{:?}", grant.last_error);
+    let trail = store.audit_trail(grant.id).await.unwrap();
+    let issued = trail
+        .iter()
+        .find(|e| e.action == ticketbound_domain::AuditAction::ProvisioningStarted)
+        .unwrap();
+    assert!(
+        issued.at >= start,
+        "issued at {} before the start {start}",
+        issued.at
+    );
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.action == ticketbound_domain::AuditAction::ProvisioningDeferred),
+        "deferred by the stream's invocation, issued by the start schedule"
+    );
+    let fired = aws_sdk_scheduler::Client::new(&stack.sdk)
+        .get_schedule()
+        .name(grant_provision::start_schedule_name(grant.id, 0))
+        .group_name(ticketbound_local::targets::SCHEDULE_GROUP)
+        .send()
+        .await;
+    assert!(
+        fired.is_err(),
+        "the start schedule fired and deleted itself"
+    );
+    let value = stack
+        .secret_value(&grant.credential.clone().unwrap().secret_arn)
+        .await;
+    let credential: serde_json::Value = serde_json::from_str(&value).unwrap();
+    let db = stack
+        .pg_login(
+            credential["username"].as_str().unwrap(),
+            credential["password"].as_str().unwrap(),
+        )
+        .await
+        .unwrap();
+    db.query("SELECT customer FROM orders.orders", &[])
+        .await
+        .unwrap();
+
+    // The ticket was told it waits, and why.
+    let note = note_saying(&desk, &key, "waits for the change window")
+        .await
+        .unwrap_or_else(|| panic!("{key} was never told that it waits"));
+    assert!(
+        note.contains("Nothing is issued before the change window begins"),
+        "{note}"
+    );
+}
+
+/// The first note on Jira issue `key` that says `words`, as the requester reads the
+/// issue's comments (polled for up to 15 s).
+async fn note_saying(
+    desk: &ticketbound_testkit::jira_desk::JiraDesk,
+    key: &str,
+    words: &str,
+) -> Option<String> {
+    for _ in 0..150 {
+        let comments = desk
+            .call(
+                ticketbound_testkit::jira_desk::PRIYA,
+                "GET",
+                &format!("/rest/api/3/issue/{key}/comment"),
+                None,
+            )
+            .await
+            .json();
+        let told = comments["comments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| ticketbound_itsm::outbound::adf_text(&c["body"]))
+            .find(|t| t.contains(words));
+        if told.is_some() {
+            return told;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// The first grant of `ticket` once `done` holds for it (polled for up to 15 s).
+async fn poll_grant_of(
+    store: &ticketbound_store::Store,
+    ticket: &Ticket,
+    done: impl Fn(&ticketbound_domain::Grant) -> bool,
+) -> ticketbound_domain::Grant {
+    for _ in 0..150 {
+        if let Some(g) = store.grants_for_ticket(ticket).await.unwrap().first()
+            && done(g)
+        {
+            return g.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no grant of {} came to the state awaited",
+        ticket.qualified_key()
+    );
+}
+
 /// The promise: a credential dies with its time. A grant living 10 seconds works, and
 /// within 2 seconds after its not-after time a new login is refused and the session
 /// that was open is gone, by the schedule (or the TTL backstop) the local stack fires
@@ -322,7 +476,7 @@ async fn the_host_counts_each_functions_aws_calls_and_rotates_on_request() {
 /// did not count.
 #[tokio::test]
 async fn the_ticket_is_told_which_approval_did_not_count() {
-    use ticketbound_testkit::jira_desk::{DANA, MALLORY, PRIYA};
+    use ticketbound_testkit::jira_desk::{DANA, MALLORY};
     let stack = TestStack::get().await;
     let desk = stack.jira_desk().await;
     let (key, _) = desk
@@ -334,29 +488,9 @@ async fn the_ticket_is_told_which_approval_did_not_count() {
             |_| {},
         )
         .await;
-    let mut told = None;
-    for _ in 0..150 {
-        let comments = desk
-            .call(
-                PRIYA,
-                "GET",
-                &format!("/rest/api/3/issue/{key}/comment"),
-                None,
-            )
-            .await
-            .json();
-        told = comments["comments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| ticketbound_itsm::outbound::adf_text(&c["body"]))
-            .find(|t| t.contains("access denied by policy"));
-        if told.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let note = told.unwrap_or_else(|| panic!("{key} was never told of its denial"));
+    let note = note_saying(&desk, &key, "access denied by policy")
+        .await
+        .unwrap_or_else(|| panic!("{key} was never told of its denial"));
     assert!(
         note.contains(&format!(
             "Not counted: the approval by {MALLORY} does not count"

@@ -12,6 +12,15 @@
 //! 4. Provisioning → Active with the secret's ARN and the credential's name, never
 //!    its value (audited).
 //!
+//! A grant whose ticket's change window has not begun is not issued: it stays
+//! Approved, a one-time schedule (`tb-start-<grant id>`) at the window's start
+//! invokes this function again with `{"grant_id": …, "trigger": "window_start"}`, and
+//! the deferral is audited once (and told to the ticket); a start within 30 s is
+//! waited for in the invocation instead. A withdrawal or expiry before the start ends
+//! the grant with nothing made; the schedule then finds it ended. A start that fails
+//! and may succeed later is retried by a schedule of its own (`…-r<n>`), since
+//! nothing else would: Scheduler invokes Lambda asynchronously.
+//!
 //! Any step may fail; the grant then stays in Provisioning and the stream redelivers,
 //! and each step finds what an earlier attempt made instead of making it twice. After
 //! `TICKETBOUND_MAX_PROVISIONING_ATTEMPTS`, or at once for a failure no retry can fix,
@@ -23,6 +32,7 @@ mod provision;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde::{Deserialize, Deserializer, Serialize};
 use ticketbound_enforce::Enforcer;
 use ticketbound_runtime::{ConfigError, EnvReader};
 use ticketbound_store::Store;
@@ -31,6 +41,7 @@ use ticketbound_store::stream::{StreamItem, classify};
 pub use config::{ProvisionConfig, TargetConfig};
 pub use provision::{ProvisionError, Provisioned, provision_grant};
 pub use ticketbound_enforce::secret_name;
+pub use ticketbound_schedule::{WindowStartEvent, WindowStartTrigger, start_schedule_name};
 
 /// Component name in audit events.
 pub const COMPONENT: &str = "grant-provision";
@@ -61,6 +72,126 @@ impl Deps {
             ),
             config,
         })
+    }
+}
+
+/// What the provisioner is invoked with: a batch of the grants stream, or a change
+/// window's start schedule.
+#[derive(Debug, Clone)]
+pub enum ProvisionEvent {
+    Stream(Box<Event>),
+    WindowStart(WindowStartEvent),
+}
+
+impl<'de> Deserialize<'de> for ProvisionEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.get("Records").is_some() {
+            serde_json::from_value(value)
+                .map(|e| Self::Stream(Box::new(e)))
+                .map_err(|e| D::Error::custom(format!("not a DynamoDB stream event: {e}")))
+        } else {
+            serde_json::from_value(value)
+                .map(Self::WindowStart)
+                .map_err(|e| {
+                    D::Error::custom(format!(
+                        "expected a DynamoDB stream event or a start schedule's \
+                         {{\"grant_id\": …, \"trigger\": \"window_start\"}}: {e}"
+                    ))
+                })
+        }
+    }
+}
+
+/// The answer to an invocation: the batch's failures, or what became of the grant a
+/// start schedule named.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ProvisionResponse {
+    Stream(DynamoDbEventResponse),
+    WindowStart { grant_id: String, outcome: String },
+}
+
+/// How many times a start schedule's provisioning is retried, each by a schedule of
+/// its own (`tb-start-<grant id>-r<n>`), before it is given up to the dead-letter
+/// queue: Scheduler invokes Lambda asynchronously, so an error the function returns is
+/// retried twice by Lambda and then dropped; the stream, which would redeliver, is not
+/// there to retry.
+pub const MAX_START_ATTEMPTS: u32 = 12;
+
+/// The wait before retry `attempt` of a start: 15 s doubling, 15 minutes at most.
+fn start_retry_wait(attempt: u32) -> chrono::Duration {
+    let doublings = attempt.saturating_sub(1).min(6);
+    chrono::Duration::seconds((15_i64 << doublings).min(900))
+}
+
+/// What became of a start schedule's invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowStarted {
+    /// Provisioning ran (or found nothing to do): its outcome.
+    Done(Provisioned),
+    /// It could not finish now, or came before the start: a schedule of its own
+    /// (`name`) provisions again at `at`.
+    RetryScheduled {
+        name: String,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// Handles either kind of invocation.
+pub async fn handle_event(
+    deps: &Deps,
+    event: ProvisionEvent,
+) -> Result<ProvisionResponse, lambda_runtime::Error> {
+    match event {
+        ProvisionEvent::Stream(batch) => handle(deps, *batch).await.map(ProvisionResponse::Stream),
+        ProvisionEvent::WindowStart(start) => {
+            let outcome = handle_window_start(deps, &start).await.inspect_err(|e| {
+                // Lambda retries twice, then the function's dead-letter queue has it.
+                ticketbound_runtime::metrics::count(COMPONENT, "WindowStartFailed", 1);
+                tracing::error!(grant_id = %start.grant_id, attempt = start.attempt, error = %ticketbound_runtime::error_chain(e), "change window start failed");
+            })?;
+            Ok(ProvisionResponse::WindowStart {
+                grant_id: start.grant_id.to_string(),
+                outcome: format!("{outcome:?}"),
+            })
+        }
+    }
+}
+
+/// A change window's start schedule fired: provision the grant it names, as the
+/// stream would have. Nothing is issued before the start: invoked more than a moment
+/// early (by anyone allowed to invoke the function), it only makes sure a schedule
+/// fires at the start. A failure that may pass is retried by a schedule of its own;
+/// one that cannot, or the last retry's, is returned (and reaches the dead-letter
+/// queue).
+pub async fn handle_window_start(
+    deps: &Deps,
+    event: &WindowStartEvent,
+) -> Result<WindowStarted, ProvisionError> {
+    let retry = |at: chrono::DateTime<chrono::Utc>| async move {
+        let attempt = event.attempt + 1;
+        let name = deps
+            .enforcer
+            .schedules
+            .ensure_start(event.grant_id, at, attempt)
+            .await
+            .map_err(|e| ProvisionError::Enforce(e.into()))?;
+        tracing::warn!(grant_id = %event.grant_id, attempt, at = %at, schedule = %name, "change window start: provisioning again later");
+        Ok(WindowStarted::RetryScheduled { name, at })
+    };
+    match provision_grant(deps, event.grant_id, chrono::Utc::now()).await {
+        Ok(Provisioned::Deferred { until }) if event.attempt < MAX_START_ATTEMPTS => {
+            tracing::warn!(grant_id = %event.grant_id, until = %until, "invoked before the change window's start: nothing issued");
+            retry(until).await
+        }
+        Ok(outcome) => Ok(WindowStarted::Done(outcome)),
+        Err(e) if e.is_retryable() && event.attempt < MAX_START_ATTEMPTS => {
+            tracing::warn!(grant_id = %event.grant_id, error = %ticketbound_runtime::error_chain(&e), "change window start failed; will retry");
+            retry(chrono::Utc::now() + start_retry_wait(event.attempt + 1)).await
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -1,7 +1,10 @@
-//! The Lambda entry point: initialise once, then serve stream batches.
+//! The Lambda entry point: initialise once, then serve stream batches and change
+//! window start schedules.
 
-use aws_lambda_events::event::dynamodb::Event;
-use grant_provision::{Deps, handle};
+// Either event's handler nests the SDK clients deeply enough to pass the default limit.
+#![recursion_limit = "256"]
+
+use grant_provision::{Deps, ProvisionEvent, handle_event};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use ticketbound_runtime::EnvReader;
 
@@ -11,8 +14,10 @@ async fn main() -> Result<(), Error> {
     let sdk = ticketbound_runtime::aws::lambda_sdk_config(EnvReader::from_process())?;
     let deps = Deps::from_env(&sdk, EnvReader::from_process())?;
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        handle(deps, event.payload).await
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ProvisionEvent>| async move {
+            handle_event(deps, event.payload).await
+        },
+    ))
     .await
 }

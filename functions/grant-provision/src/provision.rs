@@ -54,6 +54,9 @@ pub enum Provisioned {
     },
     /// Nothing to do: the grant is not waiting for provisioning (a redelivery).
     NotPending(GrantState),
+    /// The ticket's change window begins later: nothing is made until then, when its
+    /// start schedule invokes the provisioner again.
+    Deferred { until: DateTime<Utc> },
     /// Its time ran out, or its ticket ended, before or while it was provisioned;
     /// whatever was made for it is gone.
     Ended(GrantState),
@@ -82,6 +85,91 @@ async fn advance(
     Ok(deps.store.advance(grant, event, at, &rules, record).await?)
 }
 
+/// A change window starting within this long is waited for in the invocation rather
+/// than scheduled.
+pub const IN_PROCESS_WAIT: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Sleeps until the wall clock reads `until` (a monotonic sleep may end a moment
+/// before it does).
+pub(crate) async fn wait_until(until: DateTime<Utc>) {
+    loop {
+        let left = until - Utc::now();
+        if left <= chrono::Duration::zero() {
+            return;
+        }
+        tokio::time::sleep(
+            (left + chrono::Duration::milliseconds(5))
+                .to_std()
+                .unwrap_or_default(),
+        )
+        .await;
+    }
+}
+
+/// Leaves the grant Approved until its change window's start: the start schedule
+/// first (so that a crash after it leaves nothing unscheduled; a retry finds it), then
+/// the deferral, audited once (a redelivery finds it recorded and writes nothing). A
+/// schedule Scheduler refuses for good (a quota, a permission) fails the grant, told
+/// to the ticket, rather than leave it waiting for nothing.
+async fn defer(
+    deps: &Deps,
+    grant: Grant,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Provisioned, ProvisionError> {
+    let schedule = match deps
+        .enforcer
+        .schedules
+        .ensure_start(grant.id, until, 0)
+        .await
+    {
+        Ok(name) => name,
+        Err(e) if e.is_retryable() => return Err(ProvisionError::Enforce(e.into())),
+        Err(e) => {
+            let reason = format!(
+                "the schedule that would issue it at its change window's start could not be made: {}",
+                ticketbound_runtime::error_chain(&e)
+            );
+            let (grant, _) = advance(
+                deps,
+                grant,
+                &GrantEvent::ProvisioningFailed {
+                    reason: reason.clone(),
+                    retryable: false,
+                },
+                |_| AuditAction::ProvisioningFailed,
+                now,
+                &[
+                    (Detail::Reason, reason.clone()),
+                    (Detail::Retryable, false.to_string()),
+                ],
+            )
+            .await?;
+            return Ok(match grant.state {
+                GrantState::Failed => Provisioned::Failed(reason),
+                other => Provisioned::Ended(other),
+            });
+        }
+    };
+    let (grant, _) = advance(
+        deps,
+        grant,
+        &GrantEvent::ProvisioningDeferred { until },
+        |_| AuditAction::ProvisioningDeferred,
+        now,
+        &[
+            (Detail::DeferredUntil, until.to_rfc3339()),
+            (Detail::StartSchedule, schedule),
+        ],
+    )
+    .await?;
+    if grant.state != GrantState::Approved {
+        // Withdrawn or expired meanwhile: the start schedule finds it ended.
+        return Ok(Provisioned::Ended(grant.state));
+    }
+    Ok(Provisioned::Deferred { until })
+}
+
 fn end_action(t: &Transition) -> AuditAction {
     match t.to {
         GrantState::Revoked => AuditAction::Revoked,
@@ -103,6 +191,18 @@ pub async fn provision_grant(
     };
     if !matches!(grant.state, GrantState::Approved | GrantState::Provisioning) {
         return Ok(Provisioned::NotPending(grant.state));
+    }
+    let mut now = now;
+    if grant.state == GrantState::Approved
+        && let Some(until) = grant.window_starts_after(now)
+    {
+        if until - now > IN_PROCESS_WAIT {
+            return defer(deps, grant, until, now).await;
+        }
+        // Too close for a schedule (Scheduler fires within the minute after its time,
+        // and a time already past by the time it is made may never fire): wait here.
+        wait_until(until).await;
+        now = Utc::now();
     }
     let attempt = (grant.provisioning_attempts + 1).to_string();
     let (grant, t) = advance(

@@ -20,6 +20,8 @@ use ticketbound_targets::principal_name;
 use ticketbound_testkit::streams::StreamPoller;
 use ticketbound_testkit::{PgFixture, TestStack, sample_grant};
 
+const PROVISION_FUNCTION_ARN: &str =
+    "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-provision";
 const ROTATION_FUNCTION_ARN: &str =
     "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-secret-rotate";
 
@@ -73,6 +75,10 @@ async fn harness(admin_dsn: Option<String>, max_attempts: u32) -> Harness {
         (
             "TICKETBOUND_EXPIRY_FUNCTION_ARN",
             "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-expire".into(),
+        ),
+        (
+            "TICKETBOUND_PROVISION_FUNCTION_ARN",
+            PROVISION_FUNCTION_ARN.into(),
         ),
         (
             "TICKETBOUND_SCHEDULER_ROLE_ARN",
@@ -859,4 +865,323 @@ async fn an_identity_retired_before_provisioning_gets_no_credential() {
     assert!(why.contains("identity orders-etl was retired"), "{why}");
     assert_eq!(role_count(&h, &grant).await, 0, "no login was made");
     assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0, "no secret");
+}
+
+/// An Approved grant whose ticket's change window begins `starts_in` from now.
+async fn approve_for_window(h: &Harness, starts_in: Duration) -> (Grant, chrono::DateTime<Utc>) {
+    let pg = h.pg.clone();
+    let start = Utc::now() + starts_in;
+    let grant = approve_with(h, &[&pg.reader], |g| {
+        g.request.change_window = Some(ticketbound_domain::ChangeWindow {
+            start,
+            end: g.request.not_after,
+        });
+    })
+    .await;
+    (grant, start)
+}
+
+/// The credential of an Active grant logs in.
+async fn logs_in(h: &Harness, grant_id: ticketbound_domain::GrantId) -> bool {
+    let stored = h.deps.store.get_grant(grant_id).await.unwrap().unwrap();
+    let Some(credential) = stored.credential else {
+        return false;
+    };
+    let value = h
+        .stack
+        .secretsmanager()
+        .get_secret_value()
+        .secret_id(&credential.secret_arn)
+        .send()
+        .await
+        .unwrap();
+    let secret: DatabaseSecret = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    h.stack
+        .pg_login(&secret.username, &secret.password)
+        .await
+        .is_ok()
+}
+
+fn actions(trail: &[ticketbound_domain::AuditEvent]) -> Vec<AuditAction> {
+    trail.iter().map(|e| e.action).collect()
+}
+
+/// The start schedule of `grant` (`attempt` 0) or of a retry: what it invokes, with
+/// what, and when.
+async fn start_schedule(
+    h: &Harness,
+    grant: &Grant,
+    attempt: u32,
+) -> Option<(String, serde_json::Value, String)> {
+    let schedule = aws_sdk_scheduler::Client::new(&h.stack.sdk)
+        .get_schedule()
+        .name(grant_provision::start_schedule_name(grant.id, attempt))
+        .group_name(&h.group)
+        .send()
+        .await
+        .ok()?;
+    let target = schedule.target()?;
+    Some((
+        target.arn().to_owned(),
+        serde_json::from_str(target.input()?).unwrap(),
+        schedule.schedule_expression()?.to_owned(),
+    ))
+}
+
+/// `at(…)` of `t` rounded up to the second, as a schedule that must not fire early.
+fn at_or_after(t: chrono::DateTime<Utc>) -> String {
+    format!(
+        "at({})",
+        (t + Duration::seconds(1)).format("%Y-%m-%dT%H:%M:%S")
+    )
+}
+
+/// A requester's ticket approved for a change window that begins in an hour: nothing
+/// is made before it (not by the stream, not by a redelivery, not by anyone invoking
+/// the provisioner with the start schedule's own payload); the deferral is audited
+/// once; at the window's start the grant is issued and its login works.
+#[tokio::test]
+async fn a_grant_for_a_later_change_window_is_issued_at_its_start_and_not_before() {
+    let mut h = harness(None, 5).await;
+    let (grant, start) = approve_for_window(&h, Duration::hours(1)).await;
+    let (batches, failures) = drain(&mut h).await;
+    assert_eq!(failures, 0);
+
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.state,
+        GrantState::Approved,
+        "{:?}",
+        stored.last_error
+    );
+    assert_eq!(stored.deferred_until, Some(start));
+    assert_eq!(role_count(&h, &grant).await, 0, "no login before the start");
+    assert_eq!(
+        secret_count(&h, &secret_name(&grant)).await,
+        0,
+        "no secret either"
+    );
+    assert!(!schedule_exists(&h, &grant).await, "no expiry schedule yet");
+
+    // The start schedule: at the window's start (never earlier), invoking the
+    // provisioner with the grant's id.
+    let (arn, input, fires_at) = start_schedule(&h, &grant, 0).await.unwrap();
+    assert_eq!(arn, PROVISION_FUNCTION_ARN);
+    assert_eq!(
+        input,
+        json!({"grant_id": grant.id.to_string(), "trigger": "window_start"})
+    );
+    assert_eq!(fires_at, at_or_after(start), "never before the start");
+
+    // The stream redelivers: nothing new, not even an audit event.
+    let trail_len = h.deps.store.audit_trail(grant.id).await.unwrap().len();
+    for batch in batches {
+        assert!(
+            handle(&h.deps, batch)
+                .await
+                .unwrap()
+                .batch_item_failures
+                .is_empty()
+        );
+    }
+    // Anyone allowed to invoke the provisioner sends the start schedule's payload an
+    // hour early: nothing is made, and a schedule of its own fires at the start
+    // (should the first one have fired and gone already).
+    let early: grant_provision::ProvisionEvent = serde_json::from_value(input).unwrap();
+    let answer = grant_provision::handle_event(&h.deps, early).await.unwrap();
+    assert!(
+        serde_json::to_string(&answer)
+            .unwrap()
+            .contains("RetryScheduled"),
+        "{answer:?}"
+    );
+    let (_, retry_input, retry_at) = start_schedule(&h, &grant, 1).await.unwrap();
+    assert_eq!(retry_input["attempt"], 1);
+    assert_eq!(retry_at, at_or_after(start));
+    assert_eq!(role_count(&h, &grant).await, 0, "still no login");
+    assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0);
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    assert_eq!(trail.len(), trail_len, "the deferral is audited once");
+    assert_eq!(
+        actions(&trail),
+        [AuditAction::Requested, AuditAction::ProvisioningDeferred]
+    );
+    assert_eq!(
+        trail[1].detail(Detail::DeferredUntil),
+        Some(start.to_rfc3339().as_str())
+    );
+
+    // At the window's start the grant is issued as any other.
+    let outcome = grant_provision::provision_grant(&h.deps, grant.id, start)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, grant_provision::Provisioned::Active { .. }),
+        "{outcome:?}"
+    );
+    assert!(
+        logs_in(&h, grant.id).await,
+        "the credential works from the start"
+    );
+    assert!(schedule_exists(&h, &grant).await, "its expiry is scheduled");
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    verify_chain(grant.id, &trail, Some(&stored.audit_head)).unwrap();
+    assert_eq!(
+        actions(&trail),
+        [
+            AuditAction::Requested,
+            AuditAction::ProvisioningDeferred,
+            AuditAction::ProvisioningStarted,
+            AuditAction::Provisioned
+        ]
+    );
+    // The retry's schedule firing at the start finds the grant issued.
+    let again = grant_provision::WindowStartEvent {
+        grant_id: grant.id,
+        trigger: grant_provision::WindowStartTrigger::WindowStart,
+        attempt: 1,
+    };
+    let outcome = grant_provision::handle_window_start(&h.deps, &again)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        grant_provision::WindowStarted::Done(grant_provision::Provisioned::NotPending(
+            GrantState::Active
+        ))
+    );
+    assert_eq!(role_count(&h, &grant).await, 1, "one login, not two");
+}
+
+/// The ticket is withdrawn before its window begins: the grant ends with nothing made,
+/// and the start schedule firing afterwards makes nothing either.
+#[tokio::test]
+async fn a_withdrawal_before_the_change_window_begins_leaves_nothing_to_issue() {
+    let mut h = harness(None, 5).await;
+    let (grant, start) = approve_for_window(&h, Duration::hours(1)).await;
+    drain(&mut h).await;
+    let deferred = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(deferred.deferred_until, Some(start));
+    let (withdrawn, _) = h
+        .deps
+        .store
+        .advance(
+            deferred,
+            &ticketbound_domain::GrantEvent::TicketWithdrawn,
+            Utc::now(),
+            &ticketbound_domain::LifecycleRules::default(),
+            |_, t| {
+                AuditRecord::new(
+                    Utc::now(),
+                    Actor::itsm_user("priya.raman@example.com"),
+                    AuditAction::Revoked,
+                )
+                .states(Some(t.from), Some(t.to))
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.state, GrantState::Revoked);
+
+    // The start schedule fires at the start, as Scheduler would.
+    let outcome = grant_provision::provision_grant(&h.deps, grant.id, start + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        grant_provision::Provisioned::NotPending(GrantState::Revoked)
+    );
+    assert_eq!(role_count(&h, &grant).await, 0, "no login, ever");
+    assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0, "no secret");
+    assert!(!schedule_exists(&h, &grant).await, "no expiry schedule");
+}
+
+/// A window that begins within seconds is too close for a schedule (Scheduler fires
+/// within the minute after its time): the stream's invocation waits for it, on the
+/// real clock, and issues no earlier than the start.
+#[tokio::test]
+async fn a_window_starting_within_seconds_is_waited_for_not_issued_early() {
+    let mut h = harness(None, 5).await;
+    let (grant, start) = approve_for_window(&h, Duration::seconds(3)).await;
+    drain(&mut h).await;
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Active, "{:?}", stored.last_error);
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    let started = trail
+        .iter()
+        .find(|e| e.action == AuditAction::ProvisioningStarted)
+        .unwrap();
+    assert!(
+        started.at >= start,
+        "started {} before the start {start}",
+        started.at
+    );
+    assert!(
+        !actions(&trail).contains(&AuditAction::ProvisioningDeferred),
+        "waited, not deferred"
+    );
+    assert!(
+        start_schedule(&h, &grant, 0).await.is_none(),
+        "no start schedule"
+    );
+    assert!(logs_in(&h, grant.id).await);
+}
+
+/// Scheduler refuses the start schedule for good (the provisioner's role may not
+/// create it): the grant is not left waiting for a schedule that will never fire. It
+/// fails, with the reason in its trail (which the ticket is told), and nothing is made.
+#[tokio::test]
+async fn a_start_schedule_that_cannot_be_made_fails_the_grant_with_the_reason() {
+    let mut h = harness(None, 5).await;
+    let faults = ticketbound_testkit::faults::FaultInjector::default();
+    inject_faults(&mut h, &faults);
+    faults.refuse_answer("CreateSchedule", 403, "AccessDeniedException", 1);
+    let (grant, _) = approve_for_window(&h, Duration::hours(1)).await;
+    let (_, failures) = drain(&mut h).await;
+    assert_eq!(failures, 0, "not retried: it cannot succeed");
+    let stored = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, GrantState::Failed);
+    let why = stored.last_error.unwrap_or_default();
+    assert!(
+        why.contains(
+            "the schedule that would issue it at its change window's start could not be made"
+        ),
+        "{why}"
+    );
+    assert!(why.contains("AccessDenied"), "{why}");
+    let trail = h.deps.store.audit_trail(grant.id).await.unwrap();
+    assert_eq!(
+        actions(&trail),
+        [AuditAction::Requested, AuditAction::ProvisioningFailed]
+    );
+    assert_eq!(role_count(&h, &grant).await, 0);
+    assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0);
+}
+
+/// What invokes the provisioner is told apart by its shape: a stream batch, or a start
+/// schedule's payload and nothing else (an expiry schedule's payload, or one with a
+/// field more, is refused rather than read as either).
+#[test]
+fn the_provisioners_events_are_told_apart_by_their_shape() {
+    use grant_provision::ProvisionEvent;
+    let id = ulid::Ulid::new().to_string();
+    let start: ProvisionEvent =
+        serde_json::from_value(json!({"grant_id": id, "trigger": "window_start"})).unwrap();
+    assert!(matches!(start, ProvisionEvent::WindowStart(e) if e.attempt == 0));
+    let retry: ProvisionEvent =
+        serde_json::from_value(json!({"grant_id": id, "trigger": "window_start", "attempt": 3}))
+            .unwrap();
+    assert!(matches!(retry, ProvisionEvent::WindowStart(e) if e.attempt == 3));
+    let stream: ProvisionEvent = serde_json::from_value(json!({"Records": []})).unwrap();
+    assert!(matches!(stream, ProvisionEvent::Stream(_)));
+    for refused in [
+        json!({"grant_id": id, "trigger": "schedule"}),
+        json!({"grant_id": id}),
+        json!({"grant_id": id, "trigger": "window_start", "scope": ["all"]}),
+        json!({"sweep": true}),
+    ] {
+        let parsed: Result<ProvisionEvent, _> = serde_json::from_value(refused.clone());
+        assert!(parsed.is_err(), "{refused} was read as {parsed:?}");
+    }
 }

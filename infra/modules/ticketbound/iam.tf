@@ -896,6 +896,13 @@ locals {
         Resource = [local.function_arns["grant-expire"]]
       },
       {
+        # The change window start schedules (tb-start-<grant id>).
+        Sid      = "InvokeGrantProvision"
+        Effect   = "Allow"
+        Action   = ["lambda:InvokeFunction"]
+        Resource = [local.function_arns["grant-provision"]]
+      },
+      {
         # The reconcile schedule.
         Sid      = "InvokeGrantReconcile"
         Effect   = "Allow"

@@ -309,7 +309,11 @@ locals {
         aws_iam_role.function["secret-rotate"].arn,
         aws_iam_role.function["grant-reconcile"].arn,
       ])
+      # What the expiry schedules invoke; and what a change window's start schedule
+      # (tb-start-<grant id>, for a grant whose window has not begun) does:
+      # grant-provision itself.
       TICKETBOUND_EXPIRY_FUNCTION_ARN       = local.function_arns["grant-expire"]
+      TICKETBOUND_PROVISION_FUNCTION_ARN    = local.function_arns["grant-provision"]
       TICKETBOUND_SCHEDULER_ROLE_ARN        = aws_iam_role.scheduler.arn
       TICKETBOUND_SCHEDULE_GROUP            = aws_scheduler_schedule_group.this.name
       TICKETBOUND_SCHEDULE_DLQ_ARN          = aws_sqs_queue.schedule_dlq.arn

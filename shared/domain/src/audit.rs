@@ -175,6 +175,8 @@ pub enum AuditAction {
     Requested,
     PolicyEvaluated,
     Rejected,
+    /// The change window has not begun: provisioning waits for its start.
+    ProvisioningDeferred,
     ProvisioningStarted,
     Provisioned,
     ProvisioningFailed,
@@ -242,6 +244,8 @@ pub enum Detail {
     CurrentVersion,
     /// The policy's decision (`allow` or `deny`).
     Decision,
+    /// Provisioning: the time it was deferred to (the change window's start).
+    DeferredUntil,
     /// The inbound delivery (`integration:id`) that brought the approval.
     Delivery,
     /// The target's environment.
@@ -324,6 +328,9 @@ pub enum Detail {
     SecretDeleted,
     /// Revocation: how many of the grantee's sessions were ended.
     SessionsTerminated,
+    /// Provisioning: the name of the schedule that issues the grant at its change
+    /// window's start.
+    StartSchedule,
     /// Rotation: the step of Secrets Manager's protocol.
     Step,
     /// Reconciliation: what the finding is about.

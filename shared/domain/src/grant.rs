@@ -158,6 +158,11 @@ impl EndCause {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum GrantEvent {
+    /// The ticket's change window has not begun: the grant waits, Approved, for a
+    /// one-time schedule at `until` (the window's start) to provision it.
+    ProvisioningDeferred {
+        until: DateTime<Utc>,
+    },
     ProvisioningStarted,
     Provisioned {
         credential: CredentialRef,
@@ -184,6 +189,7 @@ pub enum GrantEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
+    ProvisioningDeferred,
     ProvisioningStarted,
     Provisioned,
     ProvisioningFailed,
@@ -197,6 +203,7 @@ pub enum EventKind {
 impl GrantEvent {
     pub fn kind(&self) -> EventKind {
         match self {
+            Self::ProvisioningDeferred { .. } => EventKind::ProvisioningDeferred,
             Self::ProvisioningStarted => EventKind::ProvisioningStarted,
             Self::Provisioned { .. } => EventKind::Provisioned,
             Self::ProvisioningFailed { .. } => EventKind::ProvisioningFailed,
@@ -245,6 +252,9 @@ pub enum TransitionError {
     Illegal { state: GrantState, event: EventKind },
     #[error("grant already holds credential {recorded}; a second one ({reported}) was reported")]
     CredentialMismatch { recorded: String, reported: String },
+    /// Nothing is issued before the ticket's change window begins.
+    #[error("the ticket's change window begins at {starts_at}; nothing is issued before it")]
+    BeforeChangeWindow { starts_at: DateTime<Utc> },
 }
 
 /// The result of applying one event: the state before and after and the effects to
@@ -289,6 +299,9 @@ pub struct Grant {
     pub rejection_reasons: Vec<String>,
     /// The last audit event written with this grant; the audit chain must end here.
     pub audit_head: ChainHead,
+    /// When provisioning was deferred to (the change window's start), once it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_until: Option<DateTime<Utc>>,
 }
 
 impl Grant {
@@ -328,11 +341,21 @@ impl Grant {
             ended_at: None,
             rejection_reasons: Vec::new(),
             audit_head: ChainHead::genesis(id),
+            deferred_until: None,
         }
     }
 
     pub fn not_after(&self) -> DateTime<Utc> {
         self.request.not_after
+    }
+
+    /// The start of the ticket's change window when it is later than `at`: nothing
+    /// may be issued before it.
+    pub fn window_starts_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.request
+            .change_window
+            .map(|w| w.start)
+            .filter(|start| *start > at)
     }
 
     /// True once the not-after time is reached: the grant must no longer be Active.
@@ -413,9 +436,30 @@ impl Grant {
                 effects.push(Effect::RevokeCredential);
             }
             (S::Approved | S::Provisioning, GrantEvent::ProvisioningStarted) => {
+                if let Some(starts_at) = self.window_starts_after(at) {
+                    return Err(TransitionError::BeforeChangeWindow { starts_at });
+                }
                 next.state = S::Provisioning;
                 next.provisioning_attempts += 1;
                 effects.push(Effect::IssueCredential);
+            }
+            (S::Approved, GrantEvent::ProvisioningDeferred { until }) => {
+                if self.deferred_until == Some(*until) {
+                    // The same deferral again (the stream redelivered the record).
+                    return Ok(self.unchanged());
+                }
+                if self.window_starts_after(at) != Some(*until) {
+                    // Deferred to anything but the window's start, or once it began.
+                    return Err(illegal());
+                }
+                next.deferred_until = Some(*until);
+            }
+            (S::Approved, GrantEvent::ProvisioningFailed { reason, retryable }) if !*retryable => {
+                // Nothing could be set in motion for it (its change window's start
+                // schedule was refused for good): it fails before anything was made.
+                next.last_error = Some(reason.clone());
+                next.state = S::Failed;
+                next.end_cause.get_or_insert(EndCause::ProvisioningFailed);
             }
             (S::Approved, GrantEvent::Expired { trigger }) => {
                 next.end(EndCause::Expired(*trigger), S::Revoked, at);
@@ -498,7 +542,12 @@ impl Grant {
             | (S::Approved | S::Provisioning | S::Active | S::Failed, GrantEvent::TicketClosed)
             | (S::Active, GrantEvent::ProvisioningStarted)
             | (S::Active, GrantEvent::ProvisioningFailed { .. })
-            | (S::Failed, GrantEvent::ProvisioningFailed { .. }) => {
+            | (S::Failed, GrantEvent::ProvisioningFailed { .. })
+            // A deferral that lost the race with the start schedule: moot.
+            | (
+                S::Provisioning | S::Active | S::Failed,
+                GrantEvent::ProvisioningDeferred { .. },
+            ) => {
                 return Ok(self.unchanged());
             }
             (S::Active, GrantEvent::Provisioned { credential }) => {

@@ -387,6 +387,13 @@ impl RequestDraft {
             RotationPeriod::hours(self.rotation_period_hours.unwrap_or(DEFAULT_ROTATION_HOURS)),
         );
         let change_window = self.check_change_window(&mut p);
+        if let (Some(not_after), Some(Some(window))) = (self.not_after, change_window) {
+            // The grant is issued at the window's start: one that ends by then would
+            // never be usable.
+            if not_after <= window.start {
+                p.add("not_after", "must be later than change_window.start");
+            }
+        }
 
         match (
             source,
@@ -900,6 +907,20 @@ mod tests {
         assert_eq!(
             draft.validate(now()).unwrap_err().0[0].field,
             "change_window.end"
+        );
+
+        // A grant that would end before its window begins could never be used.
+        let mut draft = good_draft();
+        let not_after = draft.not_after.unwrap();
+        draft.change_window = Some(ChangeWindowDraft {
+            start: Some(not_after),
+            end: Some(not_after + Duration::hours(1)),
+        });
+        let problems = draft.validate(now()).unwrap_err().0;
+        assert_eq!(problems[0].field, "not_after");
+        assert_eq!(
+            problems[0].problem,
+            "must be later than change_window.start"
         );
     }
 

@@ -85,6 +85,7 @@ pub fn render(grant: &Grant, event: &AuditEvent) -> Option<Note> {
         AuditAction::PolicyEvaluated => policy_evaluated(&facts, &mut lines),
         AuditAction::Rejected => rejected(&facts, &mut lines),
         // The credential's issue and rotation.
+        AuditAction::ProvisioningDeferred => provisioning_deferred(&facts, &mut lines),
         AuditAction::Provisioned => provisioned(&facts, &mut lines),
         AuditAction::ProvisioningFailed => provisioning_failed(&facts, &mut lines),
         AuditAction::Rotated => rotated(&facts, &mut lines),
@@ -247,6 +248,22 @@ fn provisioned(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
     format!("ticketbound: credential issued at {}", f.at)
 }
 
+fn provisioning_deferred(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
+    let start = f
+        .detail(Detail::DeferredUntil)
+        .unwrap_or_else(|| "not recorded".into());
+    lines.push(format!("Access: {}, {}.", f.what, f.until));
+    lines.push(format!(
+        "Nothing is issued before the change window begins ({start}); the credential is created then."
+    ));
+    if let Some(schedule) = f.detail(Detail::StartSchedule) {
+        lines.push(format!(
+            "Issue scheduled at the window's start ({schedule})."
+        ));
+    }
+    format!("ticketbound: access waits for the change window ({})", f.at)
+}
+
 fn provisioning_failed(f: &Facts<'_>, lines: &mut Vec<String>) -> String {
     lines.push(format!(
         "Reason: {}.",
@@ -377,6 +394,44 @@ fn cause(trigger: Option<&str>) -> &'static str {
 #[cfg(test)]
 mod marker_tests {
     use super::*;
+
+    #[test]
+    fn a_deferral_tells_the_ticket_when_the_credential_will_be_made() {
+        use ticketbound_domain::{Actor, AuditRecord, GrantId, RequestDraft};
+        let draft: RequestDraft = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/generic/approved-request.json"
+        ))
+        .unwrap_or_else(|e| panic!("the fixture parses: {e}"));
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
+            .map(|t| t.to_utc())
+            .unwrap_or_default();
+        let request = draft
+            .validate(at)
+            .unwrap_or_else(|e| panic!("the fixture validates: {e:?}"));
+        let mut grant = Grant::approved(GrantId::new(at, 1), request, at);
+        let event = grant.record(
+            AuditRecord::new(
+                at,
+                Actor::component("grant-provision"),
+                AuditAction::ProvisioningDeferred,
+            )
+            .detail(Detail::DeferredUntil, "2026-11-29T10:00:00+00:00")
+            .detail(Detail::StartSchedule, "tb-start-x"),
+        );
+        let note = render(&grant, &event).unwrap_or_else(|| panic!("a deferral is told"));
+        assert!(
+            note.headline.contains("waits for the change window"),
+            "{note:?}"
+        );
+        let text = note.lines.join("\n");
+        assert!(
+            text.contains(
+                "Nothing is issued before the change window begins (2026-11-29T10:00:00+00:00)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("tb-start-x"), "{text}");
+    }
 
     #[test]
     fn a_marker_is_found_on_its_own_line_only() {

@@ -86,6 +86,8 @@ variables! {
         r#"the rotation function. Default: unset, and rotation is not turned on (the audit says so)"#;
     EXPIRY_FUNCTION_ARN =>
         r#"what expiry (and revocation retry) schedules invoke. Required by grant-provision; without it grant-expire leaves retries to its triggers"#;
+    PROVISION_FUNCTION_ARN =>
+        r#"what a change window's start schedule invokes: grant-provision itself (a grant approved for a window that has not begun is issued at its start, not before). Required by grant-provision"#;
     SCHEDULER_ROLE_ARN =>
         r#"the role EventBridge Scheduler assumes to invoke it. Required by grant-provision; without it grant-expire leaves retries to its triggers"#;
     SCHEDULE_GROUP =>

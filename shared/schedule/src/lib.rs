@@ -69,6 +69,9 @@ pub struct ScheduleTarget {
     /// The role Scheduler assumes to invoke it.
     pub role_arn: String,
     pub dead_letter_arn: Option<String>,
+    /// What a change window's start schedule invokes: the provisioner itself (only
+    /// the provisioner makes them; the other uses leave it unset).
+    pub provision_arn: Option<String>,
 }
 
 /// Where expiry schedules live and what they invoke. Functions that only delete
@@ -80,14 +83,16 @@ pub struct ScheduleSettings {
 }
 
 pub use ticketbound_runtime::vars::{
-    EXPIRY_FUNCTION_ARN, SCHEDULE_DLQ_ARN, SCHEDULE_GROUP, SCHEDULER_ROLE_ARN,
+    EXPIRY_FUNCTION_ARN, PROVISION_FUNCTION_ARN, SCHEDULE_DLQ_ARN, SCHEDULE_GROUP,
+    SCHEDULER_ROLE_ARN,
 };
 
 /// What a function does with expiry schedules, which decides what of
 /// [`ScheduleSettings`] it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScheduleUse {
-    /// Makes every grant's expiry schedule: the target is required.
+    /// Makes every grant's expiry schedule, and the start schedule of a grant whose
+    /// change window has not begun: both targets are required.
     Creates,
     /// Makes retry schedules when a target is configured (both its ARNs), and leaves
     /// retries to its other triggers when not.
@@ -107,14 +112,16 @@ impl ScheduleSettings {
             "a schedule group name",
             "ticketbound".to_owned(),
         );
-        let (arn, role_arn): (Option<String>, Option<String>) = match use_ {
+        let (arn, role_arn, provision_arn): (Option<String>, Option<String>, _) = match use_ {
             ScheduleUse::Creates => (
                 env.required(EXPIRY_FUNCTION_ARN, "a Lambda ARN"),
                 env.required(SCHEDULER_ROLE_ARN, "an IAM role ARN"),
+                env.required(PROVISION_FUNCTION_ARN, "a Lambda ARN"),
             ),
             ScheduleUse::RetriesIfTargeted => (
                 env.optional(EXPIRY_FUNCTION_ARN, "a Lambda ARN"),
                 env.optional(SCHEDULER_ROLE_ARN, "an IAM role ARN"),
+                None,
             ),
             ScheduleUse::Deletes => {
                 return Self {
@@ -129,6 +136,7 @@ impl ScheduleSettings {
                 arn,
                 role_arn,
                 dead_letter_arn,
+                provision_arn,
             }),
             _ => None,
         };
@@ -139,6 +147,38 @@ impl ScheduleSettings {
 /// The name of a grant's expiry schedule.
 pub fn schedule_name(id: GrantId) -> String {
     format!("tb-expire-{id}")
+}
+
+/// The name of the one-time schedule that provisions a grant at its change window's
+/// start (`attempt` 0), or retries that after its `attempt`th failure.
+pub fn start_schedule_name(id: GrantId, attempt: u32) -> String {
+    match attempt {
+        0 => format!("tb-start-{id}"),
+        n => format!("tb-start-{id}-r{n}"),
+    }
+}
+
+/// What a change window's start schedule hands the provisioner: which grant, that the
+/// window's start is why, and which retry this is (0: the start itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowStartEvent {
+    pub grant_id: GrantId,
+    pub trigger: WindowStartTrigger,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The one trigger a start schedule names (a field of its own, so that an event of
+/// any other shape is never read as one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowStartTrigger {
+    WindowStart,
 }
 
 /// The name of the schedule that retries a grant's revocation after its `attempt`th
@@ -155,6 +195,13 @@ fn at_expression(t: DateTime<Utc>) -> String {
         t
     };
     format!("at({})", rounded.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+/// Which function a schedule invokes.
+#[derive(Debug, Clone, Copy)]
+enum Invokes {
+    Expiry,
+    Provisioner,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +223,7 @@ impl ExpirySchedules {
     /// Creates the grant's expiry schedule unless it exists. Returns its name.
     pub async fn ensure(&self, grant: &Grant) -> Result<String, ScheduleError> {
         self.create_once(
+            Invokes::Expiry,
             schedule_name(grant.id),
             grant.not_after(),
             serde_json::json!({"grant_id": grant.id.to_string(), "trigger": "schedule"}),
@@ -199,6 +247,7 @@ impl ExpirySchedules {
         at: DateTime<Utc>,
     ) -> Result<String, ScheduleError> {
         self.create_once(
+            Invokes::Expiry,
             retry_schedule_name(grant.id, attempt),
             at,
             serde_json::json!({"grant_id": grant.id.to_string(), "trigger": "retry"}),
@@ -212,8 +261,40 @@ impl ExpirySchedules {
         .await
     }
 
+    /// Creates the one-time schedule that provisions grant `id` at `at` (its change
+    /// window's start, or a retry's time) unless it exists; `attempt` 0 is the start
+    /// itself, each retry a schedule of its own name and request token, so that one
+    /// that fired (and deleted itself) never stands in the way of the next. Returns
+    /// its name.
+    pub async fn ensure_start(
+        &self,
+        id: GrantId,
+        at: DateTime<Utc>,
+        attempt: u32,
+    ) -> Result<String, ScheduleError> {
+        let event = WindowStartEvent {
+            grant_id: id,
+            trigger: WindowStartTrigger::WindowStart,
+            attempt,
+        };
+        let name = start_schedule_name(id, attempt);
+        self.create_once(
+            Invokes::Provisioner,
+            name.clone(),
+            at,
+            serde_json::to_value(&event).unwrap_or_default(),
+            match attempt {
+                0 => format!("issue grant {id} at its change window's start"),
+                n => format!("issue grant {id}, retry {n} after its change window's start"),
+            },
+            name,
+        )
+        .await
+    }
+
     async fn create_once(
         &self,
+        invokes: Invokes,
         name: String,
         at: DateTime<Utc>,
         input: serde_json::Value,
@@ -225,9 +306,16 @@ impl ExpirySchedules {
             .target
             .as_ref()
             .ok_or(ScheduleError::NoTarget)?;
+        let function_arn = match invokes {
+            Invokes::Expiry => &settings.arn,
+            Invokes::Provisioner => settings
+                .provision_arn
+                .as_ref()
+                .ok_or(ScheduleError::NoTarget)?,
+        };
         let input = input.to_string();
         let mut target = Target::builder()
-            .arn(&settings.arn)
+            .arn(function_arn)
             .role_arn(&settings.role_arn)
             .input(input)
             .retry_policy(

@@ -21,11 +21,16 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 
+/// A refusal to answer with: HTTP status, AWS error type, how many more answers.
+type Refusal = (u16, String, u32);
+
 /// Operation name → how many more calls of it fail.
 #[derive(Debug, Clone, Default)]
 pub struct FaultInjector {
     plan: Arc<Mutex<HashMap<String, u32>>>,
     lost: Arc<Mutex<HashMap<String, u32>>>,
+    /// Operation → (status, error type, how many more answers are refused).
+    refused: Arc<Mutex<HashMap<String, Refusal>>>,
     pauses: Arc<Mutex<HashMap<String, Hold>>>,
     seen: Arc<Mutex<Vec<String>>>,
 }
@@ -87,6 +92,15 @@ impl FaultInjector {
     pub fn lose_answer(&self, operation: &str, times: u32) {
         if let Ok(mut lost) = self.lost.lock() {
             lost.insert(operation.to_owned(), times);
+        }
+    }
+
+    /// Replaces the next `times` answers to `operation` with AWS's refusal `error_type`
+    /// at HTTP `status` (e.g. 403 `AccessDeniedException`), an error no retry fixes.
+    /// The emulator has applied the call by then: only its answer is refused.
+    pub fn refuse_answer(&self, operation: &str, status: u16, error_type: &str, times: u32) {
+        if let Ok(mut refused) = self.refused.lock() {
+            refused.insert(operation.to_owned(), (status, error_type.to_owned(), times));
         }
     }
 
@@ -163,6 +177,24 @@ impl Intercept for FaultInjector {
         let Some(operation) = cfg.load::<Metadata>().map(|m| m.name().to_owned()) else {
             return Ok(());
         };
+        let mut refused = self.refused.lock().map_err(|_| "fault plan poisoned")?;
+        if let Some((status, error_type, left)) = refused.get_mut(&operation)
+            && *left > 0
+        {
+            *left -= 1;
+            let response = context.response_mut();
+            *response.status_mut() = (*status).try_into()?;
+            response.headers_mut().remove("x-amz-crc32");
+            response.headers_mut().remove("content-length");
+            response
+                .headers_mut()
+                .insert("x-amzn-errortype", error_type.clone());
+            *response.body_mut() = SdkBody::from(format!(
+                r#"{{"__type":"{error_type}","message":"injected: refused"}}"#
+            ));
+            return Ok(());
+        }
+        drop(refused);
         let mut lost = self.lost.lock().map_err(|_| "fault plan poisoned")?;
         if let Some(left) = lost.get_mut(&operation)
             && *left > 0

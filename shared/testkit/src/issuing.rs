@@ -87,6 +87,10 @@ impl TestStack {
                             .into(),
                         role_arn: "arn:aws:iam::123456789012:role/ticketbound-scheduler".into(),
                         dead_letter_arn: None,
+                        provision_arn: Some(
+                            "arn:aws:lambda:eu-west-1:123456789012:function:ticketbound-grant-provision"
+                                .into(),
+                        ),
                     }),
                 },
             ),

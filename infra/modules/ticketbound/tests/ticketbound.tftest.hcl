@@ -1721,6 +1721,10 @@ run "key_alarms_streams_and_scheduler" {
         actions   = toset(["lambda:InvokeFunction"])
         resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"])
       }
+      InvokeGrantProvision = {
+        actions   = toset(["lambda:InvokeFunction"])
+        resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-provision"])
+      }
       InvokeGrantReconcile = {
         actions   = toset(["lambda:InvokeFunction"])
         resources = toset(["arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-reconcile"])
@@ -1738,7 +1742,7 @@ run "key_alarms_streams_and_scheduler" {
         resources = toset([aws_kms_key.this.arn])
       }
     }
-    error_message = "the scheduler role invokes grant-expire, grant-reconcile and log-checkpoint only, and sends to the schedules' (encrypted) DLQ"
+    error_message = "the scheduler role invokes grant-expire, grant-provision (change window starts), grant-reconcile and log-checkpoint only, and sends to the schedules' (encrypted) DLQ"
   }
   assert {
     condition     = one([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Condition if s.Sid == "ScheduleDeadLetterQueueKey"]) == { StringEquals = { "kms:ViaService" = "sqs.eu-west-1.amazonaws.com" } }
@@ -2104,6 +2108,7 @@ run "provision_and_expire" {
       "TICKETBOUND_SECRET_KMS_KEY_ID",
       "TICKETBOUND_SECRET_ADMIN_PRINCIPALS",
       "TICKETBOUND_EXPIRY_FUNCTION_ARN",
+      "TICKETBOUND_PROVISION_FUNCTION_ARN",
       "TICKETBOUND_SCHEDULER_ROLE_ARN",
       "TICKETBOUND_SCHEDULE_GROUP",
       "TICKETBOUND_SCHEDULE_DLQ_ARN",
@@ -2122,6 +2127,7 @@ run "provision_and_expire" {
       TICKETBOUND_SECRET_KMS_KEY_ID         = "arn:aws:kms:eu-west-1:111122223333:key/0b7f1c2e-0000-4000-8000-000000000001"
       TICKETBOUND_SECRET_ADMIN_PRINCIPALS   = "arn:aws:iam::111122223333:role/ticketbound-grant-provision,arn:aws:iam::111122223333:role/ticketbound-grant-expire,arn:aws:iam::111122223333:role/ticketbound-secret-rotate,arn:aws:iam::111122223333:role/ticketbound-grant-reconcile"
       TICKETBOUND_EXPIRY_FUNCTION_ARN       = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-expire"
+      TICKETBOUND_PROVISION_FUNCTION_ARN    = "arn:aws:lambda:eu-west-1:111122223333:function:ticketbound-grant-provision"
       TICKETBOUND_SCHEDULER_ROLE_ARN        = "arn:aws:iam::111122223333:role/ticketbound-scheduler"
       TICKETBOUND_SCHEDULE_GROUP            = "ticketbound"
       TICKETBOUND_SCHEDULE_DLQ_ARN          = "arn:aws:sqs:eu-west-1:111122223333:ticketbound-expiry-schedules-dlq"
@@ -2133,6 +2139,10 @@ run "provision_and_expire" {
   assert {
     condition     = aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"] == aws_lambda_function.this["grant-expire"].arn
     error_message = "the expiry function ARN, built from names, is grant-expire's"
+  }
+  assert {
+    condition     = aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_PROVISION_FUNCTION_ARN"] == aws_lambda_function.this["grant-provision"].arn
+    error_message = "the change window start schedules' function ARN, built from names, is grant-provision's own"
   }
   assert {
     condition     = aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_ROTATION_FUNCTION_ARN"] == aws_lambda_function.this["secret-rotate"].arn
@@ -2589,6 +2599,13 @@ run "provision_and_expire" {
       aws_lambda_function.this["grant-expire"].environment[0].variables["TICKETBOUND_EXPIRY_FUNCTION_ARN"]
     )
     error_message = "the scheduler role may invoke the function grant-expire's retry schedules name"
+  }
+  assert {
+    condition = contains(
+      flatten([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s.Resource if s.Sid == "InvokeGrantProvision"]),
+      aws_lambda_function.this["grant-provision"].environment[0].variables["TICKETBOUND_PROVISION_FUNCTION_ARN"]
+    )
+    error_message = "the scheduler role may invoke the function grant-provision's change window start schedules name"
   }
   assert {
     condition = (

@@ -170,6 +170,106 @@ fn a_withdrawn_approval_before_provisioning_ends_without_revocation_work() {
     assert_eq!(g.end_cause, Some(EndCause::TicketWithdrawn));
 }
 
+/// A grant whose ticket's change window begins an hour after its approval.
+fn grant_with_later_window() -> Grant {
+    let mut g = grant();
+    g.request.change_window = Some(ChangeWindow {
+        start: now() + Duration::hours(1),
+        end: g.not_after(),
+    });
+    g
+}
+
+#[test]
+fn nothing_is_issued_before_the_change_window_begins() {
+    let g = grant_with_later_window();
+    let start = now() + Duration::hours(1);
+    assert_eq!(g.window_starts_after(now()), Some(start));
+    let err = g
+        .apply(
+            &GrantEvent::ProvisioningStarted,
+            now(),
+            &LifecycleRules::default(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, TransitionError::BeforeChangeWindow { starts_at } if starts_at == start),
+        "{err:?}"
+    );
+    let before = start - Duration::seconds(1);
+    assert!(
+        g.apply(
+            &GrantEvent::ProvisioningStarted,
+            before,
+            &LifecycleRules::default()
+        )
+        .is_err(),
+        "not a second early"
+    );
+
+    // Deferred once: the same deferral again changes nothing (no second audit event).
+    let (deferred, t) = step(&g, GrantEvent::ProvisioningDeferred { until: start }, now());
+    assert!(t.changed);
+    assert_eq!(deferred.state, GrantState::Approved);
+    assert_eq!(deferred.deferred_until, Some(start));
+    let (_, again) = step(
+        &deferred,
+        GrantEvent::ProvisioningDeferred { until: start },
+        now() + Duration::minutes(5),
+    );
+    assert!(!again.changed);
+    // A deferral to any other time, or once the window began, is not the domain's.
+    for (until, at) in [(start + Duration::hours(1), now()), (start, start)] {
+        assert!(
+            g.apply(
+                &GrantEvent::ProvisioningDeferred { until },
+                at,
+                &LifecycleRules::default()
+            )
+            .is_err(),
+            "deferred to {until} at {at}"
+        );
+    }
+
+    // A start schedule refused for good fails the grant before anything is made; a
+    // failure that may pass does not end it (the start's retry takes it).
+    let (failed, _) = step(
+        &deferred,
+        GrantEvent::ProvisioningFailed {
+            reason: "AccessDenied".into(),
+            retryable: false,
+        },
+        now(),
+    );
+    assert_eq!(failed.state, GrantState::Failed);
+    assert!(failed.credential.is_none());
+    assert!(
+        deferred
+            .apply(
+                &GrantEvent::ProvisioningFailed {
+                    reason: "throttled".into(),
+                    retryable: true
+                },
+                now(),
+                &LifecycleRules::default()
+            )
+            .is_err()
+    );
+
+    // At the start it is issued as any other grant.
+    let (started, t) = step(&deferred, GrantEvent::ProvisioningStarted, start);
+    assert_eq!(started.state, GrantState::Provisioning);
+    assert_eq!(t.effects, [Effect::IssueCredential]);
+
+    // Withdrawn before the start, it ends with nothing to revoke, and the start's
+    // schedule firing afterwards changes nothing.
+    let (withdrawn, t) = step(&deferred, GrantEvent::TicketWithdrawn, now());
+    assert_eq!(withdrawn.state, GrantState::Revoked);
+    assert!(t.effects.is_empty());
+    let (_, late) = step(&withdrawn, GrantEvent::ProvisioningStarted, start);
+    assert!(!late.changed);
+}
+
 #[test]
 fn ticket_closure_revokes_only_when_the_request_says_so() {
     let mut g = grant();
@@ -283,6 +383,10 @@ fn any_event() -> impl Strategy<Value = GrantEvent> {
     ];
     prop_oneof![
         Just(GrantEvent::ProvisioningStarted),
+        // The only deferral the provisioner records: to the window's start.
+        Just(GrantEvent::ProvisioningDeferred {
+            until: now() + Duration::hours(1)
+        }),
         prop_oneof![Just("a"), Just("b")].prop_map(|n| GrantEvent::Provisioned {
             credential: credential(n)
         }),
@@ -351,6 +455,27 @@ proptest! {
                 g = next;
                 if g.state == GrantState::Active {
                     prop_assert!(at < g.not_after(), "Active at {} with not-after {}", at, g.not_after());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_is_issued_before_the_change_window_begins_whatever_the_order(history in any_history()) {
+        let mut g = grant_with_later_window();
+        let start = now() + Duration::hours(1);
+        for (event, offset) in history {
+            let at = now() + Duration::seconds(offset);
+            if let Ok((next, t)) = g.apply(&event, at, &LifecycleRules::default()) {
+                g = next;
+                if at < start {
+                    // (A credential reported for a failed grant is recorded to be
+                    // revoked; nothing here asks for one to be made.)
+                    prop_assert!(
+                        !matches!(g.state, GrantState::Provisioning | GrantState::Active),
+                        "{:?} at {} before the window's start {}", g.state, at, start
+                    );
+                    prop_assert!(!t.effects.contains(&Effect::IssueCredential));
                 }
             }
         }
