@@ -11,6 +11,7 @@ mod error;
 mod evidence;
 mod grants;
 mod identities;
+mod inventory;
 mod local;
 mod report;
 
@@ -105,6 +106,21 @@ enum Command {
     Identities {
         #[command(subcommand)]
         action: IdentitiesAction,
+    },
+    /// Every registered identity with its owner, live grants (ticket, target, scope,
+    /// expiry, last rotation) and last review; and what the targets and Secrets
+    /// Manager hold that ticketbound does not manage (logins made by hand, secrets that
+    /// look like credentials by their metadata), which is listed and never touched.
+    Inventory {
+        /// Only the identities this owner answers for.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only this target (system id): identities registered for it, its grants, its
+        /// unmanaged logins.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Runs the reconciler once (recorded vs live state) and prints its findings.
     Reconcile {
@@ -382,6 +398,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
         }
+        Command::Inventory {
+            owner,
+            target,
+            json,
+        } => {
+            let ctx = context::Context::load(&cli.home).await?;
+            let filter = grant_reconcile::inventory::InventoryFilter { owner, target };
+            inventory::run(&ctx, &filter, json).await
+        }
         Command::Reconcile { json } => {
             let ctx = context::Context::load(&cli.home).await?;
             reconcile(&ctx, json).await
@@ -477,14 +502,15 @@ async fn reconcile(ctx: &context::Context, json: bool) -> Result<(), CliError> {
         return Ok(());
     }
     println!(
-        "checked {} grants, {} managed secrets, {} logins in {} ms: {} finding(s)",
+        "checked {} grants, {} managed secrets, {} logins in {} ms: {} finding(s); {} unmanaged (ticketbound inventory)",
         report.grants_checked,
         report.secrets_seen,
         report.logins_seen,
         report.duration_ms,
-        report.findings.len()
+        report.findings.len(),
+        report.unmanaged.len()
     );
-    for f in &report.findings {
+    for f in report.findings.iter().chain(&report.unmanaged) {
         println!(
             "  {:<17} {:<28} {}  {}{}",
             f.kind.as_str(),

@@ -491,3 +491,100 @@ mod ticketbound_cli_colours {
     pub const VERDICT_GOOD: &str = "#0f766e";
     pub const VERDICT_BAD: &str = "#b91c1c";
 }
+
+/// `inventory`, as an operator runs it on the local stack: the registered identity
+/// with its owner and its live grant (ticket, target, expiry), and a login a DBA made
+/// by hand at `orders-db`, listed as unmanaged and left alone; `--owner` narrows to
+/// whom an owner answers for.
+#[tokio::test]
+async fn inventory_lists_identities_with_their_grants_and_what_is_unmanaged() {
+    let stack = TestStack::get().await;
+    let desk = stack.jira_desk().await;
+    let (key, _) = desk
+        .approved(
+            ticketbound_testkit::jira_desk::DEMO_PROJECT,
+            Utc::now(),
+            Duration::hours(2),
+            |_| {},
+        )
+        .await;
+    let store = stack.local_store();
+    let ticket = ticketbound_domain::Ticket {
+        source: SourceSystem::Jira,
+        key: TicketKey::new(&key).unwrap(),
+        link: None,
+    };
+    let mut active = None;
+    for _ in 0..150 {
+        if let Some(g) = store.grants_for_ticket(&ticket).await.unwrap().first()
+            && g.state == ticketbound_domain::GrantState::Active
+        {
+            active = Some(g.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let grant = active.unwrap_or_else(|| panic!("{key} never became an Active grant"));
+    let login = format!("dba_made_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let admin = stack.pg_admin().await;
+    admin
+        .batch_execute(&format!("CREATE ROLE {login} LOGIN PASSWORD 'dba-pw'"))
+        .await
+        .unwrap();
+
+    let out = ticketbound(&["inventory", "--target", "orders-db", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inv: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let identity = inv["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == grant.request.identity.name.as_str())
+        .unwrap_or_else(|| panic!("{} not listed: {inv}", grant.request.identity.name));
+    assert_eq!(identity["owner"], grant.request.identity.owner.as_str());
+    let live = identity["live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["grant_id"] == grant.id.to_string())
+        .unwrap_or_else(|| panic!("grant {} not listed: {identity}", grant.id));
+    assert_eq!(live["ticket"], format!("jira#{key}"));
+    assert_eq!(live["target"], "orders-db");
+    assert_eq!(live["state"], "active");
+    let unmanaged: Vec<&str> = inv["unmanaged"]["logins"]["orders-db"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert!(unmanaged.contains(&login.as_str()), "{unmanaged:?}");
+    assert!(!unmanaged.contains(&"ticketbound_admin"), "{unmanaged:?}");
+    assert!(
+        !unmanaged.iter().any(|l| l.starts_with("tb_")),
+        "ticketbound's own logins are not unmanaged: {unmanaged:?}"
+    );
+
+    // The table a person reads, and an owner with nothing.
+    let out = ticketbound(&["inventory", "--target", "orders-db"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("login  orders-db/{login}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("jira#{key}")), "{text}");
+    let out = ticketbound(&["inventory", "--owner", "nobody-owns-this", "--json"]);
+    let none: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(none["identities"].as_array().unwrap().len(), 0);
+
+    // Listed, never touched.
+    let db = stack.pg_login(&login, "dba-pw").await;
+    assert!(db.is_ok(), "the hand-made login still works");
+    admin
+        .batch_execute(&format!("DROP ROLE {login}"))
+        .await
+        .unwrap();
+}

@@ -20,11 +20,17 @@
 //! - **registry tampered**: an identity's registry record whose chain of changes does
 //!   not verify (changed by other means than `ticketbound identities`).
 //!
+//! - **unmanaged** (reported apart, in `unmanaged`, and counted as
+//!   `UnmanagedPrincipals`): a login at a target that ticketbound did not make and
+//!   does not administer with, or a secret it does not manage that looks like a
+//!   credential (judged from its metadata only); never touched. See [`inventory`].
+//!
 //! Each finding about a grant is recorded in its audit trail (once: the same finding
 //! in the next run is not recorded again) and counted (metric `DriftFindings`).
 //! Findings with no grant (orphans) are logged and counted.
 
 pub mod config;
+pub mod inventory;
 
 use std::collections::{BTreeMap, BTreeSet};
 use ticketbound_domain::Detail;
@@ -96,6 +102,8 @@ pub enum FindingKind {
     IdentityUnregistered,
     /// An identity's registry record whose chain of changes does not verify.
     RegistryTampered,
+    /// A login or credential-like secret that ticketbound does not manage.
+    Unmanaged,
 }
 
 impl FindingKind {
@@ -110,6 +118,7 @@ impl FindingKind {
             Self::RetiredConnector => "retired_connector",
             Self::IdentityUnregistered => "identity_unregistered",
             Self::RegistryTampered => "registry_tampered",
+            Self::Unmanaged => "unmanaged",
         }
     }
 }
@@ -135,6 +144,9 @@ pub struct ReconcileReport {
     pub secrets_seen: usize,
     pub logins_seen: usize,
     pub findings: Vec<Finding>,
+    /// What the targets and Secrets Manager hold that ticketbound does not manage:
+    /// not drift, so not among `findings` (see [`inventory`]).
+    pub unmanaged: Vec<Finding>,
     pub duration_ms: u128,
 }
 
@@ -277,6 +289,17 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
         );
         for f in &report.findings {
             tracing::warn!(kind = f.kind.as_str(), grant_id = ?f.grant_id, subject = %f.subject, detail = %f.detail, remediation = ?f.remediation, "drift");
+        }
+    }
+    report.unmanaged = inventory::unmanaged(deps).await?.findings();
+    if !report.unmanaged.is_empty() {
+        ticketbound_runtime::metrics::count(
+            COMPONENT,
+            "UnmanagedPrincipals",
+            report.unmanaged.len() as u64,
+        );
+        for f in &report.unmanaged {
+            tracing::info!(kind = f.kind.as_str(), subject = %f.subject, detail = %f.detail, "unmanaged");
         }
     }
     report.duration_ms = started.elapsed().as_millis();

@@ -410,3 +410,121 @@ async fn a_live_grant_the_registry_no_longer_accounts_for_is_reported_identity_u
     let still = h.deps.store.get_grant(grant.id).await.unwrap().unwrap();
     assert_eq!(still.state, GrantState::Active, "reported, not revoked");
 }
+
+/// The inventory's part of each run: a login made by hand at the target and a secret
+/// that looks like a credential, neither made by ticketbound, are reported as
+/// `unmanaged` (apart from drift) and left alone: the login still logs in and the
+/// secret is still there after the run, remediation on. What is not a credential, a
+/// role that cannot log in, ticketbound's administrator and its managed secrets are
+/// not listed.
+#[tokio::test]
+async fn logins_and_secrets_made_by_hand_are_listed_as_unmanaged_and_left_alone() {
+    let h = harness(true).await;
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    let (login, group) = (format!("handmade_{id}"), format!("handgroup_{id}"));
+    h.admin(&format!(
+        "CREATE ROLE {group} NOLOGIN; CREATE ROLE {login} LOGIN PASSWORD 'by-hand-pw' IN ROLE {group}"
+    ))
+    .await;
+    let sm = h.stack.secretsmanager();
+    let password = sm
+        .create_secret()
+        .name(format!("app/orders/{id}/db-password"))
+        .secret_string("not read by anyone here")
+        .send()
+        .await
+        .unwrap();
+    let flags = sm
+        .create_secret()
+        .name(format!("ui/{id}/feature-flags"))
+        .description("layout settings")
+        .secret_string("{}")
+        .send()
+        .await
+        .unwrap();
+    let (grant, _) = h.active().await;
+    // Hiding places: a login named as RDS names its own, and an allowed scope role
+    // given the right to log in.
+    let disguised = format!("rdsadmin_{id}");
+    h.admin(&format!("CREATE ROLE {disguised} LOGIN")).await;
+    let scope_role = h.fixture.pg.reader.clone();
+    h.admin(&format!("ALTER ROLE {scope_role} LOGIN")).await;
+
+    let report = reconcile(&h.deps).await.unwrap();
+    h.admin(&format!(
+        "ALTER ROLE {scope_role} NOLOGIN; DROP ROLE {disguised}"
+    ))
+    .await;
+    let unmanaged: Vec<&str> = report
+        .unmanaged
+        .iter()
+        .map(|f| f.subject.as_str())
+        .collect();
+    for listed in [&disguised, &scope_role] {
+        let subject = format!("{ALTERNATING_TARGET}/{listed}");
+        assert!(
+            unmanaged.contains(&subject.as_str()),
+            "{subject}: {unmanaged:?}"
+        );
+    }
+    let hand_login = format!("{ALTERNATING_TARGET}/{login}");
+    assert!(unmanaged.contains(&hand_login.as_str()), "{unmanaged:?}");
+    assert!(
+        unmanaged.contains(&password.arn().unwrap()),
+        "{unmanaged:?}"
+    );
+    assert!(
+        !unmanaged.contains(&flags.arn().unwrap()),
+        "not a credential by its metadata"
+    );
+    let about_login = report
+        .unmanaged
+        .iter()
+        .find(|f| f.subject == hand_login)
+        .unwrap();
+    assert!(
+        about_login.detail.contains(&format!("member of {group}")),
+        "{}",
+        about_login.detail
+    );
+    assert!(
+        about_login.detail.contains("never expires"),
+        "{}",
+        about_login.detail
+    );
+    for not_listed in [
+        format!("{ALTERNATING_TARGET}/{group}"),
+        format!("{ALTERNATING_TARGET}/ticketbound_admin"),
+        format!("{ALTERNATING_TARGET}/postgres"),
+        format!("{ALTERNATING_TARGET}/{}", principal_name(&grant)),
+    ] {
+        assert!(
+            !unmanaged.contains(&not_listed.as_str()),
+            "{not_listed} listed: {unmanaged:?}"
+        );
+    }
+    let managed = grant.credential.clone().unwrap().secret_arn;
+    assert!(
+        !unmanaged.contains(&managed.as_str()),
+        "a grant's secret is managed"
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.kind != FindingKind::Unmanaged),
+        "unmanaged is not drift"
+    );
+
+    // Left alone: the login still works, the secret is still there.
+    h.stack.pg_login(&login, "by-hand-pw").await.unwrap();
+    let described = sm
+        .describe_secret()
+        .secret_id(password.arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(described.deleted_date().is_none());
+    h.admin(&format!("DROP ROLE {login}; DROP ROLE {group}"))
+        .await;
+}

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use ticketbound_domain::{ConnectorKind, Grant};
 use ticketbound_runtime::SecretString;
 
-use ticketbound_targets::postgres::{LiveRole, PostgresTarget, RevocationReceipt, UnsafeScopeRole};
+use ticketbound_targets::postgres::{
+    LiveRole, PostgresTarget, RevocationReceipt, UnmanagedLogin, UnsafeScopeRole,
+};
 
 use crate::{EnforceError, Enforcer, TargetConfig};
 
@@ -53,6 +55,39 @@ impl Enforcer {
             out.insert(system.clone(), unsafe_roles);
         }
         Ok(out)
+    }
+}
+
+impl Enforcer {
+    /// Every configured target's logins that ticketbound neither made nor administers
+    /// with (system id → logins), for the inventory. Read only: nothing unmanaged is
+    /// ever touched.
+    pub async fn unmanaged_logins(
+        &self,
+    ) -> Result<BTreeMap<String, Vec<UnmanagedLogin>>, EnforceError> {
+        let mut out = BTreeMap::new();
+        for (system, target) in &self.settings.targets.0 {
+            out.insert(
+                system.clone(),
+                self.connector(target).await?.unmanaged().await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The secrets that are ticketbound's own configuration of its targets (their
+    /// administrators' credentials): not grants', and not unmanaged either.
+    pub fn target_admin_secret_ids(&self) -> Vec<String> {
+        self.settings
+            .targets
+            .0
+            .values()
+            .map(|target| match target {
+                TargetConfig::Postgres {
+                    admin_secret_id, ..
+                } => admin_secret_id.clone(),
+            })
+            .collect()
     }
 }
 
@@ -253,6 +288,14 @@ impl Connector {
     pub(crate) async fn unsafe_scope(&self) -> Result<Vec<UnsafeScopeRole>, EnforceError> {
         Ok(match self {
             Self::Postgres(t) => t.check_scope().await?,
+        })
+    }
+
+    /// Every login at the target that ticketbound did not make and does not
+    /// administer with.
+    pub(crate) async fn unmanaged(&self) -> Result<Vec<UnmanagedLogin>, EnforceError> {
+        Ok(match self {
+            Self::Postgres(t) => t.unmanaged_logins().await?,
         })
     }
 

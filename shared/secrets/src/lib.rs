@@ -12,6 +12,7 @@
 //! and never on the local stack (`ticketbound-local`), since Lambdas link it.
 
 pub mod credentials;
+pub mod inventory;
 pub mod rotation;
 
 use std::collections::HashMap;

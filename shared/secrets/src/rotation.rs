@@ -152,44 +152,53 @@ impl SecretsManager {
     /// Every secret tagged `managed-by=ticketbound`, page by page, with its versions and
     /// rotation settings.
     pub async fn list_managed(&self) -> Result<Vec<SecretInfo>, SecretsError> {
+        let filters = vec![
+            Filter::builder()
+                .key(FilterNameStringType::TagKey)
+                .values(MANAGED_BY_TAG.0)
+                .build(),
+            Filter::builder()
+                .key(FilterNameStringType::TagValue)
+                .values(MANAGED_BY_TAG.1)
+                .build(),
+        ];
         let mut found = Vec::new();
+        for entry in self.list_secrets(filters).await? {
+            let Some(arn) = entry.arn() else { continue };
+            // ListSecrets leaves out what DescribeSecret says of versions and rotation
+            // in some implementations: ask each one.
+            if let Some(info) = self.describe(arn).await?
+                && info.tag(MANAGED_BY_TAG.0) == Some(MANAGED_BY_TAG.1)
+                && !info.deleted
+            {
+                found.push(info);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every page of ListSecrets with `filters`, without those scheduled for deletion.
+    pub(crate) async fn list_secrets(
+        &self,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<aws_sdk_secretsmanager::types::SecretListEntry>, SecretsError> {
+        let mut entries = Vec::new();
         let mut next: Option<String> = None;
         loop {
             let out = self
                 .client
                 .list_secrets()
-                .filters(
-                    Filter::builder()
-                        .key(FilterNameStringType::TagKey)
-                        .values(MANAGED_BY_TAG.0)
-                        .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .key(FilterNameStringType::TagValue)
-                        .values(MANAGED_BY_TAG.1)
-                        .build(),
-                )
+                .set_filters((!filters.is_empty()).then(|| filters.clone()))
                 .include_planned_deletion(false)
                 .max_results(100)
                 .set_next_token(next.take())
                 .send()
                 .await
                 .map_err(|e| SecretsError::call("ListSecrets", "-", e))?;
-            for entry in out.secret_list() {
-                let Some(arn) = entry.arn() else { continue };
-                // ListSecrets leaves out what DescribeSecret says of versions and
-                // rotation in some implementations: ask each one.
-                if let Some(info) = self.describe(arn).await?
-                    && info.tag(MANAGED_BY_TAG.0) == Some(MANAGED_BY_TAG.1)
-                    && !info.deleted
-                {
-                    found.push(info);
-                }
-            }
+            entries.extend(out.secret_list().iter().cloned());
             match out.next_token() {
                 Some(token) if !token.is_empty() => next = Some(token.to_owned()),
-                _ => return Ok(found),
+                _ => return Ok(entries),
             }
         }
     }

@@ -93,6 +93,28 @@ pub struct LiveRole {
     pub sessions: i64,
 }
 
+/// A login at the target that ticketbound did not make and does not administer with:
+/// for the inventory, never touched. PostgreSQL keeps no creation or last-use time of a
+/// role, so neither is known; what is known is what it may do and whether it is in use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnmanagedLogin {
+    pub name: String,
+    pub superuser: bool,
+    pub create_role: bool,
+    pub bypass_rls: bool,
+    pub replication: bool,
+    /// `VALID UNTIL`; `None` when it never expires.
+    pub valid_until: Option<DateTime<Utc>>,
+    pub member_of: BTreeSet<String>,
+    /// Its sessions open now.
+    pub sessions: i64,
+}
+
+/// The oid below which PostgreSQL's own roles live (`FirstNormalObjectId`): the
+/// bootstrap superuser (on RDS, `rdsadmin`) and the `pg_*` roles were not made by
+/// anyone here. A name proves nothing: anyone may name a login `rdsadmin`.
+const FIRST_NORMAL_OID: i64 = 16384;
+
 /// What a revocation did, and what the target showed afterwards: the receipt.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RevocationReceipt {
@@ -713,6 +735,44 @@ impl PostgresTarget {
             member_of: row.get::<_, Vec<String>>(3).into_iter().collect(),
             sessions: row.get(4),
         }))
+    }
+
+    /// Every login at this target ticketbound does not manage: not named `tb_…` (one
+    /// of those without a grant is an orphan), not the administrator it connects as,
+    /// not built in (PostgreSQL's own roles, by oid). An allowed scope role that has
+    /// been made able to log in is listed: it is a credential nobody governs. Read
+    /// from `pg_roles`, which every role may read: the least-privilege administrator
+    /// needs nothing more.
+    pub async fn unmanaged_logins(&self) -> Result<Vec<UnmanagedLogin>, TargetError> {
+        let client = self.connect().await?;
+        let rows = client
+            .query(
+                "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplication, \
+                   CASE WHEN r.rolvaliduntil = 'infinity' THEN NULL ELSE r.rolvaliduntil END, \
+                   ARRAY(SELECT b.rolname::text FROM pg_auth_members m JOIN pg_roles b ON m.roleid = b.oid \
+                         WHERE m.member = r.oid), \
+                   (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname) \
+                 FROM pg_roles r \
+                 WHERE r.rolcanlogin AND r.oid::bigint >= $1 AND r.rolname <> current_user \
+                   AND r.rolname NOT LIKE 'tb\\_%' \
+                 ORDER BY r.rolname",
+                &[&FIRST_NORMAL_OID],
+            )
+            .await
+            .map_err(db("list unmanaged logins"))?;
+        Ok(rows
+            .iter()
+            .map(|row| UnmanagedLogin {
+                name: row.get(0),
+                superuser: row.get(1),
+                create_role: row.get(2),
+                bypass_rls: row.get(3),
+                replication: row.get(4),
+                valid_until: row.get(5),
+                member_of: row.get::<_, Vec<String>>(6).into_iter().collect(),
+                sessions: row.get(7),
+            })
+            .collect())
     }
 
     /// Every login role ticketbound has made at this target (named `tb_…`).
