@@ -9,7 +9,10 @@
 //! PostgreSQL login role within its scope, its secret in Secrets Manager, an expiry
 //! schedule), the credential used as the workload would use it, a policy denial
 //! recorded with its reasons, a rotation in Secrets Manager's four steps (alternating
-//! users), a withdrawal, an expiry on time, and each grant's audit chain verified.
+//! users), a withdrawal, an expiry on time, a request for a change window that has not
+//! begun (deferred, then issued by its start schedule at the start), each grant's
+//! audit chain verified, and the inventory (a login a DBA made by hand, found
+//! unmanaged and left alone).
 //! It ends with the evidence for the first ticket, as `ticketbound evidence` prints it,
 //! and its bundle verified offline (`ticketbound verify`, no network):
 //! the verified timeline, the live state checked now, and the notes the write-back put
@@ -104,6 +107,7 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     let demo = Demo::connect(&stack).await;
 
     let first = demo.approve_on_jira().await?;
+    let later = demo.approve_for_a_later_window().await?;
     demo.redeliver(&first).await?;
     demo.refuse_a_foreign_principal().await?;
     demo.refuse_a_forged_approval(&first.webhook).await?;
@@ -113,9 +117,12 @@ pub async fn run(home: &Path) -> Result<(), CliError> {
     demo.refuse_a_wildcard_scope().await?;
     demo.cancel_the_ticket(&first, issued, &rotated).await?;
     let short = demo.expire_on_time().await?;
-    demo.print_audit_chains(&[first.id, denied, short]).await?;
+    demo.window_opened(&later).await?;
+    demo.print_audit_chains(&[first.id, denied, short, later.id])
+        .await?;
     let ctx = demo.print_ticket_evidence(home, &first).await?;
     verify_bundle_offline(home, &ctx, &format!("jira#{}", first.key)).await?;
+    demo.print_inventory(&ctx).await?;
 
     println!("\ndemo finished; `cargo run -p ticketbound -- local down` stops the local stack");
     Ok(())
@@ -137,6 +144,13 @@ struct Approved {
     /// The site's webhook for the approval, which steps 2 and 2c send again.
     webhook: Value,
     id: GrantId,
+}
+
+/// The second ticket, approved in step 1b for a change window that begins later.
+struct LaterWindow {
+    key: String,
+    id: GrantId,
+    start: chrono::DateTime<Utc>,
 }
 
 /// A login read from a grant's secret. Deliberately neither `Debug` nor `Display`:
@@ -225,6 +239,162 @@ impl Demo<'_> {
                 .unwrap_or_default()
         );
         Ok(Approved { key, webhook, id })
+    }
+
+    /// 1b. A second request, approved for a change window that begins in 40 s: nothing
+    ///     is issued yet; a one-time schedule issues it at the start (step 7b).
+    async fn approve_for_a_later_window(&self) -> Result<LaterWindow, CliError> {
+        use ticketbound_local::fixtures::{CHANGE_WINDOW_START_FIELD, jira_time};
+        let start = Utc::now() + Duration::seconds(40);
+        let (key, _) = raise_and_approve(&self.desk, Duration::hours(2), &[DANA, LI], |fields| {
+            fields[CHANGE_WINDOW_START_FIELD] = jira_time(start).into();
+        })
+        .await?;
+        let id = grant_of(&self.store, &key).await?;
+        let deferred = poll_grant(&self.store, id, 100, |g| g.deferred_until.is_some())
+            .await?
+            .filter(|g| g.deferred_until.is_some())
+            .ok_or_else(|| {
+                CliError::Demo(format!(
+                    "grant {id} of {key} was not deferred to its change window; see .ticketbound/host.log"
+                ))
+            })?;
+        println!(
+            "\n1b. {key} was approved for a change window that begins at {}: grant {id} is {} and waits; no login exists yet, and a one-time schedule ({}) issues it at the start",
+            start.format("%H:%M:%S"),
+            deferred.state,
+            grant_provision::start_schedule_name(id, 0)
+        );
+        Ok(LaterWindow { key, id, start })
+    }
+
+    /// 7b. The change window of step 1b has begun: its start schedule issued it.
+    async fn window_opened(&self, later: &LaterWindow) -> Result<(), CliError> {
+        let live = poll_grant(&self.store, later.id, 900, |g| {
+            !matches!(g.state, GrantState::Approved | GrantState::Provisioning)
+        })
+        .await?
+        .filter(|g| g.state == GrantState::Active)
+        .ok_or_else(|| {
+            CliError::Demo(format!(
+                "grant {} of {} was not issued at its change window's start; see .ticketbound/host.log",
+                later.id, later.key
+            ))
+        })?;
+        let (_, trail) = self
+            .store
+            .grant_with_trail(later.id)
+            .await?
+            .ok_or_else(|| CliError::Demo(format!("grant {} cannot be read back", later.id)))?;
+        let started = trail
+            .iter()
+            .find(|e| e.action == AuditAction::ProvisioningStarted)
+            .map(|e| e.at);
+        let Some(credential) = &live.credential else {
+            return Err(not_provisioned(&live));
+        };
+        let login = Login::parse(
+            &self.tk.secret_value(&credential.secret_arn).await,
+            "the secret",
+        )?;
+        println!(
+            "\n7b. the change window of {} began at {}: its start schedule issued grant {} at {} ({}), login {}",
+            later.key,
+            later.start.format("%H:%M:%S%.3f"),
+            later.id,
+            started.map_or_else(
+                || "an unrecorded time (bug)".to_owned(),
+                |t| t.format("%H:%M:%S%.3f").to_string()
+            ),
+            match started {
+                Some(t) if t >= later.start => "not before the start",
+                _ => "BEFORE THE START (bug)",
+            },
+            if self.logs_in(&login).await {
+                "works"
+            } else {
+                "FAILS (bug)"
+            }
+        );
+        Ok(())
+    }
+
+    /// 11. The inventory, as `ticketbound inventory --target orders-db` prints it: the
+    ///     identity with its owner and live grants, and a login a DBA made by hand at
+    ///     the database, found unmanaged and left alone.
+    async fn print_inventory(&self, ctx: &crate::context::Context) -> Result<(), CliError> {
+        use ticketbound_local::targets::ORDERS_DB;
+        let dba = self.dba().await?;
+        let login = format!(
+            "dba_made_{}",
+            &ulid::Ulid::new().to_string().to_lowercase()[18..]
+        );
+        let password = ulid::Ulid::new().to_string();
+        dba.batch_execute(&format!("CREATE ROLE {login} LOGIN PASSWORD '{password}'"))
+            .await
+            .map_err(|e| CliError::Demo(format!("the DBA could not make a login: {e}")))?;
+        let filter = grant_reconcile::inventory::InventoryFilter {
+            owner: None,
+            target: Some(ORDERS_DB.to_owned()),
+        };
+        let inventory = grant_reconcile::inventory::inventory(&ctx.reconciler()?, &filter)
+            .await
+            .map_err(|e| CliError::Demo(ticketbound_runtime::error_chain(&e)))?;
+        println!(
+            "\n11. a DBA made login {login} by hand at {ORDERS_DB}; `ticketbound inventory --target {ORDERS_DB}` lists:"
+        );
+        for id in &inventory.identities {
+            let tickets: Vec<&str> = id.live.iter().map(|g| g.ticket.as_str()).collect();
+            println!(
+                "   {} (owner {}): {} live grant(s) {}; last review: never",
+                id.name,
+                id.owner,
+                id.live.len(),
+                tickets.join(", ")
+            );
+        }
+        let unmanaged: Vec<&str> = inventory
+            .unmanaged
+            .logins
+            .values()
+            .flatten()
+            .map(|l| l.name.as_str())
+            .collect();
+        let found = unmanaged.contains(&login.as_str());
+        let still = self.tk.pg_login(&login, &password).await.is_ok();
+        println!(
+            "   unmanaged logins: {}; {login} {} and {}",
+            unmanaged.join(", "),
+            if found {
+                "is listed"
+            } else {
+                "IS NOT LISTED (bug)"
+            },
+            if still {
+                "still logs in (listed, never touched)"
+            } else {
+                "NO LONGER LOGS IN (bug: it was touched)"
+            }
+        );
+        dba.batch_execute(&format!("DROP ROLE {login}"))
+            .await
+            .map_err(|e| CliError::Demo(format!("the DBA could not drop {login}: {e}")))?;
+        Ok(())
+    }
+
+    /// The local PostgreSQL's superuser, as a DBA holds it.
+    async fn dba(&self) -> Result<tokio_postgres::Client, CliError> {
+        let (client, connection) = self
+            .stack
+            .postgres
+            .superuser_dsn()
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| CliError::Demo(format!("the local superuser DSN: {e}")))?
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| CliError::Demo(format!("the DBA cannot reach PostgreSQL: {e}")))?;
+        tokio::spawn(connection);
+        Ok(client)
     }
 
     /// 2. Jira delivers it again: nothing is written twice.

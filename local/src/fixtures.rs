@@ -21,7 +21,11 @@ pub fn fixture_json(path: &str) -> serde_json::Value {
     }
 }
 
-fn jira_time(t: DateTime<Utc>) -> String {
+/// The fixtures' Jira field of the change window's start.
+pub const CHANGE_WINDOW_START_FIELD: &str = "customfield_10213";
+
+/// A time as Jira writes one in a field.
+pub fn jira_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
 }
 
@@ -42,7 +46,7 @@ pub fn jira_approval(now: DateTime<Utc>, key: &str, lifetime: Duration) -> serde
         }
     }
     fields["customfield_10209"] = jira_time(now + lifetime).into();
-    fields["customfield_10213"] = jira_time(now - Duration::minutes(30)).into();
+    fields[CHANGE_WINDOW_START_FIELD] = jira_time(now - Duration::minutes(30)).into();
     fields["customfield_10214"] = jira_time(now + lifetime).into();
     v
 }

@@ -9,6 +9,8 @@ use serde_json::json;
 
 use crate::process::LocalError;
 
+/// The local stack's one target: its system id.
+pub const ORDERS_DB: &str = "orders-db";
 /// The Secrets Manager id of the local `orders-db` administrator's connection string.
 pub const ORDERS_DB_ADMIN_SECRET: &str = "ticketbound/local/targets/orders-db";
 /// The roles a grant at `orders-db` may be given. `orders_etl` may CREATE in a
@@ -141,7 +143,7 @@ pub async fn ensure(
 /// `TICKETBOUND_TARGETS` for the local stack.
 pub fn targets_json(stack: &LocalStack) -> String {
     json!({
-        "orders-db": {
+        ORDERS_DB: {
             "connector": "postgres",
             "environment": "prod",
             "admin_secret_id": ORDERS_DB_ADMIN_SECRET,

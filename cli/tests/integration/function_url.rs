@@ -132,10 +132,10 @@ async fn a_jira_approval_for_a_later_change_window_works_from_its_start_only() {
     let stack = TestStack::get().await;
     let desk = stack.jira_desk().await;
     let start = Utc::now() + Duration::seconds(35);
-    let jira_time = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
     let (key, _) = desk
         .approved(DEMO_PROJECT, Utc::now(), Duration::hours(2), |fields| {
-            fields["customfield_10213"] = jira_time(start).into();
+            fields[ticketbound_local::fixtures::CHANGE_WINDOW_START_FIELD] =
+                ticketbound_local::fixtures::jira_time(start).into();
         })
         .await;
     let store = stack.local_store();
