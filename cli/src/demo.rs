@@ -339,7 +339,7 @@ impl Demo<'_> {
         };
         let inventory = grant_reconcile::inventory::inventory(&ctx.reconciler()?, &filter)
             .await
-            .map_err(|e| CliError::Demo(ticketbound_runtime::error_chain(&e)))?;
+            .map_err(|e| CliError::Demo(ticketbound_runtime::error_chain(&*e)))?;
         println!(
             "\n11. a DBA made login {login} by hand at {ORDERS_DB}; `ticketbound inventory --target {ORDERS_DB}` lists:"
         );

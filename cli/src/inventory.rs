@@ -11,7 +11,7 @@ pub async fn run(ctx: &Context, filter: &InventoryFilter, json: bool) -> Result<
     let deps = ctx.reconciler()?;
     let inventory = grant_reconcile::inventory::inventory(&deps, filter)
         .await
-        .map_err(|e| CliError::Function(Box::new(e)))?;
+        .map_err(CliError::Function)?;
     if json {
         println!(
             "{}",
@@ -19,7 +19,7 @@ pub async fn run(ctx: &Context, filter: &InventoryFilter, json: bool) -> Result<
         );
         return Ok(());
     }
-    print!("{}", render(&inventory, filter));
+    print!("{}", render(&inventory));
     Ok(())
 }
 
@@ -39,7 +39,7 @@ fn live_line(g: &LiveGrant) -> String {
 }
 
 /// The inventory for a person.
-fn render(inv: &Inventory, filter: &InventoryFilter) -> String {
+fn render(inv: &Inventory) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "registered identities: {}\n",
@@ -73,9 +73,15 @@ fn render(inv: &Inventory, filter: &InventoryFilter) -> String {
             out.push_str(&live_line(g));
         }
     }
+    for (identity, why) in &inv.unverified {
+        out.push_str(&format!(
+            "registry record {identity} does not verify ({why}): not shown\n"
+        ));
+    }
     let logins: usize = inv.unmanaged.logins.values().map(Vec::len).sum();
     out.push_str(&format!(
-        "unmanaged (listed, never touched): {logins} login(s) at the targets, {} secret(s)\n",
+        "unmanaged (listed, never touched; {}): {logins} login(s), {} secret(s)\n",
+        inv.unmanaged_scope,
         inv.unmanaged.secrets.len()
     ));
     for (system, list) in &inv.unmanaged.logins {
@@ -84,6 +90,7 @@ fn render(inv: &Inventory, filter: &InventoryFilter) -> String {
             for (has, name) in [
                 (login.superuser, "SUPERUSER"),
                 (login.create_role, "CREATEROLE"),
+                (login.create_db, "CREATEDB"),
                 (login.bypass_rls, "BYPASSRLS"),
                 (login.replication, "REPLICATION"),
             ] {
@@ -105,10 +112,7 @@ fn render(inv: &Inventory, filter: &InventoryFilter) -> String {
                     .map(String::as_str)
                     .collect::<Vec<_>>()
                     .join(", "),
-                login
-                    .valid_until
-                    .map(|t| format!("valid until {}", t.to_rfc3339()))
-                    .unwrap_or_else(|| "never expires".into()),
+                grant_reconcile::inventory::valid_until_words(login.valid_until),
                 login.sessions
             ));
         }
@@ -117,15 +121,15 @@ fn render(inv: &Inventory, filter: &InventoryFilter) -> String {
         out.push_str(&format!(
             "  secret {} ({}); last read {}\n",
             secret.name,
-            secret.looks_like,
+            secret
+                .looks_like
+                .as_deref()
+                .unwrap_or("no metadata says credential"),
             secret
                 .last_accessed
                 .map(|t| t.format("%Y-%m-%d").to_string())
                 .unwrap_or_else(|| "never".into())
         ));
-    }
-    if filter.owner.is_some() || filter.target.is_some() {
-        out.push_str("  (secrets are listed only without --owner and --target: no metadata proves whose they are)\n");
     }
     out
 }

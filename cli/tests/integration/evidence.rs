@@ -577,8 +577,30 @@ async fn inventory_lists_identities_with_their_grants_and_what_is_unmanaged() {
     );
     assert!(text.contains(&format!("jira#{key}")), "{text}");
     let out = ticketbound(&["inventory", "--owner", "nobody-owns-this", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let none: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(none["identities"].as_array().unwrap().len(), 0);
+    assert!(
+        none["unmanaged_scope"]
+            .as_str()
+            .unwrap()
+            .contains("not listed with --owner"),
+        "{none}"
+    );
+    let out = ticketbound(&["inventory", "--target", "no-such-db"]);
+    assert!(
+        !out.status.success(),
+        "an unknown target is an error, not an empty list"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no target no-such-db is configured"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Listed, never touched.
     let db = stack.pg_login(&login, "dba-pw").await;

@@ -26,12 +26,16 @@ pub struct Unmanaged {
 /// Reads what is unmanaged now, at every configured target and in Secrets Manager.
 pub async fn unmanaged(deps: &Deps) -> Result<Unmanaged, ReconcileError> {
     let logins = deps.enforcer.unmanaged_logins().await?;
-    let secrets = deps
+    let secrets = unmanaged_secrets(deps).await?;
+    Ok(Unmanaged { logins, secrets })
+}
+
+async fn unmanaged_secrets(deps: &Deps) -> Result<Vec<UnmanagedSecret>, ReconcileError> {
+    Ok(deps
         .enforcer
         .secrets_manager
-        .list_unmanaged_credentials(&deps.enforcer.target_admin_secret_ids())
-        .await?;
-    Ok(Unmanaged { logins, secrets })
+        .list_unmanaged(&deps.enforcer.target_admin_secret_ids())
+        .await?)
 }
 
 impl Unmanaged {
@@ -50,10 +54,12 @@ impl Unmanaged {
             }
         }
         for secret in &self.secrets {
-            let mut detail = format!(
-                "a secret ticketbound does not manage that looks like a credential ({})",
-                secret.looks_like
-            );
+            let mut detail = match &secret.looks_like {
+                Some(why) => format!(
+                    "a secret ticketbound does not manage, that looks like a credential ({why})"
+                ),
+                None => "a secret ticketbound does not manage".to_owned(),
+            };
             if let Some(created) = secret.created {
                 detail.push_str(&format!("; created {}", created.format("%Y-%m-%d")));
             }
@@ -86,6 +92,17 @@ fn describe_login(login: &UnmanagedLogin) -> String {
     if login.create_role {
         powers.push("CREATEROLE");
     }
+    if login.create_db {
+        powers.push("CREATEDB");
+    }
+    // Powers a membership carries (directly or through a group).
+    powers.extend(
+        login
+            .member_of
+            .iter()
+            .filter(|r| r.starts_with("pg_") || r.as_str() == "rds_superuser")
+            .map(String::as_str),
+    );
     if login.bypass_rls {
         powers.push("BYPASSRLS");
     }
@@ -100,13 +117,21 @@ fn describe_login(login: &UnmanagedLogin) -> String {
         let roles: Vec<&str> = login.member_of.iter().map(String::as_str).collect();
         detail.push_str(&format!("; member of {}", roles.join(", ")));
     }
-    match login.valid_until {
-        Some(t) => detail.push_str(&format!("; valid until {}", t.to_rfc3339())),
-        None => detail.push_str("; never expires"),
-    }
+    detail.push_str(&format!("; {}", valid_until_words(login.valid_until)));
     detail.push_str(&format!("; {} open session(s)", login.sessions));
     detail.push_str("; its age and last use are unknown (PostgreSQL keeps neither)");
     detail
+}
+
+/// A login's `VALID UNTIL` in words (1970 stands for `-infinity` and anything earlier).
+pub fn valid_until_words(valid_until: Option<DateTime<Utc>>) -> String {
+    match valid_until {
+        None => "never expires".to_owned(),
+        Some(t) if t.timestamp() <= 0 => {
+            "never valid (VALID UNTIL -infinity or long past)".to_owned()
+        }
+        Some(t) => format!("valid until {}", t.to_rfc3339()),
+    }
 }
 
 /// One live grant, as the inventory shows it.
@@ -168,15 +193,51 @@ pub struct Inventory {
     pub identities: Vec<IdentityInventory>,
     /// Live grants whose identity the registry does not hold (made before it).
     pub unregistered: Vec<LiveGrant>,
+    /// Registry records whose chain does not verify (`identity`, why): not shown as
+    /// identities, since what they say cannot be believed.
+    pub unverified: Vec<(String, String)>,
+    /// What is unmanaged, as far as [`Inventory::unmanaged_scope`] says.
     pub unmanaged: Unmanaged,
+    /// What `unmanaged` covers: everything, one target's logins, or nothing (nothing
+    /// unmanaged has an owner to filter by).
+    pub unmanaged_scope: String,
 }
 
-/// Reads the registry, every grant, and what is unmanaged, narrowed by `filter`.
-pub async fn inventory(deps: &Deps, filter: &InventoryFilter) -> Result<Inventory, ReconcileError> {
-    let registry = deps.registry.audit().await?.entries;
-    let grants = deps.store.scan_grants(deps.config.segments).await?;
-    let mut unmanaged = unmanaged(deps).await?;
+/// A `--target` that is not configured: said, rather than an empty inventory.
+#[derive(Debug, thiserror::Error)]
+#[error("no target {0} is configured here (targets: {1})")]
+pub struct UnknownTarget(pub String, pub String);
+
+/// Reads the registry, every grant, and what is unmanaged, narrowed by `filter`: an
+/// owner keeps the identities they answer for (and no unmanaged part: nothing
+/// unmanaged has an owner); a target keeps the identities registered for it, its live
+/// grants and its logins (and no secrets: no metadata proves whose a secret is).
+pub async fn inventory(
+    deps: &Deps,
+    filter: &InventoryFilter,
+) -> Result<Inventory, Box<dyn std::error::Error + Send + Sync>> {
+    if let Some(t) = &filter.target
+        && !deps.enforcer.settings.targets.0.contains_key(t)
+    {
+        let known: Vec<&str> = deps
+            .enforcer
+            .settings
+            .targets
+            .0
+            .keys()
+            .map(String::as_str)
+            .collect();
+        return Err(Box::new(UnknownTarget(t.clone(), known.join(", "))));
+    }
+    let audit = deps.registry.audit().await.map_err(ReconcileError::from)?;
+    let registry = audit.entries;
+    let grants = deps
+        .store
+        .scan_grants(deps.config.segments)
+        .await
+        .map_err(ReconcileError::from)?;
     let at_target = |system: &str| filter.target.as_deref().is_none_or(|t| t == system);
+    let owned_by = |owner: &str| filter.owner.as_deref().is_none_or(|o| o == owner);
     let live: Vec<&Grant> = grants
         .iter()
         .filter(|g| !g.state.is_terminal() && at_target(g.request.target.system_id.as_str()))
@@ -184,11 +245,7 @@ pub async fn inventory(deps: &Deps, filter: &InventoryFilter) -> Result<Inventor
     let mut identities = Vec::new();
     for (name, entry) in &registry {
         let identity = &entry.identity;
-        if filter
-            .owner
-            .as_deref()
-            .is_some_and(|o| o != identity.owner.as_str())
-        {
+        if !owned_by(identity.owner.as_str()) {
             continue;
         }
         if let Some(t) = &filter.target
@@ -213,22 +270,37 @@ pub async fn inventory(deps: &Deps, filter: &InventoryFilter) -> Result<Inventor
     let unregistered = live
         .iter()
         .filter(|g| !registry.contains_key(&g.request.identity.name))
-        .filter(|g| {
-            filter
-                .owner
-                .as_deref()
-                .is_none_or(|o| o == g.request.identity.owner.as_str())
-        })
+        .filter(|g| owned_by(g.request.identity.owner.as_str()))
         .map(|g| LiveGrant::from(*g))
         .collect();
-    unmanaged.logins.retain(|system, _| at_target(system));
-    if filter.target.is_some() || filter.owner.is_some() {
-        // A secret belongs to no target or owner that its metadata proves.
-        unmanaged.secrets.clear();
-    }
+    let (unmanaged, unmanaged_scope) = match (&filter.owner, &filter.target) {
+        (Some(_), _) => (
+            Unmanaged::default(),
+            "not listed with --owner: nothing unmanaged has an owner".to_owned(),
+        ),
+        (None, Some(t)) => (
+            Unmanaged {
+                logins: deps
+                    .enforcer
+                    .unmanaged_logins_at(Some(t))
+                    .await
+                    .map_err(ReconcileError::from)?,
+                secrets: Vec::new(),
+            },
+            format!(
+                "the logins at {t}; secrets are not listed with --target (no metadata proves whose a secret is)"
+            ),
+        ),
+        (None, None) => (
+            unmanaged(deps).await?,
+            "every configured target's logins and every secret".to_owned(),
+        ),
+    };
     Ok(Inventory {
         identities,
         unregistered,
+        unverified: audit.broken,
         unmanaged,
+        unmanaged_scope,
     })
 }

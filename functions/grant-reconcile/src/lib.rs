@@ -20,6 +20,9 @@
 //! - **registry tampered**: an identity's registry record whose chain of changes does
 //!   not verify (changed by other means than `ticketbound identities`).
 //!
+//! - **provisioning stuck**: an Approved grant due (approved, or its change window
+//!   begun) more than 30 minutes ago, or one in Provisioning that long, that nothing
+//!   issues (the stream's record or the start schedule's retries gave up);
 //! - **unmanaged** (reported apart, in `unmanaged`, and counted as
 //!   `UnmanagedPrincipals`): a login at a target that ticketbound did not make and
 //!   does not administer with, or a secret it does not manage that looks like a
@@ -57,6 +60,32 @@ pub const COMPONENT: &str = "grant-reconcile";
 
 /// A grant in Revoking this long is late, not in progress.
 const REVOKING_GRACE: chrono::Duration = chrono::Duration::minutes(10);
+/// A grant due for provisioning (approved, or its change window begun) this long
+/// without being issued is stuck, not in progress: whatever was to issue it (the
+/// stream's delivery, a start schedule and its retries) gave up.
+const PROVISIONING_GRACE: chrono::Duration = chrono::Duration::minutes(30);
+
+/// A grant in flight for longer than [`PROVISIONING_GRACE`] since it became due.
+fn stuck(grant: &Grant, now: DateTime<Utc>) -> Option<Finding> {
+    let due = match grant.state {
+        GrantState::Approved => grant.deferred_until.unwrap_or(grant.created_at),
+        _ => grant.updated_at,
+    };
+    let waited = now - due;
+    (waited > PROVISIONING_GRACE).then(|| {
+        finding(
+            FindingKind::ProvisioningStuck,
+            grant,
+            grant.id.to_string(),
+            format!(
+                "{} for {} min since it was due ({}), and nothing issues it: the stream's delivery or the change window's start schedule gave up (see grant-provision's dead-letter queue); nothing was made for it",
+                grant.state,
+                waited.num_minutes(),
+                due.to_rfc3339()
+            ),
+        )
+    })
+}
 
 #[derive(Debug)]
 pub struct Deps {
@@ -104,6 +133,8 @@ pub enum FindingKind {
     RegistryTampered,
     /// A login or credential-like secret that ticketbound does not manage.
     Unmanaged,
+    /// A grant due for provisioning long ago that nothing issues.
+    ProvisioningStuck,
 }
 
 impl FindingKind {
@@ -119,6 +150,7 @@ impl FindingKind {
             Self::IdentityUnregistered => "identity_unregistered",
             Self::RegistryTampered => "registry_tampered",
             Self::Unmanaged => "unmanaged",
+            Self::ProvisioningStuck => "provisioning_stuck",
         }
     }
 }
@@ -147,6 +179,9 @@ pub struct ReconcileReport {
     /// What the targets and Secrets Manager hold that ticketbound does not manage:
     /// not drift, so not among `findings` (see [`inventory`]).
     pub unmanaged: Vec<Finding>,
+    /// Why the unmanaged part could not be read this run, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmanaged_error: Option<String>,
     pub duration_ms: u128,
 }
 
@@ -218,8 +253,10 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
             .filter(|n| live_logins.contains(n.as_str()))
             .collect();
         let findings = match grant.state {
-            // In flight: the provisioner is at work.
-            GrantState::Approved | GrantState::Provisioning => Vec::new(),
+            // In flight: the provisioner is at work, unless it has been too long.
+            GrantState::Approved | GrantState::Provisioning => {
+                stuck(grant, now).into_iter().collect()
+            }
             GrantState::Active if !grant.is_expired_at(now) => {
                 let live = Live {
                     secrets: &secrets_of,
@@ -238,10 +275,32 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
         }
     }
 
-    let known: BTreeSet<String> = grants.iter().map(|g| g.id.to_string()).collect();
+    // Grant id → its recorded secret, once it has one: a second secret tagged for the
+    // same grant is not its credential, whatever its tags say.
+    let known: BTreeMap<String, Option<&str>> = grants
+        .iter()
+        .map(|g| {
+            (
+                g.id.to_string(),
+                g.credential.as_ref().map(|c| c.secret_arn.as_str()),
+            )
+        })
+        .collect();
     for secret in &secrets {
         let grant_id = secret.tag("grant-id").unwrap_or_default();
-        if !known.contains(grant_id) {
+        if let Some(Some(recorded)) = known.get(grant_id)
+            && *recorded != secret.arn
+        {
+            report.findings.push(Finding {
+                kind: FindingKind::Orphan,
+                grant_id: None,
+                subject: secret.arn.clone(),
+                detail: format!(
+                    "a secret tagged managed-by=ticketbound for grant {grant_id}, whose credential is another secret ({recorded})"
+                ),
+                remediation: None,
+            });
+        } else if !known.contains_key(grant_id) {
             report.findings.push(Finding {
                 kind: FindingKind::Orphan,
                 grant_id: None,
@@ -291,15 +350,28 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, ReconcileError> {
             tracing::warn!(kind = f.kind.as_str(), grant_id = ?f.grant_id, subject = %f.subject, detail = %f.detail, remediation = ?f.remediation, "drift");
         }
     }
-    report.unmanaged = inventory::unmanaged(deps).await?.findings();
-    if !report.unmanaged.is_empty() {
-        ticketbound_runtime::metrics::count(
-            COMPONENT,
-            "UnmanagedPrincipals",
-            report.unmanaged.len() as u64,
-        );
-        for f in &report.unmanaged {
-            tracing::info!(kind = f.kind.as_str(), subject = %f.subject, detail = %f.detail, "unmanaged");
+    // The inventory's part, last and best-effort: a target or ListSecrets failing here
+    // must not cost the drift already found (and remedied) above.
+    match inventory::unmanaged(deps).await {
+        Ok(unmanaged) => {
+            report.unmanaged = unmanaged.findings();
+            ticketbound_runtime::metrics::count(
+                COMPONENT,
+                "UnmanagedPrincipals",
+                report.unmanaged.len() as u64,
+            );
+            // One line, not one per item: the report holds them.
+            tracing::info!(
+                logins = unmanaged.logins.values().map(Vec::len).sum::<usize>(),
+                secrets = unmanaged.secrets.len(),
+                "unmanaged at the targets and in Secrets Manager (ticketbound inventory lists them)"
+            );
+        }
+        Err(e) => {
+            let why = ticketbound_runtime::error_chain(&e);
+            ticketbound_runtime::metrics::count(COMPONENT, "InventoryFailed", 1);
+            tracing::warn!(error = %why, "what is unmanaged could not be read this run");
+            report.unmanaged_error = Some(why);
         }
     }
     report.duration_ms = started.elapsed().as_millis();

@@ -411,102 +411,144 @@ async fn a_live_grant_the_registry_no_longer_accounts_for_is_reported_identity_u
     assert_eq!(still.state, GrantState::Active, "reported, not revoked");
 }
 
-/// The inventory's part of each run: a login made by hand at the target and a secret
-/// that looks like a credential, neither made by ticketbound, are reported as
-/// `unmanaged` (apart from drift) and left alone: the login still logs in and the
-/// secret is still there after the run, remediation on. What is not a credential, a
-/// role that cannot log in, ticketbound's administrator and its managed secrets are
+/// The inventory's part of each run: logins made by hand at the target and secrets
+/// ticketbound did not make are reported as `unmanaged` (apart from drift) and left
+/// alone: the login still logs in and the secrets are still there after the run,
+/// remediation on. Hiding places an attacker would try are listed too: a neutral
+/// secret name, a scope role given the right to log in, a power held through a group,
+/// `VALID UNTIL` values chrono cannot hold (which must not stop the run). A role that
+/// cannot log in, ticketbound's administrator and the grant's own login and secret are
 /// not listed.
 #[tokio::test]
 async fn logins_and_secrets_made_by_hand_are_listed_as_unmanaged_and_left_alone() {
     let h = harness(true).await;
     let id = ulid::Ulid::new().to_string().to_lowercase();
     let (login, group) = (format!("handmade_{id}"), format!("handgroup_{id}"));
+    let (never, far) = (format!("never_{id}"), format!("far_{id}"));
+    let scope_role = h.fixture.pg.reader.clone();
     h.admin(&format!(
-        "CREATE ROLE {group} NOLOGIN; CREATE ROLE {login} LOGIN PASSWORD 'by-hand-pw' IN ROLE {group}"
+        "CREATE ROLE {group} NOLOGIN; GRANT pg_read_server_files TO {group}; \
+         CREATE ROLE {login} LOGIN PASSWORD 'by-hand-pw' IN ROLE {group}; \
+         CREATE ROLE {never} LOGIN VALID UNTIL '-infinity'; \
+         CREATE ROLE {far} LOGIN VALID UNTIL '270000-01-01'"
     ))
     .await;
     let sm = h.stack.secretsmanager();
-    let password = sm
-        .create_secret()
-        .name(format!("app/orders/{id}/db-password"))
-        .secret_string("not read by anyone here")
-        .send()
-        .await
-        .unwrap();
-    let flags = sm
-        .create_secret()
-        .name(format!("ui/{id}/feature-flags"))
-        .description("layout settings")
-        .secret_string("{}")
-        .send()
-        .await
-        .unwrap();
+    let made = |name: String, description: Option<&'static str>| {
+        let sm = sm.clone();
+        async move {
+            sm.create_secret()
+                .name(name)
+                .set_description(description.map(str::to_owned))
+                .secret_string("not read by anyone here")
+                .send()
+                .await
+                .unwrap()
+                .arn()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let password = made(format!("app/orders/{id}/db-password"), None).await;
+    let neutral = made(format!("x1-{id}"), Some("settings")).await;
     let (grant, _) = h.active().await;
-    // Hiding places: a login named as RDS names its own, and an allowed scope role
-    // given the right to log in.
-    let disguised = format!("rdsadmin_{id}");
-    h.admin(&format!("CREATE ROLE {disguised} LOGIN")).await;
-    let scope_role = h.fixture.pg.reader.clone();
+    // After the issue (which refuses a scope role that can log in).
     h.admin(&format!("ALTER ROLE {scope_role} LOGIN")).await;
+    // A secret that claims to be the live grant's by its tags: not its credential.
+    let tag = |k: &str, v: &str| {
+        aws_sdk_secretsmanager::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+    };
+    let impostor = sm
+        .create_secret()
+        .name(format!("ticketbound/prod/impostor/{id}"))
+        .secret_string("{}")
+        .tags(tag("managed-by", "ticketbound"))
+        .tags(tag("grant-id", &grant.id.to_string()))
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
 
     let report = reconcile(&h.deps).await.unwrap();
     h.admin(&format!(
-        "ALTER ROLE {scope_role} NOLOGIN; DROP ROLE {disguised}"
+        "ALTER ROLE {scope_role} NOLOGIN; DROP ROLE {never}; DROP ROLE {far}"
     ))
     .await;
+    assert_eq!(report.unmanaged_error, None);
     let unmanaged: Vec<&str> = report
         .unmanaged
         .iter()
         .map(|f| f.subject.as_str())
         .collect();
-    for listed in [&disguised, &scope_role] {
-        let subject = format!("{ALTERNATING_TARGET}/{listed}");
+    let at = |role: &str| format!("{ALTERNATING_TARGET}/{role}");
+    for listed in [
+        at(&login),
+        at(&never),
+        at(&far),
+        at(&scope_role),
+        password.clone(),
+        neutral.clone(),
+    ] {
         assert!(
-            unmanaged.contains(&subject.as_str()),
-            "{subject}: {unmanaged:?}"
+            unmanaged.contains(&listed.as_str()),
+            "{listed}: {unmanaged:?}"
         );
     }
-    let hand_login = format!("{ALTERNATING_TARGET}/{login}");
-    assert!(unmanaged.contains(&hand_login.as_str()), "{unmanaged:?}");
+    let detail = |subject: &str| {
+        report
+            .unmanaged
+            .iter()
+            .find(|f| f.subject == subject)
+            .unwrap()
+            .detail
+            .clone()
+    };
+    let hand = detail(&at(&login));
     assert!(
-        unmanaged.contains(&password.arn().unwrap()),
-        "{unmanaged:?}"
+        hand.contains("pg_read_server_files"),
+        "through its group: {hand}"
     );
+    assert!(hand.contains(&group), "{hand}");
+    assert!(hand.contains("never expires"), "{hand}");
     assert!(
-        !unmanaged.contains(&flags.arn().unwrap()),
-        "not a credential by its metadata"
-    );
-    let about_login = report
-        .unmanaged
-        .iter()
-        .find(|f| f.subject == hand_login)
-        .unwrap();
-    assert!(
-        about_login.detail.contains(&format!("member of {group}")),
+        detail(&at(&never)).contains("never valid"),
         "{}",
-        about_login.detail
+        detail(&at(&never))
     );
     assert!(
-        about_login.detail.contains("never expires"),
+        detail(&at(&far)).contains("valid until 9999-12-31"),
         "{}",
-        about_login.detail
+        detail(&at(&far))
+    );
+    assert!(detail(&password).contains("looks like a credential"));
+    assert!(
+        !detail(&neutral).contains("looks like"),
+        "listed without a label"
     );
     for not_listed in [
-        format!("{ALTERNATING_TARGET}/{group}"),
-        format!("{ALTERNATING_TARGET}/ticketbound_admin"),
-        format!("{ALTERNATING_TARGET}/postgres"),
-        format!("{ALTERNATING_TARGET}/{}", principal_name(&grant)),
+        at(&group),
+        at("ticketbound_admin"),
+        at("postgres"),
+        at(&principal_name(&grant)),
+        grant.credential.clone().unwrap().secret_arn,
     ] {
         assert!(
             !unmanaged.contains(&not_listed.as_str()),
             "{not_listed} listed: {unmanaged:?}"
         );
     }
-    let managed = grant.credential.clone().unwrap().secret_arn;
     assert!(
-        !unmanaged.contains(&managed.as_str()),
-        "a grant's secret is managed"
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::Orphan && f.subject == impostor),
+        "a second secret tagged for a live grant is an orphan: {:#?}",
+        report.findings
     );
     assert!(
         report
@@ -516,15 +558,76 @@ async fn logins_and_secrets_made_by_hand_are_listed_as_unmanaged_and_left_alone(
         "unmanaged is not drift"
     );
 
-    // Left alone: the login still works, the secret is still there.
+    // Left alone: the login still works, the secrets are still there.
     h.stack.pg_login(&login, "by-hand-pw").await.unwrap();
-    let described = sm
-        .describe_secret()
-        .secret_id(password.arn().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert!(described.deleted_date().is_none());
+    for arn in [&password, &neutral, &impostor] {
+        let described = sm.describe_secret().secret_id(arn).send().await.unwrap();
+        assert!(described.deleted_date().is_none(), "{arn} was touched");
+        sm.delete_secret()
+            .secret_id(arn)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .unwrap();
+    }
     h.admin(&format!("DROP ROLE {login}; DROP ROLE {group}"))
         .await;
+}
+
+/// An approval nothing issues (the stream's record or a start schedule's retries gave
+/// up) does not wait unseen: 30 minutes after it was due it is `provisioning_stuck`,
+/// recorded in its trail once. One approved a moment ago, and one whose change window
+/// has not begun, are in flight, not stuck.
+#[tokio::test]
+async fn an_approval_nothing_issues_is_reported_stuck_once() {
+    let h = harness(true).await;
+    let store = &h.deps.store;
+    let record = |mut g: Grant| async move {
+        let e = g.record(
+            AuditRecord::new(
+                g.created_at,
+                Actor::itsm_user("sam"),
+                AuditAction::Requested,
+            )
+            .states(None, Some(GrantState::Approved)),
+        );
+        store
+            .create_grant(&g, &[e], None, g.created_at)
+            .await
+            .unwrap();
+        g
+    };
+    let long_ago = Utc::now() - Duration::minutes(40);
+    let stuck = record(ticketbound_testkit::sample_grant(
+        long_ago,
+        Duration::hours(3),
+    ))
+    .await;
+    let fresh = record(ticketbound_testkit::sample_grant(
+        Utc::now(),
+        Duration::hours(3),
+    ))
+    .await;
+    let mut waiting = ticketbound_testkit::sample_grant(long_ago, Duration::hours(3));
+    waiting.deferred_until = Some(Utc::now() + Duration::hours(1));
+    let waiting = record(waiting).await;
+
+    let report = reconcile(&h.deps).await.unwrap();
+    let found = about(&report, FindingKind::ProvisioningStuck, &stuck);
+    assert_eq!(found.len(), 1, "{:#?}", report.findings);
+    assert!(
+        found[0].detail.contains("nothing issues it"),
+        "{}",
+        found[0].detail
+    );
+    for in_flight in [&fresh, &waiting] {
+        assert!(
+            about(&report, FindingKind::ProvisioningStuck, in_flight).is_empty(),
+            "{:#?}",
+            report.findings
+        );
+    }
+    assert_eq!(h.drift_events(&stuck).await.len(), 1);
+    reconcile(&h.deps).await.unwrap();
+    assert_eq!(h.drift_events(&stuck).await.len(), 1, "said once");
 }

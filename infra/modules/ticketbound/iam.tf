@@ -303,11 +303,12 @@ locals {
           Resource = [local.function_arns["secret-rotate"]]
         },
         {
-          # The grant's one-time expiry schedule, in the module's group only.
+          # The grant's one-time expiry schedule and its change window's start
+          # schedules, in the module's group only, by their names.
           Sid      = "ExpirySchedules"
           Effect   = "Allow"
           Action   = ["scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:DeleteSchedule"]
-          Resource = [local.schedule_arn_pattern]
+          Resource = [local.expiry_schedule_arn_pattern, local.start_schedule_arn_pattern]
         },
         local.recurring_schedule_guard,
         {
@@ -641,8 +642,9 @@ locals {
         },
         {
           # ListSecrets takes no resource-level permissions: AWS requires "*". It
-          # returns every secret's metadata (never a value); the code keeps those tagged
-          # managed-by=ticketbound, and may do nothing more with the others (below).
+          # returns every secret's metadata (never a value): the code checks those tagged
+          # managed-by=ticketbound against the grants, lists the others as unmanaged
+          # (the inventory), and may do nothing more with them (below).
           Sid      = "SecretsList"
           Effect   = "Allow"
           Action   = ["secretsmanager:ListSecrets"]

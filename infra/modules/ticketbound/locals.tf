@@ -50,6 +50,8 @@ locals {
   # a failed revocation, tb-expire-<grant id>-r<attempt>. The only ones grant-expire may
   # create.
   expiry_schedule_arn_pattern = "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${local.schedule_group_name}/tb-expire-*"
+  # A grant's change window start schedule and its retries (tb-start-<grant id>[-r<n>]).
+  start_schedule_arn_pattern = "arn:${local.partition}:scheduler:${local.region}:${local.account_id}:schedule/${local.schedule_group_name}/tb-start-*"
 
   # Credential secrets are named ticketbound/<environment>/<identity>/<grant id>
   # (shared/enforce, secret_name) and tagged managed-by=ticketbound (shared/secrets,

@@ -65,8 +65,19 @@ impl Enforcer {
     pub async fn unmanaged_logins(
         &self,
     ) -> Result<BTreeMap<String, Vec<UnmanagedLogin>>, EnforceError> {
+        self.unmanaged_logins_at(None).await
+    }
+
+    /// The same, at target `only` when given (no other target is reached).
+    pub async fn unmanaged_logins_at(
+        &self,
+        only: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<UnmanagedLogin>>, EnforceError> {
         let mut out = BTreeMap::new();
         for (system, target) in &self.settings.targets.0 {
+            if only.is_some_and(|o| o != system) {
+                continue;
+            }
             out.insert(
                 system.clone(),
                 self.connector(target).await?.unmanaged().await?,

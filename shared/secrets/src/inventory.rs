@@ -1,20 +1,22 @@
-//! The inventory's view of Secrets Manager: the secrets ticketbound does not manage
-//! that look like credentials, judged from their metadata only (name, description,
-//! tags, the service that owns them, rotation). No value is ever read: ListSecrets
-//! returns none, and nothing here calls GetSecretValue.
+//! The inventory's view of Secrets Manager: every secret ticketbound does not manage,
+//! each labelled with why it looks like a credential when its metadata says so (name,
+//! description, tags, the service that owns them, rotation). Every one is listed, the
+//! label is only a hint: a credential named `x1` with no description is listed too. No
+//! value is ever read: ListSecrets returns none, and nothing here calls GetSecretValue.
 
 use chrono::{DateTime, Utc};
 
 use crate::credentials::MANAGED_BY_TAG;
 use crate::{SecretsError, SecretsManager};
 
-/// A secret that is not a grant's and looks like a credential.
+/// A secret that is not a grant's.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UnmanagedSecret {
     pub arn: String,
     pub name: String,
-    /// Why it looks like a credential: the metadata that said so.
-    pub looks_like: String,
+    /// Why it looks like a credential, when its metadata says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub looks_like: Option<String>,
     pub rotation_enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owning_service: Option<String>,
@@ -105,10 +107,11 @@ pub fn looks_like_credential(
 }
 
 impl SecretsManager {
-    /// Every secret not tagged `managed-by=ticketbound`, not in `own` (ticketbound's
-    /// own configuration: the targets' administrator secrets), not scheduled for
-    /// deletion, that looks like a credential. Every page of ListSecrets.
-    pub async fn list_unmanaged_credentials(
+    /// Every secret not tagged `managed-by=ticketbound` (a tagged one no grant
+    /// accounts for is the reconciler's orphan), not in `own` (ticketbound's own
+    /// configuration: the targets' administrator secrets), not scheduled for deletion.
+    /// Every page of ListSecrets.
+    pub async fn list_unmanaged(
         &self,
         own: &[String],
     ) -> Result<Vec<UnmanagedSecret>, SecretsError> {
@@ -138,15 +141,13 @@ impl SecretsManager {
                 continue;
             }
             let rotation_enabled = entry.rotation_enabled().unwrap_or(false);
-            let Some(looks_like) = looks_like_credential(
+            let looks_like = looks_like_credential(
                 name,
                 entry.description(),
                 &tags,
                 entry.owning_service(),
                 rotation_enabled,
-            ) else {
-                continue;
-            };
+            );
             found.push(UnmanagedSecret {
                 arn: arn.to_owned(),
                 name: name.to_owned(),

@@ -93,6 +93,23 @@ pub struct LiveRole {
     pub sessions: i64,
 }
 
+/// `rolvaliduntil` as a time chrono can hold, whatever a role's owner set: `infinity`
+/// (and no limit) is NULL, `-infinity` and anything before 1970 is 1970 (never valid
+/// now), anything after 9999 is 9999. Unclamped, `VALID UNTIL '-infinity'` or a year
+/// past chrono's range fails to decode, and one such role would stop every run that
+/// reads it.
+const VALID_UNTIL: &str = "CASE WHEN r.rolvaliduntil IS NULL OR r.rolvaliduntil = 'infinity' THEN NULL \
+    WHEN r.rolvaliduntil < '1970-01-01 00:00:00+00' THEN '1970-01-01 00:00:00+00'::timestamptz \
+    WHEN r.rolvaliduntil > '9999-12-31 00:00:00+00' THEN '9999-12-31 00:00:00+00'::timestamptz \
+    ELSE r.rolvaliduntil END";
+
+/// Every role `r` is a member of, directly or through others (a login in a group
+/// that is in `pg_read_server_files` has that power too).
+const MEMBER_OF_CLOSURE: &str = "ARRAY(WITH RECURSIVE m(roleid) AS ( \
+       SELECT roleid FROM pg_auth_members WHERE member = r.oid \
+       UNION SELECT a.roleid FROM pg_auth_members a JOIN m ON a.member = m.roleid) \
+     SELECT b.rolname::text FROM m JOIN pg_roles b ON b.oid = m.roleid)";
+
 /// A login at the target that ticketbound did not make and does not administer with:
 /// for the inventory, never touched. PostgreSQL keeps no creation or last-use time of a
 /// role, so neither is known; what is known is what it may do and whether it is in use.
@@ -101,10 +118,13 @@ pub struct UnmanagedLogin {
     pub name: String,
     pub superuser: bool,
     pub create_role: bool,
+    pub create_db: bool,
     pub bypass_rls: bool,
     pub replication: bool,
-    /// `VALID UNTIL`; `None` when it never expires.
+    /// `VALID UNTIL`; `None` when it never expires (1970 stands for `-infinity` and
+    /// anything earlier: never valid).
     pub valid_until: Option<DateTime<Utc>>,
+    /// Every role it is a member of, directly or through others.
     pub member_of: BTreeSet<String>,
     /// Its sessions open now.
     pub sessions: i64,
@@ -715,26 +735,30 @@ impl PostgresTarget {
     /// What the target has for `principal`, or `None` if the role does not exist.
     pub async fn inspect(&self, principal: &str) -> Result<Option<LiveRole>, TargetError> {
         let client = self.connect().await?;
+        // Direct memberships: what the grant gave, compared with its scope.
+        let query = format!(
+            "SELECT r.rolcanlogin, r.rolsuper, {VALID_UNTIL}, \
+               ARRAY(SELECT b.rolname::text FROM pg_auth_members m JOIN pg_roles b ON m.roleid = b.oid \
+                     WHERE m.member = r.oid), \
+               (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname) \
+             FROM pg_roles r WHERE r.rolname = $1"
+        );
         let row = client
-            .query_opt(
-                "SELECT r.rolcanlogin, r.rolsuper, \
-                   CASE WHEN r.rolvaliduntil = 'infinity' THEN NULL ELSE r.rolvaliduntil END, \
-                   ARRAY(SELECT b.rolname::text FROM pg_auth_members m JOIN pg_roles b ON m.roleid = b.oid \
-                         WHERE m.member = r.oid), \
-                   (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname) \
-                 FROM pg_roles r WHERE r.rolname = $1",
-                &[&principal],
-            )
+            .query_opt(&query, &[&principal])
             .await
             .map_err(db("inspect login role"))?;
-        Ok(row.map(|row| LiveRole {
-            name: principal.to_owned(),
-            can_login: row.get(0),
-            superuser: row.get(1),
-            valid_until: row.get(2),
-            member_of: row.get::<_, Vec<String>>(3).into_iter().collect(),
-            sessions: row.get(4),
-        }))
+        row.map(|row| {
+            Ok(LiveRole {
+                name: principal.to_owned(),
+                can_login: row.try_get(0)?,
+                superuser: row.try_get(1)?,
+                valid_until: row.try_get(2)?,
+                member_of: row.try_get::<_, Vec<String>>(3)?.into_iter().collect(),
+                sessions: row.try_get(4)?,
+            })
+        })
+        .transpose()
+        .map_err(db("read login role"))
     }
 
     /// Every login at this target ticketbound does not manage: not named `tb_…` (one
@@ -745,34 +769,37 @@ impl PostgresTarget {
     /// needs nothing more.
     pub async fn unmanaged_logins(&self) -> Result<Vec<UnmanagedLogin>, TargetError> {
         let client = self.connect().await?;
+        // `left(…) <> 'tb_'` rather than LIKE: with standard_conforming_strings off
+        // (settable per role or database) the escape in a LIKE pattern changes.
+        let query = format!(
+            "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, \
+               r.rolreplication, {VALID_UNTIL}, {MEMBER_OF_CLOSURE}, \
+               (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname) \
+             FROM pg_roles r \
+             WHERE r.rolcanlogin AND r.oid::bigint >= $1 AND r.rolname <> current_user \
+               AND left(r.rolname, 3) <> 'tb_' \
+             ORDER BY r.rolname"
+        );
         let rows = client
-            .query(
-                "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplication, \
-                   CASE WHEN r.rolvaliduntil = 'infinity' THEN NULL ELSE r.rolvaliduntil END, \
-                   ARRAY(SELECT b.rolname::text FROM pg_auth_members m JOIN pg_roles b ON m.roleid = b.oid \
-                         WHERE m.member = r.oid), \
-                   (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname) \
-                 FROM pg_roles r \
-                 WHERE r.rolcanlogin AND r.oid::bigint >= $1 AND r.rolname <> current_user \
-                   AND r.rolname NOT LIKE 'tb\\_%' \
-                 ORDER BY r.rolname",
-                &[&FIRST_NORMAL_OID],
-            )
+            .query(&query, &[&FIRST_NORMAL_OID])
             .await
             .map_err(db("list unmanaged logins"))?;
-        Ok(rows
-            .iter()
-            .map(|row| UnmanagedLogin {
-                name: row.get(0),
-                superuser: row.get(1),
-                create_role: row.get(2),
-                bypass_rls: row.get(3),
-                replication: row.get(4),
-                valid_until: row.get(5),
-                member_of: row.get::<_, Vec<String>>(6).into_iter().collect(),
-                sessions: row.get(7),
+        rows.iter()
+            .map(|row| {
+                Ok(UnmanagedLogin {
+                    name: row.try_get(0)?,
+                    superuser: row.try_get(1)?,
+                    create_role: row.try_get(2)?,
+                    create_db: row.try_get(3)?,
+                    bypass_rls: row.try_get(4)?,
+                    replication: row.try_get(5)?,
+                    valid_until: row.try_get(6)?,
+                    member_of: row.try_get::<_, Vec<String>>(7)?.into_iter().collect(),
+                    sessions: row.try_get(8)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(db("read unmanaged logins"))
     }
 
     /// Every login role ticketbound has made at this target (named `tb_…`).
@@ -780,7 +807,7 @@ impl PostgresTarget {
         let client = self.connect().await?;
         let rows = client
             .query(
-                "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'tb\\_%' ORDER BY rolname",
+                "SELECT rolname::text FROM pg_roles WHERE left(rolname, 3) = 'tb_' ORDER BY rolname",
                 &[],
             )
             .await

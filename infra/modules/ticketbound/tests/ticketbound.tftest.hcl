@@ -1953,7 +1953,7 @@ run "name_prefix_and_tags_apply_everywhere" {
   assert {
     condition = contains(
       flatten([for s in jsondecode(aws_iam_role_policy.function["grant-provision"].policy).Statement : s.Resource if s.Sid == "ExpirySchedules"]),
-      "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/*"
+      "arn:aws:scheduler:eu-west-1:111122223333:schedule/tb-test/tb-start-*"
     )
     error_message = "the schedule permissions follow the group's name"
   }
@@ -2364,8 +2364,11 @@ run "provision_and_expire" {
       if anytrue([for a in flatten([s.Action]) : startswith(a, "scheduler:") || startswith(a, "sqs:") || startswith(a, "kms:") || startswith(a, "logs:")])
       } == {
       ExpirySchedules = {
-        actions   = toset(["scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:DeleteSchedule"])
-        resources = toset(["arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/*"])
+        actions = toset(["scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:DeleteSchedule"])
+        resources = toset([
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/tb-expire-*",
+          "arn:aws:scheduler:eu-west-1:111122223333:schedule/ticketbound/tb-start-*",
+        ])
       }
       NeverTheRecurringSchedules = {
         actions = toset(["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"])
