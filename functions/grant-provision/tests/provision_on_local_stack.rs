@@ -1159,6 +1159,59 @@ async fn a_start_schedule_that_cannot_be_made_fails_the_grant_with_the_reason() 
     assert_eq!(secret_count(&h, &secret_name(&grant)).await, 0);
 }
 
+/// The start schedule's provisioning fails on the way (Secrets Manager down for a
+/// moment): nothing else would retry it (Scheduler invoked Lambda asynchronously, and
+/// the stream's record is long done), so it schedules its own retry, which issues it.
+#[tokio::test]
+async fn a_start_that_fails_on_the_way_is_retried_by_a_schedule_of_its_own() {
+    let mut h = harness(None, 5).await;
+    let faults = ticketbound_testkit::faults::FaultInjector::default();
+    inject_faults(&mut h, &faults);
+    // Its window began a moment ago; the stream's record is not delivered (done long
+    // ago, as far as this test goes): the start schedule is what issues it.
+    let (grant, _) = approve_for_window(&h, Duration::seconds(-1)).await;
+    faults.fail("CreateSecret", 1);
+    let start = grant_provision::WindowStartEvent {
+        grant_id: grant.id,
+        trigger: grant_provision::WindowStartTrigger::WindowStart,
+        attempt: 0,
+    };
+    let outcome = grant_provision::handle_window_start(&h.deps, &start)
+        .await
+        .unwrap();
+    let grant_provision::WindowStarted::RetryScheduled { name, at } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(name, grant_provision::start_schedule_name(grant.id, 1));
+    assert!(at > Utc::now(), "later, not at once");
+    let (_, input, _) = start_schedule(&h, &grant, 1).await.unwrap();
+    assert_eq!(input["attempt"], 1);
+    assert_eq!(
+        role_count(&h, &grant).await,
+        0,
+        "nothing issued by the failed attempt"
+    );
+
+    // The retry's schedule fires.
+    let retry: grant_provision::WindowStartEvent = serde_json::from_value(input).unwrap();
+    let outcome = grant_provision::handle_window_start(&h.deps, &retry)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            grant_provision::WindowStarted::Done(grant_provision::Provisioned::Active { .. })
+        ),
+        "{outcome:?}"
+    );
+    assert!(logs_in(&h, grant.id).await);
+    assert_eq!(
+        secret_count(&h, &secret_name(&grant)).await,
+        1,
+        "one secret"
+    );
+}
+
 /// What invokes the provisioner is told apart by its shape: a stream batch, or a start
 /// schedule's payload and nothing else (an expiry schedule's payload, or one with a
 /// field more, is refused rather than read as either).
