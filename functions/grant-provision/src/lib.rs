@@ -120,10 +120,13 @@ pub enum ProvisionResponse {
 /// there to retry.
 pub const MAX_START_ATTEMPTS: u32 = 12;
 
-/// The wait before retry `attempt` of a start: 15 s doubling, 15 minutes at most.
+/// The wait before retry `attempt` of a start: a minute doubling, 15 minutes at most
+/// (about two and a half hours over the twelve). Never under a minute: Scheduler fires
+/// within the minute after a schedule's time, and one made for a moment later may
+/// never fire at all.
 fn start_retry_wait(attempt: u32) -> chrono::Duration {
-    let doublings = attempt.saturating_sub(1).min(6);
-    chrono::Duration::seconds((15_i64 << doublings).min(900))
+    let doublings = attempt.saturating_sub(1).min(4);
+    chrono::Duration::seconds((60_i64 << doublings).min(900))
 }
 
 /// What became of a start schedule's invocation.
