@@ -207,6 +207,17 @@ impl Demo<'_> {
         }
     }
 
+    /// The login in the secret of provisioned grant `grant`, as its workload reads it.
+    async fn login_of(&self, grant: &Grant) -> Result<Login, CliError> {
+        let Some(credential) = &grant.credential else {
+            return Err(not_provisioned(grant));
+        };
+        Login::parse(
+            &self.tk.secret_value(&credential.secret_arn).await,
+            "the secret",
+        )
+    }
+
     /// Whether `login` logs in to the target now.
     async fn logs_in(&self, login: &Login) -> bool {
         self.tk.pg_login(&login.user, &login.password).await.is_ok()
@@ -290,13 +301,7 @@ impl Demo<'_> {
             .iter()
             .find(|e| e.action == AuditAction::ProvisioningStarted)
             .map(|e| e.at);
-        let Some(credential) = &live.credential else {
-            return Err(not_provisioned(&live));
-        };
-        let login = Login::parse(
-            &self.tk.secret_value(&credential.secret_arn).await,
-            "the secret",
-        )?;
+        let login = self.login_of(&live).await?;
         println!(
             "\n7b. the change window of {} began at {}: its start schedule issued grant {} at {} ({}), login {}",
             later.key,
@@ -339,7 +344,7 @@ impl Demo<'_> {
         };
         let inventory = grant_reconcile::inventory::inventory(&ctx.reconciler()?, &filter)
             .await
-            .map_err(|e| CliError::Demo(ticketbound_runtime::error_chain(&*e)))?;
+            .map_err(|e| CliError::Demo(ticketbound_runtime::error_chain(&e)))?;
         println!(
             "\n11. a DBA made login {login} by hand at {ORDERS_DB}; `ticketbound inventory --target {ORDERS_DB}` lists:"
         );
@@ -661,13 +666,7 @@ impl Demo<'_> {
             raise_and_approve(&self.desk, Duration::seconds(8), &[DANA, LI], |_| {}).await?;
         let id = grant_of(&self.store, &key).await?;
         let live = wait_until_settled(&self.store, id).await?;
-        let Some(credential) = &live.credential else {
-            return Err(not_provisioned(&live));
-        };
-        let login = Login::parse(
-            &self.tk.secret_value(&credential.secret_arn).await,
-            "the secret",
-        )?;
+        let login = self.login_of(&live).await?;
         println!(
             "\n7. {key} approved for 8 seconds: provisioned, login {}; waiting for its not-after time {}",
             if self.logs_in(&login).await {

@@ -11,7 +11,7 @@ pub async fn run(ctx: &Context, filter: &InventoryFilter, json: bool) -> Result<
     let deps = ctx.reconciler()?;
     let inventory = grant_reconcile::inventory::inventory(&deps, filter)
         .await
-        .map_err(CliError::Function)?;
+        .map_err(|e| CliError::Function(Box::new(e)))?;
     if json {
         println!(
             "{}",
@@ -86,18 +86,7 @@ fn render(inv: &Inventory) -> String {
     ));
     for (system, list) in &inv.unmanaged.logins {
         for login in list {
-            let mut powers: Vec<&str> = Vec::new();
-            for (has, name) in [
-                (login.superuser, "SUPERUSER"),
-                (login.create_role, "CREATEROLE"),
-                (login.create_db, "CREATEDB"),
-                (login.bypass_rls, "BYPASSRLS"),
-                (login.replication, "REPLICATION"),
-            ] {
-                if has {
-                    powers.push(name);
-                }
-            }
+            let powers = login.powers();
             out.push_str(&format!(
                 "  login  {system}/{}{}; member of [{}]; {}; {} session(s)\n",
                 login.name,

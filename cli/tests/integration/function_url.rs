@@ -89,23 +89,7 @@ async fn a_jira_approval_becomes_a_working_credential() {
     .unwrap();
     assert_eq!(grant.state, GrantState::Active, "{:?}", grant.last_error);
 
-    let arn = grant.credential.unwrap().secret_arn;
-    let value = stack
-        .secretsmanager()
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .unwrap();
-    let credential: serde_json::Value =
-        serde_json::from_str(value.secret_string().unwrap()).unwrap();
-    let db = stack
-        .pg_login(
-            credential["username"].as_str().unwrap(),
-            credential["password"].as_str().unwrap(),
-        )
-        .await
-        .unwrap();
+    let db = logged_in(&stack, &grant).await;
     db.query("SELECT customer, total FROM orders.orders", &[])
         .await
         .unwrap();
@@ -200,17 +184,7 @@ async fn a_jira_approval_for_a_later_change_window_works_from_its_start_only() {
         fired.is_err(),
         "the start schedule fired and deleted itself"
     );
-    let value = stack
-        .secret_value(&grant.credential.clone().unwrap().secret_arn)
-        .await;
-    let credential: serde_json::Value = serde_json::from_str(&value).unwrap();
-    let db = stack
-        .pg_login(
-            credential["username"].as_str().unwrap(),
-            credential["password"].as_str().unwrap(),
-        )
-        .await
-        .unwrap();
+    let db = logged_in(&stack, &grant).await;
     db.query("SELECT customer FROM orders.orders", &[])
         .await
         .unwrap();
@@ -223,6 +197,22 @@ async fn a_jira_approval_for_a_later_change_window_works_from_its_start_only() {
         note.contains("Nothing is issued before the change window begins"),
         "{note}"
     );
+}
+
+/// A session at the database with the login in `grant`'s secret, as its workload
+/// opens one.
+async fn logged_in(stack: &TestStack, grant: &ticketbound_domain::Grant) -> tokio_postgres::Client {
+    let value = stack
+        .secret_value(&grant.credential.clone().unwrap().secret_arn)
+        .await;
+    let credential: serde_json::Value = serde_json::from_str(&value).unwrap();
+    stack
+        .pg_login(
+            credential["username"].as_str().unwrap(),
+            credential["password"].as_str().unwrap(),
+        )
+        .await
+        .unwrap()
 }
 
 /// The first note on Jira issue `key` that says `words`, as the requester reads the

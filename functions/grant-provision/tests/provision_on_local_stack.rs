@@ -928,6 +928,16 @@ async fn start_schedule(
     ))
 }
 
+/// What `grant`'s start schedule (`attempt` 0) or its retry invokes the provisioner
+/// with.
+fn start_event(grant: &Grant, attempt: u32) -> grant_provision::WindowStartEvent {
+    grant_provision::WindowStartEvent {
+        grant_id: grant.id,
+        trigger: grant_provision::WindowStartTrigger::WindowStart,
+        attempt,
+    }
+}
+
 /// `at(…)` of `t` rounded up to the second, as a schedule that must not fire early.
 fn at_or_after(t: chrono::DateTime<Utc>) -> String {
     format!(
@@ -1037,11 +1047,7 @@ async fn a_grant_for_a_later_change_window_is_issued_at_its_start_and_not_before
         ]
     );
     // The retry's schedule firing at the start finds the grant issued.
-    let again = grant_provision::WindowStartEvent {
-        grant_id: grant.id,
-        trigger: grant_provision::WindowStartTrigger::WindowStart,
-        attempt: 1,
-    };
+    let again = start_event(&grant, 1);
     let outcome = grant_provision::handle_window_start(&h.deps, &again)
         .await
         .unwrap();
@@ -1171,11 +1177,7 @@ async fn a_start_that_fails_on_the_way_is_retried_by_a_schedule_of_its_own() {
     // ago, as far as this test goes): the start schedule is what issues it.
     let (grant, _) = approve_for_window(&h, Duration::seconds(-1)).await;
     faults.fail("CreateSecret", 1);
-    let start = grant_provision::WindowStartEvent {
-        grant_id: grant.id,
-        trigger: grant_provision::WindowStartTrigger::WindowStart,
-        attempt: 0,
-    };
+    let start = start_event(&grant, 0);
     let outcome = grant_provision::handle_window_start(&h.deps, &start)
         .await
         .unwrap();

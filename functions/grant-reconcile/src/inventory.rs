@@ -25,17 +25,13 @@ pub struct Unmanaged {
 
 /// Reads what is unmanaged now, at every configured target and in Secrets Manager.
 pub async fn unmanaged(deps: &Deps) -> Result<Unmanaged, ReconcileError> {
-    let logins = deps.enforcer.unmanaged_logins().await?;
-    let secrets = unmanaged_secrets(deps).await?;
-    Ok(Unmanaged { logins, secrets })
-}
-
-async fn unmanaged_secrets(deps: &Deps) -> Result<Vec<UnmanagedSecret>, ReconcileError> {
-    Ok(deps
+    let logins = deps.enforcer.unmanaged_logins(None).await?;
+    let secrets = deps
         .enforcer
         .secrets_manager
         .list_unmanaged(&deps.enforcer.target_admin_secret_ids())
-        .await?)
+        .await?;
+    Ok(Unmanaged { logins, secrets })
 }
 
 impl Unmanaged {
@@ -77,38 +73,11 @@ impl Unmanaged {
         }
         out
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty() && self.logins.values().all(Vec::is_empty)
-    }
 }
 
 /// What an unmanaged login may do, in words.
 fn describe_login(login: &UnmanagedLogin) -> String {
-    let mut powers = Vec::new();
-    if login.superuser {
-        powers.push("SUPERUSER");
-    }
-    if login.create_role {
-        powers.push("CREATEROLE");
-    }
-    if login.create_db {
-        powers.push("CREATEDB");
-    }
-    // Powers a membership carries (directly or through a group).
-    powers.extend(
-        login
-            .member_of
-            .iter()
-            .filter(|r| r.starts_with("pg_") || r.as_str() == "rds_superuser")
-            .map(String::as_str),
-    );
-    if login.bypass_rls {
-        powers.push("BYPASSRLS");
-    }
-    if login.replication {
-        powers.push("REPLICATION");
-    }
+    let powers = login.powers();
     let mut detail = "a login ticketbound did not make".to_owned();
     if !powers.is_empty() {
         detail.push_str(&format!(", with {}", powers.join(", ")));
@@ -203,19 +172,11 @@ pub struct Inventory {
     pub unmanaged_scope: String,
 }
 
-/// A `--target` that is not configured: said, rather than an empty inventory.
-#[derive(Debug, thiserror::Error)]
-#[error("no target {0} is configured here (targets: {1})")]
-pub struct UnknownTarget(pub String, pub String);
-
 /// Reads the registry, every grant, and what is unmanaged, narrowed by `filter`: an
 /// owner keeps the identities they answer for (and no unmanaged part: nothing
 /// unmanaged has an owner); a target keeps the identities registered for it, its live
 /// grants and its logins (and no secrets: no metadata proves whose a secret is).
-pub async fn inventory(
-    deps: &Deps,
-    filter: &InventoryFilter,
-) -> Result<Inventory, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn inventory(deps: &Deps, filter: &InventoryFilter) -> Result<Inventory, ReconcileError> {
     if let Some(t) = &filter.target
         && !deps.enforcer.settings.targets.0.contains_key(t)
     {
@@ -227,15 +188,14 @@ pub async fn inventory(
             .keys()
             .map(String::as_str)
             .collect();
-        return Err(Box::new(UnknownTarget(t.clone(), known.join(", "))));
+        return Err(ReconcileError::UnknownTarget {
+            target: t.clone(),
+            known: known.join(", "),
+        });
     }
-    let audit = deps.registry.audit().await.map_err(ReconcileError::from)?;
+    let audit = deps.registry.audit().await?;
     let registry = audit.entries;
-    let grants = deps
-        .store
-        .scan_grants(deps.config.segments)
-        .await
-        .map_err(ReconcileError::from)?;
+    let grants = deps.store.scan_grants(deps.config.segments).await?;
     let at_target = |system: &str| filter.target.as_deref().is_none_or(|t| t == system);
     let owned_by = |owner: &str| filter.owner.as_deref().is_none_or(|o| o == owner);
     let live: Vec<&Grant> = grants
@@ -280,11 +240,7 @@ pub async fn inventory(
         ),
         (None, Some(t)) => (
             Unmanaged {
-                logins: deps
-                    .enforcer
-                    .unmanaged_logins_at(Some(t))
-                    .await
-                    .map_err(ReconcileError::from)?,
+                logins: deps.enforcer.unmanaged_logins(Some(t)).await?,
                 secrets: Vec::new(),
             },
             format!(

@@ -201,6 +201,9 @@ pub enum ReconcileError {
     Enforce(#[from] EnforceError),
     #[error("a grant could not be moved on")]
     Advance(#[from] AdvanceError),
+    /// A target asked for by name (the inventory's `--target`) that is not configured.
+    #[error("no target {target} is configured here (targets: {known})")]
+    UnknownTarget { target: String, known: String },
 }
 
 impl From<ReconcileError> for lambda_runtime::Diagnostic {

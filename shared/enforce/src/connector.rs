@@ -60,16 +60,9 @@ impl Enforcer {
 
 impl Enforcer {
     /// Every configured target's logins that ticketbound neither made nor administers
-    /// with (system id → logins), for the inventory. Read only: nothing unmanaged is
-    /// ever touched.
+    /// with (system id → logins), for the inventory; only target `only`'s when given
+    /// (no other target is reached). Read only: nothing unmanaged is ever touched.
     pub async fn unmanaged_logins(
-        &self,
-    ) -> Result<BTreeMap<String, Vec<UnmanagedLogin>>, EnforceError> {
-        self.unmanaged_logins_at(None).await
-    }
-
-    /// The same, at target `only` when given (no other target is reached).
-    pub async fn unmanaged_logins_at(
         &self,
         only: Option<&str>,
     ) -> Result<BTreeMap<String, Vec<UnmanagedLogin>>, EnforceError> {

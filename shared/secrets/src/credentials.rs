@@ -170,7 +170,7 @@ pub fn resource_policy(spec: &CredentialSecretSpec) -> String {
     .to_string()
 }
 
-fn to_utc(t: &aws_sdk_secretsmanager::primitives::DateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn to_utc(t: &aws_sdk_secretsmanager::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::credentials::MANAGED_BY_TAG;
+use crate::credentials::{MANAGED_BY_TAG, to_utc};
 use crate::{SecretsError, SecretsManager};
 
 /// A secret that is not a grant's.
@@ -115,9 +115,6 @@ impl SecretsManager {
         &self,
         own: &[String],
     ) -> Result<Vec<UnmanagedSecret>, SecretsError> {
-        let to_utc = |t: &aws_sdk_secretsmanager::primitives::DateTime| {
-            DateTime::from_timestamp(t.secs(), t.subsec_nanos())
-        };
         let mut found = Vec::new();
         for entry in self.list_secrets(Vec::new()).await? {
             let (Some(arn), Some(name)) = (entry.arn(), entry.name()) else {

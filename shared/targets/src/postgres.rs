@@ -130,6 +130,30 @@ pub struct UnmanagedLogin {
     pub sessions: i64,
 }
 
+impl UnmanagedLogin {
+    /// What it may do beyond logging in: its role attributes, and the `pg_*` or
+    /// `rds_superuser` roles it holds (directly or through a group).
+    pub fn powers(&self) -> Vec<&str> {
+        let attributes = [
+            (self.superuser, "SUPERUSER"),
+            (self.create_role, "CREATEROLE"),
+            (self.create_db, "CREATEDB"),
+            (self.bypass_rls, "BYPASSRLS"),
+            (self.replication, "REPLICATION"),
+        ];
+        attributes
+            .into_iter()
+            .filter_map(|(has, name)| has.then_some(name))
+            .chain(
+                self.member_of
+                    .iter()
+                    .filter(|r| r.starts_with("pg_") || r.as_str() == "rds_superuser")
+                    .map(String::as_str),
+            )
+            .collect()
+    }
+}
+
 /// The oid below which PostgreSQL's own roles live (`FirstNormalObjectId`): the
 /// bootstrap superuser (on RDS, `rdsadmin`) and the `pg_*` roles were not made by
 /// anyone here. A name proves nothing: anyone may name a login `rdsadmin`.
